@@ -1,0 +1,312 @@
+"""Local ThriftBrokers for tests and for trying htcluster without Hypertable.
+
+``LocalBroker`` runs one stand-in broker (``python -m htcluster.broker``) as a
+subprocess on a free loopback port; ``LocalCluster`` runs several, over one
+shared SQLite file (replicas of one cluster) or one file each (shards).  Both
+stop their processes on ``close()``, on leaving a ``with`` block, and at
+interpreter exit.
+
+This module is also a pytest plugin (entry point ``htcluster``): the fixtures
+``local_broker`` and ``local_cluster_factory`` are available to any project that
+installs htcluster.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import weakref
+from pathlib import Path
+from typing import Iterator, Optional
+
+__all__ = ["LocalBroker", "LocalCluster", "free_port", "wait_for_port"]
+
+#: Seconds a broker gets to start answering before ``start()`` gives up.
+START_TIMEOUT = 20.0
+
+_live: "weakref.WeakSet[LocalBroker]" = weakref.WeakSet()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port on ``host`` that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(host: str, port: int, timeout: float = START_TIMEOUT,
+                  process: Optional[subprocess.Popen] = None) -> None:
+    """Block until ``host:port`` accepts a TCP connection.
+
+    :param timeout: seconds to wait at most.
+    :raises RuntimeError: ``process`` exited first, or the timeout passed.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"broker on {host}:{port} exited with code {process.returncode} before listening")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listened on {host}:{port} within {timeout} s") from None
+            time.sleep(0.02)
+
+
+class LocalBroker:
+    """One stand-in ThriftBroker in a subprocess.
+
+    :param data: SQLite file to serve; ``None`` makes a temporary one that is
+        deleted on ``close()``.  Several brokers on one file act as several
+        ThriftBrokers in front of one Hypertable cluster.
+    :param port: TCP port; ``None`` picks a free one.  It is kept across
+        ``restart()`` so clients find the broker again.
+    :param host: address to bind, loopback by default.
+    :param extra_args: more command-line arguments for ``python -m htcluster.broker``.
+
+    Example::
+
+        with LocalBroker() as broker:
+            r = Resource(broker.address)
+    """
+
+    def __init__(self, data: "str | os.PathLike[str] | None" = None, port: Optional[int] = None,
+                 host: str = "127.0.0.1", extra_args: tuple[str, ...] = (), start: bool = True) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self._tmpdir: Optional[tempfile.TemporaryDirectory] = None
+        if data is None:
+            self._tmpdir = tempfile.TemporaryDirectory(prefix="htcluster-")
+            data = Path(self._tmpdir.name, "broker.sqlite")
+        self.data = Path(data)
+        self.extra_args = tuple(extra_args)
+        self.process: Optional[subprocess.Popen] = None
+        self.paused = False
+        _live.add(self)
+        if start:
+            self.start()
+
+    @property
+    def address(self) -> str:
+        """``'host:port'``, as every htcluster host argument takes it."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "htcluster.broker", "--host", self.host,
+                "--port", str(self.port), "--data", str(self.data), *self.extra_args]
+
+    def start(self) -> "LocalBroker":
+        """Start the process (if it is not running) and wait until it listens."""
+        if self.running:
+            return self
+        self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=None)
+        self.paused = False
+        try:
+            wait_for_port(self.host, self.port, process=self.process)
+        except RuntimeError:
+            self.kill()
+            raise
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop gracefully (SIGTERM), then SIGKILL after ``timeout`` seconds."""
+        if self.process is None:
+            return
+        if self.paused:
+            self.resume()
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL the process, as a crash would, and reap it."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self.process = None
+        self.paused = False
+
+    def pause(self) -> None:
+        """SIGSTOP: the socket stays open but nothing answers (a hung broker)."""
+        if self.running:
+            os.kill(self.process.pid, signal.SIGSTOP)  # type: ignore[union-attr]
+            self.paused = True
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        if self.process is not None and self.paused:
+            os.kill(self.process.pid, signal.SIGCONT)
+            self.paused = False
+
+    def restart(self) -> "LocalBroker":
+        """Stop, then start again on the same port and data file."""
+        self.stop()
+        return self.start()
+
+    def close(self) -> None:
+        """Stop the broker and remove its temporary data file, if it made one."""
+        self.kill()
+        if self._tmpdir is not None:
+            self._tmpdir.cleanup()
+            self._tmpdir = None
+
+    def __enter__(self) -> "LocalBroker":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "paused" if self.paused else "running" if self.running else "stopped"
+        return f"<LocalBroker {self.address} {state} data={self.data}>"
+
+
+class LocalCluster:
+    """``n`` local brokers.
+
+    :param n: number of brokers.
+    :param shared_data: ``True``: one SQLite file behind every broker (the
+        ``Replicas`` case); ``False``: one file each (the ``Shards`` case).
+
+    ``cluster.hosts`` lists the ``'host:port'`` addresses; ``stop(i)``,
+    ``kill(i)``, ``pause(i)``, ``resume(i)`` and ``restart(i)`` act on member ``i``.
+    """
+
+    def __init__(self, n: int, shared_data: bool = True, data_dir: "str | os.PathLike[str] | None" = None,
+                 extra_args: tuple[str, ...] = ()) -> None:
+        if n < 1:
+            raise ValueError(f"a LocalCluster needs at least one broker, got n={n}")
+        self._tmpdir: Optional[tempfile.TemporaryDirectory] = None
+        if data_dir is None:
+            self._tmpdir = tempfile.TemporaryDirectory(prefix="htcluster-cluster-")
+            data_dir = self._tmpdir.name
+        self.data_dir = Path(data_dir)
+        self.shared_data = shared_data
+        self.brokers: list[LocalBroker] = []
+        try:
+            for i in range(n):
+                name = "cluster.sqlite" if shared_data else f"broker{i}.sqlite"
+                self.brokers.append(LocalBroker(self.data_dir / name, extra_args=extra_args, start=False))
+            for broker in self.brokers:  # start them all, then wait for them all
+                broker.process = subprocess.Popen(broker.command(), stdin=subprocess.DEVNULL,
+                                                  stdout=subprocess.DEVNULL, stderr=None)
+            for broker in self.brokers:
+                wait_for_port(broker.host, broker.port, process=broker.process)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def hosts(self) -> list[str]:
+        return [broker.address for broker in self.brokers]
+
+    def __len__(self) -> int:
+        return len(self.brokers)
+
+    def __getitem__(self, i: int) -> LocalBroker:
+        return self.brokers[i]
+
+    def __iter__(self) -> Iterator[LocalBroker]:
+        return iter(self.brokers)
+
+    def stop(self, i: int) -> None:
+        self.brokers[i].stop()
+
+    def kill(self, i: int) -> None:
+        self.brokers[i].kill()
+
+    def pause(self, i: int) -> None:
+        self.brokers[i].pause()
+
+    def resume(self, i: int) -> None:
+        self.brokers[i].resume()
+
+    def restart(self, i: int) -> None:
+        self.brokers[i].restart()
+
+    def start(self, i: int) -> None:
+        self.brokers[i].start()
+
+    def close(self) -> None:
+        for broker in self.brokers:
+            broker.close()
+        if self._tmpdir is not None:
+            self._tmpdir.cleanup()
+            self._tmpdir = None
+
+    def __enter__(self) -> "LocalCluster":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        kind = "shared" if self.shared_data else "separate"
+        return f"<LocalCluster {len(self.brokers)} brokers, {kind} data: {', '.join(self.hosts)}>"
+
+
+@atexit.register
+def _reap() -> None:
+    for broker in list(_live):
+        try:
+            broker.kill()
+        except Exception:  # pragma: no cover - best effort at exit
+            pass
+
+
+# ---------------------------------------------------------------- pytest plugin
+
+try:
+    import pytest
+except ImportError:  # pragma: no cover - pytest is a test extra
+    pytest = None  # type: ignore[assignment]
+
+if pytest is not None:
+
+    def pytest_addoption(parser) -> None:
+        parser.addoption("--broker", action="store", default=None,
+                         help="run htcluster's broker tests against this ThriftBroker "
+                              "(host:port) instead of a local stand-in")
+
+    @pytest.fixture(scope="session")
+    def local_broker(request) -> Iterator[LocalBroker]:
+        """A stand-in broker for the whole session (its own temporary data file)."""
+        with LocalBroker() as broker:
+            yield broker
+
+    @pytest.fixture(scope="session")
+    def broker_address(request, local_broker) -> str:
+        """``'host:port'`` of the broker under test: ``--broker`` if given, else ``local_broker``."""
+        return request.config.getoption("--broker") or local_broker.address
+
+    @pytest.fixture
+    def local_cluster_factory() -> Iterator:
+        """Call ``local_cluster_factory(n, shared_data=...)``; every cluster made is closed after the test."""
+        made: list[LocalCluster] = []
+
+        def make(n: int, shared_data: bool = True, **kwargs) -> LocalCluster:
+            cluster = LocalCluster(n, shared_data=shared_data, **kwargs)
+            made.append(cluster)
+            return cluster
+
+        yield make
+        for cluster in made:
+            cluster.close()

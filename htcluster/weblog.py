@@ -311,7 +311,8 @@ def generate_lines(count: int = 5000, seed: int = 2008, start: int = 1709251200,
     clients = [f"{rng.choice((24, 66, 81, 88, 93, 151, 192, 203))}.{rng.randrange(256)}."
                f"{rng.randrange(256)}.{rng.randrange(1, 255)}" for _ in range(n_clients)]
     weights = [1.0 / (rank + 1) ** 1.1 for rank in range(n_clients)]
-    agents = {ip: _BOTS[i] if i in (3, 7) else rng.choice(_AGENTS) for i, ip in enumerate(clients)}
+    agents = {ip: rng.choice(_AGENTS) for ip in clients}
+    agents.update(zip(clients[3:8:4], _BOTS))  # two busy crawlers
     last_page: dict[str, str] = {}
     paths = [p for p, _, _ in _PAGES]
     sizes = {p: s for p, s, _ in _PAGES}
@@ -342,12 +343,12 @@ def generate_lines(count: int = 5000, seed: int = 2008, start: int = 1709251200,
             status, size = "206", rng.randrange(4096, int(size))
         elif not bot and rng.random() < 0.16:
             status, size = "304", "-"
+        if path.endswith((".html", "/")) and status == "200" and path != "/":
+            size = int(size) + rng.randrange(-40, 41)
         if path == "/contact.php" and rng.random() < 0.5:
             method = "POST"
         elif rng.random() < 0.01:
             method, size = "HEAD", "-"
-        if path.endswith((".html", "/")) and status == "200" and path != "/":
-            size = int(size) + rng.randrange(-40, 41)
         previous = last_page.get(ip)
         if bot or previous is None:
             referer = rng.choice(_SEARCH) if not bot and rng.random() < 0.3 else "-"

@@ -1,0 +1,98 @@
+"""Failover of Replicas writes: time from losing the primary to the next acknowledged write.
+
+Three stand-in brokers share one SQLite file.  A thread writes one cell after
+another through :class:`~htcluster.cluster.Replicas`; the primary is then
+killed (SIGKILL, connections refused at once) or paused (SIGSTOP, nothing
+answers until the ``SOCKET_TIMEOUT``).  The gap is the time from the fault to
+the first write acknowledged after it; errors are those that reached the
+writer.  Afterwards every acknowledged row is looked up: ``lost`` must be 0.
+The ratio compares each row's gap with the first.
+
+Run ``python benchmarks/bench_failover.py`` (``--quick`` for one trial each).
+"""
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from typing import Any
+
+from _common import parser, print_table, write_json
+
+from htcluster.cluster import Replicas
+from htcluster.testing import LocalCluster
+from htcluster.types import Cell, Key, RowInterval, ScanSpec
+
+#: Seconds a call waits for an answer before the broker counts as unavailable.
+SOCKET_TIMEOUT = 1.0
+TRIALS, QUICK_TRIALS = 5, 1
+#: Seconds of writing before the fault, and after it.
+BEFORE, AFTER = 0.5, 1.5
+NS, TABLE = "bench", "failover"
+
+
+def trial(cluster: LocalCluster, fault: str, run: int) -> dict[str, Any]:
+    """Write continuously, inject ``fault`` into the primary, and measure the gap."""
+    prefix = f"{'k' if fault == 'kill -9' else 's'}{run}/"  # rows of this trial sort between prefix and ..0
+    acks: list[float] = []
+    acked_rows: list[str] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    with Replicas(cluster.hosts, socket_timeout=SOCKET_TIMEOUT, connect_timeout=SOCKET_TIMEOUT) as replicas:
+        def write() -> None:
+            i = 0
+            while not stop.is_set():
+                row = f"{prefix}{i:06d}"
+                try:
+                    replicas.call("set_cell", TABLE, Cell(Key(row, "c", ""), b"v"), namespace=NS)
+                    acks.append(time.perf_counter())
+                    acked_rows.append(row)
+                except Exception as exc:
+                    errors.append(exc)
+                i += 1
+
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        time.sleep(BEFORE)
+        (cluster.kill if fault == "kill -9" else cluster.pause)(0)
+        t_fault = time.perf_counter()
+        time.sleep(AFTER)
+        stop.set()
+        writer.join(30)
+        after = [t for t in acks if t > t_fault]
+        spec = ScanSpec(row_intervals=[RowInterval(prefix, True, prefix[:-1] + "0", False)])
+        found = {c.key.row for c in replicas.call("get_cells", TABLE, spec, namespace=NS)}
+    if fault == "kill -9":
+        cluster.start(0)
+    else:
+        cluster.resume(0)
+    return {"gap_ms": (after[0] - t_fault) * 1000 if after else float("nan"), "writes": len(acks),
+            "errors": len(errors), "lost": len(set(acked_rows) - found)}
+
+
+def main() -> None:
+    args = parser(__doc__.splitlines()[0]).parse_args()
+    trials = QUICK_TRIALS if args.quick else TRIALS
+    rows = []
+    with LocalCluster(3, shared_data=True) as cluster:
+        with Replicas(cluster.hosts) as setup:
+            setup.call("hql_query", f"CREATE NAMESPACE {NS} IF NOT EXISTS", namespace="/")
+            setup.call("hql_query", f"DROP TABLE IF EXISTS {TABLE}", namespace=NS)
+            setup.call("hql_query", f"CREATE TABLE {TABLE} (c)", namespace=NS)
+        for fault in ("kill -9", "SIGSTOP"):
+            runs = [trial(cluster, fault, i) for i in range(trials)]
+            gaps = [r["gap_ms"] for r in runs]
+            rows.append({"fault": fault, "trials": trials, "gap_ms": statistics.median(gaps), "max_gap_ms": max(gaps),
+                         "writes": sum(r["writes"] for r in runs), "errors": sum(r["errors"] for r in runs),
+                         "lost": sum(r["lost"] for r in runs)})
+    table = print_table(
+        f"Replicas writes over 3 brokers, primary lost; socket timeout {SOCKET_TIMEOUT:g} s; "
+        "gap = fault to next acknowledged write (median of trials); ratio vs kill -9",
+        rows, ["fault", "trials", "gap_ms", "max_gap_ms", "writes", "errors", "lost"],
+        ratio_of="gap_ms", higher_is_better=False)
+    write_json("bench_failover", {"quick": args.quick, "socket_timeout_s": SOCKET_TIMEOUT, "results": table},
+               args.json)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""What Resource and Pool cost per call, against a raw Thrift client and connect-per-call.
+
+Starts a local stand-in broker, then times the same broker method, one call
+after another, through:
+
+* a raw persistent Thrift client (TSocket, TFramedTransport, accelerated
+  binary protocol): the baseline;
+* the same raw client with the pure-Python binary protocol (the stack of
+  upstream's ``hypertable.thriftclient.ThriftClient``);
+* a persistent :class:`~htcluster.resource.Resource` (method, then ``call``);
+* :meth:`Pool.call <htcluster.pool.Pool.call>` and ``with pool.connection()``;
+* a new ``Resource`` per call (connect, call, close).
+
+Run ``python benchmarks/bench_pool.py`` (``--quick`` for a smoke run).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from _common import parser, print_table, time_calls, write_json
+from thrift.protocol.TBinaryProtocol import TBinaryProtocol, TBinaryProtocolAccelerated
+from thrift.transport.TSocket import TSocket
+from thrift.transport.TTransport import TFramedTransport
+
+from htcluster._thrift import HqlService
+from htcluster.pool import Pool
+from htcluster.resource import Resource
+from htcluster.testing import LocalBroker
+from htcluster.types import Cell, ColumnFamilySpec, Key, Schema
+
+#: Calls per row, per mode.
+CALLS = 3000
+QUICK_CALLS = 40
+#: Connect-per-call is slow: fewer calls.
+CONNECT_CALLS = 600
+QUICK_CONNECT_CALLS = 20
+#: Untimed calls before each row.
+WARMUP = 20
+POOL_SIZE = 4
+NAMESPACE, TABLE, ROW, COLUMN = "bench", "bench", "row1", "c"
+
+
+def raw_client(host: str, port: int, accelerated: bool) -> tuple[HqlService.Client, TSocket]:
+    """Open a plain Thrift client the way upstream's ThriftClient does."""
+    sock = TSocket(host, port)
+    sock.setTimeout(30_000)  # milliseconds
+    transport = TFramedTransport(sock)
+    protocol = (TBinaryProtocolAccelerated if accelerated else TBinaryProtocol)(transport)
+    transport.open()
+    return HqlService.Client(protocol), sock
+
+
+def prepare(address: str) -> None:
+    """Create namespace ``bench`` with table ``bench`` holding one cell."""
+    with Resource(address) as r:
+        if not r.namespace_exists(NAMESPACE):
+            r.namespace_create(NAMESPACE)
+        ns = r.mns[NAMESPACE]
+        if not r.table_exists(ns, TABLE):
+            r.table_create(ns, TABLE, Schema(column_families={COLUMN: ColumnFamilySpec(name=COLUMN)}))
+        r.set_cell(ns, TABLE, Cell(Key(row=ROW, column_family=COLUMN), b"value"))
+
+
+def cases(broker: LocalBroker, pool: Pool, resource: Resource, raw: HqlService.Client,
+          pure: HqlService.Client) -> dict[str, dict[str, Callable[[], Any]]]:
+    """``{method: {row name: zero-argument callable}}``; the first row of each is the baseline."""
+    address = broker.address
+    raw_ns, pure_ns = raw.namespace_open(NAMESPACE), pure.namespace_open(NAMESPACE)
+    get = (TABLE, ROW, COLUMN)
+
+    def per_call_status() -> Any:
+        with Resource(address) as r:
+            return r.status()
+
+    def per_call_get() -> Any:
+        with Resource(address) as r:
+            return r.get_cell(r.mns[NAMESPACE], *get)
+
+    def with_connection_status() -> Any:
+        with pool.connection() as r:
+            return r.status()
+
+    def with_connection_get() -> Any:
+        with pool.connection() as r:
+            return r.get_cell(r.mns[NAMESPACE], *get)
+
+    resource_ns = resource.mns[NAMESPACE]
+    return {
+        "status()": {
+            "raw Thrift client": raw.status,
+            "raw, pure-Python protocol": pure.status,
+            "Resource.status()": resource.status,
+            "Resource.call": lambda: resource.call("status"),
+            "Pool.call": lambda: pool.call("status"),
+            "with pool.connection()": with_connection_status,
+            "connect per call": per_call_status,
+        },
+        "get_cell": {
+            "raw Thrift client": lambda: raw.get_cell(raw_ns, *get),
+            "raw, pure-Python protocol": lambda: pure.get_cell(pure_ns, *get),
+            "Resource.get_cell": lambda: resource.get_cell(resource_ns, *get),
+            "Resource.call(namespace=)": lambda: resource.call("get_cell", *get, namespace=NAMESPACE),
+            "Pool.call(namespace=)": lambda: pool.call("get_cell", *get, namespace=NAMESPACE),
+            "with pool.connection()": with_connection_get,
+            "connect per call": per_call_get,
+        },
+    }
+
+
+def main() -> None:
+    args = parser(__doc__.splitlines()[0]).parse_args()
+    calls = QUICK_CALLS if args.quick else CALLS
+    connect_calls = QUICK_CONNECT_CALLS if args.quick else CONNECT_CALLS
+    results: dict[str, list[dict[str, Any]]] = {}
+    with LocalBroker() as broker:
+        prepare(broker.address)
+        raw, raw_sock = raw_client(broker.host, broker.port, accelerated=True)
+        pure, pure_sock = raw_client(broker.host, broker.port, accelerated=False)
+        with Pool(broker.address, size=POOL_SIZE) as pool, Resource(broker.address) as resource:
+            for method, rows in cases(broker, pool, resource, raw, pure).items():
+                table = []
+                for name, fn in rows.items():
+                    n = connect_calls if name == "connect per call" else calls
+                    for _ in range(WARMUP):
+                        fn()
+                    table.append({"client": name, **time_calls(fn, n)})
+                results[method] = print_table(
+                    f"{method}: one call after another, {calls} calls per row "
+                    f"({connect_calls} for connect per call); ratio = calls/s vs the raw client",
+                    table, ["client", "calls", "per_s", "p50_ms", "p99_ms"], ratio_of="per_s")
+        raw_sock.close()
+        pure_sock.close()
+    write_json("bench_pool", {"quick": args.quick, "pool_size": POOL_SIZE, "results": results}, args.json)
+
+
+if __name__ == "__main__":
+    main()

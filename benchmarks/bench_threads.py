@@ -1,0 +1,83 @@
+"""Aggregate calls per second of 1, 2, 4 and 8 client threads sharing one Resources over 4 brokers.
+
+Four stand-in brokers share one SQLite file; every thread calls
+``unicast('get_cell', ...)`` in a loop for ``DURATION`` seconds through the same
+:class:`~htcluster.cluster.Resources`.  The ratio is aggregate calls/s against
+one thread.  On a machine with few cores the brokers and the client compete
+for them, so this shows contention (the GIL, the pool lock) more than the
+brokers' capacity.
+
+Run ``python benchmarks/bench_threads.py`` (``--quick`` for a short run).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from _common import parser, percentile, print_table, write_json
+
+from htcluster.cluster import Resources
+from htcluster.testing import LocalCluster
+from htcluster.types import Cell, Key
+
+THREAD_COUNTS = (1, 2, 4, 8)
+#: Seconds each thread count runs.
+DURATION, QUICK_DURATION = 3.0, 0.4
+BROKERS = 4
+NS, TABLE, ROW, COLUMN = "bench", "threads", "row1", "c"
+
+
+def run(rs: Resources, threads: int, duration: float) -> dict[str, Any]:
+    """Run ``threads`` threads for ``duration`` seconds; return calls/s and latency percentiles."""
+    samples: list[list[float]] = [[] for _ in range(threads)]
+    errors: list[BaseException] = []
+    start_line = threading.Barrier(threads + 1)
+    deadline = [0.0]
+
+    def loop(mine: list[float]) -> None:
+        start_line.wait(30)
+        while (t0 := time.perf_counter()) < deadline[0]:
+            try:
+                rs.unicast("get_cell", TABLE, ROW, COLUMN, namespace=NS)
+            except Exception as exc:
+                errors.append(exc)
+            mine.append(time.perf_counter() - t0)
+
+    workers = [threading.Thread(target=loop, args=(s,), daemon=True) for s in samples]
+    for w in workers:
+        w.start()
+    deadline[0] = time.perf_counter() + duration
+    start_line.wait(30)
+    begin = time.perf_counter()
+    for w in workers:
+        w.join(duration + 30)
+    elapsed = time.perf_counter() - begin
+    flat = [x for s in samples for x in s]
+    return {"threads": threads, "calls": len(flat), "per_s": len(flat) / elapsed,
+            "p50_ms": percentile(flat, 50) * 1000, "p99_ms": percentile(flat, 99) * 1000, "errors": len(errors)}
+
+
+def main() -> None:
+    args = parser(__doc__.splitlines()[0]).parse_args()
+    duration = QUICK_DURATION if args.quick else DURATION
+    rows = []
+    with LocalCluster(BROKERS, shared_data=True) as cluster:
+        with Resources(cluster.hosts, size=max(THREAD_COUNTS), max_overflow=0) as rs:
+            rs.unicast("hql_query", f"CREATE NAMESPACE {NS} IF NOT EXISTS", namespace="/")
+            rs.unicast("hql_query", f"DROP TABLE IF EXISTS {TABLE}", namespace=NS)
+            rs.unicast("hql_query", f"CREATE TABLE {TABLE} ({COLUMN})", namespace=NS)
+            rs.unicast("set_cell", TABLE, Cell(Key(ROW, COLUMN, ""), b"value"), namespace=NS)
+            rs.broadcast("status")
+            for threads in THREAD_COUNTS:
+                rows.append(run(rs, threads, duration))
+    table = print_table(
+        f"unicast('get_cell') from N threads over {BROKERS} brokers, {duration:g} s each; "
+        "ratio = aggregate calls/s vs 1 thread",
+        rows, ["threads", "calls", "per_s", "p50_ms", "p99_ms", "errors"], ratio_of="per_s")
+    write_json("bench_threads", {"quick": args.quick, "brokers": BROKERS, "duration_s": duration,
+                                 "results": table}, args.json)
+
+
+if __name__ == "__main__":
+    main()

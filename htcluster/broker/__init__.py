@@ -1,0 +1,18 @@
+"""A local stand-in for the Hypertable ThriftBroker, backed by SQLite.
+
+Use :class:`BrokerServer` to run one in-process (tests, demos), :func:`serve`
+to run one until SIGTERM/SIGINT, or ``python -m htcluster.broker --port 15867
+--data FILE`` from a shell.  Several brokers on one file behave like several
+ThriftBrokers in front of one Hypertable cluster; what the stand-in does not
+implement answers ``ClientException(NOT_IMPLEMENTED)``.
+
+Modules: ``server`` (accept loop, threads), ``wire`` (transport and protocol),
+``handler`` + ``cellops`` (the service), ``scan`` (ScanSpec semantics),
+``cells`` (cell conversion), ``schema`` (table schemas), ``objects``
+(scanners, mutators, flusher), ``store`` (SQLite), ``hql`` (HQL).
+"""
+from __future__ import annotations
+
+from .server import DEFAULT_HOST, DEFAULT_PORT, BrokerServer, main, serve
+
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "BrokerServer", "main", "serve"]

@@ -1,0 +1,218 @@
+"""The cell methods of :class:`~htcluster.broker.handler.Handler`: reads, writes, scanners, mutators.
+
+One-shot writes (``set_cell*``) are validated as a whole and written in one
+transaction before they return; mutators buffer until ``mutator_flush``,
+``mutator_close``, their flush interval, or the end of the connection;
+shared mutators are broker-wide and flushed every ``MutateSpec.flush_interval``
+milliseconds (protocol.md 5.1, 5.3).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Iterable, Optional
+
+from thrift.Thrift import TApplicationException
+
+from .. import codes
+from .._thrift.ttypes import Cell, CellInterval, MutateSpec, RowInterval, ScanSpec
+from ._errors import client_error
+from .cells import array_to_write, cell_as_array, cell_to_write
+from .objects import Mutator, Scanner
+from .scan import check, scan
+from .store import WriteCell
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .handler import Handler
+
+__all__ = ["CellOperations"]
+
+CellAsArray = list[str]
+
+
+class CellOperations:
+    """Mixin of the cell-level ``ClientService`` methods."""
+
+    # ------------------------------------------------------------- reads
+
+    def get_cells(self: "Handler", ns: int, table_name: str, scan_spec: ScanSpec) -> list[Cell]:
+        """Return every cell ``scan_spec`` selects, all versions unless limited (protocol.md 5.2)."""
+        table, schema = self._table(ns, table_name)
+        return list(scan(self.store, table.id, schema, scan_spec))
+
+    def get_cells_as_arrays(self: "Handler", ns: int, name: str, scan_spec: ScanSpec) -> list[CellAsArray]:
+        """``get_cells`` with cells as ``[row, cf, cq, value, timestamp]``."""
+        return [cell_as_array(c) for c in self.get_cells(ns, name, scan_spec)]
+
+    def get_row(self: "Handler", ns: int, table_name: str, row: str) -> list[Cell]:
+        """Return the newest version of every cell of ``row``."""
+        if not row:
+            raise client_error(codes.BAD_KEY, "get_row needs a non-empty row key")
+        spec = ScanSpec(row_intervals=[RowInterval(row, True, row, True)], versions=1)
+        return self.get_cells(ns, table_name, spec)
+
+    def get_row_as_arrays(self: "Handler", ns: int, name: str, row: str) -> list[CellAsArray]:
+        """``get_row`` with cells as arrays."""
+        return [cell_as_array(c) for c in self.get_row(ns, name, row)]
+
+    def get_cell(self: "Handler", ns: int, table_name: str, row: str, column: str) -> bytes:
+        """Return the newest value of ``row``/``column`` ('cf' or 'cf:q'), ``b''`` when there is none.
+
+        An empty row fails outside the declared exceptions, as a
+        ``TApplicationException`` (protocol.md 1.1).
+        """
+        if not row:
+            raise TApplicationException(TApplicationException.UNKNOWN, f"{codes.text(codes.BAD_KEY)} - empty row")
+        spec = ScanSpec(cell_intervals=[CellInterval(row, column, True, row, column, True)], columns=[column],
+                        versions=1, cell_limit=1)
+        cells = self.get_cells(ns, table_name, spec)
+        return (cells[0].value or b"") if cells else b""
+
+    # ------------------------------------------------------------ writes
+
+    def set_cells(self: "Handler", ns: int, table_name: str, cells: list[Cell]) -> None:
+        """Write ``cells`` and flush before returning (all or nothing)."""
+        table, schema = self._table(ns, table_name)
+        self.store.write(table.id, [cell_to_write(c, schema) for c in cells or ()])
+
+    def set_cell(self: "Handler", ns: int, table_name: str, cell: Cell) -> None:
+        """Write one cell and flush."""
+        self.set_cells(ns, table_name, [cell])
+
+    def set_cells_as_arrays(self: "Handler", ns: int, table_name: str, cells: list[CellAsArray]) -> None:
+        """Write ``[row, cf, cq, value, ts, rev, flag]`` arrays (1-7 items each) and flush."""
+        table, schema = self._table(ns, table_name)
+        self.store.write(table.id, [array_to_write(c, schema) for c in cells or ()])
+
+    def set_cell_as_array(self: "Handler", ns: int, table_name: str, cell: CellAsArray) -> None:
+        """Write one array cell and flush."""
+        self.set_cells_as_arrays(ns, table_name, [cell])
+
+    # ---------------------------------------------------------- scanners
+
+    def scanner_open(self: "Handler", ns: int, table_name: str, scan_spec: ScanSpec) -> int:
+        """Open a scanner; errors of the scan itself come with the first fetch (protocol.md 5.2)."""
+        table, schema = self._table(ns, table_name)
+        check(scan_spec)
+        sid = self._new_id(62)
+        self._scanners[sid] = Scanner(scan(self.store, table.id, schema, scan_spec))
+        return sid
+
+    def _scanner(self: "Handler", scanner: int) -> Scanner:
+        try:
+            return self._scanners[scanner]
+        except (KeyError, TypeError):
+            raise client_error(codes.THRIFTBROKER_BAD_SCANNER_ID, f"Invalid scanner id: {scanner}") from None
+
+    def scanner_get_cells(self: "Handler", scanner: int) -> list[Cell]:
+        """Return the next batch (about 512,000 bytes); ``[]`` at the end."""
+        return self._scanner(scanner).next_cells()
+
+    def scanner_get_cells_as_arrays(self: "Handler", scanner: int) -> list[CellAsArray]:
+        """``scanner_get_cells`` with cells as arrays."""
+        return [cell_as_array(c) for c in self.scanner_get_cells(scanner)]
+
+    def scanner_get_row(self: "Handler", scanner: int) -> list[Cell]:
+        """Return the cells of the next row; ``[]`` at the end."""
+        return self._scanner(scanner).next_row()
+
+    def scanner_get_row_as_arrays(self: "Handler", scanner: int) -> list[CellAsArray]:
+        """``scanner_get_row`` with cells as arrays."""
+        return [cell_as_array(c) for c in self.scanner_get_row(scanner)]
+
+    def scanner_close(self: "Handler", scanner: int) -> None:
+        """Close a scanner."""
+        self._scanner(scanner)
+        del self._scanners[scanner]
+
+    # ---------------------------------------------------------- mutators
+
+    def mutator_open(self: "Handler", ns: int, table_name: str, flags: int = 0, flush_interval: int = 0) -> int:
+        """Open a mutator; ``flush_interval`` (milliseconds, 0 for none) flushes it periodically."""
+        table, _ = self._table(ns, table_name)
+        interval = max(flush_interval or 0, 0) / 1000.0
+        mutator = Mutator(self.store, table.id, interval)
+        if interval:
+            self.context.flusher.add(mutator)
+        mid = self._new_id(62)
+        self._mutators[mid] = mutator
+        return mid
+
+    def _mutator(self: "Handler", mutator: int) -> Mutator:
+        try:
+            return self._mutators[mutator]
+        except (KeyError, TypeError):
+            raise client_error(codes.THRIFTBROKER_BAD_MUTATOR_ID, f"Invalid mutator id: {mutator}") from None
+
+    def _buffer(self: "Handler", mutator: Mutator, cells: Iterable, convert: Callable[..., WriteCell]) -> None:
+        _, schema = self._table_by_id(mutator.table_id)
+        mutator.add([convert(c, schema) for c in cells or ()])
+
+    def mutator_set_cells(self: "Handler", mutator: int, cells: list[Cell]) -> None:
+        """Buffer cells; they become visible when the mutator is flushed."""
+        self._buffer(self._mutator(mutator), cells, cell_to_write)
+
+    def mutator_set_cell(self: "Handler", mutator: int, cell: Cell) -> None:
+        """Buffer one cell."""
+        self.mutator_set_cells(mutator, [cell])
+
+    def mutator_set_cells_as_arrays(self: "Handler", mutator: int, cells: list[CellAsArray]) -> None:
+        """Buffer array cells."""
+        self._buffer(self._mutator(mutator), cells, array_to_write)
+
+    def mutator_set_cell_as_array(self: "Handler", mutator: int, cell: CellAsArray) -> None:
+        """Buffer one array cell."""
+        self.mutator_set_cells_as_arrays(mutator, [cell])
+
+    def mutator_flush(self: "Handler", mutator: int) -> None:
+        """Write the buffered cells; the mutator stays open."""
+        self._mutator(mutator).flush()
+
+    def mutator_close(self: "Handler", mutator: int) -> None:
+        """Flush, then close; if the flush fails the mutator stays open (protocol.md 5.1)."""
+        found = self._mutator(mutator)
+        found.flush()
+        self.context.flusher.discard(found)
+        del self._mutators[mutator]
+
+    # --------------------------------------------------- shared mutators
+
+    def _offer(self: "Handler", ns: int, table_name: str, spec: Optional[MutateSpec], cells: Iterable,
+               convert: Callable[..., WriteCell]) -> None:
+        table, schema = self._table(ns, table_name)
+        rows = [convert(c, schema) for c in cells or ()]
+        key, interval = _shared_key(table.id, spec)
+        mutator = self.context.shared.get(key, lambda: Mutator(self.store, table.id, interval))
+        mutator.add(rows)
+        if interval <= 0:
+            mutator.flush()
+
+    def shared_mutator_set_cells(self: "Handler", ns: int, table_name: str, mutate_spec: MutateSpec,
+                                 cells: list[Cell]) -> None:
+        """Add cells to the broker-wide mutator of (table, appname, interval, flags); no durability at return."""
+        self._offer(ns, table_name, mutate_spec, cells, cell_to_write)
+
+    def shared_mutator_set_cell(self: "Handler", ns: int, table_name: str, mutate_spec: MutateSpec,
+                                cell: Cell) -> None:
+        """Add one cell to a shared mutator."""
+        self._offer(ns, table_name, mutate_spec, [cell], cell_to_write)
+
+    def shared_mutator_set_cells_as_arrays(self: "Handler", ns: int, table_name: str, mutate_spec: MutateSpec,
+                                           cells: list[CellAsArray]) -> None:
+        """Add array cells to a shared mutator."""
+        self._offer(ns, table_name, mutate_spec, cells, array_to_write)
+
+    def shared_mutator_set_cell_as_array(self: "Handler", ns: int, table_name: str, mutate_spec: MutateSpec,
+                                         cell: CellAsArray) -> None:
+        """Add one array cell to a shared mutator."""
+        self._offer(ns, table_name, mutate_spec, [cell], array_to_write)
+
+    def shared_mutator_refresh(self: "Handler", ns: int, table_name: str, mutate_spec: MutateSpec) -> None:
+        """Flush and forget the shared mutator of this spec; the next write starts a new one."""
+        table, _ = self._table(ns, table_name)
+        self.context.shared.refresh(_shared_key(table.id, mutate_spec)[0])
+
+
+def _shared_key(table_id: int, spec: Optional[MutateSpec]) -> tuple[tuple, float]:
+    """Return the registry key of a shared mutator and its flush interval in seconds."""
+    spec = spec or MutateSpec()
+    interval = 1000 if spec.flush_interval is None else spec.flush_interval
+    return (table_id, spec.appname or "", interval, spec.flags), max(interval, 0) / 1000.0

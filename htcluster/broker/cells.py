@@ -1,0 +1,125 @@
+"""Conversion of cells between the wire (``Cell``, ``CellAsArray``) and the store.
+
+Input rules are protocol.md 5.3: a missing timestamp means "assigned by the
+server", an empty row or an unknown column family is BAD_KEY, deletes need
+what their flag needs.  Output rules are protocol.md 5.2: the qualifier is
+``''`` when empty, the value ``None`` when empty, timestamp and revision are
+always set.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+from .. import codes
+from .._thrift.ttypes import Cell, Key, KeyFlag
+from ._errors import client_error
+from .schema import TableSchema
+from .store import WriteCell
+
+__all__ = ["array_to_write", "cell_as_array", "cell_to_write", "make_cell"]
+
+_FLAGS = frozenset((KeyFlag.DELETE_ROW, KeyFlag.DELETE_CF, KeyFlag.DELETE_CELL, KeyFlag.DELETE_CELL_VERSION,
+                    KeyFlag.INSERT))
+#: A CellAsArray holds 1 to 7 strings: row, cf, cq, value, timestamp, revision, flag.
+MAX_ARRAY_LEN = 7
+
+
+def _cut(text: Optional[str]) -> str:
+    """Return ``text`` up to its first NUL, as the broker's C strings see it (protocol.md 5.2)."""
+    if not text:
+        return ""
+    return text.split("\0", 1)[0] if "\0" in text else text
+
+
+def _value(value: Any) -> bytes:
+    if value is None:
+        return b""
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return bytes(value)
+
+
+def to_write(schema: TableSchema, row: Optional[str], family: Optional[str], qualifier: Optional[str],
+             value: Any, ts: Optional[int], rev: Optional[int], flag: Optional[int]) -> WriteCell:
+    """Validate one cell against ``schema`` and return it ready for the store.
+
+    :raises ClientException: BAD_KEY, saying which part of the key is wrong.
+    """
+    row = _cut(row)
+    if not row:
+        raise client_error(codes.BAD_KEY, "a cell has an empty row key; every cell needs a row")
+    flag = KeyFlag.INSERT if flag is None else flag
+    if flag not in _FLAGS:
+        raise client_error(codes.BAD_KEY, f"row {row!r}: unknown key flag {flag}; use a KeyFlag value")
+    if flag == KeyFlag.DELETE_ROW:
+        return WriteCell(row, 0, "", flag, ts, rev, b"")
+    if not family:
+        raise client_error(codes.BAD_KEY, f"row {row!r}: a {KeyFlag._VALUES_TO_NAMES[flag]} cell needs a column family")
+    spec = schema.by_name.get(family)
+    if spec is None:
+        raise client_error(codes.BAD_KEY, f"row {row!r}: unknown column family {family!r}; the table has "
+                                          f"{sorted(schema.by_name)}")
+    if flag == KeyFlag.DELETE_CELL_VERSION and ts is None:
+        raise client_error(codes.BAD_KEY, f"row {row!r}: DELETE_CELL_VERSION needs an explicit timestamp")
+    qualifier = "" if flag == KeyFlag.DELETE_CF else _cut(qualifier)
+    return WriteCell(row, spec.id, qualifier, flag, ts, rev, _value(value) if flag == KeyFlag.INSERT else b"")
+
+
+def cell_to_write(cell: Cell, schema: TableSchema) -> WriteCell:
+    """Convert a Thrift ``Cell`` (only fields present count; protocol.md 5.3)."""
+    key = cell.key if cell is not None else None
+    if key is None:
+        raise client_error(codes.BAD_KEY, "a cell has no key")
+    return to_write(schema, key.row, key.column_family, key.column_qualifier, cell.value, key.timestamp,
+                    key.revision, key.flag)
+
+
+def _number(text: str, what: str) -> int:
+    """Parse like C ``strtoll(text, 0)``: '' is 0, ``0x`` is hex, a leading 0 is octal."""
+    body = text.strip()
+    sign = -1 if body.startswith("-") else 1
+    digits = body.lstrip("+-")
+    try:
+        if not digits:
+            return 0
+        if digits[:2].lower() == "0x":
+            return sign * int(digits[2:], 16)
+        if digits.startswith("0") and len(digits) > 1:
+            return sign * int(digits[1:], 8)
+        return sign * int(digits, 10)
+    except ValueError:
+        raise client_error(codes.BAD_KEY, f"CellAsArray {what} {text!r} is not a number") from None
+
+
+def array_to_write(array: Sequence[str], schema: TableSchema) -> WriteCell:
+    """Convert a ``CellAsArray`` ``[row, cf, cq, value, ts, rev, flag]`` (1-7 items; protocol.md 5.3).
+
+    With 4 items or fewer the timestamp is automatic; a revision of 0 means
+    "assigned by the server".
+    """
+    if array is None or not 1 <= len(array) <= MAX_ARRAY_LEN:
+        raise client_error(codes.BAD_KEY, f"a CellAsArray needs 1 to {MAX_ARRAY_LEN} items "
+                                          "[row, cf, cq, value, timestamp, revision, flag], "
+                                          f"got {0 if array is None else len(array)}")
+    items = list(array) + [None] * (MAX_ARRAY_LEN - len(array))
+    ts = _number(items[4], "timestamp") if items[4] is not None else None
+    rev = _number(items[5], "revision") if items[5] is not None else None
+    flag = _number(items[6], "flag") if items[6] is not None else None
+    return to_write(schema, items[0], items[1], items[2], items[3], ts, rev or None, flag)
+
+
+def make_cell(row: str, family: str, qualifier: str, ts: int, rev: int, flag: int,
+              value: Optional[bytes]) -> Cell:
+    """Build an output ``Cell`` (protocol.md 5.2: empty value -> ``None``)."""
+    return Cell(Key(row=row, column_family=family, column_qualifier=qualifier, timestamp=ts, revision=rev,
+                    flag=flag), value or None)
+
+
+def cell_as_array(cell: Cell) -> list[str]:
+    """Return ``[row, cf, qualifier, value, timestamp]``, all strings (protocol.md 5.2)."""
+    key = cell.key
+    value = cell.value
+    if isinstance(value, (bytes, bytearray)):
+        value = value.decode("utf-8", "replace")
+    return [key.row or "", key.column_family or "", key.column_qualifier or "", value or "",
+            str(key.timestamp if key.timestamp is not None else 0)]

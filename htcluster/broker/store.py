@@ -1,0 +1,380 @@
+"""SQLite storage of the stand-in broker: namespaces, tables and cells.
+
+Several broker processes may serve one file at the same time (the ``Replicas``
+case): every write is one ``BEGIN IMMEDIATE`` transaction, the file is in WAL
+mode so readers never wait for writers, and revisions come from a counter row
+bumped inside the write transaction, so they are strictly increasing across
+every process that shares the file (protocol.md 5.3).
+
+Cells are stored in key order (row, family id, qualifier, flag, timestamp
+descending, revision descending; protocol.md 5.2), so a row range is one
+indexed range query; everything else is filtered in Python by ``scan.py``.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from typing import Iterator, NamedTuple, Optional, Sequence
+
+from .. import codes
+from ._errors import client_error
+
+__all__ = ["RawCell", "Store", "TableRow", "WriteCell"]
+
+#: Seconds a writer waits for another process's write transaction.
+BUSY_TIMEOUT = 30.0
+#: Cells fetched per query when streaming a row range.
+CHUNK_CELLS = 4096
+#: Namespaces that exist in every store and cannot be dropped (protocol.md 4).
+SYSTEM_NAMESPACES = ("sys", "tmp")
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS namespaces (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS tables (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    schema TEXT NOT NULL,
+    UNIQUE (namespace, name));
+CREATE TABLE IF NOT EXISTS cells (
+    table_id INTEGER NOT NULL,
+    row TEXT NOT NULL,
+    family INTEGER NOT NULL,
+    qualifier TEXT NOT NULL,
+    flag INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    rev INTEGER NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (table_id, row, family, qualifier, flag, ts DESC, rev DESC)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS clock (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    last INTEGER NOT NULL);
+INSERT OR IGNORE INTO clock (id, last) VALUES (0, 0);
+INSERT OR IGNORE INTO namespaces (id, name) VALUES (0, '');
+INSERT OR IGNORE INTO namespaces (name) VALUES ('sys');
+INSERT OR IGNORE INTO namespaces (name) VALUES ('tmp');
+"""
+
+_SELECT = ("SELECT row, family, qualifier, flag, ts, rev, value FROM cells WHERE table_id = ? {lo} {hi} "
+           "ORDER BY row, family, qualifier, flag, ts DESC, rev DESC LIMIT ?")
+
+
+class RawCell(NamedTuple):
+    """One stored cell, as ``iter_rows`` yields it."""
+
+    row: str
+    family: int  # 0 for a DELETE_ROW marker
+    qualifier: str
+    flag: int  # a KeyFlag value
+    ts: int  # nanoseconds since the epoch
+    rev: int
+    value: bytes
+
+
+class WriteCell(NamedTuple):
+    """One cell to write; ``ts``/``rev`` ``None`` means "assigned by the store"."""
+
+    row: str
+    family: int
+    qualifier: str
+    flag: int
+    ts: Optional[int]
+    rev: Optional[int]
+    value: bytes
+
+
+class TableRow(NamedTuple):
+    """A table as stored: numeric id, namespace path, name and schema JSON."""
+
+    id: int
+    namespace: str
+    name: str
+    schema: str
+
+
+def join_path(namespace: str, name: str) -> str:
+    """Return ``namespace/name`` (just ``name`` at the root)."""
+    return f"{namespace}/{name}" if namespace else name
+
+
+def split_path(path: str) -> tuple[str, str]:
+    """Return ``(parent, base)`` of a namespace path (parent ``''`` is the root)."""
+    parent, _, base = path.rpartition("/")
+    return parent, base
+
+
+class Store:
+    """Namespaces, tables and cells in one SQLite file.
+
+    Each thread gets its own connection (``sqlite3`` connections are not
+    shared); call :meth:`release_thread` when a thread is done with the store.
+
+    :param path: the SQLite file; created with its tables when missing.
+    :param busy_timeout: seconds a write waits for other processes' writes.
+    :raises sqlite3.DatabaseError: the file is not a usable SQLite database.
+    """
+
+    def __init__(self, path: str, busy_timeout: float = BUSY_TIMEOUT) -> None:
+        self.path = str(path)
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._conns: set[sqlite3.Connection] = set()
+        conn = self.conn()
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.executescript("BEGIN IMMEDIATE;" + _DDL + "COMMIT;")
+
+    # ------------------------------------------------------------ connections
+
+    def conn(self) -> sqlite3.Connection:
+        """Return this thread's connection, opening it on first use."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across process crashes
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+            self._local.conn = conn
+            with self._lock:
+                self._conns.add(conn)
+        return conn
+
+    def release_thread(self) -> None:
+        """Close the calling thread's connection, if it has one."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            self._local.conn = None
+            with self._lock:
+                self._conns.discard(conn)
+            conn.close()
+
+    def close(self) -> None:
+        """Close every connection (call once no thread uses the store any more)."""
+        with self._lock:
+            conns, self._conns = list(self._conns), set()
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.Error:  # pragma: no cover - best effort at shutdown
+                pass
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """Run the block in one ``BEGIN IMMEDIATE`` transaction (rolled back on error)."""
+        conn = self.conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise client_error(codes.REQUEST_TIMEOUT,
+                               f"the data file stayed locked by another writer for {self.busy_timeout} s "
+                               f"({exc}); retry later") from exc
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    # ------------------------------------------------------------- namespaces
+
+    def namespace_id(self, path: str) -> Optional[int]:
+        """Return the numeric id of namespace ``path`` ('' is the root), or ``None``."""
+        row = self.conn().execute("SELECT id FROM namespaces WHERE name = ?", (path,)).fetchone()
+        return None if row is None else row[0]
+
+    def create_namespace(self, path: str) -> None:
+        """Create namespace ``path``; its parent must exist.
+
+        :raises ClientException: NAMESPACE_EXISTS, NAMESPACE_DOES_NOT_EXIST (the
+            parent), NAME_ALREADY_IN_USE (a table has that name).
+        """
+        parent, base = split_path(path)
+        with self._write() as c:
+            if c.execute("SELECT 1 FROM namespaces WHERE name = ?", (path,)).fetchone():
+                raise client_error(codes.NAMESPACE_EXISTS, f"namespace '{path}' already exists")
+            if not c.execute("SELECT 1 FROM namespaces WHERE name = ?", (parent,)).fetchone():
+                raise client_error(codes.NAMESPACE_DOES_NOT_EXIST,
+                                   f"cannot create '{path}': parent namespace '{parent}' does not exist; "
+                                   "create it first")
+            if c.execute("SELECT 1 FROM tables WHERE namespace = ? AND name = ?", (parent, base)).fetchone():
+                raise client_error(codes.NAME_ALREADY_IN_USE, f"'{path}' is a table, not a namespace")
+            c.execute("INSERT INTO namespaces (name) VALUES (?)", (path,))
+
+    def drop_namespace(self, path: str, if_exists: bool) -> None:
+        """Drop the empty namespace ``path``.
+
+        :raises ClientException: INVALID_OPERATION (root, ``sys``, ``tmp``),
+            BAD_NAMESPACE (a table), NAMESPACE_DOES_NOT_EXIST (unless
+            ``if_exists``), HYPERSPACE_DIR_NOT_EMPTY.
+        """
+        if path in ("", *SYSTEM_NAMESPACES):
+            raise client_error(codes.INVALID_OPERATION, f"namespace '/{path}' is a system namespace and cannot be dropped")
+        parent, base = split_path(path)
+        with self._write() as c:
+            if not c.execute("SELECT 1 FROM namespaces WHERE name = ?", (path,)).fetchone():
+                if c.execute("SELECT 1 FROM tables WHERE namespace = ? AND name = ?", (parent, base)).fetchone():
+                    raise client_error(codes.BAD_NAMESPACE, f"'{path}' is a table; drop it with table_drop")
+                if if_exists:
+                    return
+                raise client_error(codes.NAMESPACE_DOES_NOT_EXIST, f"namespace '{path}' does not exist")
+            if (c.execute("SELECT 1 FROM tables WHERE namespace = ? LIMIT 1", (path,)).fetchone()
+                    or c.execute("SELECT 1 FROM namespaces WHERE substr(name, 1, ?) = ? LIMIT 1",
+                                 (len(path) + 1, path + "/")).fetchone()):
+                raise client_error(codes.HYPERSPACE_DIR_NOT_EMPTY,
+                                   f"namespace '{path}' is not empty; drop its tables and namespaces first")
+            c.execute("DELETE FROM namespaces WHERE name = ?", (path,))
+
+    def listing(self, path: str) -> list[tuple[str, bool]]:
+        """Return ``[(name, is_namespace)]`` directly inside namespace ``path``, sorted by name."""
+        conn = self.conn()
+        prefix = path + "/" if path else ""
+        subs = conn.execute("SELECT name FROM namespaces WHERE name != '' AND substr(name, 1, ?) = ?",
+                            (len(prefix), prefix)).fetchall()
+        entries = [(name[len(prefix):], True) for (name,) in subs if "/" not in name[len(prefix):]]
+        entries += [(name, False) for name in self.table_names(path)]
+        return sorted(entries)
+
+    # ----------------------------------------------------------------- tables
+
+    def table_names(self, namespace: str) -> list[str]:
+        """Return the names of the tables in ``namespace``, sorted."""
+        rows = self.conn().execute("SELECT name FROM tables WHERE namespace = ? ORDER BY name", (namespace,))
+        return [name for (name,) in rows]
+
+    def table(self, namespace: str, name: str) -> Optional[TableRow]:
+        """Return the table ``name`` of ``namespace``, or ``None``."""
+        row = self.conn().execute("SELECT id, namespace, name, schema FROM tables WHERE namespace = ? AND name = ?",
+                                  (namespace, name)).fetchone()
+        return None if row is None else TableRow(*row)
+
+    def table_by_id(self, table_id: int) -> Optional[TableRow]:
+        """Return the table with numeric id ``table_id``, or ``None`` once it was dropped."""
+        row = self.conn().execute("SELECT id, namespace, name, schema FROM tables WHERE id = ?",
+                                  (table_id,)).fetchone()
+        return None if row is None else TableRow(*row)
+
+    def _check_free(self, c: sqlite3.Connection, namespace: str, name: str) -> None:
+        if not c.execute("SELECT 1 FROM namespaces WHERE name = ?", (namespace,)).fetchone():
+            raise client_error(codes.NAMESPACE_DOES_NOT_EXIST, f"namespace '{namespace}' does not exist")
+        if c.execute("SELECT 1 FROM namespaces WHERE name = ?", (join_path(namespace, name),)).fetchone():
+            raise client_error(codes.NAME_ALREADY_IN_USE, f"'{join_path(namespace, name)}' is a namespace")
+        if c.execute("SELECT 1 FROM tables WHERE namespace = ? AND name = ?", (namespace, name)).fetchone():
+            raise client_error(codes.MASTER_TABLE_EXISTS, f"table '{join_path(namespace, name)}' already exists")
+
+    def create_table(self, namespace: str, name: str, schema: str) -> int:
+        """Create a table and return its numeric id.
+
+        :raises ClientException: NAMESPACE_DOES_NOT_EXIST, NAME_ALREADY_IN_USE,
+            MASTER_TABLE_EXISTS.
+        """
+        with self._write() as c:
+            self._check_free(c, namespace, name)
+            return c.execute("INSERT INTO tables (namespace, name, schema) VALUES (?, ?, ?)",
+                             (namespace, name, schema)).lastrowid
+
+    def drop_table(self, table_id: int) -> None:
+        """Delete a table and all its cells (nothing happens if it is gone already)."""
+        with self._write() as c:
+            c.execute("DELETE FROM cells WHERE table_id = ?", (table_id,))
+            c.execute("DELETE FROM tables WHERE id = ?", (table_id,))
+
+    def rename_table(self, table_id: int, namespace: str, new_name: str) -> None:
+        """Rename a table inside its namespace.
+
+        :raises ClientException: NAME_ALREADY_IN_USE, MASTER_TABLE_EXISTS.
+        """
+        with self._write() as c:
+            self._check_free(c, namespace, new_name)
+            c.execute("UPDATE tables SET name = ? WHERE id = ?", (new_name, table_id))
+
+    def set_schema(self, table_id: int, schema: str, dropped_families: Sequence[int] = ()) -> None:
+        """Replace a table's schema JSON and delete the cells of ``dropped_families``."""
+        with self._write() as c:
+            c.execute("UPDATE tables SET schema = ? WHERE id = ?", (schema, table_id))
+            for family in dropped_families:
+                c.execute("DELETE FROM cells WHERE table_id = ? AND family = ?", (table_id, family))
+
+    # ------------------------------------------------------------------ cells
+
+    def write(self, table_id: int, cells: Sequence[WriteCell]) -> None:
+        """Store ``cells`` atomically, assigning revisions and missing timestamps.
+
+        A revision is ``max(now in ns, last revision + 1)``, taken from the
+        shared counter inside the write transaction, so revisions increase
+        strictly across all processes on this file.  An auto timestamp equals
+        the revision (protocol.md 5.3).
+
+        :raises ClientException: TABLE_NOT_FOUND (dropped meanwhile),
+            RANGESERVER_REVISION_ORDER_ERROR (a supplied revision not above the
+            last one), REQUEST_TIMEOUT (file locked too long).
+        """
+        if not cells:
+            return
+        with self._write() as c:
+            if not c.execute("SELECT 1 FROM tables WHERE id = ?", (table_id,)).fetchone():
+                raise client_error(codes.TABLE_NOT_FOUND, f"table id {table_id} was dropped")
+            last = max(c.execute("SELECT last FROM clock WHERE id = 0").fetchone()[0], time.time_ns() - 1)
+            rows = []
+            for cell in cells:
+                if cell.rev is None:
+                    last += 1
+                    rev = last
+                elif cell.rev > last:
+                    rev = last = cell.rev
+                else:
+                    raise client_error(codes.RANGESERVER_REVISION_ORDER_ERROR,
+                                       f"supplied revision {cell.rev} is not above the last revision {last}; "
+                                       "leave Key.revision unset")
+                ts = rev if cell.ts is None else cell.ts
+                rows.append((table_id, cell.row, cell.family, cell.qualifier, cell.flag, ts, rev, cell.value))
+            c.executemany("INSERT INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            c.execute("UPDATE clock SET last = ? WHERE id = 0", (last,))
+
+    def iter_rows(self, table_id: int, start: str = "", start_inclusive: bool = True,
+                  end: Optional[str] = None, end_inclusive: bool = True,
+                  chunk: int = CHUNK_CELLS) -> Iterator[list[RawCell]]:
+        """Yield the stored cells of each row in ``[start, end]``, one list per row, in key order.
+
+        Rows are fetched ``chunk`` cells at a time with no cursor kept open
+        between chunks, so a paused iterator holds no lock.
+
+        :param end: last row, ``None`` for the end of the table.
+        """
+        lo_op = ">=" if start_inclusive else ">"
+        hi = "" if end is None else ("AND row <= ?" if end_inclusive else "AND row < ?")
+        limit = chunk
+        while True:
+            args: list[object] = [table_id, start]
+            if end is not None:
+                args.append(end)
+            sql = _SELECT.format(lo=f"AND row {lo_op} ?", hi=hi)
+            batch = self.conn().execute(sql, (*args, limit)).fetchall()
+            if len(batch) < limit:
+                yield from _group_rows(batch)
+                return
+            last_row = batch[-1][0]
+            cut = len(batch)
+            while cut and batch[cut - 1][0] == last_row:
+                cut -= 1
+            if cut == 0:  # one row larger than the chunk: fetch more at once
+                limit *= 2
+                continue
+            yield from _group_rows(batch[:cut])
+            start, lo_op, limit = last_row, ">=", chunk
+
+
+def _group_rows(batch: list[tuple]) -> Iterator[list[RawCell]]:
+    """Split key-ordered cells into one list per row."""
+    current: list[RawCell] = []
+    for raw in batch:
+        if current and current[0].row != raw[0]:
+            yield current
+            current = []
+        current.append(RawCell._make(raw))
+    if current:
+        yield current

@@ -1,0 +1,91 @@
+"""The broker side of the wire: framed transport, binary protocol, sized limits.
+
+One quirk needs care (protocol.md 5.2): the broker counts an interval end as
+inclusive only if its ``*_inclusive`` field is *present on the wire* and true,
+but the generated classes fill an absent field with the IDL default ``True``.
+:class:`BrokerProtocol` therefore decodes ``RowInterval`` and
+``CellInterval`` into subclasses whose absent fields stay ``None``, by
+rewriting the decoding spec of any struct that contains them.  This needs the
+C-accelerated decoder (``thrift.protocol.fastbinary``, present in every wheel
+of ``thrift``); without it an absent field reads as inclusive.
+"""
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
+from thrift.transport import TSocket, TTransport
+
+from .._thrift.ttypes import CellInterval, RowInterval
+
+__all__ = ["MAX_CONTAINER_LENGTH", "MAX_FRAME_SIZE", "BrokerProtocol", "open_connection"]
+
+#: Bytes of the largest request frame accepted; larger ones drop the connection.
+MAX_FRAME_SIZE = 64 * 1024 * 1024
+#: Elements of the largest list/map accepted in a request.
+MAX_CONTAINER_LENGTH = 4_000_000
+
+
+class WireRowInterval(RowInterval):
+    """A ``RowInterval`` as read by the broker: absent fields stay ``None``."""
+
+    def __init__(self, start_row: Any = None, start_inclusive: Any = None, end_row: Any = None,
+                 end_inclusive: Any = None, start_row_binary: Any = None, end_row_binary: Any = None) -> None:
+        super().__init__(start_row, start_inclusive, end_row, end_inclusive, start_row_binary, end_row_binary)
+
+
+class WireCellInterval(CellInterval):
+    """A ``CellInterval`` as read by the broker: absent fields stay ``None``."""
+
+    def __init__(self, start_row: Any = None, start_column: Any = None, start_inclusive: Any = None,
+                 end_row: Any = None, end_column: Any = None, end_inclusive: Any = None) -> None:
+        super().__init__(start_row, start_column, start_inclusive, end_row, end_column, end_inclusive)
+
+
+_SUBSTITUTES: dict[type, type] = {RowInterval: WireRowInterval, CellInterval: WireCellInterval}
+_specs: dict[type, Any] = {}
+
+
+def _rewrite(spec: Any) -> Any:
+    """Return ``spec`` with every ``[RowInterval, ...]`` / ``[CellInterval, ...]`` class swapped."""
+    if isinstance(spec, tuple):
+        return tuple(_rewrite(item) for item in spec)
+    if isinstance(spec, list) and len(spec) == 2 and isinstance(spec[0], type):
+        return [_SUBSTITUTES.get(spec[0], spec[0]), _rewrite(spec[1])]
+    return spec
+
+
+def _wire_spec(cls: type, spec: Any) -> Any:
+    found = _specs.get(cls)
+    if found is None:
+        found = _specs[cls] = _rewrite(spec)
+    return found
+
+
+class BrokerProtocol(TBinaryProtocolAccelerated):
+    """Binary protocol (C-accelerated) that keeps interval presence as sent."""
+
+    def __init__(self, trans: Any, **kwargs: Any) -> None:
+        super().__init__(trans, **kwargs)
+        fast = self._fast_decode
+        if fast is not None:
+            def decode(obj: Any, iprot: Any, typeargs: list) -> Any:
+                cls, spec = typeargs
+                return fast(obj, iprot, [cls, _wire_spec(cls, spec)])
+            self._fast_decode = decode
+
+
+def open_connection(sock: socket.socket, max_frame_size: int = MAX_FRAME_SIZE) -> tuple[Any, BrokerProtocol]:
+    """Wrap an accepted socket: framed transport, binary protocol with length limits.
+
+    :param max_frame_size: bytes of the largest frame read before the
+        connection is dropped.
+    :returns: ``(transport, protocol)``; the protocol serves both directions.
+    """
+    raw = TSocket.TSocket()
+    raw.handle = sock
+    transport = TTransport.TFramedTransport(raw, max_frame_size)
+    protocol = BrokerProtocol(transport, string_length_limit=max_frame_size,
+                              container_length_limit=MAX_CONTAINER_LENGTH)
+    return transport, protocol

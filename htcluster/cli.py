@@ -1,0 +1,334 @@
+"""The ``htcluster`` command: run brokers, load Apache logs, query, check health, demo.
+
+Every command that talks to brokers takes ``--hosts`` (comma-separated
+``host[:port]``; default ``$HYPERTABLE_HOSTS``, else ``localhost:15867``).
+Failures reach the user as one line naming what to do, with a non-zero exit
+code and no traceback.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional, TypeVar
+
+import click
+
+from . import __version__
+from .errors import BroadcastError, BrokerUnavailable, ConfigError, HtclusterError, NoHostAvailable, PoolTimeout
+from .hosts import DEFAULT_PORT, Host, parse_hosts
+from .status import check_hosts, format_status, render_table
+from .types import ClientException
+
+__all__ = ["main"]
+
+#: Environment variable holding the default ``--hosts``.
+HOSTS_ENV = "HYPERTABLE_HOSTS"
+#: Environment variable holding the default ``--namespace``.
+NAMESPACE_ENV = "HYPERTABLE_NAMESPACE"
+DEFAULT_HOSTS = f"localhost:{DEFAULT_PORT}"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def explain(exc: BaseException) -> Optional[str]:
+    """Return the one-line message a user sees for ``exc``, or ``None`` if it is a bug.
+
+    :param exc: an exception that escaped a command.
+    :returns: what went wrong and what to do about it.
+    """
+    hint = (f"start one with 'htcluster broker --port {DEFAULT_PORT}' (or 'htcluster cluster'), "
+            f"or point --hosts / ${HOSTS_ENV} at running brokers")
+    if isinstance(exc, (BrokerUnavailable, NoHostAvailable)):
+        return f"cannot reach a broker: {exc}; {hint}"
+    if isinstance(exc, BroadcastError):
+        return f"some hosts failed: {exc}; check them with 'htcluster status'"
+    if isinstance(exc, PoolTimeout):
+        return f"{exc}; the brokers are overloaded or hung: check them with 'htcluster status'"
+    if isinstance(exc, ConfigError):
+        return f"invalid setting: {exc}"
+    if isinstance(exc, HtclusterError):
+        return str(exc)
+    if isinstance(exc, ClientException):
+        return f"the broker refused: {exc.message} (error code {exc.code})"
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}" + (f": {exc.filename}" if getattr(exc, "filename", None) else "")
+    if isinstance(exc, EOFError):
+        return f"input ended early (truncated gzip file?): {exc}"
+    return None
+
+
+class _Group(click.Group):
+    """A click group that turns htcluster's errors into one clear line (``ClickException``)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            raise click.Abort() from None
+        except Exception as exc:
+            message = explain(exc)
+            if message is None:
+                raise
+            raise click.ClickException(message) from exc
+
+
+def _hosts_default() -> str:
+    return os.environ.get(HOSTS_ENV) or DEFAULT_HOSTS
+
+
+def _parse_hosts_option(ctx: click.Context, param: click.Parameter, value: str) -> list[Host]:
+    try:
+        return parse_hosts(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+def hosts_option(f: F) -> F:
+    """Add ``--hosts`` (parsed into a list of :class:`~htcluster.hosts.Host`)."""
+    return click.option("--hosts", "hosts", default=_hosts_default, callback=_parse_hosts_option,
+                        show_default=f"${HOSTS_ENV} or {DEFAULT_HOSTS}",
+                        help="Comma-separated brokers, host[:port].")(f)
+
+
+def namespace_option(default: str) -> Callable[[F], F]:
+    """Add ``--namespace`` with ``$HYPERTABLE_NAMESPACE`` or ``default`` as its default."""
+    return click.option("--namespace", "-n", default=lambda: os.environ.get(NAMESPACE_ENV) or default,
+                        show_default=f"${NAMESPACE_ENV} or {default!r}", help="Namespace to work in.")
+
+
+def _timestamp(ns: Optional[int]) -> str:
+    if ns is None:
+        return "-"
+    seconds, rest = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)) + f".{rest:09d}"
+
+
+def format_hql_result(result: Any) -> str:
+    """Render an ``HqlResult`` for people: a cell table, result lines, or the ids it returned.
+
+    :param result: the answer of ``hql_query``.
+    :returns: text without a trailing newline; cell timestamps are UTC.
+    """
+    parts: list[str] = []
+    if result.cells is not None:
+        rows = [(c.key.row, c.key.column_family + (f":{c.key.column_qualifier}" if c.key.column_qualifier else ""),
+                 _timestamp(c.key.timestamp),
+                 (c.value or b"").decode("utf-8", "replace")) for c in result.cells]
+        if rows:
+            parts.append(render_table(("row", "column", "timestamp (UTC)", "value"), rows))
+        parts.append(f"({len(rows)} cell{'s' if len(rows) != 1 else ''})")
+    if result.results is not None:
+        parts.extend(result.results)
+        parts.append(f"({len(result.results)} line{'s' if len(result.results) != 1 else ''})")
+    if result.scanner is not None:
+        parts.append(f"scanner id {result.scanner}")
+    if result.mutator is not None:
+        parts.append(f"mutator id {result.mutator}")
+    return "\n".join(parts) or "ok"
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="htcluster")
+def main() -> None:
+    """Pools, sharding and replica failover over many Hypertable ThriftBrokers."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(1, 65535),
+              help="TCP port to listen on.")
+@click.option("--data", type=click.Path(dir_okay=False, path_type=Path), default=Path("htcluster.sqlite"),
+              show_default=True, help="SQLite file holding the cells (shared by brokers of one cluster).")
+def broker(host: str, port: int, data: Path) -> None:
+    """Serve the ThriftBroker protocol over a SQLite file (a local stand-in broker)."""
+    from .broker import serve
+
+    click.echo(f"htcluster broker on {Host(host, port)} serving {data}; Ctrl-C stops it", err=True)
+    try:
+        serve(host, port, str(data))
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {Host(host, port)}: {exc.strerror or exc}; "
+                                   f"choose another --port or stop what uses it") from None
+
+
+@main.command()
+@hosts_option
+@namespace_option("/")
+@click.option("--broadcast", is_flag=True, help="Run on every host and print each answer.")
+@click.argument("command")
+def hql(hosts: list[Host], namespace: str, broadcast: bool, command: str) -> None:
+    """Run one HQL COMMAND and print its result as a table.
+
+    Without --broadcast the command goes to one host (the first that
+    answers); with it, to every host in parallel.
+    """
+    from .cluster import Resources
+
+    resources = Resources([str(h) for h in hosts])
+    try:
+        if not broadcast:
+            click.echo(format_hql_result(resources.unicast("hql_query", command, namespace=namespace)))
+            return
+        answers, errors = resources.broadcast("hql_query", command, namespace=namespace, errors="return")
+        for host in map(str, hosts):
+            click.echo(f"== {host} ==")
+            if host in answers:
+                click.echo(format_hql_result(answers[host]))
+            else:
+                click.echo(f"error: {explain(errors[host]) or repr(errors[host])}")
+        if errors:
+            raise click.ClickException(f"{len(errors)} of {len(hosts)} hosts failed; "
+                                       f"check them with 'htcluster status'")
+    finally:
+        resources.close()
+
+
+STRATEGIES = ("pool", "replicas", "shards")
+
+
+def _open_writer(strategy: str, hosts: list[Host], namespace: str, table: str,
+                 shard_by: str) -> tuple[Any, Callable[..., int]]:
+    """Build the routing object of ``strategy``, create LogDb behind it, return it and its writer."""
+    from . import logload
+    from .cluster import Replicas, Shards
+    from .pool import Pool
+
+    names = [str(h) for h in hosts]
+    target: Any
+    if strategy == "pool":
+        if len(names) > 1:
+            raise click.UsageError(f"--strategy pool writes to one host, got {len(names)}: "
+                                   f"use --strategy replicas or shards, or give one host")
+        target = Pool(names[0])
+        creators: list[Callable[..., Any]] = [target.call]
+        writer = logload.pool_writer(target, namespace, table)
+    elif strategy == "replicas":
+        target = Replicas(names)
+        creators = [functools.partial(target.call, write=True)]
+        writer = logload.replicas_writer(target, namespace, table)
+    else:  # every shard is one host, its own shard key
+        target = Shards([(name, name) for name in names])
+        creators = [pool.call for pool in target.resources.values()]
+        route = logload.by_client if shard_by == "client" else logload.by_row
+        writer = logload.shards_writer(target, namespace, table, route)
+    try:
+        for create in creators:
+            logload.ensure_logdb(create, namespace, table)
+    except BaseException:
+        target.close()
+        raise
+    return target, writer
+
+
+@main.command()
+@hosts_option
+@namespace_option("logs")
+@click.option("--table", default="LogDb", show_default=True, help="Table to write (created when missing).")
+@click.option("--input", "input_", metavar="FILE", help="Apache log, plain or gzip, '-' for stdin. "
+              "Without it, a generated log is written.")
+@click.option("--lines", "count", default=5000, show_default=True, type=click.IntRange(1),
+              help="Lines of the generated log (without --input).")
+@click.option("--seed", default=2008, show_default=True, help="Seed of the generated log.")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="pool", show_default=True,
+              help="pool: one host; replicas: brokers over the same data, failover; "
+                   "shards: rows spread over the hosts.")
+@click.option("--shard-by", type=click.Choice(("row", "client")), default="row", show_default=True,
+              help="With --strategy shards: locate by row key, or by client address "
+                   "(one client's rows on one shard).")
+@click.option("--batch", default=200, show_default=True, type=click.IntRange(1),
+              help="Requests per set_cells call (7 cells each).")
+def load(hosts: list[Host], namespace: str, table: str, input_: Optional[str], count: int, seed: int,
+         strategy: str, shard_by: str, batch: int) -> None:
+    """Load an Apache access log into LogDb, one row per request."""
+    import contextlib
+
+    from .logload import load as run_load
+    from .weblog import LogStats, generate_lines, iter_entries, open_log
+
+    target, writer = _open_writer(strategy, hosts, namespace, table, shard_by)
+    stats = LogStats()
+    with contextlib.ExitStack() as stack:
+        stack.callback(target.close)
+        lines = stack.enter_context(open_log(input_)) if input_ else generate_lines(count, seed)
+        entries = iter_entries(lines, stats)
+        if sys.stdout.isatty():
+            entries = stack.enter_context(click.progressbar(entries, length=None if input_ else count,
+                                                            label="loading"))
+        report = run_load(entries, writer, batch=batch, stats=stats)
+    source = input_ or f"a generated log ({count} lines, seed {seed})"
+    click.echo(f"loaded {source} into {namespace}/{table} through {strategy} ({', '.join(map(str, hosts))})")
+    click.echo(f"lines read       {report.lines:>10,}")
+    click.echo(f"lines malformed  {report.malformed:>10,}")
+    click.echo(f"cells written    {report.cells:>10,}")
+    click.echo(f"cells/s          {report.cells_per_s:>10,.0f}  ({report.seconds:.2f} s)")
+    for example in stats.examples:
+        click.echo(f"skipped {example}", err=True)
+
+
+@main.command()
+@click.option("--brokers", "-b", default=3, show_default=True, type=click.IntRange(1, 64),
+              help="Number of brokers.")
+@click.option("--shared/--separate", default=True, show_default=True,
+              help="One SQLite file behind every broker (replicas) or one each (shards).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Keep the SQLite files here (default: a temporary folder, removed at exit).")
+def cluster(brokers: int, shared: bool, data_dir: Optional[Path]) -> None:
+    """Run a local cluster of stand-in brokers in the foreground until Ctrl-C."""
+    from .testing import LocalCluster
+
+    if data_dir is not None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        local = LocalCluster(brokers, shared_data=shared, data_dir=data_dir)
+    except RuntimeError as exc:
+        raise click.ClickException(f"the brokers did not start: {exc}") from None
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # close the brokers on SIGTERM too
+    try:
+        hosts = ",".join(local.hosts)
+        click.echo(f"{brokers} broker(s) over {'one shared file' if shared else 'separate files'} "
+                   f"in {local.data_dir}")
+        click.echo(f"export {HOSTS_ENV}={hosts}")
+        click.echo("Ctrl-C stops them.", err=True)
+        sys.stdout.flush()
+        while True:
+            dead = [b.address for b in local if not b.running]
+            if dead:
+                raise click.ClickException(f"broker(s) {', '.join(dead)} exited; stopping the cluster")
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        click.echo("stopping", err=True)
+    finally:
+        local.close()
+
+
+@main.command()
+@hosts_option
+@click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Seconds each host gets to answer.")
+def status(hosts: list[Host], timeout: float) -> None:
+    """Ping every host in parallel; exit 1 if any is down."""
+    statuses = check_hosts(hosts, timeout=timeout)
+    click.echo(format_status(statuses))
+    down = [s.host for s in statuses if not s.up]
+    if down:
+        raise click.ClickException(f"{len(down)} of {len(statuses)} hosts down: {', '.join(down)}")
+
+
+@main.command()
+@click.option("--input", "input_", metavar="FILE",
+              help="Apache log, plain or gzip (default: a generated one).")
+@click.option("--lines", "count", default=5000, show_default=True, type=click.IntRange(1),
+              help="Lines of the generated log (without --input).")
+def demo(input_: Optional[str], count: int) -> None:
+    """Run the main job: a local cluster, a log loaded through Replicas and Shards, a failover, queries."""
+    from .demo import run_demo
+
+    ok = run_demo(input_, count=count, echo=click.echo)
+    if not ok:
+        raise click.ClickException("cells found differ from cells acknowledged: data was lost")

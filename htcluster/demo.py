@@ -1,0 +1,190 @@
+"""The main job, end to end on one machine (``htcluster demo``).
+
+1. Start a local cluster: three replica brokers over one SQLite file and two
+   shard brokers with a file each, on free loopback ports.
+2. Load an Apache log (a file, or a generated one) into ``logs/LogDb``
+   through :class:`~htcluster.cluster.Replicas`, SIGKILLing the primary
+   replica half-way, and through :class:`~htcluster.cluster.Shards`, routed
+   by client address so that one client's rows stay on one shard.
+3. Query, with timings: requests per response code, the ten most requested
+   paths, every request of the busiest client by row-key prefix, and a count
+   per response code broadcast to the shards.
+4. Check that every acknowledged cell is found again, report failovers and
+   per-host latency, and stop every broker (also on errors and Ctrl-C).
+"""
+from __future__ import annotations
+
+import collections
+import time
+from typing import Any, Callable, Iterable, Optional, TypeVar
+
+from . import logload
+from .status import check_hosts, format_status, render_table
+from .types import ScanSpec
+from .weblog import TABLE, LogEntry, LogStats, generate_lines, iter_entries, open_log
+
+__all__ = ["NAMESPACE", "run_demo"]
+
+#: Namespace the demo writes into.
+NAMESPACE = "logs"
+REPLICAS = 3
+SHARDS = 2
+
+T = TypeVar("T")
+Echo = Callable[[str], Any]
+
+
+def _timed(echo: Echo, title: str, fn: Callable[[], T]) -> tuple[T, float]:
+    start = time.perf_counter()
+    value = fn()
+    seconds = time.perf_counter() - start
+    echo(f"\n{title}  [{seconds * 1000:.1f} ms]")
+    return value, seconds
+
+
+def _values(result: Any) -> list[str]:
+    return [(cell.value or b"").decode("utf-8", "replace") for cell in result.cells or []]
+
+
+def _path(request: str) -> str:
+    parts = request.split(" ")
+    return parts[1] if len(parts) >= 2 else request
+
+
+def _count_cells(scan: Iterable[Any]) -> int:
+    """Count distinct (row, column, timestamp) cells: a retried write's second revision counts once."""
+    return len({(c.key.row, c.key.column_family, c.key.column_qualifier, c.key.timestamp) for c in scan})
+
+
+def _read_entries(input_: Optional[str], count: int, stats: LogStats) -> list[LogEntry]:
+    if input_ is None:
+        return list(iter_entries(generate_lines(count), stats))
+    with open_log(input_) as lines:
+        return list(iter_entries(lines, stats))
+
+
+def run_demo(input_: Optional[str] = None, count: int = 5000, echo: Echo = print) -> bool:
+    """Run the demo and print what happens.
+
+    :param input_: an Apache log (plain or gzip; ``'-'`` for stdin), or
+        ``None`` for a generated one of ``count`` lines.
+    :param count: lines of the generated log.
+    :param echo: where the report goes, one string per call.
+    :returns: ``True`` when every acknowledged cell was found again.
+    :raises OSError: the input cannot be read.
+    :raises RuntimeError: a broker did not start.
+    :raises HtclusterError: the cluster failed beyond what failover covers.
+    """
+    from .cluster import Replicas, Shards
+    from .testing import LocalCluster
+
+    started = time.perf_counter()
+    stats = LogStats()
+    entries = _read_entries(input_, count, stats)
+    echo(f"input: {input_ or f'a generated log ({count} lines)'}: {stats.lines:,} lines, "
+         f"{stats.malformed:,} malformed")
+    replica_cluster = shard_cluster = replicas = shards = None
+    try:
+        replica_cluster = LocalCluster(REPLICAS, shared_data=True)
+        shard_cluster = LocalCluster(SHARDS, shared_data=False)
+        echo(f"replicas (one data file): {', '.join(replica_cluster.hosts)}")
+        echo(f"shards (a file each):     {', '.join(shard_cluster.hosts)}")
+        replicas = Replicas(replica_cluster.hosts)
+        shards = Shards([(host, host) for host in shard_cluster.hosts])
+        logload.ensure_logdb(lambda *a, **k: replicas.call(*a, write=True, **k), NAMESPACE)
+        for pool in shards.resources.values():
+            logload.ensure_logdb(pool.call, NAMESPACE)
+
+        half, killed = len(entries) // 2, []
+
+        def kill_primary(report: logload.LoadReport) -> None:
+            if not killed and report.rows >= half:
+                replica_cluster.kill(0)
+                killed.append(report.rows)
+                echo(f"  killed the primary replica {replica_cluster.hosts[0]} (SIGKILL) "
+                     f"after {report.rows:,} requests")
+
+        echo("\nloading through Replicas ...")
+        to_replicas = logload.load(entries, logload.replicas_writer(replicas, NAMESPACE), on_batch=kill_primary)
+        echo(f"  {to_replicas.cells:,} cells acknowledged in {to_replicas.seconds:.2f} s "
+             f"({to_replicas.cells_per_s:,.0f} cells/s)")
+        echo("loading through Shards (located by client address) ...")
+        to_shards = logload.load(entries, logload.shards_writer(shards, NAMESPACE, route=logload.by_client))
+        echo(f"  {to_shards.cells:,} cells acknowledged in {to_shards.seconds:.2f} s "
+             f"({to_shards.cells_per_s:,.0f} cells/s)")
+
+        timings = _queries(replicas, shards, entries, echo)
+
+        found_r = _count_cells(replicas.scan(TABLE, ScanSpec(versions=1), namespace=NAMESPACE))
+        found_s = sum(_count_cells(pool.scan(TABLE, ScanSpec(versions=1), namespace=NAMESPACE))
+                      for pool in shards.resources.values())
+        acknowledged, found = to_replicas.cells + to_shards.cells, found_r + found_s
+        failovers, down = _failovers(replicas)
+        echo("\nsummary")
+        echo(render_table(("", "value"), [
+            ("lines read", f"{stats.lines:,}"),
+            ("lines malformed", f"{stats.malformed:,}"),
+            ("cells acknowledged (replicas + shards)",
+             f"{acknowledged:,} ({to_replicas.cells:,} + {to_shards.cells:,})"),
+            ("cells found afterwards", f"{found:,} ({found_r:,} + {found_s:,})"),
+            ("failovers", f"{failovers}"),
+            *((f"query: {name}", f"{seconds * 1000:.1f} ms") for name, seconds in timings),
+            ("total time", f"{time.perf_counter() - started:.2f} s"),
+        ]))
+        for line in down:
+            echo(f"  marked down: {line}")
+        echo("\nper-host latency (status())")
+        echo(format_status(check_hosts(replica_cluster.hosts + shard_cluster.hosts, timeout=2.0)))
+        ok = acknowledged == found and to_replicas.cells == found_r and to_shards.cells == found_s
+        echo("\nOK: every acknowledged cell was found" if ok else
+             f"\nFAILED: {acknowledged:,} cells acknowledged but {found:,} found")
+        return ok
+    finally:
+        for closable in (replicas, shards, replica_cluster, shard_cluster):
+            if closable is not None:
+                closable.close()
+
+
+def _queries(replicas: Any, shards: Any, entries: list[LogEntry], echo: Echo) -> list[tuple[str, float]]:
+    """Run the four queries, print their answers, return ``(name, seconds)`` pairs."""
+    timings = []
+    codes, seconds = _timed(echo, "requests per response code (Replicas)", lambda: collections.Counter(
+        _values(replicas.call("hql_query", f"SELECT ResponseCode FROM {TABLE}", namespace=NAMESPACE))))
+    echo(render_table(("code", "requests"), sorted(codes.items()), numeric=(1,)))
+    timings.append(("per response code", seconds))
+
+    paths, seconds = _timed(echo, "ten most requested paths (Replicas)", lambda: collections.Counter(
+        map(_path, _values(replicas.call("hql_query", f"SELECT Request FROM {TABLE}", namespace=NAMESPACE)))))
+    echo(render_table(("path", "requests"), paths.most_common(10), numeric=(1,)))
+    timings.append(("top ten paths", seconds))
+
+    ip = collections.Counter(e.client for e in entries).most_common(1)[0][0]
+    query = f'SELECT * FROM {TABLE} WHERE ROW =^ "{ip} "'
+    shard = shards.locate(ip)
+    result, seconds = _timed(echo, f"every request of {ip} ({query!r} on shard {shard})",
+                             lambda: shards.unicast(shard, "hql_query", query, namespace=NAMESPACE))
+    requests = {c.key.row: c.value.decode("utf-8", "replace") for c in result.cells
+                if c.key.column_family == "Request"}
+    echo(f"{len(requests):,} requests, {len(result.cells):,} cells; the first three:")
+    echo(render_table(("row", "request"), list(requests.items())[:3]))
+    timings.append(("one client by row prefix", seconds))
+
+    answers, seconds = _timed(echo, "count per response code, broadcast to the shards", lambda: (
+        shards.resources.broadcast("hql_query", f"SELECT ResponseCode FROM {TABLE}", namespace=NAMESPACE)))
+    per_host = {host: collections.Counter(_values(answer)) for host, answer in answers.items()}
+    all_codes = sorted(set().union(*per_host.values()))
+    echo(render_table(("code", *per_host, "total"),
+                      [(code, *(c[code] for c in per_host.values()), sum(c[code] for c in per_host.values()))
+                       for code in all_codes], numeric=tuple(range(1, len(per_host) + 2))))
+    same = sum(per_host.values(), collections.Counter()) == codes
+    echo("shards and replicas agree" if same else "shards and replicas DISAGREE")
+    timings.append(("broadcast count to shards", seconds))
+    return timings
+
+
+def _failovers(replicas: Any) -> tuple[int, list[str]]:
+    """Return the connection failures ``replicas`` met (each one sent the call to another
+    replica) and a description of each host still marked down."""
+    down = replicas.health.down()
+    return (sum(state.failures for state in down.values()),
+            [f"{host}: {replicas.health.describe(host)}" for host in down])

@@ -1,0 +1,132 @@
+"""Stream cells to an HTTP client as one JSON array, a chunk at a time.
+
+:func:`stream_cells` wraps any iterable of cells (typically a scan generator,
+which pulls ``scanner_get_cells`` batches one after another, protocol.md 5.2)
+in a Flask ``Response`` whose body is ``[`` + one JSON object per cell or per
+row, separated by commas + ``]``.  Only the current batch and one output chunk
+are ever held in memory.  When the client goes away, the WSGI server closes the
+response, which closes the source iterable: a scan generator then closes its
+scanner and gives its connection back, whether or not streaming had begun.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Iterable, Iterator, Optional
+
+from flask import Response
+
+from .types import Cell
+
+__all__ = ["CHUNK_BYTES", "JsonArrayStream", "cell_to_json", "row_to_json", "stream_cells"]
+
+#: Bytes gathered before a chunk is handed to the server: big enough to keep
+#: the per-write overhead low, small enough to keep memory flat.
+CHUNK_BYTES = 32 * 1024
+
+
+def _text(value: Optional[bytes]) -> str:
+    """Decode a cell value as UTF-8; invalid bytes become U+FFFD, a missing value ``""``."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return value.decode("utf-8", "replace")
+
+
+def _column(cell: Cell) -> str:
+    qualifier = cell.key.column_qualifier
+    return f"{cell.key.column_family}:{qualifier}" if qualifier else cell.key.column_family
+
+
+def cell_to_json(cell: Cell) -> dict[str, Any]:
+    """Return one cell as a JSON-ready dict.
+
+    :returns: ``{"row": str, "column": "family[:qualifier]", "timestamp": int
+        nanoseconds, "value": str}``; the value is decoded as UTF-8 (invalid
+        bytes become U+FFFD; an absent value, protocol.md 5.2, is ``""``).
+    """
+    return {"row": cell.key.row, "column": _column(cell), "timestamp": cell.key.timestamp,
+            "value": _text(cell.value)}
+
+
+def row_to_json(row: str, cells: list[Cell]) -> dict[str, Any]:
+    """Return the cells of one row as ``{"row": str, "cells": [{"column", "timestamp", "value"}]}``."""
+    return {"row": row, "cells": [{"column": _column(c), "timestamp": c.key.timestamp,
+                                   "value": _text(c.value)} for c in cells]}
+
+
+def _rows(cells: Iterable[Cell]) -> Iterator[dict[str, Any]]:
+    """Group consecutive cells of one row (a scan returns them row by row)."""
+    row: Optional[str] = None
+    group: list[Cell] = []
+    for cell in cells:
+        if cell.key.row != row and group:
+            yield row_to_json(row, group)  # type: ignore[arg-type]
+            group = []
+        row = cell.key.row
+        group.append(cell)
+    if group:
+        yield row_to_json(row, group)  # type: ignore[arg-type]
+
+
+class JsonArrayStream:
+    """An iterable of ``bytes`` chunks forming one JSON array; ``close()`` closes the source.
+
+    :param items: the objects to encode, consumed lazily.
+    :param source: what to close when the stream is closed (defaults to
+        ``items``), e.g. the scan generator behind a transformation.
+    :param chunk_bytes: bytes gathered before a chunk is yielded.
+    """
+
+    def __init__(self, items: Iterable[Any], source: Optional[Iterable[Any]] = None,
+                 chunk_bytes: int = CHUNK_BYTES) -> None:
+        self._items = items
+        self._source = items if source is None else source
+        self._chunk_bytes = chunk_bytes
+        self.closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+        parts: list[str] = ["["]
+        size, separator = 1, ""
+        try:
+            for item in self._items:
+                text = encode(item)
+                parts.append(separator + text)
+                size += len(text) + 1
+                separator = ","
+                if size >= self._chunk_bytes:
+                    yield "".join(parts).encode("utf-8")
+                    parts, size = [], 0
+            parts.append("]")
+            yield "".join(parts).encode("utf-8")
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close the source (idempotent); called by the WSGI server when the client is gone."""
+        if not self.closed:
+            self.closed = True
+            for obj in (self._items, self._source):
+                close: Optional[Callable[[], None]] = getattr(obj, "close", None)
+                if close is not None:
+                    close()
+
+
+def stream_cells(cells: Iterable[Cell], *, by_row: bool = False, status: int = 200,
+                 headers: Optional[dict[str, str]] = None,
+                 chunk_bytes: int = CHUNK_BYTES) -> Response:
+    """Return a streamed ``application/json`` response of ``cells``.
+
+    :param cells: cells in scan order (row, then column), consumed lazily;
+        closed (if it has ``close``) when the response is closed.
+    :param by_row: one object per row (:func:`row_to_json`) instead of one
+        per cell (:func:`cell_to_json`).
+    :param status: HTTP status code.
+    :param headers: extra response headers.
+    :param chunk_bytes: bytes gathered before a chunk is sent.
+    :returns: a Flask ``Response`` whose body is a JSON array.
+    """
+    items = _rows(cells) if by_row else map(cell_to_json, cells)
+    body = JsonArrayStream(items, source=cells, chunk_bytes=chunk_bytes)
+    return Response(body, status=status, headers=headers, mimetype="application/json")

@@ -1,0 +1,197 @@
+"""Write Apache log entries into LogDb through a Pool, Replicas or Shards.
+
+:func:`ensure_logdb` creates the namespace and the table when missing;
+:func:`pool_writer`, :func:`replicas_writer` and :func:`shards_writer` turn a
+routing object into a function that writes one batch of entries with
+``set_cells`` (which flushes before it returns, protocol.md 2.4, so a batch
+that returned is acknowledged); :func:`load` drives a writer over a stream of
+entries and reports what it did.
+
+Example::
+
+    with open_log("access.log.gz") as lines:
+        stats = LogStats()
+        pool = Pool("127.0.0.1:15867")
+        ensure_logdb(pool.call, "logs")
+        report = load(iter_entries(lines, stats), pool_writer(pool, "logs"), stats=stats)
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
+
+from . import codes
+from .errors import ConfigError
+from .types import ClientException
+from .weblog import FAMILIES, TABLE, LogEntry, LogStats, schema
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .cluster import Replicas, Shards
+    from .pool import Pool
+
+__all__ = ["DEFAULT_BATCH", "LoadReport", "Writer", "by_client", "by_row", "ensure_logdb", "load",
+           "pool_writer", "replicas_writer", "shards_writer"]
+
+#: Requests per ``set_cells`` call (seven cells each).
+DEFAULT_BATCH = 200
+
+#: Writes one batch of entries; returns the number of cells acknowledged.
+Writer = Callable[[list[LogEntry]], int]
+#: ``call(method, *args, namespace=None)``, the call shape of every routing layer.
+Call = Callable[..., Any]
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load` did.
+
+    :ivar lines: input lines read.
+    :ivar malformed: lines skipped as malformed.
+    :ivar rows: requests written (one row each).
+    :ivar cells: cells acknowledged by the brokers.
+    :ivar seconds: wall time of the load.
+    """
+
+    lines: int = 0
+    malformed: int = 0
+    rows: int = 0
+    cells: int = 0
+    seconds: float = 0.0
+
+    @property
+    def cells_per_s(self) -> float:
+        """Return the write rate in cells per second."""
+        return self.cells / self.seconds if self.seconds > 0 else 0.0
+
+
+def ensure_logdb(call: Call, namespace: str, table: str = TABLE) -> None:
+    """Create ``namespace`` and ``table`` (the LogDb schema) unless they exist.
+
+    Creating something another client created meanwhile is not an error.
+
+    :param call: a routing layer's ``call(method, *args, namespace=None)``
+        (``Pool.call``, ``Replicas.call``, ...).
+    :param namespace: namespace name, e.g. ``"logs"``.
+    :param table: table name.
+    :raises ConfigError: the table exists without some LogDb column families.
+    :raises ClientException: the broker refused (e.g. the parent namespace is missing).
+    """
+    if not call("namespace_exists", namespace):
+        try:
+            call("namespace_create", namespace)
+        except ClientException as exc:
+            if exc.code != codes.NAMESPACE_EXISTS:
+                raise
+    if not call("table_exists", table, namespace=namespace):
+        try:
+            call("table_create", table, schema(), namespace=namespace)
+            return
+        except ClientException as exc:
+            if exc.code not in (codes.MASTER_TABLE_EXISTS, codes.NAME_ALREADY_IN_USE):
+                raise
+    families = call("table_get_schema", table, namespace=namespace).column_families or {}
+    missing = [f for f in FAMILIES if f not in families]
+    if missing:
+        raise ConfigError(f"table {namespace}/{table} exists without the LogDb column families "
+                          f"{', '.join(missing)}; choose another table name or drop it")
+
+
+def _cells(entries: Iterable[LogEntry]) -> list:
+    return [cell for entry in entries for cell in entry.cells()]
+
+
+def pool_writer(pool: "Pool", namespace: str, table: str = TABLE) -> Writer:
+    """Return a writer sending each batch to one host through ``pool``."""
+    def write(entries: list[LogEntry]) -> int:
+        cells = _cells(entries)
+        pool.call("set_cells", table, cells, namespace=namespace)
+        return len(cells)
+    return write
+
+
+def replicas_writer(replicas: "Replicas", namespace: str, table: str = TABLE) -> Writer:
+    """Return a writer sending each batch to the first healthy replica (failing over on errors).
+
+    The cells carry client-assigned timestamps (the request time), so a batch
+    retried on another replica rewrites the same versions (design.md,
+    "Choosing a host").
+    """
+    def write(entries: list[LogEntry]) -> int:
+        cells = _cells(entries)
+        replicas.call("set_cells", table, cells, namespace=namespace, write=True)
+        return len(cells)
+    return write
+
+
+def by_row(entry: LogEntry) -> str:
+    """Shard by the whole row key: requests spread evenly over the shards."""
+    return entry.row
+
+
+def by_client(entry: LogEntry) -> str:
+    """Shard by client address: one client's rows stay on one shard."""
+    return entry.client
+
+
+def shards_writer(shards: "Shards", namespace: str, table: str = TABLE,
+                  route: Callable[[LogEntry], str] = by_row) -> Writer:
+    """Return a writer splitting each batch by ``shards.locate(route(entry))``, one ``set_cells`` per shard.
+
+    :param route: the string located for an entry; :func:`by_row` (default)
+        or :func:`by_client`.
+    """
+    def write(entries: list[LogEntry]) -> int:
+        groups: dict[Any, list[LogEntry]] = defaultdict(list)
+        for entry in entries:
+            groups[shards.locate(route(entry))].append(entry)
+        written = 0
+        for key, group in groups.items():
+            cells = _cells(group)
+            shards.unicast(key, "set_cells", table, cells, namespace=namespace)
+            written += len(cells)
+        return written
+    return write
+
+
+def load(entries: Iterable[LogEntry], write: Writer, batch: int = DEFAULT_BATCH,
+         stats: Optional[LogStats] = None,
+         on_batch: Optional[Callable[[LoadReport], None]] = None) -> LoadReport:
+    """Write ``entries`` in batches of ``batch`` requests and count what was acknowledged.
+
+    :param entries: parsed requests, e.g. :func:`~htcluster.weblog.iter_entries`.
+    :param write: a writer from this module.
+    :param batch: requests per ``set_cells`` call, >= 1.
+    :param stats: the :class:`~htcluster.weblog.LogStats` the entries are
+        counted in, copied into the report's ``lines`` and ``malformed``.
+    :param on_batch: called after each acknowledged batch with the report so far.
+    :returns: the :class:`LoadReport`.
+    :raises ConfigError: ``batch`` is below 1.
+    """
+    if batch < 1:
+        raise ConfigError(f"batch must be at least 1 request, got {batch}")
+    report = LoadReport()
+    start = time.perf_counter()
+
+    def flush(pending: list[LogEntry]) -> None:
+        report.cells += write(pending)
+        report.rows += len(pending)
+        report.seconds = time.perf_counter() - start
+        if stats is not None:
+            report.lines, report.malformed = stats.lines, stats.malformed
+        if on_batch is not None:
+            on_batch(report)
+
+    pending: list[LogEntry] = []
+    for entry in entries:
+        pending.append(entry)
+        if len(pending) >= batch:
+            flush(pending)
+            pending = []
+    if pending:
+        flush(pending)
+    report.seconds = time.perf_counter() - start
+    if stats is not None:
+        report.lines, report.malformed = stats.lines, stats.malformed
+    return report

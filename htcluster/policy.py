@@ -1,0 +1,327 @@
+"""Host health, backoff and retry: the decisions of the routing layer, without I/O.
+
+==========================  ==================================================
+name                        what it decides
+==========================  ==================================================
+:class:`Backoff`            how long a failed host stays dead (seconds), from
+                            its number of consecutive failures
+:class:`Retry`              how many *other* hosts one call may still try
+:class:`HostState`          one host's consecutive failures, ``dead_until``,
+                            last error and whether its trial call is taken
+:class:`HostHealth`         the states of many hosts behind one lock: which
+                            are usable now, which comes back soonest
+:func:`is_write`            whether a broker call changes data (routing of
+                            ``Replicas`` and retry safety)
+==========================  ==================================================
+
+The policy in one sentence: a connection failure (``BrokerUnavailable``) marks a
+host dead for an exponentially growing, jittered backoff; when it expires the
+host gets one trial call (half-open), whose success revives it; answers from the
+broker (``ClientException``, ``TApplicationException``) are not failures, nor is a
+local ``PoolTimeout``.  Clocks and random sources are injectable, so all of this
+is tested without sleeping.
+"""
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
+
+from .errors import ConfigError
+
+__all__ = ["Backoff", "HostHealth", "HostState", "Retry", "hql_is_read", "is_write"]
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with jitter: how long a failing host is left alone.
+
+    The n-th consecutive failure keeps the host dead for
+    ``min(cap, base * factor ** (n - 1))`` seconds, shortened by a random
+    fraction of at most ``jitter`` so that many clients do not come back at
+    the same instant.  With the defaults: about 1, 2, 4, 8, 16, 30, 30 ... s.
+
+    :param base: seconds of the first backoff, > 0.
+    :param factor: growth per further failure, >= 1.
+    :param cap: upper bound in seconds, >= ``base``.
+    :param jitter: fraction in [0, 1) of the delay that may be taken off at random.
+    :raises ConfigError: a value is out of range.
+
+    Example::
+
+        Backoff(base=0.5, cap=10.0).delay(3, rng=random.Random(1))  # ~2.0 s
+    """
+
+    base: float = 1.0
+    factor: float = 2.0
+    cap: float = 30.0
+    jitter: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not self.base > 0:
+            raise ConfigError(f"Backoff base must be > 0 seconds, got {self.base!r}")
+        if not self.factor >= 1:
+            raise ConfigError(f"Backoff factor must be >= 1, got {self.factor!r}")
+        if not self.cap >= self.base:
+            raise ConfigError(f"Backoff cap ({self.cap!r} s) must be >= base ({self.base!r} s)")
+        if not 0 <= self.jitter < 1:
+            raise ConfigError(f"Backoff jitter must be a fraction in [0, 1), got {self.jitter!r}")
+
+    @classmethod
+    def coerce(cls, value: Union["Backoff", float, Mapping[str, float], None]) -> "Backoff":
+        """Normalise ``None`` (defaults), a number (the base in seconds) or a mapping of fields.
+
+        :raises ConfigError: the value is of none of these shapes, or out of range.
+        """
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, bool):
+            raise ConfigError(f"backoff must be a Backoff, seconds or a mapping, got {value!r}")
+        if isinstance(value, (int, float)):
+            return cls(base=float(value), cap=max(float(value), cls.cap))
+        if isinstance(value, Mapping):
+            unknown = set(value) - {"base", "factor", "cap", "jitter"}
+            if unknown:
+                raise ConfigError(f"unknown Backoff fields {sorted(unknown)}; allowed: base, factor, cap, jitter")
+            return cls(**value)
+        raise ConfigError(f"backoff must be a Backoff, seconds or a mapping, got {value!r}")
+
+    def delay(self, failures: int, rng: Optional[random.Random] = None) -> float:
+        """Return the seconds a host stays dead after its ``failures``-th consecutive failure.
+
+        :param failures: consecutive failures so far, >= 1 (0 gives 0.0).
+        :param rng: random source for the jitter (``random`` module's by default).
+        :returns: seconds, in ``[(1 - jitter) * d, d]`` with ``d`` the capped exponential.
+        """
+        if failures <= 0:
+            return 0.0
+        # the exponent is bounded so that huge failure counts cannot overflow
+        raw = min(self.cap, self.base * self.factor ** min(failures - 1, 64))
+        draw = (rng or random).random()
+        return raw * (1.0 - self.jitter * draw)
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How many other hosts one call may still try after a connection failure.
+
+    A value, never changed in place: :meth:`increment` returns the next one,
+    so one instance is shared by every thread.
+
+    :param total: other hosts to try; ``None``: each host of the call once.
+    :param history: the hosts that failed so far in this call, in order.
+    :raises ConfigError: ``total`` is negative at construction by the user.
+
+    Example::
+
+        retry = Retry.from_int(2)
+        retry = retry.increment("ht1:15867")   # one more host allowed
+        retry.exhausted                         # False
+    """
+
+    total: Optional[int] = None
+    history: tuple[str, ...] = field(default=(), compare=False)
+
+    @classmethod
+    def from_int(cls, value: Union["Retry", int, bool, None]) -> "Retry":
+        """Normalise user input: a ``Retry``; ``None``/``True`` (every host once);
+        ``False`` (never fail over); an int >= 0 (that many other hosts).
+
+        :raises ConfigError: a negative number or another type.
+        """
+        if value is None or value is True:
+            return cls()
+        if value is False:
+            return cls(total=0)
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, int):
+            if value < 0:
+                raise ConfigError(f"retry must be >= 0 other hosts, got {value}")
+            return cls(total=value)
+        raise ConfigError(f"retry must be a Retry, an int >= 0, a bool or None, got {value!r}")
+
+    def increment(self, host: str) -> "Retry":
+        """Return the Retry that follows a failure on ``host``."""
+        total = None if self.total is None else self.total - 1
+        return replace(self, total=total, history=self.history + (host,))
+
+    @property
+    def exhausted(self) -> bool:
+        """True when no other host may be tried any more."""
+        return self.total is not None and self.total < 0
+
+
+@dataclass(frozen=True)
+class HostState:
+    """What is known about one host: a value, replaced as a whole under :class:`HostHealth`'s lock.
+
+    :param failures: consecutive connection failures (0: the host is live).
+    :param dead_until: clock time (seconds) until which the host is not tried.
+    :param trial: the one trial call after the backoff is taken by some caller.
+    :param error: the last connection failure, for error messages.
+    """
+
+    failures: int = 0
+    dead_until: float = 0.0
+    trial: bool = False
+    error: Optional[BaseException] = field(default=None, compare=False)
+
+    @property
+    def live(self) -> bool:
+        """True when the host has not failed since its last success."""
+        return self.failures == 0
+
+    def usable(self, now: float) -> bool:
+        """True when a call may go to the host at clock time ``now`` (seconds)."""
+        return self.live or (now >= self.dead_until and not self.trial)
+
+
+class HostHealth:
+    """The :class:`HostState` of many hosts, one lock around all of them.
+
+    The usage protocol of a call: :meth:`claim` a host (refused when it is
+    dead or its trial is taken), make the call, then report exactly one of
+    :meth:`succeeded` (the broker answered, even with an error), :meth:`failed`
+    (connection failure) or :meth:`release` (nothing learnt, e.g. ``PoolTimeout``).
+
+    :param hosts: the known hosts (others are added on first use).
+    :param backoff: a :class:`Backoff` or anything :meth:`Backoff.coerce` takes.
+    :param clock: callable returning seconds (``time.monotonic`` by default).
+    :param rng: random source for jitter (a private ``random.Random`` by default).
+    """
+
+    def __init__(self, hosts: Iterable[str] = (), backoff: Union[Backoff, float, None] = None,
+                 clock: Optional[Clock] = None, rng: Optional[random.Random] = None) -> None:
+        self.backoff = Backoff.coerce(backoff)
+        self.clock: Clock = clock or time.monotonic
+        self.rng = rng or random.Random()
+        self._lock = threading.Lock()
+        self._states: dict[str, HostState] = {host: HostState() for host in hosts}
+
+    def state(self, host: str) -> HostState:
+        """Return the current state of ``host`` (a fresh one if never seen)."""
+        with self._lock:
+            return self._states.get(host, HostState())
+
+    def usable(self, host: str) -> bool:
+        """True when ``host`` is live, or its backoff expired and nobody holds its trial."""
+        with self._lock:
+            return self._states.get(host, HostState()).usable(self.clock())
+
+    def claim(self, host: str, force: bool = False) -> bool:
+        """Take ``host`` for one call; a dead host whose backoff expired gives its trial to one caller.
+
+        :param force: take the host even when it is dead (every host is dead
+            and this one comes back soonest).
+        :returns: True if the caller may call the host and must report the outcome.
+        """
+        with self._lock:
+            state = self._states.get(host, HostState())
+            if state.live:
+                return True
+            if not force and not state.usable(self.clock()):
+                return False
+            self._states[host] = replace(state, trial=True)
+            return True
+
+    def soonest(self, hosts: Iterable[str]) -> Optional[str]:
+        """Return the host of ``hosts`` whose backoff ends first (``None`` for no hosts)."""
+        with self._lock:
+            candidates = [(self._states.get(h, HostState()).dead_until, i, h) for i, h in enumerate(hosts)]
+        return min(candidates)[2] if candidates else None
+
+    def succeeded(self, host: str) -> None:
+        """Record that ``host`` answered: it is live, its failure count restarts at 0."""
+        with self._lock:
+            self._states[host] = HostState()
+
+    def failed(self, host: str, error: Optional[BaseException] = None) -> float:
+        """Record a connection failure of ``host``; return the seconds it now stays dead.
+
+        Failures of calls that were already in flight when the host was marked
+        dead do not lengthen the backoff: only a live host or a trial escalates.
+        """
+        with self._lock:
+            now = self.clock()
+            state = self._states.get(host, HostState())
+            if not state.live and not state.trial and now < state.dead_until:
+                self._states[host] = replace(state, error=error or state.error)
+                return state.dead_until - now
+            failures = state.failures + 1
+            delay = self.backoff.delay(failures, self.rng)
+            self._states[host] = HostState(failures, now + delay, False, error)
+            return delay
+
+    def release(self, host: str) -> None:
+        """End a claim that taught nothing about the host (its trial, if any, goes to the next caller)."""
+        with self._lock:
+            state = self._states.get(host)
+            if state is not None and state.trial:
+                self._states[host] = replace(state, trial=False)
+
+    def down(self) -> dict[str, HostState]:
+        """Return ``{host: state}`` of the hosts that are not live, for monitoring."""
+        with self._lock:
+            return {host: s for host, s in self._states.items() if not s.live}
+
+    def describe(self, host: str) -> str:
+        """One line on why ``host`` is not used: failures, seconds left, last error."""
+        state = self.state(host)
+        if state.live:
+            return f"{host} is live"
+        left = max(0.0, state.dead_until - self.clock())
+        cause = f"{type(state.error).__name__}: {state.error}" if state.error else "unknown error"
+        return (f"{host} is down after {state.failures} consecutive failure(s), "
+                f"retried in {left:.2f} s; last error {cause}")
+
+
+# ---------------------------------------------------------------- read or write
+
+#: Methods that only read (protocol.md section 2); everything else counts as a write.
+READ_METHODS = frozenset({
+    "namespace_exists", "exists_namespace", "namespace_get_listing", "get_listing", "get_tables",
+    "table_exists", "exists_table", "table_get_id", "get_table_id", "table_get_schema_str",
+    "get_schema_str", "table_get_schema_str_with_ids", "get_schema_str_with_ids",
+    "table_get_schema", "get_schema", "table_get_splits", "get_table_splits",
+    "get_cell", "get_row", "get_row_as_arrays", "get_row_serialized", "get_cells",
+    "get_cells_as_arrays", "get_cells_serialized", "status", "error_get_text", "generate_guid",
+})
+
+#: HQL statements that only read, by their first word(s) (protocol.md section 5.4).
+READ_VERBS: tuple[tuple[str, ...], ...] = (
+    ("SELECT",), ("SHOW",), ("DESCRIBE",), ("EXISTS",), ("GET", "LISTING"),
+)
+
+HQL_METHODS = frozenset({"hql_query", "hql_exec", "hql_query_as_arrays", "hql_exec_as_arrays",
+                         "hql_query2", "hql_exec2"})
+
+
+def hql_is_read(command: str) -> bool:
+    """True when the HQL ``command`` only reads: SELECT, SHOW, DESCRIBE, EXISTS, GET LISTING."""
+    words = command.split(None, 2)
+    upper = tuple(w.upper() for w in words)
+    return any(upper[:len(verb)] == verb for verb in READ_VERBS)
+
+
+def is_write(method: str, args: Sequence[Any] = ()) -> bool:
+    """Classify a broker call: True when it may change data (or anything but a known read).
+
+    Reads are the methods of :data:`READ_METHODS` and HQL calls whose command
+    (the first ``str`` argument) starts with a verb of :data:`READ_VERBS`.
+    Everything else, including ``set_*``, ``mutator_*``, ``shared_mutator_*``,
+    schema and namespace changes, counts as a write: unknown means unsafe to repeat.
+
+    :param method: the broker method name.
+    :param args: its arguments (only HQL commands are inspected).
+    """
+    if method in HQL_METHODS:
+        command = next((a for a in args if isinstance(a, str)), "")
+        return not hql_is_read(command)
+    return method not in READ_METHODS

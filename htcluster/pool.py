@@ -1,0 +1,357 @@
+"""A thread-safe pool of connections to one ThriftBroker: :class:`Pool`.
+
+The pool is a LIFO stack pre-filled with ``size + max_overflow`` empty slots.
+An empty slot is permission to open a connection; idle connections sit on top
+of the empty slots, so a checkout takes the most recently used one (warm) and
+opens a new one only when none is idle.  At most ``size`` connections stay
+idle: overflow ones are closed at checkin.  One lock guards this state; no
+socket is opened, used or closed while it is held.
+
+A connection is never handed out twice and never returned broken: one that
+failed in transport, was interrupted mid-call, or outlived ``max_age`` is
+closed at checkin; an idle one that the broker closed meanwhile (a restart)
+is replaced at checkout.  After ``os.fork`` the child starts an empty pool of
+its own and leaves the parent's sockets alone.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Iterator, Optional, Union
+
+from ._thrift.ttypes import Cell, ScanSpec
+from .errors import BrokerUnavailable, ConfigError, PoolTimeout
+from .hosts import Host, HostLike
+from .resource import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Resource, scan_cells, seconds
+
+__all__ = ["DEFAULT_MAX_OVERFLOW", "DEFAULT_POOL_TIMEOUT", "DEFAULT_SIZE", "Pool"]
+
+log = logging.getLogger(__name__)
+
+#: Connections kept idle per host.
+DEFAULT_SIZE = 5
+#: Connections opened beyond ``size`` under load, closed again at checkin.
+DEFAULT_MAX_OVERFLOW = 10
+#: Seconds a checkout waits for a free connection before ``PoolTimeout``.
+DEFAULT_POOL_TIMEOUT = 30.0
+
+_fork_lock = threading.Lock()
+
+
+def _renew_fork_lock() -> None:
+    global _fork_lock
+    _fork_lock = threading.Lock()  # the parent's may have been held at fork time
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_fork_lock)
+
+
+@dataclass(eq=False)
+class _Entry:
+    """A pooled connection and its bookkeeping (times from ``time.monotonic``, in seconds)."""
+
+    resource: Resource
+    pid: int
+    generation: int
+    created: float
+    returned: float
+
+
+class Pool:
+    """Keep up to ``size`` idle connections to one broker, and open up to ``max_overflow`` more under load.
+
+    :param host: ``'host[:port]'``, a ``(host, port)`` pair or a :class:`~htcluster.hosts.Host`.
+    :param size: connections kept open while idle (int, >= 0).
+    :param max_overflow: connections opened beyond ``size`` when all are busy,
+        closed at checkin (int, >= 0).
+    :param timeout: seconds (float) a checkout waits for a free connection.
+    :param socket_timeout: seconds (float) a call waits for its answer (``Resource`` ``timeout``).
+    :param connect_timeout: seconds (float) a connection attempt may take.
+    :param idle_ping: seconds (float) or ``None``; a connection idle longer
+        than this is checked with ``status()`` at checkout and replaced if dead.
+    :param max_age: seconds (float) or ``None``; an older connection is closed at checkin.
+    :raises ConfigError: a value is out of range.
+
+    Example::
+
+        pool = Pool('localhost:15867', size=4)
+        status = pool.call('status')
+        with pool.connection() as r:
+            cells = r.get_cells(r.mns['test'], 'logs', ScanSpec(row_limit=10))
+    """
+
+    def __init__(self, host: HostLike, size: int = DEFAULT_SIZE, max_overflow: int = DEFAULT_MAX_OVERFLOW,
+                 timeout: float = DEFAULT_POOL_TIMEOUT, *, socket_timeout: float = DEFAULT_TIMEOUT,
+                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, idle_ping: Optional[float] = None,
+                 max_age: Optional[float] = None) -> None:
+        for name, value in (("size", size), ("max_overflow", max_overflow)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
+        if size + max_overflow < 1:
+            raise ConfigError("size + max_overflow must allow at least one connection, got 0")
+        self.host = Host.parse(host)
+        self.size = size
+        self.max_overflow = max_overflow
+        self.timeout = seconds("timeout", timeout, allow_zero=True)
+        self.socket_timeout = seconds("socket_timeout", socket_timeout)
+        self.connect_timeout = seconds("connect_timeout", connect_timeout)
+        self.idle_ping = None if idle_ping is None else seconds("idle_ping", idle_ping, allow_zero=True)
+        self.max_age = None if max_age is None else seconds("max_age", max_age)
+        self._generation = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        """Start from an empty pool: all slots free, nothing open, counters at zero."""
+        self._pid = os.getpid()
+        self._free = threading.Condition(threading.Lock())
+        self._stack: deque[Optional[_Entry]] = deque([None] * (self.size + self.max_overflow))
+        self._idle = 0
+        self._in_use = 0
+        self._opened = 0
+        self._closed = 0
+        self._replaced = 0
+
+    def _check_pid(self) -> None:
+        """In a forked child, drop the parent's connections unclosed and start afresh."""
+        if self._pid == os.getpid():
+            return
+        with _fork_lock:
+            if self._pid != os.getpid():
+                log.debug("pool for %s: new process %d; leaving the parent's connections alone",
+                          self.host, os.getpid())
+                self._reset()  # the parent's Resources become garbage here, never used
+
+    # -- state --------------------------------------------------------------
+
+    @property
+    def idle(self) -> int:
+        """Connections open and waiting in the pool."""
+        self._check_pid()
+        return self._idle
+
+    @property
+    def in_use(self) -> int:
+        """Connections checked out right now."""
+        self._check_pid()
+        return self._in_use
+
+    def stats(self) -> dict[str, int]:
+        """Return counters of this process: ``opened``, ``closed``, ``replaced`` (stale), ``idle``, ``in_use``.
+
+        While nothing is checked out, ``opened - closed == idle``.
+        """
+        self._check_pid()
+        with self._free:
+            return {"opened": self._opened, "closed": self._closed, "replaced": self._replaced,
+                    "idle": self._idle, "in_use": self._in_use}
+
+    def __repr__(self) -> str:
+        return f"<Pool {self.host} [{self.in_use} in use, {self.idle} idle]>"
+
+    # -- checkout / checkin -------------------------------------------------
+
+    def _checkout(self, timeout: Optional[float], fresh: bool = False) -> tuple[_Entry, bool]:
+        """Take a connection; ``fresh`` prefers opening one to reusing an idle one.
+
+        :returns: ``(entry, reused)``; ``reused`` is True for an idle connection handed out again.
+        :raises PoolTimeout: no slot became free within ``timeout`` seconds.
+        :raises BrokerUnavailable: a new connection could not be opened.
+        """
+        self._check_pid()
+        wait = self.timeout if timeout is None else seconds("timeout", timeout, allow_zero=True)
+        deadline = time.monotonic() + wait
+        taken = False
+        entry: Optional[_Entry] = None
+        try:
+            with self._free:
+                while not self._stack:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise PoolTimeout(
+                            f"no connection to {self.host} became free within {wait:g} s "
+                            f"({self._in_use} in use = size {self.size} + max_overflow {self.max_overflow}); "
+                            "raise size, max_overflow or timeout, or hold connections for less time",
+                            host=str(self.host))
+                    self._free.wait(remaining)
+                entry = self._stack.popleft() if fresh and self._stack[0] is None else self._stack.pop()
+                self._in_use += 1
+                taken = True
+                if entry is not None:
+                    self._idle -= 1
+                generation = self._generation
+            if entry is None:
+                return self._connect(generation), False
+            if not fresh and self._alive(entry):
+                return entry, True
+            if not fresh:
+                log.info("replacing stale connection to %s (idle %.1f s)",
+                         self.host, time.monotonic() - entry.returned)
+            old, entry = entry, None
+            self._discard(old.resource, replaced=not fresh)
+            return self._connect(generation), False
+        except BaseException:
+            if taken:
+                if entry is not None:  # an idle connection whose check was interrupted
+                    self._discard(entry.resource)
+                self._give_back(None)
+            raise
+
+    def _alive(self, entry: _Entry) -> bool:
+        """Check an idle connection: a free peek always, a ``status()`` ping when idle too long."""
+        r = entry.resource
+        if r.is_stale():
+            return False
+        if self.idle_ping is not None and time.monotonic() - entry.returned > self.idle_ping:
+            try:
+                r.status()
+            except BrokerUnavailable:
+                return False
+        return True
+
+    def _connect(self, generation: int) -> _Entry:
+        r = Resource(self.host, self.socket_timeout, self.connect_timeout)
+        with self._free:
+            self._opened += 1
+        now = time.monotonic()
+        return _Entry(r, os.getpid(), generation, now, now)
+
+    def _discard(self, r: Resource, replaced: bool = False) -> None:
+        with self._free:
+            self._closed += 1
+            self._replaced += replaced
+        r.close()
+
+    def _give_back(self, entry: Optional[_Entry]) -> None:
+        """Return a slot: the idle ``entry`` on top, or an empty slot at the bottom."""
+        with self._free:
+            self._in_use -= 1
+            if entry is None:
+                self._stack.appendleft(None)
+            else:
+                self._stack.append(entry)
+                self._idle += 1
+            self._free.notify()
+
+    def _checkin(self, entry: _Entry) -> None:
+        """Give a checked-out connection back; close it if it is broken, too old or overflow."""
+        if entry.pid != os.getpid():
+            return  # the parent's connection, seen in a forked child: not ours to use or close
+        r = entry.resource
+        now = time.monotonic()
+        keep = r.reusable and (self.max_age is None or now - entry.created <= self.max_age)
+        with self._free:
+            keep = keep and entry.generation == self._generation and self._idle < self.size
+            if keep:
+                entry.returned = now
+            else:
+                self._closed += 1
+        if keep:
+            self._give_back(entry)
+            return
+        try:
+            r.close()
+        finally:
+            self._give_back(None)
+
+    def connection(self, timeout: Optional[float] = None) -> "_Checkout":
+        """Check a connection out for a ``with`` block: ``with pool.connection() as r:``.
+
+        The connection goes back to the pool when the block ends, or is closed
+        if it failed in transport.
+
+        :param timeout: seconds to wait for a free connection; ``None``: the pool's ``timeout``.
+        :raises PoolTimeout: none became free in time.
+        :raises BrokerUnavailable: a new connection could not be opened.
+        """
+        return _Checkout(self, timeout)
+
+    # -- calls ----------------------------------------------------------------
+
+    def call(self, method: str, *args: Any, namespace: Optional[str] = None) -> Any:
+        """Call broker ``method`` on a pooled connection (see :meth:`Resource.call`).
+
+        When a reused idle connection fails before the request left
+        (``BrokerUnavailable`` with ``sent=False``), the call is retried once on
+        a fresh connection: the broker cannot have seen it.
+
+        :returns: the broker's answer.
+        :raises BrokerUnavailable: the broker cannot be reached, or the
+            connection broke after the request was sent.
+        :raises PoolTimeout: no connection became free in time.
+        :raises ClientException: the broker refused the call.
+        """
+        for attempt in (1, 2):
+            entry, reused = self._checkout(None, fresh=attempt == 2)
+            try:
+                return entry.resource.call(method, *args, namespace=namespace)
+            except BrokerUnavailable as exc:
+                if attempt == 1 and reused and not exc.sent and entry.resource.failed:
+                    log.info("retrying %s on a fresh connection to %s: %s", method, self.host, exc)
+                    continue
+                raise
+            finally:
+                self._checkin(entry)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def scan(self, table: str, scan_spec: Optional[ScanSpec] = None, *, namespace: str,
+             batch: bool = False) -> Iterator[Union[Cell, list[Cell]]]:
+        """Scan ``table`` of ``namespace`` on one pooled connection, yielding cells.
+
+        The connection is held while the generator runs and returned (the
+        scanner closed) when it ends, also when the consumer stops early.
+
+        :param scan_spec: what to read; ``None`` reads everything.
+        :param batch: yield lists of cells, one per ``scanner_get_cells`` round trip.
+        :returns: a generator of :class:`~htcluster.types.Cell` (or of lists of them).
+        :raises ClientException: e.g. the namespace or table does not exist.
+        """
+        with self.connection() as r:
+            yield from scan_cells(r, r.mns[namespace], table, scan_spec, batch=batch)
+
+    def close(self) -> None:
+        """Close the idle connections now; those in use are closed at their checkin.
+
+        The pool stays usable: later checkouts open new connections.
+        """
+        self._check_pid()
+        with self._free:
+            entries = [e for e in self._stack if e is not None]
+            self._stack = deque([None] * len(self._stack))
+            self._idle = 0
+            self._generation += 1
+            self._closed += len(entries)
+        for entry in entries:
+            entry.resource.close()
+
+    def __enter__(self) -> "Pool":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class _Checkout:
+    """The context manager of :meth:`Pool.connection`: checkout on enter, checkin on exit."""
+
+    __slots__ = ("_pool", "_timeout", "_entry")
+
+    def __init__(self, pool: Pool, timeout: Optional[float]) -> None:
+        self._pool = pool
+        self._timeout = timeout
+        self._entry: Optional[_Entry] = None
+
+    def __enter__(self) -> Resource:
+        if self._entry is not None:
+            raise RuntimeError("this pool.connection() is already in use; call pool.connection() again")
+        self._entry, _ = self._pool._checkout(self._timeout)
+        return self._entry.resource
+
+    def __exit__(self, *exc_info: object) -> None:
+        entry, self._entry = self._entry, None
+        if entry is not None:
+            self._pool._checkin(entry)

@@ -1,0 +1,283 @@
+"""Replicas: several ThriftBrokers in front of the same Hypertable data.
+
+:class:`Replicas` sends writes to the first healthy host in the order given
+and fails over sequentially; it balances reads over every healthy host.
+Retrying never duplicates a write: cells written with ``set_cell(s)`` and
+``mutator_set_cell(s)`` get a client-side timestamp (:func:`next_timestamp`)
+when they have none, so a retried write stores the same versions again, and
+the reads of :class:`Replicas` collapse such repeats (:func:`collapse`,
+protocol.md appendix C).  Other writes are retried only when the request
+never left.  :meth:`Replicas.scan` resumes a scan on another replica after the
+last complete row it delivered.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import threading
+import time
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
+
+from .errors import BrokerUnavailable
+from .hosts import HostLike
+from .policy import is_write
+from .resource import Resource, scan_cells
+from .resources import Resources
+from .types import Cell, RowInterval, ScanSpec
+
+__all__ = ["COLLAPSED_METHODS", "STAMPED_METHODS", "Replicas", "collapse", "next_timestamp", "stamp_cells"]
+
+#: Writes whose cells get a client-side timestamp; their last argument is a Cell or a list of them.
+STAMPED_METHODS = frozenset({"set_cell", "set_cells", "mutator_set_cell", "mutator_set_cells"})
+#: Reads whose cells are collapsed (a list of Cells, or an HqlResult with ``cells``).
+COLLAPSED_METHODS = frozenset({"get_cells", "get_row", "hql_query", "hql_exec"})
+
+_stamp_lock = threading.Lock()
+_last_stamp = 0
+
+
+def next_timestamp() -> int:
+    """Return nanoseconds since the epoch, strictly increasing across all threads of this process."""
+    global _last_stamp
+    with _stamp_lock:
+        _last_stamp = max(time.time_ns(), _last_stamp + 1)
+        return _last_stamp
+
+
+def stamp_cells(cells: Union[Cell, Sequence[Cell]]) -> Union[Cell, list[Cell]]:
+    """Return ``cells`` with a timestamp on each cell that has none (:func:`next_timestamp`).
+
+    Stamped cells are copies; the caller's objects are never changed.  A cell
+    without a key is left as it is (the broker refuses it with BAD_KEY).
+
+    :param cells: one :class:`~htcluster.types.Cell` or a sequence of them.
+    :returns: a Cell, or a new list of Cells.
+    """
+    if isinstance(cells, Cell):
+        return _stamped(cells)
+    return [_stamped(cell) for cell in cells]
+
+
+def _stamped(cell: Cell) -> Cell:
+    if cell.key is None or cell.key.timestamp is not None:
+        return cell
+    key = copy.copy(cell.key)
+    key.timestamp = next_timestamp()
+    stamped = copy.copy(cell)
+    stamped.key = key
+    return stamped
+
+
+def _all_stamped(cells: Union[Cell, Sequence[Cell]]) -> bool:
+    cells = [cells] if isinstance(cells, Cell) else cells
+    return all(c.key is not None and c.key.timestamp is not None for c in cells)
+
+
+def collapse(cells: Iterable[Cell]) -> list[Cell]:
+    """Keep one cell per (row, family, qualifier, timestamp, flag): the newest revision.
+
+    A write retried with the same timestamps is stored twice, as two
+    revisions (protocol.md appendix C); readers should see it once.  Order
+    is kept (the first occurrence's place); cells without a timestamp are kept.
+    """
+    out: list[Cell] = []
+    where: dict[tuple, int] = {}
+    for cell in cells:
+        key = cell.key
+        if key is None or key.timestamp is None:
+            out.append(cell)
+            continue
+        ident = (key.row, key.column_family, key.column_qualifier or "", key.timestamp, key.flag)
+        i = where.get(ident)
+        if i is None:
+            where[ident] = len(out)
+            out.append(cell)
+        elif (key.revision or 0) > (out[i].key.revision or 0):
+            out[i] = cell
+    return out
+
+
+class Replicas(Resources):
+    """Brokers that serve the same data: writes to the first healthy host, reads balanced.
+
+    :param hosts: the brokers, in write preference order.
+    :param options: as for :class:`~htcluster.resources.Resources` (``retry``,
+        ``backoff``, ``socket_timeout`` ... in seconds).
+
+    Example::
+
+        replicas = Replicas('ht1,ht2,ht3', socket_timeout=10.0)
+        replicas.call('set_cells', 'logs', cells, namespace='web')   # ht1, else ht2 ...
+        replicas.call('hql_query', 'SELECT * FROM logs', namespace='web')  # any live host
+    """
+
+    def __init__(self, hosts: Union[str, Iterable[HostLike]], **options: Any) -> None:
+        super().__init__(hosts, **options)
+        self.order = list(self)
+
+    def call(self, method: str, *args: Any, namespace: Optional[str] = None, write: Optional[bool] = None) -> Any:
+        """Call ``method`` on a write host or on any read host, failing over as it is safe.
+
+        :param method: a broker method (protocol.md section 2).
+        :param namespace: a namespace name whose per-connection id is put before ``args``.
+        :param write: route as a write (``True``) or a read (``False``); default
+            from the method and, for HQL, its verb (:func:`htcluster.policy.is_write`).
+        :returns: the broker's answer; cells of reads collapsed by :func:`collapse`.
+        :raises NoHostAvailable: no host could serve the call (each host's cause inside).
+        :raises BrokerUnavailable: a write that cannot be safely repeated failed after it was sent.
+        :raises ClientException: the broker refused the call.
+        """
+        if write is None:
+            write = is_write(method, args)
+        idempotent = not is_write(method, args)
+        if method in STAMPED_METHODS and args:
+            args = (*args[:-1], stamp_cells(args[-1]))
+            idempotent = _all_stamped(args[-1])
+        result = self._failover(method, self.order, lambda host: self[host].call(method, *args, namespace=namespace),
+                                idempotent=idempotent, ordered=write)
+        if method in COLLAPSED_METHODS:
+            if isinstance(result, list):
+                return collapse(result)
+            if getattr(result, "cells", None) is not None:
+                result.cells = collapse(result.cells)
+        return result
+
+    def connection(self, write: bool = True, *,  # type: ignore[override]
+                   host: Optional[HostLike] = None) -> "contextlib.AbstractContextManager[Resource]":
+        """Check out one connection: to the write host (``write=True``) or to any read host.
+
+        Use :func:`stamp_cells` on cells written through a mutator so that they
+        carry their own timestamps.
+
+        :param host: this host only.
+        :returns: a context manager giving a :class:`~htcluster.resource.Resource`.
+        :raises NoHostAvailable: no host could be connected to.
+        """
+        return super().connection(host, hosts=self.order, ordered=write)
+
+    def scan(self, table: str, scan_spec: Optional[ScanSpec] = None, *, namespace: str,  # type: ignore[override]
+             host: Optional[HostLike] = None) -> Iterator[Cell]:
+        """Yield the cells of ``table``; when the broker dies mid-scan, resume on another replica.
+
+        Cells are delivered a whole row at a time (one row is buffered), so a
+        resumed scan starts just after the last complete row delivered, with
+        ``row_limit``/``cell_limit`` reduced by what was delivered.  Several row
+        intervals are scanned one after the other, as the broker does (limits
+        apply per interval, protocol.md 5.2).  Repeated versions are collapsed.
+
+        :param scan_spec: what to read (``None``: everything); never modified.
+        :param namespace: the namespace name.
+        :param host: start on this host (default: chosen by priority).
+        :returns: a generator of :class:`~htcluster.types.Cell`.
+        :raises NoHostAvailable: every replica failed.
+        :raises ClientException: e.g. the table does not exist.
+        """
+        spec = scan_spec if scan_spec is not None else ScanSpec()
+        for unit in _units(spec):
+            yield from self._scan_unit(table, unit, namespace, host)
+
+    def _scan_unit(self, table: str, spec: ScanSpec, namespace: str, host: Optional[HostLike]) -> Iterator[Cell]:
+        progress = _Progress(spec)
+        first = [self.key(host)] if host is not None else []
+        hosts = first + [h for h in self if h not in first]
+        retry, errors = self.retry, {}
+        while progress.spec is not None:
+            name = self._acquire(hosts, errors, ordered=bool(first))
+            if name is None:
+                raise self._no_host(f"scan of {table}", hosts, errors)
+            try:
+                with self._watch(name), self[name].connection() as r:
+                    for batch in scan_cells(r, r.mns[namespace], table, progress.spec, batch=True):
+                        yield from progress.feed(batch)
+                    yield from progress.finish()
+                    return
+            except BrokerUnavailable as exc:
+                errors[name] = exc
+                retry = retry.increment(name)
+                if retry.exhausted:
+                    raise self._no_host(f"scan of {table}", hosts, errors) from exc
+                progress.resume()
+
+
+def _units(spec: ScanSpec) -> list[ScanSpec]:
+    """Split a spec with several row (or cell) intervals into one spec per interval.
+
+    The broker scans intervals one after the other with limits per interval
+    (protocol.md 5.2), so this changes nothing but makes resuming simple.
+    ``scan_and_filter_rows`` specs are kept whole: they are one pass.
+    """
+    if spec.scan_and_filter_rows:
+        return [spec]
+    for field in ("row_intervals", "cell_intervals"):
+        intervals = getattr(spec, field) or []
+        if len(intervals) > 1:
+            units = []
+            for interval in intervals:
+                unit = copy.copy(spec)
+                setattr(unit, field, [interval])
+                units.append(unit)
+            return units
+    return [spec]
+
+
+class _Progress:
+    """What a scan delivered so far, and the spec that continues it on another host.
+
+    Cells are held back until their row is complete (the next row starts, or
+    the scan ends), so that a resumed scan can start after a whole row.
+    """
+
+    def __init__(self, spec: ScanSpec) -> None:
+        self.original = spec
+        self.spec: Optional[ScanSpec] = spec
+        self.buffer: list[Cell] = []
+        self.last_row: Optional[str] = None   # last complete row delivered
+        self.skip_through: Optional[str] = None  # rows <= this were delivered by an earlier attempt
+        self.rows = 0    # complete rows delivered
+        self.cells = 0   # raw cells (before collapse) of those rows
+
+    def feed(self, batch: Iterable[Cell]) -> Iterator[Cell]:
+        for cell in batch:
+            row = cell.key.row
+            if self.skip_through is not None and row <= self.skip_through:
+                continue
+            if self.buffer and row != self.buffer[0].key.row:
+                yield from self._deliver()
+            self.buffer.append(cell)
+
+    def finish(self) -> Iterator[Cell]:
+        if self.buffer:
+            yield from self._deliver()
+        self.spec = None
+
+    def _deliver(self) -> Iterator[Cell]:
+        row_cells, self.buffer = self.buffer, []
+        self.last_row = row_cells[0].key.row
+        self.rows += 1
+        self.cells += len(row_cells)
+        yield from collapse(row_cells)
+
+    def resume(self) -> None:
+        """Set :attr:`spec` to the scan of what is left (``None``: nothing is)."""
+        self.buffer = []
+        spec = self.original
+        if self.last_row is None:
+            self.spec = spec
+            return
+        if spec.cell_intervals or spec.scan_and_filter_rows:
+            # no interval starts "after row R" here: run the same scan again, skip what was delivered
+            self.spec, self.skip_through = spec, self.last_row
+            return
+        rest = copy.copy(spec)
+        interval = copy.copy(spec.row_intervals[0]) if spec.row_intervals else RowInterval()
+        interval.start_row, interval.start_row_binary, interval.start_inclusive = self.last_row, None, False
+        rest.row_intervals = [interval]
+        rest.row_offset = rest.cell_offset = 0  # consumed before the first delivered row
+        for limit, used in (("row_limit", self.rows), ("cell_limit", self.cells)):
+            if getattr(spec, limit):
+                left = getattr(spec, limit) - used
+                if left <= 0:
+                    self.spec = None
+                    return
+                setattr(rest, limit, left)
+        self.spec = rest

@@ -1,0 +1,140 @@
+"""Health of many brokers at once: ping each with ``status()`` in parallel, print a table.
+
+:func:`check_hosts` is what ``htcluster status`` and ``flask hypertable status``
+run; :func:`format_status` renders its answer, and :func:`render_table` is the
+plain aligned-text table every command of the CLI prints.
+
+Example::
+
+    >>> print(format_status(check_hosts(["ht1:15867", "ht2"], timeout=2.0)))
+    host        state  latency ms  pool               error
+    ht1:15867   up           0.41  -                  -
+    ht2:15867   down            -  -                  BrokerUnavailable: ...
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, Union
+
+from .hosts import Host, HostLike
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .pool import Pool
+
+__all__ = ["DEFAULT_TIMEOUT", "HostStatus", "check_hosts", "format_status", "render_table"]
+
+#: Seconds one ping may take (connect plus answer) before the host counts as down.
+DEFAULT_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    """The answer of one host to ``status()``.
+
+    :ivar host: ``'host:port'``.
+    :ivar up: the broker answered with a ``Status`` in time.
+    :ivar latency: seconds the ``status()`` round trip took, ``None`` when down.
+    :ivar code: ``Status.code`` (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN; protocol.md 3).
+    :ivar text: ``Status.text``.
+    :ivar pool: the pool's state (``"2 in use, 3 idle"``) when a pool was checked, else ``None``.
+    :ivar error: ``"ExceptionType: message"`` when down, else ``None``.
+    """
+
+    host: str
+    up: bool
+    latency: Optional[float] = None
+    code: Optional[int] = None
+    text: str = ""
+    pool: Optional[str] = None
+    error: Optional[str] = None
+
+
+def _pool_state(pool: Optional["Pool"]) -> Optional[str]:
+    return None if pool is None else f"{pool.in_use} in use, {pool.idle} idle"
+
+
+def _name(target: Union[Host, "Pool"]) -> str:
+    return str(target) if isinstance(target, Host) else str(target.host)
+
+
+def _ping(target: Union[Host, "Pool"], timeout: float) -> HostStatus:
+    """Ping one host through a fresh connection, or through one of a pool's."""
+    from .resource import Resource  # imported late: ``htcluster.status`` stays cheap to import
+
+    pool = None if isinstance(target, Host) else target
+    try:
+        opened = (pool.connection(timeout=timeout) if pool is not None
+                  else Resource(target, timeout=timeout, connect_timeout=timeout))
+        with opened as r:
+            start = time.perf_counter()
+            status = r.status()
+            latency = time.perf_counter() - start
+    except Exception as exc:  # every failure is a finding, reported in the table
+        return HostStatus(_name(target), False, pool=_pool_state(pool), error=f"{type(exc).__name__}: {exc}")
+    return HostStatus(_name(target), True, latency, status.code, status.text or "", _pool_state(pool))
+
+
+def check_hosts(hosts: Union[Iterable[HostLike], Mapping[str, "Pool"]],
+                timeout: float = DEFAULT_TIMEOUT) -> list[HostStatus]:
+    """Call ``status()`` on every host in parallel and report who answered.
+
+    :param hosts: ``host[:port]`` values (each pinged through a fresh
+        connection with ``timeout`` as its connect and socket timeout), or a
+        mapping ``{'host:port': Pool}`` such as :class:`~htcluster.cluster.Resources`
+        (each pinged through one of its pooled connections, ``timeout`` being
+        the checkout wait, and its pool state reported).
+    :param timeout: seconds each host gets; a host that has not answered when
+        they have passed is reported down, so the whole check takes about
+        ``timeout`` seconds at most.
+    :returns: one :class:`HostStatus` per host, in the order given.
+    :raises ConfigError: a host is malformed.
+    """
+    if isinstance(hosts, Mapping):
+        targets: list[Union[Host, "Pool"]] = list(hosts.values())
+    else:
+        targets = [Host.parse(h) for h in hosts]
+    if not targets:
+        return []
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(32, len(targets)),
+                                                 thread_name_prefix="htcluster-status")
+    try:
+        futures = [pool.submit(_ping, target, timeout) for target in targets]
+        concurrent.futures.wait(futures, timeout=timeout + 1.0)
+        results = []
+        for target, future in zip(targets, futures):
+            if future.done():
+                results.append(future.result())
+            else:
+                results.append(HostStatus(_name(target), False, error=f"no answer within {timeout:g} s"))
+        return results
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def render_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], numeric: Sequence[int] = ()) -> str:
+    """Render ``rows`` as aligned plain text under ``headers``.
+
+    :param headers: column titles.
+    :param rows: one sequence of values per line (``None`` shows as ``-``).
+    :param numeric: indexes of columns aligned to the right.
+    :returns: the table, lines joined by newlines, without a trailing newline.
+    """
+    text_rows = [["-" if v is None else str(v) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in text_rows]) for i, h in enumerate(headers)]
+
+    def line(values: Sequence[str]) -> str:
+        cells = [v.rjust(w) if i in numeric else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths))]
+        return "  ".join(cells).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, text_rows)])
+
+
+def format_status(statuses: Iterable[HostStatus]) -> str:
+    """Render :func:`check_hosts` results as a table: host, state, latency ms, pool, error."""
+    rows = [(s.host, "up" if s.up else "down",
+             f"{s.latency * 1000:.2f}" if s.latency is not None else None,  # ms for people
+             s.pool, s.error if s.error else (s.text or None))
+            for s in statuses]
+    return render_table(("host", "state", "latency ms", "pool", "error"), rows, numeric=(2,))

@@ -1,0 +1,337 @@
+"""Pool: checkout/checkin, overflow, timeouts, stale and failed connections, fork, threads.
+
+Every test talks to a real local broker; mocks only inject faults (a socket
+that raises, an exception inside a ``with pool.connection()`` block).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import threading
+import time
+import uuid
+from typing import Iterator
+from unittest import mock
+
+import pytest
+
+from htcluster import codes
+from htcluster.errors import BrokerUnavailable, ConfigError, HtclusterError, PoolTimeout
+from htcluster.pool import Pool
+from htcluster.resource import Resource
+from htcluster.testing import LocalBroker, free_port
+from htcluster.types import Cell, ClientException, ColumnFamilySpec, Key, Schema, ScanSpec
+
+
+def local_port(r: Resource) -> int:
+    """The client-side port of ``r``'s socket: tells connections apart."""
+    return r._transport.socket.handle.getsockname()[1]
+
+
+def break_socket(r: Resource, when: str = "write"):
+    """Make ``r``'s next send (``'write'``) or receive (``'read'``) fail like a reset socket."""
+    return mock.patch.object(r._transport.socket, when, side_effect=ConnectionResetError(104, "reset"))
+
+
+@pytest.fixture(scope="module")
+def own_broker() -> Iterator[LocalBroker]:
+    """A broker of this module alone, for tests that restart it."""
+    with LocalBroker() as broker:
+        yield broker
+
+
+@pytest.fixture
+def pool(broker_address: str) -> Iterator[Pool]:
+    with Pool(broker_address, size=2, max_overflow=1, timeout=5.0) as p:
+        yield p
+
+
+def test_call_and_connection_reuse_one_warm_connection(pool: Pool, broker_address: str) -> None:
+    assert repr(pool) == f"<Pool {broker_address} [0 in use, 0 idle]>"
+    assert pool.call("status") is not None
+    with pool.connection() as r:
+        first = local_port(r)
+        assert (pool.in_use, pool.idle) == (1, 0)
+        assert repr(pool) == f"<Pool {broker_address} [1 in use, 0 idle]>"
+    with pool.connection() as r:
+        assert local_port(r) == first
+    assert pool.stats() == {"opened": 1, "closed": 0, "replaced": 0, "idle": 1, "in_use": 0}
+    assert (pool.size, pool.max_overflow, str(pool.host)) == (2, 1, broker_address)
+
+
+def test_bad_settings_are_config_errors(broker_address: str) -> None:
+    with pytest.raises(ConfigError, match="size"):
+        Pool(broker_address, size=-1)
+    with pytest.raises(ConfigError, match="at least one"):
+        Pool(broker_address, size=0, max_overflow=0)
+    with pytest.raises(ConfigError, match="timeout"):
+        Pool(broker_address, timeout=-1)
+    with pytest.raises(ConfigError, match="max_age"):
+        Pool(broker_address, max_age=0)
+
+
+def test_overflow_is_capped_and_closed_at_checkin(pool: Pool) -> None:
+    held = [pool.connection() for _ in range(3)]
+    resources = [c.__enter__() for c in held]
+    assert pool.in_use == 3 and len({local_port(r) for r in resources}) == 3
+    with pytest.raises(PoolTimeout) as excinfo:
+        with pool.connection(timeout=0.1):
+            pass
+    assert not isinstance(excinfo.value, BrokerUnavailable) and excinfo.value.host == str(pool.host)
+    assert "size 2 + max_overflow 1" in str(excinfo.value)
+    for c in held:
+        c.__exit__(None, None, None)
+    assert (pool.in_use, pool.idle) == (0, 2)
+    assert [r.is_open for r in resources].count(False) == 1
+    assert pool.stats()["opened"] - pool.stats()["closed"] == 2
+
+
+def test_pool_timeout_waits_then_hands_over_a_freed_connection(broker_address: str) -> None:
+    with Pool(broker_address, size=1, max_overflow=0, timeout=0.5) as p:
+        with p.connection():
+            start = time.monotonic()
+            with pytest.raises(PoolTimeout, match="within 0.5 s"):
+                p.call("status")
+            waited = time.monotonic() - start
+            assert 0.45 <= waited < 5.0
+            got = []
+            waiter = threading.Thread(target=lambda: got.append(p.call("status", )))
+            waiter.start()
+            time.sleep(0.1)
+        waiter.join(5)
+        assert got and p.stats()["opened"] == 1
+
+
+def test_a_connection_that_failed_in_transport_is_discarded(pool: Pool) -> None:
+    with pool.connection() as r:
+        first = local_port(r)
+    with pytest.raises(BrokerUnavailable):
+        with pool.connection() as r:
+            with break_socket(r, "read"):
+                r.status()
+    assert r.failed and not r.is_open
+    assert pool.stats() == {"opened": 1, "closed": 1, "replaced": 0, "idle": 0, "in_use": 0}
+    with pool.connection() as r:
+        assert local_port(r) != first and r.status()
+
+
+def test_other_exceptions_keep_a_clean_connection(pool: Pool) -> None:
+    class Stop(BaseException):
+        pass
+
+    for error in (RuntimeError, Stop, GeneratorExit):
+        with pytest.raises(error):
+            with pool.connection() as r:
+                r.status()
+                raise error("injected")
+    with pytest.raises(ClientException):
+        pool.call("namespace_open", "no_such_namespace")
+    assert pool.stats() == {"opened": 1, "closed": 0, "replaced": 0, "idle": 1, "in_use": 0}
+
+
+def test_an_interrupted_call_is_not_reused(pool: Pool) -> None:
+    class Interrupt(BaseException):
+        pass
+
+    with pytest.raises(Interrupt):
+        with pool.connection() as r:
+            with mock.patch.object(r._transport.socket, "read", side_effect=Interrupt):
+                r.status()  # the request left, the answer was never read
+    assert not r.reusable and not r.is_open
+    assert (pool.idle, pool.stats()["closed"]) == (0, 1)
+
+
+def test_call_retries_once_when_a_reused_connection_fails_before_sending(pool: Pool) -> None:
+    with pool.connection() as r:
+        first = local_port(r)
+    with break_socket(r, "write"):
+        assert pool.call("status") is not None  # r failed, the retry used a new connection
+    assert r.failed
+    with pool.connection() as r2:
+        assert local_port(r2) != first
+    assert pool.stats()["opened"] == 2 and pool.stats()["closed"] == 1
+
+
+def test_call_does_not_retry_after_the_request_was_sent(pool: Pool) -> None:
+    with pool.connection() as r:
+        pass
+    with break_socket(r, "read"):
+        with pytest.raises(BrokerUnavailable) as excinfo:
+            pool.call("status")
+    assert excinfo.value.sent is True and pool.stats()["opened"] == 1
+
+
+def test_stale_connections_after_a_restart_are_replaced(own_broker: LocalBroker, caplog) -> None:
+    with Pool(own_broker.address, size=3, max_overflow=0) as p:
+        held = [p.connection() for _ in range(3)]
+        for c in held:
+            c.__enter__().status()
+        for c in held:
+            c.__exit__(None, None, None)
+        assert p.idle == 3
+        own_broker.restart()
+        with caplog.at_level(logging.INFO, logger="htcluster"):
+            for _ in range(5):
+                assert p.call("status") is not None
+            threads = [threading.Thread(target=p.call, args=("status",)) for _ in range(3)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        stats = p.stats()
+        assert stats["replaced"] == 3 and stats["opened"] - stats["closed"] == p.idle
+        assert "replacing stale connection" in caplog.text
+
+
+def test_idle_ping_replaces_a_connection_that_does_not_answer(broker_address: str) -> None:
+    for idle_ping, expect_error in ((None, True), (0.0, False)):
+        with Pool(broker_address, size=1, idle_ping=idle_ping) as p:
+            with p.connection() as r:
+                pass
+            with break_socket(r, "read"):  # passes the peek, fails the first answer
+                if expect_error:
+                    with pytest.raises(BrokerUnavailable):
+                        p.call("status")
+                else:
+                    assert p.call("status") is not None
+                    assert p.stats()["replaced"] == 1
+
+
+def test_max_age_retires_old_connections_at_checkin(broker_address: str) -> None:
+    with Pool(broker_address, size=1, max_age=0.05) as p:
+        with p.connection() as r:
+            time.sleep(0.1)
+        assert not r.is_open and p.idle == 0 and p.stats()["closed"] == 1
+
+
+def test_close_closes_idle_now_and_in_use_at_checkin(pool: Pool) -> None:
+    a, b = pool.connection(), pool.connection()
+    ra, rb = a.__enter__(), b.__enter__()
+    a.__exit__(None, None, None)
+    pool.close()
+    assert not ra.is_open and rb.is_open and (pool.in_use, pool.idle) == (1, 0)
+    b.__exit__(None, None, None)
+    assert not rb.is_open and pool.idle == 0
+    assert pool.call("status") is not None and pool.idle == 1  # still usable
+
+
+def test_fork_child_opens_its_own_connection(pool: Pool) -> None:
+    with pool.connection() as r:
+        parent_port = local_port(r)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave without running any exit handler
+        try:
+            with pool.connection() as r:
+                result = {"port": local_port(r), "status": r.status() is not None, "stats": pool.stats()}
+        except BaseException as exc:
+            result = {"error": repr(exc)}
+        os.write(write_end, json.dumps(result).encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        child = json.loads(pipe.read())
+    os.waitpid(pid, 0)
+    assert "error" not in child, child
+    assert child["status"] and child["port"] != parent_port
+    assert child["stats"]["opened"] == 1 and child["stats"]["idle"] == 1
+    with pool.connection() as r:
+        assert local_port(r) == parent_port and r.status() is not None
+    assert pool.stats()["opened"] == 1
+
+
+def test_no_slot_leaks_under_threads_and_injected_failures(broker_address: str) -> None:
+    threads, calls, size, overflow = 16, 500, 4, 4
+    injected = {"transport": 0}
+    lock = threading.Lock()
+
+    class Interrupt(BaseException):
+        pass
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(calls):
+            roll = rng.random()
+            try:
+                with p.connection() as r:
+                    if roll < 0.03:
+                        raise RuntimeError("injected")
+                    if roll < 0.04:
+                        raise Interrupt()
+                    if roll < 0.07:
+                        with lock:
+                            injected["transport"] += 1
+                        with break_socket(r, "write" if roll < 0.055 else "read"):
+                            r.status()
+                    r.status()
+            except (RuntimeError, Interrupt, BrokerUnavailable):
+                pass
+
+    with Pool(broker_address, size=size, max_overflow=overflow, timeout=30.0) as p:
+        pool_threads = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+        for t in pool_threads:
+            t.start()
+        for t in pool_threads:
+            t.join(120)
+        assert not any(t.is_alive() for t in pool_threads)
+        stats = p.stats()
+        assert stats["in_use"] == 0 and stats["idle"] <= size
+        assert stats["opened"] - stats["closed"] == stats["idle"]
+        assert stats["closed"] >= injected["transport"] > 0
+        held = [p.connection(timeout=5) for _ in range(size + overflow)]  # every slot came back
+        for c in held:
+            c.__enter__().status()
+        with pytest.raises(PoolTimeout):
+            p.call("status")
+        for c in held:
+            c.__exit__(None, None, None)
+
+
+# ---------------------------------------------------------------- scan
+
+@pytest.fixture(scope="module")
+def namespace(broker_address: str) -> str:
+    """A namespace with table ``cells``: rows ``r00`` .. ``r19``, one cell each."""
+    name = f"test_pool_{uuid.uuid4().hex[:8]}"
+    with Resource(broker_address) as r:
+        r.namespace_create(name)
+        ns = r.mns[name]
+        r.table_create(ns, "cells", Schema(column_families={"c": ColumnFamilySpec(name="c")}))
+        r.set_cells(ns, "cells", [Cell(Key(row=f"r{i:02d}", column_family="c"), b"x") for i in range(20)])
+    return name
+
+
+def test_scan_yields_cells_and_returns_the_connection(pool: Pool, namespace: str) -> None:
+    rows = [c.key.row for c in pool.scan("cells", namespace=namespace)]
+    assert rows == [f"r{i:02d}" for i in range(20)] and (pool.in_use, pool.idle) == (0, 1)
+    spec = ScanSpec(row_limit=3)
+    assert sum(len(b) for b in pool.scan("cells", spec, namespace=namespace, batch=True)) == 3
+
+
+def test_scan_stopped_early_returns_the_connection(pool: Pool, namespace: str) -> None:
+    scan = pool.scan("cells", namespace=namespace)
+    assert next(scan).key.row == "r00" and pool.in_use == 1
+    scan.close()
+    assert (pool.in_use, pool.idle) == (0, 1)
+    for cell in pool.scan("cells", namespace=namespace):
+        break
+    del cell
+    assert (pool.in_use, pool.idle) == (0, 1) and pool.stats()["opened"] == 1
+
+
+def test_scan_of_a_missing_table_raises_and_keeps_the_connection(pool: Pool, namespace: str) -> None:
+    with pytest.raises(ClientException) as excinfo:
+        list(pool.scan("no_such_table", namespace=namespace))
+    assert excinfo.value.code == codes.TABLE_NOT_FOUND
+    assert (pool.in_use, pool.idle) == (0, 1)
+
+
+def test_unreachable_host_is_broker_unavailable_and_frees_the_slot() -> None:
+    with Pool(f"127.0.0.1:{free_port()}", size=1, max_overflow=0, timeout=1.0) as p:
+        for _ in range(3):  # the slot comes back each time, so no PoolTimeout
+            with pytest.raises(BrokerUnavailable) as excinfo:
+                p.call("status")
+            assert excinfo.value.sent is False and isinstance(excinfo.value, HtclusterError)
+        assert p.stats() == {"opened": 0, "closed": 0, "replaced": 0, "idle": 0, "in_use": 0}

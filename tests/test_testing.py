@@ -1,0 +1,167 @@
+"""htcluster.testing: the FaultProxy against a plain echo server, and the plugin fixtures against a broker."""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Iterator
+
+import pytest
+
+from htcluster.testing import FaultProxy, LocalBroker, free_port
+
+
+@pytest.fixture(scope="module")
+def echo_server() -> Iterator[str]:
+    """A TCP server on loopback that sends every chunk back; yields its ``'host:port'``."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(30)
+            try:
+                while data := conn.recv(65536):
+                    conn.sendall(data)
+            except OSError:
+                pass
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except socket.timeout:
+                continue
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield "127.0.0.1:%d" % listener.getsockname()[1]
+    stop.set()
+    thread.join(5)
+    listener.close()
+
+
+def connect(proxy: FaultProxy, timeout: float = 5.0) -> socket.socket:
+    return socket.create_connection((proxy.host, proxy.port), timeout=timeout)
+
+
+def roundtrip(sock: socket.socket, payload: bytes = b"ping") -> bytes:
+    sock.sendall(payload)
+    received = b""
+    while len(received) < len(payload):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        received += chunk
+    return received
+
+
+def assert_closed_by_peer(sock: socket.socket) -> None:
+    """The peer closed ``sock``: reading gives end-of-file or a reset, never data."""
+    try:
+        sock.sendall(b"x")
+        data = sock.recv(10)
+    except (ConnectionResetError, BrokenPipeError):
+        return
+    assert data == b""
+
+
+def test_forwards_both_ways(fault_proxy_factory, echo_server):
+    proxy = fault_proxy_factory(echo_server)
+    with connect(proxy) as sock:
+        assert roundtrip(sock) == b"ping"
+        big = bytes(range(256)) * 4096  # 1 MiB, many chunks
+        assert roundtrip(sock, big) == big
+        assert proxy.connections == 1
+    assert "FaultProxy" in repr(proxy)
+
+
+def test_latency_is_added_per_direction(fault_proxy_factory, echo_server):
+    proxy = fault_proxy_factory(echo_server, latency=0.1)
+    with connect(proxy) as sock:
+        start = time.monotonic()
+        assert roundtrip(sock) == b"ping"
+        assert time.monotonic() - start >= 0.2
+        proxy.latency = 0.0
+        start = time.monotonic()
+        roundtrip(sock)
+        assert time.monotonic() - start < 0.2
+
+
+def test_reset_gives_the_client_a_reset(fault_proxy_factory, echo_server):
+    proxy = fault_proxy_factory(echo_server)
+    with connect(proxy) as sock:
+        assert roundtrip(sock) == b"ping"
+        proxy.reset()
+        with pytest.raises(ConnectionResetError):
+            sock.sendall(b"x")
+            sock.recv(10)
+    with connect(proxy) as sock:  # new connections still work
+        assert roundtrip(sock) == b"ping"
+
+
+def test_drop_gives_the_client_end_of_file(fault_proxy_factory, echo_server):
+    proxy = fault_proxy_factory(echo_server)
+    with connect(proxy) as sock:
+        assert roundtrip(sock) == b"ping"
+        proxy.drop()
+        assert sock.recv(10) == b""
+        assert_closed_by_peer(sock)
+
+
+def test_blackhole_swallows_traffic_until_lifted(fault_proxy_factory, echo_server):
+    proxy = fault_proxy_factory(echo_server)
+    proxy.blackhole()
+    with connect(proxy, timeout=0.3) as sock:
+        sock.sendall(b"lost")
+        with pytest.raises(socket.timeout):
+            sock.recv(10)
+        proxy.blackhole(False)
+        sock.settimeout(5)
+        assert roundtrip(sock) == b"ping"
+
+
+def test_connections_beyond_the_bound_are_closed(fault_proxy_factory, echo_server):
+    proxy = fault_proxy_factory(echo_server, max_connections=1)
+    with connect(proxy) as first:
+        assert roundtrip(first) == b"ping"
+        with connect(proxy) as second:
+            assert_closed_by_peer(second)
+        assert roundtrip(first) == b"ping"
+
+
+def test_unreachable_target_resets_the_client(fault_proxy_factory):
+    proxy = fault_proxy_factory(f"127.0.0.1:{free_port()}")
+    with connect(proxy) as sock:
+        assert_closed_by_peer(sock)
+
+
+def test_stops_by_itself(echo_server):
+    proxy = FaultProxy(echo_server, lifetime=0.3)
+    with connect(proxy) as sock:
+        assert roundtrip(sock) == b"ping"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((proxy.host, proxy.port), timeout=1).close()
+        except OSError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the proxy still accepts connections after its lifetime")
+    proxy.close()  # idempotent
+
+
+def test_plugin_fixtures_reach_a_broker(broker_address, raw_client_factory, fault_proxy_factory):
+    client = raw_client_factory(broker_address)
+    assert client.status().code == 0
+    proxy = fault_proxy_factory(broker_address, latency=0.01)
+    assert raw_client_factory(proxy.address).status().code == 0
+
+
+def test_local_cluster_factory(local_cluster_factory):
+    cluster = local_cluster_factory(2, shared_data=False)
+    assert len(cluster) == 2 and len(set(cluster.hosts)) == 2
+    assert isinstance(cluster[0], LocalBroker) and cluster[0].running

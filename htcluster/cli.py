@@ -61,12 +61,17 @@ def explain(exc: BaseException) -> Optional[str]:
     return None
 
 
-class _Group(click.Group):
-    """A click group that turns htcluster's errors into one clear line (``ClickException``)."""
+def _friendly(command: F) -> F:
+    """Turn htcluster's errors raised by ``command`` into one clear line (a ``ClickException``).
 
-    def invoke(self, ctx: click.Context) -> Any:
+    Done inside the callback, before the error meets click's generator-based
+    context managers: Thrift's ``ClientException`` is immutable and refuses
+    the ``__traceback__`` those set.
+    """
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return super().invoke(ctx)
+            return command(*args, **kwargs)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except KeyboardInterrupt:
@@ -75,7 +80,16 @@ class _Group(click.Group):
             message = explain(exc)
             if message is None:
                 raise
-            raise click.ClickException(message) from exc
+            raise click.ClickException(message) from None
+    return wrapper  # type: ignore[return-value]
+
+
+class _Group(click.Group):
+    """A click group whose commands report errors through :func:`_friendly`."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        register = super().command(*args, **kwargs)
+        return lambda f: register(_friendly(f))
 
 
 def _hosts_default() -> str:
@@ -141,19 +155,21 @@ def main() -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(1, 65535),
-              help="TCP port to listen on.")
-@click.option("--data", type=click.Path(dir_okay=False, path_type=Path), default=Path("htcluster.sqlite"),
-              show_default=True, help="SQLite file holding the cells (shared by brokers of one cluster).")
-def broker(host: str, port: int, data: Path) -> None:
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535),
+              help="TCP port to listen on (0: any free one).")
+@click.option("--data", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="SQLite file holding the cells, shared by the brokers of one cluster "
+                   "(default: a temporary file).")
+def broker(host: str, port: int, data: Optional[Path]) -> None:
     """Serve the ThriftBroker protocol over a SQLite file (a local stand-in broker)."""
     from .broker import serve
 
-    click.echo(f"htcluster broker on {Host(host, port)} serving {data}; Ctrl-C stops it", err=True)
+    click.echo(f"htcluster broker on {host}:{port} serving {data or 'a temporary file'}; Ctrl-C stops it",
+               err=True)
     try:
-        serve(host, port, str(data))
+        serve(host, port, data)
     except OSError as exc:
-        raise click.ClickException(f"cannot listen on {Host(host, port)}: {exc.strerror or exc}; "
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
                                    f"choose another --port or stop what uses it") from None
 
 

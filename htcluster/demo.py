@@ -127,14 +127,14 @@ def run_demo(input_: Optional[str] = None, count: int = 5000, echo: Echo = print
             ("cells acknowledged (replicas + shards)",
              f"{acknowledged:,} ({to_replicas.cells:,} + {to_shards.cells:,})"),
             ("cells found afterwards", f"{found:,} ({found_r:,} + {found_s:,})"),
-            ("failovers", f"{failovers}"),
+            ("failovers", f"{failovers}" + "".join(f"; {line}" for line in down)),
+            ("load through Replicas", f"{to_replicas.seconds:.2f} s, {to_replicas.cells_per_s:,.0f} cells/s"),
+            ("load through Shards", f"{to_shards.seconds:.2f} s, {to_shards.cells_per_s:,.0f} cells/s"),
             *((f"query: {name}", f"{seconds * 1000:.1f} ms") for name, seconds in timings),
             ("total time", f"{time.perf_counter() - started:.2f} s"),
         ]))
-        for line in down:
-            echo(f"  marked down: {line}")
-        echo("\nper-host latency (status())")
-        echo(format_status(check_hosts(replica_cluster.hosts + shard_cluster.hosts, timeout=2.0)))
+        echo("\nper-host latency (status() through the pools used above)")
+        echo(format_status(check_hosts(replicas, timeout=2.0) + check_hosts(shards.resources, timeout=2.0)))
         ok = acknowledged == found and to_replicas.cells == found_r and to_shards.cells == found_s
         echo("\nOK: every acknowledged cell was found" if ok else
              f"\nFAILED: {acknowledged:,} cells acknowledged but {found:,} found")
@@ -187,4 +187,4 @@ def _failovers(replicas: Any) -> tuple[int, list[str]]:
     replica) and a description of each host still marked down."""
     down = replicas.health.down()
     return (sum(state.failures for state in down.values()),
-            [f"{host}: {replicas.health.describe(host)}" for host in down])
+            [replicas.health.describe(host) for host in down])

@@ -11,20 +11,27 @@ extension, so an app written for it runs after changing its import line::
 
     def create_app():
         app = Flask(__name__)
-        app.config["HYPERTABLE_HOSTS"] = "ht1,ht2,ht3"     # replicas
+        app.config["HYPERTABLE_HOSTS"] = "ht1,ht2,ht3"       # replicas
         app.config["HYPERTABLE_NAMESPACE"] = "logs"
         ht.init_app(app)
-        return app
 
-    @app.get("/rows/<row>")
-    def row(row):
-        cells = ht.namespace().get_row("LogDb", row)       # routed, with failover
-        ...
+        @app.get("/rows/<row>")
+        def row(row):
+            cells = ht.namespace().get_row("LogDb", row)     # routed, with failover
+            return {c.key.column_family: c.value.decode() for c in cells}
+
+        @app.get("/rows")
+        def rows():
+            return ht.stream("LogDb", by_row=True)           # chunked JSON array
+
+        return app
 
 Per-app state lives in ``app.extensions['hypertable']``; the extension never
 keeps an app, so one instance serves any number of apps (app factories,
 tests).  ``flask hypertable status`` prints the health of the configured
-hosts.
+hosts.  Helpers: :mod:`htcluster.flask_config` (the settings),
+:mod:`htcluster.flask_routing` (strategies, checkouts, ``ht.namespace()``),
+:mod:`htcluster.flask_stream` (streamed JSON).
 """
 from __future__ import annotations
 

@@ -72,7 +72,7 @@ class Lease:
         """
         r = self.resource
         args: tuple = (None, None, None)
-        if False:
+        if not r.reusable:
             error = BrokerUnavailable(f"the connection to {r.host} failed or was closed during the "
                                       "request; discarded", host=str(r.host), sent=True)
             args = (BrokerUnavailable, error, None)

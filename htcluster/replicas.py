@@ -12,11 +12,10 @@ last complete row it delivered.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import threading
 import time
-from typing import Any, Iterable, Iterator, Optional, Sequence, Union
+from typing import Any, ContextManager, Iterable, Iterator, Optional, Sequence, Union
 
 from .errors import BrokerUnavailable
 from .hosts import HostLike
@@ -143,7 +142,7 @@ class Replicas(Resources):
         return result
 
     def connection(self, write: bool = True, *,  # type: ignore[override]
-                   host: Optional[HostLike] = None) -> "contextlib.AbstractContextManager[Resource]":
+                   host: Optional[HostLike] = None) -> "ContextManager[Resource]":
         """Check out one connection: to the write host (``write=True``) or to any read host.
 
         Use :func:`stamp_cells` on cells written through a mutator so that they

@@ -13,7 +13,6 @@ When every host is dead, the one whose backoff ends first is tried anyway.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import logging
 import random
 import threading
@@ -146,28 +145,13 @@ class Resources(dict):
             self.health.claim(host, force=True)
         return host
 
-    @contextlib.contextmanager
-    def _watch(self, host: str, hold: bool = False) -> Iterator[None]:
-        """Report the outcome of a claimed call to the host's health, whatever happens.
+    def _watch(self, host: str, hold: bool = False) -> "_Outcome":
+        """Return a context manager that reports the outcome of a claimed call to the host's health.
 
         :param hold: on success report nothing: the claim lives on (a checked-out
             connection), and a later ``_watch`` reports for it.
         """
-        try:
-            yield
-        except BrokerUnavailable as exc:
-            delay = self.health.failed(host, exc)
-            log.warning("%s marked down for %.2f s: %s", host, delay, exc)
-            raise
-        except ANSWERS:
-            self.health.succeeded(host)
-            raise
-        except BaseException:  # PoolTimeout, a bad argument, GeneratorExit: nothing learnt
-            self.health.release(host)
-            raise
-        else:
-            if not hold:
-                self.health.succeeded(host)
+        return _Outcome(self.health, host, hold)
 
     def _no_host(self, what: str, hosts: Sequence[str], errors: dict[str, BaseException]) -> NoHostAvailable:
         """Build the error naming each host and why it was not usable."""
@@ -283,9 +267,8 @@ class Resources(dict):
             raise BroadcastError(f"{method} failed on {len(failures)} of {len(targets)} host(s)", results, failures)
         return results
 
-    @contextlib.contextmanager
     def connection(self, host: Optional[HostLike] = None, *, hosts: Iterable[HostLike] = (),
-                   ordered: bool = False) -> Iterator[Resource]:
+                   ordered: bool = False) -> "_Connection":
         """Check out one connection, for calls that must share it (scanners, mutators).
 
         Failing to connect moves on to another host (nothing was sent yet);
@@ -298,14 +281,7 @@ class Resources(dict):
         :raises NoHostAvailable: no candidate could be connected to.
         """
         candidates = [self.key(host)] if host is not None else self._keys(hosts)
-        with contextlib.ExitStack() as stack:
-            def checkout(name: str) -> tuple[str, Resource]:
-                return name, stack.enter_context(self[name].connection())
-
-            name, resource = self._failover("connection", candidates, checkout, idempotent=True,
-                                            ordered=ordered, hold=True)
-            with self._watch(name):
-                yield resource
+        return _Connection(self, candidates, ordered)
 
     def scan(self, table: str, scan_spec: Optional[ScanSpec] = None, *, namespace: str,
              host: Optional[HostLike] = None) -> Iterator[Cell]:
@@ -338,6 +314,62 @@ class Resources(dict):
     def __repr__(self) -> str:
         down = len(self.health.down())
         return f"<{type(self).__name__} {len(self)} hosts, {down} down: {', '.join(self)}>"
+
+
+class _Outcome:
+    """Report how a claimed call ended to :class:`~htcluster.policy.HostHealth`.
+
+    A class, not ``contextlib.contextmanager``: that one sets ``__traceback__``
+    on the exception it re-raises, which Thrift's immutable ``ClientException`` refuses.
+    """
+
+    __slots__ = ("health", "host", "hold")
+
+    def __init__(self, health: HostHealth, host: str, hold: bool = False) -> None:
+        self.health, self.host, self.hold = health, host, hold
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Optional[type], exc: Optional[BaseException], tb: object) -> None:
+        if exc_type is None:
+            if not self.hold:
+                self.health.succeeded(self.host)
+        elif issubclass(exc_type, BrokerUnavailable):
+            delay = self.health.failed(self.host, exc)
+            log.warning("%s marked down for %.2f s: %s", self.host, delay, exc)
+        elif issubclass(exc_type, ANSWERS):
+            self.health.succeeded(self.host)
+        else:  # PoolTimeout, a bad argument, GeneratorExit: nothing learnt about the host
+            self.health.release(self.host)
+
+
+class _Connection:
+    """The context manager of :meth:`Resources.connection`: failover at checkout, health report at the end."""
+
+    def __init__(self, resources: Resources, candidates: list[str], ordered: bool) -> None:
+        self.resources, self.candidates, self.ordered = resources, candidates, ordered
+        self.host: Optional[str] = None
+        self.checkout: Any = None
+
+    def __enter__(self) -> Resource:
+        if self.checkout is not None:
+            raise RuntimeError("this connection() is already in use; call connection() again")
+
+        def checkout(host: str) -> tuple[str, Any, Resource]:
+            cm = self.resources[host].connection()
+            return host, cm, cm.__enter__()
+
+        self.host, self.checkout, resource = self.resources._failover(
+            "connection", self.candidates, checkout, idempotent=True, ordered=self.ordered, hold=True)
+        return resource
+
+    def __exit__(self, exc_type: Optional[type], exc: Optional[BaseException], tb: object) -> None:
+        checkout, self.checkout = self.checkout, None
+        try:
+            checkout.__exit__(exc_type, exc, tb)  # back to the pool (closed if it failed)
+        finally:
+            _Outcome(self.resources.health, str(self.host)).__exit__(exc_type, exc, tb)
 
 
 def _completed(fn: Callable[[str], Any], host: str) -> concurrent.futures.Future:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from typing import Any, Hashable, Iterable, Iterator, Mapping, Optional, Union
+from typing import Any, ContextManager, Hashable, Iterable, Mapping, Optional, Union
 
 from .errors import ConfigError
 from .hosts import Host, HostLike
@@ -146,7 +146,7 @@ class Shards(dict):
         """
         return max(self, key=lambda shard: (rendezvous_weight(shard, row_key), str(shard)))
 
-    def connection(self, key: Hashable) -> "Iterator[Resource]":
+    def connection(self, key: Hashable) -> "ContextManager[Resource]":
         """Check out one connection to a host serving ``key`` (see :meth:`Resources.connection`)."""
         return self.resources.connection(hosts=self.hosts(key))
 

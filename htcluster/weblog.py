@@ -31,7 +31,6 @@ counted in :class:`LogStats` and skipped.
 from __future__ import annotations
 
 import calendar
-import contextlib
 import gzip
 import io
 import random
@@ -40,7 +39,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterable, Iterator, Optional, Union
+from typing import IO, Any, Iterable, Iterator, Optional, Union
 
 from .types import Cell, ColumnFamilySpec, Key, KeyFlag, Schema
 
@@ -81,6 +80,7 @@ _TIME = re.compile(r"(\d{1,2})/([A-Za-z]{3})/(\d{4}):(\d{2}):(\d{2}):(\d{2}) ([+
 _MONTHS = {name: i for i, name in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), start=1)}
 _UNESCAPE = re.compile(r"\\(.)")
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 class MalformedLine(ValueError):
@@ -225,30 +225,42 @@ def iter_entries(lines: Iterable[str], stats: Optional[LogStats] = None) -> Iter
                 stats.examples.append(str(exc))
 
 
-@contextlib.contextmanager
-def open_log(source: Union[str, Path]) -> Iterator[IO[str]]:
-    """Open a log for reading as text: a plain or gzip file (detected by content), or ``'-'`` for stdin.
+class _Borrowed(io.RawIOBase):
+    """A readable raw stream over someone else's binary stream; closing it leaves theirs open."""
 
-    Bytes that are not UTF-8 survive unchanged through ``surrogateescape``.
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._read = getattr(stream, "read1", stream.read)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+
+def open_log(source: Union[str, Path]) -> IO[str]:
+    """Open a log as text: a plain or gzip file (told apart by content), or ``'-'`` for stdin.
+
+    Use it in a ``with`` block; closing it closes the file, never stdin.  Bytes
+    that are not UTF-8 survive unchanged (``surrogateescape``); only ``\\n``
+    ends a line.
 
     :param source: a path, or ``'-'``.
-    :returns: a context manager giving a text stream of lines.
-    :raises OSError: the file cannot be opened (``gzip.BadGzipFile``, an
-        ``OSError``, may also come while reading a damaged gzip file).
+    :returns: a text stream of lines.
+    :raises OSError: the file cannot be opened (a damaged gzip file raises
+        ``gzip.BadGzipFile``, an ``OSError``, or ``EOFError`` while being read).
     """
-    with contextlib.ExitStack() as stack:
-        if str(source) == "-":
-            raw: IO[bytes] = io.BufferedReader(sys.stdin.buffer) if not hasattr(sys.stdin.buffer, "peek") \
-                else sys.stdin.buffer
-        else:
-            raw = stack.enter_context(open(source, "rb"))
-        if raw.peek(2)[:2] == b"\x1f\x8b":  # type: ignore[attr-defined]
-            raw = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
-        text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
-        try:
-            yield text
-        finally:
-            text.detach()
+    binary: IO[bytes]
+    if str(source) == "-":
+        raw = io.BufferedReader(_Borrowed(sys.stdin.buffer))
+        binary = gzip.GzipFile(fileobj=raw, mode="rb") if raw.peek(2)[:2] == _GZIP_MAGIC else raw
+    else:
+        with open(source, "rb") as probe:
+            magic = probe.read(2)
+        binary = gzip.open(source, "rb") if magic == _GZIP_MAGIC else open(source, "rb")
+    return io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline="\n")
 
 
 def schema() -> Schema:

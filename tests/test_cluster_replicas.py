@@ -173,28 +173,41 @@ def test_writes_go_to_the_first_host_reads_are_balanced(cluster):
 
 
 def test_kill_primary_during_writes_loses_and_duplicates_nothing(cluster):
+    """Four threads write 2,000 rows; the primary is killed while writes are in flight."""
     with Replicas(cluster.hosts, **FAST) as replicas:
         fresh_table(replicas, "w")
         acknowledged: list[str] = []
         errors: list[BaseException] = []
-        try:
-            for i in range(2000):
-                if i == 700:
-                    cluster.kill(0)
+        lock = threading.Lock()
+
+        def writer(first: int) -> None:
+            for i in range(first, 2000, 4):
                 row = f"row{i:05d}"
                 try:
                     replicas.call("set_cells", "w", [cell(row, value=str(i).encode()), cell(row, "d:q")],
                                   namespace=NS)
-                    acknowledged.append(row)
                 except Exception as exc:  # none expected while a replica lives
                     errors.append(exc)
+                else:
+                    with lock:
+                        acknowledged.append(row)
+
+        threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            while len(acknowledged) < 600 and any(t.is_alive() for t in threads):
+                time.sleep(0.001)
+            cluster.kill(0)  # SIGKILL, with requests in flight
         finally:
+            for t in threads:
+                t.join(60)
             cluster.start(0)
         assert errors == []
         assert replicas.health.state(cluster.hosts[0]).failures >= 1
         cells = list(replicas.scan("w", namespace=NS))
         per_cell = collections.Counter((c.key.row, c.key.column_family) for c in cells)
-        assert sorted({row for row, _ in per_cell}) == acknowledged
+        assert sorted({row for row, _ in per_cell}) == sorted(acknowledged) and len(acknowledged) == 2000
         assert set(per_cell.values()) == {1}  # one version per cell after collapse
         raw = collections.Counter((c.key.row, c.key.column_family) for c in raw_cells(cluster.hosts[1], "w"))
         assert max(raw.values()) <= 2 and len(raw) == 4000

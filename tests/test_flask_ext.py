@@ -174,9 +174,10 @@ def test_one_extension_many_apps(broker, replicas):
 # ------------------------------------------------------------------ per-request connections
 
 
-def test_thousand_requests_leave_nothing_checked_out(replicas):
+@pytest.mark.parametrize("strategy", ["pool", "replicas"])
+def test_thousand_requests_leave_nothing_checked_out(broker, replicas, strategy):
     ext = Hypertable()
-    app = build(ext, HYPERTABLE_HOSTS=replicas.hosts)
+    app = build(ext, HYPERTABLE_HOSTS=broker if strategy == "pool" else replicas.hosts)
     client = app.test_client()
     assert client.put("/cell/k", data=b"v").status_code == 204
     paths = ("/cell/k", "/read/k", "/ns/k", "/cell/missing")
@@ -406,3 +407,40 @@ def test_status_command(broker):
     result = bad.test_cli_runner().invoke(args=["hypertable", "status", "--timeout", "2"])
     assert result.exit_code == 1
     assert dead in result.output and "down" in result.output and "1 of 2 hosts down" in result.output
+
+
+# ------------------------------------------------------------------ other strategies
+
+
+def test_shards_route_by_key_and_stream(local_cluster_factory):
+    cluster = local_cluster_factory(2, shared_data=False)  # two separate clusters
+    for host in cluster.hosts:
+        ensure_schema(host)
+    ext = Hypertable()
+    app = _config(Flask("shards"), HYPERTABLE_SHARDS={"eu": cluster.hosts[0], "us": [cluster.hosts[1]]},
+                  HYPERTABLE_NAMESPACE=NS)
+    ext.init_app(app)
+    app.add_url_rule("/stream/<key>", "stream", lambda key: ext.stream(TABLE, key=key))
+    with app.app_context():
+        for key in ("eu", "us"):
+            ext.namespace(key=key).set_cell(TABLE, Cell(Key(f"row-{key}", "a", "", None, None, 255), key.encode()))
+        assert ext.namespace(key="eu").get_cell(TABLE, "row-eu", "a") == b"eu"
+        assert ext.namespace(key="eu").get_cell(TABLE, "row-us", "a") == b""  # the other shard's row
+        assert ext.call("get_cell", TABLE, "row-us", "a", namespace=NS, key="us") == b"us"
+        statuses = ext.cluster.multicast(["eu", "us"], "status")
+        assert set(statuses) == set(cluster.hosts)
+    rows = app.test_client().get("/stream/us").json
+    assert [r["row"] for r in rows] == ["row-us"]
+    assert set(in_use(ext, app).values()) == {0}
+
+
+def test_resources_strategy(replicas):
+    ext = Hypertable()
+    app = build(ext, HYPERTABLE_HOSTS=replicas.hosts, HYPERTABLE_STRATEGY="resources")
+    client = app.test_client()
+    assert client.put("/cell/res", data=b"r").status_code == 204
+    for path in ("/cell/res", "/read/res", "/ns/res"):
+        assert client.get(path).data == b"r"
+    with app.app_context():
+        assert set(ext.cluster.broadcast("status")) == set(replicas.hosts)
+    assert set(in_use(ext, app).values()) == {0}

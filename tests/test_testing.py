@@ -127,14 +127,21 @@ def test_connections_beyond_the_bound_are_closed(fault_proxy_factory, echo_serve
     proxy = fault_proxy_factory(echo_server, max_connections=1)
     with connect(proxy) as first:
         assert roundtrip(first) == b"ping"
-        with connect(proxy) as second:
-            assert_closed_by_peer(second)
+        try:
+            with connect(proxy) as second:
+                assert_closed_by_peer(second)
+        except ConnectionResetError:
+            pass  # the reset may already arrive while the connection completes
         assert roundtrip(first) == b"ping"
 
 
 def test_unreachable_target_resets_the_client(fault_proxy_factory):
     proxy = fault_proxy_factory(f"127.0.0.1:{free_port()}")
-    with connect(proxy) as sock:
+    try:
+        sock = connect(proxy)
+    except ConnectionResetError:
+        return  # the reset may already arrive while the connection completes
+    with sock:
         assert_closed_by_peer(sock)
 
 

@@ -6,6 +6,7 @@ Only handler calls happen here (``table_create``, ``get_cells``, ``set_cells``,
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Any, Callable
 
@@ -112,7 +113,12 @@ def _write(handler: Any, ns: int, st: "ast.Insert | ast.Delete", noflush: bool =
         handler.set_cells(ns, st.table, st.cells)
         return HqlResult()
     mutator = handler.mutator_open(ns, st.table, 0, 0)
-    handler.mutator_set_cells(mutator, st.cells)
+    try:
+        handler.mutator_set_cells(mutator, st.cells)
+    except ClientException:
+        with contextlib.suppress(ClientException):  # the caller never learns this id: free it
+            handler.mutator_close(mutator)
+        raise
     return HqlResult(mutator=mutator)
 
 

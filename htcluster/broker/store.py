@@ -15,8 +15,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from contextlib import contextmanager
-from typing import Iterator, NamedTuple, Optional, Sequence
+from typing import Any, Iterator, NamedTuple, Optional, Sequence
 
 from .. import codes
 from ._errors import client_error
@@ -108,6 +107,32 @@ def split_path(path: str) -> tuple[str, str]:
     return parent, base
 
 
+class _Transaction:
+    """``with`` block = one write transaction, rolled back if the block raises.
+
+    A class rather than ``contextlib.contextmanager``: the generated
+    ``ClientException`` is immutable, and a generator-based manager would try
+    to set its ``__traceback__``.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, busy_timeout: float) -> None:
+        self.conn = conn
+        self.busy_timeout = busy_timeout
+
+    def __enter__(self) -> sqlite3.Connection:
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise client_error(codes.REQUEST_TIMEOUT,
+                               f"the data file stayed locked by another writer for {self.busy_timeout} s "
+                               f"({exc}); retry later") from exc
+        return self.conn
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        self.conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        return False
+
+
 class Store:
     """Namespaces, tables and cells in one SQLite file.
 
@@ -163,22 +188,9 @@ class Store:
             except sqlite3.Error:  # pragma: no cover - best effort at shutdown
                 pass
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """Run the block in one ``BEGIN IMMEDIATE`` transaction (rolled back on error)."""
-        conn = self.conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise client_error(codes.REQUEST_TIMEOUT,
-                               f"the data file stayed locked by another writer for {self.busy_timeout} s "
-                               f"({exc}); retry later") from exc
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    def _write(self) -> "_Transaction":
+        """Return a context manager running its block in one ``BEGIN IMMEDIATE`` transaction."""
+        return _Transaction(self.conn(), self.busy_timeout)
 
     # ------------------------------------------------------------- namespaces
 

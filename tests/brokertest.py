@@ -1,0 +1,100 @@
+"""Fixtures and helpers shared by the ``test_broker_*`` modules (the stand-in broker's own tests).
+
+Import the fixtures by name into a test module (``from brokertest import broker,
+client, ns, ns_name``) to get a module-scoped broker subprocess, a raw Thrift client per
+test and a fresh namespace per test.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+import pytest
+
+from htcluster.testing import LocalBroker
+from htcluster.types import Cell, ClientException, ColumnFamilyOptions, ColumnFamilySpec, Key, Schema
+
+#: Seconds a test waits for something asynchronous (a periodic flush, a disconnect).
+EVENTUALLY = 10.0
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[LocalBroker]:
+    """One stand-in broker subprocess for the test module."""
+    with LocalBroker() as local:
+        yield local
+
+
+@pytest.fixture
+def client(broker: LocalBroker, raw_client_factory: Callable) -> Any:
+    """A raw Thrift client of ``broker``."""
+    return raw_client_factory(broker.address)
+
+
+@pytest.fixture
+def ns_name(client: Any) -> str:
+    """The name of a fresh namespace, unique to the test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    client.namespace_create(name)
+    return name
+
+
+@pytest.fixture
+def ns(client: Any, ns_name: str) -> int:
+    """An id of the test's fresh namespace ``ns_name``."""
+    return client.namespace_open(ns_name)
+
+
+def family(name: str, access_group: str = "", **options: Any) -> ColumnFamilySpec:
+    """Return a ``ColumnFamilySpec``; ``options`` are ``ColumnFamilyOptions`` fields."""
+    return ColumnFamilySpec(name=name, access_group=access_group,
+                            options=ColumnFamilyOptions(**options) if options else None)
+
+
+def make_table(client: Any, ns: int, name: str, *families: "str | ColumnFamilySpec", **schema: Any) -> str:
+    """Create table ``name`` with the given families (names or specs); return ``name``."""
+    specs = [family(f) if isinstance(f, str) else f for f in families]
+    client.table_create(ns, name, Schema(column_families={f.name: f for f in specs}, **schema))
+    return name
+
+
+def cell(row: str, column: str, value: "bytes | str | None" = b"", ts: Optional[int] = None,
+         flag: Optional[int] = None) -> Cell:
+    """Return a ``Cell`` for ``column`` 'cf' or 'cf:qualifier'."""
+    cf, _, cq = column.partition(":")
+    if isinstance(value, str):
+        value = value.encode()
+    key = Key(row=row, column_family=cf, column_qualifier=cq, timestamp=ts)
+    if flag is not None:
+        key.flag = flag
+    return Cell(key, value)
+
+
+def keys(cells: Sequence[Cell]) -> list[tuple]:
+    """Return ``(row, 'cf:q' or 'cf', value)`` of each cell, for compact assertions."""
+    out = []
+    for c in cells:
+        column = f"{c.key.column_family}:{c.key.column_qualifier}" if c.key.column_qualifier else c.key.column_family
+        out.append((c.key.row, column, c.value))
+    return out
+
+
+def raises_code(code: int, call: Callable, *args: Any, **kwargs: Any) -> ClientException:
+    """Call ``call(*args, **kwargs)``, assert it raises ``ClientException`` with ``code``, and return it."""
+    with pytest.raises(ClientException) as info:
+        call(*args, **kwargs)
+    assert info.value.code == code, info.value.message
+    return info.value
+
+
+def eventually(check: Callable[[], Any], timeout: float = EVENTUALLY, interval: float = 0.05) -> Any:
+    """Return the first truthy ``check()`` result; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout} s: last result {result!r}")
+        time.sleep(interval)

@@ -1,0 +1,156 @@
+"""The stand-in broker's server: shared files, bad clients, shutdown, the in-process API (protocol.md 1, 5.1)."""
+from __future__ import annotations
+
+import signal
+import socket
+import struct
+import threading
+from pathlib import Path
+
+import pytest
+
+from brokertest import broker, cell, client, eventually, make_table  # noqa: F401
+from htcluster.broker import BrokerServer
+from htcluster.testing import LocalBroker
+from htcluster.types import MutateSpec, RowInterval, ScanSpec
+
+
+def open_ns(client, name="shared"):
+    if not client.namespace_exists(name):
+        client.namespace_create(name)
+    return client.namespace_open(name)
+
+
+def connection_closed(sock: socket.socket) -> bool:
+    """Drain ``sock`` until the server closes it; True once it did."""
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        pass
+    return True
+
+
+# ---------------------------------------------------- two brokers, one file
+
+def test_two_brokers_on_one_file_share_data_and_revisions_increase(tmp_path, raw_client_factory):
+    data = tmp_path / "cluster.sqlite"
+    with LocalBroker(data) as first, LocalBroker(data) as second:
+        a, b = raw_client_factory(first.address), raw_client_factory(second.address)
+        ns_a = open_ns(a)
+        make_table(a, ns_a, "t", "c")
+        ns_b = open_ns(b)
+        for i in range(10):  # alternate brokers: write order must be revision order
+            (a if i % 2 else b).set_cell(ns_a if i % 2 else ns_b, "t", cell("r", f"c:{i:02d}", str(i)))
+
+        def hammer(client, ns, prefix):
+            for i in range(20):
+                client.set_cells(ns, "t", [cell(f"{prefix}{i}", "c", "x"), cell(f"{prefix}{i}", "c:y", "y")])
+        threads = []
+        for address, prefix in ((first.address, "a"), (second.address, "b")):
+            c = raw_client_factory(address)
+            threads.append(threading.Thread(target=hammer, args=(c, open_ns(c), prefix)))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        row_r = a.get_cells(ns_a, "t", ScanSpec(row_intervals=[RowInterval("r", True, "r", True)]))  # c:00..c:09
+        revisions = [c.key.revision for c in row_r]
+        assert revisions == sorted(revisions) and len(set(revisions)) == 10
+        everything = b.get_cells(ns_b, "t", ScanSpec())
+        assert len(everything) == 10 + 2 * 2 * 20
+        assert len({c.key.revision for c in everything}) == len(everything)  # unique across both processes
+
+
+# --------------------------------------------------------------- bad clients
+
+@pytest.mark.parametrize("payload", [
+    struct.pack("!i", 0x7FFFFFF0),  # a frame far over the size limit
+    struct.pack("!i", -5),  # a negative frame size
+    struct.pack("!i", 12) + b"\x80\x01\x00\x01\x7f\xff\xff\xffjunk",  # a name length beyond the frame
+    struct.pack("!i", 8) + b"\x12\x34\x56\x78\x9a\xbc\xde\xf0",  # not the binary protocol at all
+])
+def test_garbage_drops_only_that_connection(broker, client, payload):
+    ns = open_ns(client)
+    with socket.create_connection((broker.host, broker.port), timeout=10) as bad:
+        bad.sendall(payload)
+        assert connection_closed(bad)
+    assert client.namespace_exists("shared") and client.get_tables(ns) is not None
+    assert broker.running
+
+
+def test_client_vanishing_mid_call_does_not_disturb_others(broker, client):
+    ns = open_ns(client)
+    if not client.table_exists(ns, "big"):
+        make_table(client, ns, "big", "a")
+        client.set_cells(ns, "big", [cell(f"r{i:05d}", "a", b"v" * 100) for i in range(3000)])
+    request = _framed_get_cells(ns, "big")
+    for _ in range(3):
+        sock = socket.create_connection((broker.host, broker.port), timeout=10)
+        sock.sendall(request)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # reset, no goodbye
+        sock.close()
+    half = socket.create_connection((broker.host, broker.port), timeout=10)
+    half.sendall(request[: len(request) // 2])  # half a frame, then gone
+    half.close()
+    assert len(client.get_cells(ns, "big", ScanSpec(cell_limit=10))) == 10
+    assert broker.running
+
+
+def _framed_get_cells(ns: int, table: str) -> bytes:
+    """Return the bytes of one framed ``get_cells`` request, as a client would send them."""
+    from thrift.protocol.TBinaryProtocol import TBinaryProtocol
+    from thrift.transport.TTransport import TMemoryBuffer
+
+    from htcluster._thrift import HqlService
+    buffer = TMemoryBuffer()
+    HqlService.Client(TBinaryProtocol(buffer)).send_get_cells(ns, table, ScanSpec())
+    body = buffer.getvalue()
+    return struct.pack("!i", len(body)) + body
+
+
+def test_idle_timeout_option_drops_silent_connections(raw_client_factory):
+    with LocalBroker(extra_args=("--timeout", "0.3")) as quick:
+        with socket.create_connection((quick.host, quick.port), timeout=10) as silent:
+            assert connection_closed(silent)
+        assert raw_client_factory(quick.address).status().code == 0
+
+
+# ------------------------------------------------------------------ shutdown
+
+def test_sigterm_flushes_pending_mutators_and_exits_zero(tmp_path: Path, raw_client_factory):
+    data = tmp_path / "b.sqlite"
+    with LocalBroker(data) as local:
+        c = raw_client_factory(local.address)
+        ns = open_ns(c)
+        make_table(c, ns, "t", "a")
+        mutator = c.mutator_open(ns, "t", 0, 0)
+        c.mutator_set_cells(mutator, [cell("m", "a", "mutator")])
+        c.shared_mutator_set_cells(ns, "t", MutateSpec("app", 3_600_000, 0), [cell("s", "a", "shared")])
+        assert c.get_cells(ns, "t", ScanSpec()) == []
+        local.process.send_signal(signal.SIGTERM)
+        assert local.process.wait(20) == 0
+        local.process = None
+        local.start()
+        again = raw_client_factory(local.address)
+        rows = [x.key.row for x in again.get_cells(open_ns(again), "t", ScanSpec())]
+        assert rows == ["m", "s"]
+
+
+# ----------------------------------------------------------- in-process API
+
+def test_broker_server_in_process(raw_client_factory, tmp_path):
+    server = BrokerServer(port=0, data=tmp_path / "inproc.sqlite")
+    with server:
+        assert server.port != 0 and server.address == f"127.0.0.1:{server.port}"
+        c = raw_client_factory(server.address)
+        assert c.status().code == 0
+        eventually(lambda: server.connections == 1)
+        assert "running" in repr(server)
+    assert "stopped" in repr(server)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+    with BrokerServer(port=0) as temporary:  # no data file: a temporary one, removed at stop
+        data = temporary.data
+        assert data is not None and data.exists()
+    assert not data.exists()

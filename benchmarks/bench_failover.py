@@ -69,7 +69,8 @@ def trial(cluster: LocalCluster, fault: str, run: int) -> dict[str, Any]:
     else:
         cluster.resume(0)
     return {"gap_ms": outage * 1000, "writes": len(acks),
-            "errors": len(errors), "lost": len(set(acked_rows) - found)}
+            "errors": len(errors), "lost": len(set(acked_rows) - found),
+            "error_texts": [f"{type(e).__name__}: {e}" for e in errors[:5]]}
 
 
 def main() -> None:
@@ -86,7 +87,8 @@ def main() -> None:
             gaps = [r["gap_ms"] for r in runs]
             rows.append({"fault": fault, "trials": trials, "gap_ms": statistics.median(gaps), "max_gap_ms": max(gaps),
                          "writes": sum(r["writes"] for r in runs), "errors": sum(r["errors"] for r in runs),
-                         "lost": sum(r["lost"] for r in runs)})
+                         "lost": sum(r["lost"] for r in runs),
+                         "error_texts": [t for r in runs for t in r["error_texts"]][:5]})
     table = print_table(
         f"Replicas writes over 3 brokers, primary lost; socket timeout {SOCKET_TIMEOUT:g} s; "
         "gap = longest time without an acknowledged write after the fault (median of trials); ratio vs kill -9",

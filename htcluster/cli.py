@@ -267,11 +267,15 @@ def load(hosts: list[Host], namespace: str, table: str, input_: Optional[str], c
     from .logload import load as run_load
     from .weblog import LogStats, generate_lines, iter_entries, open_log
 
-    target, writer = _open_writer(strategy, hosts, namespace, table, shard_by)
     stats = LogStats()
     with contextlib.ExitStack() as stack:
+        try:
+            lines = stack.enter_context(open_log(input_)) if input_ else generate_lines(count, seed)
+        except OSError as exc:
+            raise click.BadParameter(f"cannot read {input_!r}: {exc.strerror or exc}; give an Apache "
+                                     f"log, plain or gzip, or '-' for stdin", param_hint="--input") from None
+        target, writer = _open_writer(strategy, hosts, namespace, table, shard_by)
         stack.callback(target.close)
-        lines = stack.enter_context(open_log(input_)) if input_ else generate_lines(count, seed)
         entries = iter_entries(lines, stats)
         if sys.stdout.isatty():
             entries = stack.enter_context(click.progressbar(entries, length=None if input_ else count,

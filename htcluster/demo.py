@@ -127,7 +127,7 @@ def run_demo(input_: Optional[str] = None, count: int = 5000, echo: Echo = print
             ("cells acknowledged (replicas + shards)",
              f"{acknowledged:,} ({to_replicas.cells:,} + {to_shards.cells:,})"),
             ("cells found afterwards", f"{found:,} ({found_r:,} + {found_s:,})"),
-            ("failovers", f"{failovers}" + "".join(f"; {line}" for line in down)),
+            ("failovers", f"{failovers}" + (f" ({', '.join(down)} marked down)" if down else "")),
             ("load through Replicas", f"{to_replicas.seconds:.2f} s, {to_replicas.cells_per_s:,.0f} cells/s"),
             ("load through Shards", f"{to_shards.seconds:.2f} s, {to_shards.cells_per_s:,.0f} cells/s"),
             *((f"query: {name}", f"{seconds * 1000:.1f} ms") for name, seconds in timings),
@@ -183,8 +183,7 @@ def _queries(replicas: Any, shards: Any, entries: list[LogEntry], echo: Echo) ->
 
 
 def _failovers(replicas: Any) -> tuple[int, list[str]]:
-    """Return the connection failures ``replicas`` met (each one sent the call to another
-    replica) and a description of each host still marked down."""
+    """Return the connection failures ``replicas`` met (each sent the call on to another
+    replica) and the hosts still marked down."""
     down = replicas.health.down()
-    return (sum(state.failures for state in down.values()),
-            [replicas.health.describe(host) for host in down])
+    return sum(state.failures for state in down.values()), list(down)

@@ -226,14 +226,23 @@ class Hypertable:
     teardown = _teardown
 
     def connect(self) -> Resource:
-        """Check out a connection of the current app outside the per-context one; give it back with :meth:`put_back`."""
+        """Check out a connection outside the per-context one; it stays out until :meth:`put_back`.
+
+        :returns: a :class:`~htcluster.resource.Resource` (for replicas: to a write host).
+        :raises RuntimeError: outside an app context, or before :meth:`init_app`.
+        :raises NoHostAvailable: no host could give a connection.
+        :raises PoolTimeout: no pooled connection became free in time.
+        """
         lease = Lease(self._state().connection(True))
         with self._lock:
             self._loose[id(lease.resource)] = lease
         return lease.resource
 
     def put_back(self, client: Resource) -> None:
-        """Give back a connection from :meth:`connect` (discarded if it failed or was closed)."""
+        """Give back a connection from :meth:`connect` (discarded if it failed or was closed).
+
+        :raises ValueError: ``client`` did not come from :meth:`connect` of this extension.
+        """
         with self._lock:
             lease = self._loose.pop(id(client), None)
         if lease is None or lease.resource is not client:
@@ -241,6 +250,7 @@ class Hypertable:
         lease.release()
 
     def __enter__(self) -> Resource:
+        """``with ht as client:`` checks a connection out (as :meth:`connect`) and back in at the end."""
         stack = self._local.__dict__.setdefault("leases", [])
         stack.append(Lease(self._state().connection(True)))
         return stack[-1].resource

@@ -198,7 +198,7 @@ class Pool:
             if taken:
                 if entry is not None:  # an idle connection whose check was interrupted
                     self._discard(entry.resource)
-                self._give_back(None)
+                self._free_slot()
             raise
 
     def _alive(self, entry: _Entry) -> bool:
@@ -226,15 +226,11 @@ class Pool:
             self._replaced += replaced
         r.close()
 
-    def _give_back(self, entry: Optional[_Entry]) -> None:
-        """Return a slot: the idle ``entry`` on top, or an empty slot at the bottom."""
+    def _free_slot(self) -> None:
+        """Return an empty slot (at the bottom of the stack, below the idle connections)."""
         with self._free:
             self._in_use -= 1
-            if entry is None:
-                self._stack.appendleft(None)
-            else:
-                self._stack.append(entry)
-                self._idle += 1
+            self._stack.appendleft(None)
             self._free.notify()
 
     def _checkin(self, entry: _Entry) -> None:
@@ -245,18 +241,18 @@ class Pool:
         now = time.monotonic()
         keep = r.reusable and (self.max_age is None or now - entry.created <= self.max_age)
         with self._free:
-            keep = keep and entry.generation == self._generation and self._idle < self.size
-            if keep:
+            if keep and entry.generation == self._generation and self._idle < self.size:
                 entry.returned = now
-            else:
-                self._closed += 1
-        if keep:
-            self._give_back(entry)
-            return
-        try:
+                self._stack.append(entry)
+                self._idle += 1
+                self._in_use -= 1
+                self._free.notify()
+                return
+            self._closed += 1
+        try:  # the slot is given back once the socket is closed: never more open than allowed
             r.close()
         finally:
-            self._give_back(None)
+            self._free_slot()
 
     def connection(self, timeout: Optional[float] = None) -> "_Checkout":
         """Check a connection out for a ``with`` block: ``with pool.connection() as r:``.

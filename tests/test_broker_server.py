@@ -21,6 +21,11 @@ def open_ns(client, name="shared"):
     return client.namespace_open(name)
 
 
+def frame(body: bytes) -> bytes:
+    """Return ``body`` with its 4-byte big-endian length in front."""
+    return struct.pack("!i", len(body)) + body
+
+
 def connection_closed(sock: socket.socket) -> bool:
     """Drain ``sock`` until the server closes it; True once it did."""
     try:
@@ -67,8 +72,9 @@ def test_two_brokers_on_one_file_share_data_and_revisions_increase(tmp_path, raw
 @pytest.mark.parametrize("payload", [
     struct.pack("!i", 0x7FFFFFF0),  # a frame far over the size limit
     struct.pack("!i", -5),  # a negative frame size
-    struct.pack("!i", 12) + b"\x80\x01\x00\x01\x7f\xff\xff\xffjunk",  # a name length beyond the frame
-    struct.pack("!i", 8) + b"\x12\x34\x56\x78\x9a\xbc\xde\xf0",  # not the binary protocol at all
+    frame(b"\x80\x01\x00\x01\x7f\xff\xff\xffjunk"),  # a name length beyond the frame
+    frame(b"\x12\x34\x56\x78\x9a\xbc\xde\xf0"),  # not the binary protocol at all
+    frame(b"\x80\x01\x00\x01\x00\x00\x00\x09get_cells\x00\x00\x00\x01\xee\x00\x01\xff\xff"),  # bad arguments
 ])
 def test_garbage_drops_only_that_connection(broker, client, payload):
     ns = open_ns(client)
@@ -105,8 +111,7 @@ def _framed_get_cells(ns: int, table: str) -> bytes:
     from htcluster._thrift import HqlService
     buffer = TMemoryBuffer()
     HqlService.Client(TBinaryProtocol(buffer)).send_get_cells(ns, table, ScanSpec())
-    body = buffer.getvalue()
-    return struct.pack("!i", len(body)) + body
+    return frame(buffer.getvalue())
 
 
 def test_idle_timeout_option_drops_silent_connections(raw_client_factory):

@@ -152,7 +152,8 @@ class BrokerServer:
             if exc.type == TTransportException.END_OF_FILE:
                 log.debug("%s: disconnected", handler.peer)
             else:
-                log.warning("%s: dropping connection: %s", handler.peer, exc)
+                inner = getattr(exc, "inner", None)
+                log.warning("%s: dropping connection: %s%s", handler.peer, exc, f" ({inner})" if inner else "")
         except Exception as exc:  # garbage on the socket: drop only this connection
             log.warning("%s: dropping connection after a bad request: %s: %s", handler.peer,
                         type(exc).__name__, exc)

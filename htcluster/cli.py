@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
 
 import click
+from thrift.Thrift import TApplicationException
 
 from . import __version__
 from .errors import BroadcastError, BrokerUnavailable, ConfigError, HtclusterError, NoHostAvailable, PoolTimeout
@@ -54,6 +55,8 @@ def explain(exc: BaseException) -> Optional[str]:
         return str(exc)
     if isinstance(exc, ClientException):
         return f"the broker refused: {exc.message} (error code {exc.code})"
+    if isinstance(exc, TApplicationException):
+        return f"the broker failed internally: {exc.message or exc} (Thrift application error {exc.type})"
     if isinstance(exc, OSError):
         return f"{exc.strerror or exc}" + (f": {exc.filename}" if getattr(exc, "filename", None) else "")
     if isinstance(exc, EOFError):
@@ -114,6 +117,25 @@ def namespace_option(default: str) -> Callable[[F], F]:
     """Add ``--namespace`` with ``$HYPERTABLE_NAMESPACE`` or ``default`` as its default."""
     return click.option("--namespace", "-n", default=lambda: os.environ.get(NAMESPACE_ENV) or default,
                         show_default=f"${NAMESPACE_ENV} or {default!r}", help="Namespace to work in.")
+
+
+def input_options(f: F) -> F:
+    """Add ``--input FILE`` and ``--lines N`` (size of the generated log used without ``--input``)."""
+    f = click.option("--lines", "count", default=5000, show_default=True, type=click.IntRange(1),
+                     help="Lines of the generated log used without --input.")(f)
+    return click.option("--input", "input_", metavar="FILE",
+                        help="Apache access log, plain or gzip, '-' for stdin (default: a generated log).")(f)
+
+
+def open_input(path: str) -> Any:
+    """Open ``--input`` with :func:`htcluster.weblog.open_log`, turning failures into a usage error."""
+    from .weblog import open_log
+
+    try:
+        return open_log(path)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {path!r}: {exc.strerror or exc}; give an Apache access "
+                                 f"log, plain or gzip, or '-' for stdin", param_hint="--input") from None
 
 
 def _timestamp(ns: Optional[int]) -> str:
@@ -246,10 +268,7 @@ def _open_writer(strategy: str, hosts: list[Host], namespace: str, table: str,
 @hosts_option
 @namespace_option("logs")
 @click.option("--table", default="LogDb", show_default=True, help="Table to write (created when missing).")
-@click.option("--input", "input_", metavar="FILE", help="Apache log, plain or gzip, '-' for stdin. "
-              "Without it, a generated log is written.")
-@click.option("--lines", "count", default=5000, show_default=True, type=click.IntRange(1),
-              help="Lines of the generated log (without --input).")
+@input_options
 @click.option("--seed", default=2008, show_default=True, help="Seed of the generated log.")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="pool", show_default=True,
               help="pool: one host; replicas: brokers over the same data, failover; "
@@ -264,23 +283,24 @@ def load(hosts: list[Host], namespace: str, table: str, input_: Optional[str], c
     """Load an Apache access log into LogDb, one row per request."""
     import contextlib
 
-    from .logload import load as run_load
-    from .weblog import LogStats, generate_lines, iter_entries, open_log
+    from .logload import LoadReport, load as run_load
+    from .weblog import LogStats, generate_lines, iter_entries
 
-    stats = LogStats()
+    stats, progress = LogStats(), LoadReport()
     with contextlib.ExitStack() as stack:
-        try:
-            lines = stack.enter_context(open_log(input_)) if input_ else generate_lines(count, seed)
-        except OSError as exc:
-            raise click.BadParameter(f"cannot read {input_!r}: {exc.strerror or exc}; give an Apache "
-                                     f"log, plain or gzip, or '-' for stdin", param_hint="--input") from None
+        lines = stack.enter_context(open_input(input_)) if input_ else generate_lines(count, seed)
         target, writer = _open_writer(strategy, hosts, namespace, table, shard_by)
         stack.callback(target.close)
         entries = iter_entries(lines, stats)
         if sys.stdout.isatty():
             entries = stack.enter_context(click.progressbar(entries, length=None if input_ else count,
                                                             label="loading"))
-        report = run_load(entries, writer, batch=batch, stats=stats)
+        try:
+            report = run_load(entries, writer, batch=batch, stats=stats, report=progress)
+        except Exception:
+            click.echo(f"stopped after {stats.lines:,} lines read; {progress.cells:,} cells were "
+                       f"acknowledged before the failure", err=True)
+            raise
     source = input_ or f"a generated log ({count} lines, seed {seed})"
     click.echo(f"loaded {source} into {namespace}/{table} through {strategy} ({', '.join(map(str, hosts))})")
     click.echo(f"lines read       {report.lines:>10,}")
@@ -341,14 +361,16 @@ def status(hosts: list[Host], timeout: float) -> None:
 
 
 @main.command()
-@click.option("--input", "input_", metavar="FILE",
-              help="Apache log, plain or gzip (default: a generated one).")
-@click.option("--lines", "count", default=5000, show_default=True, type=click.IntRange(1),
-              help="Lines of the generated log (without --input).")
+@input_options
 def demo(input_: Optional[str], count: int) -> None:
     """Run the main job: a local cluster, a log loaded through Replicas and Shards, a failover, queries."""
     from .demo import run_demo
 
-    ok = run_demo(input_, count=count, echo=click.echo)
+    if input_ not in (None, "-"):
+        open_input(input_).close()  # a bad path is a usage error, before any broker starts
+    try:
+        ok = run_demo(input_, count=count, echo=click.echo)
+    except RuntimeError as exc:  # a LocalBroker did not start
+        raise click.ClickException(f"the local brokers did not start: {exc}") from None
     if not ok:
         raise click.ClickException("cells found differ from cells acknowledged: data was lost")

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import collections
+import functools
 import time
 from typing import Any, Callable, Iterable, Optional, TypeVar
 
@@ -91,7 +92,7 @@ def run_demo(input_: Optional[str] = None, count: int = 5000, echo: Echo = print
         echo(f"shards (a file each):     {', '.join(shard_cluster.hosts)}")
         replicas = Replicas(replica_cluster.hosts)
         shards = Shards([(host, host) for host in shard_cluster.hosts])
-        logload.ensure_logdb(lambda *a, **k: replicas.call(*a, write=True, **k), NAMESPACE)
+        logload.ensure_logdb(functools.partial(replicas.call, write=True), NAMESPACE)
         for pool in shards.resources.values():
             logload.ensure_logdb(pool.call, NAMESPACE)
 
@@ -158,7 +159,8 @@ def _queries(replicas: Any, shards: Any, entries: list[LogEntry], echo: Echo) ->
     echo(render_table(("path", "requests"), paths.most_common(10), numeric=(1,)))
     timings.append(("top ten paths", seconds))
 
-    ip = collections.Counter(e.client for e in entries).most_common(1)[0][0]
+    busiest = collections.Counter(e.client for e in entries).most_common(1)
+    ip = busiest[0][0] if busiest else "127.0.0.1"
     query = f'SELECT * FROM {TABLE} WHERE ROW =^ "{ip} "'
     shard = shards.locate(ip)
     result, seconds = _timed(echo, f"every request of {ip} ({query!r} on shard {shard})",

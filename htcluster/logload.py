@@ -157,7 +157,8 @@ def shards_writer(shards: "Shards", namespace: str, table: str = TABLE,
 
 def load(entries: Iterable[LogEntry], write: Writer, batch: int = DEFAULT_BATCH,
          stats: Optional[LogStats] = None,
-         on_batch: Optional[Callable[[LoadReport], None]] = None) -> LoadReport:
+         on_batch: Optional[Callable[[LoadReport], None]] = None,
+         report: Optional[LoadReport] = None) -> LoadReport:
     """Write ``entries`` in batches of ``batch`` requests and count what was acknowledged.
 
     :param entries: parsed requests, e.g. :func:`~htcluster.weblog.iter_entries`.
@@ -166,12 +167,14 @@ def load(entries: Iterable[LogEntry], write: Writer, batch: int = DEFAULT_BATCH,
     :param stats: the :class:`~htcluster.weblog.LogStats` the entries are
         counted in, copied into the report's ``lines`` and ``malformed``.
     :param on_batch: called after each acknowledged batch with the report so far.
+    :param report: a :class:`LoadReport` to fill in as batches are acknowledged,
+        so that the caller still has the counts when a write fails midway.
     :returns: the :class:`LoadReport`.
     :raises ConfigError: ``batch`` is below 1.
     """
     if batch < 1:
         raise ConfigError(f"batch must be at least 1 request, got {batch}")
-    report = LoadReport()
+    report = report if report is not None else LoadReport()
     start = time.perf_counter()
 
     def flush(pending: list[LogEntry]) -> None:

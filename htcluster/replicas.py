@@ -7,7 +7,8 @@ Retrying never duplicates a write: cells written with ``set_cell(s)`` and
 when they have none, so a retried write stores the same versions again, and
 the reads of :class:`Replicas` collapse such repeats (:func:`collapse`,
 protocol.md appendix C).  Other writes are retried only when the request
-never left.  :meth:`Replicas.scan` resumes a scan on another replica after the
+never left.  Client timestamps come from this machine's clock: keep it in
+step (NTP) with the brokers' if other writers leave timestamps to the broker.  :meth:`Replicas.scan` resumes a scan on another replica after the
 last complete row it delivered.
 """
 from __future__ import annotations

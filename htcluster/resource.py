@@ -92,7 +92,8 @@ class _BrokerTransport(TFramedTransport):
         try:
             handle = socket.create_connection((self.socket.host, self.socket.port), self.connect_timeout)
         except _SOCKET_ERRORS as exc:
-            raise self._broken(exc, "cannot connect to", sent=False, kind=TTransportException.NOT_OPEN) from exc
+            raise self._broken(exc, "cannot connect to", sent=False, limit=self.connect_timeout,
+                               kind=TTransportException.NOT_OPEN) from exc
         handle.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.socket.setHandle(handle)
         self.socket.setTimeout(self.timeout * 1000)  # TSocket takes milliseconds
@@ -115,17 +116,21 @@ class _BrokerTransport(TFramedTransport):
             raise self._broken(exc, "lost the connection while waiting for the answer of", sent=True) from exc
         self.pending = False
 
-    def _broken(self, exc: BaseException, doing: str, sent: bool,
+    def _broken(self, exc: BaseException, doing: str, sent: bool, limit: Optional[float] = None,
                 kind: int = TTransportException.UNKNOWN) -> BrokerUnavailable:
-        """Mark the connection failed, close the socket, and build the error to raise."""
+        """Mark the connection failed, close the socket, and build the error to raise.
+
+        :param limit: the timeout in force, in seconds; ``None``: the call timeout.
+        """
         self.failed = True
         self.socket.close()
         kind = getattr(exc, "type", kind)
         inner = getattr(exc, "inner", None) or exc
         if isinstance(inner, TimeoutError):
             kind = TTransportException.TIMED_OUT
-            limit = self.timeout if sent else self.connect_timeout
-            reason = f"timed out after {limit:g} s"
+            reason = f"timed out after {self.timeout if limit is None else limit:g} s"
+        elif kind == TTransportException.END_OF_FILE:
+            reason = "the broker closed the connection"
         else:
             reason = str(inner) or type(inner).__name__
         return BrokerUnavailable(f"{doing} ThriftBroker {self.address}: {reason}",

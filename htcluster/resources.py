@@ -13,6 +13,7 @@ When every host is dead, the one whose backoff ends first is tried anyway.
 from __future__ import annotations
 
 import concurrent.futures
+import inspect
 import logging
 import random
 import threading
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_WORKERS = 16
 #: What ``broadcast(errors=...)`` accepts.
 ERROR_MODES = ("raise", "return")
+#: Keyword arguments passed through to every Pool.
+POOL_OPTIONS = frozenset(inspect.signature(Pool).parameters) - {"host"}
 #: Exceptions that are the broker's answer: the host is alive (protocol.md 1.1).
 ANSWERS = (ClientException, TApplicationException)
 
@@ -69,6 +72,10 @@ class Resources(dict):
                  **pool_options: Any) -> None:
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
             raise ConfigError(f"max_workers must be an int >= 1, got {max_workers!r}")
+        unknown = set(pool_options) - POOL_OPTIONS
+        if unknown:
+            raise ConfigError(f"unknown option(s) {sorted(unknown)}; Resources takes retry, backoff, clock, rng, "
+                              f"max_workers and the Pool options {sorted(POOL_OPTIONS)}")
         parsed = parse_hosts(hosts)
         super().__init__()
         self.retry = Retry.from_int(retry)

@@ -1,6 +1,7 @@
 """The stand-in broker: writing and reading cells, every ScanSpec field (protocol.md 5.2, 5.3, appendix C)."""
 from __future__ import annotations
 
+import struct
 import time
 
 import pytest
@@ -239,7 +240,7 @@ def test_columns_with_qualifier_forms(client, ns):
 
 
 def test_limits_and_offsets(client, ns, abc):
-    assert [r for r, _, _ in scan(client, ns, row_limit=2)] == ["r1", "r1", "r2", "r2"]
+    assert [r for r, _, _ in scan(client, ns, row_limit=2, do_not_cache=True)] == ["r1", "r1", "r2", "r2"]
     assert [r for r, _, _ in scan(client, ns, cell_limit=3)] == ["r1", "r1", "r2"]
     assert [r for r, _, _ in scan(client, ns, row_offset=3)] == ["r4", "r4", "r5", "r5"]
     assert [(r, c) for r, c, _ in scan(client, ns, cell_offset=7)] == [("r4", "b"), ("r5", "a"), ("r5", "b")]
@@ -300,3 +301,46 @@ def test_scan_and_filter_rows(client, ns, abc):
     spec = dict(row_intervals=[RowInterval(r, True, r, True) for r in ("r4", "r2", "r4")], columns=["a"])
     assert [r for r, _, _ in scan(client, ns, **spec)] == ["r4", "r2", "r4"]
     assert [r for r, _, _ in scan(client, ns, scan_and_filter_rows=True, **spec)] == ["r2", "r4"]
+
+
+# ------------------------------------------------------- serialized cells
+
+def serialized(*records: bytes, end: int = 0x01) -> bytes:
+    """Build an appendix-A buffer: version 1, the records, the end byte."""
+    return struct.pack("<i", 1) + b"".join(records) + bytes([end])
+
+
+def record(row: bytes, cf: bytes, cq: bytes, value: bytes, ts: "int | None" = None, flag: int = 255) -> bytes:
+    head = bytes([0x40]) + struct.pack("<q", ts) if ts is not None else bytes([0x20])
+    return head + row + b"\0" + cf + b"\0" + cq + b"\0" + struct.pack("<i", len(value)) + value + bytes([flag])
+
+
+def test_serialized_cells_in_and_out(client, ns):
+    make_table(client, ns, "t", "a")
+    client.set_cells_serialized(ns, "t", serialized(record(b"r1", b"a", b"q", b"v1", ts=T0),
+                                                    record(b"", b"a", b"", b"same row")))  # empty row: previous
+    assert scan(client, ns) == [("r1", "a", b"same row"), ("r1", "a:q", b"v1")]
+    out = client.get_cells_serialized(ns, "t", ScanSpec(columns=["a:q"]))
+    assert out == serialized(record(b"r1", b"a", b"q", b"v1", ts=T0), end=0x03)  # EOB|EOS: finished
+    row = client.get_row_serialized(ns, "t", "r1")
+    assert b"same row\xff" in row and row.endswith(b"v1\xff\x03")
+    raises_code(codes.SERIALIZATION_VERSION_MISMATCH, client.set_cells_serialized, ns, "t", struct.pack("<i", 2))
+    raises_code(codes.SERIALIZATION_INPUT_OVERRUN, client.set_cells_serialized, ns, "t",
+                serialized(record(b"r", b"a", b"", b"v"))[:-4])
+    raises_code(codes.BAD_FORMAT, client.set_cells_serialized, ns, "t", serialized(record(b"", b"a", b"", b"v")))
+
+
+def test_serialized_scanner_and_mutator(client, ns):
+    make_table(client, ns, "t", "a")
+    mutator = client.mutator_open(ns, "t", 0, 0)
+    client.mutator_set_cells_serialized(mutator, serialized(record(b"r1", b"a", b"", b"1")), False)
+    assert scan(client, ns) == []
+    client.mutator_set_cells_serialized(mutator, serialized(record(b"r2", b"a", b"", b"2"), end=0x05), False)
+    assert [r for r, _, _ in scan(client, ns)] == ["r1", "r2"]  # FLUSH in the end byte flushed
+    client.mutator_close(mutator)
+    scanner = client.scanner_open(ns, "t", ScanSpec())
+    first = client.scanner_get_row_serialized(scanner)
+    assert b"r1\0" in first and first[-1] == 0x01  # more rows follow
+    assert client.next_row_serialized(scanner)[-1] == 0x03  # legacy alias; the last row ends the scan
+    scanner = client.scanner_open(ns, "t", ScanSpec())
+    assert client.scanner_get_cells_serialized(scanner)[-1] == 0x03

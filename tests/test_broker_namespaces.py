@@ -171,7 +171,7 @@ def test_legacy_aliases_forward(client):
 
 @pytest.mark.parametrize("method, args", [
     ("future_open", (0,)), ("open_future", (0,)), ("async_mutator_open", (1, "t", 1, 0)),
-    ("create_cell_unique", (1, "t", None, "v")), ("shutdown", ()), ("get_cells_serialized", (1, "t", None)),
+    ("create_cell_unique", (1, "t", None, "v")), ("shutdown", ()), ("future_get_result", (1, 0)),
 ])
 def test_unimplemented_methods_answer_not_implemented_naming_the_method(client, method, args):
     error = raises_code(codes.NOT_IMPLEMENTED, getattr(client, method), *args)

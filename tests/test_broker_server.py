@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import signal
 import socket
+import sqlite3
 import struct
 import threading
 from pathlib import Path
 
 import pytest
 
-from brokertest import broker, cell, client, eventually, make_table  # noqa: F401
-from htcluster.broker import BrokerServer
+from brokertest import broker, cell, client, eventually, make_table, raises_code  # noqa: F401
+from htcluster import codes
+from htcluster.broker import BrokerServer, main, serve
+from htcluster.broker.store import Store
 from htcluster.testing import LocalBroker
 from htcluster.types import MutateSpec, RowInterval, ScanSpec
 
@@ -159,3 +162,40 @@ def test_broker_server_in_process(raw_client_factory, tmp_path):
         data = temporary.data
         assert data is not None and data.exists()
     assert not data.exists()
+
+
+def test_serve_until_stopped_and_main_errors(tmp_path, raw_client_factory):
+    from htcluster.testing import free_port
+    stop = threading.Event()
+    port = free_port()
+    thread = threading.Thread(target=serve, args=("127.0.0.1", port, tmp_path / "serve.sqlite"),
+                              kwargs={"stop": stop})
+    thread.start()
+    try:
+        eventually(lambda: _answers(raw_client_factory, port))
+        assert main(["--port", str(port), "--data", str(tmp_path / "other.sqlite")]) == 1  # port taken
+    finally:
+        stop.set()
+        thread.join(20)
+    assert not thread.is_alive()
+    assert main(["--port", "0", "--data", str(tmp_path / "missing-dir" / "x.sqlite")]) == 1
+
+
+def _answers(raw_client_factory, port: int) -> bool:
+    try:
+        return raw_client_factory(f"127.0.0.1:{port}").status().code == 0
+    except Exception:
+        return False
+
+
+def test_a_data_file_locked_too_long_answers_request_timeout(tmp_path):
+    store = Store(str(tmp_path / "locked.sqlite"), busy_timeout=0.2)
+    blocker = sqlite3.connect(tmp_path / "locked.sqlite", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        raises_code(codes.REQUEST_TIMEOUT, store.create_namespace, "blocked")
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        store.close()
+    assert Store(str(tmp_path / "locked.sqlite")).namespace_id("blocked") is None

@@ -67,6 +67,8 @@ def test_bad_arguments_are_config_errors():
         Resources([])
     with pytest.raises(ConfigError):
         Resources(nowhere(1), max_workers=0)
+    with pytest.raises(ConfigError, match="unknown option.*sockettimeout"):
+        Resources(nowhere(1), sockettimeout=1.0)
 
 
 def test_broadcast_errors_return_shape():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import time
 from typing import Iterator
@@ -13,7 +14,10 @@ from htcluster.testing import FaultProxy, LocalBroker, free_port
 
 @pytest.fixture(scope="module")
 def echo_server() -> Iterator[str]:
-    """A TCP server on loopback that sends every chunk back; yields its ``'host:port'``."""
+    """A TCP server on loopback that sends every chunk back; ``close`` closes, ``reset`` resets.
+
+    Yields its ``'host:port'``.
+    """
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.2)
     stop = threading.Event()
@@ -22,8 +26,10 @@ def echo_server() -> Iterator[str]:
         with conn:
             conn.settimeout(30)
             try:
-                while data := conn.recv(65536):
+                while (data := conn.recv(65536)) and data not in (b"close", b"reset"):
                     conn.sendall(data)
+                if data == b"reset":
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             except OSError:
                 pass
 
@@ -109,6 +115,18 @@ def test_drop_gives_the_client_end_of_file(fault_proxy_factory, echo_server):
         proxy.drop()
         assert sock.recv(10) == b""
         assert_closed_by_peer(sock)
+
+
+@pytest.mark.parametrize("how", [b"close", b"reset"])
+def test_the_target_closing_reaches_the_client_at_once(fault_proxy_factory, echo_server, how):
+    proxy = fault_proxy_factory(echo_server)
+    with connect(proxy, timeout=2.0) as sock:
+        assert roundtrip(sock) == b"ping"
+        sock.sendall(how)
+        try:
+            assert sock.recv(10) == b""  # end-of-file or reset, not a 2 s timeout
+        except ConnectionResetError:
+            pass
 
 
 def test_blackhole_swallows_traffic_until_lifted(fault_proxy_factory, echo_server):

@@ -14,10 +14,12 @@ from thrift.Thrift import TApplicationException
 
 from .. import codes
 from .._thrift.ttypes import Cell, CellInterval, MutateSpec, RowInterval, ScanSpec
+from . import serialized
 from ._errors import client_error
-from .cells import array_to_write, cell_as_array, cell_to_write
+from .cells import array_to_write, cell_as_array, cell_to_write, to_write
 from .objects import Mutator, Scanner
 from .scan import check, scan
+from .schema import TableSchema
 from .store import WriteCell
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -66,6 +68,14 @@ class CellOperations:
         cells = self.get_cells(ns, table_name, spec)
         return (cells[0].value or b"") if cells else b""
 
+    def get_cells_serialized(self: "Handler", ns: int, name: str, scan_spec: ScanSpec) -> bytes:
+        """``get_cells`` as one serialized-cells buffer (protocol.md appendix A)."""
+        return serialized.encode(self.get_cells(ns, name, scan_spec), finished=True)
+
+    def get_row_serialized(self: "Handler", ns: int, table_name: str, row: str) -> bytes:
+        """``get_row`` as a serialized-cells buffer."""
+        return serialized.encode(self.get_row(ns, table_name, row), finished=True)
+
     # ------------------------------------------------------------ writes
 
     def set_cells(self: "Handler", ns: int, table_name: str, cells: list[Cell]) -> None:
@@ -85,6 +95,11 @@ class CellOperations:
     def set_cell_as_array(self: "Handler", ns: int, table_name: str, cell: CellAsArray) -> None:
         """Write one array cell and flush."""
         self.set_cells_as_arrays(ns, table_name, [cell])
+
+    def set_cells_serialized(self: "Handler", ns: int, table_name: str, cells: bytes) -> None:
+        """Write a serialized-cells buffer and flush (protocol.md appendix A)."""
+        table, schema = self._table(ns, table_name)
+        self.store.write(table.id, [_from_parsed(c, schema) for c in serialized.decode(cells)[0]])
 
     # ---------------------------------------------------------- scanners
 
@@ -109,6 +124,18 @@ class CellOperations:
     def scanner_get_cells_as_arrays(self: "Handler", scanner: int) -> list[CellAsArray]:
         """``scanner_get_cells`` with cells as arrays."""
         return [cell_as_array(c) for c in self.scanner_get_cells(scanner)]
+
+    def scanner_get_cells_serialized(self: "Handler", scanner: int) -> bytes:
+        """``scanner_get_cells`` as a serialized buffer; EOS marks the last one."""
+        found = self._scanner(scanner)
+        cells = found.next_cells()
+        return serialized.encode(cells, finished=found.exhausted())
+
+    def scanner_get_row_serialized(self: "Handler", scanner: int) -> bytes:
+        """``scanner_get_row`` as a serialized buffer; EOS marks the last one."""
+        found = self._scanner(scanner)
+        cells = found.next_row()
+        return serialized.encode(cells, finished=found.exhausted())
 
     def scanner_get_row(self: "Handler", scanner: int) -> list[Cell]:
         """Return the cells of the next row; ``[]`` at the end."""
@@ -162,6 +189,14 @@ class CellOperations:
         """Buffer one array cell."""
         self.mutator_set_cells_as_arrays(mutator, [cell])
 
+    def mutator_set_cells_serialized(self: "Handler", mutator: int, cells: bytes, flush: bool = False) -> None:
+        """Buffer a serialized-cells buffer; flush if ``flush`` or its end byte asks for it."""
+        found = self._mutator(mutator)
+        parsed, flush_requested = serialized.decode(cells)
+        self._buffer(found, parsed, _from_parsed)
+        if flush or flush_requested:
+            found.flush()
+
     def mutator_flush(self: "Handler", mutator: int) -> None:
         """Write the buffered cells; the mutator stays open."""
         self._mutator(mutator).flush()
@@ -209,6 +244,10 @@ class CellOperations:
         """Flush and forget the shared mutator of this spec; the next write starts a new one."""
         table, _ = self._table(ns, table_name)
         self.context.shared.refresh(_shared_key(table.id, mutate_spec)[0])
+
+
+def _from_parsed(cell: serialized.Parsed, schema: TableSchema) -> WriteCell:
+    return to_write(schema, cell.row, cell.family, cell.qualifier, cell.value, cell.ts, cell.rev, cell.flag)
 
 
 def _shared_key(table_id: int, spec: Optional[MutateSpec]) -> tuple[tuple, float]:

@@ -116,8 +116,7 @@ class Handler(CellOperations):
         def not_implemented(*args: Any, **kwargs: Any) -> None:
             raise client_error(codes.NOT_IMPLEMENTED, f"{name}: the htcluster stand-in broker does not implement "
                                                       "this method (futures, asynchronous scanners and mutators, "
-                                                      "serialized cells, create_cell_unique and shutdown are "
-                                                      "left out)")
+                                                      "create_cell_unique and shutdown are left out)")
         not_implemented.__name__ = name
         return not_implemented
 

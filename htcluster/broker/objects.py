@@ -64,6 +64,12 @@ class Scanner:
             self._done = True
             raise
 
+    def exhausted(self) -> bool:
+        """Return whether no cell remains (looks one cell ahead)."""
+        if self._pending is None:
+            self._pending = self._next()
+        return self._pending is None
+
     def next_cells(self, budget: int = NEXT_THRESHOLD) -> list[Cell]:
         """Return the next cells up to about ``budget`` bytes (at least one if any remain); ``[]`` at the end."""
         out: list[Cell] = []

@@ -90,7 +90,7 @@ class _Plan:
     intervals: list[_Interval]
     families: dict[int, Optional[list[_Matcher]]]  # fid -> qualifier matchers (None: all qualifiers)
     versions: dict[int, int]
-    cutoff: dict[int, int]
+    cutoff: dict[int, int]  # fid -> oldest visible timestamp (TTL)
     start_time: float = -math.inf
     end_time: float = math.inf
     row_regexp: Optional[Pattern] = None
@@ -131,16 +131,15 @@ def scan(store: Store, table_id: int, schema: TableSchema, spec: Optional[ScanSp
     end, an empty interval, a bad regexp).
     """
     check(spec)
-    plan = _compile(spec or ScanSpec(), schema)
-    now = time.time_ns()
-    plan.cutoff = {fid: now - ttl * 1_000_000_000 for fid, ttl in plan.cutoff.items()}
+    plan = _compile(spec or ScanSpec(), schema, time.time_ns())
     for interval in plan.intervals:
         yield from _scan_interval(store, table_id, plan, interval)
 
 
 # ------------------------------------------------------------------ compiling
 
-def _compile(spec: ScanSpec, schema: TableSchema) -> _Plan:
+def _compile(spec: ScanSpec, schema: TableSchema, now: int) -> _Plan:
+    """Check ``spec`` against ``schema`` and precompute the filters; ``now`` in ns sets TTL cutoffs."""
     families: dict[int, Optional[list[_Matcher]]] = {}
     for column in spec.columns or ():
         fam, matcher = _parse_column(schema, column)
@@ -152,7 +151,7 @@ def _compile(spec: ScanSpec, schema: TableSchema) -> _Plan:
         families = {f.id: None for f in schema.families}
     plan = _Plan(schema, _intervals(spec, schema), families,
                  versions={f.id: _min_versions(spec.versions or 0, f.max_versions) for f in schema.families},
-                 cutoff={f.id: f.ttl for f in schema.families if f.ttl})
+                 cutoff={f.id: now - f.ttl * 1_000_000_000 for f in schema.families if f.ttl})
     if spec.start_time is not None:
         plan.start_time = spec.start_time
     if spec.end_time is not None:
@@ -339,7 +338,7 @@ def _filter_row(plan: _Plan, iv: _Interval, row: str, row_cells: list[RawCell]) 
         if fid == 0:  # DELETE_ROW markers
             row_deleted = max([row_deleted] + [c.ts for c in group])
             if plan.return_deletes:
-                out += [_marker(plan, c, "") for c in group if plan.start_time <= c.ts < plan.end_time]
+                out += [_marker(c, "") for c in group if plan.start_time <= c.ts < plan.end_time]
             continue
         if fid != current_fid:
             current_fid, family_deleted, per_family = fid, -1, 0
@@ -364,7 +363,7 @@ def _filter_row(plan: _Plan, iv: _Interval, row: str, row_cells: list[RawCell]) 
         if (iv.lo is not None or iv.hi is not None) and not _in_bounds(iv, row, fid, qualifier):
             continue
         if plan.return_deletes:
-            out += [_marker(plan, c, fam.name) for c in markers if plan.start_time <= c.ts < plan.end_time]
+            out += [_marker(c, fam.name) for c in markers if plan.start_time <= c.ts < plan.end_time]
         hidden = max(row_deleted, family_deleted, cell_deleted)
         if fam.time_order_desc:
             inserts.reverse()
@@ -397,5 +396,5 @@ def _filter_row(plan: _Plan, iv: _Interval, row: str, row_cells: list[RawCell]) 
     return out
 
 
-def _marker(plan: _Plan, c: RawCell, family: str) -> Cell:
+def _marker(c: RawCell, family: str) -> Cell:
     return make_cell(c.row, family, c.qualifier, c.ts, c.rev, c.flag, None)

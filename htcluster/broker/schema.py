@@ -78,7 +78,7 @@ class TableSchema:
     """A validated table schema."""
 
     access_groups: list[AccessGroup]
-    families: list[Family]
+    families: list[Family]  # by access group, then definition order: the id order of a new table
     generation: int = 1
     last_family_id: int = 0
     group_commit_interval: Optional[int] = None
@@ -177,16 +177,11 @@ class TableSchema:
                                              generation=f.generation, id=f.id, value_index=f.value_index,
                                              qualifier_index=f.qualifier_index,
                                              options=ColumnFamilyOptions(**f.options) if f.options else None)
-                    for f in self.ordered_families()}
+                    for f in self.families}
         return Schema(access_groups=groups, column_families=families, generation=self.generation,
                       group_commit_interval=self.group_commit_interval,
                       access_group_defaults=AccessGroupOptions(**self.ag_defaults) if self.ag_defaults else None,
                       column_family_defaults=ColumnFamilyOptions(**self.cf_defaults) if self.cf_defaults else None)
-
-    def ordered_families(self) -> list[Family]:
-        """Return the families by access group, then definition order."""
-        order = {g.name: i for i, g in enumerate(self.access_groups)}
-        return sorted(self.families, key=lambda f: order[f.access_group])
 
     def to_xml(self, with_ids: bool = False) -> str:
         """Render the schema as the broker's XML (protocol.md 5.4, two spaces per level)."""

@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import tempfile
 import threading
 from pathlib import Path
@@ -103,7 +104,8 @@ class BrokerServer:
         self.store = Store(str(self.data))
         self.context = BrokerContext(self.store)
         try:
-            listener = socket.create_server((self.host, self.port), backlog=BACKLOG)
+            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+            listener = socket.create_server((self.host, self.port), family=family, backlog=BACKLOG)
         except OSError:
             self.context.close()
             self.store.close()
@@ -213,13 +215,16 @@ class BrokerServer:
 
 
 def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, data: Optional[PathLike] = None,
-          *, timeout: Optional[float] = None, max_frame_size: int = MAX_FRAME_SIZE) -> None:
-    """Serve until SIGTERM or SIGINT, then stop gracefully (see :class:`BrokerServer`).
+          *, timeout: Optional[float] = None, max_frame_size: int = MAX_FRAME_SIZE,
+          stop: Optional[threading.Event] = None) -> None:
+    """Serve until SIGTERM or SIGINT (or ``stop`` is set), then stop gracefully.
 
-    Signals can only be caught in the main thread; elsewhere this serves until
-    the process ends.
+    The other parameters are :class:`BrokerServer`'s.  Signals can only be
+    caught in the main thread; elsewhere pass ``stop``.
+
+    :raises OSError: the address cannot be bound.
     """
-    stop = threading.Event()
+    stop = stop or threading.Event()
     previous = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -252,8 +257,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the broker from command-line arguments; return the exit status (0 after a signal)."""
+    """Run the broker from command-line arguments; return the exit status.
+
+    :returns: 0 after SIGTERM/SIGINT, 1 when the address or data file cannot be used.
+    """
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve(args.host, args.port, args.data, timeout=args.timeout, max_frame_size=args.max_frame_size)
+    try:
+        serve(args.host, args.port, args.data, timeout=args.timeout, max_frame_size=args.max_frame_size)
+    except (OSError, sqlite3.Error) as exc:
+        log.error("cannot serve on %s:%d with data %s: %s", args.host, args.port, args.data or "(temporary)", exc)
+        return 1
     return 0

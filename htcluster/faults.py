@@ -1,0 +1,204 @@
+"""Fault injection for tests: a misbehaving network and a clock that stands still.
+
+* :class:`FaultProxy`: a loopback TCP proxy in front of a broker that adds
+  latency, drops or resets every connection, or swallows all traffic.
+* :class:`ManualClock`: pass it as ``clock=`` to test backoffs without sleeping.
+
+Both are re-exported by :mod:`htcluster.testing`, whose pytest plugin offers
+the ``fault_proxy_factory`` fixture.
+"""
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from typing import Optional
+
+__all__ = ["FaultProxy", "ManualClock"]
+
+
+class ManualClock:
+    """A clock that moves only when told: pass it as ``clock=`` to test backoffs without sleeping.
+
+    :param now: the starting time, in seconds.
+    """
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        """Return the current time in seconds."""
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward by ``seconds``."""
+        self.now += seconds
+
+
+class FaultProxy:
+    """A loopback TCP proxy in front of a broker that injects network faults.
+
+    Clients connect to ``proxy.address`` instead of the broker.  Each accepted
+    connection opens one to ``target`` and two daemon threads copy bytes both
+    ways, each chunk delayed by ``latency``.  The proxy stops by itself after
+    ``lifetime`` seconds and refuses connections beyond ``max_connections``.
+
+    :param target: ``'host:port'`` of the broker.
+    :param latency: seconds added to every forwarded chunk, in each direction
+        (a request/answer round trip costs about twice this).
+    :param max_connections: connections held at once; more are closed at accept.
+    :param lifetime: seconds after which the proxy closes itself.
+
+    Example::
+
+        with FaultProxy(broker.address, latency=0.02) as proxy:
+            r = Resource(proxy.address)
+            proxy.reset()            # every open connection gets an RST
+            proxy.blackhole()        # bytes vanish: calls time out
+    """
+
+    POLL = 0.1  #: seconds between checks of the stop flag by blocked threads
+    CHUNK = 65536
+
+    def __init__(self, target: str, latency: float = 0.0, host: str = "127.0.0.1", port: Optional[int] = None,
+                 max_connections: int = 64, lifetime: float = 600.0) -> None:
+        target_host, _, target_port = target.rpartition(":")
+        self.target = (target_host.strip("[]"), int(target_port))
+        self.latency = latency
+        self.max_connections = max_connections
+        self._blackholed = False
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._pairs: dict[tuple[socket.socket, socket.socket], int] = {}  # pair -> pumps still running
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind((host, port or 0))
+        self._listener.listen(64)
+        self._listener.settimeout(self.POLL)
+        self.host, self.port = self._listener.getsockname()[:2]
+        self._deadline = time.monotonic() + lifetime
+        threading.Thread(target=self._accept_loop, name=f"FaultProxy-{self.port}", daemon=True).start()
+
+    @property
+    def address(self) -> str:
+        """``'host:port'`` clients connect to."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def connections(self) -> int:
+        """Number of connections currently proxied."""
+        with self._lock:
+            return len(self._pairs)
+
+    def blackhole(self, on: bool = True) -> None:
+        """Swallow every byte in both directions while ``on`` (connections stay open, calls hang)."""
+        self._blackholed = on
+
+    def drop(self) -> None:
+        """Close every open connection in an orderly way (the peers read end-of-file)."""
+        self._close_all(abort=False)
+
+    def reset(self) -> None:
+        """Abort every open connection: both peers get a TCP reset."""
+        self._close_all(abort=True)
+
+    def close(self) -> None:
+        """Stop accepting and reset every connection; idempotent."""
+        self._stop.set()
+        self._close_all(abort=True)
+        self._listener.close()
+
+    def _close_all(self, abort: bool) -> None:
+        with self._lock:
+            pairs, self._pairs = self._pairs, {}
+        for pair in pairs:
+            for sock in pair:
+                _close_socket(sock, abort)
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            if time.monotonic() > self._deadline:
+                self.close()
+                return
+            try:
+                client, _ = self._listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return  # closed
+            if self.connections >= self.max_connections:
+                _close_socket(client, abort=True)
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5.0)
+            except OSError:
+                _close_socket(client, abort=True)  # the broker is down: the client sees a reset
+                continue
+            pair = (client, upstream)
+            with self._lock:
+                self._pairs[pair] = 2
+            for src, dst in (pair, pair[::-1]):
+                src.settimeout(self.POLL)
+                threading.Thread(target=self._pump, args=(src, dst, pair), daemon=True,
+                                 name=f"FaultProxy-{self.port}-pump").start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, pair: tuple[socket.socket, socket.socket]) -> None:
+        """Copy ``src`` to ``dst``; pass an end-of-file on, and a failure to both peers."""
+        broken = False
+        try:
+            while not self._stop.is_set():
+                try:
+                    data = src.recv(self.CHUNK)
+                except socket.timeout:
+                    continue
+                if not data:
+                    dst.shutdown(socket.SHUT_WR)
+                    return
+                if self._blackholed:
+                    continue
+                if self.latency > 0 and self._stop.wait(self.latency):
+                    return
+                self._send_all(dst, data)
+        except OSError:  # a reset, or closed by drop()/reset()/close()
+            broken = True
+        finally:
+            with self._lock:
+                left = self._pairs.get(pair, 1) - 1
+                if left > 0 and not broken:
+                    self._pairs[pair] = left
+                else:
+                    self._pairs.pop(pair, None)
+            if left <= 0 or broken:  # the last pump of the pair, or a failure nobody must wait on
+                for sock in pair:
+                    _close_socket(sock, abort=broken)
+
+    def _send_all(self, dst: socket.socket, data: bytes) -> None:
+        view = memoryview(data)
+        while view and not self._stop.is_set():
+            try:
+                view = view[dst.send(view):]
+            except socket.timeout:  # the peer reads slowly: keep trying until stopped
+                continue
+
+    def __enter__(self) -> "FaultProxy":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "blackhole" if self._blackholed else f"latency={self.latency}s"
+        return f"<FaultProxy {self.address} -> {self.target[0]}:{self.target[1]} {mode}, {self.connections} connections>"
+
+
+def _close_socket(sock: socket.socket, abort: bool) -> None:
+    """Close ``sock``; with ``abort`` the peer gets an RST instead of end-of-file."""
+    try:
+        if abort:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        else:
+            sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()

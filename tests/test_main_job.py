@@ -1,0 +1,78 @@
+"""The README's main job on the real Apache log (../shared/data/access.log.gz, 3,282 lines):
+``htcluster load`` then ``htcluster hql`` against a real local broker, and ``htcluster demo``."""
+from __future__ import annotations
+
+import collections
+import gzip
+import re
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from htcluster.cli import main
+
+from conftest import open_raw_client
+
+LINES = 3282
+NAMESPACE = "main_job"
+
+
+def direct_counts(path) -> collections.Counter:
+    """Response codes of the file by plain splitting, independent of htcluster.weblog."""
+    with gzip.open(path, "rt", encoding="latin-1") as f:
+        return collections.Counter(line.split('"')[2].split()[0] for line in f)
+
+
+@pytest.fixture(scope="module")
+def loaded(broker_address, shared_data) -> str:
+    """The real log loaded once with ``htcluster load``; returns the load's output."""
+    result = CliRunner().invoke(main, ["load", "--hosts", broker_address, "--namespace", NAMESPACE,
+                                       "--input", str(shared_data / "access.log.gz")])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_load_reports_every_line(loaded):
+    assert re.search(r"lines read\s+3,282\n", loaded)
+    assert re.search(r"lines malformed\s+0\n", loaded)
+    assert re.search(r"cells written\s+22,974\n", loaded)  # seven families per request
+
+
+def test_one_row_per_line_and_one_response_code_each(loaded, broker_address, shared_data):
+    client = open_raw_client(broker_address)
+    try:
+        ns = client.namespace_open(NAMESPACE)
+        cells = client.hql_query(ns, "SELECT ResponseCode FROM LogDb").cells
+        rows = {c.key.row for c in client.hql_query(ns, "SELECT ClientIpAddress FROM LogDb").cells}
+    finally:
+        client._iprot.trans.close()
+    assert len(cells) == LINES and len(rows) == LINES
+    assert collections.Counter(c.value.decode() for c in cells) == direct_counts(shared_data / "access.log.gz")
+
+
+def test_hql_command_shows_the_response_codes(loaded, broker_address, shared_data):
+    result = CliRunner().invoke(main, ["hql", "--hosts", broker_address, "--namespace", NAMESPACE,
+                                       "SELECT ResponseCode FROM LogDb"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[-1] == f"({LINES} cells)"
+    shown = collections.Counter(line.split()[-1] for line in lines[2:-1])
+    assert all(" ResponseCode " in line for line in lines[2:-1])
+    assert shown == direct_counts(shared_data / "access.log.gz")
+
+
+def test_demo_on_the_real_log_finds_every_acknowledged_cell(shared_data):
+    proc = subprocess.run([sys.executable, "-m", "htcluster", "demo", "--input", str(shared_data / "access.log.gz")],
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    acknowledged = re.search(r"cells acknowledged \(replicas \+ shards\)\s+([\d,]+)", out).group(1)
+    found = re.search(r"cells found afterwards\s+([\d,]+)", out).group(1)
+    assert acknowledged == found == f"{2 * 7 * LINES:,}"
+    assert re.search(r"lines read\s+3,282", out)
+    assert re.search(r"killed the primary replica \S+ \(SIGKILL\)", out)
+    assert int(re.search(r"failovers\s+(\d+)", out).group(1)) >= 1
+    assert "shards and replicas agree" in out
+    assert "OK: every acknowledged cell was found" in out

@@ -178,7 +178,7 @@ class Replicas(Resources):
 
     def _scan_unit(self, table: str, spec: ScanSpec, namespace: str, host: Optional[HostLike]) -> Iterator[Cell]:
         progress = _Progress(spec)
-        first = [self.key(host)] if host is not None else []
+        first = [self.host_key(host)] if host is not None else []
         hosts = first + [h for h in self if h not in first]
         retry, errors = self.retry, {}
         while progress.spec is not None:

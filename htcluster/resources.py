@@ -93,7 +93,7 @@ class Resources(dict):
 
     # ------------------------------------------------------------ choosing
 
-    def key(self, host: HostLike) -> str:
+    def host_key(self, host: HostLike) -> str:
         """Return the ``'host:port'`` key of ``host`` (any spelling :class:`Host` parses).
 
         :raises ConfigError: ``host`` is malformed or not one of these hosts.
@@ -105,7 +105,7 @@ class Resources(dict):
 
     def _keys(self, hosts: Iterable[HostLike]) -> list[str]:
         """Normalise a host subset; the empty subset means every host."""
-        names = list(dict.fromkeys(self.key(h) for h in hosts))
+        names = list(dict.fromkeys(self.host_key(h) for h in hosts))
         return names or list(self)
 
     def priority(self, host: str) -> Optional[int]:
@@ -287,7 +287,7 @@ class Resources(dict):
         :returns: a context manager giving a :class:`~htcluster.resource.Resource`.
         :raises NoHostAvailable: no candidate could be connected to.
         """
-        candidates = [self.key(host)] if host is not None else self._keys(hosts)
+        candidates = [self.host_key(host)] if host is not None else self._keys(hosts)
         return _Connection(self, candidates, ordered)
 
     def scan(self, table: str, scan_spec: Optional[ScanSpec] = None, *, namespace: str,

@@ -109,6 +109,7 @@ class BrokerServer:
         except OSError:
             self.context.close()
             self.store.close()
+            self._remove_temporary_data()
             raise
         listener.settimeout(ACCEPT_POLL)
         self._listener = listener
@@ -127,10 +128,11 @@ class BrokerServer:
                 sock, addr = self._listener.accept()
             except socket.timeout:
                 continue
-            except OSError as exc:
+            except OSError as exc:  # e.g. out of file descriptors: wait, then try again
                 if not self._stopping.is_set():
                     log.error("accept on %s failed: %s", self.address, exc)
-                break
+                    self._stopping.wait(ACCEPT_POLL)
+                continue
             sock.settimeout(self.timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             peer = f"{addr[0]}:{addr[1]}"
@@ -198,10 +200,13 @@ class BrokerServer:
         self.context.close()
         self.store.close()
         self._accepter = None
+        self._remove_temporary_data()
+        log.info("htcluster stand-in broker on %s stopped", self.address)
+
+    def _remove_temporary_data(self) -> None:
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir, self.data = None, None
-        log.info("htcluster stand-in broker on %s stopped", self.address)
 
     def __enter__(self) -> "BrokerServer":
         return self.start()

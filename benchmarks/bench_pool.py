@@ -28,14 +28,16 @@ from htcluster.resource import Resource
 from htcluster.testing import LocalBroker
 from htcluster.types import Cell, ColumnFamilySpec, Key, Schema
 
-#: Calls per row, per mode.
-CALLS = 3000
-QUICK_CALLS = 40
+#: Calls per row, over all rounds.
+CALLS = 5000
+QUICK_CALLS = 50
 #: Connect-per-call is slow: fewer calls.
-CONNECT_CALLS = 600
-QUICK_CONNECT_CALLS = 20
+CONNECT_CALLS = 1000
+QUICK_CONNECT_CALLS = 25
 #: Untimed calls before each row.
 WARMUP = 20
+#: Rounds per row, interleaved; the best round is reported.
+ROUNDS = 5
 POOL_SIZE = 4
 NAMESPACE, TABLE, ROW, COLUMN = "bench", "bench", "row1", "c"
 
@@ -118,16 +120,22 @@ def main() -> None:
         pure, pure_sock = raw_client(broker.host, broker.port, accelerated=False)
         with Pool(broker.address, size=POOL_SIZE) as pool, Resource(broker.address) as resource:
             for method, rows in cases(broker, pool, resource, raw, pure).items():
-                table = []
-                for name, fn in rows.items():
-                    n = connect_calls if name == "connect per call" else calls
+                for fn in rows.values():
                     for _ in range(WARMUP):
                         fn()
-                    table.append({"client": name, **time_calls(fn, n)})
+                best: dict[str, dict[str, Any]] = {}
+                for _ in range(ROUNDS):  # interleaved, so that load from elsewhere hits every row alike
+                    for name, fn in rows.items():
+                        n = (connect_calls if name == "connect per call" else calls) // ROUNDS
+                        run = time_calls(fn, n)
+                        if name not in best or run["per_s"] > best[name]["per_s"]:
+                            best[name] = run
                 results[method] = print_table(
-                    f"{method}: one call after another, {calls} calls per row "
-                    f"({connect_calls} for connect per call); ratio = calls/s vs the raw client",
-                    table, ["client", "calls", "per_s", "p50_ms", "p99_ms"], ratio_of="per_s")
+                    f"{method}: one call after another, best of {ROUNDS} interleaved rounds of "
+                    f"{calls // ROUNDS} calls ({connect_calls // ROUNDS} for connect per call); "
+                    "ratio = calls/s vs the raw client",
+                    [{"client": name, **run} for name, run in best.items()],
+                    ["client", "calls", "per_s", "p50_ms", "p99_ms"], ratio_of="per_s")
         raw_sock.close()
         pure_sock.close()
     write_json("bench_pool", {"quick": args.quick, "pool_size": POOL_SIZE, "results": results}, args.json)

@@ -148,6 +148,8 @@ class Resource(HqlService.Client):
     :raises ConfigError: the host or a timeout is malformed.
     :raises BrokerUnavailable: ``open`` is true and the broker cannot be reached.
 
+    One thread at a time may use a Resource; threads share a :class:`~htcluster.pool.Pool`.
+
     Example::
 
         with Resource('localhost:15867') as r:

@@ -236,6 +236,25 @@ def test_paused_primary_costs_one_timeout_then_writes_move_and_come_back(cluster
         assert rows == {f"r{i}" for i in range(20)} | {"after"}
 
 
+def test_a_write_that_may_have_been_applied_is_repeated_only_when_stamped(cluster):
+    proxy = FaultProxy(cluster.hosts[0])
+    clock = ManualClock()
+    try:
+        with Replicas([proxy.address, cluster.hosts[1]], clock=clock, **FAST) as replicas:
+            fresh_table(replicas, "once")
+            proxy.blackhole()  # the request leaves, no answer comes back
+            with pytest.raises(BrokerUnavailable) as info:
+                replicas.call("hql_query", "INSERT INTO once VALUES ('r', 'c', 'v')", namespace=NS)
+            assert info.value.sent and info.value.host == proxy.address
+            assert replicas[cluster.hosts[1]].idle == 0  # not repeated on the other host
+            clock.advance(0.5)  # the primary's trial: swallowed again, but this write carries timestamps
+            replicas.call("set_cell", "once", cell("s"), namespace=NS)
+            assert replicas[cluster.hosts[1]].idle == 1
+            assert replicas.health.state(proxy.address).failures == 2
+    finally:
+        proxy.close()
+
+
 def test_scan_resumes_on_another_replica(cluster):
     proxy = FaultProxy(cluster.hosts[0])
     try:

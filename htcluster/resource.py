@@ -281,17 +281,23 @@ class ManagedNamespaces:
         return ns
 
     def close_namespace(self, name: str) -> None:
-        """Close namespace ``name`` on the broker and forget its id.
+        """Close namespace ``name`` on the broker and forget its id; do nothing if it is not open.
+
+        Ignoring a name that is not open matches Flask-Hypertable's ``mns``;
+        ``del r.mns[name]`` is the strict form.
+        """
+        ns = self._ids.pop(name, None)
+        if ns is not None:
+            self._resource.namespace_close(ns)
+
+    def __delitem__(self, name: str) -> None:
+        """Close namespace ``name`` and forget its id.
 
         :raises KeyError: ``name`` is not open on this connection.
         """
-        try:
-            ns = self._ids.pop(name)
-        except KeyError:
-            raise KeyError(f"namespace {name!r} is not open on this connection") from None
-        self._resource.namespace_close(ns)
-
-    __delitem__ = close_namespace
+        if name not in self._ids:
+            raise KeyError(f"namespace {name!r} is not open on this connection")
+        self.close_namespace(name)
 
     def close_all(self) -> None:
         """Close every open namespace, best effort: failures are logged, not raised."""

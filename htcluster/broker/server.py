@@ -47,6 +47,9 @@ BACKLOG = 128
 PathLike = Union[str, "os.PathLike[str]"]
 
 
+#: How a client closing or resetting its socket shows up; not worth a warning.
+_NORMAL_DISCONNECTS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+
 class BrokerServer:
     """A stand-in ThriftBroker serving one SQLite file.
 
@@ -153,10 +156,10 @@ class BrokerServer:
             while True:
                 processor.process(protocol, protocol)
         except TTransportException as exc:
-            if exc.type == TTransportException.END_OF_FILE:
-                log.debug("%s: disconnected", handler.peer)
+            inner = getattr(exc, "inner", None)
+            if exc.type == TTransportException.END_OF_FILE or isinstance(inner, _NORMAL_DISCONNECTS):
+                log.debug("%s: disconnected (%s)", handler.peer, inner or "end of file")
             else:
-                inner = getattr(exc, "inner", None)
                 log.warning("%s: dropping connection: %s%s", handler.peer, exc, f" ({inner})" if inner else "")
         except Exception as exc:  # garbage on the socket: drop only this connection
             log.warning("%s: dropping connection after a bad request: %s: %s", handler.peer,

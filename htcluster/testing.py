@@ -63,6 +63,23 @@ def wait_for_port(host: str, port: int, timeout: float = START_TIMEOUT,
             time.sleep(0.02)
 
 
+def _wait_stopped(pid: int, timeout: float = 5.0) -> None:
+    """Return once process ``pid`` is really stopped: SIGSTOP is delivered asynchronously.
+
+    :raises RuntimeError: it is still running after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            _, wpid_status = os.waitpid(pid, os.WNOHANG | os.WUNTRACED)
+        except ChildProcessError:  # not our child, or already reaped
+            return
+        if wpid_status and os.WIFSTOPPED(wpid_status):
+            return
+        time.sleep(0.005)
+    raise RuntimeError(f"process {pid} did not stop within {timeout} s of SIGSTOP")
+
+
 class LocalBroker:
     """One stand-in ThriftBroker in a subprocess.
 
@@ -151,8 +168,10 @@ class LocalBroker:
     def pause(self) -> None:
         """SIGSTOP: the socket stays open but nothing answers (a hung broker)."""
         if self.running:
-            os.kill(self.process.pid, signal.SIGSTOP)  # type: ignore[union-attr]
+            pid = self.process.pid  # type: ignore[union-attr]
+            os.kill(pid, signal.SIGSTOP)
             self.paused = True
+            _wait_stopped(pid)
 
     def resume(self) -> None:
         """SIGCONT after :meth:`pause`."""

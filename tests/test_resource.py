@@ -4,9 +4,7 @@ Fault injection (a socket that raises) is the only use of mocks here.
 """
 from __future__ import annotations
 
-import os
 import threading
-import time
 import uuid
 from typing import Iterator
 from unittest import mock
@@ -49,19 +47,6 @@ def namespace(broker_address: str) -> str:
     with Resource(broker_address) as r:
         r.namespace_create(name)
     return name
-
-
-def pause(broker: LocalBroker, timeout: float = 5.0) -> None:
-    """SIGSTOP the broker and wait until it has stopped (a busy process stops a little later)."""
-    broker.pause()
-    pid = broker.process.pid
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        _, status = os.waitpid(pid, os.WNOHANG | os.WUNTRACED)
-        if os.WIFSTOPPED(status):
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"{broker} did not stop within {timeout} s")
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +194,7 @@ def test_failure_while_sending_is_not_sent(broker_address: str) -> None:
 def test_broker_killed_mid_call_is_broker_unavailable_sent(broker: LocalBroker) -> None:
     r = Resource(broker.address, timeout=30.0)
     r.status()
-    pause(broker)  # the request will be written, the answer never comes ...
+    broker.pause()  # (waits until stopped) the request will be written, the answer never comes ...
     killer = threading.Timer(0.3, broker.kill)  # ... and then the broker dies
     killer.start()
     try:
@@ -231,7 +216,7 @@ def test_broker_killed_mid_call_is_broker_unavailable_sent(broker: LocalBroker) 
 def test_read_timeout_is_sent_and_names_the_limit(broker: LocalBroker) -> None:
     r = Resource(broker.address, timeout=0.3)
     r.status()
-    pause(broker)
+    broker.pause()
     with pytest.raises(BrokerUnavailable, match="0.3 s") as excinfo:
         r.status()
     assert excinfo.value.sent is True and excinfo.value.type == TTransportException.TIMED_OUT

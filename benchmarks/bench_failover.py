@@ -7,8 +7,10 @@ killed (SIGKILL: connections break, new ones are refused) or blackholed (the
 proxy swallows every byte: a hung broker, detected only by the
 ``SOCKET_TIMEOUT``).  The gap is the longest time without an acknowledged
 write from the fault on (the outage the writer sees); errors are those that
-reached the writer.  Afterwards every acknowledged row is looked up: ``lost``
-must be 0.  The ratio compares each row's gap with the first.
+reached the writer; failovers are the writes that moved on to another
+replica after meeting the failed one (``Replicas.failovers``).  Afterwards
+every acknowledged row is looked up: ``lost`` must be 0.  The ratio compares
+each row's gap with the first.
 
 (SIGSTOP is not used here: a broker stopped inside a SQLite write transaction
 holds the shared file's lock, so the other stand-ins stall too, which a real
@@ -76,10 +78,11 @@ def trial(cluster: LocalCluster, fault: str, run: int) -> dict[str, Any]:
         outage = max(b - a for a, b in zip(times, times[1:]))
         spec = ScanSpec(row_intervals=[RowInterval(prefix, True, prefix[:-1] + "0", False)])
         found = {c.key.row for c in replicas.call("get_cells", TABLE, spec, namespace=NS)}
+        failovers = replicas.failovers
     proxy.close()
     if fault == "kill -9":
         cluster.start(0)
-    return {"gap_ms": outage * 1000, "writes": len(acks),
+    return {"gap_ms": outage * 1000, "writes": len(acks), "failovers": failovers,
             "errors": len(errors), "lost": len(set(acked_rows) - found),
             "error_texts": [f"{type(e).__name__}: {e}" for e in errors[:5]]}
 
@@ -97,13 +100,14 @@ def main() -> None:
             runs = [trial(cluster, fault, i) for i in range(trials)]
             gaps = [r["gap_ms"] for r in runs]
             rows.append({"fault": fault, "trials": trials, "gap_ms": statistics.median(gaps), "max_gap_ms": max(gaps),
-                         "writes": sum(r["writes"] for r in runs), "errors": sum(r["errors"] for r in runs),
+                         "writes": sum(r["writes"] for r in runs), "failovers": sum(r["failovers"] for r in runs),
+                         "errors": sum(r["errors"] for r in runs),
                          "lost": sum(r["lost"] for r in runs),
                          "error_texts": [t for r in runs for t in r["error_texts"]][:5]})
     table = print_table(
         f"Replicas writes over 3 brokers, primary lost; socket timeout {SOCKET_TIMEOUT:g} s; "
         "gap = longest time without an acknowledged write after the fault (median of trials); ratio vs kill -9",
-        rows, ["fault", "trials", "gap_ms", "max_gap_ms", "writes", "errors", "lost"],
+        rows, ["fault", "trials", "gap_ms", "max_gap_ms", "writes", "failovers", "errors", "lost"],
         ratio_of="gap_ms", higher_is_better=False)
     write_json("bench_failover", {"quick": args.quick, "socket_timeout_s": SOCKET_TIMEOUT, "results": table},
                args.json)

@@ -65,6 +65,9 @@ def environment_config(environ: Optional[dict[str, str]] = None) -> dict[str, An
     """Return the ``HYPERTABLE_*`` environment variables, JSON-decoded where they are JSON.
 
     ``HYPERTABLE_HOSTS=ht1,ht2`` stays a string; ``HYPERTABLE_POOL_SIZE=8`` becomes 8.
+
+    :param environ: the variables to read; default ``os.environ``.
+    :returns: ``{key: value}`` for every variable whose name starts with ``HYPERTABLE_``.
     """
     config: dict[str, Any] = {}
     for key, value in (os.environ if environ is None else environ).items():
@@ -79,6 +82,8 @@ def environment_config(environ: Optional[dict[str, str]] = None) -> dict[str, An
 def create_app(config: Optional[dict[str, Any]] = None) -> Flask:
     """Build the app: defaults, then ``HYPERTABLE_*`` from the environment, then ``config``.
 
+    :param config: settings that win over the environment (tests use it).
+    :returns: the app, with the ``logdb`` and ``hypertable`` CLI groups.
     :raises ConfigError: a ``HYPERTABLE_*`` setting is invalid.
     """
     app = Flask(__name__)
@@ -106,8 +111,8 @@ def _error(status: int, message: str, **extra: Any) -> tuple[Response, int]:
 def parse_request(payload: Any) -> tuple[str, int, dict[str, str]]:
     """Check a POSTed request and return ``(row key, epoch seconds, {family: value})``.
 
-    ``ClientIpAddress`` (no spaces) and ``Request`` are required;
-    ``ResponseCode`` is three digits; ``ObjectSize`` a count or ``"-"``; the
+    ``ClientIpAddress`` (no spaces), ``Request`` and ``ResponseCode`` (three
+    digits) are required; ``ObjectSize`` is a count or ``"-"``; the
     other families default to ``"-"``; ``time`` (epoch seconds) to now.  The
     row key ends in 8 random digits instead of a log line number: two requests
     of one client in the same second collide with odds of 1 in 10**8.
@@ -128,9 +133,11 @@ def parse_request(payload: Any) -> tuple[str, int, dict[str, str]]:
         problems.append("ClientIpAddress is required, without spaces")
     if "Request" not in payload:
         problems.append("Request is required, e.g. 'GET / HTTP/1.1'")
-    if isinstance(values["ResponseCode"], str) and not (len(values["ResponseCode"]) == 3
-                                                         and values["ResponseCode"].isdigit()):
-        problems.append(f"ResponseCode must be three digits, got {values['ResponseCode']!r}")
+    code = values["ResponseCode"]
+    if "ResponseCode" not in payload:
+        problems.append("ResponseCode is required: the HTTP status, three digits such as 200")
+    elif isinstance(code, str) and not (len(code) == 3 and code.isdigit()):
+        problems.append(f"ResponseCode must be three digits such as 200, got {code!r}")
     size = values["ObjectSize"]
     if isinstance(size, str) and size != "-" and not size.isdigit():
         problems.append(f"ObjectSize must be a byte count or '-', got {size!r}")
@@ -206,8 +213,8 @@ def list_requests() -> Response:
 
 @bp.get("/requests/stream")
 def stream_requests() -> Response:
-    """Stream every request (of ``client`` if given) as one JSON array, one object per row."""
-    return ht.stream(TABLE, client_spec(request.args.get("client")), by_row=True)
+    """Stream every request (of ``client`` if given) as one JSON array, objects as ``GET /requests`` gives."""
+    return ht.stream(TABLE, client_spec(request.args.get("client")), by_row=True, row_json=row_to_json)
 
 
 # ------------------------------------------------------------------ commands

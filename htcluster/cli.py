@@ -7,7 +7,9 @@ code and no traceback.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import itertools
 import os
 import signal
 import sys
@@ -264,6 +266,34 @@ def _open_writer(strategy: str, hosts: list[Host], namespace: str, table: str,
     return target, writer
 
 
+def _progress_bar(stack: contextlib.ExitStack, lines: Any, count: Optional[int]) -> Optional[Callable[[Any], None]]:
+    """Start a progress bar on stderr if it is a terminal; return the ``on_batch`` callback that moves it.
+
+    :param stack: closes the bar.
+    :param lines: the input; a :class:`~htcluster.weblog.LogText` tells how
+        many bytes of its file were read (compressed bytes for gzip).
+    :param count: lines of a generated log, or ``None`` for a file.
+    :returns: a callback taking the :class:`~htcluster.logload.LoadReport`
+        after each acknowledged batch, or ``None`` when stderr is not a terminal.
+    """
+    if not sys.stderr.isatty():
+        return None
+    total = count if count is not None else getattr(lines, "size", None)
+    bar = stack.enter_context(click.progressbar(
+        itertools.count() if total is None else None, length=total, label="loading", file=sys.stderr,
+        item_show_func=lambda report: report and f"{report.lines:,} lines, {report.cells:,} cells"))
+    shown = 0
+
+    def advance(report: Any) -> None:
+        nonlocal shown
+        position = report.lines if count is not None else lines.position
+        bar.update(position - shown, report)
+        if position == shown:  # the file was read ahead: no step, but the counts changed
+            bar.render_progress()
+        shown = position
+    return advance
+
+
 @main.command()
 @hosts_option
 @namespace_option("logs")
@@ -280,9 +310,11 @@ def _open_writer(strategy: str, hosts: list[Host], namespace: str, table: str,
               help="Requests per set_cells call (7 cells each).")
 def load(hosts: list[Host], namespace: str, table: str, input_: Optional[str], count: int, seed: int,
          strategy: str, shard_by: str, batch: int) -> None:
-    """Load an Apache access log into LogDb, one row per request."""
-    import contextlib
+    """Load an Apache access log into LogDb, one row per request.
 
+    A progress bar is shown on stderr when it is a terminal; the report
+    (lines read, malformed lines skipped, cells written, cells/s) goes to stdout.
+    """
     from .logload import LoadReport, load as run_load
     from .weblog import LogStats, generate_lines, iter_entries
 
@@ -291,13 +323,12 @@ def load(hosts: list[Host], namespace: str, table: str, input_: Optional[str], c
         lines = stack.enter_context(open_input(input_)) if input_ else generate_lines(count, seed)
         target, writer = _open_writer(strategy, hosts, namespace, table, shard_by)
         stack.callback(target.close)
-        entries = iter_entries(lines, stats)
-        if sys.stdout.isatty():
-            entries = stack.enter_context(click.progressbar(entries, length=None if input_ else count,
-                                                            label="loading"))
+        on_batch = _progress_bar(stack, lines, None if input_ else count)
         try:
-            report = run_load(entries, writer, batch=batch, stats=stats, report=progress)
+            report = run_load(iter_entries(lines, stats), writer, batch=batch, stats=stats, report=progress,
+                              on_batch=on_batch)
         except Exception:
+            stack.close()  # ends the progress bar's line first
             click.echo(f"stopped after {stats.lines:,} lines read; {progress.cells:,} cells were "
                        f"acknowledged before the failure", err=True)
             raise

@@ -4,7 +4,7 @@
    shard brokers with a file each, on free loopback ports.
 2. Load an Apache log (a file, or a generated one) into ``logs/LogDb``
    through :class:`~htcluster.cluster.Replicas`, SIGKILLing the primary
-   replica half-way, and through :class:`~htcluster.cluster.Shards`, routed
+   replica half-way while a batch is in flight to it, and through :class:`~htcluster.cluster.Shards`, routed
    by client address so that one client's rows stay on one shard.
 3. Query, with timings: requests per response code, the ten most requested
    paths, every request of the busiest client by row-key prefix, and a count
@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import collections
 import functools
+import threading
 import time
 from typing import Any, Callable, Iterable, Optional, TypeVar
 
 from . import logload
 from .status import check_hosts, format_status, render_table
 from .types import ScanSpec
-from .weblog import TABLE, LogEntry, LogStats, generate_lines, iter_entries, open_log
+from .weblog import TABLE, LogEntry, LogStats, generate_lines, iter_entries, open_log, request_path
 
 __all__ = ["NAMESPACE", "run_demo"]
 
@@ -30,6 +31,8 @@ __all__ = ["NAMESPACE", "run_demo"]
 NAMESPACE = "logs"
 REPLICAS = 3
 SHARDS = 2
+#: Seconds the killer thread waits at most for the in-flight batch's checkout.
+KILL_WAIT = 5.0
 
 T = TypeVar("T")
 Echo = Callable[[str], Any]
@@ -47,11 +50,6 @@ def _values(result: Any) -> list[str]:
     return [(cell.value or b"").decode("utf-8", "replace") for cell in result.cells or []]
 
 
-def _path(request: str) -> str:
-    parts = request.split(" ")
-    return parts[1] if len(parts) >= 2 else request
-
-
 def _count_cells(scan: Iterable[Any]) -> int:
     """Count distinct (row, column, timestamp) cells: a retried write's second revision counts once."""
     return len({(c.key.row, c.key.column_family, c.key.column_qualifier, c.key.timestamp) for c in scan})
@@ -62,6 +60,46 @@ def _read_entries(input_: Optional[str], count: int, stats: LogStats) -> list[Lo
         return list(iter_entries(generate_lines(count), stats))
     with open_log(input_) as lines:
         return list(iter_entries(lines, stats))
+
+
+def _killing_writer(write: logload.Writer, replicas: Any, cluster: Any, half: int, echo: Echo) -> logload.Writer:
+    """Wrap ``write`` so that the primary replica dies while the batch crossing ``half`` requests is in flight.
+
+    Just before that batch is sent, the primary (``cluster[0]``) is frozen
+    (SIGSTOP), so the request reaches its socket but gets no answer; another
+    thread SIGKILLs it once the batch's connection is checked out.  The
+    write then fails after it was sent, and ``Replicas`` repeats it on the
+    next replica: safe, because every cell carries its request time as its
+    timestamp, so a repeat writes the same versions (design.md, "Choosing a host").
+    """
+    written, primary = 0, cluster.hosts[0]
+
+    def kill_once_checked_out() -> None:
+        deadline = time.monotonic() + KILL_WAIT
+        while replicas[primary].in_use == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.05)  # the request is written right after the checkout
+        cluster.kill(0)
+
+    def write_batch(batch: list[LogEntry]) -> int:
+        nonlocal written
+        if written >= half or written + len(batch) < half:
+            cells = write(batch)
+        else:
+            cluster.pause(0)
+            killer = threading.Thread(target=kill_once_checked_out, name="demo-killer", daemon=True)
+            killer.start()
+            before = replicas.failovers
+            try:
+                cells = write(batch)
+            finally:
+                killer.join(KILL_WAIT + 1.0)
+            echo(f"  killed the primary replica {primary} (SIGKILL) after {written:,} requests, "
+                 + (f"while a set_cells of {cells:,} cells was in flight to it: Replicas repeated it "
+                    f"on the next replica" if replicas.failovers > before else "between two batches"))
+        written += len(batch)
+        return cells
+    return write_batch
 
 
 def run_demo(input_: Optional[str] = None, count: int = 5000, echo: Echo = print) -> bool:
@@ -96,17 +134,10 @@ def run_demo(input_: Optional[str] = None, count: int = 5000, echo: Echo = print
         for pool in shards.resources.values():
             logload.ensure_logdb(pool.call, NAMESPACE)
 
-        half, killed = len(entries) // 2, []
-
-        def kill_primary(report: logload.LoadReport) -> None:
-            if not killed and report.rows >= half:
-                replica_cluster.kill(0)
-                killed.append(report.rows)
-                echo(f"  killed the primary replica {replica_cluster.hosts[0]} (SIGKILL) "
-                     f"after {report.rows:,} requests")
-
         echo("\nloading through Replicas ...")
-        to_replicas = logload.load(entries, logload.replicas_writer(replicas, NAMESPACE), on_batch=kill_primary)
+        writer = _killing_writer(logload.replicas_writer(replicas, NAMESPACE), replicas, replica_cluster,
+                                 len(entries) // 2, echo)
+        to_replicas = logload.load(entries, writer)
         echo(f"  {to_replicas.cells:,} cells acknowledged in {to_replicas.seconds:.2f} s "
              f"({to_replicas.cells_per_s:,.0f} cells/s)")
         echo("loading through Shards (located by client address) ...")
@@ -120,7 +151,7 @@ def run_demo(input_: Optional[str] = None, count: int = 5000, echo: Echo = print
         found_s = sum(_count_cells(pool.scan(TABLE, ScanSpec(versions=1), namespace=NAMESPACE))
                       for pool in shards.resources.values())
         acknowledged, found = to_replicas.cells + to_shards.cells, found_r + found_s
-        failovers, down = _failovers(replicas)
+        down = list(replicas.health.down())
         echo("\nsummary")
         echo(render_table(("", "value"), [
             ("lines read", f"{stats.lines:,}"),
@@ -128,7 +159,7 @@ def run_demo(input_: Optional[str] = None, count: int = 5000, echo: Echo = print
             ("cells acknowledged (replicas + shards)",
              f"{acknowledged:,} ({to_replicas.cells:,} + {to_shards.cells:,})"),
             ("cells found afterwards", f"{found:,} ({found_r:,} + {found_s:,})"),
-            ("failovers", f"{failovers}" + (f" ({', '.join(down)} marked down)" if down else "")),
+            ("failovers", f"{replicas.failovers}" + (f" ({', '.join(down)} marked down)" if down else "")),
             ("load through Replicas", f"{to_replicas.seconds:.2f} s, {to_replicas.cells_per_s:,.0f} cells/s"),
             ("load through Shards", f"{to_shards.seconds:.2f} s, {to_shards.cells_per_s:,.0f} cells/s"),
             *((f"query: {name}", f"{seconds * 1000:.1f} ms") for name, seconds in timings),
@@ -155,7 +186,7 @@ def _queries(replicas: Any, shards: Any, entries: list[LogEntry], echo: Echo) ->
     timings.append(("per response code", seconds))
 
     paths, seconds = _timed(echo, "ten most requested paths (Replicas)", lambda: collections.Counter(
-        map(_path, _values(replicas.call("hql_query", f"SELECT Request FROM {TABLE}", namespace=NAMESPACE)))))
+        map(request_path, _values(replicas.call("hql_query", f"SELECT Request FROM {TABLE}", namespace=NAMESPACE)))))
     echo(render_table(("path", "requests"), paths.most_common(10), numeric=(1,)))
     timings.append(("top ten paths", seconds))
 
@@ -182,10 +213,3 @@ def _queries(replicas: Any, shards: Any, entries: list[LogEntry], echo: Echo) ->
     echo("shards and replicas agree" if same else "shards and replicas DISAGREE")
     timings.append(("broadcast count to shards", seconds))
     return timings
-
-
-def _failovers(replicas: Any) -> tuple[int, list[str]]:
-    """Return the connection failures ``replicas`` met (each sent the call on to another
-    replica) and the hosts still marked down."""
-    down = replicas.health.down()
-    return sum(state.failures for state in down.values()), list(down)

@@ -45,6 +45,7 @@ from flask.cli import AppGroup
 from .errors import ConfigError
 from .flask_config import Settings, read_settings, set_defaults
 from .flask_routing import AppState, BoundNamespace, Lease, build_cluster, pools_of
+from .flask_stream import RowJson, row_to_json
 from .pool import Pool
 from .resource import Resource
 from .status import check_hosts, format_status
@@ -132,13 +133,18 @@ class Hypertable:
     def _make_cluster(self, settings: Settings) -> Any:
         return build_cluster(settings)
 
-    def _state(self) -> AppState:
-        if not has_app_context():
+    def _state(self, app: Optional[Flask] = None) -> AppState:
+        """Return the state of ``app`` (default: the current app) that :meth:`init_app` registered.
+
+        :raises RuntimeError: no ``app`` and no app context, or not registered on the app.
+        """
+        if app is None and not has_app_context():
             raise RuntimeError("Hypertable used outside of an application context: use it in a request, "
                                "a CLI command, or inside 'with app.app_context():'")
-        state = current_app.extensions.get(EXTENSION_KEY)
+        target: Flask = app if app is not None else current_app  # type: ignore[assignment]
+        state = target.extensions.get(EXTENSION_KEY)
         if state is None or state.owner is not self:
-            raise RuntimeError(f"this Hypertable extension is not registered on app {current_app.name!r}: "
+            raise RuntimeError(f"this Hypertable extension is not registered on app {target.name!r}: "
                                "call ht.init_app(app) first")
         return state
 
@@ -185,9 +191,12 @@ class Hypertable:
         The call shape of every routing layer, so ``ht.call`` fits where one is
         expected (e.g. :func:`htcluster.logload.ensure_logdb`).
 
+        :param method: a broker method (protocol.md section 2), e.g. ``'get_cell'``.
+        :param args: its arguments after the namespace id.
         :param namespace: a namespace name whose per-connection id is put before ``args``.
         :param key: the shard key (``'shards'`` only).
         :returns: the broker's answer.
+        :raises RuntimeError: outside an app context, or before :meth:`init_app`.
         :raises NoHostAvailable: every host the call could use failed.
         :raises ClientException: the broker refused the call.
         """
@@ -198,7 +207,10 @@ class Hypertable:
 
         :param name: the namespace; ``None`` takes ``HYPERTABLE_NAMESPACE``.
         :param key: the shard key (``'shards'`` only).
+        :returns: a :class:`~htcluster.flask_routing.BoundNamespace`; it keeps no
+            connection, so it may be kept for the life of the app.
         :raises ConfigError: no name given and ``HYPERTABLE_NAMESPACE`` is unset.
+        :raises RuntimeError: outside an app context, or before :meth:`init_app`.
         """
         state = self._state()
         name = name if name is not None else state.settings.namespace
@@ -208,14 +220,24 @@ class Hypertable:
         return BoundNamespace(state, name, key)
 
     def stream(self, table: str, scan_spec: Optional[ScanSpec] = None, *, namespace: Optional[str] = None,
-               by_row: bool = False, key: Optional[str] = None) -> Response:
+               by_row: bool = False, key: Optional[str] = None,
+               row_json: RowJson = row_to_json) -> Response:
         """Return a streamed JSON array of a scan of ``table``, one object per cell (or per row).
 
         The scan pulls one batch at a time on its own connection, which is
         given back (and the scanner closed) when the body ends or the client
         goes away.  See :func:`htcluster.flask_stream.stream_cells`.
+
+        :param table: the table to scan.
+        :param scan_spec: what to read; ``None`` reads everything.
+        :param namespace: the namespace; ``None`` takes ``HYPERTABLE_NAMESPACE``.
+        :param by_row: one object per row instead of one per cell.
+        :param key: the shard key (``'shards'`` only).
+        :param row_json: with ``by_row``, turns ``(row, cells)`` into the object sent.
+        :returns: a Flask ``Response`` (``application/json``, streamed).
+        :raises ConfigError: no namespace given and ``HYPERTABLE_NAMESPACE`` is unset.
         """
-        return self.namespace(namespace, key=key).stream(table, scan_spec, by_row=by_row)
+        return self.namespace(namespace, key=key).stream(table, scan_spec, by_row=by_row, row_json=row_json)
 
     def _teardown(self, exc: Optional[BaseException]) -> None:
         leases: dict[bool, Lease] = g.pop(_LEASES, {})
@@ -241,6 +263,10 @@ class Hypertable:
     def put_back(self, client: Resource) -> None:
         """Give back a connection from :meth:`connect` (discarded if it failed or was closed).
 
+        A client from :meth:`connect` keeps its pool slot until it is put back,
+        also after ``client.close()``.
+
+        :param client: what :meth:`connect` returned.
         :raises ValueError: ``client`` did not come from :meth:`connect` of this extension.
         """
         with self._lock:
@@ -258,9 +284,15 @@ class Hypertable:
     def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> None:
         self._local.leases.pop().release()
 
-    def close_app(self) -> None:
-        """Close the current app's pools; connections checked out later are opened anew."""
-        self._state().cluster.close()
+    def close_app(self, app: Optional[Flask] = None) -> None:
+        """Close the idle pooled connections of ``app``; later checkouts open new ones.
+
+        Connections checked out at the time are closed when they come back.
+
+        :param app: the app; default the current app (then an app context is needed).
+        :raises RuntimeError: no ``app`` outside an app context, or not registered on it.
+        """
+        self._state(app).cluster.close()
 
 
 class FlaskPooledHypertable(Hypertable):
@@ -269,24 +301,39 @@ class FlaskPooledHypertable(Hypertable):
     With its configuration (``HYPERTABLE_HOST``, ``HYPERTABLE_PORT``,
     ``HYPERTABLE_POOL_SIZE``, ``HYPERTABLE_MAX_OVERFLOW``,
     ``HYPERTABLE_TIMEOUT_MSECS``) it keeps one pool to one host, and
-    ``ht.connection``, ``with ht as client:``, ``put_back(client)``,
-    ``close_app()``, ``client.mns['ns']``, ``client.mns.close_namespace('ns')``
-    and ``client.close()`` behave as they did.  What differs:
+    ``ht.connection``, ``with ht as client:``, ``connect()``,
+    ``put_back(client)``, ``close_app()``, ``teardown``, ``client.mns['ns']``,
+    ``client.mns.close_namespace('ns')`` and ``client.close()`` behave as they
+    did.  What differs from Flask-Hypertable 0.3, name by name:
 
-    * the default port is 15867, not 38080 (set ``HYPERTABLE_PORT = 38080``
-      for brokers older than 0.9.8, protocol.md section 7);
-    * outside an app context ``ht.connection`` and ``with ht`` raise
-      ``RuntimeError`` instead of returning ``None`` or using the last app;
+    * the default ``HYPERTABLE_PORT`` is 15867, not 38080 (set 38080 for
+      brokers older than Hypertable 0.9.8, protocol.md section 7);
+    * outside an app context ``ht.connection``, ``with ht`` and ``connect()``
+      raise ``RuntimeError`` instead of returning ``None`` or using the last
+      app; ``close_app(app)`` takes the app there, and is not registered
+      with ``atexit`` (sockets close with the process);
     * a request waits at most ``HYPERTABLE_POOL_TIMEOUT`` seconds for a
       connection (``PoolTimeout``), never forever; overflow is counted under
       a lock, per app;
-    * a connection is discarded whenever it failed in transport, not only when
-      the request ended with a ``TTransportException``; transport errors are
-      :class:`~htcluster.errors.BrokerUnavailable` (a ``TTransportException``);
+    * a connection is discarded when it failed in transport, not whenever the
+      request ended with a ``TTransportException``; transport errors are
+      :class:`~htcluster.errors.BrokerUnavailable`, a ``TTransportException``;
     * invalid settings raise ``ConfigError`` (a ``ValueError``, as before) at
-      ``init_app``, also for the timeout and the host;
-    * ``close_app()`` is not registered with ``atexit`` (sockets close with
-      the process), and ``init_app``'s ``local``/``qClass`` arguments are gone.
+      ``init_app``, also for the host, the port and the timeout;
+    * ``__init__``'s ``local`` and ``init_app``'s ``local`` and ``qClass``
+      arguments are gone; so are the attributes ``app``, ``host``, ``port``,
+      ``timeout_msecs``, ``pool_size``, ``pool_overflow``, ``overflow_count``
+      and ``data``: the values are per app, in :attr:`settings` and
+      ``ht.cluster.stats()``;
+    * ``put_back(client)`` takes only what ``connect()`` gave (``ValueError``);
+    * the client is a :class:`~htcluster.resource.Resource`, not a
+      ``ManagedThriftClient``: ``is_active`` is ``is_open``, ``open()`` takes
+      no timeout (``timeout`` is in seconds), ``timeout_ms`` and ``transport``
+      are gone; in ``client.mns``, ``open_namespace(name)`` is
+      ``mns[name]``, ``close()`` is ``close_all()``, the ``namespaces`` dict
+      is the mapping itself (``name in mns``, ``list(mns)``),
+      ``close_namespace`` returns ``None`` and forgets the closed id, and
+      ``del mns[name]`` raises ``KeyError`` for a name that is not open.
     """
 
 
@@ -297,6 +344,8 @@ class FlaskHypertable(Hypertable):
     except that no connection outlives its request: each checkout opens one
     and each return closes it (at most ``HYPERTABLE_POOL_SIZE +
     HYPERTABLE_MAX_OVERFLOW`` at once).  It connects to one host.
+    :meth:`connect` returns a connection of the caller's own, closed by
+    ``client.close()`` as in Flask-Hypertable (or by :meth:`put_back`).
     """
 
     def _make_cluster(self, settings: Settings) -> Any:
@@ -306,6 +355,20 @@ class FlaskHypertable(Hypertable):
         options = settings.pool_options()
         options.update(size=0, max_overflow=settings.pool_size + settings.max_overflow)
         return Pool(settings.hosts[0], **options)
+
+    def connect(self) -> Resource:
+        """Open a new connection to the app's host; the caller closes it.
+
+        :returns: an open :class:`~htcluster.resource.Resource` with the app's socket timeout.
+        :raises RuntimeError: outside an app context, or before :meth:`init_app`.
+        :raises BrokerUnavailable: the broker cannot be reached.
+        """
+        settings = self._state().settings
+        return Resource(settings.hosts[0], timeout=settings.socket_timeout)
+
+    def put_back(self, client: Resource) -> None:
+        """Close ``client`` (and the namespaces it opened through ``mns``)."""
+        client.close()
 
 
 # ----------------------------------------------------------------------- CLI

@@ -20,7 +20,7 @@ from flask import Response
 from .cluster import Replicas, Resources, Shards
 from .errors import BrokerUnavailable
 from .flask_config import Settings
-from .flask_stream import stream_cells
+from .flask_stream import RowJson, row_to_json, stream_cells
 from .pool import Pool
 from .resource import Resource, scan_cells
 from .types import Cell, ScanSpec
@@ -33,9 +33,12 @@ __all__ = ["AppState", "BoundNamespace", "Lease", "build_cluster", "pools_of"]
 log = logging.getLogger(__name__)
 
 
-
 def build_cluster(settings: Settings) -> Any:
-    """Return the routing object of ``HYPERTABLE_STRATEGY`` (the table behind ``ht.cluster``)."""
+    """Return the routing object of ``HYPERTABLE_STRATEGY`` (the table behind ``ht.cluster``).
+
+    :param settings: the app's checked settings; every pool gets :meth:`Settings.pool_options`.
+    :returns: a ``Pool`` (``pool``), ``Resources``, ``Shards`` or ``Replicas``.
+    """
     options = settings.pool_options()
     table: dict[str, Callable[[], Any]] = {
         "pool": lambda: Pool(settings.hosts[0], **options),
@@ -48,7 +51,7 @@ def build_cluster(settings: Settings) -> Any:
 
 
 def pools_of(cluster: Any) -> dict[str, Pool]:
-    """Return ``{'host:port': Pool}`` of any routing object."""
+    """Return ``{'host:port': Pool}`` of any routing object :func:`build_cluster` makes."""
     if isinstance(cluster, Pool):
         return {str(cluster.host): cluster}
     if isinstance(cluster, Resources):
@@ -57,7 +60,13 @@ def pools_of(cluster: Any) -> dict[str, Pool]:
 
 
 class Lease:
-    """One connection checked out of a routing object, and the way to give it back."""
+    """One connection checked out of a routing object, and the way to give it back.
+
+    :param checkout: a routing object's ``connection(...)`` context manager;
+        it is entered here, so :attr:`resource` is checked out from now on.
+    :raises NoHostAvailable: no host could give a connection.
+    :raises PoolTimeout: no pooled connection became free in time.
+    """
 
     def __init__(self, checkout: AbstractContextManager) -> None:
         self._checkout = checkout
@@ -98,7 +107,12 @@ class AppState:
         return isinstance(self.cluster, Replicas)
 
     def connection(self, write: bool = True) -> AbstractContextManager:
-        """Check a connection out for writing (or reading) the way the strategy wants."""
+        """Return the checkout (not yet entered) of a connection for writing, or reading.
+
+        :param write: for ``Replicas``: a write host (``True``) or any read host.
+        :returns: a context manager giving a :class:`~htcluster.resource.Resource`.
+        :raises RuntimeError: with ``shards``, where a connection depends on the shard key.
+        """
         if isinstance(self.cluster, Replicas):
             return self.cluster.connection(write=write)
         if isinstance(self.cluster, Shards):
@@ -107,7 +121,17 @@ class AppState:
         return self.cluster.connection()
 
     def route(self, method: str, args: tuple, namespace: Optional[str], key: Optional[str]) -> Any:
-        """Make one call through the routing object (failover is the object's)."""
+        """Make one call through the routing object (failover is the object's).
+
+        :param method: a broker method (protocol.md section 2).
+        :param args: its arguments after the namespace id.
+        :param namespace: a namespace name, or ``None`` for calls that take none.
+        :param key: the shard key: required with ``shards``, refused otherwise.
+        :returns: the broker's answer.
+        :raises TypeError: ``key`` missing with ``shards``, or given without.
+        :raises NoHostAvailable: every host the call could use failed.
+        :raises ClientException: the broker refused the call.
+        """
         c = self.cluster
         if isinstance(c, Shards):
             if key is None:
@@ -122,11 +146,18 @@ class AppState:
 
     def scan(self, table: str, scan_spec: Optional[ScanSpec], namespace: str,
              key: Optional[str]) -> Iterator[Cell]:
-        """Return the routing object's scan generator (it owns its connection and scanner)."""
+        """Return the routing object's scan generator (it owns its connection and scanner).
+
+        :returns: a generator of :class:`~htcluster.types.Cell`; closing it
+            closes the scanner and gives the connection back.
+        :raises TypeError: ``key`` missing with ``shards``, or given without.
+        """
         if isinstance(self.cluster, Shards):
             if key is None:
                 raise TypeError("scan: with HYPERTABLE_STRATEGY 'shards' name the shard (key=...)")
             return _scan_shard(self.cluster, key, table, scan_spec, namespace)
+        if key is not None:
+            raise TypeError("scan: key= is for HYPERTABLE_STRATEGY 'shards' only")
         return self.cluster.scan(table, scan_spec, namespace=namespace)
 
 
@@ -172,12 +203,15 @@ class BoundNamespace:
         """
         return self._state.scan(table, scan_spec, self.name, self.key)
 
-    def stream(self, table: str, scan_spec: Optional[ScanSpec] = None, *, by_row: bool = False) -> Response:
-        """Return a streamed JSON array of the scan (see :func:`htcluster.flask_stream.stream_cells`)."""
-        return stream_cells(self.scan(table, scan_spec), by_row=by_row)
+    def stream(self, table: str, scan_spec: Optional[ScanSpec] = None, *, by_row: bool = False,
+               row_json: RowJson = row_to_json) -> Response:
+        """Return a streamed JSON array of the scan (see :func:`htcluster.flask_stream.stream_cells`).
+
+        :param by_row: one object per row (made by ``row_json``) instead of one per cell.
+        :returns: a Flask ``Response`` (``application/json``, streamed).
+        """
+        return stream_cells(self.scan(table, scan_spec), by_row=by_row, row_json=row_json)
 
     def __repr__(self) -> str:
         key = f" key={self.key!r}" if self.key is not None else ""
         return f"<BoundNamespace {self.name!r}{key} via {self._state.settings.strategy}>"
-
-

@@ -17,11 +17,14 @@ from flask import Response
 
 from .types import Cell
 
-__all__ = ["CHUNK_BYTES", "JsonArrayStream", "cell_to_json", "row_to_json", "stream_cells"]
+__all__ = ["CHUNK_BYTES", "JsonArrayStream", "RowJson", "cell_to_json", "row_to_json", "stream_cells"]
 
 #: Bytes gathered before a chunk is handed to the server: big enough to keep
 #: the per-write overhead low, small enough to keep memory flat.
 CHUNK_BYTES = 32 * 1024
+
+#: What turns one row, ``(row key, its cells in scan order)``, into the JSON-ready object sent.
+RowJson = Callable[[str, list[Cell]], Any]
 
 
 def _text(value: Optional[bytes]) -> str:
@@ -55,18 +58,18 @@ def row_to_json(row: str, cells: list[Cell]) -> dict[str, Any]:
                                    "value": _text(c.value)} for c in cells]}
 
 
-def _rows(cells: Iterable[Cell]) -> Iterator[dict[str, Any]]:
-    """Group consecutive cells of one row (a scan returns them row by row)."""
+def _rows(cells: Iterable[Cell], row_json: RowJson) -> Iterator[Any]:
+    """Group consecutive cells of one row (a scan returns them row by row) and convert each group."""
     row: Optional[str] = None
     group: list[Cell] = []
     for cell in cells:
         if cell.key.row != row and group:
-            yield row_to_json(row, group)  # type: ignore[arg-type]
+            yield row_json(row, group)  # type: ignore[arg-type]
             group = []
         row = cell.key.row
         group.append(cell)
     if group:
-        yield row_to_json(row, group)  # type: ignore[arg-type]
+        yield row_json(row, group)  # type: ignore[arg-type]
 
 
 class JsonArrayStream:
@@ -113,8 +116,8 @@ class JsonArrayStream:
                     close()
 
 
-def stream_cells(cells: Iterable[Cell], *, by_row: bool = False, status: int = 200,
-                 headers: Optional[dict[str, str]] = None,
+def stream_cells(cells: Iterable[Cell], *, by_row: bool = False, row_json: RowJson = row_to_json,
+                 status: int = 200, headers: Optional[dict[str, str]] = None,
                  chunk_bytes: int = CHUNK_BYTES) -> Response:
     """Return a streamed ``application/json`` response of ``cells``.
 
@@ -122,11 +125,13 @@ def stream_cells(cells: Iterable[Cell], *, by_row: bool = False, status: int = 2
         closed (if it has ``close``) when the response is closed.
     :param by_row: one object per row (:func:`row_to_json`) instead of one
         per cell (:func:`cell_to_json`).
+    :param row_json: with ``by_row``, what turns ``(row, cells)`` into the
+        object sent (default :func:`row_to_json`).
     :param status: HTTP status code.
     :param headers: extra response headers.
     :param chunk_bytes: bytes gathered before a chunk is sent.
     :returns: a Flask ``Response`` whose body is a JSON array.
     """
-    items = _rows(cells) if by_row else map(cell_to_json, cells)
+    items = _rows(cells, row_json) if by_row else map(cell_to_json, cells)
     body = JsonArrayStream(items, source=cells, chunk_bytes=chunk_bytes)
     return Response(body, status=status, headers=headers, mimetype="application/json")

@@ -23,17 +23,25 @@ is tested without sleeping.
 """
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
-from .errors import ConfigError
+from thrift.Thrift import TApplicationException
 
-__all__ = ["Backoff", "HostHealth", "HostState", "Retry", "hql_is_read", "is_write"]
+from .errors import BrokerUnavailable, ClientException, ConfigError
+
+__all__ = ["ANSWERS", "Backoff", "HostHealth", "HostState", "Outcome", "Retry", "hql_is_read", "is_write"]
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+
+#: Exceptions that are the broker's answer: the host is alive (protocol.md 1.1).
+ANSWERS = (ClientException, TApplicationException)
 
 
 @dataclass(frozen=True)
@@ -266,6 +274,21 @@ class HostHealth:
             if state is not None and state.trial:
                 self._states[host] = replace(state, trial=False)
 
+    def watch(self, host: str, hold: bool = False) -> "Outcome":
+        """Return a context manager around one claimed call that reports how it ended.
+
+        No exception: :meth:`succeeded`.  ``BrokerUnavailable``: :meth:`failed`.
+        An answer of the broker (:data:`ANSWERS`): :meth:`succeeded`.  Anything
+        else (``PoolTimeout``, a bad argument, ``GeneratorExit``): :meth:`release`.
+        Exceptions always propagate.
+
+        :param host: the claimed host.
+        :param hold: on success report nothing: the claim lives on (a checked-out
+            connection) and a later ``watch`` reports for it.
+        :returns: an :class:`Outcome`.
+        """
+        return Outcome(self, host, hold)
+
     def down(self) -> dict[str, HostState]:
         """Return ``{host: state}`` of the hosts that are not live, for monitoring."""
         with self._lock:
@@ -280,6 +303,34 @@ class HostHealth:
         cause = f"{type(state.error).__name__}: {state.error}" if state.error else "unknown error"
         return (f"{host} is down after {state.failures} consecutive failure(s), "
                 f"retried in {left:.2f} s; last error {cause}")
+
+
+class Outcome:
+    """The context manager of :meth:`HostHealth.watch`.
+
+    A class, not ``contextlib.contextmanager``: that one sets ``__traceback__``
+    on the exception it re-raises, which Thrift's immutable ``ClientException`` refuses.
+    """
+
+    __slots__ = ("health", "host", "hold")
+
+    def __init__(self, health: HostHealth, host: str, hold: bool = False) -> None:
+        self.health, self.host, self.hold = health, host, hold
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Optional[type], exc: Optional[BaseException], tb: object) -> None:
+        if exc_type is None:
+            if not self.hold:
+                self.health.succeeded(self.host)
+        elif issubclass(exc_type, BrokerUnavailable):
+            delay = self.health.failed(self.host, exc)
+            log.warning("%s marked down for %.2f s: %s", self.host, delay, exc)
+        elif issubclass(exc_type, ANSWERS):
+            self.health.succeeded(self.host)
+        else:
+            self.health.release(self.host)
 
 
 # ---------------------------------------------------------------- read or write

@@ -73,8 +73,11 @@ class Pool:
     :param socket_timeout: seconds (float) a call waits for its answer (``Resource`` ``timeout``).
     :param connect_timeout: seconds (float) a connection attempt may take.
     :param idle_ping: seconds (float) or ``None``; a connection idle longer
-        than this is checked with ``status()`` at checkout and replaced if dead.
-    :param max_age: seconds (float) or ``None``; an older connection is closed at checkin.
+        than this is checked at checkout with a ``status()`` round trip that
+        must answer within ``connect_timeout``, and replaced if it does not
+        (a connection a firewall dropped silently, which the free check misses).
+    :param max_age: seconds (float) or ``None``; an older connection is closed
+        at checkin, or replaced at checkout if it aged while idle.
     :raises ConfigError: a value is out of range.
 
     Example::
@@ -141,9 +144,12 @@ class Pool:
         return self._in_use
 
     def stats(self) -> dict[str, int]:
-        """Return counters of this process: ``opened``, ``closed``, ``replaced`` (stale), ``idle``, ``in_use``.
+        """Return the counters of this process's connections.
 
-        While nothing is checked out, ``opened - closed == idle``.
+        :returns: ``{"opened", "closed", "replaced", "idle", "in_use"}`` (ints);
+            ``replaced`` counts idle connections found unusable at checkout
+            (stale, too old, no answer to the idle ping).  While nothing is
+            checked out, ``opened - closed == idle``.
         """
         self._check_pid()
         with self._free:
@@ -186,11 +192,12 @@ class Pool:
                 generation = self._generation
             if entry is None:
                 return self._connect(generation), False
-            if not fresh and self._alive(entry):
+            why = "a fresh one was asked for" if fresh else self._unusable(entry)
+            if why is None:
                 return entry, True
             if not fresh:
-                log.info("replacing stale connection to %s (idle %.1f s)",
-                         self.host, time.monotonic() - entry.returned)
+                log.info("replacing a connection to %s idle for %.1f s: %s",
+                         self.host, time.monotonic() - entry.returned, why)
             old, entry = entry, None
             self._discard(old.resource, replaced=not fresh)
             return self._connect(generation), False
@@ -201,17 +208,24 @@ class Pool:
                 self._free_slot()
             raise
 
-    def _alive(self, entry: _Entry) -> bool:
-        """Check an idle connection: a free peek always, a ``status()`` ping when idle too long."""
+    def _unusable(self, entry: _Entry) -> Optional[str]:
+        """Check an idle connection before handing it out again.
+
+        Free checks first (its age, a non-blocking peek that sees a broker that
+        closed the connection, e.g. by restarting); then, when it sat idle
+        longer than ``idle_ping``, one ``status()`` round trip.
+
+        :returns: why it must be replaced, or ``None`` when it can be used.
+        """
+        now = time.monotonic()
+        if self.max_age is not None and now - entry.created > self.max_age:
+            return f"older than max_age {self.max_age:g} s"
         r = entry.resource
         if r.is_stale():
-            return False
-        if self.idle_ping is not None and time.monotonic() - entry.returned > self.idle_ping:
-            try:
-                r.status()
-            except BrokerUnavailable:
-                return False
-        return True
+            return "stale (the broker closed it, e.g. it restarted)"
+        if self.idle_ping is not None and now - entry.returned > self.idle_ping and not r.ping():
+            return f"no answer to the idle ping within {r.connect_timeout:g} s"
+        return None
 
     def _connect(self, generation: int) -> _Entry:
         r = Resource(self.host, self.socket_timeout, self.connect_timeout)

@@ -8,8 +8,9 @@ when they have none, so a retried write stores the same versions again, and
 the reads of :class:`Replicas` collapse such repeats (:func:`collapse`,
 protocol.md appendix C).  Other writes are retried only when the request
 never left.  Client timestamps come from this machine's clock: keep it in
-step (NTP) with the brokers' if other writers leave timestamps to the broker.  :meth:`Replicas.scan` resumes a scan on another replica after the
-last complete row it delivered.
+step (NTP) with the brokers' if other writers leave timestamps to the broker.
+:meth:`Replicas.scan` resumes a scan on another replica after the last
+complete row it delivered.
 """
 from __future__ import annotations
 
@@ -23,9 +24,10 @@ from .hosts import HostLike
 from .policy import is_write
 from .resource import Resource, scan_cells
 from .resources import Resources
-from .types import Cell, RowInterval, ScanSpec
+from .types import Cell, KeyFlag, RowInterval, ScanSpec
 
-__all__ = ["COLLAPSED_METHODS", "STAMPED_METHODS", "Replicas", "collapse", "next_timestamp", "stamp_cells"]
+__all__ = ["COLLAPSED_METHODS", "STAMPED_METHODS", "Replicas", "collapse", "next_timestamp", "stamp_cells",
+           "widen_versions"]
 
 #: Writes whose cells get a client-side timestamp; their last argument is a Cell or a list of them.
 STAMPED_METHODS = frozenset({"set_cell", "set_cells", "mutator_set_cell", "mutator_set_cells"})
@@ -73,12 +75,17 @@ def _all_stamped(cells: Union[Cell, Sequence[Cell]]) -> bool:
     return all(c.key is not None and c.key.timestamp is not None for c in cells)
 
 
-def collapse(cells: Iterable[Cell]) -> list[Cell]:
+def collapse(cells: Iterable[Cell], versions: int = 0) -> list[Cell]:
     """Keep one cell per (row, family, qualifier, timestamp, flag): the newest revision.
 
     A write retried with the same timestamps is stored twice, as two
     revisions (protocol.md appendix C); readers should see it once.  Order
     is kept (the first occurrence's place); cells without a timestamp are kept.
+
+    :param cells: cells as a scan returns them (each column's versions newest first).
+    :param versions: keep at most this many versions (distinct timestamps) of
+        each (row, family, qualifier); 0 keeps all.  Delete markers are not counted.
+    :returns: a new list.
     """
     out: list[Cell] = []
     where: dict[tuple, int] = {}
@@ -94,7 +101,46 @@ def collapse(cells: Iterable[Cell]) -> list[Cell]:
             out.append(cell)
         elif (key.revision or 0) > (out[i].key.revision or 0):
             out[i] = cell
+    return _newest(out, versions) if versions > 0 else out
+
+
+def _newest(cells: list[Cell], versions: int) -> list[Cell]:
+    """Drop the inserts of each (row, family, qualifier) beyond its first ``versions``."""
+    seen: dict[tuple, int] = {}
+    out = []
+    for cell in cells:
+        key = cell.key
+        if key is not None and key.flag in (None, KeyFlag.INSERT):
+            column = (key.row, key.column_family, key.column_qualifier or "")
+            seen[column] = seen.get(column, 0) + 1
+            if seen[column] > versions:
+                continue
+        out.append(cell)
     return out
+
+
+def widen_versions(spec: ScanSpec, copies: int) -> tuple[ScanSpec, int]:
+    """Return the spec to send so that ``spec.versions`` distinct versions survive :func:`collapse`.
+
+    A write through :class:`Replicas` is stored at most once per replica
+    (``copies``), and the broker counts each stored revision as a version
+    (protocol.md appendix C), so asking for ``versions * copies`` and keeping
+    the newest ``versions`` after collapsing gives the versions asked for.
+    Left as it is (nothing to trim): ``versions`` 0 or 1 (the newest revision
+    always shows), and specs with ``cell_limit``, ``cell_limit_per_family`` or
+    ``cell_offset``, which count the broker's cells and would change meaning.
+    A family's own ``MAX_VERSIONS`` still counts repeats on the broker.
+
+    :param spec: the caller's spec; never modified.
+    :param copies: how many times one write may be stored (the number of replicas).
+    :returns: ``(spec to send, versions to keep)``; 0 versions: keep all.
+    """
+    versions = spec.versions or 0
+    if versions < 2 or copies < 2 or spec.cell_limit or spec.cell_limit_per_family or spec.cell_offset:
+        return spec, 0
+    wide = copy.copy(spec)
+    wide.versions = versions * copies
+    return wide, versions
 
 
 class Replicas(Resources):
@@ -122,7 +168,9 @@ class Replicas(Resources):
         :param namespace: a namespace name whose per-connection id is put before ``args``.
         :param write: route as a write (``True``) or a read (``False``); default
             from the method and, for HQL, its verb (:func:`htcluster.policy.is_write`).
-        :returns: the broker's answer; cells of reads collapsed by :func:`collapse`.
+        :returns: the broker's answer; cells of reads collapsed by :func:`collapse`
+            (``get_cells`` with ``versions`` >= 2 asks for more, see :func:`widen_versions`;
+            an HQL ``MAX_VERSIONS n`` >= 2 may show fewer than n after a retried write).
         :raises NoHostAvailable: no host could serve the call (each host's cause inside).
         :raises BrokerUnavailable: a write that cannot be safely repeated failed after it was sent.
         :raises ClientException: the broker refused the call.
@@ -130,14 +178,18 @@ class Replicas(Resources):
         if write is None:
             write = is_write(method, args)
         idempotent = not is_write(method, args)
+        keep = 0
         if method in STAMPED_METHODS and args:
             args = (*args[:-1], stamp_cells(args[-1]))
             idempotent = _all_stamped(args[-1])
+        elif method == "get_cells" and args and isinstance(args[-1], ScanSpec):
+            spec, keep = widen_versions(args[-1], len(self.order))
+            args = (*args[:-1], spec)
         result = self._failover(method, self.order, lambda host: self[host].call(method, *args, namespace=namespace),
                                 idempotent=idempotent, ordered=write)
         if method in COLLAPSED_METHODS:
             if isinstance(result, list):
-                return collapse(result)
+                return collapse(result, keep)
             if getattr(result, "cells", None) is not None:
                 result.cells = collapse(result.cells)
         return result
@@ -163,7 +215,8 @@ class Replicas(Resources):
         resumed scan starts just after the last complete row delivered, with
         ``row_limit``/``cell_limit`` reduced by what was delivered.  Several row
         intervals are scanned one after the other, as the broker does (limits
-        apply per interval, protocol.md 5.2).  Repeated versions are collapsed.
+        apply per interval, protocol.md 5.2).  Repeated versions are collapsed
+        (with ``versions`` >= 2, more are asked for: :func:`widen_versions`).
 
         :param scan_spec: what to read (``None``: everything); never modified.
         :param namespace: the namespace name.
@@ -172,12 +225,13 @@ class Replicas(Resources):
         :raises NoHostAvailable: every replica failed.
         :raises ClientException: e.g. the table does not exist.
         """
-        spec = scan_spec if scan_spec is not None else ScanSpec()
+        spec, keep = widen_versions(scan_spec if scan_spec is not None else ScanSpec(), len(self.order))
         for unit in _units(spec):
-            yield from self._scan_unit(table, unit, namespace, host)
+            yield from self._scan_unit(table, unit, namespace, host, keep)
 
-    def _scan_unit(self, table: str, spec: ScanSpec, namespace: str, host: Optional[HostLike]) -> Iterator[Cell]:
-        progress = _Progress(spec)
+    def _scan_unit(self, table: str, spec: ScanSpec, namespace: str, host: Optional[HostLike],
+                   keep: int) -> Iterator[Cell]:
+        progress = _Progress(spec, keep)
         first = [self.host_key(host)] if host is not None else []
         hosts = first + [h for h in self if h not in first]
         retry, errors = self.retry, {}
@@ -196,6 +250,7 @@ class Replicas(Resources):
                 retry = retry.increment(name)
                 if retry.exhausted:
                     raise self._no_host(f"scan of {table}", hosts, errors) from exc
+                self._failed_over(f"scan of {table}", name, exc)
                 progress.resume()
 
 
@@ -227,8 +282,9 @@ class _Progress:
     the scan ends), so that a resumed scan can start after a whole row.
     """
 
-    def __init__(self, spec: ScanSpec) -> None:
+    def __init__(self, spec: ScanSpec, keep: int = 0) -> None:
         self.original = spec
+        self.keep = keep  # versions per column kept by collapse (0: all)
         self.spec: Optional[ScanSpec] = spec
         self.buffer: list[Cell] = []
         self.last_row: Optional[str] = None   # last complete row delivered
@@ -255,7 +311,7 @@ class _Progress:
         self.last_row = row_cells[0].key.row
         self.rows += 1
         self.cells += len(row_cells)
-        yield from collapse(row_cells)
+        yield from collapse(row_cells, self.keep)
 
     def resume(self) -> None:
         """Set :attr:`spec` to the scan of what is left (``None``: nothing is)."""

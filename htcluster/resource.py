@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import os
 import socket
 from typing import Any, Iterator, Optional, Union
 
@@ -49,13 +50,17 @@ except ImportError:  # older Thrift releases do not limit frames at all
 BROKER_METHODS = frozenset(name for name in dir(HqlService.Iface) if not name.startswith("_"))
 
 _SOCKET_ERRORS = (TTransportException, OSError, EOFError)
+#: What a socket timeout raises: ``socket.timeout`` became an alias of ``TimeoutError`` only in 3.10.
+_TIMEOUTS = (TimeoutError, socket.timeout)
 
 
 def seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
     """Return ``value`` as a float number of seconds, checking that it is positive.
 
     :param name: the parameter's name, for the message.
+    :param value: the number of seconds given (int or float).
     :param allow_zero: accept 0 as well.
+    :returns: ``value`` as a float.
     :raises ConfigError: ``value`` is not a number, or is negative (or zero).
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -73,7 +78,8 @@ class _BrokerTransport(TFramedTransport):
     where failures are classified: before the frame left (``sent=False``) or
     after (``sent=True``).  ``pending`` is True between a request and its
     complete answer; a connection left pending (an interrupted call) is out
-    of step with the broker and must not be reused.
+    of step with the broker and must not be reused.  ``pid`` is the process
+    that connected: a forked child never writes to its parent's socket.
     """
 
     def __init__(self, host: Host, timeout: float, connect_timeout: float) -> None:
@@ -84,11 +90,13 @@ class _BrokerTransport(TFramedTransport):
         self.connect_timeout = connect_timeout
         self.failed = False
         self.pending = False
+        self.pid = os.getpid()
 
     def open(self) -> None:
         # Connecting here rather than in TSocket.open keeps Thrift from logging
         # each refused attempt at ERROR level; the caller gets the error instead.
         self.failed = self.pending = False
+        self.pid = os.getpid()
         try:
             handle = socket.create_connection((self.socket.host, self.socket.port), self.connect_timeout)
         except _SOCKET_ERRORS as exc:
@@ -99,6 +107,12 @@ class _BrokerTransport(TFramedTransport):
         self.socket.setTimeout(self.timeout * 1000)  # TSocket takes milliseconds
 
     def flush(self) -> None:
+        if self.pid != os.getpid() and self.socket.handle is not None:
+            self.failed = True
+            self.socket.close()  # this process's copy of the descriptor only: the parent's stays open
+            raise BrokerUnavailable(f"the connection to ThriftBroker {self.address} belongs to process {self.pid}, "
+                                    f"not to this one ({os.getpid()}, a fork); open a new one here",
+                                    host=self.address, sent=False, type=TTransportException.NOT_OPEN)
         if self.failed or self.socket.handle is None:
             why = "failed earlier" if self.failed else "is closed"
             raise BrokerUnavailable(f"the connection to ThriftBroker {self.address} {why}; open a new one",
@@ -126,7 +140,7 @@ class _BrokerTransport(TFramedTransport):
         self.socket.close()
         kind = getattr(exc, "type", kind)
         inner = getattr(exc, "inner", None) or exc
-        if isinstance(inner, TimeoutError):
+        if isinstance(inner, _TIMEOUTS) or kind == TTransportException.TIMED_OUT:
             kind = TTransportException.TIMED_OUT
             reason = f"timed out after {self.timeout if limit is None else limit:g} s"
         elif kind == TTransportException.END_OF_FILE:
@@ -179,8 +193,10 @@ class Resource(HqlService.Client):
 
     @property
     def reusable(self) -> bool:
-        """True when the connection is open, has not failed and has no call half done."""
-        return self.is_open and not self._transport.failed and not self._transport.pending
+        """True when the connection is open, has not failed, has no call half done and
+        belongs to this process (not to the parent of a fork)."""
+        transport = self._transport
+        return self.is_open and not transport.failed and not transport.pending and transport.pid == os.getpid()
 
     def is_stale(self) -> bool:
         """Check, without a round trip, whether this connection can no longer be used.
@@ -193,6 +209,27 @@ class Resource(HqlService.Client):
             closed by the broker.
         """
         return not self.reusable or not self._transport.socket.isOpen()
+
+    def ping(self, timeout: Optional[float] = None) -> bool:
+        """Check with one ``status()`` round trip that the broker still answers on this connection.
+
+        :param timeout: seconds (float) the answer may take; ``None``: :attr:`connect_timeout`,
+            so that a silently dead connection is found out quickly.
+        :returns: True when the broker answered; False when the connection
+            failed (it is then closed, :attr:`failed` is True).
+        :raises ConfigError: ``timeout`` is not a positive number.
+        """
+        limit = self.connect_timeout if timeout is None else seconds("timeout", timeout)
+        sock = self._transport.socket
+        sock.setTimeout(limit * 1000)  # TSocket takes milliseconds
+        try:
+            self.status()
+        except BrokerUnavailable as exc:
+            log.debug("ping of %s failed: %s", self.host, exc)
+            return False
+        finally:
+            sock.setTimeout(self.timeout * 1000)
+        return True
 
     def open(self) -> "Resource":
         """Connect, unless already connected; a failed or interrupted connection is replaced.

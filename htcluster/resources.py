@@ -13,22 +13,21 @@ When every host is dead, the one whose backoff ends first is tried anyway.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import inspect
 import logging
 import random
 import threading
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVar, Union
 
-from thrift.Thrift import TApplicationException
-
-from .errors import BroadcastError, BrokerUnavailable, ClientException, ConfigError, NoHostAvailable
+from .errors import BroadcastError, BrokerUnavailable, ConfigError, NoHostAvailable
 from .hosts import Host, HostLike, parse_hosts
-from .policy import Backoff, Clock, HostHealth, Retry, is_write
+from .policy import Backoff, Clock, HostHealth, Outcome, Retry, is_write
 from .pool import Pool
 from .resource import Resource, scan_cells
 from .types import Cell, ScanSpec
 
-__all__ = ["DEFAULT_MAX_WORKERS", "ERROR_MODES", "Resources"]
+__all__ = ["DEFAULT_MAX_WORKERS", "ERROR_MODES", "Resources", "check_error_mode", "settle"]
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +37,6 @@ DEFAULT_MAX_WORKERS = 16
 ERROR_MODES = ("raise", "return")
 #: Keyword arguments passed through to every Pool.
 POOL_OPTIONS = frozenset(inspect.signature(Pool).parameters) - {"host"}
-#: Exceptions that are the broker's answer: the host is alive (protocol.md 1.1).
-ANSWERS = (ClientException, TApplicationException)
 
 T = TypeVar("T")
 
@@ -84,6 +81,7 @@ class Resources(dict):
         self.max_workers = max_workers
         self._executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
         self._lock = threading.Lock()
+        self._failovers = 0
         try:
             for host in parsed:
                 self[str(host)] = Pool(host, **pool_options)
@@ -152,13 +150,29 @@ class Resources(dict):
             self.health.claim(host, force=True)
         return host
 
-    def _watch(self, host: str, hold: bool = False) -> "_Outcome":
-        """Return a context manager that reports the outcome of a claimed call to the host's health.
+    @property
+    def failovers(self) -> int:
+        """Return how many times, since creation, work was sent on to another host after a connection failure.
 
-        :param hold: on success report nothing: the claim lives on (a checked-out
-            connection), and a later ``_watch`` reports for it.
+        Counts every call of :meth:`unicast`, :meth:`connection` and
+        ``Replicas.call`` that moved on from a failed host, every resumed
+        ``Replicas.scan`` and every host whose keys a ``Shards.multicast``
+        sent elsewhere.  Unlike the failure counts of :attr:`health`, it never
+        goes back down when a host recovers.
+
+        :returns: a count, >= 0.
         """
-        return _Outcome(self.health, host, hold)
+        return self._failovers
+
+    def _failed_over(self, what: str, host: str, exc: BaseException) -> None:
+        """Count and log one failover of ``what`` away from ``host``."""
+        with self._lock:
+            self._failovers += 1
+        log.info("%s failed on %s, trying another host: %s", what, host, exc)
+
+    def _watch(self, host: str, hold: bool = False) -> Outcome:
+        """Return a context manager that reports the outcome of a claimed call (see :meth:`HostHealth.watch`)."""
+        return self.health.watch(host, hold)
 
     def _no_host(self, what: str, hosts: Sequence[str], errors: dict[str, BaseException]) -> NoHostAvailable:
         """Build the error naming each host and why it was not usable."""
@@ -195,7 +209,7 @@ class Resources(dict):
                 retry = retry.increment(host)
                 if retry.exhausted:
                     raise self._no_host(what, hosts, errors) from exc
-                log.info("%s failed on %s, trying another host: %s", what, host, exc)
+                self._failed_over(what, host, exc)
 
     # ------------------------------------------------------------ calling
 
@@ -234,18 +248,30 @@ class Resources(dict):
         A host in its backoff is not called: its error is the reason it is down.
         When every host is down, every one is tried anyway.
 
+        :param method: a broker method (protocol.md section 2).
+        :param namespace: a namespace name whose per-connection id is put before ``args``.
         :param hosts: the subset of hosts (default: all).
         :param errors: ``'raise'``: return ``{host: result}``, or raise
             :class:`~htcluster.errors.BroadcastError` (with ``.results`` and
             ``.errors``) if any host failed.  ``'return'``: return the pair
             ``({host: result}, {host: exception})``; both dicts follow host order.
+        :returns: ``{host: result}``, or the pair with ``errors='return'``.
         :raises ConfigError: ``errors`` is not one of :data:`ERROR_MODES`.
         :raises BroadcastError: some host failed and ``errors='raise'``.
         """
-        if errors not in ERROR_MODES:
-            raise ConfigError(f"errors must be one of {ERROR_MODES}, got {errors!r}")
+        check_error_mode(errors)
         targets = self._keys(hosts)
-        claimed = [h for h in targets if self.health.claim(h)]
+        results, failures = self._broadcast(method, args, namespace, targets)
+        return settle(results, failures, errors, f"{method} failed on {len(failures)} of {len(targets)} host(s)")
+
+    def _broadcast(self, method: str, args: Sequence[Any], namespace: Optional[str], targets: Sequence[str],
+                   force: bool = False) -> tuple[dict[str, Any], dict[str, BaseException]]:
+        """Call ``method`` on ``targets`` in parallel; return ``({host: result}, {host: exception})`` in host order.
+
+        :param force: call the hosts in their backoff too (they were chosen
+            because nothing else serves what they serve).
+        """
+        claimed = [h for h in targets if self.health.claim(h, force)]
         if not claimed:
             claimed = [h for h in targets if self.health.claim(h, force=True)]
         failures: dict[str, BaseException] = {
@@ -255,24 +281,19 @@ class Resources(dict):
             with self._watch(host):
                 return self[host].call(method, *args, namespace=namespace)
 
-        outcomes: dict[str, Any] = {}
-        if len(claimed) == 1:  # no thread hop for a single host
-            futures = {claimed[0]: _completed(run, claimed[0])}
-        else:
+        if len(claimed) > 1:
             executor = self._executor_for()
-            futures = {h: executor.submit(run, h) for h in claimed}
-        for host, future in futures.items():
+            calls = {h: executor.submit(run, h).result for h in claimed}
+        else:  # one host: no thread hop
+            calls = {h: functools.partial(run, h) for h in claimed}
+        outcomes: dict[str, Any] = {}
+        for host, call in calls.items():
             try:
-                outcomes[host] = future.result()
+                outcomes[host] = call()
             except Exception as exc:
                 failures[host] = exc
-        results = {h: outcomes[h] for h in targets if h in outcomes}
-        failures = {h: failures[h] for h in targets if h in failures}
-        if errors == "return":
-            return results, failures
-        if failures:
-            raise BroadcastError(f"{method} failed on {len(failures)} of {len(targets)} host(s)", results, failures)
-        return results
+        return ({h: outcomes[h] for h in targets if h in outcomes},
+                {h: failures[h] for h in targets if h in failures})
 
     def connection(self, host: Optional[HostLike] = None, *, hosts: Iterable[HostLike] = (),
                    ordered: bool = False) -> "_Connection":
@@ -323,34 +344,6 @@ class Resources(dict):
         return f"<{type(self).__name__} {len(self)} hosts, {down} down: {', '.join(self)}>"
 
 
-class _Outcome:
-    """Report how a claimed call ended to :class:`~htcluster.policy.HostHealth`.
-
-    A class, not ``contextlib.contextmanager``: that one sets ``__traceback__``
-    on the exception it re-raises, which Thrift's immutable ``ClientException`` refuses.
-    """
-
-    __slots__ = ("health", "host", "hold")
-
-    def __init__(self, health: HostHealth, host: str, hold: bool = False) -> None:
-        self.health, self.host, self.hold = health, host, hold
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Optional[type], exc: Optional[BaseException], tb: object) -> None:
-        if exc_type is None:
-            if not self.hold:
-                self.health.succeeded(self.host)
-        elif issubclass(exc_type, BrokerUnavailable):
-            delay = self.health.failed(self.host, exc)
-            log.warning("%s marked down for %.2f s: %s", self.host, delay, exc)
-        elif issubclass(exc_type, ANSWERS):
-            self.health.succeeded(self.host)
-        else:  # PoolTimeout, a bad argument, GeneratorExit: nothing learnt about the host
-            self.health.release(self.host)
-
-
 class _Connection:
     """The context manager of :meth:`Resources.connection`: failover at checkout, health report at the end."""
 
@@ -376,14 +369,26 @@ class _Connection:
         try:
             checkout.__exit__(exc_type, exc, tb)  # back to the pool (closed if it failed)
         finally:
-            _Outcome(self.resources.health, str(self.host)).__exit__(exc_type, exc, tb)
+            self.resources._watch(str(self.host)).__exit__(exc_type, exc, tb)
 
 
-def _completed(fn: Callable[[str], Any], host: str) -> concurrent.futures.Future:
-    """Run ``fn(host)`` now, in this thread, and return its outcome as a finished Future."""
-    future: concurrent.futures.Future = concurrent.futures.Future()
-    try:
-        future.set_result(fn(host))
-    except Exception as exc:
-        future.set_exception(exc)
-    return future
+def check_error_mode(errors: str) -> None:
+    """Refuse an ``errors=`` argument that is not one of :data:`ERROR_MODES`.
+
+    :raises ConfigError: it is not.
+    """
+    if errors not in ERROR_MODES:
+        raise ConfigError(f"errors must be one of {ERROR_MODES}, got {errors!r}")
+
+
+def settle(results: dict[str, Any], failures: dict[str, BaseException], errors: str, message: str) -> Any:
+    """Return what a broadcast returns in mode ``errors``: the results, or the pair ``(results, failures)``.
+
+    :param message: the :class:`~htcluster.errors.BroadcastError` text, used when some host failed.
+    :raises BroadcastError: ``failures`` is not empty and ``errors`` is ``'raise'``.
+    """
+    if errors == "return":
+        return results, failures
+    if failures:
+        raise BroadcastError(message, results, failures)
+    return results

@@ -6,7 +6,8 @@
 
 * ``unicast(key, ...)``: one host of the key; ``broadcast(key, ...)``: all of them;
 * ``multicast(keys, ...)``: a smallest set of hosts that together serve every key
-  (:meth:`Shards.cover`), called in parallel;
+  (:meth:`Shards.cover`), called in parallel; the keys of a host that cannot be
+  reached are covered again by the other hosts serving them;
 * ``locate(row_key)``: the shard key a row belongs to, by rendezvous
   (highest-random-weight) hashing with a stable hash, so that adding a shard
   moves only about 1/n of the rows, all of them to the new shard.
@@ -15,12 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from typing import Any, ContextManager, Hashable, Iterable, Mapping, Optional, Union
+from typing import Any, ContextManager, Hashable, Iterable, Iterator, Mapping, Optional, Union
 
-from .errors import ConfigError
+from .errors import BrokerUnavailable, ConfigError
 from .hosts import Host, HostLike
+from .policy import is_write
 from .resource import Resource
-from .resources import Resources
+from .resources import Resources, check_error_mode, settle
 
 __all__ = ["EXACT_COVER_LIMIT", "Shards", "rendezvous_weight"]
 
@@ -43,11 +45,16 @@ def rendezvous_weight(shard: Hashable, row_key: Union[str, bytes]) -> int:
 class Shards(dict):
     """Map shard keys to sets of ``'host:port'``, with one :class:`Resources` for all the hosts.
 
+    The constructor has lupyne's shape: ``items`` are ``(host, key)`` pairs and
+    each keyword is a host with the list of keys it serves (where lupyne takes
+    ``limit``, the options of the shared :class:`Resources` go in ``options``).
+
     :param items: ``(host, key)`` pairs.
     :param options: keyword arguments for the shared :class:`Resources`
-        (``retry``, ``backoff``, pool options ...).
+        (``retry``, ``backoff``, pool options ...; durations in seconds).
     :param multimap: ``host=[key, ...]``: every key that host serves.
-    :raises ConfigError: no host given, or a malformed host.
+    :raises ConfigError: no pair given, an item that is not a pair, a host
+        given one string instead of a list of keys, or a malformed host.
 
     Example::
 
@@ -60,8 +67,7 @@ class Shards(dict):
     def __init__(self, items: Iterable[tuple[HostLike, Hashable]] = (), *,
                  options: Optional[Mapping[str, Any]] = None, **multimap: Iterable[Hashable]) -> None:
         super().__init__()
-        pairs = itertools.chain(items, ((host, key) for host, keys in multimap.items() for key in keys))
-        for host, key in pairs:
+        for host, key in _pairs(items, multimap):
             self.setdefault(key, set()).add(str(Host.parse(host)))
         if not self:
             raise ConfigError("Shards needs at least one (host, key) pair")
@@ -99,23 +105,69 @@ class Shards(dict):
         return self.resources.broadcast(method, *args, namespace=namespace, hosts=self.hosts(key), errors=errors)
 
     def multicast(self, keys: Iterable[Hashable], method: str, *args: Any, namespace: Optional[str] = None,
-                  errors: str = "raise") -> Any:
+                  errors: str = "raise", idempotent: Optional[bool] = None) -> Any:
         """Call ``method`` on a smallest set of hosts that together serve all ``keys``, in parallel.
 
         A host serving several keys answers once for all of them, so answers may
-        overlap when keys share hosts.
+        overlap when keys share hosts.  When a chosen host cannot be reached,
+        the keys it was to serve are covered again by their other hosts, and
+        so on, within the shared ``Retry``; as for :meth:`Resources.unicast`, a
+        call that may have reached the failed host is sent elsewhere only when
+        ``idempotent``.  A broker's answer (``ClientException``) is final.
 
-        :returns: ``{host: result}`` (or ``(results, errors)`` with ``errors='return'``).
+        :param keys: shard keys (duplicates ignored).
+        :param method: a broker method (protocol.md section 2).
+        :param namespace: a namespace name whose per-connection id is put before ``args``.
+        :param errors: ``'raise'`` or ``'return'``, as for :meth:`Resources.broadcast`;
+            the errors are those of the hosts whose keys stayed unserved.
+        :param idempotent: may a call that was sent be repeated on another host;
+            default: true for reads (:func:`htcluster.policy.is_write`).
+        :returns: ``{host: result}`` of the hosts that answered (or
+            ``(results, errors)`` with ``errors='return'``).
         :raises KeyError: an unknown key.
-        :raises BroadcastError: some host failed and ``errors='raise'``.
+        :raises ConfigError: ``errors`` is not ``'raise'`` or ``'return'``.
+        :raises BroadcastError: some key was served by no host and ``errors='raise'``.
         """
-        hosts = self.cover(keys)
-        return self.resources.broadcast(method, *args, namespace=namespace, hosts=hosts, errors=errors)
+        check_error_mode(errors)
+        idempotent = not is_write(method, args) if idempotent is None else idempotent
+        pending = [key for key in dict.fromkeys(keys) if self.hosts(key)]  # unknown keys fail before any call
+        results: dict[str, Any] = {}
+        failures: dict[str, BaseException] = {}
+        lost: list[Hashable] = []
+        retry = self.resources.retry
+        while pending:
+            chosen = self._cover(pending, exclude=failures)
+            got, failed = self.resources._broadcast(method, args, namespace, chosen, force=True)
+            results.update(got)
+            failures.update(failed)
+            final = {h for h, exc in failed.items()
+                     if not isinstance(exc, BrokerUnavailable) or (exc.sent and not idempotent)}
+            unserved, moved = [], set()
+            for key in pending:
+                mine = self[key].intersection(chosen)
+                if mine.intersection(got):
+                    continue  # served
+                if mine & final or self[key] <= set(failures):
+                    lost.append(key)  # an answer, an unsafe repeat, or no host left
+                else:
+                    unserved.append(key)
+                    moved |= mine
+            for host in sorted(moved):
+                retry = retry.increment(host)
+                if retry.exhausted:
+                    lost += unserved
+                    unserved = []
+                    break
+                self.resources._failed_over(f"multicast {method}", host, failures[host])
+            pending = unserved
+        blamed = {h: exc for h, exc in failures.items() if any(h in self[key] for key in lost)}
+        return settle(results, blamed, errors, f"{method} reached no host for key(s) {', '.join(map(str, lost))}")
 
     def cover(self, keys: Iterable[Hashable]) -> list[str]:
         """Return a smallest list of hosts that together serve every key of ``keys``.
 
-        A key is served by its live hosts when it has any, else by its dead ones.
+        A key is served by its live hosts when it has any, else by the dead one
+        whose backoff ends first.
         Up to :data:`EXACT_COVER_LIMIT` candidate hosts the result is a true
         minimum (exhaustive search); beyond, the greedy set cover (at most
         ``ln(len(keys)) + 1`` times the minimum).  Among equal choices, hosts
@@ -124,11 +176,18 @@ class Shards(dict):
         :returns: hosts, no duplicates; empty for no keys.
         :raises KeyError: an unknown key.
         """
-        needs = [self.hosts(key) for key in dict.fromkeys(keys)]
+        return self._cover(keys)
+
+    def _cover(self, keys: Iterable[Hashable], exclude: Iterable[str] = ()) -> list[str]:
+        """:meth:`cover` without the hosts of ``exclude``; every key must keep a host."""
+        left = set().union(*self.values()) - set(exclude)
+        needs = [self.hosts(key) & left for key in dict.fromkeys(keys)]
         if not needs:
             return []
         priority = {h: self.resources.priority(h) for h in set().union(*needs)}
-        needs = [{h for h in hs if priority[h] is not None} or hs for hs in needs]
+        # a key with dead hosts only is served by the one that comes back soonest
+        needs = [{h for h in hs if priority[h] is not None} or {self.resources.health.soonest(sorted(hs))}
+                 for hs in needs]
         candidates = sorted(set().union(*needs))
         # rank: live first, then idle connections, then a random tie-breaker
         rank = {h: (priority[h] is not None, priority[h] or 0, self.resources.rng.random()) for h in candidates}
@@ -159,6 +218,25 @@ class Shards(dict):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _pairs(items: Iterable[tuple[HostLike, Hashable]],
+           multimap: Mapping[str, Iterable[Hashable]]) -> Iterator[tuple[HostLike, Hashable]]:
+    """Yield the ``(host, key)`` pairs of :class:`Shards`' arguments, refusing malformed ones.
+
+    :raises ConfigError: an item is not a pair, or a host's keys are one string.
+    """
+    for item in items:
+        try:
+            host, key = item if not isinstance(item, (str, bytes)) else ()
+        except (TypeError, ValueError):
+            raise ConfigError(f"Shards items must be (host, key) pairs, got {item!r}") from None
+        yield host, key
+    for host, keys in multimap.items():
+        if isinstance(keys, (str, bytes)):
+            raise ConfigError(f"give the keys of {host} as a list, e.g. {host}=[{keys!r}], not one string")
+        for key in keys:
+            yield host, key
 
 
 def _smallest_cover(candidates: list[str], masks: dict[str, int], full: int, rank: dict) -> list[str]:

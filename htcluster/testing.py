@@ -26,6 +26,7 @@ import weakref
 from pathlib import Path
 from typing import Iterator, Optional
 
+from .errors import ConfigError
 from .faults import FaultProxy, ManualClock
 
 __all__ = ["FaultProxy", "LocalBroker", "LocalCluster", "ManualClock", "free_port", "wait_for_port"]
@@ -120,24 +121,41 @@ class LocalBroker:
 
     @property
     def running(self) -> bool:
+        """True while the broker process exists and has not exited (also when paused)."""
         return self.process is not None and self.process.poll() is None
 
     def command(self) -> list[str]:
+        """Return the command line that runs this broker."""
         return [sys.executable, "-m", "htcluster.broker", "--host", self.host,
                 "--port", str(self.port), "--data", str(self.data), *self.extra_args]
 
-    def start(self) -> "LocalBroker":
-        """Start the process (if it is not running) and wait until it listens."""
-        if self.running:
-            return self
-        self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=None)
-        self.paused = False
+    def spawn(self) -> None:
+        """Start the process if it is not running, without waiting for it to listen (see :meth:`wait`)."""
+        if not self.running:
+            self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
+                                            stdout=subprocess.DEVNULL, stderr=None)
+            self.paused = False
+
+    def wait(self, timeout: float = START_TIMEOUT) -> None:
+        """Block until the broker listens; kill it if it does not.
+
+        :param timeout: seconds to wait at most.
+        :raises RuntimeError: the process exited, or did not listen within ``timeout``.
+        """
         try:
-            wait_for_port(self.host, self.port, process=self.process)
+            wait_for_port(self.host, self.port, timeout, process=self.process)
         except RuntimeError:
             self.kill()
             raise
+
+    def start(self) -> "LocalBroker":
+        """Start the process (if it is not running) and wait until it listens.
+
+        :returns: this broker.
+        :raises RuntimeError: it exited, or did not listen within :data:`START_TIMEOUT` seconds.
+        """
+        self.spawn()
+        self.wait()
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -180,7 +198,11 @@ class LocalBroker:
             self.paused = False
 
     def restart(self) -> "LocalBroker":
-        """Stop, then start again on the same port and data file."""
+        """Stop, then start again on the same port and data file.
+
+        :returns: this broker.
+        :raises RuntimeError: it did not come back (see :meth:`start`).
+        """
         self.stop()
         return self.start()
 
@@ -205,18 +227,30 @@ class LocalBroker:
 class LocalCluster:
     """``n`` local brokers.
 
-    :param n: number of brokers.
+    :param n: number of brokers, >= 1.
     :param shared_data: ``True``: one SQLite file behind every broker (the
         ``Replicas`` case); ``False``: one file each (the ``Shards`` case).
+    :param data_dir: folder of the SQLite files; ``None``: a temporary one,
+        deleted on ``close()``.
+    :param extra_args: more command-line arguments for every broker.
+    :raises ConfigError: ``n`` < 1.
+    :raises RuntimeError: a broker did not start (the others are stopped).
 
     ``cluster.hosts`` lists the ``'host:port'`` addresses; ``stop(i)``,
-    ``kill(i)``, ``pause(i)``, ``resume(i)`` and ``restart(i)`` act on member ``i``.
+    ``kill(i)``, ``pause(i)``, ``resume(i)``, ``restart(i)`` and ``start(i)``
+    act on member ``i`` (see :class:`LocalBroker`).
+
+    Example::
+
+        with LocalCluster(3) as cluster:
+            replicas = Replicas(cluster.hosts)
+            cluster.kill(0)
     """
 
     def __init__(self, n: int, shared_data: bool = True, data_dir: "str | os.PathLike[str] | None" = None,
                  extra_args: tuple[str, ...] = ()) -> None:
         if n < 1:
-            raise ValueError(f"a LocalCluster needs at least one broker, got n={n}")
+            raise ConfigError(f"a LocalCluster needs at least one broker, got n={n}")
         self._tmpdir: Optional[tempfile.TemporaryDirectory] = None
         if data_dir is None:
             self._tmpdir = tempfile.TemporaryDirectory(prefix="htcluster-cluster-")
@@ -229,16 +263,16 @@ class LocalCluster:
                 name = "cluster.sqlite" if shared_data else f"broker{i}.sqlite"
                 self.brokers.append(LocalBroker(self.data_dir / name, extra_args=extra_args, start=False))
             for broker in self.brokers:  # start them all, then wait for them all
-                broker.process = subprocess.Popen(broker.command(), stdin=subprocess.DEVNULL,
-                                                  stdout=subprocess.DEVNULL, stderr=None)
+                broker.spawn()
             for broker in self.brokers:
-                wait_for_port(broker.host, broker.port, process=broker.process)
+                broker.wait()
         except BaseException:
             self.close()
             raise
 
     @property
     def hosts(self) -> list[str]:
+        """The ``'host:port'`` of every member, in order."""
         return [broker.address for broker in self.brokers]
 
     def __len__(self) -> int:
@@ -251,24 +285,31 @@ class LocalCluster:
         return iter(self.brokers)
 
     def stop(self, i: int) -> None:
+        """Stop member ``i`` gracefully (:meth:`LocalBroker.stop`)."""
         self.brokers[i].stop()
 
     def kill(self, i: int) -> None:
+        """SIGKILL member ``i``, as a crash would."""
         self.brokers[i].kill()
 
     def pause(self, i: int) -> None:
+        """SIGSTOP member ``i``: it keeps its socket but answers nothing."""
         self.brokers[i].pause()
 
     def resume(self, i: int) -> None:
+        """SIGCONT member ``i`` after :meth:`pause`."""
         self.brokers[i].resume()
 
     def restart(self, i: int) -> None:
+        """Stop member ``i`` and start it again on the same port and data."""
         self.brokers[i].restart()
 
     def start(self, i: int) -> None:
+        """Start member ``i`` again after ``stop`` or ``kill`` (same port and data)."""
         self.brokers[i].start()
 
     def close(self) -> None:
+        """Kill every member and remove the temporary folder, if one was made."""
         for broker in self.brokers:
             broker.close()
         if self._tmpdir is not None:
@@ -310,7 +351,7 @@ if pytest is not None:
                               "(host:port) instead of a local stand-in")
 
     @pytest.fixture(scope="session")
-    def local_broker(request) -> Iterator[LocalBroker]:
+    def local_broker() -> Iterator[LocalBroker]:
         """A stand-in broker for the whole session (its own temporary data file)."""
         with LocalBroker() as broker:
             yield broker

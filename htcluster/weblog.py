@@ -33,8 +33,10 @@ from __future__ import annotations
 import calendar
 import gzip
 import io
+import os
 import random
 import re
+import stat
 import sys
 import time
 from dataclasses import dataclass, field
@@ -43,20 +45,8 @@ from typing import IO, Any, Iterable, Iterator, Optional, Union
 
 from .types import Cell, ColumnFamilySpec, Key, KeyFlag, Schema
 
-__all__ = [
-    "CREATE_TABLE",
-    "FAMILIES",
-    "TABLE",
-    "LogEntry",
-    "LogStats",
-    "MalformedLine",
-    "generate_lines",
-    "iter_entries",
-    "open_log",
-    "parse_line",
-    "row_key",
-    "schema",
-]
+__all__ = ["CREATE_TABLE", "FAMILIES", "TABLE", "LogEntry", "LogStats", "LogText", "MalformedLine",
+           "generate_lines", "iter_entries", "open_log", "parse_line", "request_path", "row_key", "schema"]
 
 #: The table name upstream's examples use.
 TABLE = "LogDb"
@@ -112,9 +102,8 @@ class LogEntry:
 
     @property
     def path(self) -> str:
-        """Return the request's path (second word of the request line), or ``""``."""
-        parts = self.request.split(" ")
-        return parts[1] if len(parts) >= 2 else ""
+        """Return the request's path (see :func:`request_path`)."""
+        return request_path(self.request)
 
     @property
     def row(self) -> str:
@@ -163,6 +152,12 @@ def row_key(client: str, epoch: int, line_number: int) -> str:
     return f"{client} {epoch:0{EPOCH_DIGITS}d} {line_number:0{LINE_DIGITS}d}"
 
 
+def request_path(request: str) -> str:
+    """Return the path of a request line (``"GET /a HTTP/1.1"`` -> ``"/a"``), or the whole line if it has none."""
+    parts = request.split(" ")
+    return parts[1] if len(parts) >= 2 else request
+
+
 def _epoch(text: str, line_number: int) -> int:
     match = _TIME.fullmatch(text)
     if match is None:
@@ -171,10 +166,7 @@ def _epoch(text: str, line_number: int) -> int:
     month = _MONTHS.get(mon.capitalize())
     if month is None:
         raise MalformedLine(f"bad month {mon!r} in time {text!r}", line_number)
-    try:
-        local = calendar.timegm((int(year), month, int(day), int(hh), int(mm), int(ss), 0, 0, 0))
-    except (ValueError, OverflowError):  # pragma: no cover - timegm is lenient
-        raise MalformedLine(f"bad time {text!r}", line_number) from None
+    local = calendar.timegm((int(year), month, int(day), int(hh), int(mm), int(ss), 0, 0, 0))
     if not (1 <= int(day) <= 31 and int(hh) < 24 and int(mm) < 60 and int(ss) <= 60):
         raise MalformedLine(f"time out of range {text!r}", line_number)
     offset = (int(zh) * 3600 + int(zm) * 60) * (1 if sign == "+" else -1)
@@ -225,11 +217,23 @@ def iter_entries(lines: Iterable[str], stats: Optional[LogStats] = None) -> Iter
                 stats.examples.append(str(exc))
 
 
-class _Borrowed(io.RawIOBase):
-    """A readable raw stream over someone else's binary stream; closing it leaves theirs open."""
+class _Counted(io.RawIOBase):
+    """A raw stream over a binary stream that counts the bytes read; closes it only if it owns it.
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    :ivar consumed: bytes read so far.
+    :ivar size: the stream's size in bytes when it is a regular file, else ``None``.
+    """
+
+    def __init__(self, stream: IO[bytes], owned: bool) -> None:
+        self._stream = stream
         self._read = getattr(stream, "read1", stream.read)
+        self._owned = owned
+        self.consumed = 0
+        try:
+            info = os.fstat(stream.fileno())
+            self.size: Optional[int] = info.st_size if stat.S_ISREG(info.st_mode) else None
+        except (OSError, ValueError, AttributeError, io.UnsupportedOperation):  # not a real file
+            self.size = None
 
     def readable(self) -> bool:
         return True
@@ -237,10 +241,41 @@ class _Borrowed(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         data = self._read(len(buffer))
         buffer[:len(data)] = data
+        self.consumed += len(data)
         return len(data)
 
+    def close(self) -> None:
+        if self._owned and not self.closed:
+            self._stream.close()
+        super().close()
 
-def open_log(source: Union[str, Path]) -> IO[str]:
+
+class LogText(io.TextIOWrapper):
+    """The lines of a log (see :func:`open_log`), plus how far reading has got in its file.
+
+    :ivar size: the file's size in bytes (compressed, for gzip), or ``None``
+        when unknown (a pipe).
+    """
+
+    def __init__(self, binary: IO[bytes], counted: _Counted) -> None:
+        super().__init__(binary, encoding="utf-8", errors="surrogateescape", newline="\n")
+        self._counted = counted
+        self.size = counted.size
+
+    @property
+    def position(self) -> int:
+        """Return the bytes of the file read so far (compressed bytes for gzip; read ahead in chunks)."""
+        return self._counted.consumed
+
+    def close(self) -> None:
+        """Close the text, the decompressor and the file (never stdin)."""
+        try:
+            super().close()
+        finally:
+            self._counted.close()
+
+
+def open_log(source: Union[str, Path]) -> LogText:
     """Open a log as text: a plain or gzip file (told apart by content), or ``'-'`` for stdin.
 
     Use it in a ``with`` block; closing it closes the file, never stdin.  Bytes
@@ -248,19 +283,21 @@ def open_log(source: Union[str, Path]) -> IO[str]:
     ends a line.
 
     :param source: a path, or ``'-'``.
-    :returns: a text stream of lines.
+    :returns: a :class:`LogText`, a text stream of lines that also tells its
+        ``position`` and ``size`` in bytes (for a progress bar).
     :raises OSError: the file cannot be opened (a damaged gzip file raises
         ``gzip.BadGzipFile``, an ``OSError``, or ``EOFError`` while being read).
     """
-    binary: IO[bytes]
-    if str(source) == "-":
-        raw = io.BufferedReader(_Borrowed(sys.stdin.buffer))
-        binary = gzip.GzipFile(fileobj=raw, mode="rb") if raw.peek(2)[:2] == _GZIP_MAGIC else raw
-    else:
-        with open(source, "rb") as probe:
-            magic = probe.read(2)
-        binary = gzip.open(source, "rb") if magic == _GZIP_MAGIC else open(source, "rb")
-    return io.TextIOWrapper(binary, encoding="utf-8", errors="surrogateescape", newline="\n")
+    stdin = str(source) == "-"
+    counted = _Counted(sys.stdin.buffer if stdin else open(source, "rb"), owned=not stdin)
+    try:
+        raw = io.BufferedReader(counted)
+        gzipped = raw.peek(2)[:2] == _GZIP_MAGIC
+        binary: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
+        return LogText(binary, counted)
+    except BaseException:
+        counted.close()
+        raise
 
 
 def schema() -> Schema:

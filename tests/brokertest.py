@@ -6,6 +6,7 @@ test and a fresh namespace per test.
 """
 from __future__ import annotations
 
+import struct
 import time
 import uuid
 from typing import Any, Callable, Iterator, Optional, Sequence
@@ -98,3 +99,14 @@ def eventually(check: Callable[[], Any], timeout: float = EVENTUALLY, interval: 
         if time.monotonic() > deadline:
             pytest.fail(f"condition not met within {timeout} s: last result {result!r}")
         time.sleep(interval)
+
+
+def serialized(*records: bytes, end: int = 0x01) -> bytes:
+    """Build a serialized-cells buffer (protocol.md appendix A): version 1, the records, the end byte."""
+    return struct.pack("<i", 1) + b"".join(records) + bytes([end])
+
+
+def record(row: bytes, cf: bytes, cq: bytes, value: bytes, ts: Optional[int] = None, flag: int = 255) -> bytes:
+    """Build one cell record of a serialized-cells buffer; ``ts`` None means an automatic timestamp."""
+    head = bytes([0x40]) + struct.pack("<q", ts) if ts is not None else bytes([0x20])
+    return head + row + b"\0" + cf + b"\0" + cq + b"\0" + struct.pack("<i", len(value)) + value + bytes([flag])

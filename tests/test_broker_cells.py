@@ -7,7 +7,8 @@ import time
 import pytest
 from thrift.Thrift import TApplicationException
 
-from brokertest import broker, cell, client, family, keys, make_table, ns, ns_name, raises_code  # noqa: F401
+from brokertest import (broker, cell, client, family, keys, make_table, ns, ns_name, raises_code,  # noqa: F401
+                        record, serialized)
 from htcluster import codes
 from htcluster.types import (CellInterval, ColumnPredicate, ColumnPredicateOperation as Op, KeyFlag, RowInterval,
                              ScanSpec)
@@ -163,12 +164,26 @@ def test_delete_cell_and_delete_cell_version(client, ns, versions3):
     assert scan(client, ns, columns=["a"], versions=1) == [("r", "a:y", b"a:y@2"), ("s", "a:x", b"other")]
 
 
-def test_return_deletes_returns_the_markers(client, ns, versions3):
+def test_return_deletes_adds_the_markers_and_still_hides_what_they_delete(client, ns, versions3):
     client.set_cells(ns, "t", [cell("s", "", ts=T0 - 5, flag=KeyFlag.DELETE_ROW),
-                               cell("r", "b", ts=T0, flag=KeyFlag.DELETE_CF)])
-    got = client.get_cells(ns, "t", ScanSpec(return_deletes=True, columns=["b"]))
-    assert [(c.key.row, c.key.column_family, c.key.flag) for c in got] == [
-        ("r", "b", KeyFlag.DELETE_CF), ("r", "b", 255), ("r", "b", 255), ("s", "", KeyFlag.DELETE_ROW)]
+                               cell("r", "b", ts=T0, flag=KeyFlag.DELETE_CF),
+                               cell("r", "a:x", ts=T0 + 9, flag=KeyFlag.DELETE_CELL)])
+
+    def got(**spec):
+        return [(c.key.row, c.key.column_family, c.key.column_qualifier, c.key.flag, c.key.timestamp, c.value)
+                for c in client.get_cells(ns, "t", ScanSpec(return_deletes=True, **spec))]
+    # b@0 stays hidden by the DELETE_CF at T0: deletes apply to inserts whatever return_deletes says
+    assert got(columns=["b"]) == [("r", "b", "", KeyFlag.DELETE_CF, T0, None), ("r", "b", "", 255, T0 + 2, b"b@2"),
+                                  ("r", "b", "", 255, T0 + 1, b"b@1"), ("s", "", "", KeyFlag.DELETE_ROW, T0 - 5, None)]
+    # markers ignore end_time and the qualifier selection, which filter inserts only
+    assert got(columns=["a:y"], end_time=T0 + 1) == [
+        ("r", "a", "x", KeyFlag.DELETE_CELL, T0 + 9, None), ("r", "a", "y", 255, T0, b"a:y@0"),
+        ("s", "", "", KeyFlag.DELETE_ROW, T0 - 5, None)]
+    # ... but not start_time
+    assert got(columns=["a"], start_time=T0 + 1) == [
+        ("r", "a", "x", KeyFlag.DELETE_CELL, T0 + 9, None), ("r", "a", "y", 255, T0 + 2, b"a:y@2"),
+        ("r", "a", "y", 255, T0 + 1, b"a:y@1")]
+    assert scan(client, ns, columns=["a:y"], end_time=T0 + 1) == [("r", "a:y", b"a:y@0")]  # no markers without it
 
 
 # -------------------------------------------------------------------- TTL
@@ -304,16 +319,6 @@ def test_scan_and_filter_rows(client, ns, abc):
 
 
 # ------------------------------------------------------- serialized cells
-
-def serialized(*records: bytes, end: int = 0x01) -> bytes:
-    """Build an appendix-A buffer: version 1, the records, the end byte."""
-    return struct.pack("<i", 1) + b"".join(records) + bytes([end])
-
-
-def record(row: bytes, cf: bytes, cq: bytes, value: bytes, ts: "int | None" = None, flag: int = 255) -> bytes:
-    head = bytes([0x40]) + struct.pack("<q", ts) if ts is not None else bytes([0x20])
-    return head + row + b"\0" + cf + b"\0" + cq + b"\0" + struct.pack("<i", len(value)) + value + bytes([flag])
-
 
 def test_serialized_cells_in_and_out(client, ns):
     make_table(client, ns, "t", "a")

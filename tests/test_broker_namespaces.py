@@ -94,6 +94,25 @@ def test_table_create_exists_drop_rename(client, ns):
     assert client.get_tables(ns) == []
 
 
+def test_table_rename_within_and_across_namespaces(client, ns, ns_name):
+    make_table(client, ns, "t", "a")
+    client.set_cell(ns, "t", cell("r", "a", "v"))
+    make_table(client, ns, "taken", "a")
+    raises_code(codes.NAME_ALREADY_IN_USE, client.table_rename, ns, "t", "taken")
+    client.namespace_create(f"{ns_name}/sub")
+    raises_code(codes.NAME_ALREADY_IN_USE, client.rename_table, ns, "t", "sub")  # legacy alias
+    raises_code(codes.NAMESPACE_DOES_NOT_EXIST, client.table_rename, ns, "t", "nowhere/t")
+    raises_code(codes.SYNTAX_ERROR, client.table_rename, ns, "t", "sub/^t")
+    raises_code(codes.TABLE_NOT_FOUND, client.table_rename, ns, "missing", "other")
+    client.table_rename(ns, "t", "sub/moved")  # a path moves the table, cells and all
+    assert client.get_tables(ns) == ["taken"]
+    sub = client.namespace_open(f"{ns_name}/sub")
+    assert client.get_tables(sub) == ["moved"]
+    assert keys(client.get_cells(sub, "moved", ScanSpec())) == [("r", "a", b"v")]
+    client.table_rename(sub, "moved", f"/{ns_name}/back")  # a leading '/' is absolute
+    assert client.get_tables(ns) == ["back", "taken"] and client.get_tables(sub) == []
+
+
 def test_table_drop_removes_cells_of_a_recreated_table(client, ns):
     make_table(client, ns, "t", "a")
     client.set_cells(ns, "t", [cell("r", "a", "old")])

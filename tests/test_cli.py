@@ -3,7 +3,10 @@ where the process itself matters (serving, signals, what reaches the terminal)."
 from __future__ import annotations
 
 import gzip
+import os
+import pty
 import re
+import select as select_module
 import signal
 import subprocess
 import sys
@@ -167,6 +170,45 @@ def test_load_through_shards_splits_the_rows(separate, shard_by):
         assert not clients[0] & clients[1]  # one client's rows on one shard
     else:
         assert clients[0] & clients[1]  # heavy clients are spread
+
+
+def run_on_a_terminal(*args: str, timeout: float = 60.0) -> tuple[subprocess.CompletedProcess, str]:
+    """Run ``htcluster ARGS`` with stderr on a pseudo-terminal; return the process and what the terminal got."""
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "htcluster", *args], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=slave)
+    finally:
+        os.close(slave)
+    chunks = []
+    try:
+        while select_module.select([master], [], [], timeout)[0]:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the process closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        stdout, _ = proc.communicate(timeout=timeout)
+    finally:
+        os.close(master)
+        proc.kill()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout.decode(), ""), \
+        b"".join(chunks).decode(errors="replace")
+
+
+def test_load_shows_a_progress_bar_on_a_terminal_only(broker_address, tmp_path):
+    log = tmp_path / "access.log.gz"
+    log.write_bytes(gzip.compress(("\n".join(weblog.generate_lines(6000, seed=9)) + "\n").encode()))
+    proc, terminal = run_on_a_terminal("load", "--hosts", broker_address, "--namespace", "cli_tty",
+                                       "--input", str(log), "--batch", "100")
+    assert proc.returncode == 0, terminal
+    assert "loading" in terminal and "100%" in terminal and "6,000 lines, 42,000 cells" in terminal
+    assert any(0 < int(pct) < 100 for pct in re.findall(r"(\d+)%", terminal))  # it moved as batches went
+    assert load_report(proc.stdout) == {"lines read": "6000", "lines malformed": "0", "cells written": "42000"}
+    piped = run_process("load", "--hosts", broker_address, "--namespace", "cli_tty", "--lines", "50")
+    assert piped.returncode == 0 and "loading" not in piped.stderr + piped.stdout  # no terminal: no bar
 
 
 def test_load_counts_malformed_lines_and_reads_stdin(broker_address):

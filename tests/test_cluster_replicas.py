@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import collections
+import random
 import threading
 import time
 
 import pytest
 
 from htcluster.cluster import Replicas, collapse, next_timestamp, stamp_cells
+from htcluster.replicas import widen_versions
 from htcluster.errors import BrokerUnavailable, NoHostAvailable
 from htcluster.policy import Backoff
 from htcluster.replicas import _Progress, _units
@@ -68,6 +70,27 @@ def test_collapse_keeps_the_newest_revision_of_repeats():
     assert [(c.key.row, c.key.column_qualifier, c.key.timestamp, c.value) for c in out] == [
         ("a", "", 10, b"new"), ("a", "", 9, b"v"), ("a", "q", 10, b"v"), ("b", "", 10, b"y"), ("c", "", None, b"v"),
         ("a", "", 10, None)]
+
+
+def test_collapse_keeps_the_newest_versions_of_each_column():
+    cells = [cell("a", ts=30, rev=6), cell("a", ts=30, rev=5), cell("a", ts=20, rev=4), cell("a", ts=10, rev=3),
+             cell("a", "c:q", ts=5), cell("b", ts=7)]
+    deleted = Cell(Key("a", "c", "", timestamp=40, revision=7, flag=KeyFlag.DELETE_CELL))
+    out = collapse([deleted] + cells, versions=2)
+    assert [(c.key.row, c.key.column_qualifier, c.key.timestamp) for c in out] == [
+        ("a", "", 40), ("a", "", 30), ("a", "", 20), ("a", "q", 5), ("b", "", 7)]
+    assert out[1].key.revision == 6
+    assert collapse(cells, versions=0) == collapse(cells)
+
+
+def test_widen_versions():
+    spec = ScanSpec(versions=3, row_limit=5)
+    wide, keep = widen_versions(spec, 2)
+    assert (wide.versions, wide.row_limit, keep) == (6, 5, 3) and spec.versions == 3
+    for same in (ScanSpec(), ScanSpec(versions=1), ScanSpec(versions=3, cell_limit=10),
+                 ScanSpec(versions=3, cell_offset=1), ScanSpec(versions=3, cell_limit_per_family=1)):
+        assert widen_versions(same, 3) == (same, 0)
+    assert widen_versions(spec, 1) == (spec, 0)
 
 
 def test_units_split_intervals():
@@ -155,6 +178,21 @@ def test_reads_collapse_repeated_versions(cluster):
         assert len(replicas.call("get_row", "dup", "r1", namespace=NS)) == 1
 
 
+def test_versions_asked_for_survive_collapsing(cluster):
+    """Three versions of a cell, each written twice (a retry): versions=2 still gives two of them."""
+    with Replicas(cluster.hosts, **FAST) as replicas:
+        fresh_table(replicas, "vers")
+        stamped = stamp_cells([cell("r", value=b"%d" % i) for i in range(3)])
+        for _ in range(2):
+            replicas.call("set_cells", "vers", stamped, namespace=NS)
+        spec = ScanSpec(versions=2)
+        assert len(raw_cells(cluster.hosts[0], "vers")) == 6
+        for cells in (replicas.call("get_cells", "vers", spec, namespace=NS),
+                      list(replicas.scan("vers", spec, namespace=NS))):
+            assert [c.value for c in cells] == [b"2", b"1"]
+        assert spec.versions == 2  # the caller's spec is not changed
+
+
 def test_writes_go_to_the_first_host_reads_are_balanced(cluster):
     with Replicas(cluster.hosts, **FAST) as replicas:
         for _ in range(10):
@@ -163,13 +201,17 @@ def test_writes_go_to_the_first_host_reads_are_balanced(cluster):
         assert all(replicas[h].idle == 0 for h in cluster.hosts[1:])
         with replicas.connection(write=True) as r:
             assert str(r.host) == cluster.hosts[0]
+        with replicas.connection(write=False, host=cluster.hosts[2]) as r:
+            assert str(r.host) == cluster.hosts[2]
+    with Replicas(cluster.hosts, rng=random.Random(3), **FAST) as replicas:
+        for host in cluster.hosts:  # every pool warm: reads spread over all of them
+            with replicas.connection(host=host):
+                pass
         hosts_read = set()
         for _ in range(30):
             with replicas.connection(write=False) as r:
                 hosts_read.add(str(r.host))
-        assert hosts_read  # reads use any host; warm ones first
-        with replicas.connection(write=False, host=cluster.hosts[2]) as r:
-            assert str(r.host) == cluster.hosts[2]
+        assert hosts_read == set(cluster.hosts)
 
 
 def test_kill_primary_during_writes_loses_and_duplicates_nothing(cluster):
@@ -205,6 +247,7 @@ def test_kill_primary_during_writes_loses_and_duplicates_nothing(cluster):
             cluster.start(0)
         assert errors == []
         assert replicas.health.state(cluster.hosts[0]).failures >= 1
+        assert replicas.failovers >= 1  # the writes in flight went on to the next replica
         cells = list(replicas.scan("w", namespace=NS))
         per_cell = collections.Counter((c.key.row, c.key.column_family) for c in cells)
         assert sorted({row for row, _ in per_cell}) == sorted(acknowledged) and len(acknowledged) == 2000
@@ -268,7 +311,8 @@ def test_scan_resumes_on_another_replica(cluster):
             expected = [(c.key.row, c.key.column_family, c.key.column_qualifier)
                         for c in replicas.call("get_cells", "big", ScanSpec(), namespace=NS)]
             assert len(expected) == 1800
-            for spec, n in ((ScanSpec(), 1800), (ScanSpec(row_limit=500), 1500), (ScanSpec(cell_limit=1000), 1000)):
+            cases = ((ScanSpec(), 1800), (ScanSpec(row_limit=500), 1500), (ScanSpec(cell_limit=1000), 1000))
+            for scans, (spec, n) in enumerate(cases, start=1):
                 got = []
                 for c in replicas.scan("big", spec, namespace=NS, host=proxy.address):
                     got.append((c.key.row, c.key.column_family, c.key.column_qualifier))
@@ -276,6 +320,7 @@ def test_scan_resumes_on_another_replica(cluster):
                         proxy.reset()  # the broker "dies" mid-scan
                 assert got == expected[:n]
                 assert replicas.health.state(proxy.address).failures == 1  # it did fail over
+                assert replicas.failovers == scans
                 replicas.health.succeeded(proxy.address)  # let the next scan start there again
     finally:
         proxy.close()

@@ -1,12 +1,14 @@
 """Resources over real local brokers: choice, failover, parallel broadcast, dead and paused hosts."""
 from __future__ import annotations
 
+import random
 import time
 
 import pytest
 
 from htcluster.cluster import Resources
-from htcluster.errors import BroadcastError, BrokerUnavailable, ClientException, ConfigError, NoHostAvailable
+from htcluster.errors import (BroadcastError, BrokerUnavailable, ClientException, ConfigError, NoHostAvailable,
+                              PoolTimeout)
 from htcluster.policy import Backoff
 from htcluster.testing import FaultProxy, LocalCluster, ManualClock, free_port
 from htcluster.types import ScanSpec
@@ -55,6 +57,7 @@ def test_retry_limits_the_hosts_tried():
         with pytest.raises(NoHostAvailable) as info:
             rs.unicast("status")
         assert len(info.value.errors) == 2 and len(rs.health.down()) == 2  # one host, then one other
+        assert rs.failovers == 1
 
 
 def test_bad_arguments_are_config_errors():
@@ -115,6 +118,25 @@ def test_choice_prefers_warm_pools(cluster, resources):
     assert {resources.choice(cluster.hosts) for _ in range(20)} == {warm}
 
 
+def test_choice_is_random_among_equals(cluster):
+    with Resources(cluster.hosts, rng=random.Random(5), **FAST) as rs:
+        assert {rs.choice(cluster.hosts) for _ in range(60)} == set(cluster.hosts)  # all cold: any host
+        for host in cluster.hosts[:2]:
+            with rs.connection(host):
+                pass
+        assert {rs.choice(cluster.hosts) for _ in range(60)} == set(cluster.hosts[:2])  # the warm ones only
+
+
+def test_pool_timeout_is_not_a_host_failure(cluster):
+    host = cluster.hosts[0]
+    with Resources([host], size=1, max_overflow=0, timeout=0.2, **FAST) as rs:
+        with rs.connection():
+            with pytest.raises(PoolTimeout):
+                rs.unicast("status")
+        assert rs.health.down() == {} and rs.failovers == 0
+        assert rs.unicast("status").code == 0
+
+
 def test_broadcast_runs_in_parallel(cluster):
     latency = 0.1
     proxies = [FaultProxy(host, latency=latency) for host in cluster.hosts]
@@ -131,6 +153,23 @@ def test_broadcast_runs_in_parallel(cluster):
         assert len(answers) == n
         assert one >= 2 * latency and elapsed >= 2 * latency
         assert elapsed < 0.6 * n * (2 * latency), f"broadcast took {elapsed:.3f} s, one call {one:.3f} s"
+    finally:
+        for p in proxies:
+            p.close()
+
+
+def test_broadcast_concurrency_is_bounded(cluster):
+    """Six hosts, two threads: the broadcast takes at least three round trips."""
+    latency = 0.05
+    proxies = [FaultProxy(cluster.hosts[i % len(cluster.hosts)], latency=latency) for i in range(6)]
+    try:
+        with Resources([p.address for p in proxies], max_workers=2, **dict(FAST, socket_timeout=5.0)) as rs:
+            rs.broadcast("status")  # connections opened
+            start = time.perf_counter()
+            answers = rs.broadcast("status")
+            elapsed = time.perf_counter() - start
+        assert len(answers) == 6
+        assert elapsed >= 3 * 2 * latency, f"{elapsed:.3f} s: more than two calls ran at once"
     finally:
         for p in proxies:
             p.close()
@@ -174,6 +213,7 @@ def test_reads_fail_over_from_a_killed_broker(cluster):
             for _ in range(10):
                 assert rs.unicast("namespace_exists", "/") is True
             assert list(rs.health.down()) in ([], [killed.address])
+            assert rs.failovers == len(rs.health.down())  # at most one call met the dead host: it failed over
             with pytest.raises(NoHostAvailable, match="refused"):
                 rs.unicast("status", hosts=[killed.address])
         finally:
@@ -210,3 +250,8 @@ def test_scan_and_connection(cluster, resources):
     assert [(c.key.row, c.value) for c in cells] == [("a", b"1"), ("b", b"2")]
     with resources.connection(host) as r:
         assert str(r.host) == host and r.table_exists(r.mns["restest"], "t")
+    scan = resources.scan("t", namespace="restest", host=host)
+    assert next(scan).key.row == "a"
+    assert resources[host].in_use == 1
+    scan.close()  # the consumer stops early: the scanner is closed and the connection given back
+    assert resources[host].in_use == 0 and resources.health.down() == {}

@@ -12,8 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from htcluster.cluster import Shards
-from htcluster.errors import ConfigError
+from htcluster.errors import BroadcastError, BrokerUnavailable, ClientException, ConfigError
+from htcluster.policy import Backoff
 from htcluster.shards import EXACT_COVER_LIMIT, _greedy_cover, rendezvous_weight
+from htcluster.testing import FaultProxy, ManualClock
 from htcluster.types import Cell, Key, ScanSpec
 
 HOSTS = [f"h{i}:1" for i in range(8)]
@@ -68,14 +70,21 @@ def test_many_hosts_use_the_greedy_cover():
     assert "h0:1" in chosen and len(chosen) == n // 2  # h0 (k0 and the odd keys), then each even key's host
 
 
-def test_cover_prefers_live_hosts():
-    shards = Shards([("all:1", "a"), ("all:1", "b"), ("one:1", "a"), ("two:1", "b")])
+def test_cover_prefers_live_hosts_then_the_soonest_back():
+    clock = ManualClock()
+    shards = Shards([("all:1", "a"), ("all:1", "b"), ("one:1", "a"), ("two:1", "b")],
+                    options=dict(clock=clock, backoff=Backoff(base=1.0, jitter=0.0)))
+    health = shards.resources.health
     assert shards.cover(["a", "b"]) == ["all:1"]
-    shards.resources.health.failed("all:1")
+    health.failed("all:1")
     assert sorted(shards.cover(["a", "b"])) == ["one:1", "two:1"]
-    shards.resources.health.failed("one:1")
-    chosen = shards.cover(["a", "b"])  # a has only dead hosts: one of them; b: the live one
-    assert "two:1" in chosen and len(chosen) == 2
+    clock.advance(0.5)
+    health.failed("one:1")  # a has dead hosts only: all:1 comes back first; b keeps its live host
+    assert sorted(shards.cover(["a", "b"])) == ["all:1", "two:1"]
+    health.succeeded("all:1")
+    clock.advance(0.2)
+    health.failed("all:1")  # now one:1 comes back first: it serves a, two:1 serves b
+    assert sorted(shards.cover(["a", "b"])) == ["one:1", "two:1"]
 
 
 def test_construction_shapes():
@@ -90,6 +99,11 @@ def test_construction_shapes():
         Shards()
     with pytest.raises(ConfigError):
         Shards([("ht1:0", "eu")])
+    with pytest.raises(ConfigError, match=r"as a list, e.g. ht1=\['eu'\]"):
+        Shards(ht1="eu")  # would otherwise be the keys 'e' and 'u'
+    for item in ("ht1", ("ht1", "eu", "us"), 7):
+        with pytest.raises(ConfigError, match="must be \\(host, key\\) pairs"):
+            Shards([item])
 
 
 def test_locate_moves_about_one_nth_of_keys_to_the_new_shard():
@@ -148,3 +162,51 @@ def test_routing_over_real_brokers(cluster, shards):
     assert shards.unicast("us", "status").code == 0
     with shards.connection("us") as r:
         assert str(r.host) in (b, c)
+
+
+def test_multicast_covers_the_keys_of_an_unreachable_host_with_other_hosts(cluster, shards):
+    a, b, c = cluster.hosts
+    proxy = FaultProxy(c)
+    try:
+        s = Shards([(a, "eu"), (b, "us"), (proxy.address, "eu"), (proxy.address, "us")],
+                   options=dict(socket_timeout=5.0, backoff=0.2))
+        with s:
+            assert list(s.multicast(["eu", "us"], "table_exists", "t", namespace="shardtest")) == [proxy.address]
+            proxy.close()  # refused from now on
+            assert s.multicast(["eu", "us"], "table_exists", "t", namespace="shardtest") == {a: True, b: True}
+            assert s.resources.failovers == 1 and list(s.resources.health.down()) == [proxy.address]
+            assert s.multicast(["eu", "us"], "status").keys() == {a, b}  # the dead host is not chosen
+            assert s.resources.failovers == 1
+            with pytest.raises(BroadcastError, match="reached no host for key"):
+                s.multicast(["eu"], "hql_query", "SELECT * FROM no_such_table", namespace="shardtest")
+    finally:
+        proxy.close()
+
+
+def test_multicast_never_repeats_a_write_that_may_have_arrived(cluster, shards):
+    a, b, c = cluster.hosts
+    proxy = FaultProxy(c)
+    try:
+        s = Shards([(a, "eu"), (b, "us"), (proxy.address, "eu"), (proxy.address, "us")],
+                   options=dict(socket_timeout=0.5, backoff=0.2))
+        with s:
+            s.multicast(["eu", "us"], "status")  # connections open
+            proxy.blackhole()  # the write leaves, no answer comes back
+            results, errors = s.multicast(["eu", "us"], "set_cells", "t", [Cell(Key("r-x", "c", ""), b"1")],
+                                          namespace="shardtest", errors="return")
+            assert results == {} and list(errors) == [proxy.address]
+            assert isinstance(errors[proxy.address], BrokerUnavailable) and errors[proxy.address].sent
+            assert s.resources.failovers == 0
+            for host in (a, b):  # not sent on to the other hosts of the keys
+                cells = s.resources.unicast("get_cells", "t", ScanSpec(), namespace="shardtest", hosts=[host])
+                assert "r-x" not in {cell.key.row for cell in cells}
+    finally:
+        proxy.close()
+
+
+def test_multicast_bad_arguments(shards):
+    with pytest.raises(KeyError, match="unknown shard key"):
+        shards.multicast(["eu", "asia"], "status")
+    with pytest.raises(ConfigError, match="errors must be one of"):
+        shards.multicast(["eu"], "status", errors="ignore")
+    assert shards.multicast([], "status") == {}

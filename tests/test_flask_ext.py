@@ -287,6 +287,20 @@ def test_replica_killed_between_requests(replicas):
         replicas.start(0)
 
 
+def test_namespace_hql_and_scan_on_replicas(replicas):
+    ext = Hypertable()
+    app = build(ext, HYPERTABLE_HOSTS=replicas.hosts)
+    with app.app_context():
+        ns = ext.namespace()
+    ns.hql_query(f'INSERT INTO {TABLE} VALUES ("hql", "a", "x")')  # no app context needed any more
+    assert [c.value for c in ns.hql_query(f'SELECT a FROM {TABLE} WHERE ROW = "hql"').cells] == [b"x"]
+    assert [c.key.row for c in ns.scan(TABLE) if c.key.row == "hql"] == ["hql"]
+    with app.app_context():
+        with pytest.raises(TypeError, match="key="):
+            ext.namespace(key="eu").scan(TABLE)
+    assert set(in_use(ext, app).values()) == {0}
+
+
 # ------------------------------------------------------------------ Flask-Hypertable users
 
 
@@ -313,7 +327,25 @@ def legacy_app(cls, host: str, port: int) -> tuple[Flask, object]:
         again = client.hql_query(client.mns[NS], f'SELECT b FROM {TABLE} WHERE ROW = "{row}"')
         assert len(again.cells) == len(res.cells)
         client.mns.close_namespace(NS)
+        client.mns.close_namespace(NS)  # not open any more: nothing happens, as before
         return jsonify([c.value.decode() for c in res.cells])
+
+    @app.route("/close/<row>")
+    def close(row):
+        client = ht.connection
+        value = client.get_cell(client.mns[NS], TABLE, row, "b")
+        client.close()  # closes its namespaces and the socket; teardown then drops it
+        return value
+
+    @app.route("/own/<row>")
+    def own(row):
+        client = ht.connect()
+        value = client.get_cell(client.mns[NS], TABLE, row, "b")
+        if isinstance(ht, FlaskHypertable):
+            client.close()  # FlaskHypertable had no put_back: its connect() was closed by the caller
+        else:
+            ht.put_back(client)
+        return value
 
     @app.route("/with/<row>")
     def with_block(row):
@@ -322,14 +354,6 @@ def legacy_app(cls, host: str, port: int) -> tuple[Flask, object]:
             value = client.get_cell(ns, TABLE, row, "b")
             client.close_namespace(ns)
         return value
-
-    @app.route("/putback/<row>")
-    def putback(row):
-        client = ht.connect()
-        try:
-            return client.get_cell(client.mns[NS], TABLE, row, "b")
-        finally:
-            ht.put_back(client)
 
     return app, ht
 
@@ -341,21 +365,25 @@ def test_flask_hypertable_app_runs_unchanged(broker, cls):
     client = app.test_client()
     row = cls.__name__
     assert client.get(f"/insert/{row}/v1").data == b"ok"
-    for _ in range(3):
+    rounds = 20  # more than HYPERTABLE_POOL_SIZE + HYPERTABLE_MAX_OVERFLOW: nothing may leak
+    for _ in range(rounds):
         assert client.get(f"/select/{row}").json == ["v1"]
         assert client.get(f"/with/{row}").data == b"v1"
-        assert client.get(f"/putback/{row}").data == b"v1"
+        assert client.get(f"/close/{row}").data == b"v1"
+        assert client.get(f"/own/{row}").data == b"v1"
     with app.app_context():
         pool = ht.cluster
-        stats = pool.stats()
-        assert pool.in_use == 0
-        if cls is FlaskHypertable:  # connect per request: nothing outlives it
-            assert pool.idle == 0 and stats["opened"] == stats["closed"] == 10
-        else:
-            assert pool.idle >= 1 and stats["opened"] <= 2
-            ht.close_app()
-            assert pool.idle == 0
+    stats = pool.stats()
+    assert pool.in_use == 0
+    if cls is FlaskHypertable:  # connect per request: nothing outlives it; connect() is not pooled
+        assert pool.idle == 0 and stats["opened"] == stats["closed"] == 1 + 3 * rounds
+    else:  # one connection per /close request, discarded after close(); the rest reused
+        assert pool.idle >= 1 and stats["opened"] <= rounds + 2
+        ht.close_app(app)  # outside an app context, as Flask-Hypertable's atexit call was
+        assert pool.idle == 0
     assert client.get(f"/select/{row}").json == ["v1"]  # usable after close_app()
+    with pytest.raises(RuntimeError, match="application context"):
+        ht.close_app()
 
 
 def test_put_back_refuses_a_stranger(broker):

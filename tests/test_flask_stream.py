@@ -35,6 +35,11 @@ def test_one_object_per_row():
     assert [c["column"] for c in data[0]["cells"]] == ["a", "b:q"]
 
 
+def test_rows_in_a_shape_of_ones_own():
+    response = stream_cells(iter(CELLS), by_row=True, row_json=lambda row, cells: [row, len(cells)])
+    assert json.loads(body(response)) == [["r1", 2], ["r2", 1], ["r3", 1]]
+
+
 def test_empty_scan_is_an_empty_array():
     for by_row in (False, True):
         assert json.loads(body(stream_cells(iter([]), by_row=by_row))) == []

@@ -151,6 +151,27 @@ def test_insert_select_and_result_fields(q):
     assert rows(q("select cells a from cells where row >= 'r2'")) == [("r3", "a", "", b"three")]
 
 
+def test_array_variants(client, ns, q):
+    q("CREATE TABLE arrays (a)")
+    q("INSERT INTO arrays VALUES ('2015-01-02 03:04:05', 'r1', 'a:x', 'one'), ('r2', 'a', '')")
+    stamp = str(ts("2015-01-02 03:04:05"))
+    for result in (client.hql_query_as_arrays(ns, "SELECT * FROM arrays"), client.hql_query2(ns, "SELECT * FROM arrays"),
+                   client.hql_exec_as_arrays(ns, "SELECT * FROM arrays", False, False),
+                   client.hql_exec2(ns, "SELECT * FROM arrays", True, False)):
+        assert (result.results, result.scanner, result.mutator) == (None, None, None)
+        assert result.cells[0] == ["r1", "a", "x", "one", stamp]  # [row, cf, cq, value, timestamp]
+        assert result.cells[1][:4] == ["r2", "a", "", ""] and int(result.cells[1][4]) > int(stamp)
+    assert client.hql_query2(ns, "SHOW TABLES").results == q("SHOW TABLES").results
+    assert client.hql_query_as_arrays(ns, "SELECT * FROM arrays WHERE ROW = 'none'").cells == []
+    scanned = client.hql_exec2(ns, "SELECT * FROM arrays", False, True)
+    assert scanned.cells is None and [c.key.row for c in client.scanner_get_cells(scanned.scanner)] == ["r1", "r2"]
+    client.scanner_close(scanned.scanner)
+    buffered = client.hql_exec_as_arrays(ns, "INSERT INTO arrays VALUES ('r3', 'a', 'v')", True, False)
+    assert buffered.mutator and buffered.cells is None
+    client.mutator_close(buffered.mutator)
+    assert len(q("SELECT * FROM arrays").cells) == 3
+
+
 def test_guid_rows(q):
     q("CREATE TABLE guids (a)")
     q("INSERT INTO guids VALUES (GUID(), 'a', GUID()), (guid(), 'a', 'x')")
@@ -198,8 +219,10 @@ def test_delete_rules(q):
     assert rows(q("SELECT * FROM deletes WHERE ROW = 'r'")) == [("r", "b", "", b"3")]
     q("DELETE * FROM deletes WHERE ROW = 'r'")
     assert rows(q("SELECT * FROM deletes")) == [("s", "a", "", b"4")]
-    markers = q("SELECT * FROM deletes RETURN_DELETES").cells
-    assert {c.key.flag for c in markers} >= {KeyFlag.DELETE_ROW}
+    markers = q("SELECT * FROM deletes RETURN_DELETES").cells  # the markers, never the cells they delete
+    assert [(c.key.row, c.key.column_family, c.key.column_qualifier, c.key.flag) for c in markers] == [
+        ("r", "", "", KeyFlag.DELETE_ROW), ("r", "a", "", KeyFlag.DELETE_CF), ("r", "a", "x", KeyFlag.DELETE_CELL),
+        ("s", "a", "", KeyFlag.INSERT)]
 
 
 def test_delete_timestamp_and_version(q):

@@ -68,11 +68,28 @@ def test_demo_on_the_real_log_finds_every_acknowledged_cell(shared_data):
                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
-    acknowledged = re.search(r"cells acknowledged \(replicas \+ shards\)\s+([\d,]+)", out).group(1)
-    found = re.search(r"cells found afterwards\s+([\d,]+)", out).group(1)
-    assert acknowledged == found == f"{2 * 7 * LINES:,}"
     assert re.search(r"lines read\s+3,282", out)
-    assert re.search(r"killed the primary replica \S+ \(SIGKILL\)", out)
-    assert int(re.search(r"failovers\s+(\d+)", out).group(1)) >= 1
+    assert_demo_output(out, acknowledged=2 * 7 * LINES)
+
+
+def assert_demo_output(out: str, acknowledged: int) -> None:
+    """The demo's promises: the kill in flight, acknowledged == found, timed queries, per-host latency."""
+    assert re.search(r"killed the primary replica \S+ \(SIGKILL\) after [\d,]+ requests, while a set_cells "
+                     r"of [\d,]+ cells was in flight to it", out)
+    summary = {name: re.search(rf"{re.escape(name)}\s+([\d,]+)", out).group(1)
+               for name in ("cells acknowledged (replicas + shards)", "cells found afterwards", "failovers")}
+    assert summary["cells acknowledged (replicas + shards)"] == summary["cells found afterwards"] == f"{acknowledged:,}"
+    assert int(summary["failovers"]) >= 1
+    for query in ("per response code", "top ten paths", "one client by row prefix", "broadcast count to shards"):
+        assert re.search(rf"query: {query}\s+[\d.]+ ms", out), query
+    latency = out[out.index("per-host latency"):].splitlines()[3:8]
+    assert [line.split()[1] for line in latency].count("up") == 4 and "down" in latency[0]  # the killed primary
     assert "shards and replicas agree" in out
     assert "OK: every acknowledged cell was found" in out
+
+
+def test_demo_on_a_generated_log():
+    result = CliRunner().invoke(main, ["demo", "--lines", "700"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"lines read\s+700\n", result.output)
+    assert_demo_output(result.output, acknowledged=2 * 7 * 700)

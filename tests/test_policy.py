@@ -237,3 +237,34 @@ def test_hql_is_read_needs_the_whole_verb():
     assert hql_is_read("get   listing")
     assert not hql_is_read("GETLISTING")
     assert not hql_is_read("SELECTED")
+
+
+def test_watch_classifies_how_a_call_ended():
+    """A connection failure marks the host down; a broker's answer revives it; a local timeout teaches nothing."""
+    from htcluster.errors import ClientException, PoolTimeout
+
+    health, clock = make_health()
+    with pytest.raises(BrokerUnavailable):
+        with health.watch("a:1"):
+            raise BrokerUnavailable("reset", host="a:1")
+    assert health.state("a:1").failures == 1 and not health.usable("a:1")
+    clock.advance(1.0)
+    assert health.claim("a:1")                  # the trial ...
+    with pytest.raises(PoolTimeout):
+        with health.watch("a:1"):
+            raise PoolTimeout("no free connection", host="a:1")
+    assert health.state("a:1").failures == 1    # ... not a host failure: the trial goes to the next caller
+    assert health.claim("a:1")
+    with pytest.raises(ClientException):
+        with health.watch("a:1"):
+            raise ClientException(code=48, message="table not found")
+    assert health.state("a:1") == HostState()   # an answer: the host is live again
+    with health.watch("b:1", hold=True):        # a held checkout reports nothing on success
+        pass
+    health.failed("b:1")
+    with health.watch("b:1", hold=True):
+        pass
+    assert health.state("b:1").failures == 1
+    with health.watch("b:1"):
+        pass
+    assert health.state("b:1").live

@@ -181,28 +181,54 @@ def test_stale_connections_after_a_restart_are_replaced(own_broker: LocalBroker,
                 c.__exit__(None, None, None)
         stats = p.stats()
         assert stats["replaced"] == 3 and stats["opened"] - stats["closed"] == p.idle
-        assert "replacing stale connection" in caplog.text
+        assert "replacing a connection" in caplog.text and "stale" in caplog.text
 
 
-def test_idle_ping_replaces_a_connection_that_does_not_answer(broker_address: str) -> None:
-    for idle_ping, expect_error in ((None, True), (0.0, False)):
-        with Pool(broker_address, size=1, idle_ping=idle_ping) as p:
-            with p.connection() as r:
-                pass
-            with break_socket(r, "read"):  # passes the peek, fails the first answer
-                if expect_error:
-                    with pytest.raises(BrokerUnavailable):
-                        p.call("status")
-                else:
-                    assert p.call("status") is not None
-                    assert p.stats()["replaced"] == 1
+def test_lifo_hands_out_the_most_recently_returned_connection(pool: Pool) -> None:
+    a, b = pool.connection(), pool.connection()
+    ra, rb = a.__enter__(), b.__enter__()
+    b.__exit__(None, None, None)
+    a.__exit__(None, None, None)  # returned last: on top
+    with pool.connection() as r:
+        assert r is ra
+        with pool.connection() as r2:
+            assert r2 is rb
 
 
-def test_max_age_retires_old_connections_at_checkin(broker_address: str) -> None:
-    with Pool(broker_address, size=1, max_age=0.05) as p:
+def test_idle_ping_replaces_a_connection_that_went_silent(broker_address: str, fault_proxy_factory) -> None:
+    proxy = fault_proxy_factory(broker_address)
+    for idle_ping in (None, 0.0):
+        with Pool(proxy.address, size=1, idle_ping=idle_ping, connect_timeout=0.3, socket_timeout=30.0) as p:
+            with p.connection() as first:
+                first.status()
+            proxy.blackhole()  # the socket stays open, nothing gets through: the free peek sees no problem
+            try:
+                start = time.monotonic()
+                with p.connection() as r:
+                    waited = time.monotonic() - start
+                    proxy.blackhole(False)
+                    assert r.status() is not None
+            finally:
+                proxy.blackhole(False)
+            if idle_ping is None:  # handed out as it is (a call on it would wait for socket_timeout)
+                assert r is first and p.stats()["replaced"] == 0
+            else:  # the ping got no answer within connect_timeout: replaced, not the 30 s socket timeout
+                assert r is not first and first.failed and not first.is_open
+                assert p.stats()["replaced"] == 1 and 0.25 <= waited < 5.0
+
+
+def test_max_age_retires_old_connections_at_checkin_and_checkout(broker_address: str) -> None:
+    with Pool(broker_address, size=1, max_age=0.2) as p:
         with p.connection() as r:
-            time.sleep(0.1)
+            time.sleep(0.3)
         assert not r.is_open and p.idle == 0 and p.stats()["closed"] == 1
+        with p.connection() as r:
+            pass
+        assert p.idle == 1
+        time.sleep(0.3)  # ages while idle
+        with p.connection() as r2:
+            assert r2 is not r and r2.status() is not None
+        assert not r.is_open and p.stats()["replaced"] == 1
 
 
 def test_close_closes_idle_now_and_in_use_at_checkin(pool: Pool) -> None:

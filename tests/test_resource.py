@@ -4,7 +4,11 @@ Fault injection (a socket that raises) is the only use of mocks here.
 """
 from __future__ import annotations
 
+import json
+import os
+import socket
 import threading
+import time
 import uuid
 from typing import Iterator
 from unittest import mock
@@ -180,6 +184,32 @@ def test_refused_connection_is_broker_unavailable_not_sent() -> None:
     assert r.failed and "failed" in repr(r)
 
 
+def test_connect_timeout_is_in_seconds_and_not_sent() -> None:
+    with socket.socket() as listener:  # a listener whose backlog is full: new SYNs go unanswered
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        address = "127.0.0.1:%d" % listener.getsockname()[1]
+        filler = []
+        try:
+            for _ in range(8):
+                sock = socket.socket()
+                filler.append(sock)
+                sock.settimeout(0.2)
+                sock.connect(listener.getsockname())
+        except OSError:
+            pass  # the backlog is full
+        else:  # pragma: no cover - a kernel that never fills the backlog
+            pytest.skip("the loopback backlog never filled")
+        start = time.monotonic()
+        with pytest.raises(BrokerUnavailable, match=r"timed out after 0\.3 s") as excinfo:
+            Resource(address, timeout=30.0, connect_timeout=0.3)
+        waited = time.monotonic() - start
+        for sock in filler:
+            sock.close()
+    assert excinfo.value.sent is False and excinfo.value.type == TTransportException.TIMED_OUT
+    assert 0.25 <= waited < 5.0  # connect_timeout, not the 30 s call timeout
+
+
 def test_failure_while_sending_is_not_sent(broker_address: str) -> None:
     r = Resource(broker_address)
     with mock.patch.object(r._transport.socket, "write", side_effect=BrokenPipeError(32, "Broken pipe")):
@@ -232,6 +262,53 @@ def test_is_stale_sees_a_restarted_broker(broker: LocalBroker) -> None:
     broker.restart()
     assert r.is_stale()
     assert r.open().status()
+
+
+def test_ping_answers_fast_or_fails_within_its_timeout(broker_address: str, fault_proxy_factory) -> None:
+    proxy = fault_proxy_factory(broker_address)
+    r = Resource(proxy.address, timeout=30.0)
+    assert r.ping() and r.reusable
+    proxy.blackhole()
+    start = time.monotonic()
+    assert r.ping(0.3) is False
+    assert time.monotonic() - start < 5.0 and r.failed and not r.is_open
+    proxy.blackhole(False)
+    assert r.open().ping()
+
+
+def test_a_forked_child_never_uses_its_parents_socket(broker_address: str, namespace: str) -> None:
+    r = Resource(broker_address)
+    ns = r.mns[namespace]
+    parent_port = r._transport.socket.handle.getsockname()[1]
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave without running any exit handler
+        result: dict = {}
+        try:
+            assert not r.reusable and r.is_stale()
+            try:
+                r.status()
+            except BrokerUnavailable as exc:
+                result["error"] = (str(exc), exc.sent)
+            r.open()  # a connection of its own
+            result["port"] = r._transport.socket.handle.getsockname()[1]
+            result["status"] = r.status() is not None and r.get_tables(r.mns[namespace]) is not None
+            r.close()
+        except BaseException as exc:
+            result["crash"] = repr(exc)
+        os.write(write_end, json.dumps(result).encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        child = json.loads(pipe.read())
+    os.waitpid(pid, 0)
+    assert "crash" not in child, child
+    message, sent = child["error"]
+    assert "belongs to process" in message and "fork" in message and sent is False
+    assert child["status"] and child["port"] != parent_port
+    assert r.reusable and r.mns[namespace] == ns  # the parent's stream was never touched
+    assert r.get_tables(ns) is not None and r.status() is not None
+    r.close()
 
 
 # ---------------------------------------------------------------- scan_cells

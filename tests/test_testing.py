@@ -8,8 +8,10 @@ import time
 from typing import Iterator
 
 import pytest
+from thrift.transport.TTransport import TTransportException
 
-from htcluster.testing import FaultProxy, LocalBroker, free_port
+from htcluster.errors import ConfigError
+from htcluster.testing import FaultProxy, LocalBroker, LocalCluster, free_port
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +188,37 @@ def test_plugin_fixtures_reach_a_broker(broker_address, raw_client_factory, faul
     assert raw_client_factory(proxy.address).status().code == 0
 
 
-def test_local_cluster_factory(local_cluster_factory):
+def test_local_cluster_members_can_be_stopped_killed_paused_and_restarted(local_cluster_factory, raw_client_factory):
     cluster = local_cluster_factory(2, shared_data=False)
-    assert len(cluster) == 2 and len(set(cluster.hosts)) == 2
-    assert isinstance(cluster[0], LocalBroker) and cluster[0].running
+    assert len(cluster) == 2 and isinstance(cluster[0], LocalBroker) and cluster[0].running
+    assert cluster[0].data != cluster[1].data and "separate data" in repr(cluster)
+    first, second = cluster.hosts
+    assert first != second
+
+    def refused(address: str) -> bool:
+        host, port = address.rsplit(":", 1)
+        try:
+            socket.create_connection((host, int(port)), timeout=2).close()
+        except ConnectionRefusedError:
+            return True
+        return False
+
+    cluster.stop(0)
+    assert refused(first) and not cluster[0].running and "stopped" in repr(cluster[0])
+    cluster.start(0)
+    assert raw_client_factory(first).status().code == 0 and cluster.hosts == [first, second]  # same port
+    cluster.pause(1)
+    hung = raw_client_factory(second, timeout=0.3)
+    with pytest.raises(TTransportException, match="timeout"):
+        hung.status()
+    cluster.resume(1)
+    assert raw_client_factory(second).status().code == 0
+    cluster.kill(1)
+    assert refused(second)
+    cluster.restart(1)
+    assert raw_client_factory(second).status().code == 0
+
+
+def test_local_cluster_needs_a_broker():
+    with pytest.raises(ConfigError, match="at least one broker"):
+        LocalCluster(0)

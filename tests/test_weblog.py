@@ -4,6 +4,7 @@ from __future__ import annotations
 import collections
 import gzip
 import io
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -119,6 +120,32 @@ def test_plain_gzip_and_stdin_read_the_same(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "stdin", stdin)
     results = [read_all(p)[0] for p in (plain, packed, "-")]
     assert len(results[0]) == 50 and results[0] == results[1] == results[2]
+
+
+def open_files() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_open_log_tells_how_far_it_has_read_and_closes_its_file(tmp_path, packed):
+    text = ("\n".join(weblog.generate_lines(3000, seed=4)) + "\n").encode()
+    path = tmp_path / "access.log"
+    path.write_bytes(gzip.compress(text) if packed else text)
+    before = open_files()
+    with weblog.open_log(path) as lines:
+        assert lines.size == path.stat().st_size and lines.position < lines.size
+        halfway = [next(lines) for _ in range(1500)]
+        assert 0 < lines.position < lines.size
+        assert len(list(lines)) + len(halfway) == 3000 and lines.position == lines.size
+    assert open_files() == before
+
+
+def test_stdin_has_no_known_size_and_stays_open(monkeypatch):
+    stdin = io.TextIOWrapper(io.BytesIO(b"a\nb\n"))
+    monkeypatch.setattr(sys, "stdin", stdin)
+    with weblog.open_log("-") as lines:
+        assert list(lines) == ["a\n", "b\n"] and lines.size is None and lines.position == 4
+    assert not stdin.closed
 
 
 def test_bytes_that_are_not_utf8_survive(tmp_path):

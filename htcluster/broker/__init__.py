@@ -7,9 +7,10 @@ ThriftBrokers in front of one Hypertable cluster; what the stand-in does not
 implement answers ``ClientException(NOT_IMPLEMENTED)``.
 
 Modules: ``server`` (accept loop, threads), ``wire`` (transport and protocol),
-``handler`` + ``cellops`` (the service), ``scan`` (ScanSpec semantics),
-``cells`` (cell conversion), ``schema`` (table schemas), ``objects``
-(scanners, mutators, flusher), ``store`` (SQLite), ``hql`` (HQL).
+``handler`` + ``cellops`` (the service), ``scan_plan`` + ``scan`` (ScanSpec
+semantics), ``cells`` (cell conversion), ``serialized`` (serialized-cells
+buffers), ``schema`` (table schemas), ``objects`` (scanners, mutators,
+flusher), ``store`` + ``sqlitedb`` (SQLite), ``hql*`` (HQL).
 """
 from __future__ import annotations
 

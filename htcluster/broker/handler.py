@@ -81,6 +81,12 @@ def _path(name: Optional[str]) -> str:
 class Handler(CellOperations):
     """The service one client connection talks to.
 
+    Every method answers failures as ``ClientException(code, "<text> - <detail>")``
+    with the codes of protocol.md section 4: an unknown id is
+    THRIFTBROKER_BAD_{NAMESPACE,SCANNER,MUTATOR}_ID, a missing table
+    TABLE_NOT_FOUND, a bad cell BAD_KEY, a bad ScanSpec BAD_SCAN_SPEC; the
+    per-cause list is the table in ``tests/test_broker_errors.py``.
+
     :param context: state shared by the whole broker process.
     :param peer: ``host:port`` of the client, for log messages.
     """
@@ -252,12 +258,25 @@ class Handler(CellOperations):
         return [TableSplit(location="rs1", ip_address="127.0.0.1", hostname=socket.gethostname())]
 
     def table_rename(self, ns: int, name: str, new_name: str) -> None:
-        """Rename a table within its namespace."""
-        table, _ = self._table(ns, name)
+        """Rename a table; a new name with a path (``other/t``, ``/other/t``) moves it to that namespace.
+
+        Codes as upstream's ``Namespace::rename_table`` and Master
+        ``OperationRenameTable``: a name starting with ``^`` is SYNTAX_ERROR,
+        a new name taken by a table or a namespace is NAME_ALREADY_IN_USE.
+        Upstream moves only the name of a table renamed across namespaces
+        (its listing stays in the old one, inferred from ``NameIdMapper::rename``);
+        the stand-in moves the table whole.
+
+        :param name: the table, relative to ``ns`` unless it starts with '/'.
+        :param new_name: its new name, resolved the same way; the namespace must exist.
+        :raises ClientException: THRIFTBROKER_BAD_NAMESPACE_ID, TABLE_NOT_FOUND,
+            SYNTAX_ERROR, NAMESPACE_DOES_NOT_EXIST, NAME_ALREADY_IN_USE.
+        """
         namespace, base = self._resolve(ns, new_name)
-        if namespace != table.namespace or not base or base.startswith("^"):
-            raise client_error(codes.INVALID_OPERATION, f"cannot rename {name!r} to {new_name!r}: the new name must "
-                                                        "be a plain name in the same namespace")
+        if not base or base.startswith("^") or split_path((name or "").rstrip("/"))[1].startswith("^"):
+            raise client_error(codes.SYNTAX_ERROR, f"cannot rename {name!r} to {new_name!r}: table names must be "
+                                                   "non-empty and must not start with '^'")
+        table, _ = self._table(ns, name)
         self.store.rename_table(table.id, namespace, base)
 
     def table_drop(self, ns: int, name: str, if_exists: bool = True) -> None:

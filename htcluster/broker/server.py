@@ -27,6 +27,7 @@ from thrift.transport.TTransport import TTransportException
 from .._thrift import HqlService
 from .handler import Handler
 from .objects import BrokerContext
+from .sqlitedb import BUSY_TIMEOUT
 from .store import Store
 from .wire import MAX_FRAME_SIZE, open_connection
 
@@ -59,6 +60,8 @@ class BrokerServer:
     :param timeout: seconds a connection may stay silent (idle or mid-frame)
         before it is dropped; ``None`` never drops it, as the real broker.
     :param max_frame_size: bytes of the largest request frame accepted.
+    :param busy_timeout: seconds a write waits for another process holding the
+        data file's write lock before it answers REQUEST_TIMEOUT.
 
     Example::
 
@@ -67,12 +70,14 @@ class BrokerServer:
     """
 
     def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, data: Optional[PathLike] = None,
-                 *, timeout: Optional[float] = None, max_frame_size: int = MAX_FRAME_SIZE) -> None:
+                 *, timeout: Optional[float] = None, max_frame_size: int = MAX_FRAME_SIZE,
+                 busy_timeout: float = BUSY_TIMEOUT) -> None:
         self.host = host
         self.port = port
         self.data = Path(data) if data is not None else None
         self.timeout = timeout
         self.max_frame_size = max_frame_size
+        self.busy_timeout = busy_timeout
         self.store: Optional[Store] = None
         self.context: Optional[BrokerContext] = None
         self._tmpdir: Optional[str] = None
@@ -104,7 +109,7 @@ class BrokerServer:
         if self.data is None:
             self._tmpdir = tempfile.mkdtemp(prefix="htcluster-broker-")
             self.data = Path(self._tmpdir, "broker.sqlite")
-        self.store = Store(str(self.data))
+        self.store = Store(str(self.data), self.busy_timeout)
         self.context = BrokerContext(self.store)
         try:
             family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -224,7 +229,7 @@ class BrokerServer:
 
 def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, data: Optional[PathLike] = None,
           *, timeout: Optional[float] = None, max_frame_size: int = MAX_FRAME_SIZE,
-          stop: Optional[threading.Event] = None) -> None:
+          busy_timeout: float = BUSY_TIMEOUT, stop: Optional[threading.Event] = None) -> None:
     """Serve until SIGTERM or SIGINT (or ``stop`` is set), then stop gracefully.
 
     The other parameters are :class:`BrokerServer`'s.  Signals can only be
@@ -237,7 +242,8 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, data: Optional[Pat
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, lambda signum, frame: stop.set())
-    server = BrokerServer(host, port, data, timeout=timeout, max_frame_size=max_frame_size)
+    server = BrokerServer(host, port, data, timeout=timeout, max_frame_size=max_frame_size,
+                          busy_timeout=busy_timeout)
     try:
         server.start()
         while not stop.wait(1.0):
@@ -259,6 +265,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="seconds a silent connection is kept (default: forever)")
     parser.add_argument("--max-frame-size", type=int, default=MAX_FRAME_SIZE,
                         help="bytes of the largest request accepted (default %(default)s)")
+    parser.add_argument("--busy-timeout", type=float, default=BUSY_TIMEOUT,
+                        help="seconds a write waits for another broker holding the data file "
+                             "(default %(default)s)")
     parser.add_argument("--log-level", default="warning",
                         choices=["debug", "info", "warning", "error", "critical"], help="default %(default)s")
     return parser
@@ -272,7 +281,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        serve(args.host, args.port, args.data, timeout=args.timeout, max_frame_size=args.max_frame_size)
+        serve(args.host, args.port, args.data, timeout=args.timeout, max_frame_size=args.max_frame_size,
+              busy_timeout=args.busy_timeout)
     except (OSError, sqlite3.Error) as exc:
         log.error("cannot serve on %s:%d with data %s: %s", args.host, args.port, args.data or "(temporary)", exc)
         return 1

@@ -6,6 +6,19 @@ mode so readers never wait for writers, and revisions come from a counter row
 bumped inside the write transaction, so they are strictly increasing across
 every process that shares the file (protocol.md 5.3).
 
+Write transactions are kept short, because SQLite has one writer at a time
+per file: a broker process that is paused (SIGSTOP, a debugger) or starved
+while it holds the write lock stalls the writes of every other broker on the
+same file until it resumes.  They wait at most ``busy_timeout`` seconds and
+then answer REQUEST_TIMEOUT; reads never wait.  A process that dies releases
+the lock at once.  So a transaction only ever holds one request's cells (a
+``set_cells`` batch or one mutator flush, which must be atomic), and bulk
+deletions (``table_drop``, families removed by ``table_alter``) are recorded
+in a ``purges`` table and carried out ``PURGE_CHUNK`` cells per transaction;
+the cells of a dropped table or family are invisible from the first
+transaction on, since table and family ids are never reused.  A purge cut
+short by a crash is finished when a store next opens the file.
+
 Cells are stored in key order (row, family id, qualifier, flag, timestamp
 descending, revision descending; protocol.md 5.2), so a row range is one
 indexed range query; everything else is filtered in Python by ``scan.py``.
@@ -13,19 +26,21 @@ indexed range query; everything else is filtered in Python by ``scan.py``.
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
-from typing import Any, Iterator, NamedTuple, Optional, Sequence
+from typing import Iterator, NamedTuple, Optional, Sequence
 
 from .. import codes
 from ._errors import client_error
+from .sqlitedb import BUSY_TIMEOUT, Database
 
 __all__ = ["RawCell", "Store", "TableRow", "WriteCell"]
 
-#: Seconds a writer waits for another process's write transaction.
-BUSY_TIMEOUT = 30.0
 #: Cells fetched per query when streaming a row range.
 CHUNK_CELLS = 4096
+#: Cells deleted per write transaction when purging a dropped table or family.
+PURGE_CHUNK = 2000
+#: ``purges.family`` value meaning "every family of the table".
+ALL_FAMILIES = -1
 #: Namespaces that exist in every store and cannot be dropped (protocol.md 4).
 SYSTEM_NAMESPACES = ("sys", "tmp")
 
@@ -50,6 +65,10 @@ CREATE TABLE IF NOT EXISTS cells (
     value BLOB NOT NULL,
     PRIMARY KEY (table_id, row, family, qualifier, flag, ts DESC, rev DESC)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS purges (
+    table_id INTEGER NOT NULL,
+    family INTEGER NOT NULL,
+    PRIMARY KEY (table_id, family));
 CREATE TABLE IF NOT EXISTS clock (
     id INTEGER PRIMARY KEY CHECK (id = 0),
     last INTEGER NOT NULL);
@@ -107,37 +126,8 @@ def split_path(path: str) -> tuple[str, str]:
     return parent, base
 
 
-class _Transaction:
-    """``with`` block = one write transaction, rolled back if the block raises.
-
-    A class rather than ``contextlib.contextmanager``: the generated
-    ``ClientException`` is immutable, and a generator-based manager would try
-    to set its ``__traceback__``.
-    """
-
-    def __init__(self, conn: sqlite3.Connection, busy_timeout: float) -> None:
-        self.conn = conn
-        self.busy_timeout = busy_timeout
-
-    def __enter__(self) -> sqlite3.Connection:
-        try:
-            self.conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise client_error(codes.REQUEST_TIMEOUT,
-                               f"the data file stayed locked by another writer for {self.busy_timeout} s "
-                               f"({exc}); retry later") from exc
-        return self.conn
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        self.conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
-        return False
-
-
-class Store:
-    """Namespaces, tables and cells in one SQLite file.
-
-    Each thread gets its own connection (``sqlite3`` connections are not
-    shared); call :meth:`release_thread` when a thread is done with the store.
+class Store(Database):
+    """Namespaces, tables and cells in one SQLite file (connections: :class:`.sqlitedb.Database`).
 
     :param path: the SQLite file; created with its tables when missing.
     :param busy_timeout: seconds a write waits for other processes' writes.
@@ -145,52 +135,9 @@ class Store:
     """
 
     def __init__(self, path: str, busy_timeout: float = BUSY_TIMEOUT) -> None:
-        self.path = str(path)
-        self.busy_timeout = busy_timeout
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._conns: set[sqlite3.Connection] = set()
-        conn = self.conn()
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.executescript("BEGIN IMMEDIATE;" + _DDL + "COMMIT;")
-
-    # ------------------------------------------------------------ connections
-
-    def conn(self) -> sqlite3.Connection:
-        """Return this thread's connection, opening it on first use."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
-                                   check_same_thread=False)
-            conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across process crashes
-            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
-            self._local.conn = conn
-            with self._lock:
-                self._conns.add(conn)
-        return conn
-
-    def release_thread(self) -> None:
-        """Close the calling thread's connection, if it has one."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            self._local.conn = None
-            with self._lock:
-                self._conns.discard(conn)
-            conn.close()
-
-    def close(self) -> None:
-        """Close every connection (call once no thread uses the store any more)."""
-        with self._lock:
-            conns, self._conns = list(self._conns), set()
-        for conn in conns:
-            try:
-                conn.close()
-            except sqlite3.Error:  # pragma: no cover - best effort at shutdown
-                pass
-
-    def _write(self) -> "_Transaction":
-        """Return a context manager running its block in one ``BEGIN IMMEDIATE`` transaction."""
-        return _Transaction(self.conn(), self.busy_timeout)
+        super().__init__(path, busy_timeout)
+        self.conn().executescript("BEGIN IMMEDIATE;" + _DDL + "COMMIT;")
+        self.purge()
 
     # ------------------------------------------------------------- namespaces
 
@@ -206,7 +153,7 @@ class Store:
             parent), NAME_ALREADY_IN_USE (a table has that name).
         """
         parent, base = split_path(path)
-        with self._write() as c:
+        with self.transaction() as c:
             if c.execute("SELECT 1 FROM namespaces WHERE name = ?", (path,)).fetchone():
                 raise client_error(codes.NAMESPACE_EXISTS, f"namespace '{path}' already exists")
             if not c.execute("SELECT 1 FROM namespaces WHERE name = ?", (parent,)).fetchone():
@@ -227,7 +174,7 @@ class Store:
         if path in ("", *SYSTEM_NAMESPACES):
             raise client_error(codes.INVALID_OPERATION, f"namespace '/{path}' is a system namespace and cannot be dropped")
         parent, base = split_path(path)
-        with self._write() as c:
+        with self.transaction() as c:
             if not c.execute("SELECT 1 FROM namespaces WHERE name = ?", (path,)).fetchone():
                 if c.execute("SELECT 1 FROM tables WHERE namespace = ? AND name = ?", (parent, base)).fetchone():
                     raise client_error(codes.BAD_NAMESPACE, f"'{path}' is a table; drop it with table_drop")
@@ -270,13 +217,15 @@ class Store:
                                   (table_id,)).fetchone()
         return None if row is None else TableRow(*row)
 
-    def _check_free(self, c: sqlite3.Connection, namespace: str, name: str) -> None:
+    def _check_free(self, c: sqlite3.Connection, namespace: str, name: str,
+                    table_exists: int = codes.MASTER_TABLE_EXISTS) -> None:
+        """Raise unless ``namespace`` exists and ``name`` is free in it; ``table_exists`` is the code for a table."""
         if not c.execute("SELECT 1 FROM namespaces WHERE name = ?", (namespace,)).fetchone():
-            raise client_error(codes.NAMESPACE_DOES_NOT_EXIST, f"namespace '{namespace}' does not exist")
+            raise client_error(codes.NAMESPACE_DOES_NOT_EXIST, f"namespace '{namespace}' does not exist; create it first")
         if c.execute("SELECT 1 FROM namespaces WHERE name = ?", (join_path(namespace, name),)).fetchone():
             raise client_error(codes.NAME_ALREADY_IN_USE, f"'{join_path(namespace, name)}' is a namespace")
         if c.execute("SELECT 1 FROM tables WHERE namespace = ? AND name = ?", (namespace, name)).fetchone():
-            raise client_error(codes.MASTER_TABLE_EXISTS, f"table '{join_path(namespace, name)}' already exists")
+            raise client_error(table_exists, f"table '{join_path(namespace, name)}' already exists")
 
     def create_table(self, namespace: str, name: str, schema: str) -> int:
         """Create a table and return its numeric id.
@@ -284,32 +233,56 @@ class Store:
         :raises ClientException: NAMESPACE_DOES_NOT_EXIST, NAME_ALREADY_IN_USE,
             MASTER_TABLE_EXISTS.
         """
-        with self._write() as c:
+        with self.transaction() as c:
             self._check_free(c, namespace, name)
             return c.execute("INSERT INTO tables (namespace, name, schema) VALUES (?, ?, ?)",
                              (namespace, name, schema)).lastrowid
 
     def drop_table(self, table_id: int) -> None:
-        """Delete a table and all its cells (nothing happens if it is gone already)."""
-        with self._write() as c:
-            c.execute("DELETE FROM cells WHERE table_id = ?", (table_id,))
+        """Drop a table, then purge its cells (nothing happens if it is gone already)."""
+        with self.transaction() as c:
             c.execute("DELETE FROM tables WHERE id = ?", (table_id,))
+            c.execute("INSERT OR IGNORE INTO purges VALUES (?, ?)", (table_id, ALL_FAMILIES))
+        self.purge()
 
     def rename_table(self, table_id: int, namespace: str, new_name: str) -> None:
-        """Rename a table inside its namespace.
+        """Give a table a new name, in its namespace or in another existing one.
 
-        :raises ClientException: NAME_ALREADY_IN_USE, MASTER_TABLE_EXISTS.
+        :param namespace: path of the namespace the table moves to ('' is the root).
+        :raises ClientException: NAMESPACE_DOES_NOT_EXIST, NAME_ALREADY_IN_USE
+            (a table or a namespace has that name).
         """
-        with self._write() as c:
-            self._check_free(c, namespace, new_name)
-            c.execute("UPDATE tables SET name = ? WHERE id = ?", (new_name, table_id))
+        with self.transaction() as c:
+            self._check_free(c, namespace, new_name, codes.NAME_ALREADY_IN_USE)
+            c.execute("UPDATE tables SET namespace = ?, name = ? WHERE id = ?", (namespace, new_name, table_id))
 
     def set_schema(self, table_id: int, schema: str, dropped_families: Sequence[int] = ()) -> None:
-        """Replace a table's schema JSON and delete the cells of ``dropped_families``."""
-        with self._write() as c:
+        """Replace a table's schema JSON, then purge the cells of ``dropped_families`` (family ids)."""
+        with self.transaction() as c:
             c.execute("UPDATE tables SET schema = ? WHERE id = ?", (schema, table_id))
-            for family in dropped_families:
-                c.execute("DELETE FROM cells WHERE table_id = ? AND family = ?", (table_id, family))
+            c.executemany("INSERT OR IGNORE INTO purges VALUES (?, ?)", [(table_id, f) for f in dropped_families])
+        self.purge()
+
+    def purge(self, chunk: int = PURGE_CHUNK) -> None:
+        """Delete the cells of dropped tables and families, ``chunk`` cells per write transaction.
+
+        Safe to run from several processes at once; returns when no purge is pending.
+
+        :raises ClientException: REQUEST_TIMEOUT (file locked too long).
+        """
+        while True:
+            pending = self.conn().execute("SELECT table_id, family FROM purges LIMIT 1").fetchone()
+            if pending is None:
+                return
+            table_id, family = pending
+            where = "table_id = ?" if family == ALL_FAMILIES else "table_id = ? AND family = ?"
+            args = (table_id,) if family == ALL_FAMILIES else (table_id, family)
+            with self.transaction() as c:
+                deleted = c.execute(f"DELETE FROM cells WHERE (table_id, row, family, qualifier, flag, ts, rev) IN "
+                                    f"(SELECT table_id, row, family, qualifier, flag, ts, rev FROM cells "
+                                    f"WHERE {where} LIMIT ?)", (*args, chunk)).rowcount
+                if deleted < chunk:
+                    c.execute("DELETE FROM purges WHERE table_id = ? AND family = ?", (table_id, family))
 
     # ------------------------------------------------------------------ cells
 
@@ -327,7 +300,7 @@ class Store:
         """
         if not cells:
             return
-        with self._write() as c:
+        with self.transaction() as c:
             if not c.execute("SELECT 1 FROM tables WHERE id = ?", (table_id,)).fetchone():
                 raise client_error(codes.TABLE_NOT_FOUND, f"table id {table_id} was dropped")
             last = max(c.execute("SELECT last FROM clock WHERE id = 0").fetchone()[0], time.time_ns() - 1)

@@ -383,8 +383,12 @@ def cluster(brokers: int, shared: bool, data_dir: Optional[Path]) -> None:
 @click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Seconds each host gets to answer.")
 def status(hosts: list[Host], timeout: float) -> None:
-    """Ping every host in parallel; exit 1 if any is down."""
-    statuses = check_hosts(hosts, timeout=timeout)
+    """Ping every host in parallel through a pool each; print up/down, latency, pool state; exit 1 if any is down."""
+    from .cluster import Resources
+
+    with Resources([str(h) for h in hosts], size=1, max_overflow=0, timeout=timeout, socket_timeout=timeout,
+                   connect_timeout=timeout) as resources:
+        statuses = check_hosts(resources, timeout=timeout)
     click.echo(format_status(statuses))
     down = [s.host for s in statuses if not s.up]
     if down:

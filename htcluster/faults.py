@@ -32,7 +32,7 @@ class ManualClock:
         return self.now
 
     def advance(self, seconds: float) -> None:
-        """Move the clock forward by ``seconds``."""
+        """Move the clock forward by ``seconds`` (float, >= 0)."""
         self.now += seconds
 
 
@@ -92,7 +92,10 @@ class FaultProxy:
             return len(self._pairs)
 
     def blackhole(self, on: bool = True) -> None:
-        """Swallow every byte in both directions while ``on`` (connections stay open, calls hang)."""
+        """Swallow every byte in both directions while ``on`` (connections stay open, calls hang).
+
+        :param on: ``False`` forwards traffic again.
+        """
         self._blackholed = on
 
     def drop(self) -> None:

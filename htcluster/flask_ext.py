@@ -271,7 +271,7 @@ class Hypertable:
         """
         with self._lock:
             lease = self._loose.pop(id(client), None)
-        if lease is None or lease.resource is not client:
+        if lease is None:
             raise ValueError(f"{client!r} was not checked out with connect() of this extension")
         lease.release()
 

@@ -83,6 +83,8 @@ class Backoff:
     def coerce(cls, value: Union["Backoff", float, Mapping[str, float], None]) -> "Backoff":
         """Normalise ``None`` (defaults), a number (the base in seconds) or a mapping of fields.
 
+        :param value: the user's setting.
+        :returns: a :class:`Backoff`.
         :raises ConfigError: the value is of none of these shapes, or out of range.
         """
         if value is None:
@@ -141,6 +143,8 @@ class Retry:
         """Normalise user input: a ``Retry``; ``None``/``True`` (every host once);
         ``False`` (never fail over); an int >= 0 (that many other hosts).
 
+        :param value: the user's setting.
+        :returns: a :class:`Retry`.
         :raises ConfigError: a negative number or another type.
         """
         if value is None or value is True:
@@ -156,7 +160,7 @@ class Retry:
         raise ConfigError(f"retry must be a Retry, an int >= 0, a bool or None, got {value!r}")
 
     def increment(self, host: str) -> "Retry":
-        """Return the Retry that follows a failure on ``host``."""
+        """Return the Retry that follows a failure on ``host`` (``'host:port'``), one host fewer to try."""
         total = None if self.total is None else self.total - 1
         return replace(self, total=total, history=self.history + (host,))
 
@@ -255,6 +259,10 @@ class HostHealth:
 
         Failures of calls that were already in flight when the host was marked
         dead do not lengthen the backoff: only a live host or a trial escalates.
+
+        :param host: ``'host:port'``.
+        :param error: the failure, kept for :meth:`describe` and ``NoHostAvailable``.
+        :returns: seconds (float) until the host may be tried again.
         """
         with self._lock:
             now = self.clock()
@@ -295,7 +303,7 @@ class HostHealth:
             return {host: s for host, s in self._states.items() if not s.live}
 
     def describe(self, host: str) -> str:
-        """One line on why ``host`` is not used: failures, seconds left, last error."""
+        """Return one line on why ``host`` is not used: failures, seconds left, last error."""
         state = self.state(host)
         if state.live:
             return f"{host} is live"
@@ -355,7 +363,10 @@ HQL_METHODS = frozenset({"hql_query", "hql_exec", "hql_query_as_arrays", "hql_ex
 
 
 def hql_is_read(command: str) -> bool:
-    """True when the HQL ``command`` only reads: SELECT, SHOW, DESCRIBE, EXISTS, GET LISTING."""
+    """True when the HQL ``command`` (a statement) only reads: SELECT, SHOW, DESCRIBE, EXISTS, GET LISTING.
+
+    The verbs are those of protocol.md section 5.4, compared without regard to case.
+    """
     words = command.split(None, 2)
     upper = tuple(w.upper() for w in words)
     return any(upper[:len(verb)] == verb for verb in READ_VERBS)
@@ -371,6 +382,7 @@ def is_write(method: str, args: Sequence[Any] = ()) -> bool:
 
     :param method: the broker method name.
     :param args: its arguments (only HQL commands are inspected).
+    :returns: ``True`` for a write (or an unknown method), ``False`` for a read.
     """
     if method in HQL_METHODS:
         command = next((a for a in args if isinstance(a, str)), "")

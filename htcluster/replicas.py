@@ -201,6 +201,7 @@ class Replicas(Resources):
         Use :func:`stamp_cells` on cells written through a mutator so that they
         carry their own timestamps.
 
+        :param write: ``True``: the first healthy host in order; ``False``: by priority.
         :param host: this host only.
         :returns: a context manager giving a :class:`~htcluster.resource.Resource`.
         :raises NoHostAvailable: no host could be connected to.
@@ -218,6 +219,7 @@ class Replicas(Resources):
         apply per interval, protocol.md 5.2).  Repeated versions are collapsed
         (with ``versions`` >= 2, more are asked for: :func:`widen_versions`).
 
+        :param table: the table name.
         :param scan_spec: what to read (``None``: everything); never modified.
         :param namespace: the namespace name.
         :param host: start on this host (default: chosen by priority).

@@ -94,6 +94,7 @@ class Resources(dict):
     def host_key(self, host: HostLike) -> str:
         """Return the ``'host:port'`` key of ``host`` (any spelling :class:`Host` parses).
 
+        :param host: a ``Host``, ``'host[:port]'`` or ``(host, port)``.
         :raises ConfigError: ``host`` is malformed or not one of these hosts.
         """
         name = str(Host.parse(host))
@@ -113,8 +114,9 @@ class Resources(dict):
     def choice(self, hosts: Iterable[str]) -> Optional[str]:
         """Return one of ``hosts``: at random among those of highest priority.
 
-        When every host is dead, return the one whose backoff ends first;
-        ``None`` when ``hosts`` is empty.
+        :param hosts: ``'host:port'`` keys of this mapping.
+        :returns: a host; when every host is dead, the one whose backoff ends
+            first; ``None`` when ``hosts`` is empty.
         """
         hosts = list(hosts)
         best = self._best(hosts)
@@ -315,6 +317,7 @@ class Resources(dict):
              host: Optional[HostLike] = None) -> Iterator[Cell]:
         """Yield the cells of ``table`` from one host (scanner opened and always closed).
 
+        :param table: the table name.
         :param scan_spec: what to read (``None``: everything).
         :param namespace: the namespace name.
         :param host: the host to read from (default: chosen by priority).
@@ -375,6 +378,7 @@ class _Connection:
 def check_error_mode(errors: str) -> None:
     """Refuse an ``errors=`` argument that is not one of :data:`ERROR_MODES`.
 
+    :param errors: the caller's ``errors=`` argument.
     :raises ConfigError: it is not.
     """
     if errors not in ERROR_MODES:
@@ -384,6 +388,9 @@ def check_error_mode(errors: str) -> None:
 def settle(results: dict[str, Any], failures: dict[str, BaseException], errors: str, message: str) -> Any:
     """Return what a broadcast returns in mode ``errors``: the results, or the pair ``(results, failures)``.
 
+    :param results: ``{host: result}`` of the hosts that answered.
+    :param failures: ``{host: exception}`` of the others.
+    :param errors: ``'raise'`` or ``'return'``.
     :param message: the :class:`~htcluster.errors.BroadcastError` text, used when some host failed.
     :raises BroadcastError: ``failures`` is not empty and ``errors`` is ``'raise'``.
     """

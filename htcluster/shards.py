@@ -36,6 +36,10 @@ def rendezvous_weight(shard: Hashable, row_key: Union[str, bytes]) -> int:
 
     Python's ``hash`` is salted per process, so a keyed BLAKE2b digest of
     ``str(shard)`` and the row is used instead.
+
+    :param shard: a shard key (its ``str`` is hashed).
+    :param row_key: a row key; ``str`` is encoded as UTF-8.
+    :returns: an int in ``[0, 2**64)``.
     """
     row = row_key.encode("utf-8") if isinstance(row_key, str) else bytes(row_key)
     digest = hashlib.blake2b(row, digest_size=8, key=str(shard).encode("utf-8")[:64])
@@ -77,6 +81,8 @@ class Shards(dict):
     def hosts(self, key: Hashable) -> set[str]:
         """Return the hosts serving ``key``.
 
+        :param key: a shard key.
+        :returns: the set of ``'host:port'`` (the mapping's own value).
         :raises KeyError: ``key`` is not a shard key here (the message lists them).
         """
         try:
@@ -88,6 +94,11 @@ class Shards(dict):
                 idempotent: Optional[bool] = None) -> Any:
         """Call ``method`` on one host serving ``key`` (see :meth:`Resources.unicast`).
 
+        :param key: a shard key.
+        :param method: a broker method (protocol.md section 2).
+        :param namespace: a namespace name whose per-connection id is put before ``args``.
+        :param idempotent: may the call be repeated on another host after it
+            was sent; default: true for reads.
         :returns: the broker's answer.
         :raises KeyError: unknown key.
         :raises NoHostAvailable: no host of the key could be reached.
@@ -99,6 +110,10 @@ class Shards(dict):
                   errors: str = "raise") -> Any:
         """Call ``method`` on every host serving ``key``, in parallel (see :meth:`Resources.broadcast`).
 
+        :param key: a shard key.
+        :param method: a broker method (protocol.md section 2).
+        :param namespace: a namespace name whose per-connection id is put before ``args``.
+        :param errors: ``'raise'`` or ``'return'``.
         :returns: ``{host: result}`` (or ``(results, errors)`` with ``errors='return'``).
         :raises BroadcastError: some host failed and ``errors='raise'``.
         """
@@ -173,6 +188,7 @@ class Shards(dict):
         ``ln(len(keys)) + 1`` times the minimum).  Among equal choices, hosts
         with more idle connections win, then chance.
 
+        :param keys: shard keys (duplicates ignored).
         :returns: hosts, no duplicates; empty for no keys.
         :raises KeyError: an unknown key.
         """
@@ -202,11 +218,20 @@ class Shards(dict):
 
         Stable across processes and machines; adding a shard moves about
         1/n of all row keys, each to the new shard.
+
+        :param row_key: a row key (``str`` or ``bytes``).
+        :returns: one of the shard keys.
         """
         return max(self, key=lambda shard: (rendezvous_weight(shard, row_key), str(shard)))
 
     def connection(self, key: Hashable) -> "ContextManager[Resource]":
-        """Check out one connection to a host serving ``key`` (see :meth:`Resources.connection`)."""
+        """Check out one connection to a host serving ``key`` (see :meth:`Resources.connection`).
+
+        :param key: a shard key.
+        :returns: a context manager giving a :class:`~htcluster.resource.Resource`.
+        :raises KeyError: unknown key.
+        :raises NoHostAvailable: no host of the key could be connected to.
+        """
         return self.resources.connection(hosts=self.hosts(key))
 
     def close(self) -> None:

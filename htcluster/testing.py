@@ -38,7 +38,7 @@ _live: "weakref.WeakSet[LocalBroker]" = weakref.WeakSet()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port on ``host`` that nothing listens on right now."""
+    """Return a TCP port on ``host`` (an IP address) that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
@@ -48,7 +48,10 @@ def wait_for_port(host: str, port: int, timeout: float = START_TIMEOUT,
                   process: Optional[subprocess.Popen] = None) -> None:
     """Block until ``host:port`` accepts a TCP connection.
 
+    :param host: IP address or name.
+    :param port: TCP port.
     :param timeout: seconds to wait at most.
+    :param process: the broker's process: its exit ends the wait at once.
     :raises RuntimeError: ``process`` exited first, or the timeout passed.
     """
     deadline = time.monotonic() + timeout
@@ -159,7 +162,7 @@ class LocalBroker:
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop gracefully (SIGTERM), then SIGKILL after ``timeout`` seconds."""
+        """Stop gracefully (SIGTERM), then SIGKILL after ``timeout`` seconds (float)."""
         if self.process is None:
             return
         if self.paused:
@@ -346,6 +349,7 @@ except ImportError:  # pragma: no cover - pytest is a test extra
 if pytest is not None:
 
     def pytest_addoption(parser) -> None:
+        """Add ``--broker host:port``: run the broker tests against a real ThriftBroker."""
         parser.addoption("--broker", action="store", default=None,
                          help="run htcluster's broker tests against this ThriftBroker "
                               "(host:port) instead of a local stand-in")

@@ -88,12 +88,17 @@ def test_hosts_default_comes_from_the_environment(local_broker):
     rows = {line.split()[0]: line.split()[1] for line in result.output.splitlines()[2:4]}
     assert rows == {local_broker.address: "up", dead: "down"}
     assert f"1 of 2 hosts down: {dead}" in result.output
+    assert "Connection refused" in result.output.splitlines()[3]  # the error column says why
 
 
 def test_status_all_up_exits_zero(separate):
     result = run("status", "--hosts", ",".join(separate.hosts))
     assert result.exit_code == 0, result.output
-    assert [line.split()[1] for line in result.output.splitlines()[2:]] == ["up", "up"]
+    header, _, *rows = result.output.splitlines()
+    assert header.split() == ["host", "state", "latency", "ms", "pool", "error"]
+    assert [line.split()[:2] for line in rows] == [[host, "up"] for host in separate.hosts]
+    for line in rows:  # latency in ms, then the state of the pool the ping went through
+        assert float(line.split()[2]) > 0 and "0 in use, 1 idle" in line
 
 
 def test_hql_shows_cells_lines_and_broker_errors(broker_address):

@@ -130,7 +130,12 @@ def input_options(f: F) -> F:
 
 
 def open_input(path: str) -> Any:
-    """Open ``--input`` with :func:`htcluster.weblog.open_log`, turning failures into a usage error."""
+    """Open ``--input`` with :func:`htcluster.weblog.open_log`, turning failures into a usage error.
+
+    :param path: a file path, or ``'-'`` for stdin.
+    :returns: the open :class:`~htcluster.weblog.LogText`.
+    :raises click.BadParameter: the file cannot be read.
+    """
     from .weblog import open_log
 
     try:

@@ -103,7 +103,13 @@ def _cells(entries: Iterable[LogEntry]) -> list:
 
 
 def pool_writer(pool: "Pool", namespace: str, table: str = TABLE) -> Writer:
-    """Return a writer sending each batch to one host through ``pool``."""
+    """Return a writer sending each batch to one host through ``pool``.
+
+    :param pool: the :class:`~htcluster.pool.Pool` of the host.
+    :param namespace: namespace name, e.g. ``"logs"``.
+    :param table: table name.
+    :returns: a :data:`Writer`: batch of entries -> cells acknowledged.
+    """
     def write(entries: list[LogEntry]) -> int:
         cells = _cells(entries)
         pool.call("set_cells", table, cells, namespace=namespace)
@@ -117,6 +123,11 @@ def replicas_writer(replicas: "Replicas", namespace: str, table: str = TABLE) ->
     The cells carry client-assigned timestamps (the request time), so a batch
     retried on another replica rewrites the same versions (design.md,
     "Choosing a host").
+
+    :param replicas: the :class:`~htcluster.replicas.Replicas` to write through.
+    :param namespace: namespace name.
+    :param table: table name.
+    :returns: a :data:`Writer`.
     """
     def write(entries: list[LogEntry]) -> int:
         cells = _cells(entries)
@@ -139,6 +150,10 @@ def shards_writer(shards: "Shards", namespace: str, table: str = TABLE,
                   route: Callable[[LogEntry], str] = by_row) -> Writer:
     """Return a writer splitting each batch by ``shards.locate(route(entry))``, one ``set_cells`` per shard.
 
+    :param shards: the :class:`~htcluster.shards.Shards` to write through.
+    :param namespace: namespace name.
+    :param table: table name.
+    :returns: a :data:`Writer`.
     :param route: the string located for an entry; :func:`by_row` (default)
         or :func:`by_client`.
     """

@@ -275,6 +275,7 @@ class Pool:
         if it failed in transport.
 
         :param timeout: seconds to wait for a free connection; ``None``: the pool's ``timeout``.
+        :returns: a context manager whose ``__enter__`` gives a :class:`~htcluster.resource.Resource`.
         :raises PoolTimeout: none became free in time.
         :raises BrokerUnavailable: a new connection could not be opened.
         """
@@ -284,6 +285,10 @@ class Pool:
 
     def call(self, method: str, *args: Any, namespace: Optional[str] = None) -> Any:
         """Call broker ``method`` on a pooled connection (see :meth:`Resource.call`).
+
+        :param method: a broker method name (protocol.md section 2), e.g. ``'get_cell'``.
+        :param args: its arguments after the namespace id.
+        :param namespace: a namespace name whose id on the connection goes before ``args``.
 
         When a reused idle connection fails before the request left
         (``BrokerUnavailable`` with ``sent=False``), the call is retried once on
@@ -315,7 +320,9 @@ class Pool:
         The connection is held while the generator runs and returned (the
         scanner closed) when it ends, also when the consumer stops early.
 
+        :param table: the table name.
         :param scan_spec: what to read; ``None`` reads everything.
+        :param namespace: the namespace name.
         :param batch: yield lists of cells, one per ``scanner_get_cells`` round trip.
         :returns: a generator of :class:`~htcluster.types.Cell` (or of lists of them).
         :raises ClientException: e.g. the namespace or table does not exist.

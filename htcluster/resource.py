@@ -304,6 +304,7 @@ class ManagedNamespaces:
     def __getitem__(self, name: str) -> int:
         """Return the id of namespace ``name``, opening it if this connection has not yet.
 
+        :raises TypeError: ``name`` is not a str.
         :raises ClientException: the namespace does not exist (code 40, protocol.md section 4).
         :raises BrokerUnavailable: the connection failed.
         """
@@ -322,6 +323,10 @@ class ManagedNamespaces:
 
         Ignoring a name that is not open matches Flask-Hypertable's ``mns``;
         ``del r.mns[name]`` is the strict form.
+
+        :param name: the namespace name.
+        :raises ClientException: the broker refused (e.g. the id is unknown to it).
+        :raises BrokerUnavailable: the connection failed.
         """
         ns = self._ids.pop(name, None)
         if ns is not None:

@@ -132,7 +132,11 @@ def render_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], numeric:
 
 
 def format_status(statuses: Iterable[HostStatus]) -> str:
-    """Render :func:`check_hosts` results as a table: host, state, latency ms, pool, error."""
+    """Render :func:`check_hosts` results as a table: host, state, latency ms, pool, error.
+
+    :param statuses: :class:`HostStatus` values, one per line.
+    :returns: the table (see :func:`render_table`).
+    """
     rows = [(s.host, "up" if s.up else "down",
              f"{s.latency * 1000:.2f}" if s.latency is not None else None,  # ms for people
              s.pool, s.error if s.error else (s.text or None))

@@ -153,7 +153,11 @@ def row_key(client: str, epoch: int, line_number: int) -> str:
 
 
 def request_path(request: str) -> str:
-    """Return the path of a request line (``"GET /a HTTP/1.1"`` -> ``"/a"``), or the whole line if it has none."""
+    """Return the path of a request line: its second word, or the whole line if it has none.
+
+    :param request: the request field, e.g. ``"GET /a HTTP/1.1"``.
+    :returns: e.g. ``"/a"``.
+    """
     parts = request.split(" ")
     return parts[1] if len(parts) >= 2 else request
 
@@ -301,7 +305,10 @@ def open_log(source: Union[str, Path]) -> LogText:
 
 
 def schema() -> Schema:
-    """Return the Thrift :class:`~htcluster.types.Schema` of LogDb (all families in ``default``)."""
+    """Return the Thrift :class:`~htcluster.types.Schema` of LogDb.
+
+    :returns: a Schema with the seven :data:`FAMILIES`, all in access group ``default``.
+    """
     return Schema(column_families={name: ColumnFamilySpec(name=name, access_group="default")
                                    for name in FAMILIES})
 

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from brokertest import broker, cell, client, eventually, make_table, raises_code  # noqa: F401
-from htcluster import codes
+from brokertest import broker, cell, client, eventually, make_table  # noqa: F401
 from htcluster.broker import BrokerServer, main, serve
 from htcluster.broker.store import PURGE_CHUNK, Store, WriteCell
 from htcluster.testing import LocalBroker

@@ -5,9 +5,7 @@ that raises, an exception inside a ``with pool.connection()`` block).
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
 import random
 import threading
 import time
@@ -24,22 +22,12 @@ from htcluster.resource import Resource
 from htcluster.testing import LocalBroker, free_port
 from htcluster.types import Cell, ClientException, ColumnFamilySpec, Key, Schema, ScanSpec
 
-
-def local_port(r: Resource) -> int:
-    """The client-side port of ``r``'s socket: tells connections apart."""
-    return r._transport.socket.handle.getsockname()[1]
+from pooltest import local_port, run_in_child
 
 
 def break_socket(r: Resource, when: str = "write"):
     """Make ``r``'s next send (``'write'``) or receive (``'read'``) fail like a reset socket."""
     return mock.patch.object(r._transport.socket, when, side_effect=ConnectionResetError(104, "reset"))
-
-
-@pytest.fixture(scope="module")
-def own_broker() -> Iterator[LocalBroker]:
-    """A broker of this module alone, for tests that restart it."""
-    with LocalBroker() as broker:
-        yield broker
 
 
 @pytest.fixture
@@ -163,8 +151,8 @@ def test_call_does_not_retry_after_the_request_was_sent(pool: Pool) -> None:
     assert excinfo.value.sent is True and pool.stats()["opened"] == 1
 
 
-def test_stale_connections_after_a_restart_are_replaced(own_broker: LocalBroker, caplog) -> None:
-    with Pool(own_broker.address, size=3, max_overflow=0) as p:
+def test_stale_connections_after_a_restart_are_replaced(caplog) -> None:
+    with LocalBroker() as own_broker, Pool(own_broker.address, size=3, max_overflow=0) as p:
         held = [p.connection() for _ in range(3)]
         for c in held:
             c.__enter__().status()
@@ -245,24 +233,15 @@ def test_close_closes_idle_now_and_in_use_at_checkin(pool: Pool) -> None:
 def test_fork_child_opens_its_own_connection(pool: Pool) -> None:
     with pool.connection() as r:
         parent_port = local_port(r)
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report, then leave without running any exit handler
-        try:
-            with pool.connection() as r:
-                result = {"port": local_port(r), "status": r.status() is not None}
-            result["stats"] = pool.stats()
-        except BaseException as exc:
-            result = {"error": repr(exc)}
-        os.write(write_end, json.dumps(result).encode())
-        os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end) as pipe:
-        child = json.loads(pipe.read())
-    os.waitpid(pid, 0)
-    assert "error" not in child, child
-    assert child["status"] and child["port"] != parent_port
-    assert child["stats"]["opened"] == 1 and child["stats"]["idle"] == 1
+
+    def child() -> dict:
+        with pool.connection() as r:
+            result = {"port": local_port(r), "status": r.status() is not None}
+        return {**result, "stats": pool.stats()}
+
+    result = run_in_child(child)
+    assert result["status"] and result["port"] != parent_port
+    assert result["stats"]["opened"] == 1 and result["stats"]["idle"] == 1
     with pool.connection() as r:
         assert local_port(r) == parent_port and r.status() is not None
     assert pool.stats()["opened"] == 1

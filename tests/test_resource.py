@@ -4,8 +4,6 @@ Fault injection (a socket that raises) is the only use of mocks here.
 """
 from __future__ import annotations
 
-import json
-import os
 import socket
 import threading
 import time
@@ -23,6 +21,8 @@ from htcluster.errors import BrokerUnavailable, ConfigError
 from htcluster.resource import Resource, scan_cells
 from htcluster.testing import LocalBroker, free_port
 from htcluster.types import Cell, ClientException, ColumnFamilySpec, Key, Schema, ScanSpec, Status
+
+from pooltest import local_port, run_in_child
 
 
 class CountingResource(Resource):
@@ -279,33 +279,21 @@ def test_ping_answers_fast_or_fails_within_its_timeout(broker_address: str, faul
 def test_a_forked_child_never_uses_its_parents_socket(broker_address: str, namespace: str) -> None:
     r = Resource(broker_address)
     ns = r.mns[namespace]
-    parent_port = r._transport.socket.handle.getsockname()[1]
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report, then leave without running any exit handler
-        result: dict = {}
-        try:
-            assert not r.reusable and r.is_stale()
-            try:
-                r.status()
-            except BrokerUnavailable as exc:
-                result["error"] = (str(exc), exc.sent)
-            r.open()  # a connection of its own
-            result["port"] = r._transport.socket.handle.getsockname()[1]
-            result["status"] = r.status() is not None and r.get_tables(r.mns[namespace]) is not None
-            r.close()
-        except BaseException as exc:
-            result["crash"] = repr(exc)
-        os.write(write_end, json.dumps(result).encode())
-        os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end) as pipe:
-        child = json.loads(pipe.read())
-    os.waitpid(pid, 0)
-    assert "crash" not in child, child
-    message, sent = child["error"]
-    assert "belongs to process" in message and "fork" in message and sent is False
-    assert child["status"] and child["port"] != parent_port
+    parent_port = local_port(r)
+
+    def child() -> dict:
+        assert not r.reusable and r.is_stale()
+        with pytest.raises(BrokerUnavailable) as excinfo:
+            r.status()
+        r.open()  # a connection of its own
+        result = {"error": str(excinfo.value), "sent": excinfo.value.sent, "port": local_port(r),
+                  "status": r.status() is not None and r.get_tables(r.mns[namespace]) is not None}
+        r.close()
+        return result
+
+    result = run_in_child(child)
+    assert "belongs to process" in result["error"] and "fork" in result["error"] and result["sent"] is False
+    assert result["status"] and result["port"] != parent_port
     assert r.reusable and r.mns[namespace] == ns  # the parent's stream was never touched
     assert r.get_tables(ns) is not None and r.status() is not None
     r.close()

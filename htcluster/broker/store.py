@@ -17,7 +17,8 @@ deletions (``table_drop``, families removed by ``table_alter``) are recorded
 in a ``purges`` table and carried out ``PURGE_CHUNK`` cells per transaction;
 the cells of a dropped table or family are invisible from the first
 transaction on, since table and family ids are never reused.  A purge cut
-short by a crash is finished when a store next opens the file.
+short (a crash, a file locked too long) is finished by the next drop or alter,
+or when a store next opens the file.
 
 Cells are stored in key order (row, family id, qualifier, flag, timestamp
 descending, revision descending; protocol.md 5.2), so a row range is one
@@ -25,15 +26,19 @@ indexed range query; everything else is filtered in Python by ``scan.py``.
 """
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from typing import Iterator, NamedTuple, Optional, Sequence
 
 from .. import codes
+from .._thrift.ttypes import ClientException
 from ._errors import client_error
 from .sqlitedb import BUSY_TIMEOUT, Database
 
 __all__ = ["RawCell", "Store", "TableRow", "WriteCell"]
+
+log = logging.getLogger("htcluster.broker")
 
 #: Cells fetched per query when streaming a row range.
 CHUNK_CELLS = 4096
@@ -243,7 +248,7 @@ class Store(Database):
         with self.transaction() as c:
             c.execute("DELETE FROM tables WHERE id = ?", (table_id,))
             c.execute("INSERT OR IGNORE INTO purges VALUES (?, ?)", (table_id, ALL_FAMILIES))
-        self.purge()
+        self._purge_after_commit()
 
     def rename_table(self, table_id: int, namespace: str, new_name: str) -> None:
         """Give a table a new name, in its namespace or in another existing one.
@@ -261,7 +266,14 @@ class Store(Database):
         with self.transaction() as c:
             c.execute("UPDATE tables SET schema = ? WHERE id = ?", (schema, table_id))
             c.executemany("INSERT OR IGNORE INTO purges VALUES (?, ?)", [(table_id, f) for f in dropped_families])
-        self.purge()
+        self._purge_after_commit()
+
+    def _purge_after_commit(self) -> None:
+        """Purge now; the change is committed, so a locked file only delays the purge to a later one."""
+        try:
+            self.purge()
+        except ClientException as exc:
+            log.warning("purge of dropped cells postponed: %s", exc.message)
 
     def purge(self, chunk: int = PURGE_CHUNK) -> None:
         """Delete the cells of dropped tables and families, ``chunk`` cells per write transaction.

@@ -216,15 +216,17 @@ def test_load_shows_a_progress_bar_on_a_terminal_only(broker_address, tmp_path):
     assert piped.returncode == 0 and "loading" not in piped.stderr + piped.stdout  # no terminal: no bar
 
 
-def test_load_counts_malformed_lines_and_reads_stdin(broker_address):
+@pytest.mark.parametrize("packed", [True, False], ids=["gzip", "plain"])
+def test_load_counts_malformed_lines_and_reads_stdin(broker_address, packed):
     good = list(weblog.generate_lines(20, seed=5))
     text = "\n".join(good[:10] + ["not a log line", ""] + good[10:] + ["x - - [bad] \"GET\" 200 1"]) + "\n"
-    result = run("load", "--hosts", broker_address, "--namespace", "cli_stdin", "--input", "-",
-                 input=gzip.compress(text.encode()))
+    namespace = f"cli_stdin_{'gzip' if packed else 'plain'}"
+    result = run("load", "--hosts", broker_address, "--namespace", namespace, "--input", "-",
+                 input=gzip.compress(text.encode()) if packed else text.encode())
     assert result.exit_code == 0, result.output
     assert load_report(result.output) == {"lines read": "23", "lines malformed": "3", "cells written": "140"}
     assert "skipped line 11: not an Apache" in result.output
-    assert len(select(broker_address, "cli_stdin", "SELECT UserAgent FROM LogDb")) == 20
+    assert len(select(broker_address, namespace, "SELECT UserAgent FROM LogDb")) == 20
 
 
 def test_load_errors_name_what_to_do(broker_address, tmp_path):

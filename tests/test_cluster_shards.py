@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from htcluster.cluster import Shards
-from htcluster.errors import BroadcastError, BrokerUnavailable, ClientException, ConfigError
+from htcluster.errors import BroadcastError, BrokerUnavailable, ConfigError
 from htcluster.policy import Backoff
 from htcluster.shards import EXACT_COVER_LIMIT, _greedy_cover, rendezvous_weight
 from htcluster.testing import FaultProxy, ManualClock
@@ -65,7 +65,7 @@ def test_greedy_cover_covers_within_its_bound(needs):
 
 def test_many_hosts_use_the_greedy_cover():
     n = EXACT_COVER_LIMIT + 8
-    shards = Shards([(f"h{i}:1", f"k{i}") for i in range(n)] + [(f"h0:1", f"k{i}") for i in range(1, n, 2)])
+    shards = Shards([(f"h{i}:1", f"k{i}") for i in range(n)] + [("h0:1", f"k{i}") for i in range(1, n, 2)])
     chosen = shards.cover(shards)
     assert "h0:1" in chosen and len(chosen) == n // 2  # h0 (k0 and the odd keys), then each even key's host
 
@@ -164,44 +164,40 @@ def test_routing_over_real_brokers(cluster, shards):
         assert str(r.host) in (b, c)
 
 
-def test_multicast_covers_the_keys_of_an_unreachable_host_with_other_hosts(cluster, shards):
+@pytest.fixture
+def proxied(cluster, shards):
+    """Shards like ``shards``, whose host serving both keys sits behind a FaultProxy: yields ``(shards, proxy)``."""
     a, b, c = cluster.hosts
-    proxy = FaultProxy(c)
-    try:
-        s = Shards([(a, "eu"), (b, "us"), (proxy.address, "eu"), (proxy.address, "us")],
-                   options=dict(socket_timeout=5.0, backoff=0.2))
-        with s:
-            assert list(s.multicast(["eu", "us"], "table_exists", "t", namespace="shardtest")) == [proxy.address]
-            proxy.close()  # refused from now on
-            assert s.multicast(["eu", "us"], "table_exists", "t", namespace="shardtest") == {a: True, b: True}
-            assert s.resources.failovers == 1 and list(s.resources.health.down()) == [proxy.address]
-            assert s.multicast(["eu", "us"], "status").keys() == {a, b}  # the dead host is not chosen
-            assert s.resources.failovers == 1
-            with pytest.raises(BroadcastError, match="reached no host for key"):
-                s.multicast(["eu"], "hql_query", "SELECT * FROM no_such_table", namespace="shardtest")
-    finally:
-        proxy.close()
+    with FaultProxy(c) as proxy:
+        with Shards([(a, "eu"), (b, "us"), (proxy.address, "eu"), (proxy.address, "us")],
+                    options=dict(socket_timeout=0.5, backoff=0.2)) as s:
+            yield s, proxy
 
 
-def test_multicast_never_repeats_a_write_that_may_have_arrived(cluster, shards):
-    a, b, c = cluster.hosts
-    proxy = FaultProxy(c)
-    try:
-        s = Shards([(a, "eu"), (b, "us"), (proxy.address, "eu"), (proxy.address, "us")],
-                   options=dict(socket_timeout=0.5, backoff=0.2))
-        with s:
-            s.multicast(["eu", "us"], "status")  # connections open
-            proxy.blackhole()  # the write leaves, no answer comes back
-            results, errors = s.multicast(["eu", "us"], "set_cells", "t", [Cell(Key("r-x", "c", ""), b"1")],
-                                          namespace="shardtest", errors="return")
-            assert results == {} and list(errors) == [proxy.address]
-            assert isinstance(errors[proxy.address], BrokerUnavailable) and errors[proxy.address].sent
-            assert s.resources.failovers == 0
-            for host in (a, b):  # not sent on to the other hosts of the keys
-                cells = s.resources.unicast("get_cells", "t", ScanSpec(), namespace="shardtest", hosts=[host])
-                assert "r-x" not in {cell.key.row for cell in cells}
-    finally:
-        proxy.close()
+def test_multicast_covers_the_keys_of_an_unreachable_host_with_other_hosts(cluster, proxied):
+    (a, b, _), (s, proxy) = cluster.hosts, proxied
+    assert list(s.multicast(["eu", "us"], "table_exists", "t", namespace="shardtest")) == [proxy.address]
+    proxy.close()  # refused from now on
+    assert s.multicast(["eu", "us"], "table_exists", "t", namespace="shardtest") == {a: True, b: True}
+    assert s.resources.failovers == 1 and list(s.resources.health.down()) == [proxy.address]
+    assert s.multicast(["eu", "us"], "status").keys() == {a, b}  # the dead host is not chosen
+    assert s.resources.failovers == 1
+    with pytest.raises(BroadcastError, match="reached no host for key"):
+        s.multicast(["eu"], "hql_query", "SELECT * FROM no_such_table", namespace="shardtest")
+
+
+def test_multicast_never_repeats_a_write_that_may_have_arrived(cluster, proxied):
+    (a, b, _), (s, proxy) = cluster.hosts, proxied
+    s.multicast(["eu", "us"], "status")  # connections open
+    proxy.blackhole()  # the write leaves, no answer comes back
+    results, errors = s.multicast(["eu", "us"], "set_cells", "t", [Cell(Key("r-x", "c", ""), b"1")],
+                                  namespace="shardtest", errors="return")
+    assert results == {} and list(errors) == [proxy.address]
+    assert isinstance(errors[proxy.address], BrokerUnavailable) and errors[proxy.address].sent
+    assert s.resources.failovers == 0
+    for host in (a, b):  # not sent on to the other hosts of the keys
+        cells = s.resources.unicast("get_cells", "t", ScanSpec(), namespace="shardtest", hosts=[host])
+        assert "r-x" not in {cell.key.row for cell in cells}
 
 
 def test_multicast_bad_arguments(shards):

@@ -9,7 +9,8 @@ after another, through:
   upstream's ``hypertable.thriftclient.ThriftClient``);
 * a persistent :class:`~htcluster.resource.Resource` (method, then ``call``);
 * :meth:`Pool.call <htcluster.pool.Pool.call>` and ``with pool.connection()``;
-* a new ``Resource`` per call (connect, call, close).
+* a new ``Resource`` per call (connect, call, close), also in a second
+  table against ``Pool.call`` alone.
 
 Run ``python benchmarks/bench_pool.py`` (``--quick`` for a smoke run).
 """
@@ -135,6 +136,11 @@ def main() -> None:
                     f"{calls // ROUNDS} calls ({connect_calls // ROUNDS} for connect per call); "
                     "ratio = calls/s vs the raw client",
                     [{"client": name, **run} for name, run in best.items()],
+                    ["client", "calls", "per_s", "p50_ms", "p99_ms"], ratio_of="per_s")
+                pool_row = next(name for name in best if name.startswith("Pool.call"))
+                results[f"{method} vs pool"] = print_table(
+                    f"{method}: connect per call against the pool; ratio = calls/s vs {pool_row}",
+                    [{"client": name, **best[name]} for name in (pool_row, "connect per call")],
                     ["client", "calls", "per_s", "p50_ms", "p99_ms"], ratio_of="per_s")
         raw_sock.close()
         pure_sock.close()

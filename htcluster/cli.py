@@ -340,7 +340,7 @@ def load(hosts: list[Host], namespace: str, table: str, input_: Optional[str], c
     source = input_ or f"a generated log ({count} lines, seed {seed})"
     click.echo(f"loaded {source} into {namespace}/{table} through {strategy} ({', '.join(map(str, hosts))})")
     click.echo(f"lines read       {report.lines:>10,}")
-    click.echo(f"lines malformed  {report.malformed:>10,}")
+    click.echo(f"lines skipped    {report.malformed:>10,}  (malformed)")
     click.echo(f"cells written    {report.cells:>10,}")
     click.echo(f"cells/s          {report.cells_per_s:>10,.0f}  ({report.seconds:.2f} s)")
     for example in stats.examples:

@@ -4,8 +4,9 @@
    shard brokers with a file each, on free loopback ports.
 2. Load an Apache log (a file, or a generated one) into ``logs/LogDb``
    through :class:`~htcluster.cluster.Replicas`, SIGKILLing the primary
-   replica half-way while a batch is in flight to it, and through :class:`~htcluster.cluster.Shards`, routed
-   by client address so that one client's rows stay on one shard.
+   replica half-way while a batch is in flight to it, and through
+   :class:`~htcluster.cluster.Shards`, routed by client address so that one
+   client's rows stay on one shard.
 3. Query, with timings: requests per response code, the ten most requested
    paths, every request of the busiest client by row-key prefix, and a count
    per response code broadcast to the shards.
@@ -155,7 +156,7 @@ def run_demo(input_: Optional[str] = None, count: int = 5000, echo: Echo = print
         echo("\nsummary")
         echo(render_table(("", "value"), [
             ("lines read", f"{stats.lines:,}"),
-            ("lines malformed", f"{stats.malformed:,}"),
+            ("lines skipped (malformed)", f"{stats.malformed:,}"),
             ("cells acknowledged (replicas + shards)",
              f"{acknowledged:,} ({to_replicas.cells:,} + {to_shards.cells:,})"),
             ("cells found afterwards", f"{found:,} ({found_r:,} + {found_s:,})"),

@@ -139,7 +139,7 @@ def test_hql_broadcast_answers_per_host_and_names_the_failed_one(separate):
 def load_report(output: str) -> dict[str, str]:
     fields = {}
     for line in output.splitlines():
-        for name in ("lines read", "lines malformed", "cells written"):
+        for name in ("lines read", "lines skipped", "cells written"):
             if line.startswith(name):
                 fields[name] = line[len(name):].split()[0].replace(",", "")
     return fields
@@ -148,7 +148,7 @@ def load_report(output: str) -> dict[str, str]:
 def test_load_generated_log_through_a_pool(broker_address):
     result = run("load", "--hosts", broker_address, "--namespace", "cli_pool", "--lines", "300", "--batch", "64")
     assert result.exit_code == 0, result.output
-    assert load_report(result.output) == {"lines read": "300", "lines malformed": "0", "cells written": "2100"}
+    assert load_report(result.output) == {"lines read": "300", "lines skipped": "0", "cells written": "2100"}
     cells = select(broker_address, "cli_pool", "SELECT Request FROM LogDb")
     expected = list(weblog.iter_entries(weblog.generate_lines(300)))
     assert sorted(c.key.row for c in cells) == sorted(e.row for e in expected)
@@ -211,7 +211,7 @@ def test_load_shows_a_progress_bar_on_a_terminal_only(broker_address, tmp_path):
     assert proc.returncode == 0, terminal
     assert "loading" in terminal and "100%" in terminal and "6,000 lines, 42,000 cells" in terminal
     assert any(0 < int(pct) < 100 for pct in re.findall(r"(\d+)%", terminal))  # it moved as batches went
-    assert load_report(proc.stdout) == {"lines read": "6000", "lines malformed": "0", "cells written": "42000"}
+    assert load_report(proc.stdout) == {"lines read": "6000", "lines skipped": "0", "cells written": "42000"}
     piped = run_process("load", "--hosts", broker_address, "--namespace", "cli_tty", "--lines", "50")
     assert piped.returncode == 0 and "loading" not in piped.stderr + piped.stdout  # no terminal: no bar
 
@@ -224,7 +224,7 @@ def test_load_counts_malformed_lines_and_reads_stdin(broker_address, packed):
     result = run("load", "--hosts", broker_address, "--namespace", namespace, "--input", "-",
                  input=gzip.compress(text.encode()) if packed else text.encode())
     assert result.exit_code == 0, result.output
-    assert load_report(result.output) == {"lines read": "23", "lines malformed": "3", "cells written": "140"}
+    assert load_report(result.output) == {"lines read": "23", "lines skipped": "3", "cells written": "140"}
     assert "skipped line 11: not an Apache" in result.output
     assert len(select(broker_address, namespace, "SELECT UserAgent FROM LogDb")) == 20
 

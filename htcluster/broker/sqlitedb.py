@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from typing import Any
+import time
+from typing import Any, Callable
 
 from .. import codes
 from ._errors import client_error
@@ -67,7 +68,30 @@ class Database:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._conns: set[sqlite3.Connection] = set()
-        self.conn().execute("PRAGMA journal_mode=WAL")
+        self.while_locked(lambda conn: conn.execute("PRAGMA journal_mode=WAL"))
+
+    def while_locked(self, setup: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``setup(conn)``, retrying for up to ``busy_timeout`` seconds while the file is locked.
+
+        Needed at start-up: switching to WAL (and creating the schema) while
+        another broker process does the same on a new file answers "database
+        is locked" at once instead of waiting for SQLite's busy handler.
+
+        :raises sqlite3.OperationalError: the file stayed locked that long.
+        """
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.005
+        while True:
+            conn = self.conn()
+            try:
+                return setup(conn)
+            except sqlite3.OperationalError as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
     def conn(self) -> sqlite3.Connection:
         """Return this thread's connection, opening it on first use."""

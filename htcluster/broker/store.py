@@ -141,7 +141,7 @@ class Store(Database):
 
     def __init__(self, path: str, busy_timeout: float = BUSY_TIMEOUT) -> None:
         super().__init__(path, busy_timeout)
-        self.conn().executescript("BEGIN IMMEDIATE;" + _DDL + "COMMIT;")
+        self.while_locked(lambda conn: conn.executescript("BEGIN IMMEDIATE;" + _DDL + "COMMIT;"))
         self.purge()
 
     # ------------------------------------------------------------- namespaces

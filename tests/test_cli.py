@@ -281,3 +281,24 @@ def test_cluster_command_prints_hosts_and_stops_on_ctrl_c():
         proc.communicate(timeout=15)
     assert proc.returncode == 0
     assert run("status", "--hosts", ",".join(hosts), "--timeout", "1").exit_code == 1  # all stopped
+
+
+def test_cluster_command_keeps_serving_when_one_broker_dies():
+    proc = subprocess.Popen([sys.executable, "-m", "htcluster", "cluster", "--brokers", "3", "--shared"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        deadline = time.monotonic() + 30
+        while not line.startswith("export HYPERTABLE_HOSTS=") and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+        hosts = line.strip().split("=", 1)[1].split(",")
+        victim = hosts[0].rsplit(":", 1)[1]
+        subprocess.run(["pkill", "-9", "-f", f"htcluster.broker .*--port {victim} "], check=True)
+        time.sleep(1.5)  # the command polls its members every 0.5 s
+        assert proc.poll() is None, "the cluster command stopped when one broker died"
+        assert run("status", "--hosts", ",".join(hosts[1:])).exit_code == 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0
+    assert f"broker {hosts[0]} exited" in err

@@ -160,7 +160,9 @@ def run_demo(input_: Optional[str] = None, count: int = 5000, echo: Echo = print
             ("cells acknowledged (replicas + shards)",
              f"{acknowledged:,} ({to_replicas.cells:,} + {to_shards.cells:,})"),
             ("cells found afterwards", f"{found:,} ({found_r:,} + {found_s:,})"),
-            ("failovers", f"{replicas.failovers}" + (f" ({', '.join(down)} marked down)" if down else "")),
+            ("failovers (replicas + shards)",
+             f"{replicas.failovers + shards.resources.failovers} ({replicas.failovers} + "
+             f"{shards.resources.failovers})" + (f", {', '.join(down)} marked down" if down else "")),
             ("load through Replicas", f"{to_replicas.seconds:.2f} s, {to_replicas.cells_per_s:,.0f} cells/s"),
             ("load through Shards", f"{to_shards.seconds:.2f} s, {to_shards.cells_per_s:,.0f} cells/s"),
             *((f"query: {name}", f"{seconds * 1000:.1f} ms") for name, seconds in timings),

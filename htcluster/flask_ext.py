@@ -327,13 +327,13 @@ class FlaskPooledHypertable(Hypertable):
       ``ht.cluster.stats()``;
     * ``put_back(client)`` takes only what ``connect()`` gave (``ValueError``);
     * the client is a :class:`~htcluster.resource.Resource`, not a
-      ``ManagedThriftClient``: ``is_active`` is ``is_open``, ``open()`` takes
-      no timeout (``timeout`` is in seconds), ``timeout_ms`` and ``transport``
-      are gone; in ``client.mns``, ``open_namespace(name)`` is
-      ``mns[name]``, ``close()`` is ``close_all()``, the ``namespaces`` dict
-      is the mapping itself (``name in mns``, ``list(mns)``),
-      ``close_namespace`` returns ``None`` and forgets the closed id, and
-      ``del mns[name]`` raises ``KeyError`` for a name that is not open.
+      ``ManagedThriftClient`` (``is_active``, ``mns.open_namespace`` and
+      ``mns.close()`` are kept as aliases): ``open()`` takes no timeout
+      (``timeout`` is in seconds), ``timeout_ms`` and ``transport`` are gone;
+      in ``client.mns`` the ``namespaces`` dict is the mapping itself
+      (``name in mns``, ``list(mns)``), ``close_namespace`` returns ``None``
+      and forgets the closed id, and ``del mns[name]`` raises ``KeyError`` for
+      a name that is not open.
     """
 
 

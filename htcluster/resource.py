@@ -187,6 +187,11 @@ class Resource(HqlService.Client):
         return self._transport.socket.handle is not None
 
     @property
+    def is_active(self) -> bool:
+        """Flask-Hypertable's name for :attr:`is_open`."""
+        return self.is_open
+
+    @property
     def failed(self) -> bool:
         """True after a transport failure; the connection must then not be reused."""
         return self._transport.failed
@@ -341,6 +346,9 @@ class ManagedNamespaces:
             raise KeyError(f"namespace {name!r} is not open on this connection")
         self.close_namespace(name)
 
+    #: Flask-Hypertable's ``ManagedThriftClient.mns`` names.
+    open_namespace = __getitem__
+
     def close_all(self) -> None:
         """Close every open namespace, best effort: failures are logged, not raised."""
         while self._ids:
@@ -352,6 +360,8 @@ class ManagedNamespaces:
                 if not self._resource.reusable:
                     break
         self._ids.clear()
+
+    close = close_all
 
     def forget(self) -> None:
         """Drop every id without telling the broker (its connection is gone)."""

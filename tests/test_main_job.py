@@ -99,9 +99,10 @@ def assert_demo_output(out: str, acknowledged: int) -> None:
     assert re.search(r"killed the primary replica \S+ \(SIGKILL\) after [\d,]+ requests, while a set_cells "
                      r"of [\d,]+ cells was in flight to it", out)
     summary = {name: re.search(rf"{re.escape(name)}\s+([\d,]+)", out).group(1)
-               for name in ("cells acknowledged (replicas + shards)", "cells found afterwards", "failovers")}
+               for name in ("cells acknowledged (replicas + shards)", "cells found afterwards",
+                            "failovers (replicas + shards)")}
     assert summary["cells acknowledged (replicas + shards)"] == summary["cells found afterwards"] == f"{acknowledged:,}"
-    assert int(summary["failovers"]) >= 1
+    assert int(summary["failovers (replicas + shards)"]) >= 1
     for query in ("per response code", "top ten paths", "one client by row prefix", "broadcast count to shards"):
         assert re.search(rf"query: {query}\s+[\d.]+ ms", out), query
     latency = out[out.index("per-host latency"):].splitlines()[3:8]

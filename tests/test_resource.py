@@ -137,6 +137,10 @@ def test_mns_close_namespace_closes_and_forgets(broker_address: str, namespace: 
             del r.mns[namespace]
         r.mns.close_namespace(namespace)  # lenient, as Flask-Hypertable's mns was
         assert r.calls["namespace_close"] == [first, second]
+        third = r.mns.open_namespace(namespace)  # Flask-Hypertable's names, kept as aliases
+        assert r.is_active and r.mns[namespace] == third
+        r.mns.close()
+        assert r.calls["namespace_close"] == [first, second, third] and len(r.mns) == 0
 
 
 def test_closing_the_resource_closes_its_namespaces(broker_address: str, namespace: str) -> None:

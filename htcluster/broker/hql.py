@@ -27,7 +27,7 @@ from .hql_scan import (CellPredicate, ColumnMatches, RowPredicate, RowRegexp, Sc
 from .hql_schema import ColumnDef, GroupDef, IndexDef, SchemaOption, build_schema
 from .hql_time import duration_seconds, parse_timestamp
 
-__all__ = ["delete_cells", "execute", "parse"]
+__all__ = ["delete_cells", "execute", "parse", "warm_up"]
 
 #: Largest number HQL takes where the wire has an i32.
 MAX_I32 = 2**31 - 1
@@ -44,6 +44,11 @@ def _parser() -> Lark:
     """Build the LALR parser from ``hql.lark`` once."""
     grammar = resources.files(__package__).joinpath("hql.lark").read_text(encoding="utf-8")
     return Lark(grammar, parser="lalr", lexer="contextual", maybe_placeholders=True)
+
+
+def warm_up() -> None:
+    """Build the parser now (about 0.2 s), so that the first statement does not pay for it."""
+    _parser()
 
 
 def _parse_error(detail: str) -> ClientException:

@@ -48,6 +48,12 @@ BACKLOG = 128
 PathLike = Union[str, "os.PathLike[str]"]
 
 
+def _warm_hql() -> None:
+    from . import hql
+
+    hql.warm_up()
+
+
 #: How a client closing or resetting its socket shows up; not worth a warning.
 _NORMAL_DISCONNECTS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 
@@ -126,6 +132,8 @@ class BrokerServer:
         self._accepter = threading.Thread(target=self._accept_loop, name=f"htcluster-broker-accept-{self.port}",
                                           daemon=True)
         self._accepter.start()
+        # building the HQL parser takes ~0.2 s: do it now, not in the first hql_query
+        threading.Thread(target=_warm_hql, name="htcluster-broker-hql-warmup", daemon=True).start()
         log.info("htcluster stand-in broker listening on %s (data %s)", self.address, self.data)
         return self
 

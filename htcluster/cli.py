@@ -189,17 +189,27 @@ def main() -> None:
 @click.option("--data", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="SQLite file holding the cells, shared by the brokers of one cluster "
                    "(default: a temporary file).")
-def broker(host: str, port: int, data: Optional[Path]) -> None:
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds a client connection may stay silent before it is closed "
+                   "(ThriftBroker.Timeout; default: never).")
+@click.option("--busy-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+              help="Seconds a write waits for another broker's write on the same data file.")
+def broker(host: str, port: int, data: Optional[Path], timeout: Optional[float], busy_timeout: float) -> None:
     """Serve the ThriftBroker protocol over a SQLite file (a local stand-in broker)."""
+    import sqlite3
+
     from .broker import serve
 
     click.echo(f"htcluster broker on {host}:{port} serving {data or 'a temporary file'}; Ctrl-C stops it",
                err=True)
     try:
-        serve(host, port, data)
+        serve(host, port, data, timeout=timeout, busy_timeout=busy_timeout)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
                                    f"choose another --port or stop what uses it") from None
+    except sqlite3.Error as exc:
+        raise click.ClickException(f"cannot use data file {data}: {exc}; "
+                                   f"give --data a SQLite file or a new path") from None
 
 
 @main.command()

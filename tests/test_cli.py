@@ -302,3 +302,11 @@ def test_cluster_command_keeps_serving_when_one_broker_dies():
         _, err = proc.communicate(timeout=15)
     assert proc.returncode == 0
     assert f"broker {hosts[0]} exited" in err
+
+
+def test_broker_command_rejects_a_data_file_that_is_not_sqlite(tmp_path):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a database, just text " * 100)
+    result = run("broker", "--port", "0", "--data", str(bad))
+    assert result.exit_code == 1
+    assert "cannot use data file" in result.output and "give --data" in result.output

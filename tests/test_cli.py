@@ -265,15 +265,23 @@ def test_broker_command_serves_until_sigterm(tmp_path):
     assert (tmp_path / "b.sqlite").exists()
 
 
-def test_cluster_command_prints_hosts_and_stops_on_ctrl_c():
-    proc = subprocess.Popen([sys.executable, "-m", "htcluster", "cluster", "--brokers", "2", "--separate"],
+def start_cluster_command(*args: str) -> "tuple[subprocess.Popen, list[str]]":
+    """Start ``htcluster cluster ARGS`` and return the process and the hosts it printed."""
+    proc = subprocess.Popen([sys.executable, "-m", "htcluster", "cluster", *args],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = ""
+    deadline = time.monotonic() + 30
+    while not line.startswith("export HYPERTABLE_HOSTS=") and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+    if not line:
+        proc.kill()
+        raise AssertionError(f"htcluster cluster printed no hosts: {proc.communicate()[1]}")
+    return proc, line.strip().split("=", 1)[1].split(",")
+
+
+def test_cluster_command_prints_hosts_and_stops_on_ctrl_c():
+    proc, hosts = start_cluster_command("--brokers", "2", "--separate")
     try:
-        line = ""
-        deadline = time.monotonic() + 30
-        while not line.startswith("export HYPERTABLE_HOSTS=") and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-        hosts = line.strip().split("=", 1)[1].split(",")
         assert len(hosts) == 2
         assert run("status", "--hosts", ",".join(hosts)).exit_code == 0
     finally:
@@ -284,14 +292,8 @@ def test_cluster_command_prints_hosts_and_stops_on_ctrl_c():
 
 
 def test_cluster_command_keeps_serving_when_one_broker_dies():
-    proc = subprocess.Popen([sys.executable, "-m", "htcluster", "cluster", "--brokers", "3", "--shared"],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc, hosts = start_cluster_command("--brokers", "3", "--shared")
     try:
-        line = ""
-        deadline = time.monotonic() + 30
-        while not line.startswith("export HYPERTABLE_HOSTS=") and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-        hosts = line.strip().split("=", 1)[1].split(",")
         victim = hosts[0].rsplit(":", 1)[1]
         subprocess.run(["pkill", "-9", "-f", f"htcluster.broker .*--port {victim} "], check=True)
         time.sleep(1.5)  # the command polls its members every 0.5 s

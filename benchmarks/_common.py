@@ -15,11 +15,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from htcluster.status import render_table
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def parser(description: str) -> argparse.ArgumentParser:
-    """An argument parser with the options every benchmark takes: ``--quick`` and ``--json``."""
+    """Return an argument parser with the options every benchmark takes: ``--quick`` and ``--json``."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true",
                    help="a few iterations only: checks that the benchmark still runs (CI)")
@@ -28,7 +30,7 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 
 def percentile(samples: Sequence[float], pct: float) -> float:
-    """The ``pct``-th percentile (0..100) of ``samples``, nearest-rank."""
+    """Return the ``pct``-th percentile (0..100) of ``samples``, nearest-rank (NaN for none)."""
     if not samples:
         return float("nan")
     ordered = sorted(samples)
@@ -36,23 +38,33 @@ def percentile(samples: Sequence[float], pct: float) -> float:
     return ordered[rank]
 
 
+def summarize(samples: Sequence[float], seconds: float) -> dict[str, float]:
+    """Sum up call latencies taken over ``seconds`` of wall time (several threads may add up).
+
+    :param samples: the seconds each call took.
+    :param seconds: the wall time of the whole run.
+    :returns: ``calls``, ``seconds``, ``per_s`` (calls per second), ``p50_ms``,
+        ``p99_ms`` and ``mean_ms`` (milliseconds).
+    """
+    return {
+        "calls": len(samples),
+        "seconds": seconds,
+        "per_s": len(samples) / seconds if seconds else float("inf"),
+        "p50_ms": percentile(samples, 50) * 1000,
+        "p99_ms": percentile(samples, 99) * 1000,
+        "mean_ms": statistics.fmean(samples) * 1000 if samples else float("nan"),
+    }
+
+
 def time_calls(fn: Callable[[], Any], n: int) -> dict[str, float]:
-    """Call ``fn`` ``n`` times; return ``calls``, ``seconds``, ``per_s``, ``p50_ms``, ``p99_ms``."""
+    """Call ``fn`` ``n`` times one after another and :func:`summarize` the latencies."""
     samples = []
     start = time.perf_counter()
     for _ in range(n):
         t0 = time.perf_counter()
         fn()
         samples.append(time.perf_counter() - t0)
-    total = time.perf_counter() - start
-    return {
-        "calls": n,
-        "seconds": total,
-        "per_s": n / total if total else float("inf"),
-        "p50_ms": percentile(samples, 50) * 1000,
-        "p99_ms": percentile(samples, 99) * 1000,
-        "mean_ms": statistics.fmean(samples) * 1000,
-    }
+    return summarize(samples, time.perf_counter() - start)
 
 
 def print_table(title: str, rows: Iterable[dict[str, Any]], columns: Sequence[str],
@@ -81,13 +93,8 @@ def print_table(title: str, rows: Iterable[dict[str, Any]], columns: Sequence[st
             return f"{v:,.2f}" if abs(v) < 1e6 else f"{v:,.0f}"
         return str(v)
 
-    cells = [[fmt(r.get(c, "")) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(cols)]
     print(f"\n{title}")
-    print("  ".join(c.rjust(w) for c, w in zip(cols, widths)))
-    print("  ".join("-" * w for w in widths))
-    for row in cells:
-        print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
+    print(render_table(cols, [[fmt(r.get(c, "")) for c in cols] for r in rows], numeric=range(len(cols))))
     return rows
 
 

@@ -20,7 +20,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from _common import parser, percentile, print_table, time_calls, write_json
+from _common import parser, print_table, summarize, time_calls, write_json
 from flask import Flask
 
 from htcluster.flask_ext import FlaskHypertable, FlaskPooledHypertable, Hypertable
@@ -104,8 +104,7 @@ def concurrent(app: Flask, threads: int, each: int) -> dict[str, float]:
     seconds = time.perf_counter() - start
     if errors:
         raise errors[0]
-    return {"requests": len(samples), "seconds": seconds, "per_s": len(samples) / seconds,
-            "p50_ms": percentile(samples, 50) * 1000, "p99_ms": percentile(samples, 99) * 1000}
+    return summarize(samples, seconds)
 
 
 def main() -> None:
@@ -135,7 +134,7 @@ def main() -> None:
                                   sequential, ["extension", "calls", "per_s", "p50_ms", "p99_ms"], ratio_of="per_s"),
         "threads": print_table(f"GET / from {THREADS} threads x {each} requests; "
                                "ratio = requests/s vs connect per request",
-                               parallel, ["extension", "requests", "per_s", "p50_ms", "p99_ms"], ratio_of="per_s"),
+                               parallel, ["extension", "calls", "per_s", "p50_ms", "p99_ms"], ratio_of="per_s"),
     }
     write_json("bench_flask", {"quick": args.quick, "pool_size": POOL_SIZE, "threads": THREADS,
                                "results": results}, args.json)

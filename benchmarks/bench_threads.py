@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-from _common import parser, percentile, print_table, write_json
+from _common import parser, print_table, summarize, write_json
 
 from htcluster.cluster import Resources
 from htcluster.testing import LocalCluster
@@ -52,10 +52,8 @@ def run(rs: Resources, threads: int, duration: float) -> dict[str, Any]:
     begin = time.perf_counter()
     for w in workers:
         w.join(duration + 30)
-    elapsed = time.perf_counter() - begin
     flat = [x for s in samples for x in s]
-    return {"threads": threads, "calls": len(flat), "per_s": len(flat) / elapsed,
-            "p50_ms": percentile(flat, 50) * 1000, "p99_ms": percentile(flat, 99) * 1000, "errors": len(errors)}
+    return {"threads": threads, **summarize(flat, time.perf_counter() - begin), "errors": len(errors)}
 
 
 def main() -> None:

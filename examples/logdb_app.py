@@ -38,9 +38,9 @@ from werkzeug.exceptions import HTTPException
 
 from htcluster.errors import BrokerUnavailable, ClientException, NoHostAvailable, PoolTimeout
 from htcluster.flask_ext import Hypertable
-from htcluster.logload import ensure_logdb, load
-from htcluster.types import Cell, Key, KeyFlag, RowInterval, ScanSpec
-from htcluster.weblog import FAMILIES, TABLE, LogStats, iter_entries, open_log, row_key
+from htcluster.logload import call_writer, ensure_logdb, load
+from htcluster.types import Cell, RowInterval, ScanSpec
+from htcluster.weblog import FAMILIES, TABLE, LogEntry, LogStats, iter_entries, open_log
 
 #: The namespace LogDb lives in unless HYPERTABLE_NAMESPACE says otherwise.
 NAMESPACE = "logdb"
@@ -108,8 +108,8 @@ def _error(status: int, message: str, **extra: Any) -> tuple[Response, int]:
 
 # ------------------------------------------------------------------ payloads
 
-def parse_request(payload: Any) -> tuple[str, int, dict[str, str]]:
-    """Check a POSTed request and return ``(row key, epoch seconds, {family: value})``.
+def parse_request(payload: Any) -> LogEntry:
+    """Check a POSTed request and return it as a LogDb entry.
 
     ``ClientIpAddress`` (no spaces), ``Request`` and ``ResponseCode`` (three
     digits) are required; ``ObjectSize`` is a count or ``"-"``; the
@@ -117,6 +117,8 @@ def parse_request(payload: Any) -> tuple[str, int, dict[str, str]]:
     row key ends in 8 random digits instead of a log line number: two requests
     of one client in the same second collide with odds of 1 in 10**8.
 
+    :param payload: the decoded JSON body.
+    :returns: a :class:`~htcluster.weblog.LogEntry` whose ``line_number`` is random.
     :raises BadPayload: listing every problem found.
     """
     if not isinstance(payload, dict):
@@ -146,7 +148,8 @@ def parse_request(payload: Any) -> tuple[str, int, dict[str, str]]:
         problems.append(f"time must be whole seconds since 1970, got {epoch!r}")
     if problems:
         raise BadPayload(problems)
-    return row_key(client, epoch, secrets.randbelow(10 ** 8)), epoch, values
+    return LogEntry(client, values["UserId"], epoch, values["Request"], code, size, values["Referer"],
+                    values["UserAgent"], secrets.randbelow(10 ** 8))
 
 
 def row_to_json(row: str, cells: list[Cell]) -> dict[str, Any]:
@@ -179,13 +182,10 @@ def client_spec(client: Optional[str], limit: int = 0) -> ScanSpec:
 @bp.post("/requests")
 def create_request() -> tuple[Response, int]:
     """Store one request; the JSON object's keys are the LogDb families (and ``time``)."""
-    payload = request.get_json(silent=True)
-    row, epoch, values = parse_request(payload)
-    ts = epoch * 1_000_000_000  # client-assigned: a write retried on another replica rewrites it
-    cells = [Cell(Key(row, family, "", ts, None, KeyFlag.INSERT), value.encode("utf-8"))
-             for family, value in values.items()]
+    entry = parse_request(request.get_json(silent=True))
+    cells = entry.cells()  # timestamped by the client: a write retried on another replica rewrites them
     ht.namespace().set_cells(TABLE, cells)
-    return jsonify(row_to_json(row, cells)), 201
+    return jsonify(row_to_json(entry.row, cells)), 201
 
 
 @bp.get("/requests/<path:row>")
@@ -227,8 +227,9 @@ def logdb_cli() -> None:
 @logdb_cli.command("init")
 def init_command() -> None:
     """Create the namespace and the LogDb table unless they exist."""
-    ensure_logdb(ht.call, ht.settings.namespace or NAMESPACE)
-    click.echo(f"{ht.settings.namespace}/{TABLE} is ready")
+    namespace = ht.settings.namespace or NAMESPACE
+    ensure_logdb(ht.call, namespace)
+    click.echo(f"{namespace}/{TABLE} is ready")
 
 
 @logdb_cli.command("load")
@@ -238,14 +239,8 @@ def load_command(log: str) -> None:
     namespace = ht.settings.namespace or NAMESPACE
     ensure_logdb(ht.call, namespace)
     stats = LogStats()
-
-    def write(entries: list) -> int:
-        cells = [cell for entry in entries for cell in entry.cells()]
-        ht.call("set_cells", TABLE, cells, namespace=namespace)
-        return len(cells)
-
     with open_log(log) as lines:
-        report = load(iter_entries(lines, stats), write, stats=stats)
+        report = load(iter_entries(lines, stats), call_writer(ht.call, namespace), stats=stats)
     click.echo(f"{report.rows:,} requests ({report.cells:,} cells) in {report.seconds:.2f} s; "
                f"{report.malformed} malformed lines skipped")
 

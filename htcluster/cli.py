@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import os
 import signal
 import sys
@@ -18,52 +17,22 @@ from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
 
 import click
-from thrift.Thrift import TApplicationException
 
 from . import __version__
-from .errors import BroadcastError, BrokerUnavailable, ConfigError, HtclusterError, NoHostAvailable, PoolTimeout
+from .cli_output import HOSTS_ENV, explain, format_hql_result, progress_bar
+from .errors import ConfigError
 from .hosts import DEFAULT_PORT, Host, parse_hosts
-from .status import check_hosts, format_status, render_table
-from .types import ClientException
+from . import logload
+from .status import DEFAULT_TIMEOUT as STATUS_TIMEOUT, check_hosts, down_message, format_status
+from .weblog import GENERATED_LINES, GENERATED_SEED, TABLE, LogStats, generate_lines, iter_entries, open_log
 
 __all__ = ["main"]
 
-#: Environment variable holding the default ``--hosts``.
-HOSTS_ENV = "HYPERTABLE_HOSTS"
 #: Environment variable holding the default ``--namespace``.
 NAMESPACE_ENV = "HYPERTABLE_NAMESPACE"
 DEFAULT_HOSTS = f"localhost:{DEFAULT_PORT}"
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def explain(exc: BaseException) -> Optional[str]:
-    """Return the one-line message a user sees for ``exc``, or ``None`` if it is a bug.
-
-    :param exc: an exception that escaped a command.
-    :returns: what went wrong and what to do about it.
-    """
-    hint = (f"start one with 'htcluster broker --port {DEFAULT_PORT}' (or 'htcluster cluster'), "
-            f"or point --hosts / ${HOSTS_ENV} at running brokers")
-    if isinstance(exc, (BrokerUnavailable, NoHostAvailable)):
-        return f"cannot reach a broker: {exc}; {hint}"
-    if isinstance(exc, BroadcastError):
-        return f"some hosts failed: {exc}; check them with 'htcluster status'"
-    if isinstance(exc, PoolTimeout):
-        return f"{exc}; the brokers are overloaded or hung: check them with 'htcluster status'"
-    if isinstance(exc, ConfigError):
-        return f"invalid setting: {exc}"
-    if isinstance(exc, HtclusterError):
-        return str(exc)
-    if isinstance(exc, ClientException):
-        return f"the broker refused: {exc.message} (error code {exc.code})"
-    if isinstance(exc, TApplicationException):
-        return f"the broker failed internally: {exc.message or exc} (Thrift application error {exc.type})"
-    if isinstance(exc, OSError):
-        return f"{exc.strerror or exc}" + (f": {exc.filename}" if getattr(exc, "filename", None) else "")
-    if isinstance(exc, EOFError):
-        return f"input ended early (truncated gzip file?): {exc}"
-    return None
 
 
 def _friendly(command: F) -> F:
@@ -123,7 +92,7 @@ def namespace_option(default: str) -> Callable[[F], F]:
 
 def input_options(f: F) -> F:
     """Add ``--input FILE`` and ``--lines N`` (size of the generated log used without ``--input``)."""
-    f = click.option("--lines", "count", default=5000, show_default=True, type=click.IntRange(1),
+    f = click.option("--lines", "count", default=GENERATED_LINES, show_default=True, type=click.IntRange(1),
                      help="Lines of the generated log used without --input.")(f)
     return click.option("--input", "input_", metavar="FILE",
                         help="Apache access log, plain or gzip, '-' for stdin (default: a generated log).")(f)
@@ -136,44 +105,11 @@ def open_input(path: str) -> Any:
     :returns: the open :class:`~htcluster.weblog.LogText`.
     :raises click.BadParameter: the file cannot be read.
     """
-    from .weblog import open_log
-
     try:
         return open_log(path)
     except OSError as exc:
         raise click.BadParameter(f"cannot read {path!r}: {exc.strerror or exc}; give an Apache access "
                                  f"log, plain or gzip, or '-' for stdin", param_hint="--input") from None
-
-
-def _timestamp(ns: Optional[int]) -> str:
-    if ns is None:
-        return "-"
-    seconds, rest = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)) + f".{rest:09d}"
-
-
-def format_hql_result(result: Any) -> str:
-    """Render an ``HqlResult`` for people: a cell table, result lines, or the ids it returned.
-
-    :param result: the answer of ``hql_query``.
-    :returns: text without a trailing newline; cell timestamps are UTC.
-    """
-    parts: list[str] = []
-    if result.cells is not None:
-        rows = [(c.key.row, c.key.column_family + (f":{c.key.column_qualifier}" if c.key.column_qualifier else ""),
-                 _timestamp(c.key.timestamp),
-                 (c.value or b"").decode("utf-8", "replace")) for c in result.cells]
-        if rows:
-            parts.append(render_table(("row", "column", "timestamp (UTC)", "value"), rows))
-        parts.append(f"({len(rows)} cell{'s' if len(rows) != 1 else ''})")
-    if result.results is not None:
-        parts.extend(result.results)
-        parts.append(f"({len(result.results)} line{'s' if len(result.results) != 1 else ''})")
-    if result.scanner is not None:
-        parts.append(f"scanner id {result.scanner}")
-    if result.mutator is not None:
-        parts.append(f"mutator id {result.mutator}")
-    return "\n".join(parts) or "ok"
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -225,7 +161,7 @@ def hql(hosts: list[Host], namespace: str, broadcast: bool, command: str) -> Non
     """
     from .cluster import Resources
 
-    resources = Resources([str(h) for h in hosts])
+    resources = Resources(hosts)
     try:
         if not broadcast:
             click.echo(format_hql_result(resources.unicast("hql_query", command, namespace=namespace)))
@@ -250,25 +186,23 @@ STRATEGIES = ("pool", "replicas", "shards")
 def _open_writer(strategy: str, hosts: list[Host], namespace: str, table: str,
                  shard_by: str) -> tuple[Any, Callable[..., int]]:
     """Build the routing object of ``strategy``, create LogDb behind it, return it and its writer."""
-    from . import logload
     from .cluster import Replicas, Shards
     from .pool import Pool
 
-    names = [str(h) for h in hosts]
     target: Any
     if strategy == "pool":
-        if len(names) > 1:
-            raise click.UsageError(f"--strategy pool writes to one host, got {len(names)}: "
+        if len(hosts) > 1:
+            raise click.UsageError(f"--strategy pool writes to one host, got {len(hosts)}: "
                                    f"use --strategy replicas or shards, or give one host")
-        target = Pool(names[0])
+        target = Pool(hosts[0])
         creators: list[Callable[..., Any]] = [target.call]
         writer = logload.pool_writer(target, namespace, table)
     elif strategy == "replicas":
-        target = Replicas(names)
+        target = Replicas(hosts)
         creators = [functools.partial(target.call, write=True)]
         writer = logload.replicas_writer(target, namespace, table)
     else:  # every shard is one host, its own shard key
-        target = Shards([(name, name) for name in names])
+        target = Shards([(host, str(host)) for host in hosts])
         creators = [pool.call for pool in target.resources.values()]
         route = logload.by_client if shard_by == "client" else logload.by_row
         writer = logload.shards_writer(target, namespace, table, route)
@@ -281,47 +215,19 @@ def _open_writer(strategy: str, hosts: list[Host], namespace: str, table: str,
     return target, writer
 
 
-def _progress_bar(stack: contextlib.ExitStack, lines: Any, count: Optional[int]) -> Optional[Callable[[Any], None]]:
-    """Start a progress bar on stderr if it is a terminal; return the ``on_batch`` callback that moves it.
-
-    :param stack: closes the bar.
-    :param lines: the input; a :class:`~htcluster.weblog.LogText` tells how
-        many bytes of its file were read (compressed bytes for gzip).
-    :param count: lines of a generated log, or ``None`` for a file.
-    :returns: a callback taking the :class:`~htcluster.logload.LoadReport`
-        after each acknowledged batch, or ``None`` when stderr is not a terminal.
-    """
-    if not sys.stderr.isatty():
-        return None
-    total = count if count is not None else getattr(lines, "size", None)
-    bar = stack.enter_context(click.progressbar(
-        itertools.count() if total is None else None, length=total, label="loading", file=sys.stderr,
-        item_show_func=lambda report: report and f"{report.lines:,} lines, {report.cells:,} cells"))
-    shown = 0
-
-    def advance(report: Any) -> None:
-        nonlocal shown
-        position = report.lines if count is not None else lines.position
-        bar.update(position - shown, report)
-        if position == shown:  # the file was read ahead: no step, but the counts changed
-            bar.render_progress()
-        shown = position
-    return advance
-
-
 @main.command()
 @hosts_option
 @namespace_option("logs")
-@click.option("--table", default="LogDb", show_default=True, help="Table to write (created when missing).")
+@click.option("--table", default=TABLE, show_default=True, help="Table to write (created when missing).")
 @input_options
-@click.option("--seed", default=2008, show_default=True, help="Seed of the generated log.")
+@click.option("--seed", default=GENERATED_SEED, show_default=True, help="Seed of the generated log.")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="pool", show_default=True,
               help="pool: one host; replicas: brokers over the same data, failover; "
                    "shards: rows spread over the hosts.")
 @click.option("--shard-by", type=click.Choice(("row", "client")), default="row", show_default=True,
               help="With --strategy shards: locate by row key, or by client address "
                    "(one client's rows on one shard).")
-@click.option("--batch", default=200, show_default=True, type=click.IntRange(1),
+@click.option("--batch", default=logload.DEFAULT_BATCH, show_default=True, type=click.IntRange(1),
               help="Requests per set_cells call (7 cells each).")
 def load(hosts: list[Host], namespace: str, table: str, input_: Optional[str], count: int, seed: int,
          strategy: str, shard_by: str, batch: int) -> None:
@@ -330,17 +236,14 @@ def load(hosts: list[Host], namespace: str, table: str, input_: Optional[str], c
     A progress bar is shown on stderr when it is a terminal; the report
     (lines read, malformed lines skipped, cells written, cells/s) goes to stdout.
     """
-    from .logload import LoadReport, load as run_load
-    from .weblog import LogStats, generate_lines, iter_entries
-
-    stats, progress = LogStats(), LoadReport()
+    stats, progress = LogStats(), logload.LoadReport()
     with contextlib.ExitStack() as stack:
         lines = stack.enter_context(open_input(input_)) if input_ else generate_lines(count, seed)
         target, writer = _open_writer(strategy, hosts, namespace, table, shard_by)
         stack.callback(target.close)
-        on_batch = _progress_bar(stack, lines, None if input_ else count)
+        on_batch = progress_bar(stack, lines, None if input_ else count)
         try:
-            report = run_load(iter_entries(lines, stats), writer, batch=batch, stats=stats, report=progress,
+            report = logload.load(iter_entries(lines, stats), writer, batch=batch, stats=stats, report=progress,
                               on_batch=on_batch)
         except Exception:
             stack.close()  # ends the progress bar's line first
@@ -400,19 +303,19 @@ def cluster(brokers: int, shared: bool, data_dir: Optional[Path]) -> None:
 
 @main.command()
 @hosts_option
-@click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+@click.option("--timeout", default=STATUS_TIMEOUT, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Seconds each host gets to answer.")
 def status(hosts: list[Host], timeout: float) -> None:
     """Ping every host in parallel through a pool each; print up/down, latency, pool state; exit 1 if any is down."""
     from .cluster import Resources
 
-    with Resources([str(h) for h in hosts], size=1, max_overflow=0, timeout=timeout, socket_timeout=timeout,
+    with Resources(hosts, size=1, max_overflow=0, timeout=timeout, socket_timeout=timeout,
                    connect_timeout=timeout) as resources:
         statuses = check_hosts(resources, timeout=timeout)
     click.echo(format_status(statuses))
-    down = [s.host for s in statuses if not s.up]
-    if down:
-        raise click.ClickException(f"{len(down)} of {len(statuses)} hosts down: {', '.join(down)}")
+    problem = down_message(statuses)
+    if problem:
+        raise click.ClickException(problem)
 
 
 @main.command()

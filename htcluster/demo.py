@@ -19,12 +19,16 @@ import collections
 import functools
 import threading
 import time
-from typing import Any, Callable, Iterable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, TypeVar
 
 from . import logload
 from .status import check_hosts, format_status, render_table
 from .types import ScanSpec
-from .weblog import TABLE, LogEntry, LogStats, generate_lines, iter_entries, open_log, request_path
+from .weblog import GENERATED_LINES, TABLE, LogEntry, LogStats, generate_lines, iter_entries, open_log, request_path
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .cluster import Replicas, Shards
+    from .testing import LocalCluster
 
 __all__ = ["NAMESPACE", "run_demo"]
 
@@ -63,7 +67,8 @@ def _read_entries(input_: Optional[str], count: int, stats: LogStats) -> list[Lo
         return list(iter_entries(lines, stats))
 
 
-def _killing_writer(write: logload.Writer, replicas: Any, cluster: Any, half: int, echo: Echo) -> logload.Writer:
+def _killing_writer(write: logload.Writer, replicas: "Replicas", cluster: "LocalCluster", half: int,
+                    echo: Echo) -> logload.Writer:
     """Wrap ``write`` so that the primary replica dies while the batch crossing ``half`` requests is in flight.
 
     Just before that batch is sent, the primary (``cluster[0]``) is frozen
@@ -103,7 +108,7 @@ def _killing_writer(write: logload.Writer, replicas: Any, cluster: Any, half: in
     return write_batch
 
 
-def run_demo(input_: Optional[str] = None, count: int = 5000, echo: Echo = print) -> bool:
+def run_demo(input_: Optional[str] = None, count: int = GENERATED_LINES, echo: Echo = print) -> bool:
     """Run the demo and print what happens.
 
     :param input_: an Apache log (plain or gzip; ``'-'`` for stdin), or
@@ -180,7 +185,7 @@ def run_demo(input_: Optional[str] = None, count: int = 5000, echo: Echo = print
                 closable.close()
 
 
-def _queries(replicas: Any, shards: Any, entries: list[LogEntry], echo: Echo) -> list[tuple[str, float]]:
+def _queries(replicas: "Replicas", shards: "Shards", entries: list[LogEntry], echo: Echo) -> list[tuple[str, float]]:
     """Run the four queries, print their answers, return ``(name, seconds)`` pairs."""
     timings = []
     codes, seconds = _timed(echo, "requests per response code (Replicas)", lambda: collections.Counter(

@@ -89,8 +89,7 @@ class NoHostAvailable(HtclusterError):
 
     def __init__(self, message: str, errors: Mapping[str, BaseException] | None = None) -> None:
         self.errors = dict(errors or {})
-        detail = "; ".join(f"{host}: {type(exc).__name__}: {exc}"
-                           for host, exc in self.errors.items())
+        detail = _describe(self.errors)
         super().__init__(f"{message} ({detail})" if detail else message)
 
 
@@ -105,9 +104,12 @@ class BroadcastError(HtclusterError):
                  errors: Mapping[str, BaseException]) -> None:
         self.results = dict(results)
         self.errors = dict(errors)
-        detail = "; ".join(f"{host}: {type(exc).__name__}: {exc}"
-                           for host, exc in self.errors.items())
-        super().__init__(f"{message} ({detail})")
+        super().__init__(f"{message} ({_describe(self.errors)})")
+
+
+def _describe(errors: Mapping[str, BaseException]) -> str:
+    """``"host: Type: message; ..."``, the per-host detail of the composite errors."""
+    return "; ".join(f"{host}: {type(exc).__name__}: {exc}" for host, exc in errors.items())
 
 
 class ConfigError(HtclusterError, ValueError):

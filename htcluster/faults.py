@@ -15,6 +15,8 @@ import threading
 import time
 from typing import Optional
 
+from .hosts import Host, HostLike
+
 __all__ = ["FaultProxy", "ManualClock"]
 
 
@@ -44,11 +46,15 @@ class FaultProxy:
     ways, each chunk delayed by ``latency``.  The proxy stops by itself after
     ``lifetime`` seconds and refuses connections beyond ``max_connections``.
 
-    :param target: ``'host:port'`` of the broker.
+    :param target: the broker, ``'host[:port]'`` or a :class:`~htcluster.hosts.Host`.
     :param latency: seconds added to every forwarded chunk, in each direction
         (a request/answer round trip costs about twice this).
+    :param host: the address to listen on (loopback by default).
+    :param port: the port to listen on; ``None``: a free one.
     :param max_connections: connections held at once; more are closed at accept.
     :param lifetime: seconds after which the proxy closes itself.
+    :raises ConfigError: ``target`` is malformed.
+    :raises OSError: ``host:port`` cannot be bound.
 
     Example::
 
@@ -61,10 +67,9 @@ class FaultProxy:
     POLL = 0.1  #: seconds between checks of the stop flag by blocked threads
     CHUNK = 65536
 
-    def __init__(self, target: str, latency: float = 0.0, host: str = "127.0.0.1", port: Optional[int] = None,
+    def __init__(self, target: HostLike, latency: float = 0.0, host: str = "127.0.0.1", port: Optional[int] = None,
                  max_connections: int = 64, lifetime: float = 600.0) -> None:
-        target_host, _, target_port = target.rpartition(":")
-        self.target = (target_host.strip("[]"), int(target_port))
+        self.target = Host.parse(target)
         self.latency = latency
         self.max_connections = max_connections
         self._blackholed = False
@@ -192,7 +197,7 @@ class FaultProxy:
 
     def __repr__(self) -> str:
         mode = "blackhole" if self._blackholed else f"latency={self.latency}s"
-        return f"<FaultProxy {self.address} -> {self.target[0]}:{self.target[1]} {mode}, {self.connections} connections>"
+        return f"<FaultProxy {self.address} -> {self.target} {mode}, {self.connections} connections>"
 
 
 def _close_socket(sock: socket.socket, abort: bool) -> None:

@@ -16,14 +16,13 @@ from typing import Any, Mapping, MutableMapping, Optional
 
 from .errors import ConfigError
 from .hosts import DEFAULT_PORT, Host, parse_hosts
+from .pool import DEFAULT_MAX_OVERFLOW, DEFAULT_SIZE as DEFAULT_POOL_SIZE
 
 __all__ = ["DEFAULTS", "STRATEGIES", "Settings", "read_settings", "set_defaults"]
 
 #: Names accepted by ``HYPERTABLE_STRATEGY``, in the order the errors list them.
 STRATEGIES = ("pool", "resources", "shards", "replicas")
 
-DEFAULT_POOL_SIZE = 5
-DEFAULT_MAX_OVERFLOW = 10
 #: Socket timeout in milliseconds (Flask-Hypertable's key and default).
 DEFAULT_TIMEOUT_MSECS = 5000
 #: Seconds a request waits for a free pooled connection: below the 30-60 s

@@ -48,7 +48,7 @@ from .flask_routing import AppState, BoundNamespace, Lease, build_cluster, pools
 from .flask_stream import RowJson, row_to_json
 from .pool import Pool
 from .resource import Resource
-from .status import check_hosts, format_status
+from .status import check_hosts, down_message, format_status
 from .types import ScanSpec
 
 __all__ = ["EXTENSION_KEY", "BoundNamespace", "FlaskHypertable", "FlaskPooledHypertable", "Hypertable"]
@@ -385,8 +385,8 @@ def status_command(timeout: Optional[float]) -> None:
     if state is None:
         raise click.ClickException("the app has no Hypertable extension: call ht.init_app(app)")
     settings: Settings = state.settings
-    statuses = check_hosts([str(h) for h in settings.hosts], timeout=timeout or settings.socket_timeout)
+    statuses = check_hosts(settings.hosts, timeout=timeout or settings.socket_timeout)
     click.echo(format_status(statuses))
-    down = [s.host for s in statuses if not s.up]
-    if down:
-        raise click.ClickException(f"{len(down)} of {len(statuses)} hosts down: {', '.join(down)}")
+    problem = down_message(statuses)
+    if problem:
+        raise click.ClickException(problem)

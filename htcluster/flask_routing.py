@@ -22,7 +22,7 @@ from .errors import BrokerUnavailable
 from .flask_config import Settings
 from .flask_stream import RowJson, row_to_json, stream_cells
 from .pool import Pool
-from .resource import Resource, scan_cells
+from .resource import Resource
 from .types import Cell, ScanSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,10 +42,10 @@ def build_cluster(settings: Settings) -> Any:
     options = settings.pool_options()
     table: dict[str, Callable[[], Any]] = {
         "pool": lambda: Pool(settings.hosts[0], **options),
-        "resources": lambda: Resources(list(settings.hosts), **options),
+        "resources": lambda: Resources(settings.hosts, **options),
         "shards": lambda: Shards([(h, key) for key, hosts in settings.shards.items() for h in hosts],
                                  options=options),
-        "replicas": lambda: Replicas(list(settings.hosts), **options),
+        "replicas": lambda: Replicas(settings.hosts, **options),
     }
     return table[settings.strategy]()
 
@@ -87,8 +87,6 @@ class Lease:
             args = (BrokerUnavailable, error, None)
         try:
             self._checkout.__exit__(*args)
-        except BrokerUnavailable:
-            pass  # the failure we reported, re-raised by a generator-based checkout
         except Exception:  # a teardown must not fail the response
             log.exception("returning the connection to %s", r.host)
 
@@ -120,6 +118,22 @@ class AppState:
                                "use ht.namespace(key=...) or ht.cluster.connection(key)")
         return self.cluster.connection()
 
+    def _shard(self, what: str, key: Optional[str]) -> tuple[str, ...]:
+        """Return ``(key,)``, the leading argument of a ``Shards`` call, or ``()`` for the other strategies.
+
+        :param what: the call, for the message.
+        :param key: the shard key: required with ``shards``, refused otherwise.
+        :raises TypeError: ``key`` missing with ``shards``, or given without.
+        """
+        if isinstance(self.cluster, Shards):
+            if key is None:
+                raise TypeError(f"{what}: with HYPERTABLE_STRATEGY 'shards' name the shard: "
+                                "ht.namespace(name, key='...')")
+            return (key,)
+        if key is not None:
+            raise TypeError(f"{what}: key= is for HYPERTABLE_STRATEGY 'shards' only")
+        return ()
+
     def route(self, method: str, args: tuple, namespace: Optional[str], key: Optional[str]) -> Any:
         """Make one call through the routing object (failover is the object's).
 
@@ -132,17 +146,10 @@ class AppState:
         :raises NoHostAvailable: every host the call could use failed.
         :raises ClientException: the broker refused the call.
         """
-        c = self.cluster
-        if isinstance(c, Shards):
-            if key is None:
-                raise TypeError(f"{method}: with HYPERTABLE_STRATEGY 'shards' name the shard: "
-                                "ht.namespace(name, key='...')")
-            return c.unicast(key, method, *args, namespace=namespace)
-        if key is not None:
-            raise TypeError(f"{method}: key= is for HYPERTABLE_STRATEGY 'shards' only")
-        if isinstance(c, Resources) and not isinstance(c, Replicas):
-            return c.unicast(method, *args, namespace=namespace)
-        return c.call(method, *args, namespace=namespace)  # Replicas (write or read) or Pool
+        shard = self._shard(method, key)
+        if isinstance(self.cluster, (Pool, Replicas)):  # Replicas.call picks a write or a read host
+            return self.cluster.call(method, *args, namespace=namespace)
+        return self.cluster.unicast(*shard, method, *args, namespace=namespace)  # Resources or Shards
 
     def scan(self, table: str, scan_spec: Optional[ScanSpec], namespace: str,
              key: Optional[str]) -> Iterator[Cell]:
@@ -152,19 +159,7 @@ class AppState:
             closes the scanner and gives the connection back.
         :raises TypeError: ``key`` missing with ``shards``, or given without.
         """
-        if isinstance(self.cluster, Shards):
-            if key is None:
-                raise TypeError("scan: with HYPERTABLE_STRATEGY 'shards' name the shard (key=...)")
-            return _scan_shard(self.cluster, key, table, scan_spec, namespace)
-        if key is not None:
-            raise TypeError("scan: key= is for HYPERTABLE_STRATEGY 'shards' only")
-        return self.cluster.scan(table, scan_spec, namespace=namespace)
-
-
-def _scan_shard(shards: Shards, key: str, table: str, scan_spec: Optional[ScanSpec],
-                namespace: str) -> Iterator[Cell]:
-    with shards.connection(key) as r:
-        yield from scan_cells(r, r.mns[namespace], table, scan_spec)
+        return self.cluster.scan(*self._shard("scan", key), table, scan_spec, namespace=namespace)
 
 
 class BoundNamespace:

@@ -1,11 +1,11 @@
 """Write Apache log entries into LogDb through a Pool, Replicas or Shards.
 
 :func:`ensure_logdb` creates the namespace and the table when missing;
-:func:`pool_writer`, :func:`replicas_writer` and :func:`shards_writer` turn a
-routing object into a function that writes one batch of entries with
-``set_cells`` (which flushes before it returns, protocol.md 2.4, so a batch
-that returned is acknowledged); :func:`load` drives a writer over a stream of
-entries and reports what it did.
+:func:`call_writer`, :func:`pool_writer`, :func:`replicas_writer` and
+:func:`shards_writer` turn a routing object into a function that writes one
+batch of entries with ``set_cells`` (which flushes before it returns,
+protocol.md 2.4, so a batch that returned is acknowledged); :func:`load`
+drives a writer over a stream of entries and reports what it did.
 
 Example::
 
@@ -17,6 +17,8 @@ Example::
 """
 from __future__ import annotations
 
+import functools
+import itertools
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -24,14 +26,14 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 from . import codes
 from .errors import ConfigError
-from .types import ClientException
+from .types import Cell, ClientException
 from .weblog import FAMILIES, TABLE, LogEntry, LogStats, schema
 
 if TYPE_CHECKING:  # pragma: no cover
     from .cluster import Replicas, Shards
     from .pool import Pool
 
-__all__ = ["DEFAULT_BATCH", "LoadReport", "Writer", "by_client", "by_row", "ensure_logdb", "load",
+__all__ = ["DEFAULT_BATCH", "LoadReport", "Writer", "by_client", "by_row", "call_writer", "ensure_logdb", "load",
            "pool_writer", "replicas_writer", "shards_writer"]
 
 #: Requests per ``set_cells`` call (seven cells each).
@@ -98,8 +100,24 @@ def ensure_logdb(call: Call, namespace: str, table: str = TABLE) -> None:
                           f"{', '.join(missing)}; choose another table name or drop it")
 
 
-def _cells(entries: Iterable[LogEntry]) -> list:
+def _cells(entries: Iterable[LogEntry]) -> list[Cell]:
     return [cell for entry in entries for cell in entry.cells()]
+
+
+def call_writer(call: Call, namespace: str, table: str = TABLE) -> Writer:
+    """Return a writer sending each batch with one ``call("set_cells", ...)``.
+
+    :param call: a routing layer's ``call(method, *args, namespace=None)``
+        (``Pool.call``, the Flask extension's ``ht.call``, ...).
+    :param namespace: namespace name, e.g. ``"logs"``.
+    :param table: table name.
+    :returns: a :data:`Writer`: batch of entries -> cells acknowledged.
+    """
+    def write(entries: list[LogEntry]) -> int:
+        cells = _cells(entries)
+        call("set_cells", table, cells, namespace=namespace)
+        return len(cells)
+    return write
 
 
 def pool_writer(pool: "Pool", namespace: str, table: str = TABLE) -> Writer:
@@ -110,11 +128,7 @@ def pool_writer(pool: "Pool", namespace: str, table: str = TABLE) -> Writer:
     :param table: table name.
     :returns: a :data:`Writer`: batch of entries -> cells acknowledged.
     """
-    def write(entries: list[LogEntry]) -> int:
-        cells = _cells(entries)
-        pool.call("set_cells", table, cells, namespace=namespace)
-        return len(cells)
-    return write
+    return call_writer(pool.call, namespace, table)
 
 
 def replicas_writer(replicas: "Replicas", namespace: str, table: str = TABLE) -> Writer:
@@ -129,11 +143,7 @@ def replicas_writer(replicas: "Replicas", namespace: str, table: str = TABLE) ->
     :param table: table name.
     :returns: a :data:`Writer`.
     """
-    def write(entries: list[LogEntry]) -> int:
-        cells = _cells(entries)
-        replicas.call("set_cells", table, cells, namespace=namespace, write=True)
-        return len(cells)
-    return write
+    return call_writer(functools.partial(replicas.call, write=True), namespace, table)
 
 
 def by_row(entry: LogEntry) -> str:
@@ -153,9 +163,9 @@ def shards_writer(shards: "Shards", namespace: str, table: str = TABLE,
     :param shards: the :class:`~htcluster.shards.Shards` to write through.
     :param namespace: namespace name.
     :param table: table name.
-    :returns: a :data:`Writer`.
     :param route: the string located for an entry; :func:`by_row` (default)
         or :func:`by_client`.
+    :returns: a :data:`Writer`.
     """
     def write(entries: list[LogEntry]) -> int:
         groups: dict[Any, list[LogEntry]] = defaultdict(list)
@@ -192,24 +202,17 @@ def load(entries: Iterable[LogEntry], write: Writer, batch: int = DEFAULT_BATCH,
     report = report if report is not None else LoadReport()
     start = time.perf_counter()
 
-    def flush(pending: list[LogEntry]) -> None:
-        report.cells += write(pending)
-        report.rows += len(pending)
+    def update() -> None:
         report.seconds = time.perf_counter() - start
         if stats is not None:
             report.lines, report.malformed = stats.lines, stats.malformed
+
+    source = iter(entries)
+    while pending := list(itertools.islice(source, batch)):
+        report.cells += write(pending)
+        report.rows += len(pending)
+        update()
         if on_batch is not None:
             on_batch(report)
-
-    pending: list[LogEntry] = []
-    for entry in entries:
-        pending.append(entry)
-        if len(pending) >= batch:
-            flush(pending)
-            pending = []
-    if pending:
-        flush(pending)
-    report.seconds = time.perf_counter() - start
-    if stats is not None:
-        report.lines, report.malformed = stats.lines, stats.malformed
+    update()
     return report

@@ -209,7 +209,7 @@ class HostHealth:
     :param rng: random source for jitter (a private ``random.Random`` by default).
     """
 
-    def __init__(self, hosts: Iterable[str] = (), backoff: Union[Backoff, float, None] = None,
+    def __init__(self, hosts: Iterable[str] = (), backoff: Union[Backoff, float, Mapping[str, float], None] = None,
                  clock: Optional[Clock] = None, rng: Optional[random.Random] = None) -> None:
         self.backoff = Backoff.coerce(backoff)
         self.clock: Clock = clock or time.monotonic

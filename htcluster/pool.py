@@ -286,14 +286,13 @@ class Pool:
     def call(self, method: str, *args: Any, namespace: Optional[str] = None) -> Any:
         """Call broker ``method`` on a pooled connection (see :meth:`Resource.call`).
 
-        :param method: a broker method name (protocol.md section 2), e.g. ``'get_cell'``.
-        :param args: its arguments after the namespace id.
-        :param namespace: a namespace name whose id on the connection goes before ``args``.
-
         When a reused idle connection fails before the request left
         (``BrokerUnavailable`` with ``sent=False``), the call is retried once on
         a fresh connection: the broker cannot have seen it.
 
+        :param method: a broker method name (protocol.md section 2), e.g. ``'get_cell'``.
+        :param args: its arguments after the namespace id.
+        :param namespace: a namespace name whose id on the connection goes before ``args``.
         :returns: the broker's answer.
         :raises BrokerUnavailable: the broker cannot be reached, or the
             connection broke after the request was sent.
@@ -326,6 +325,8 @@ class Pool:
         :param batch: yield lists of cells, one per ``scanner_get_cells`` round trip.
         :returns: a generator of :class:`~htcluster.types.Cell` (or of lists of them).
         :raises ClientException: e.g. the namespace or table does not exist.
+        :raises BrokerUnavailable: the connection failed.
+        :raises PoolTimeout: no connection became free in time.
         """
         with self.connection() as r:
             yield from scan_cells(r, r.mns[namespace], table, scan_spec, batch=batch)

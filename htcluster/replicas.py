@@ -20,6 +20,7 @@ import time
 from typing import Any, ContextManager, Iterable, Iterator, Optional, Sequence, Union
 
 from .errors import BrokerUnavailable
+from .failover import Failover
 from .hosts import HostLike
 from .policy import is_write
 from .resource import Resource, scan_cells
@@ -175,9 +176,9 @@ class Replicas(Resources):
         :raises BrokerUnavailable: a write that cannot be safely repeated failed after it was sent.
         :raises ClientException: the broker refused the call.
         """
-        if write is None:
-            write = is_write(method, args)
-        idempotent = not is_write(method, args)
+        writes = is_write(method, args)
+        write = writes if write is None else write
+        idempotent = not writes
         keep = 0
         if method in STAMPED_METHODS and args:
             args = (*args[:-1], stamp_cells(args[-1]))
@@ -185,8 +186,8 @@ class Replicas(Resources):
         elif method == "get_cells" and args and isinstance(args[-1], ScanSpec):
             spec, keep = widen_versions(args[-1], len(self.order))
             args = (*args[:-1], spec)
-        result = self._failover(method, self.order, lambda host: self[host].call(method, *args, namespace=namespace),
-                                idempotent=idempotent, ordered=write)
+        result = Failover(self, method, self.order, ordered=write).run(
+            lambda host: self[host].call(method, *args, namespace=namespace), idempotent=idempotent)
         if method in COLLAPSED_METHODS:
             if isinstance(result, list):
                 return collapse(result, keep)
@@ -236,23 +237,17 @@ class Replicas(Resources):
         progress = _Progress(spec, keep)
         first = [self.host_key(host)] if host is not None else []
         hosts = first + [h for h in self if h not in first]
-        retry, errors = self.retry, {}
+        attempts = Failover(self, f"scan of {table}", hosts, ordered=bool(first))
         while progress.spec is not None:
-            name = self._acquire(hosts, errors, ordered=bool(first))
-            if name is None:
-                raise self._no_host(f"scan of {table}", hosts, errors)
+            name = attempts.next_host()
             try:
-                with self._watch(name), self[name].connection() as r:
+                with self.health.watch(name), self[name].connection() as r:
                     for batch in scan_cells(r, r.mns[namespace], table, progress.spec, batch=True):
                         yield from progress.feed(batch)
                     yield from progress.finish()
                     return
             except BrokerUnavailable as exc:
-                errors[name] = exc
-                retry = retry.increment(name)
-                if retry.exhausted:
-                    raise self._no_host(f"scan of {table}", hosts, errors) from exc
-                self._failed_over(f"scan of {table}", name, exc)
+                attempts.failed(name, exc)
                 progress.resume()
 
 

@@ -6,9 +6,10 @@ upstream's ``hypertable.thriftclient.ThriftClient``.  The wire is the same as
 upstream's (protocol.md 1.1): a TCP socket, a framed transport, the binary
 protocol (its C-accelerated form when Thrift's extension is installed).
 
-Every socket failure is translated in one place, :class:`_BrokerTransport`,
-into :class:`~htcluster.errors.BrokerUnavailable` whose ``sent`` tells whether
-the request may have reached the broker.  The broker's own answers
+Every socket failure is translated in one place,
+:class:`~htcluster.transport.BrokerTransport`, into
+:class:`~htcluster.errors.BrokerUnavailable` whose ``sent`` tells whether the
+request may have reached the broker.  The broker's own answers
 (``ClientException``, ``TApplicationException``) pass through unchanged.
 
 :func:`scan_cells` is the scanner loop shared by every layer that scans.
@@ -18,17 +19,15 @@ from __future__ import annotations
 import difflib
 import logging
 import os
-import socket
 from typing import Any, Iterator, Optional, Union
 
-from thrift.transport.TSocket import TSocket
-from thrift.transport.TTransport import TFramedTransport, TTransportException
 from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
 
 from ._thrift import HqlService
 from ._thrift.ttypes import Cell, ScanSpec
 from .errors import BrokerUnavailable, ConfigError
 from .hosts import Host, HostLike
+from .transport import BrokerTransport
 
 __all__ = ["BROKER_METHODS", "DEFAULT_CONNECT_TIMEOUT", "DEFAULT_TIMEOUT", "ManagedNamespaces",
            "Resource", "scan_cells"]
@@ -39,19 +38,8 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 300.0
 #: Seconds a connection attempt may take.
 DEFAULT_CONNECT_TIMEOUT = 5.0
-try:
-    #: Largest answer frame accepted, in bytes.  The broker does not cap one-shot
-    #: answers such as ``get_cells``, so Thrift's 16 MB default would refuse big ones.
-    from thrift.transport.TTransport import HARD_MAX_FRAME_SIZE as MAX_FRAME_SIZE
-except ImportError:  # older Thrift releases do not limit frames at all
-    MAX_FRAME_SIZE = None
-
 #: Every method the broker serves (HqlService and ClientService, protocol.md section 2).
 BROKER_METHODS = frozenset(name for name in dir(HqlService.Iface) if not name.startswith("_"))
-
-_SOCKET_ERRORS = (TTransportException, OSError, EOFError)
-#: What a socket timeout raises: ``socket.timeout`` became an alias of ``TimeoutError`` only in 3.10.
-_TIMEOUTS = (TimeoutError, socket.timeout)
 
 
 def seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
@@ -68,87 +56,6 @@ def seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
     if value < 0 or (value == 0 and not allow_zero):
         raise ConfigError(f"{name} must be {'>= 0' if allow_zero else '> 0'} seconds, got {value!r}")
     return float(value)
-
-
-class _BrokerTransport(TFramedTransport):
-    """The framed transport over a ``TSocket``, where socket failures become ``BrokerUnavailable``.
-
-    Every byte goes through :meth:`open`, :meth:`flush` (one request frame)
-    or :meth:`readFrame` (one answer frame), so these three are the one place
-    where failures are classified: before the frame left (``sent=False``) or
-    after (``sent=True``).  ``pending`` is True between a request and its
-    complete answer; a connection left pending (an interrupted call) is out
-    of step with the broker and must not be reused.  ``pid`` is the process
-    that connected: a forked child never writes to its parent's socket.
-    """
-
-    def __init__(self, host: Host, timeout: float, connect_timeout: float) -> None:
-        self.socket = TSocket(host.host, host.port)
-        super().__init__(self.socket, *(() if MAX_FRAME_SIZE is None else (MAX_FRAME_SIZE,)))
-        self.address = str(host)
-        self.timeout = timeout
-        self.connect_timeout = connect_timeout
-        self.failed = False
-        self.pending = False
-        self.pid = os.getpid()
-
-    def open(self) -> None:
-        # Connecting here rather than in TSocket.open keeps Thrift from logging
-        # each refused attempt at ERROR level; the caller gets the error instead.
-        self.failed = self.pending = False
-        self.pid = os.getpid()
-        try:
-            handle = socket.create_connection((self.socket.host, self.socket.port), self.connect_timeout)
-        except _SOCKET_ERRORS as exc:
-            raise self._broken(exc, "cannot connect to", sent=False, limit=self.connect_timeout,
-                               kind=TTransportException.NOT_OPEN) from exc
-        handle.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.socket.setHandle(handle)
-        self.socket.setTimeout(self.timeout * 1000)  # TSocket takes milliseconds
-
-    def flush(self) -> None:
-        if self.pid != os.getpid() and self.socket.handle is not None:
-            self.failed = True
-            self.socket.close()  # this process's copy of the descriptor only: the parent's stays open
-            raise BrokerUnavailable(f"the connection to ThriftBroker {self.address} belongs to process {self.pid}, "
-                                    f"not to this one ({os.getpid()}, a fork); open a new one here",
-                                    host=self.address, sent=False, type=TTransportException.NOT_OPEN)
-        if self.failed or self.socket.handle is None:
-            why = "failed earlier" if self.failed else "is closed"
-            raise BrokerUnavailable(f"the connection to ThriftBroker {self.address} {why}; open a new one",
-                                    host=self.address, sent=False, type=TTransportException.NOT_OPEN)
-        try:
-            super().flush()
-        except _SOCKET_ERRORS as exc:
-            raise self._broken(exc, "lost the connection while sending a request to", sent=False) from exc
-        self.pending = True
-
-    def readFrame(self) -> None:
-        try:
-            super().readFrame()
-        except _SOCKET_ERRORS as exc:
-            raise self._broken(exc, "lost the connection while waiting for the answer of", sent=True) from exc
-        self.pending = False
-
-    def _broken(self, exc: BaseException, doing: str, sent: bool, limit: Optional[float] = None,
-                kind: int = TTransportException.UNKNOWN) -> BrokerUnavailable:
-        """Mark the connection failed, close the socket, and build the error to raise.
-
-        :param limit: the timeout in force, in seconds; ``None``: the call timeout.
-        """
-        self.failed = True
-        self.socket.close()
-        kind = getattr(exc, "type", kind)
-        inner = getattr(exc, "inner", None) or exc
-        if isinstance(inner, _TIMEOUTS) or kind == TTransportException.TIMED_OUT:
-            kind = TTransportException.TIMED_OUT
-            reason = f"timed out after {self.timeout if limit is None else limit:g} s"
-        elif kind == TTransportException.END_OF_FILE:
-            reason = "the broker closed the connection"
-        else:
-            reason = str(inner) or type(inner).__name__
-        return BrokerUnavailable(f"{doing} ThriftBroker {self.address}: {reason}",
-                                 host=self.address, sent=sent, type=kind)
 
 
 class Resource(HqlService.Client):
@@ -175,11 +82,17 @@ class Resource(HqlService.Client):
         self.host = Host.parse(host)
         self.timeout = seconds("timeout", timeout)
         self.connect_timeout = seconds("connect_timeout", connect_timeout)
-        self._transport = _BrokerTransport(self.host, self.timeout, self.connect_timeout)
-        super().__init__(TBinaryProtocolAccelerated(self._transport))
+        super().__init__(None)  # the protocol comes with each connection's transport (_attach)
+        self._attach()
         self.mns = ManagedNamespaces(self)
         if open:
-            self.open()
+            self._transport.open()
+
+    def _attach(self) -> BrokerTransport:
+        """Give this client a new, unconnected transport and protocol: nothing of an earlier connection carries over."""
+        self._transport = BrokerTransport(self.host, self.timeout, self.connect_timeout)
+        self._iprot = self._oprot = TBinaryProtocolAccelerated(self._transport)
+        return self._transport
 
     @property
     def is_open(self) -> bool:
@@ -245,11 +158,7 @@ class Resource(HqlService.Client):
         if self.reusable:
             return self
         self.close()
-        # A new transport per connection: nothing of an interrupted call carries over.
-        transport = _BrokerTransport(self.host, self.timeout, self.connect_timeout)
-        self._transport = transport
-        self._iprot = self._oprot = TBinaryProtocolAccelerated(transport)
-        transport.open()
+        self._attach().open()
         return self
 
     def close(self) -> None:
@@ -351,15 +260,14 @@ class ManagedNamespaces:
 
     def close_all(self) -> None:
         """Close every open namespace, best effort: failures are logged, not raised."""
-        while self._ids:
-            name = next(iter(self._ids))
+        ids, self._ids = self._ids, {}
+        for name, ns in ids.items():
             try:
-                self.close_namespace(name)
+                self._resource.namespace_close(ns)
             except Exception as exc:  # best effort: the connection is being closed anyway
                 log.debug("closing namespace %r on %s: %s", name, self._resource.host, exc)
                 if not self._resource.reusable:
                     break
-        self._ids.clear()
 
     close = close_all
 

@@ -4,7 +4,8 @@
 host a call goes to, fails over to another one when a connection fails, and
 broadcasts a call to many hosts in parallel.  Host health (dead hosts, backoff,
 trial calls) is :class:`~htcluster.policy.HostHealth`'s business; the number of
-other hosts one call may try is a :class:`~htcluster.policy.Retry`.
+other hosts one call may try is a :class:`~htcluster.policy.Retry`, and the
+retry loop of one call is a :class:`~htcluster.failover.Failover`.
 
 Choosing a host: its priority is the number of idle connections in its pool
 (warm connections first), ``None`` while it is dead; ties are broken at random.
@@ -18,11 +19,12 @@ import inspect
 import logging
 import random
 import threading
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, TypeVar, Union
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
-from .errors import BroadcastError, BrokerUnavailable, ConfigError, NoHostAvailable
+from .errors import BroadcastError, BrokerUnavailable, ConfigError
+from .failover import Failover
 from .hosts import Host, HostLike, parse_hosts
-from .policy import Backoff, Clock, HostHealth, Outcome, Retry, is_write
+from .policy import Backoff, Clock, HostHealth, Retry, is_write
 from .pool import Pool
 from .resource import Resource, scan_cells
 from .types import Cell, ScanSpec
@@ -38,8 +40,6 @@ ERROR_MODES = ("raise", "return")
 #: Keyword arguments passed through to every Pool.
 POOL_OPTIONS = frozenset(inspect.signature(Pool).parameters) - {"host"}
 
-T = TypeVar("T")
-
 
 class Resources(dict):
     """Pools to many brokers: pick one, fail over, or broadcast to all.
@@ -48,7 +48,7 @@ class Resources(dict):
     :param retry: other hosts one call may try after a connection failure
         (a :class:`~htcluster.policy.Retry`, an int, a bool or ``None`` = every host once).
     :param backoff: how long a failed host is left alone (a :class:`~htcluster.policy.Backoff`,
-        its base in seconds, or ``None`` = 1 s doubling to 30 s).
+        its base in seconds, a mapping of its fields, or ``None`` = 1 s doubling to 30 s).
     :param clock: callable returning seconds, for the backoff (``time.monotonic``).
     :param rng: ``random.Random`` used for choices and jitter.
     :param max_workers: threads of the broadcast pool, >= 1.
@@ -64,7 +64,7 @@ class Resources(dict):
     """
 
     def __init__(self, hosts: Union[str, Iterable[HostLike]], *, retry: Union[Retry, int, bool, None] = None,
-                 backoff: Union[Backoff, float, None] = None, clock: Optional[Clock] = None,
+                 backoff: Union[Backoff, float, Mapping[str, float], None] = None, clock: Optional[Clock] = None,
                  rng: Optional[random.Random] = None, max_workers: int = DEFAULT_MAX_WORKERS,
                  **pool_options: Any) -> None:
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
@@ -82,12 +82,8 @@ class Resources(dict):
         self._executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
         self._lock = threading.Lock()
         self._failovers = 0
-        try:
-            for host in parsed:
-                self[str(host)] = Pool(host, **pool_options)
-        except BaseException:
-            self.close()
-            raise
+        for host in parsed:  # a Pool opens nothing until its first checkout
+            self[str(host)] = Pool(host, **pool_options)
 
     # ------------------------------------------------------------ choosing
 
@@ -135,7 +131,6 @@ class Resources(dict):
         :returns: the claimed host, or ``None`` when every host was tried.
         """
         pending = [h for h in hosts if h not in tried]
-        remaining = list(pending)
         while pending:
             if ordered:
                 host = next((h for h in pending if self.health.usable(h)), None)
@@ -147,7 +142,7 @@ class Resources(dict):
             if self.health.claim(host):
                 return host
             pending.remove(host)  # another caller took its trial meanwhile
-        host = self.health.soonest(remaining)
+        host = self.health.soonest([h for h in hosts if h not in tried])
         if host is not None:
             self.health.claim(host, force=True)
         return host
@@ -172,47 +167,6 @@ class Resources(dict):
             self._failovers += 1
         log.info("%s failed on %s, trying another host: %s", what, host, exc)
 
-    def _watch(self, host: str, hold: bool = False) -> Outcome:
-        """Return a context manager that reports the outcome of a claimed call (see :meth:`HostHealth.watch`)."""
-        return self.health.watch(host, hold)
-
-    def _no_host(self, what: str, hosts: Sequence[str], errors: dict[str, BaseException]) -> NoHostAvailable:
-        """Build the error naming each host and why it was not usable."""
-        causes = dict(errors)
-        for host in hosts:
-            state = self.health.state(host)
-            if host not in causes and state.error is not None:
-                causes[host] = state.error
-        return NoHostAvailable(f"no broker could serve {what} ({len(hosts)} host(s))", causes)
-
-    def _failover(self, what: str, hosts: Sequence[str], fn: Callable[[str], T], *,
-                  idempotent: bool, ordered: bool = False, hold: bool = False) -> T:
-        """Run ``fn(host)`` on one host after another until one does not fail to connect.
-
-        :param idempotent: a call that may have reached a broker (``sent=True``)
-            is repeated elsewhere only when this is true.
-        :param ordered: try hosts in the given order instead of by priority.
-        :param hold: keep the successful host's claim (see :meth:`_watch`).
-        :raises NoHostAvailable: every host allowed by the retry failed.
-        :raises BrokerUnavailable: a non-idempotent call failed after it was sent.
-        """
-        retry, errors = self.retry, {}
-        while True:
-            host = self._acquire(hosts, errors, ordered)
-            if host is None:
-                raise self._no_host(what, hosts, errors)
-            try:
-                with self._watch(host, hold):
-                    return fn(host)
-            except BrokerUnavailable as exc:
-                errors[host] = exc
-                if exc.sent and not idempotent:
-                    raise  # it may have been applied: repeating it could apply it twice
-                retry = retry.increment(host)
-                if retry.exhausted:
-                    raise self._no_host(what, hosts, errors) from exc
-                self._failed_over(what, host, exc)
-
     # ------------------------------------------------------------ calling
 
     def unicast(self, method: str, *args: Any, namespace: Optional[str] = None, hosts: Iterable[HostLike] = (),
@@ -232,9 +186,8 @@ class Resources(dict):
         """
         if idempotent is None:
             idempotent = not is_write(method, args)
-        return self._failover(method, self._keys(hosts),
-                              lambda host: self[host].call(method, *args, namespace=namespace),
-                              idempotent=idempotent)
+        return Failover(self, method, self._keys(hosts)).run(
+            lambda host: self[host].call(method, *args, namespace=namespace), idempotent=idempotent)
 
     def _executor_for(self) -> concurrent.futures.ThreadPoolExecutor:
         with self._lock:
@@ -280,7 +233,7 @@ class Resources(dict):
             h: BrokerUnavailable(self.health.describe(h), host=h, sent=False) for h in targets if h not in claimed}
 
         def run(host: str) -> Any:
-            with self._watch(host):
+            with self.health.watch(host):
                 return self[host].call(method, *args, namespace=namespace)
 
         if len(claimed) > 1:
@@ -359,12 +312,12 @@ class _Connection:
         if self.checkout is not None:
             raise RuntimeError("this connection() is already in use; call connection() again")
 
-        def checkout(host: str) -> tuple[str, Any, Resource]:
+        def enter(host: str) -> tuple[str, Any, Resource]:
             cm = self.resources[host].connection()
             return host, cm, cm.__enter__()
 
-        self.host, self.checkout, resource = self.resources._failover(
-            "connection", self.candidates, checkout, idempotent=True, ordered=self.ordered, hold=True)
+        failover = Failover(self.resources, "connection", self.candidates, self.ordered)
+        self.host, self.checkout, resource = failover.run(enter, idempotent=True, hold=True)
         return resource
 
     def __exit__(self, exc_type: Optional[type], exc: Optional[BaseException], tb: object) -> None:
@@ -372,7 +325,7 @@ class _Connection:
         try:
             checkout.__exit__(exc_type, exc, tb)  # back to the pool (closed if it failed)
         finally:
-            self.resources._watch(str(self.host)).__exit__(exc_type, exc, tb)
+            self.resources.health.watch(str(self.host)).__exit__(exc_type, exc, tb)
 
 
 def check_error_mode(errors: str) -> None:

@@ -8,6 +8,8 @@
 * ``multicast(keys, ...)``: a smallest set of hosts that together serve every key
   (:meth:`Shards.cover`), called in parallel; the keys of a host that cannot be
   reached are covered again by the other hosts serving them;
+* ``connection(key)``, ``scan(key, table, ...)``: one host of the key, for
+  calls that share a connection;
 * ``locate(row_key)``: the shard key a row belongs to, by rendezvous
   (highest-random-weight) hashing with a stable hash, so that adding a shard
   moves only about 1/n of the rows, all of them to the new shard.
@@ -21,8 +23,9 @@ from typing import Any, ContextManager, Hashable, Iterable, Iterator, Mapping, O
 from .errors import BrokerUnavailable, ConfigError
 from .hosts import Host, HostLike
 from .policy import is_write
-from .resource import Resource
+from .resource import Resource, scan_cells
 from .resources import Resources, check_error_mode, settle
+from .types import Cell, ScanSpec
 
 __all__ = ["EXACT_COVER_LIMIT", "Shards", "rendezvous_weight"]
 
@@ -233,6 +236,22 @@ class Shards(dict):
         :raises NoHostAvailable: no host of the key could be connected to.
         """
         return self.resources.connection(hosts=self.hosts(key))
+
+    def scan(self, key: Hashable, table: str, scan_spec: Optional[ScanSpec] = None, *,
+             namespace: str) -> Iterator[Cell]:
+        """Yield the cells of ``table`` from one host serving ``key`` (scanner opened and always closed).
+
+        :param key: a shard key.
+        :param table: the table name.
+        :param scan_spec: what to read (``None``: everything).
+        :param namespace: the namespace name.
+        :returns: a generator of :class:`~htcluster.types.Cell`.
+        :raises KeyError: unknown key.
+        :raises NoHostAvailable: no host of the key could be connected to.
+        :raises ClientException: e.g. the table does not exist.
+        """
+        with self.connection(key) as r:
+            yield from scan_cells(r, r.mns[namespace], table, scan_spec)
 
     def close(self) -> None:
         """Close the shared :class:`Resources`."""

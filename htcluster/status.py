@@ -1,8 +1,9 @@
 """Health of many brokers at once: ping each with ``status()`` in parallel, print a table.
 
 :func:`check_hosts` is what ``htcluster status`` and ``flask hypertable status``
-run; :func:`format_status` renders its answer, and :func:`render_table` is the
-plain aligned-text table every command of the CLI prints.
+run; :func:`format_status` renders its answer, :func:`down_message` sums up
+the hosts that are down, and :func:`render_table` is the plain aligned-text
+table every command of the CLI prints.
 
 Example::
 
@@ -23,7 +24,7 @@ from .hosts import Host, HostLike
 if TYPE_CHECKING:  # pragma: no cover
     from .pool import Pool
 
-__all__ = ["DEFAULT_TIMEOUT", "HostStatus", "check_hosts", "format_status", "render_table"]
+__all__ = ["DEFAULT_TIMEOUT", "HostStatus", "check_hosts", "down_message", "format_status", "render_table"]
 
 #: Seconds one ping may take (connect plus answer) before the host counts as down.
 DEFAULT_TIMEOUT = 5.0
@@ -142,3 +143,13 @@ def format_status(statuses: Iterable[HostStatus]) -> str:
              s.pool, s.error if s.error else (s.text or None))
             for s in statuses]
     return render_table(("host", "state", "latency ms", "pool", "error"), rows, numeric=(2,))
+
+
+def down_message(statuses: Sequence[HostStatus]) -> Optional[str]:
+    """Sum up the hosts of :func:`check_hosts` results that are down.
+
+    :param statuses: :class:`HostStatus` values.
+    :returns: ``'<n> of <m> hosts down: <host>, ...'``, or ``None`` when every host is up.
+    """
+    down = [s.host for s in statuses if not s.up]
+    return f"{len(down)} of {len(statuses)} hosts down: {', '.join(down)}" if down else None

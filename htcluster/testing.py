@@ -24,7 +24,7 @@ import tempfile
 import time
 import weakref
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, TypeVar
 
 from .errors import ConfigError
 from .faults import FaultProxy, ManualClock
@@ -35,10 +35,15 @@ __all__ = ["FaultProxy", "LocalBroker", "LocalCluster", "ManualClock", "free_por
 START_TIMEOUT = 20.0
 
 _live: "weakref.WeakSet[LocalBroker]" = weakref.WeakSet()
+T = TypeVar("T")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port on ``host`` (an IP address) that nothing listens on right now."""
+    """Return a TCP port on ``host`` that nothing listens on right now.
+
+    :param host: an IPv4 address.
+    :returns: the port number.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
@@ -94,6 +99,8 @@ class LocalBroker:
         ``restart()`` so clients find the broker again.
     :param host: address to bind, loopback by default.
     :param extra_args: more command-line arguments for ``python -m htcluster.broker``.
+    :param start: start the broker now (otherwise call :meth:`start`).
+    :raises RuntimeError: ``start`` is true and the broker did not start.
 
     Example::
 
@@ -365,30 +372,24 @@ if pytest is not None:
         """``'host:port'`` of the broker under test: ``--broker`` if given, else ``local_broker``."""
         return request.config.getoption("--broker") or local_broker.address
 
+    def _closed_after(cls: Callable[..., T]) -> Iterator[Callable[..., T]]:
+        """Yield a function that makes ``cls(...)`` objects; close every one made once the test ends."""
+        made: list[T] = []
+
+        def make(*args: Any, **kwargs: Any) -> T:
+            made.append(cls(*args, **kwargs))
+            return made[-1]
+
+        yield make
+        for obj in made:
+            obj.close()  # type: ignore[attr-defined]
+
     @pytest.fixture
-    def local_cluster_factory() -> Iterator:
+    def local_cluster_factory() -> Iterator[Callable[..., LocalCluster]]:
         """Call ``local_cluster_factory(n, shared_data=...)``; every cluster made is closed after the test."""
-        made: list[LocalCluster] = []
-
-        def make(n: int, shared_data: bool = True, **kwargs) -> LocalCluster:
-            cluster = LocalCluster(n, shared_data=shared_data, **kwargs)
-            made.append(cluster)
-            return cluster
-
-        yield make
-        for cluster in made:
-            cluster.close()
+        yield from _closed_after(LocalCluster)
 
     @pytest.fixture
-    def fault_proxy_factory() -> Iterator:
+    def fault_proxy_factory() -> Iterator[Callable[..., FaultProxy]]:
         """Call ``fault_proxy_factory(address, latency=...)``; every proxy made is closed after the test."""
-        made: list[FaultProxy] = []
-
-        def make(target: str, **kwargs) -> FaultProxy:
-            proxy = FaultProxy(target, **kwargs)
-            made.append(proxy)
-            return proxy
-
-        yield make
-        for proxy in made:
-            proxy.close()
+        yield from _closed_after(FaultProxy)

@@ -26,27 +26,23 @@ wire), so ``WHERE TIMESTAMP >= "..."`` selects by request time.
 Input is the Apache "combined" format, optionally followed by a virtual-host
 field (as in the shared sample log); the "common" format (no referer and user
 agent) is accepted too, with ``"-"`` for both.  Lines that match neither are
-counted in :class:`LogStats` and skipped.
+counted in :class:`LogStats` and skipped.  Files are opened with
+:func:`~htcluster.logfile.open_log` (re-exported here).
 """
 from __future__ import annotations
 
 import calendar
-import gzip
-import io
-import os
 import random
 import re
-import stat
-import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Any, Iterable, Iterator, Optional, Union
+from typing import Iterable, Iterator, Optional, Union
 
+from .logfile import LogText, open_log
 from .types import Cell, ColumnFamilySpec, Key, KeyFlag, Schema
 
-__all__ = ["CREATE_TABLE", "FAMILIES", "TABLE", "LogEntry", "LogStats", "LogText", "MalformedLine",
-           "generate_lines", "iter_entries", "open_log", "parse_line", "request_path", "row_key", "schema"]
+__all__ = ["CREATE_TABLE", "FAMILIES", "GENERATED_LINES", "GENERATED_SEED", "TABLE", "LogEntry", "LogStats",
+           "LogText", "MalformedLine", "generate_lines", "iter_entries", "open_log", "parse_line", "request_path", "row_key", "schema"]
 
 #: The table name upstream's examples use.
 TABLE = "LogDb"
@@ -70,7 +66,6 @@ _TIME = re.compile(r"(\d{1,2})/([A-Za-z]{3})/(\d{4}):(\d{2}):(\d{2}):(\d{2}) ([+
 _MONTHS = {name: i for i, name in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), start=1)}
 _UNESCAPE = re.compile(r"\\(.)")
-_GZIP_MAGIC = b"\x1f\x8b"
 
 
 class MalformedLine(ValueError):
@@ -221,89 +216,6 @@ def iter_entries(lines: Iterable[str], stats: Optional[LogStats] = None) -> Iter
                 stats.examples.append(str(exc))
 
 
-class _Counted(io.RawIOBase):
-    """A raw stream over a binary stream that counts the bytes read; closes it only if it owns it.
-
-    :ivar consumed: bytes read so far.
-    :ivar size: the stream's size in bytes when it is a regular file, else ``None``.
-    """
-
-    def __init__(self, stream: IO[bytes], owned: bool) -> None:
-        self._stream = stream
-        self._read = getattr(stream, "read1", stream.read)
-        self._owned = owned
-        self.consumed = 0
-        try:
-            info = os.fstat(stream.fileno())
-            self.size: Optional[int] = info.st_size if stat.S_ISREG(info.st_mode) else None
-        except (OSError, ValueError, AttributeError, io.UnsupportedOperation):  # not a real file
-            self.size = None
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self._read(len(buffer))
-        buffer[:len(data)] = data
-        self.consumed += len(data)
-        return len(data)
-
-    def close(self) -> None:
-        if self._owned and not self.closed:
-            self._stream.close()
-        super().close()
-
-
-class LogText(io.TextIOWrapper):
-    """The lines of a log (see :func:`open_log`), plus how far reading has got in its file.
-
-    :ivar size: the file's size in bytes (compressed, for gzip), or ``None``
-        when unknown (a pipe).
-    """
-
-    def __init__(self, binary: IO[bytes], counted: _Counted) -> None:
-        super().__init__(binary, encoding="utf-8", errors="surrogateescape", newline="\n")
-        self._counted = counted
-        self.size = counted.size
-
-    @property
-    def position(self) -> int:
-        """Return the bytes of the file read so far (compressed bytes for gzip; read ahead in chunks)."""
-        return self._counted.consumed
-
-    def close(self) -> None:
-        """Close the text, the decompressor and the file (never stdin)."""
-        try:
-            super().close()
-        finally:
-            self._counted.close()
-
-
-def open_log(source: Union[str, Path]) -> LogText:
-    """Open a log as text: a plain or gzip file (told apart by content), or ``'-'`` for stdin.
-
-    Use it in a ``with`` block; closing it closes the file, never stdin.  Bytes
-    that are not UTF-8 survive unchanged (``surrogateescape``); only ``\\n``
-    ends a line.
-
-    :param source: a path, or ``'-'``.
-    :returns: a :class:`LogText`, a text stream of lines that also tells its
-        ``position`` and ``size`` in bytes (for a progress bar).
-    :raises OSError: the file cannot be opened (a damaged gzip file raises
-        ``gzip.BadGzipFile``, an ``OSError``, or ``EOFError`` while being read).
-    """
-    stdin = str(source) == "-"
-    counted = _Counted(sys.stdin.buffer if stdin else open(source, "rb"), owned=not stdin)
-    try:
-        raw = io.BufferedReader(counted)
-        gzipped = raw.peek(2)[:2] == _GZIP_MAGIC
-        binary: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
-        return LogText(binary, counted)
-    except BaseException:
-        counted.close()
-        raise
-
-
 def schema() -> Schema:
     """Return the Thrift :class:`~htcluster.types.Schema` of LogDb.
 
@@ -339,6 +251,9 @@ _BOTS = ("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.htm
 _SEARCH = ("https://www.google.com/search?q=widget+review", "https://duckduckgo.com/?q=gadget+manual",
            "https://news.ycombinator.com/item?id=39581234")
 _MONTH_NAMES = tuple(_MONTHS)
+#: Lines of a generated log, and the seed that makes it, when nothing else is asked for.
+GENERATED_LINES = 5000
+GENERATED_SEED = 2008
 
 
 def _clf_time(epoch: int) -> str:
@@ -346,7 +261,7 @@ def _clf_time(epoch: int) -> str:
     return f"{day:02d}/{_MONTH_NAMES[month - 1]}/{year}:{hh:02d}:{mm:02d}:{ss:02d} +0000"
 
 
-def generate_lines(count: int = 5000, seed: int = 2008, start: int = 1709251200,
+def generate_lines(count: int = GENERATED_LINES, seed: int = GENERATED_SEED, start: int = 1709251200,
                    vhost: str = "www.example.com") -> Iterator[str]:
     """Yield a realistic synthetic access log in combined format plus a virtual host.
 

@@ -12,7 +12,7 @@ import pytest
 
 from brokertest import broker, cell, client, eventually, make_table  # noqa: F401
 from htcluster.broker import BrokerServer, main, serve
-from htcluster.broker.store import PURGE_CHUNK, Store, WriteCell
+from htcluster.broker.store import CHUNK_CELLS, FIRST_CHUNK, PURGE_CHUNK, Store, WriteCell
 from htcluster.testing import LocalBroker
 from htcluster.types import ColumnFamilySpec, MutateSpec, RowInterval, ScanSpec, Schema
 
@@ -94,6 +94,28 @@ def test_dropped_tables_and_families_are_purged_in_chunks(tmp_path, raw_client_f
         c.table_alter(ns, "kept", Schema(column_families={"b": ColumnFamilySpec(name="b")}))
         assert cells_on_file(data) == (many, 0)
         assert len(c.get_cells(ns, "kept", ScanSpec())) == many
+
+
+def test_row_ranges_are_read_in_growing_chunks_without_splitting_rows(tmp_path):
+    store = Store(str(tmp_path / "chunks.sqlite"))
+    try:
+        table_id = store.create_table("", "t", "{}")
+        # rows that straddle the first chunk, the doubled ones, and one larger than CHUNK_CELLS
+        sizes = [1, 3, FIRST_CHUNK, 1, 2 * FIRST_CHUNK + 5, 2, CHUNK_CELLS + 100, 4]
+        store.write(table_id, [WriteCell(f"r{i}", 1 + j % 2, f"q{j:05d}", 255, None, None, b"v")
+                               for i, n in enumerate(sizes) for j in range(n)])
+        rows = list(store.iter_rows(table_id))
+        assert [len(cells) for cells in rows] == sizes
+        assert all({c.row for c in cells} == {f"r{i}"} for i, cells in enumerate(rows))
+        big = [(c.family, c.qualifier) for c in rows[6]]
+        assert big == sorted(big) and len(set(big)) == sizes[6]  # key order kept, nothing repeated
+        # families: only family 2 (odd j), so the one-cell rows r0 and r3 are absent
+        some = list(store.iter_rows(table_id, "r1", True, "r6", False, families=[2]))
+        assert [(cells[0].row, len(cells)) for cells in some] == [("r1", 1), ("r2", FIRST_CHUNK // 2),
+                                                                  ("r4", FIRST_CHUNK + 2), ("r5", 1)]
+        assert {c.family for cells in some for c in cells} == {2}
+    finally:
+        store.close()
 
 
 def test_a_purge_cut_short_is_finished_when_the_file_opens(tmp_path):

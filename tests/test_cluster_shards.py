@@ -162,6 +162,11 @@ def test_routing_over_real_brokers(cluster, shards):
     assert shards.unicast("us", "status").code == 0
     with shards.connection("us") as r:
         assert str(r.host) in (b, c)
+    assert [cell.key.row for cell in shards.scan("eu", "t", namespace="shardtest")] == ["r-eu"]
+    scan = shards.scan("asia", "t", namespace="shardtest")
+    with pytest.raises(KeyError, match="unknown shard key"):
+        next(scan)
+    assert sum(pool.in_use for pool in shards.resources.values()) == 0  # every scan gave its connection back
 
 
 @pytest.fixture

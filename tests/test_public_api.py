@@ -10,7 +10,10 @@ import htcluster
 MODULES = ["htcluster", "htcluster.errors", "htcluster.hosts", "htcluster.types", "htcluster.codes",
            "htcluster.policy", "htcluster.resource", "htcluster.pool", "htcluster.resources",
            "htcluster.shards", "htcluster.replicas", "htcluster.cluster", "htcluster.testing",
-           "htcluster.flask_ext", "htcluster.status"]
+           "htcluster.flask_ext", "htcluster.status", "htcluster.transport", "htcluster.failover",
+           "htcluster.logfile", "htcluster.cli_output", "htcluster.faults", "htcluster.logload",
+           "htcluster.weblog", "htcluster.demo", "htcluster.flask_config", "htcluster.flask_routing",
+           "htcluster.flask_stream"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -18,7 +18,7 @@ from . import serialized
 from ._errors import client_error
 from .cells import array_to_write, cell_as_array, cell_to_write, to_write
 from .objects import Mutator, Scanner
-from .scan import check, scan
+from .scan import scan
 from .schema import TableSchema
 from .store import WriteCell
 
@@ -106,9 +106,9 @@ class CellOperations:
     def scanner_open(self: "Handler", ns: int, table_name: str, scan_spec: ScanSpec) -> int:
         """Open a scanner; errors of the scan itself come with the first fetch (protocol.md 5.2)."""
         table, schema = self._table(ns, table_name)
-        check(scan_spec)
+        cells = scan(self.store, table.id, schema, scan_spec)
         sid = self._new_id(62)
-        self._scanners[sid] = Scanner(scan(self.store, table.id, schema, scan_spec))
+        self._scanners[sid] = Scanner(cells)
         return sid
 
     def _scanner(self: "Handler", scanner: int) -> Scanner:

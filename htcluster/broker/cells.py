@@ -26,9 +26,7 @@ MAX_ARRAY_LEN = 7
 
 def _cut(text: Optional[str]) -> str:
     """Return ``text`` up to its first NUL, as the broker's C strings see it (protocol.md 5.2)."""
-    if not text:
-        return ""
-    return text.split("\0", 1)[0] if "\0" in text else text
+    return text.partition("\0")[0] if text else ""
 
 
 def _value(value: Any) -> bytes:
@@ -43,6 +41,13 @@ def to_write(schema: TableSchema, row: Optional[str], family: Optional[str], qua
              value: Any, ts: Optional[int], rev: Optional[int], flag: Optional[int]) -> WriteCell:
     """Validate one cell against ``schema`` and return it ready for the store.
 
+    :param row: the row key; cut at its first NUL, as the broker's C strings are.
+    :param family: the column family's name (ignored for DELETE_ROW).
+    :param value: ``bytes`` or ``str`` (UTF-8 encoded); kept only for INSERT.
+    :param ts: timestamp in nanoseconds since the epoch, ``None`` for "assigned by the store".
+    :param rev: revision, ``None`` for "assigned by the store".
+    :param flag: a ``KeyFlag`` value, ``None`` for INSERT.
+    :returns: a :class:`WriteCell` with the family as its numeric id.
     :raises ClientException: BAD_KEY, saying which part of the key is wrong.
     """
     row = _cut(row)
@@ -110,7 +115,11 @@ def array_to_write(array: Sequence[str], schema: TableSchema) -> WriteCell:
 
 def make_cell(row: str, family: str, qualifier: str, ts: int, rev: int, flag: int,
               value: Optional[bytes]) -> Cell:
-    """Build an output ``Cell`` (protocol.md 5.2: empty value -> ``None``)."""
+    """Build an output ``Cell`` (protocol.md 5.2: empty value -> ``None``).
+
+    :param ts: timestamp in nanoseconds since the epoch.
+    :param flag: the ``KeyFlag`` value.
+    """
     return Cell(Key(row=row, column_family=family, column_qualifier=qualifier, timestamp=ts, revision=rev,
                     flag=flag), value or None)
 

@@ -69,7 +69,13 @@ IDL_METHODS = frozenset(name for name in dir(HqlService.Iface) if not name.start
 
 @lru_cache(maxsize=512)
 def parse_schema(text: str) -> TableSchema:
-    """Return the :class:`TableSchema` of stored JSON (cached: schemas are immutable values)."""
+    """Return the :class:`TableSchema` of a table's stored schema JSON, parsed once per distinct text.
+
+    The cache is safe because a schema change stores new text; callers only read the result.
+
+    :param text: ``TableRow.schema``, as :meth:`TableSchema.to_json` wrote it.
+    :returns: the schema, shared by every caller with the same text.
+    """
     return TableSchema.from_json(text)
 
 
@@ -129,10 +135,10 @@ class Handler(CellOperations):
     # ---------------------------------------------------------------- ids
 
     def _new_id(self, bits: int) -> int:
-        taken = self._namespaces.keys() | self._scanners.keys() | self._mutators.keys()
+        """Return a random non-zero id of ``bits`` bits that no id of this connection uses."""
         while True:
             new = random.getrandbits(bits)
-            if new and new not in taken:
+            if new and new not in self._namespaces and new not in self._scanners and new not in self._mutators:
                 return new
 
     def namespace_name(self, ns: int) -> str:
@@ -293,11 +299,8 @@ class Handler(CellOperations):
 
     def hql_exec(self, ns: int, command: str, noflush: bool = False, unbuffered: bool = False) -> HqlResult:
         """Run one HQL statement in namespace ``ns`` (protocol.md 5.4; parsing is ``hql.py``'s)."""
-        self.namespace_name(ns)
-        try:
-            from . import hql
-        except ImportError as exc:  # pragma: no cover - hql.py ships with the package
-            raise client_error(codes.NOT_IMPLEMENTED, f"hql_exec: HQL support cannot be loaded ({exc})") from exc
+        from . import hql  # imports lark: loaded by the first statement, or by the server's warm-up
+
         return hql.execute(self, ns, command, noflush=bool(noflush), unbuffered=bool(unbuffered))
 
     def hql_query(self, ns: int, command: str) -> HqlResult:

@@ -24,6 +24,7 @@ from ._errors import client_error
 from .hql_scan import (CellPredicate, ColumnMatches, RowPredicate, RowRegexp, ScanOption,
                        TimePredicate, ValueRegexp, build_scan_spec, cell_interval, mirror,
                        row_interval, time_range)
+from .hql_exec import run
 from .hql_schema import ColumnDef, GroupDef, IndexDef, SchemaOption, build_schema
 from .hql_time import duration_seconds, parse_timestamp
 
@@ -128,14 +129,13 @@ def _true(_: list[Any]) -> bool:
     return True
 
 
-def _scan_option(key: str, value: Any = None) -> Any:
-    """A callback making ``ScanOption(key, value or the last child)``."""
-    return lambda self, c: ScanOption(key, c[-1] if value is None else value)
-
-
-def _schema_option(key: str, value: Any = None) -> Any:
-    """A callback making ``SchemaOption(key, value or the last child)``."""
-    return lambda self, c: SchemaOption(key, c[-1] if value is None else value)
+def _option(kind: type, key: str, value: Any = None) -> Any:
+    """A callback making ``kind(key, value)``; without ``value``, the last child (``True`` when left out)."""
+    def build(self: Any, c: list) -> Any:
+        if value is not None:
+            return kind(key, value)
+        return kind(key, True if c[-1] is None else c[-1])
+    return build
 
 
 def _unsupported(what: str) -> Any:
@@ -181,21 +181,17 @@ class _Build(Transformer):
     group_members = staticmethod(list)
     index_def = staticmethod(lambda c: IndexDef(c[0]))
     qualifier_index_def = staticmethod(lambda c: IndexDef(c[0], qualifier=True))
-    opt_max_versions = _schema_option("max_versions")
-    opt_time_order_asc = _schema_option("time_order_desc", False)
-    opt_time_order_desc = _schema_option("time_order_desc", True)
-    opt_blocksize = _schema_option("blocksize")
-    opt_replication = _schema_option("replication")
-    opt_group_commit_interval = _schema_option("group_commit_interval")
+    opt_max_versions = _option(SchemaOption, "max_versions")
+    opt_time_order_asc = _option(SchemaOption, "time_order_desc", False)
+    opt_time_order_desc = _option(SchemaOption, "time_order_desc", True)
+    opt_blocksize = _option(SchemaOption, "blocksize")
+    opt_replication = _option(SchemaOption, "replication")
+    opt_group_commit_interval = _option(SchemaOption, "group_commit_interval")
+    opt_counter = _option(SchemaOption, "counter")
+    opt_in_memory = _option(SchemaOption, "in_memory")
 
     def opt_ttl(self, c: list) -> SchemaOption:
         return SchemaOption("ttl", duration_seconds(str(c[0]), c[1]))
-
-    def opt_counter(self, c: list) -> SchemaOption:
-        return SchemaOption("counter", True if c[0] is None else c[0])
-
-    def opt_in_memory(self, c: list) -> SchemaOption:
-        return SchemaOption("in_memory", True if c[0] is None else c[0])
 
     def opt_compressor(self, c: list) -> SchemaOption:
         return SchemaOption("compressor", c[-1].lower())
@@ -276,16 +272,16 @@ class _Build(Transformer):
     qualifier_exact = staticmethod(lambda c: (Op.QUALIFIER_EXACT_MATCH, c[0]))
     qualifier_regex = staticmethod(lambda c: (Op.QUALIFIER_REGEX_MATCH, c[0][1:-1]))
     qualifier_any = staticmethod(lambda c: (Op.QUALIFIER_PREFIX_MATCH, ""))
-    opt_versions = _scan_option("versions")
-    opt_row_limit = _scan_option("row_limit")
-    opt_cell_limit = _scan_option("cell_limit")
-    opt_cell_limit_per_family = _scan_option("cell_limit_per_family")
-    opt_row_offset = _scan_option("row_offset")
-    opt_cell_offset = _scan_option("cell_offset")
-    opt_keys_only = _scan_option("keys_only", True)
-    opt_return_deletes = _scan_option("return_deletes", True)
-    opt_scan_and_filter_rows = _scan_option("scan_and_filter_rows", True)
-    opt_no_cache = _scan_option("do_not_cache", True)
+    opt_versions = _option(ScanOption, "versions")
+    opt_row_limit = _option(ScanOption, "row_limit")
+    opt_cell_limit = _option(ScanOption, "cell_limit")
+    opt_cell_limit_per_family = _option(ScanOption, "cell_limit_per_family")
+    opt_row_offset = _option(ScanOption, "row_offset")
+    opt_cell_offset = _option(ScanOption, "cell_offset")
+    opt_keys_only = _option(ScanOption, "keys_only", True)
+    opt_return_deletes = _option(ScanOption, "return_deletes", True)
+    opt_scan_and_filter_rows = _option(ScanOption, "scan_and_filter_rows", True)
+    opt_no_cache = _option(ScanOption, "do_not_cache", True)
     opt_into_file = _unsupported("SELECT ... INTO FILE")
     opt_display = staticmethod(lambda c: None)
 
@@ -362,7 +358,5 @@ def execute(handler: Any, ns: int, command: str, noflush: bool = False,
         any error of :func:`parse`, BAD_NAMESPACE for USE, NOT_IMPLEMENTED for
         statements the stand-in does not run, and whatever the handler raises.
     """
-    from .hql_exec import run
-
     handler.namespace_name(ns)  # the broker checks the id before it reads the text
     return run(handler, ns, parse(command), noflush=noflush, unbuffered=unbuffered)

@@ -7,7 +7,6 @@ Only handler calls happen here (``table_create``, ``get_cells``, ``set_cells``,
 from __future__ import annotations
 
 import contextlib
-import copy
 from typing import Any, Callable
 
 from .. import codes
@@ -15,6 +14,7 @@ from .._thrift.ttypes import ClientException, HqlResult
 from . import hql_ast as ast
 from ._errors import client_error
 from .hql_schema import render_create_table
+from .store import join_path
 
 __all__ = ["HELP_LINES", "resolve_namespace", "run"]
 
@@ -36,8 +36,7 @@ def resolve_namespace(handler: Any, ns: int, name: str) -> str:
     """Return the full name of namespace ``name``: absolute with a leading ``/``, else under ``ns``."""
     if name.startswith("/"):
         return name.strip("/")
-    current = handler.namespace_name(ns)
-    return f"{current}/{name}" if current else name
+    return join_path(handler.namespace_name(ns), name)
 
 
 def _create_namespace(handler: Any, ns: int, st: ast.CreateNamespace, **_: bool) -> HqlResult:
@@ -63,7 +62,7 @@ def _use_namespace(handler: Any, ns: int, st: ast.UseNamespace, **_: bool) -> Hq
 def _create_table(handler: Any, ns: int, st: ast.CreateTable, **_: bool) -> HqlResult:
     schema = st.schema
     if st.like is not None:
-        schema = copy.deepcopy(handler.table_get_schema(ns, st.like))
+        schema = handler.table_get_schema(ns, st.like)  # built afresh per call: safe to clear in place
         schema.generation = None
         for spec in (schema.column_families or {}).values():
             spec.id = spec.generation = None
@@ -84,13 +83,12 @@ def _rename_table(handler: Any, ns: int, st: ast.RenameTable, **_: bool) -> HqlR
 
 
 def _show_tables(handler: Any, ns: int, st: ast.ShowTables, **_: bool) -> HqlResult:
-    return HqlResult(results=sorted(handler.get_tables(ns)))
+    return HqlResult(results=handler.get_tables(ns))
 
 
 def _get_listing(handler: Any, ns: int, st: ast.GetListing, **_: bool) -> HqlResult:
-    listing = sorted(handler.namespace_get_listing(ns), key=lambda item: item.name)
     return HqlResult(results=[f"{item.name}\t(namespace)" if item.is_namespace else item.name
-                              for item in listing])
+                              for item in handler.namespace_get_listing(ns)])
 
 
 def _describe_table(handler: Any, ns: int, st: ast.DescribeTable, **_: bool) -> HqlResult:
@@ -125,7 +123,7 @@ def _write(handler: Any, ns: int, st: "ast.Insert | ast.Delete", noflush: bool =
 def _select(handler: Any, ns: int, st: ast.Select, unbuffered: bool = False, **_: bool) -> HqlResult:
     if unbuffered:
         return HqlResult(scanner=handler.scanner_open(ns, st.table, st.spec))
-    return HqlResult(cells=list(handler.get_cells(ns, st.table, st.spec)))
+    return HqlResult(cells=handler.get_cells(ns, st.table, st.spec))
 
 
 def _help(handler: Any, ns: int, st: ast.Help, **_: bool) -> HqlResult:

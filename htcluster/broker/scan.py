@@ -22,14 +22,18 @@ the family's TTL; ``end_time``, versions, qualifier selection, value regexp
 and column predicates filter only inserts (upstream returns a delete "even if
 it doesn't satisfy the ScanSpec timestamp/version requirement").
 
-:func:`check` (from :mod:`.scan_plan`) raises the errors the broker raises at
-once (``scanner_open``); :func:`scan` is a generator whose first ``next()``
+A visible cell stays a tuple until offsets and limits have passed it: only
+the cells returned become Thrift ``Cell`` objects.
+
+:func:`scan` raises the errors the broker raises at once (``scanner_open``;
+:func:`.scan_plan.check`) and returns an iterator whose first ``next()``
 raises the deferred ones.
 """
 from __future__ import annotations
 
 import time
 from itertools import groupby
+from operator import itemgetter
 from typing import Iterator, Optional
 
 from .._thrift.ttypes import Cell, KeyFlag, ScanSpec
@@ -38,69 +42,88 @@ from .scan_plan import Interval, Plan, check, compile_spec, in_bounds
 from .schema import TableSchema
 from .store import RawCell, Store
 
-__all__ = ["check", "scan"]
+__all__ = ["scan"]
 
 _INSERT = KeyFlag.INSERT
+#: The column of a stored cell, (family id, qualifier): what versions are grouped by.
+_COLUMN = itemgetter(1, 2)
+#: One visible cell as :func:`make_cell`'s arguments; a ``Cell`` is built only once it is returned.
+Entry = tuple
 
 
 def scan(store: Store, table_id: int, schema: TableSchema, spec: Optional[ScanSpec]) -> Iterator[Cell]:
     """Yield the cells ``spec`` selects, interval after interval in the order given.
 
-    The first ``next()`` raises the deferred errors: RANGESERVER_INVALID_COLUMNFAMILY
-    (unknown family in ``columns`` or a predicate), BAD_SCAN_SPEC (start after
-    end, an empty interval, a bad regexp).
+    :param table_id: the table's numeric id in ``store``.
+    :param schema: the table's schema.
+    :param spec: the scan; ``None`` reads every cell.
+    :returns: an iterator of ``Cell``; its first ``next()`` raises the deferred errors.
+    :raises ClientException: at once, the errors of :func:`check`; at the first
+        ``next()``, RANGESERVER_INVALID_COLUMNFAMILY (unknown family in
+        ``columns`` or a predicate), BAD_SCAN_SPEC (start after end, an empty
+        interval, a bad regexp).
     """
     check(spec)
-    plan = compile_spec(spec or ScanSpec(), schema, time.time_ns())
-    for interval in plan.intervals:
-        yield from _scan_interval(store, table_id, plan, interval)
+    return _scan(store, table_id, schema, spec or ScanSpec())
+
+
+def _scan(store: Store, table_id: int, schema: TableSchema, spec: ScanSpec) -> Iterator[Cell]:
+    plan = compile_spec(spec, schema, time.time_ns())
+    families = None if plan.all_families else plan.families.keys()
+    for iv in plan.intervals:
+        rows = store.iter_rows(table_id, iv.start, iv.start_inclusive, iv.end, iv.end_inclusive, families)
+        yield from _limit(plan, (_filter_row(plan, iv, row_cells) for row_cells in rows))
 
 
 # ------------------------------------------------------------------- running
 
-def _scan_interval(store: Store, table_id: int, plan: Plan, iv: Interval) -> Iterator[Cell]:
+def _limit(plan: Plan, rows: Iterator[list[Entry]]) -> Iterator[Cell]:
+    """Apply the offsets and limits of one interval to its filtered rows; build the cells returned."""
     rows_out = cells_out = rows_skipped = cells_skipped = 0
-    for row_cells in store.iter_rows(table_id, iv.start, iv.start_inclusive, iv.end, iv.end_inclusive):
-        row = row_cells[0].row
-        if iv.rowset is not None and row not in iv.rowset:
-            continue
-        if plan.row_regexp is not None and not plan.row_regexp.search(row):
-            continue
-        out = _filter_row(plan, iv, row, row_cells)
-        if not out:
+    for entries in rows:
+        if not entries:
             continue
         if rows_skipped < plan.row_offset:
             rows_skipped += 1
             continue
-        yielded = False
-        for cell in out:
-            if cells_skipped < plan.cell_offset:
-                cells_skipped += 1
+        if cells_skipped < plan.cell_offset:
+            skip = min(len(entries), plan.cell_offset - cells_skipped)
+            cells_skipped += skip
+            entries = entries[skip:]
+            if not entries:
                 continue
-            yield cell
-            yielded = True
-            cells_out += 1
-            if plan.cell_limit and cells_out >= plan.cell_limit:
-                return
-        rows_out += yielded
-        if plan.row_limit and rows_out >= plan.row_limit:
+        if plan.cell_limit:
+            entries = entries[:plan.cell_limit - cells_out]
+        for entry in entries:
+            yield make_cell(*entry)
+        cells_out += len(entries)
+        rows_out += 1
+        if (plan.cell_limit and cells_out >= plan.cell_limit) or (plan.row_limit and rows_out >= plan.row_limit):
             return
 
 
-def _filter_row(plan: Plan, iv: Interval, row: str, row_cells: list[RawCell]) -> list[Cell]:
+def _filter_row(plan: Plan, iv: Interval, row_cells: list[RawCell]) -> list[Entry]:
     """Return the visible cells of one row, in key order."""
-    out: list[Cell] = []
-    schema = plan.schema
+    row = row_cells[0].row
+    if iv.rowset is not None and row not in iv.rowset:
+        return []
+    if plan.row_regexp is not None and not plan.row_regexp.search(row):
+        return []
+    out: list[Entry] = []
+    bounded = iv.lo is not None or iv.hi is not None
     row_deleted = family_deleted = -1
     current_fid = -1
     per_family = 0
     hits: set[int] = set()
-    for (fid, qualifier), group_iter in groupby(row_cells, key=lambda c: (c.family, c.qualifier)):
+    for (fid, qualifier), group_iter in groupby(row_cells, key=_COLUMN):
         group = list(group_iter)
         if fid == 0:  # DELETE_ROW markers
-            row_deleted = max([row_deleted] + [c.ts for c in group])
+            row_deleted = max(row_deleted, *(c.ts for c in group))
             if plan.return_deletes:
                 out += [_marker(c, "") for c in group if c.ts >= plan.start_time]
+            continue
+        fam = plan.families.get(fid)
+        if fam is None:  # not selected (or dropped): its markers hide nothing that is returned
             continue
         if fid != current_fid:
             current_fid, family_deleted, per_family = fid, -1, 0
@@ -116,23 +139,18 @@ def _filter_row(plan: Plan, iv: Interval, row: str, row_cells: list[RawCell]) ->
                 cell_deleted = max(cell_deleted, c.ts)
             else:
                 version_deleted.add(c.ts)
-        fam = schema.by_id.get(fid)
-        if fam is None or fid not in plan.families:
+        if bounded and not in_bounds(iv, row, fid, qualifier):
             continue
-        if (iv.lo is not None or iv.hi is not None) and not in_bounds(iv, row, fid, qualifier):
-            continue
-        cutoff = plan.cutoff.get(fid)
+        cutoff = fam.cutoff
         if plan.return_deletes:
             out += [_marker(c, fam.name) for c in markers
                     if c.ts >= plan.start_time and (cutoff is None or c.ts >= cutoff)]
-        selectors = plan.families[fid]
-        if selectors is not None and not any(m(qualifier) for m in selectors):
+        if fam.qualifiers is not None and not any(test(qualifier) for test in fam.qualifiers):
             continue
         hidden = max(row_deleted, family_deleted, cell_deleted)
         if fam.time_order_desc:
             inserts.reverse()
-        limit, versions = plan.versions.get(fid, 0), 0
-        predicates = plan.predicates.get(fid)
+        versions = 0
         for c in inserts:
             ts = c.ts
             if ts <= hidden or ts in version_deleted or (cutoff is not None and ts < cutoff):
@@ -140,25 +158,23 @@ def _filter_row(plan: Plan, iv: Interval, row: str, row_cells: list[RawCell]) ->
             if not plan.start_time <= ts < plan.end_time:
                 continue
             versions += 1
-            if limit and versions > limit:
+            if fam.versions and versions > fam.versions:
                 break
             if plan.value_regexp is not None and not plan.value_regexp.search(c.value):
                 continue
-            if predicates is not None:
-                matched = [p.index for p in predicates if p.matches(qualifier, c.value)]
+            if fam.predicates:
+                matched = [p.index for p in fam.predicates if p.matches(qualifier, c.value)]
                 if not matched:
                     continue
                 hits.update(matched)
             if plan.cell_limit_per_family and per_family >= plan.cell_limit_per_family:
                 break
             per_family += 1
-            out.append(make_cell(row, fam.name, qualifier, ts, c.rev, _INSERT, None if plan.keys_only else c.value))
-    if plan.predicate_count:
-        wanted = plan.predicate_count if plan.and_predicates else 1
-        if len(hits) < wanted:
-            return []
+            out.append((row, fam.name, qualifier, ts, c.rev, _INSERT, None if plan.keys_only else c.value))
+    if plan.predicate_count and len(hits) < (plan.predicate_count if plan.and_predicates else 1):
+        return []
     return out
 
 
-def _marker(c: RawCell, family: str) -> Cell:
-    return make_cell(c.row, family, c.qualifier, c.ts, c.rev, c.flag, None)
+def _marker(c: RawCell, family: str) -> Entry:
+    return (c.row, family, c.qualifier, c.ts, c.rev, c.flag, None)

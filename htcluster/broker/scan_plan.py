@@ -4,27 +4,30 @@
 (``scanner_open``); :func:`compile_spec` raises those it reports with the
 first fetch (an unknown column family, an interval whose start is after its
 end, a bad regular expression) and precomputes what ``scan.py`` filters with:
-the intervals in the order given, the selected families and qualifier
-matchers, versions per family (min of ``ScanSpec.versions`` and MAX_VERSIONS,
-0 meaning unlimited), TTL cutoffs, the time window ``[start_time, end_time)``,
-regexps, column predicates, limits and offsets.
+the intervals in the order given; per selected family a :class:`FamilyPlan`
+(qualifier tests, versions as the min of ``ScanSpec.versions`` and
+MAX_VERSIONS with 0 meaning unlimited, the TTL cutoff, column predicates);
+the time window ``[start_time, end_time)``, compiled regexps, limits and
+offsets.  Every regexp is compiled here, once per scan.
 """
 from __future__ import annotations
 
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Optional, Pattern
+from typing import AnyStr, Callable, Optional, Pattern
 
 from .. import codes
 from .._thrift.ttypes import ColumnPredicateOperation as Op, ScanSpec
 from ._errors import client_error
 from .schema import Family, TableSchema
 
-__all__ = ["MAX_PREDICATES", "Interval", "Matcher", "Plan", "Predicate", "check", "compile_spec", "in_bounds"]
+__all__ = ["MAX_PREDICATES", "FamilyPlan", "Interval", "Plan", "Predicate", "Test", "check", "compile_spec",
+           "in_bounds"]
 
 #: Upstream refuses more column predicates than this (protocol.md 4).
 MAX_PREDICATES = 32
+NANOS_PER_SECOND = 1_000_000_000
 
 
 @dataclass
@@ -40,29 +43,32 @@ class Interval:
     rowset: Optional[frozenset] = None
 
 
-class Matcher:
-    """Exact / prefix / regexp test of a string (qualifiers) or bytes (values).
+#: A compiled exact / prefix / regexp test of a qualifier (``str``) or a value (``bytes``).
+Test = Callable[[AnyStr], bool]
 
-    :param kind: ``"exact"``, ``"prefix"`` or ``"regex"``.
-    :param text: what to compare with (``str`` for qualifiers, ``bytes`` for values).
+
+def _compile(pattern: AnyStr) -> "Pattern[AnyStr]":
+    """Compile a regexp of the spec.
+
+    :raises ClientException: BAD_SCAN_SPEC when it does not compile.
+    """
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise client_error(codes.BAD_SCAN_SPEC, f"bad regular expression {pattern!r}: {exc}") from None
+
+
+def _test(kind: str, text: AnyStr) -> Test:
+    """Return the test of ``kind`` (``"exact"``, ``"prefix"`` or ``"regex"``) against ``text``.
+
     :raises ClientException: BAD_SCAN_SPEC for a regexp that does not compile.
     """
-
-    def __init__(self, kind: str, text: "str | bytes") -> None:
-        self.kind, self.text = kind, text
-        self.regex: Optional[Pattern] = None
-        if kind == "regex":
-            try:
-                self.regex = re.compile(text)
-            except re.error as exc:
-                raise client_error(codes.BAD_SCAN_SPEC, f"bad regular expression {text!r}: {exc}") from None
-
-    def __call__(self, subject: "str | bytes") -> bool:
-        if self.kind == "exact":
-            return subject == self.text
-        if self.kind == "prefix":
-            return subject.startswith(self.text)  # type: ignore[arg-type]
-        return self.regex.search(subject) is not None  # type: ignore[union-attr, arg-type]
+    if kind == "exact":
+        return lambda subject: subject == text
+    if kind == "prefix":
+        return lambda subject: subject.startswith(text)
+    search = _compile(text).search
+    return lambda subject: search(subject) is not None
 
 
 @dataclass
@@ -70,8 +76,8 @@ class Predicate:
     """One ``ColumnPredicate``: its position in the spec and its qualifier and value tests."""
 
     index: int
-    qualifier: Optional[Matcher]
-    value: Optional[Matcher]
+    qualifier: Optional[Test]
+    value: Optional[Test]
 
     def matches(self, qualifier: str, value: bytes) -> bool:
         """Return whether a cell with this qualifier and value satisfies the predicate."""
@@ -80,19 +86,28 @@ class Predicate:
 
 
 @dataclass
-class Plan:
-    """What a scan filters with, per family id (``fid``) where it differs by family."""
+class FamilyPlan:
+    """How the cells of one selected column family are filtered."""
 
-    schema: TableSchema
+    name: str
+    qualifiers: Optional[list[Test]] = None  # None: every qualifier
+    versions: int = 0  # 0: unlimited
+    cutoff: Optional[int] = None  # oldest visible timestamp (TTL), ns; None: no TTL
+    time_order_desc: bool = False
+    predicates: list[Predicate] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    """What a scan filters with; ``families`` holds only the selected families, by family id."""
+
     intervals: list[Interval]
-    families: dict[int, Optional[list[Matcher]]]  # fid -> qualifier matchers (None: all qualifiers)
-    versions: dict[int, int]
-    cutoff: dict[int, int]  # fid -> oldest visible timestamp (TTL)
+    families: dict[int, FamilyPlan]
+    all_families: bool = True  # every family of the schema is selected
     start_time: float = -math.inf
     end_time: float = math.inf
     row_regexp: Optional[Pattern] = None
     value_regexp: Optional[Pattern] = None
-    predicates: dict[int, list[Predicate]] = field(default_factory=dict)
     predicate_count: int = 0
     and_predicates: bool = False
     keys_only: bool = False
@@ -128,42 +143,46 @@ def compile_spec(spec: ScanSpec, schema: TableSchema, now: int) -> Plan:
         ``columns`` or a predicate), BAD_SCAN_SPEC (start after end, an empty
         interval, a cell interval naming an unknown family, a bad regexp).
     """
-    families: dict[int, Optional[list[Matcher]]] = {}
+    selected: dict[int, Optional[list[Test]]] = {}  # fid -> qualifier tests, None for all
     for column in spec.columns or ():
-        fam, matcher = _parse_column(schema, column)
-        if matcher is None or families.get(fam.id, []) is None:
-            families[fam.id] = None
+        fam, test = _parse_column(schema, column)
+        if test is None or selected.get(fam.id, []) is None:
+            selected[fam.id] = None
         else:
-            families.setdefault(fam.id, []).append(matcher)  # type: ignore[union-attr]
+            selected.setdefault(fam.id, []).append(test)  # type: ignore[union-attr]
     if not spec.columns:
-        families = {f.id: None for f in schema.families}
-    plan = Plan(schema, _intervals(spec, schema), families,
-                 versions={f.id: _min_versions(spec.versions or 0, f.max_versions) for f in schema.families},
-                 cutoff={f.id: now - f.ttl * 1_000_000_000 for f in schema.families if f.ttl})
+        selected = {f.id: None for f in schema.families}
+    families = {fid: _family_plan(schema.by_id[fid], tests, spec.versions or 0, now)
+                for fid, tests in selected.items()}
+    plan = Plan(_intervals(spec, schema), families, all_families=len(families) == len(schema.families))
     if spec.start_time is not None:
         plan.start_time = spec.start_time
     if spec.end_time is not None:
         plan.end_time = spec.end_time
     if spec.row_regexp:
-        plan.row_regexp = Matcher("regex", spec.row_regexp).regex
+        plan.row_regexp = _compile(spec.row_regexp)
     if spec.value_regexp:
-        plan.value_regexp = Matcher("regex", spec.value_regexp.encode("utf-8")).regex
+        plan.value_regexp = _compile(spec.value_regexp.encode("utf-8"))
     for cp in spec.column_predicates or ():
         if not cp.column_family:
             continue
-        fam = schema.by_name.get(cp.column_family)
-        if fam is None:
-            raise client_error(codes.RANGESERVER_INVALID_COLUMNFAMILY,
-                               f"column predicate names unknown column family {cp.column_family!r}")
-        plan.predicates.setdefault(fam.id, []).append(_predicate(plan.predicate_count, cp.operation or 0,
-                                                                 cp.column_qualifier, cp.value))
+        fam = _family(schema, cp.column_family, "a column predicate")
+        predicate = _predicate(plan.predicate_count, cp.operation or 0, cp.column_qualifier, cp.value)
         plan.predicate_count += 1
+        if fam.id in families:  # a predicate on a family not selected never matches
+            families[fam.id].predicates.append(predicate)
     plan.and_predicates = bool(spec.and_column_predicates)
     plan.keys_only, plan.return_deletes = bool(spec.keys_only), bool(spec.return_deletes)
     plan.row_limit, plan.cell_limit = max(spec.row_limit or 0, 0), max(spec.cell_limit or 0, 0)
     plan.cell_limit_per_family = max(spec.cell_limit_per_family or 0, 0)
     plan.row_offset, plan.cell_offset = max(spec.row_offset or 0, 0), max(spec.cell_offset or 0, 0)
     return plan
+
+
+def _family_plan(fam: Family, qualifiers: Optional[list[Test]], versions: int, now: int) -> FamilyPlan:
+    """Return the filters of a selected family; ``versions`` is ``ScanSpec.versions`` (0 unlimited)."""
+    cutoff = now - fam.ttl * NANOS_PER_SECOND if fam.ttl else None
+    return FamilyPlan(fam.name, qualifiers, _min_versions(versions, fam.max_versions), cutoff, fam.time_order_desc)
 
 
 def _min_versions(wanted: int, kept: int) -> int:
@@ -180,37 +199,33 @@ def _family(schema: TableSchema, name: str, where: str, code: int = codes.RANGES
     return fam
 
 
-def _parse_column(schema: TableSchema, column: str) -> tuple[Family, Optional[Matcher]]:
+def _parse_column(schema: TableSchema, column: str) -> tuple[Family, Optional[Test]]:
     """Parse ``cf``, ``cf:q``, ``cf:^prefix``, ``cf:/regexp/`` or ``cf:*`` (upstream ``ScanSpec::parse_column``)."""
     name, colon, qualifier = column.partition(":")
     fam = _family(schema, name, f"ScanSpec.columns entry {column!r}")
     if not colon:
         return fam, None
     if len(qualifier) > 2 and qualifier.startswith("/") and qualifier.endswith("/"):
-        return fam, Matcher("regex", qualifier[1:-1])
+        return fam, _test("regex", qualifier[1:-1])
     if qualifier.startswith("*"):
         return fam, None
     if qualifier.startswith("^"):
-        return fam, Matcher("prefix", qualifier[1:])
-    return fam, Matcher("exact", qualifier)
+        return fam, _test("prefix", qualifier[1:])
+    return fam, _test("exact", qualifier)
+
+
+#: ColumnPredicateOperation bits -> test kind, value bits then qualifier bits (protocol.md 3).
+_VALUE_KINDS = ((Op.EXACT_MATCH, "exact"), (Op.PREFIX_MATCH, "prefix"), (Op.REGEX_MATCH, "regex"))
+_QUALIFIER_KINDS = ((Op.QUALIFIER_EXACT_MATCH, "exact"), (Op.QUALIFIER_PREFIX_MATCH, "prefix"),
+                    (Op.QUALIFIER_REGEX_MATCH, "regex"))
 
 
 def _predicate(index: int, operation: int, qualifier: Optional[str], value: Optional[str]) -> Predicate:
-    q_matcher = v_matcher = None
-    if operation & Op.QUALIFIER_EXACT_MATCH:
-        q_matcher = Matcher("exact", qualifier or "")
-    elif operation & Op.QUALIFIER_PREFIX_MATCH:
-        q_matcher = Matcher("prefix", qualifier or "")
-    elif operation & Op.QUALIFIER_REGEX_MATCH:
-        q_matcher = Matcher("regex", qualifier or "")
-    raw = (value or "").encode("utf-8")
-    if operation & Op.EXACT_MATCH:
-        v_matcher = Matcher("exact", raw)
-    elif operation & Op.PREFIX_MATCH:
-        v_matcher = Matcher("prefix", raw)
-    elif operation & Op.REGEX_MATCH:
-        v_matcher = Matcher("regex", raw)
-    return Predicate(index, q_matcher, v_matcher)
+    """Compile one ``ColumnPredicate``; the first matching bit of each group wins."""
+    q_kind = next((kind for bit, kind in _QUALIFIER_KINDS if operation & bit), None)
+    v_kind = next((kind for bit, kind in _VALUE_KINDS if operation & bit), None)
+    return Predicate(index, None if q_kind is None else _test(q_kind, qualifier or ""),
+                     None if v_kind is None else _test(v_kind, (value or "").encode("utf-8")))
 
 
 def _row_of(text: Optional[str], binary: Optional[bytes]) -> Optional[str]:
@@ -263,7 +278,7 @@ def _cell_interval(ci, schema: TableSchema) -> Interval:
         iv.end, iv.hi = key[0], (key, bool(ci.end_inclusive))
     if iv.lo and iv.hi:
         lo, hi = iv.lo[0], iv.hi[0]
-        if lo[0] > hi[0] or (lo[0] == hi[0] and (lo[1] > hi[1] or (lo[1] == hi[1] and lo[2:] > hi[2:]))):
+        if lo > hi:  # (row, fid) sorts before every (row, fid, qualifier)
             raise client_error(codes.BAD_SCAN_SPEC, f"cell interval start {lo} is after its end {hi}")
     return iv
 

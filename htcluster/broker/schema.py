@@ -22,17 +22,18 @@ from ._errors import client_error
 
 __all__ = ["Family", "TableSchema"]
 
-CF_OPTIONS = ("max_versions", "ttl", "time_order_desc", "counter")
-AG_OPTIONS = ("replication", "blocksize", "compressor", "bloom_filter", "in_memory")
 DEFAULT_GROUP = "default"
 #: Family ids are one byte on the wire of a real RangeServer; 0 marks row deletes.
 MAX_FAMILY_ID = 255
 _NAME = re.compile(r"[^:\x00]+\Z")
 _BLOOM_MODES = {"none", "disabled", "rows", "row", "rows+cols", "row+col", "rows-cols", "row-col",
                 "rows_cols", "row_col"}
+#: Option of ``ColumnFamilyOptions`` / ``AccessGroupOptions`` -> its XML tag, in XML order.
 _CF_XML = (("max_versions", "MaxVersions"), ("ttl", "TTL"), ("time_order_desc", "TimeOrder"), ("counter", "Counter"))
 _AG_XML = (("replication", "Replication"), ("blocksize", "BlockSize"), ("compressor", "Compressor"),
            ("bloom_filter", "BloomFilter"), ("in_memory", "InMemory"))
+CF_OPTIONS = tuple(name for name, _ in _CF_XML)
+AG_OPTIONS = tuple(name for name, _ in _AG_XML)
 
 
 @dataclass

@@ -25,6 +25,7 @@ from typing import Optional, Sequence, Union
 from thrift.transport.TTransport import TTransportException
 
 from .._thrift import HqlService
+from ..hosts import DEFAULT_PORT, Host
 from .handler import Handler
 from .objects import BrokerContext
 from .sqlitedb import BUSY_TIMEOUT
@@ -36,8 +37,6 @@ __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "BrokerServer", "main", "serve"]
 log = logging.getLogger("htcluster.broker")
 
 DEFAULT_HOST = "127.0.0.1"
-#: ThriftBroker.Port of Hypertable 0.9.8.x (protocol.md 1.2).
-DEFAULT_PORT = 15867
 #: Seconds ``stop()`` waits for connections to finish their current call.
 STOP_TIMEOUT = 10.0
 #: Seconds between two checks of the stop flag by the accept loop.
@@ -95,8 +94,8 @@ class BrokerServer:
 
     @property
     def address(self) -> str:
-        """``'host:port'`` of the listening socket."""
-        return f"{self.host}:{self.port}"
+        """``'host:port'`` of the listening socket (``'[::1]:port'`` for IPv6)."""
+        return str(Host(self.host, self.port))
 
     @property
     def connections(self) -> int:

@@ -29,7 +29,9 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from typing import Iterator, NamedTuple, Optional, Sequence
+from itertools import groupby
+from operator import itemgetter
+from typing import Collection, Iterator, NamedTuple, Optional, Sequence
 
 from .. import codes
 from .._thrift.ttypes import ClientException
@@ -42,6 +44,9 @@ log = logging.getLogger("htcluster.broker")
 
 #: Cells fetched per query when streaming a row range.
 CHUNK_CELLS = 4096
+#: Cells fetched by the first query of a row range; each next query doubles it up to CHUNK_CELLS,
+#: so that a scan stopped early by a limit reads little.
+FIRST_CHUNK = 256
 #: Cells deleted per write transaction when purging a dropped table or family.
 PURGE_CHUNK = 2000
 #: ``purges.family`` value meaning "every family of the table".
@@ -83,8 +88,8 @@ INSERT OR IGNORE INTO namespaces (name) VALUES ('sys');
 INSERT OR IGNORE INTO namespaces (name) VALUES ('tmp');
 """
 
-_SELECT = ("SELECT row, family, qualifier, flag, ts, rev, value FROM cells WHERE table_id = ? {lo} {hi} "
-           "ORDER BY row, family, qualifier, flag, ts DESC, rev DESC LIMIT ?")
+_SELECT = ("SELECT row, family, qualifier, flag, ts, rev, value FROM cells WHERE table_id = ? AND row {lo} ?{hi}"
+           "{families} ORDER BY row, family, qualifier, flag, ts DESC, rev DESC LIMIT ?")
 
 
 class RawCell(NamedTuple):
@@ -334,23 +339,26 @@ class Store(Database):
 
     def iter_rows(self, table_id: int, start: str = "", start_inclusive: bool = True,
                   end: Optional[str] = None, end_inclusive: bool = True,
-                  chunk: int = CHUNK_CELLS) -> Iterator[list[RawCell]]:
+                  families: Optional[Collection[int]] = None, chunk: int = CHUNK_CELLS) -> Iterator[list[RawCell]]:
         """Yield the stored cells of each row in ``[start, end]``, one list per row, in key order.
 
-        Rows are fetched ``chunk`` cells at a time with no cursor kept open
-        between chunks, so a paused iterator holds no lock.
+        Rows are fetched ``FIRST_CHUNK`` cells at first, then up to ``chunk``
+        cells at a time (more when one row is larger), with no cursor kept
+        open between queries, so a paused iterator holds no lock.
 
         :param end: last row, ``None`` for the end of the table.
+        :param families: ids of the families to read (DELETE_ROW markers, family
+            0, always come); ``None`` for every family.
+        :param chunk: cells fetched per query once the range proves long.
         """
-        lo_op = ">=" if start_inclusive else ">"
-        hi = "" if end is None else ("AND row <= ?" if end_inclusive else "AND row < ?")
-        limit = chunk
+        hi = "" if end is None else (" AND row <= ?" if end_inclusive else " AND row < ?")
+        in_families = "" if families is None else f" AND family IN (0{', ?' * len(families)})"
+        tail = ([] if end is None else [end]) + list(families or ())
+        lo = ">=" if start_inclusive else ">"
+        limit = min(FIRST_CHUNK, chunk)
         while True:
-            args: list[object] = [table_id, start]
-            if end is not None:
-                args.append(end)
-            sql = _SELECT.format(lo=f"AND row {lo_op} ?", hi=hi)
-            batch = self.conn().execute(sql, (*args, limit)).fetchall()
+            sql = _SELECT.format(lo=lo, hi=hi, families=in_families)
+            batch = self.conn().execute(sql, (table_id, start, *tail, limit)).fetchall()
             if len(batch) < limit:
                 yield from _group_rows(batch)
                 return
@@ -358,20 +366,14 @@ class Store(Database):
             cut = len(batch)
             while cut and batch[cut - 1][0] == last_row:
                 cut -= 1
-            if cut == 0:  # one row larger than the chunk: fetch more at once
+            if cut == 0:  # one row larger than the query: fetch more at once
                 limit *= 2
                 continue
-            yield from _group_rows(batch[:cut])
-            start, lo_op, limit = last_row, ">=", chunk
+            yield from _group_rows(batch[:cut])  # the last row may go on: read it whole next time
+            start, lo, limit = last_row, ">=", min(limit * 2, chunk)
 
 
 def _group_rows(batch: list[tuple]) -> Iterator[list[RawCell]]:
     """Split key-ordered cells into one list per row."""
-    current: list[RawCell] = []
-    for raw in batch:
-        if current and current[0].row != raw[0]:
-            yield current
-            current = []
-        current.append(RawCell._make(raw))
-    if current:
-        yield current
+    for _, cells in groupby(batch, key=itemgetter(0)):
+        yield list(map(RawCell._make, cells))

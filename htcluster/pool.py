@@ -381,7 +381,7 @@ class Pool:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def scan(self, table: str, scan_spec: Optional[ScanSpec] = None, *, namespace: str,
-             batch: bool = False) -> Iterator[Union[Cell, list[Cell]]]:
+             batch: bool = False, timeout: Optional[float] = None) -> Iterator[Union[Cell, list[Cell]]]:
         """Scan ``table`` of ``namespace`` on one pooled connection, yielding cells.
 
         The connection is held while the generator runs and returned (the
@@ -391,13 +391,14 @@ class Pool:
         :param scan_spec: what to read; ``None`` reads everything.
         :param namespace: the namespace name.
         :param batch: yield lists of cells, one per ``scanner_get_cells`` round trip.
+        :param timeout: seconds each round trip (opening, each batch) may take.
         :returns: a generator of :class:`~htcluster.types.Cell` (or of lists of them).
         :raises ClientException: e.g. the namespace or table does not exist.
         :raises BrokerUnavailable: the connection failed.
         :raises PoolTimeout: no connection became free in time.
         """
         with self.connection() as r:
-            yield from scan_cells(r, r.mns[namespace], table, scan_spec, batch=batch)
+            yield from scan_cells(r, r.mns[namespace], table, scan_spec, batch=batch, timeout=timeout)
 
     def close(self) -> None:
         """Close the idle connections now; those in use are closed at their checkin.

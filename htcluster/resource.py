@@ -57,41 +57,68 @@ _HARD_MAX_FRAME_SIZE = 0x3FFFFFFF
 
 
 def _broker_method(name: str) -> Callable[..., Any]:
-    """Build the method ``name`` of :class:`Resource`: the generated send/recv pair around one checked exchange."""
+    """Build the method ``name`` of :class:`Resource`: encode, one checked exchange, decode."""
     send = getattr(HqlService.Client, "send_" + name)
     recv = getattr(HqlService.Client, "recv_" + name)
 
     def method(self: "Resource", *args: Any, **kwargs: Any) -> Any:
-        conn = self._conn
-        conn.check_ready()
-        try:
-            send(self, *args, **kwargs)
-        except Exception as exc:
-            conn.request.reset()
-            raise InvalidRequest(f"cannot send {name}: its arguments do not encode ({type(exc).__name__}: {exc}); "
-                                 "nothing was sent - check the argument types against protocol.md section 2",
-                                 method=name) from exc
-        except BaseException:
-            conn.request.reset()
-            raise
-        conn.exchange(self._deadline)
-        try:
-            result = recv(self)
-        except _ANSWERS:
-            conn.check_consumed()
-            raise
-        except Exception as exc:
-            raise conn.decode_failed(exc) from exc
-        except BaseException:
-            conn.taint()
-            raise
-        conn.check_consumed()
-        return result
+        encode(self, name, send, args, kwargs)
+        self._conn.exchange(self._deadline)
+        return decode(self, recv)
 
     generated = getattr(HqlService.Client, name)
     method.__name__ = method.__qualname__ = name
     method.__doc__ = generated.__doc__
     return method
+
+
+def encode(resource: "Resource", name: str, send: Callable[..., None], args: tuple[Any, ...],
+           kwargs: Optional[dict[str, Any]] = None) -> None:
+    """Encode the request ``name(*args)`` into ``resource``'s request buffer; nothing is sent.
+
+    :raises BrokerUnavailable: the connection cannot start a call (``sent=False``).
+    :raises InvalidRequest: an argument does not encode (the connection stays usable).
+    """
+    conn = resource._conn
+    conn.check_ready()
+    try:
+        send(resource, *args, **(kwargs or {}))
+    except Exception as exc:
+        conn.request.reset()
+        raise InvalidRequest(f"cannot send {name}: its arguments do not encode ({type(exc).__name__}: {exc}); "
+                             "nothing was sent - check the argument types against protocol.md section 2",
+                             method=name) from exc
+    except BaseException:
+        conn.request.reset()
+        raise
+
+
+def decode(resource: "Resource", recv: Callable[[Any], Any]) -> Any:
+    """Decode the reply loaded in ``resource``'s connection with the generated ``recv_*``.
+
+    :returns: the answer.
+    :raises ClientException: the broker's answer was an error (the connection stays in step).
+    :raises BrokerProtocolError: the reply is not this call's answer (the connection is closed).
+    """
+    conn = resource._conn
+    try:
+        result = recv(resource)
+    except _ANSWERS:
+        conn.check_consumed()
+        raise
+    except Exception as exc:
+        raise conn.decode_failed(exc) from exc
+    except BaseException:
+        conn.taint()
+        raise
+    conn.check_consumed()
+    return result
+
+
+#: ``{method: (send_*, recv_*)}`` of the generated client, for callers that encode and decode apart.
+CODECS: dict[str, tuple[Callable[..., None], Callable[[Any], Any]]] = {
+    name: (getattr(HqlService.Client, "send_" + name), getattr(HqlService.Client, "recv_" + name))
+    for name in BROKER_METHODS}
 
 
 class _Methods(type):
@@ -304,6 +331,10 @@ class ManagedNamespaces:
         self._ids[name] = ns
         return ns
 
+    def remember(self, name: str, ns: int) -> None:
+        """Record ``ns`` as the id of namespace ``name`` on this connection (opened by the caller)."""
+        self._ids[name] = ns
+
     def close_namespace(self, name: str) -> None:
         """Close namespace ``name`` on the broker and forget its id; do nothing if it is not open.
 
@@ -360,7 +391,7 @@ class ManagedNamespaces:
 
 
 def scan_cells(resource: Resource, ns: int, table: str, scan_spec: Optional[ScanSpec] = None, *,
-               batch: bool = False) -> Iterator[Union[Cell, list[Cell]]]:
+               batch: bool = False, timeout: Optional[float] = None) -> Iterator[Union[Cell, list[Cell]]]:
     """Scan ``table`` on one connection, yielding cells as the broker sends them batch by batch.
 
     Opens a scanner (``scanner_open``), calls ``scanner_get_cells`` until it
@@ -373,15 +404,24 @@ def scan_cells(resource: Resource, ns: int, table: str, scan_spec: Optional[Scan
     :param table: the table name.
     :param scan_spec: what to read; ``None`` reads everything.
     :param batch: yield each batch as a list instead of the cells one by one.
+    :param timeout: seconds each round trip (opening, each batch) may take;
+        ``None``: the connection's ``timeout``.
     :returns: a generator of :class:`~htcluster.types.Cell` (or of lists of them).
     :raises ClientException: e.g. the table does not exist.
     :raises BrokerUnavailable: the connection failed.
+    :raises DeadlineExceeded: a round trip took longer than ``timeout``.
     """
-    scanner = resource.scanner_open(ns, table, scan_spec if scan_spec is not None else ScanSpec())
+    limit = None if timeout is None else seconds("timeout", timeout)
+
+    def deadline() -> Optional[float]:
+        return None if limit is None else time.monotonic() + limit
+
+    spec = scan_spec if scan_spec is not None else ScanSpec()
+    scanner = resource.call("scanner_open", ns, table, spec, deadline=deadline())
     finished = False
     try:
         while True:
-            cells = resource.scanner_get_cells(scanner)
+            cells = resource.call("scanner_get_cells", scanner, deadline=deadline())
             if not cells:
                 break
             if batch:

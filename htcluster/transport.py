@@ -45,7 +45,8 @@ DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024
 #: The old name of :data:`DEFAULT_MAX_FRAME_SIZE`.
 MAX_FRAME_SIZE = DEFAULT_MAX_FRAME_SIZE
 
-_CHUNK = 256 * 1024
+_CHUNK = 65536  # bytes asked of one recv while the frame's size is unknown (below malloc's mmap threshold)
+_BIG_CHUNK = 4 * 1024 * 1024  # at most this much once a large frame's size is known
 _HEADER = struct.Struct("!i")
 _POLLIN = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 _TIMEOUTS = (TimeoutError, socket.timeout)
@@ -179,6 +180,8 @@ class Connection:
         self.method = ""
         self._heads: dict[str, bytes] = {}
         self._poll: Optional[select.poll] = None
+        self._out, self._sent, self._in, self._size = bytearray(), 0, bytearray(), -1
+        self._end, self._by_deadline = 0.0, False
         self.request = _RequestBuffer()
         self.reply = _ReplyBuffer()
         self.oprot = _RequestProtocol(self)
@@ -297,126 +300,109 @@ class Connection:
         :raises BrokerProtocolError: the reply frame is larger than ``max_frame_size`` or empty.
         :raises DeadlineExceeded: ``deadline`` passed first.
         """
+        end = self.start(deadline)
+        try:
+            while not self.send_some():
+                left = end - time.monotonic()
+                if left <= 0 or not select.select((), (self.sock,), (), left)[1]:
+                    raise self.expire()
+            poll = self._poll
+            while not self.recv_some():
+                left = end - time.monotonic()
+                if left <= 0 or not poll.poll(left * 1000.0 + 1):  # type: ignore[union-attr]
+                    raise self.expire()
+        except BaseException:
+            self.taint()
+            raise
+
+    # The steps of one exchange, for callers that multiplex many connections (selectors):
+    # start(), then send_some() while the socket is writable until it returns True, then
+    # recv_some() while it is readable until it returns True; expire() when time is up.
+
+    def start(self, deadline: Optional[float] = None) -> float:
+        """Frame the encoded request; return the ``time.monotonic()`` time the exchange must end by.
+
+        :raises InvalidRequest: the request is larger than ``max_frame_size`` (nothing sent).
+        """
         frame = self.request.data
         size = len(frame) - 4
+        self.request.reset()
         if size > self.max_frame_size:
-            self.request.reset()
             raise InvalidRequest(f"the {self.method} request is {size:,} bytes, over max_frame_size "
                                  f"{self.max_frame_size:,}; send less per call (split the cells, or use a "
                                  "mutator), or raise max_frame_size on both sides", method=self.method)
         _HEADER.pack_into(frame, 0, size)
-        end, by_deadline = self.limit(deadline)
+        self._out, self._sent = frame, 0
+        self._in, self._size = bytearray(), -1
+        self._end, self._by_deadline = self.limit(deadline)
         self.pending = True
-        try:
-            self._send_all(frame, end, by_deadline)
-        finally:
-            self.request.reset()
-        self.reply.load(self._read_frame(end, by_deadline))
-        self.pending = False
+        return self._end
 
-    def _send_all(self, frame: bytearray, end: float, by_deadline: bool) -> None:
-        sock = self.sock
-        assert sock is not None
-        view = memoryview(frame)
-        done = 0
+    def send_some(self) -> bool:
+        """Send what the socket takes now; True once the whole frame left.
+
+        :raises BrokerUnavailable: the socket failed (``sent=False``: the frame never left whole).
+        """
         try:
-            while done < len(frame):
-                try:
-                    done += sock.send(view[done:] if done else frame)
-                    continue
-                except BlockingIOError:
-                    pass
-                left = end - time.monotonic()
-                if left <= 0 or not select.select((), (sock,), (), left)[1]:
-                    raise self._timed_out("sending a request to", end, by_deadline, sent=False)
+            self._sent += self.sock.send(memoryview(self._out)[self._sent:] if self._sent else self._out)  # type: ignore[union-attr]
+        except BlockingIOError:
+            return False
         except OSError as exc:
             self.taint()
-            if isinstance(exc, (BrokerUnavailable, DeadlineExceeded)):
-                raise
-            raise self._broken(exc, "lost the connection while sending a request to", sent=False) from exc
-        except BaseException:
-            self.taint()
-            raise
-        finally:
-            view.release()
+            raise self._broken(exc, "lost the connection while sending", sent=False) from exc
+        return self._sent >= len(self._out)
 
-    def _read_frame(self, end: float, by_deadline: bool) -> bytearray:
-        """Read one frame; bytes beyond it mark the connection :attr:`extra` (not reusable)."""
-        sock, poll = self.sock, self._poll
-        assert sock is not None and poll is not None
-        data = bytearray()
-        need = 4
-        size = -1
+    def recv_some(self) -> bool:
+        """Read what the socket has now; True once the whole reply frame is loaded into :attr:`reply`.
+
+        Bytes beyond the frame mark the connection :attr:`extra` (not reusable).
+
+        :raises BrokerUnavailable: the socket failed or the broker closed it (``sent=True``).
+        :raises BrokerProtocolError: the frame is empty or larger than ``max_frame_size``.
+        """
         try:
-            while True:
-                if len(data) >= need:
-                    if size < 0:
-                        size = _HEADER.unpack_from(data)[0]
-                        if size <= 0 or size > self.max_frame_size:
-                            raise BrokerProtocolError(
-                                f"ThriftBroker {self.address} answered {self.method} with a frame of {size:,} bytes, "
-                                f"outside 1..max_frame_size ({self.max_frame_size:,}); if the answer is that "
-                                "large, read it with a scanner or raise max_frame_size",
-                                host=self.address)
-                        need = 4 + size
-                        if len(data) >= need:
-                            continue
-                        if need > _CHUNK:
-                            return self._read_rest(data, need, end, by_deadline)
-                        continue
-                    if len(data) > need:
-                        self.extra = True
-                    return data[4:need] if len(data) > need else data[4:]
-                try:
-                    chunk = sock.recv(max(_CHUNK, need - len(data)))
-                except BlockingIOError:
-                    left = end - time.monotonic()
-                    if left <= 0 or not poll.poll(left * 1000.0 + 1):
-                        raise self._timed_out("waiting for the answer of", end, by_deadline, sent=True)
-                    continue
-                if not chunk:
-                    raise BrokerUnavailable(f"lost the connection while waiting for the answer of {self.method} "
-                                            f"from ThriftBroker {self.address}: the broker closed the connection",
-                                            host=self.address, sent=True, type=TTransportException.END_OF_FILE)
-                data += chunk
+            want = _CHUNK if self._size < 0 else max(_CHUNK, min(4 + self._size - len(self._in), _BIG_CHUNK))
+            chunk = self.sock.recv(want)  # type: ignore[union-attr]
+        except BlockingIOError:
+            return False
         except OSError as exc:
             self.taint()
-            if isinstance(exc, (BrokerUnavailable, DeadlineExceeded)):
-                raise
             raise self._broken(exc, "lost the connection while waiting for the answer of", sent=True) from exc
-        except BaseException:
+        if not chunk:
             self.taint()
-            raise
+            raise BrokerUnavailable(f"lost the connection while waiting for the answer of {self.method} from "
+                                    f"ThriftBroker {self.address}: the broker closed the connection",
+                                    host=self.address, sent=True, type=TTransportException.END_OF_FILE)
+        data = self._in
+        data += chunk
+        if self._size < 0:
+            if len(data) < 4:
+                return False
+            self._size = size = _HEADER.unpack_from(data)[0]
+            if size <= 0 or size > self.max_frame_size:
+                self.taint()
+                raise BrokerProtocolError(
+                    f"ThriftBroker {self.address} answered {self.method} with a frame of {size:,} bytes, "
+                    f"outside 1..max_frame_size ({self.max_frame_size:,}); if the answer is that large, "
+                    "read it with a scanner or raise max_frame_size", host=self.address)
+        need = 4 + self._size
+        if len(data) < need:
+            return False
+        if len(data) > need:
+            self.extra = True
+        self.reply.load(memoryview(data)[4:need])
+        self._in = bytearray()
+        self.pending = False
+        return True
 
-    def _read_rest(self, head: bytearray, need: int, end: float, by_deadline: bool) -> bytearray:
-        """Read a large frame straight into a buffer of its size (no quadratic copying)."""
-        sock, poll = self.sock, self._poll
-        assert sock is not None and poll is not None
-        buf = bytearray(need)
-        buf[:len(head)] = head
-        view = memoryview(buf)
-        got = len(head)
-        try:
-            while got < need:
-                try:
-                    n = sock.recv_into(view[got:], need - got)
-                except BlockingIOError:
-                    left = end - time.monotonic()
-                    if left <= 0 or not poll.poll(left * 1000.0 + 1):
-                        raise self._timed_out("waiting for the answer of", end, by_deadline, sent=True)
-                    continue
-                if not n:
-                    raise BrokerUnavailable(f"lost the connection while waiting for the answer of {self.method} "
-                                            f"from ThriftBroker {self.address}: the broker closed the connection",
-                                            host=self.address, sent=True, type=TTransportException.END_OF_FILE)
-                got += n
-        finally:
-            view.release()
-        del buf[:4]
-        return buf
+    def expire(self) -> Exception:
+        """Taint the connection and return the error of an exchange whose time ran out."""
+        self.taint()
+        doing = "sending" if self._sent < len(self._out) else "waiting for the answer of"
+        return self._timed_out(doing, self._end, self._by_deadline, sent=self._sent >= len(self._out))
 
     def _timed_out(self, doing: str, end: float, by_deadline: bool, sent: bool) -> Exception:
-        what = f"{doing} {self.method} {'to' if doing.startswith('sending') else 'from'} ThriftBroker {self.address}"
+        what = f"{doing} {self.method} {'to' if doing == 'sending' else 'from'} ThriftBroker {self.address}"
         if by_deadline:
             return DeadlineExceeded(f"the call's deadline passed while {what}", sent=sent)
         return BrokerUnavailable(f"timed out after {self.timeout:g} s {what}", host=self.address, sent=sent,
@@ -424,7 +410,8 @@ class Connection:
 
     def _broken(self, exc: BaseException, doing: str, sent: bool) -> BrokerUnavailable:
         reason = str(exc) or type(exc).__name__
-        return BrokerUnavailable(f"{doing} {self.method} from ThriftBroker {self.address}: {reason}",
+        prep = "to" if doing.endswith("sending") else "from"
+        return BrokerUnavailable(f"{doing} {self.method} {prep} ThriftBroker {self.address}: {reason}",
                                  host=self.address, sent=sent, type=TTransportException.UNKNOWN)
 
     def decode_failed(self, exc: BaseException) -> BrokerProtocolError:

@@ -11,9 +11,9 @@ from typing import Any, Callable
 
 from .. import codes
 from .._thrift.ttypes import ClientException, HqlResult
-from . import hql_ast as ast
+from ..hql import statements as ast
+from ..hql.schema import render_create_table
 from ._errors import client_error
-from .hql_schema import render_create_table
 from .store import join_path
 
 __all__ = ["HELP_LINES", "resolve_namespace", "run"]

@@ -97,7 +97,9 @@ class TableSchema:
         """Validate a Thrift ``Schema`` and assign family ids.
 
         :param previous: the current schema when altering: families keeping
-            their name keep their id; new ones get fresh ids.
+            their name keep their id, as does a family under a new name whose
+            ``ColumnFamilySpec.id`` is that of a family no longer named (a
+            rename); new ones get fresh ids.
         :raises ClientException: BAD_SCHEMA, naming what is wrong.
         """
         schema = schema or Schema()
@@ -131,6 +133,9 @@ class TableSchema:
                                                      "which the schema does not define")
             members[group].append(spec)
         old = previous.by_name if previous else {}
+        # a family renamed by an alter keeps its id (and cells): matched by ColumnFamilySpec.id
+        named = {spec.name for specs in members.values() for spec in specs}
+        renamed = {fam.id: fam for fam in (previous.families if previous else ()) if fam.name not in named}
         last_id = previous.last_family_id if previous else 0
         generation = previous.generation + 1 if previous else 1
         families = []
@@ -140,6 +145,8 @@ class TableSchema:
                 _check_cf_options(spec.name, options)
                 if spec.name in old:
                     fid = old[spec.name].id
+                elif spec.id is not None and spec.id in renamed:
+                    fid = renamed.pop(spec.id).id
                 else:
                     last_id += 1
                     fid = last_id

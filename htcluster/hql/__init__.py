@@ -24,12 +24,13 @@ from __future__ import annotations
 
 from .build import delete_cells
 from .parser import is_read, parse, warm_up
-from .statements import (CreateNamespace, CreateTable, Delete, DescribeTable, DropNamespace,
-                         DropTable, ExistsTable, GetListing, Help, Insert, NotImplementedStatement,
-                         RenameTable, Select, ShowCreateTable, ShowTables, Statement, UseNamespace)
+from .statements import (AlterTable, CreateNamespace, CreateTable, Delete, DescribeTable,
+                         DropNamespace, DropTable, ExistsTable, GetListing, Help, Insert,
+                         NotImplementedStatement, RenameTable, Select, ShowCreateTable, ShowTables,
+                         Statement, UseNamespace)
 
 __all__ = [
-    "CreateNamespace", "CreateTable", "Delete", "DescribeTable", "DropNamespace", "DropTable",
+    "AlterTable", "CreateNamespace", "CreateTable", "Delete", "DescribeTable", "DropNamespace", "DropTable",
     "ExistsTable", "GetListing", "Help", "Insert", "NotImplementedStatement", "RenameTable",
     "Select", "ShowCreateTable", "ShowTables", "Statement", "UseNamespace", "delete_cells",
     "is_read", "parse", "warm_up",

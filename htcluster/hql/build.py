@@ -15,6 +15,7 @@ from lark import Token, Transformer
 from .._thrift.ttypes import Cell, ColumnPredicate, Key, KeyFlag
 from .._thrift.ttypes import ColumnPredicateOperation as Op
 from . import statements as ast
+from .alter import AddDefinitions, DropFamilies, ModifyDefinitions, RenameFamily
 from ._errors import parse_error as _parse_error
 from .scan import (CellPredicate, ColumnMatches, RowPredicate, RowRegexp, ScanOption,
                    TimePredicate, ValueRegexp, build_scan_spec, cell_interval, mirror,
@@ -173,7 +174,12 @@ class StatementBuilder(Transformer):
 
     drop_table = staticmethod(lambda c: ast.DropTable(c[1], bool(c[0])))
     rename_table = staticmethod(lambda c: ast.RenameTable(c[0], c[1]))
-    alter_table = _unsupported("ALTER TABLE")
+    alter_table = staticmethod(lambda c: ast.AlterTable(c[0], tuple(c[1:])))
+    alter_table_with = _unsupported("ALTER TABLE ... WITH (schema file)")
+    alter_add = staticmethod(lambda c: AddDefinitions(tuple(c)))
+    alter_modify = staticmethod(lambda c: ModifyDefinitions(tuple(c)))
+    alter_drop = staticmethod(lambda c: DropFamilies(tuple(c)))
+    alter_rename = staticmethod(lambda c: RenameFamily(c[0], c[1]))
     show_tables = staticmethod(lambda c: ast.ShowTables())
     get_listing = staticmethod(lambda c: ast.GetListing())
     describe_table = staticmethod(lambda c: ast.DescribeTable(c[1], bool(c[0])))

@@ -16,7 +16,7 @@ from .._thrift.ttypes import (AccessGroupOptions, AccessGroupSpec, ColumnFamilyO
 from ._errors import client_error
 
 __all__ = ["ColumnDef", "Definition", "GroupDef", "IndexDef", "SchemaOption",
-           "build_schema", "render_create_table"]
+           "build_schema", "check_family_name", "render_create_table"]
 
 DEFAULT_GROUP = "default"
 #: Largest REPLICATION (an i16 on the wire).
@@ -95,10 +95,19 @@ def _split_options(options: Sequence[SchemaOption], owner: str
             ag if seen & AG_OPTIONS.keys() else None, interval)
 
 
-def _family(families: dict[str, ColumnFamilySpec], name: str) -> ColumnFamilySpec:
+def check_family_name(name: str) -> None:
+    """Refuse a column family name HQL does not allow (protocol.md 6.3).
+
+    :raises ClientException: HQL_BAD_COMMAND for an empty name, or one that starts
+        with a letter and then has anything but letters, digits, ``_`` or ``-``.
+    """
     if not _FAMILY_NAME.fullmatch(name) and (not name or name[0].isalpha()):
         raise _bad_command(f"bad column family name {name!r}: use a letter followed by "
                            "letters, digits, '_' or '-'")
+
+
+def _family(families: dict[str, ColumnFamilySpec], name: str) -> ColumnFamilySpec:
+    check_family_name(name)
     if name not in families:
         families[name] = ColumnFamilySpec(name=name, access_group="", deleted=False,
                                           value_index=False, qualifier_index=False)

@@ -13,7 +13,7 @@ from typing import Optional, Union
 from .._thrift.ttypes import Cell, ScanSpec, Schema
 
 __all__ = [
-    "CreateNamespace", "CreateTable", "Delete", "DescribeTable", "DropNamespace", "DropTable",
+    "AlterTable", "CreateNamespace", "CreateTable", "Delete", "DescribeTable", "DropNamespace", "DropTable",
     "ExistsTable", "GetListing", "Help", "Insert", "NotImplementedStatement", "RenameTable",
     "Select", "ShowCreateTable", "ShowTables", "Statement", "UseNamespace",
 ]
@@ -65,6 +65,14 @@ class RenameTable:
 
     name: str
     new_name: str
+
+
+@dataclass(frozen=True)
+class AlterTable:
+    """``ALTER TABLE name action ...``: the actions of :mod:`.alter`, applied in order."""
+
+    name: str
+    actions: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -138,5 +146,5 @@ class NotImplementedStatement:
 
 
 Statement = Union[CreateNamespace, DropNamespace, UseNamespace, CreateTable, DropTable,
-                  RenameTable, ShowTables, GetListing, DescribeTable, ShowCreateTable,
+                  RenameTable, AlterTable, ShowTables, GetListing, DescribeTable, ShowCreateTable,
                   ExistsTable, Insert, Delete, Select, Help, NotImplementedStatement]

@@ -119,6 +119,7 @@ class FamilyPlan:
     cutoff: Optional[int] = None  # oldest visible timestamp (TTL), ns; None: no TTL
     time_order_desc: bool = False
     predicates: list[Predicate] = field(default_factory=list)
+    counter: bool = False  # COUNTER: the writes of a cell are summed
 
 
 @dataclass
@@ -206,7 +207,8 @@ def compile_spec(spec: ScanSpec, schema: TableSchema, now: int) -> Plan:
 def _family_plan(fam: Family, qualifiers: Optional[list[Test]], versions: int, now: int) -> FamilyPlan:
     """Return the filters of a selected family; ``versions`` is ``ScanSpec.versions`` (0 unlimited)."""
     cutoff = now - fam.ttl * NANOS_PER_SECOND if fam.ttl else None
-    return FamilyPlan(fam.name, qualifiers, _min_versions(versions, fam.max_versions), cutoff, fam.time_order_desc)
+    return FamilyPlan(fam.name, qualifiers, _min_versions(versions, fam.max_versions), cutoff, fam.time_order_desc,
+                      counter=fam.counter)
 
 
 def _min_versions(wanted: int, kept: int) -> int:

@@ -85,6 +85,9 @@ class Event:
 class CallStarted(Event):
     """A broker call is about to be sent to ``host`` (one per attempt).
 
+    It is followed, on the same thread, by one :class:`CallSucceeded` or
+    :class:`CallFailed` with the same ``host``, ``method`` and ``attempt``.
+
     :param host: ``'host:port'``.
     :param method: the broker method name (protocol.md section 2), e.g. ``'hql_query'``.
     :param namespace: the namespace name the call runs in, or ``None``.
@@ -197,8 +200,13 @@ class ConnectionOpened(Event):
 
 @dataclass(frozen=True, **_SLOTS)
 class ConnectionClosed(Event):
-    """An idle connection to ``host`` was closed; ``reason`` says why
-    (``'failed'``, ``'max_age'``, ``'overflow'``, ``'pool closed'``, ...)."""
+    """A connection to ``host`` was closed; ``reason`` says why (``'failed'``,
+    ``'max_age'``, ``'overflow'``, ``'pool closed'``, ...).
+
+    A checked-out connection is first checked in (:class:`PoolCheckedIn`), so
+    the closed one always counts as idle: opened - closed - replaced is the
+    number of connections open, checked-out - checked-in those in use.
+    """
 
     kind: ClassVar[str] = "connection_closed"
     host: str
@@ -208,8 +216,9 @@ class ConnectionClosed(Event):
 @dataclass(frozen=True, **_SLOTS)
 class ConnectionReplaced(Event):
     """An idle connection to ``host`` was found unusable at checkout (``reason``:
-    ``'stale'``, ``'max_age'``, ``'idle ping'``, ...) and closed; a
-    :class:`ConnectionClosed` is not emitted for it."""
+    ``'stale'``, ``'max_age'``, ``'idle ping'``, ...) and closed, in place of
+    a :class:`ConnectionClosed`; the new connection that replaces it comes
+    with its own :class:`ConnectionOpened`."""
 
     kind: ClassVar[str] = "connection_replaced"
     host: str

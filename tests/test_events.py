@@ -326,3 +326,13 @@ def test_latency_window_records_from_many_threads():
         t.join(60)
     assert w.total == 8000 and len(w) == 8000
     assert snaps == sorted(snaps)
+
+
+@pytest.mark.parametrize("name", ["htcluster.events", "htcluster.otel"])
+def test_public_names_exist_and_are_sorted(name):
+    import importlib
+    if name == "htcluster.otel":
+        pytest.importorskip("opentelemetry.metrics")
+    module = importlib.import_module(name)
+    assert module.__all__ == sorted(module.__all__, key=lambda n: (not n.isupper(), n))
+    assert all(hasattr(module, attr) for attr in module.__all__)

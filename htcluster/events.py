@@ -32,8 +32,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 import threading
+import weakref
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Optional, Union
@@ -288,6 +290,23 @@ def _as_callable(listener: Listener) -> Callable[[Event], Any]:
         f"(e.g. on_call_succeeded); got {listener!r}")
 
 
+# Registration is rare: one lock serves every registry.  A child process gets
+# fresh locks, in case another thread of the parent held one at fork time.
+_registration_lock = threading.Lock()
+_windows: "weakref.WeakSet[LatencyWindow]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    global _registration_lock
+    _registration_lock = threading.Lock()
+    for window in list(_windows):
+        window._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _same(a: object, b: object) -> bool:
     """Identity, or equality for bound methods (``obj.on_event`` is a new object each time)."""
     return a is b or (hasattr(a, "__self__") and hasattr(b, "__self__") and a == b)
@@ -309,7 +328,7 @@ class Listeners:
     path tests it before building an event.
     """
 
-    __slots__ = ("__weakref__", "_calls", "_lock", "_origins", "parent")
+    __slots__ = ("__weakref__", "_calls", "_origins", "parent")
 
     def __init__(self, parent: Any = _GLOBAL) -> None:
         """:param parent: a :class:`Listeners` that also receives every event, or
@@ -321,7 +340,6 @@ class Listeners:
         self.parent: Optional[Listeners] = parent
         self._calls: tuple[Callable[[Event], Any], ...] = ()
         self._origins: tuple[object, ...] = ()
-        self._lock = threading.Lock()
 
     def __bool__(self) -> bool:
         if self._calls:
@@ -356,7 +374,7 @@ class Listeners:
         :raises ConfigError: ``listener`` is neither.
         """
         call = _as_callable(listener)
-        with self._lock:
+        with _registration_lock:
             if listener not in self:
                 self._origins = self._origins + (listener,)
                 self._calls = self._calls + (call,)
@@ -367,7 +385,7 @@ class Listeners:
 
         Emissions already under way on other threads may still call it once.
         """
-        with self._lock:
+        with _registration_lock:
             for i, origin in enumerate(self._origins):
                 if _same(origin, listener):
                     self._origins = self._origins[:i] + self._origins[i + 1:]
@@ -376,7 +394,7 @@ class Listeners:
 
     def clear(self) -> None:
         """Remove every listener registered here (not the parent's)."""
-        with self._lock:
+        with _registration_lock:
             self._origins = ()
             self._calls = ()
 
@@ -427,13 +445,14 @@ class LatencyWindow:
     :raises ConfigError: ``size`` is not a positive int.
     """
 
-    __slots__ = ("_lock", "_samples", "total")
+    __slots__ = ("__weakref__", "_lock", "_samples", "total")
 
     def __init__(self, size: int = DEFAULT_WINDOW) -> None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ConfigError(f"LatencyWindow size must be an int >= 1 (samples kept), got {size!r}")
         self._samples: deque[float] = deque(maxlen=size)
         self._lock = threading.Lock()
+        _windows.add(self)
         #: Samples recorded since creation, also those that fell out of the window.
         self.total = 0
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 
 import pytest
@@ -336,3 +337,47 @@ def test_public_names_exist_and_are_sorted(name):
     module = importlib.import_module(name)
     assert module.__all__ == sorted(module.__all__, key=lambda n: (not n.isupper(), n))
     assert all(hasattr(module, attr) for attr in module.__all__)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_registers_and_records_though_the_parent_held_the_locks():
+    """A thread of the parent holds the locks at fork time; the child must not hang."""
+    import signal
+    import time
+    window = LatencyWindow()
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold():
+        with events._registration_lock, window._lock:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(30)
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            try:
+                reg = Listeners(parent=None)
+                reg.register(print)
+                window.record(0.1)
+                os._exit(0 if len(reg) == 1 and len(window) == 1 else 1)
+            finally:
+                os._exit(2)
+        deadline = time.monotonic() + 30
+        status = None
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung on a lock held by the parent's thread")
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    finally:
+        release.set()
+        holder.join(30)

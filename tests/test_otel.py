@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -36,8 +37,11 @@ class Telemetry:
         self.meter_provider = MeterProvider(metric_readers=[self.reader])
         self.registry = Listeners(parent=None)
         target = options.pop("target", self.registry)
-        self.instrumentation = otel.instrument(target, tracer_provider=self.tracer_provider,
-                                               meter_provider=self.meter_provider, **options)
+        providers = dict(tracer_provider=self.tracer_provider, meter_provider=self.meter_provider)
+        if "pools" in options:  # a registry plus pools to read, as instrument(pool_owner) makes
+            self.instrumentation = otel.Instrumentation(self.registry, **providers, **options)
+        else:
+            self.instrumentation = otel.instrument(target, **providers, **options)
 
     def call(self, method="status", namespace=None, args=(), host=HOST, attempt=1, duration=0.25,
              error=None):
@@ -286,21 +290,35 @@ def test_connection_count_and_pending_read_from_real_pool_stats(broker_address, 
     pool = Pool(broker_address, size=2, socket_timeout=30.0, connect_timeout=30.0)
     try:
         pool.call("status")  # one idle connection before instrumenting
-        t = telemetry()
-        t.instrumentation.uninstrument()
-        inst = otel.Instrumentation(t.registry, pools={broker_address: pool},
-                                    tracer_provider=t.tracer_provider, meter_provider=t.meter_provider)
-        t.instrumentation = inst
+        t = telemetry(pools={broker_address: pool})
         assert by_state(t.points("db.client.connection.count")) == {
             (broker_address, "idle"): 1, (broker_address, "used"): 0}
         with pool.connection():
             assert by_state(t.points("db.client.connection.count")) == {
                 (broker_address, "idle"): 0, (broker_address, "used"): 1}
-        pending = t.points("db.client.connection.pending_requests")
-        if "waiting" in pool.stats() or "pending" in pool.stats():
-            assert [p.value for p in pending] == [0]
-        else:
-            assert pending == []  # a pool that does not count its waiters reports nothing
+        assert [p.value for p in t.points("db.client.connection.pending_requests")] == [0]
+    finally:
+        pool.close()
+
+
+def test_pending_requests_counts_a_thread_waiting_for_a_connection(broker_address, telemetry):
+    pool = Pool(broker_address, size=1, max_overflow=0, timeout=30.0, socket_timeout=30.0,
+                connect_timeout=30.0)
+    try:
+        t = telemetry(pools={broker_address: pool})
+        with pool.connection():
+            waiter = threading.Thread(target=pool.call, args=("status",))
+            waiter.start()
+            deadline = time.monotonic() + 30
+            while pool.stats()["waiting"] < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            [pending] = t.points("db.client.connection.pending_requests")
+            assert pending.value == 1
+            assert dict(pending.attributes) == {"db.client.connection.pool.name": broker_address}
+        waiter.join(60)
+        assert not waiter.is_alive()
+        [pending] = t.points("db.client.connection.pending_requests")
+        assert pending.value == 0
     finally:
         pool.close()
 

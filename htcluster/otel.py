@@ -32,6 +32,9 @@ open-telemetry/semantic-conventions):
   and ``db.client.connection.wait_time``; the pool name
   (``db.client.connection.pool.name``) is the pool's ``host:port``.
 
+Failover, host down/up, hedge and budget events become span events
+(``htcluster.failed_over``, ...) on the caller's current span, if it records.
+
 A span covers one attempt on one host, not the whole logical call: a retry or
 a failover to another replica shows up as one more span (a departure from the
 conventions' advice, since the events describe attempts).
@@ -198,6 +201,11 @@ class Instrumentation:
             "call_failed": self._ended,
             "pool_timed_out": self._timed_out,
             "pool_checked_out": self._checked_out,
+            "failed_over": self._note,
+            "host_down": self._note,
+            "host_up": self._note,
+            "hedged": self._note,
+            "budget_exhausted": self._note,
         }
         if self.connections is not None:
             self._handlers.update({
@@ -293,6 +301,27 @@ class Instrumentation:
             span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
         # The span lasts exactly the measured duration, as the conventions ask of the metric.
         span.end(end_time=start + int(event.duration * 1e9))
+
+    def _note(self, event: Any) -> None:
+        """Routing events become events (``htcluster.<kind>``) on the caller's current span."""
+        span = trace.get_current_span()
+        if not span.is_recording():
+            return
+        attrs: dict[str, Any] = {}
+        host = getattr(event, "host", None)
+        if host is not None:
+            address, port = _split_host(host)
+            attrs["server.address"] = address
+            if port is not None:
+                attrs["server.port"] = port
+        for name in ("what", "method", "failures", "backoff", "after"):
+            value = getattr(event, name, None)
+            if value is not None:
+                attrs[f"htcluster.{name}"] = value
+        error = getattr(event, "error", None)
+        if error is not None:
+            attrs["error.type"] = error_type(error)
+        span.add_event(f"htcluster.{event.kind}", attrs)
 
     # -- pool metrics ---------------------------------------------------------------
 

@@ -399,3 +399,21 @@ def test_replicas_call_makes_a_span_and_a_duration_point(local_cluster_factory, 
         assert sum(v for (_, state), v in counts.items() if state == "idle") >= 1
     finally:
         replicas.close()
+
+
+def test_routing_events_are_noted_on_the_callers_span(telemetry):
+    t = telemetry()
+    app = t.tracer_provider.get_tracer("app")
+    with app.start_as_current_span("request"):
+        t.registry.emit(events.FailedOver(HOST, "call status", BrokerUnavailable("refused", sent=False)))
+        t.registry.emit(events.HostDown(HOST, None, 3, 2.5))
+        t.registry.emit(events.BudgetExhausted("retry of set_cells"))
+    t.registry.emit(events.HostUp(HOST))  # no current span: nothing to note it on, nothing raised
+    [request] = t.finished()
+    noted = {e.name: dict(e.attributes) for e in request.events}
+    assert noted["htcluster.failed_over"] == {"server.address": "127.0.0.1", "server.port": 15867,
+                                              "htcluster.what": "call status",
+                                              "error.type": "htcluster.errors.BrokerUnavailable"}
+    assert noted["htcluster.host_down"]["htcluster.failures"] == 3
+    assert noted["htcluster.host_down"]["htcluster.backoff"] == 2.5
+    assert noted["htcluster.budget_exhausted"] == {"htcluster.what": "retry of set_cells"}

@@ -24,14 +24,14 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
-from . import codes
-from .errors import ConfigError
-from .types import Cell, ClientException
+from .. import codes
+from ..errors import ConfigError
+from ..types import Cell, ClientException
 from .weblog import FAMILIES, TABLE, LogEntry, LogStats, schema
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .cluster import Replicas, Shards
-    from .pool import Pool
+    from ..cluster import Replicas, Shards
+    from ..pool import Pool
 
 __all__ = ["DEFAULT_BATCH", "LoadReport", "Writer", "by_client", "by_row", "call_writer", "ensure_logdb", "load",
            "pool_writer", "replicas_writer", "shards_writer"]

@@ -15,10 +15,10 @@ from typing import Any, Callable, Optional
 import click
 from thrift.Thrift import TApplicationException
 
-from .errors import BroadcastError, BrokerUnavailable, ConfigError, HtclusterError, NoHostAvailable, PoolTimeout
-from .hosts import DEFAULT_PORT
+from ..errors import BroadcastError, BrokerUnavailable, ConfigError, HtclusterError, NoHostAvailable, PoolTimeout
+from ..hosts import DEFAULT_PORT
 from .status import render_table
-from .types import ClientException
+from ..types import ClientException
 
 __all__ = ["HOSTS_ENV", "explain", "format_hql_result", "progress_bar"]
 

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, TypeVar
 
 from . import logload
 from .status import check_hosts, format_status, render_table
-from .types import ScanSpec
+from ..types import ScanSpec
 from .weblog import GENERATED_LINES, TABLE, LogEntry, LogStats, generate_lines, iter_entries, open_log, request_path
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .cluster import Replicas, Shards
-    from .testing import LocalCluster
+    from ..cluster import Replicas, Shards
+    from ..testing import LocalCluster
 
 __all__ = ["NAMESPACE", "run_demo"]
 
@@ -120,8 +120,8 @@ def run_demo(input_: Optional[str] = None, count: int = GENERATED_LINES, echo: E
     :raises RuntimeError: a broker did not start.
     :raises HtclusterError: the cluster failed beyond what failover covers.
     """
-    from .cluster import Replicas, Shards
-    from .testing import LocalCluster
+    from ..cluster import Replicas, Shards
+    from ..testing import LocalCluster
 
     started = time.perf_counter()
     stats = LogStats()

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Optional, Union
 
 from .logfile import LogText, open_log
-from .types import Cell, ColumnFamilySpec, Key, KeyFlag, Schema
+from ..types import Cell, ColumnFamilySpec, Key, KeyFlag, Schema
 
 __all__ = ["CREATE_TABLE", "FAMILIES", "GENERATED_LINES", "GENERATED_SEED", "TABLE", "LogEntry", "LogStats",
            "LogText", "MalformedLine", "generate_lines", "iter_entries", "open_log", "parse_line", "request_path", "row_key", "schema"]

@@ -15,15 +15,19 @@ import click
 
 from ..errors import ConfigError
 from ..hosts import DEFAULT_PORT, Host, parse_hosts
+from ..resource import DEFAULT_CONNECT_TIMEOUT
 from .output import HOSTS_ENV, explain
 from .weblog import GENERATED_LINES, open_log
 
-__all__ = ["DEFAULT_HOSTS", "NAMESPACE_ENV", "Group", "friendly", "hosts_option", "input_options",
-           "namespace_option", "open_input"]
+__all__ = ["DEFAULT_CALL_TIMEOUT", "DEFAULT_HOSTS", "NAMESPACE_ENV", "Group", "friendly", "hosts_option",
+           "input_options", "namespace_option", "open_input", "pool_options", "timeout_option"]
 
 #: Environment variable holding the default ``--namespace``.
 NAMESPACE_ENV = "HYPERTABLE_NAMESPACE"
 DEFAULT_HOSTS = f"localhost:{DEFAULT_PORT}"
+#: Seconds one broker call of ``hql`` or ``load`` may wait for its answer (not the library's 300 s:
+#: at a terminal, a broker silent for a minute is hung).
+DEFAULT_CALL_TIMEOUT = 60.0
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -44,7 +48,7 @@ def friendly(command: F) -> F:
         except KeyboardInterrupt:
             raise click.Abort() from None
         except Exception as exc:
-            message = explain(exc)
+            message = explain(exc, kwargs.get("timeout"))
             if message is None:
                 raise
             raise click.ClickException(message) from None
@@ -83,6 +87,23 @@ def namespace_option(default: str) -> Callable[[F], F]:
     """Add ``--namespace`` with ``$HYPERTABLE_NAMESPACE`` or ``default`` as its default."""
     return click.option("--namespace", "-n", default=lambda: os.environ.get(NAMESPACE_ENV) or default,
                         show_default=f"${NAMESPACE_ENV} or {default!r}", help="Namespace to work in.")
+
+
+def timeout_option(default: float) -> Callable[[F], F]:
+    """Add ``--timeout SECONDS`` (float > 0): how long one broker call may wait for its answer."""
+    return click.option("--timeout", default=default, show_default=True, type=click.FloatRange(min=0, min_open=True),
+                        help="Seconds a broker may take to answer one call (and to accept a connection).")
+
+
+def pool_options(timeout: float) -> dict[str, Any]:
+    """Return the Pool options that bound every wait of a command by ``timeout`` seconds.
+
+    :param timeout: ``--timeout``, seconds (float > 0).
+    :returns: ``socket_timeout`` (the answer of one call), ``connect_timeout``
+        (at most the library's default) and ``timeout`` (a pool checkout), in seconds.
+    """
+    return {"socket_timeout": timeout, "connect_timeout": min(timeout, DEFAULT_CONNECT_TIMEOUT),
+            "timeout": timeout}
 
 
 def input_options(f: F) -> F:

@@ -56,7 +56,10 @@ CREATE_TABLE = f"CREATE TABLE {TABLE} ({', '.join(FAMILIES)})"
 EPOCH_DIGITS = 10
 LINE_DIGITS = 8
 
-_QUOTED = r'"((?:[^"\\]|\\.)*)"'
+# A quoted field, "unrolled" (runs of plain characters between escapes): the same language as
+# "((?:[^"\\]|\\.)*)", but re keeps no backtracking state per character, so a 10 MB field costs
+# memory proportional to the line instead of ~300 bytes per character.
+_QUOTED = r'"([^"\\]*(?:\\.[^"\\]*)*)"'
 _LINE = re.compile(
     r"(?P<client>\S+) (?P<ident>\S+) (?P<user>\S+) \[(?P<time>[^\]]+)\] "
     rf"{_QUOTED} (?P<status>\d{{3}}) (?P<size>\d+|-)"

@@ -30,6 +30,12 @@ upstream module                    is
 
 The upstream package layout (``hyperthrift/gen``, ``hyperthrift/gen2``)
 is the one protocol.md section 1.1 records.
+
+:func:`install_as_flask_hypertable` does the same for an app written for
+Flask-Hypertable 0.3.0: ``from flask_hypertable import FlaskPooledHypertable``
+then gives :class:`htcluster.flask_ext.FlaskPooledHypertable` (and the
+``hypertable``/``hyperthrift`` modules that Flask-Hypertable depended on are
+installed too), so such an app runs without even its import line changed.
 """
 from __future__ import annotations
 
@@ -41,7 +47,8 @@ from .._thrift import ClientService, HqlService, constants, ttypes
 from . import thriftclient
 from .thriftclient import ThriftClient
 
-__all__ = ["MODULES", "ThriftClient", "install_as_hypertable", "uninstall_as_hypertable"]
+__all__ = ["FLASK_MODULES", "MODULES", "ThriftClient", "install_as_flask_hypertable", "install_as_hypertable",
+           "uninstall_as_hypertable"]
 
 #: Upstream module name -> the htcluster module it becomes (packages are made on the fly).
 MODULES: dict[str, types.ModuleType] = {
@@ -65,14 +72,41 @@ def _package(name: str) -> types.ModuleType:
     return package
 
 
+#: Flask-Hypertable's module names -> the htcluster module each becomes (needs Flask).
+FLASK_MODULES = ("flask_hypertable", "flask_hypertable.flask_hypertable")
+
+
 def install_as_hypertable() -> None:
     """Register htcluster's modules as ``hypertable``, ``hyperthrift.gen`` and ``hyperthrift.gen2``.
 
     Idempotent.  Names already in ``sys.modules`` (a real upstream client
     imported earlier) are replaced; :func:`uninstall_as_hypertable` puts them back.
     """
+    _install(MODULES)
+
+
+def install_as_flask_hypertable() -> None:
+    """Register :mod:`htcluster.flask_ext` as ``flask_hypertable`` (and call :func:`install_as_hypertable`).
+
+    ``flask_hypertable`` and ``flask_hypertable.flask_hypertable`` both give
+    ``FlaskHypertable`` and ``FlaskPooledHypertable``.  Idempotent; undone by
+    :func:`uninstall_as_hypertable`.
+
+    :raises ImportError: Flask is not installed.
+    """
+    from .. import flask_ext
+
+    install_as_hypertable()
+    _install({name: flask_ext for name in FLASK_MODULES}, packages=False)
+
+
+def _install(modules: dict[str, types.ModuleType], packages: bool = True) -> None:
+    """Put ``modules`` into ``sys.modules`` with (when ``packages``) stand-in packages for their parents."""
     wanted: dict[str, types.ModuleType] = {}
-    for name, module in MODULES.items():
+    for name, module in modules.items():
+        if not packages:
+            wanted[name] = module
+            continue
         parts = name.split(".")
         for depth in range(1, len(parts)):
             parent = ".".join(parts[:depth])
@@ -86,7 +120,7 @@ def install_as_hypertable() -> None:
             _installed[name] = sys.modules.get(name)
         sys.modules[name] = module
         parent, _, child = name.rpartition(".")
-        if parent:
+        if parent in wanted and packages:
             setattr(wanted[parent], child, module)
 
 

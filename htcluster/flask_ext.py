@@ -2,8 +2,8 @@
 
 Use :class:`Hypertable` in new apps; :class:`FlaskHypertable` (a new
 connection per request) and :class:`FlaskPooledHypertable` (one pooled host)
-are drop-in replacements for the classes of the old Flask-Hypertable
-extension, so an app written for it runs after changing its import line::
+are drop-in replacements for the classes of Flask-Hypertable 0.3.0, so an app
+written for it runs after changing its import line::
 
     from htcluster.flask_ext import Hypertable
 
@@ -13,51 +13,76 @@ extension, so an app written for it runs after changing its import line::
         app = Flask(__name__)
         app.config["HYPERTABLE_HOSTS"] = "ht1,ht2,ht3"       # replicas
         app.config["HYPERTABLE_NAMESPACE"] = "logs"
+        app.config["HYPERTABLE_OPTIONS"] = {"idle_ping": 30.0}
+        app.config["HYPERTABLE_BINDS"] = {"analytics": {"hosts": "ht7,ht8", "namespace": "stats"}}
         ht.init_app(app)
 
         @app.get("/rows/<row>")
         def row(row):
-            cells = ht.namespace().get_row("LogDb", row)     # routed, with failover
-            return {c.key.column_family: c.value.decode() for c in cells}
+            return jsonify(ht.namespace().get_row("LogDb", row))   # routed, with failover
 
         @app.get("/rows")
         def rows():
             return ht.stream("LogDb", by_row=True)           # chunked JSON array
 
+        @app.get("/hits")
+        def hits():
+            return jsonify(ht.namespace(bind="analytics").hql_query("SELECT * FROM hits"))
+
         return app
 
 Per-app state lives in ``app.extensions['hypertable']``; the extension never
 keeps an app, so one instance serves any number of apps (app factories,
-tests).  ``flask hypertable status`` prints the health of the configured
-hosts.  Helpers: :mod:`htcluster.flask_config` (the settings),
-:mod:`htcluster.flask_routing` (strategies, checkouts, ``ht.namespace()``),
-:mod:`htcluster.flask_stream` (streamed JSON).
+tests).  The keys are documented in README.rst ("Flask") and checked by
+:mod:`htcluster.flaskext.config`.  ``flask hypertable status`` prints the
+health and counters of every bind.  The helpers are in :mod:`htcluster.flaskext`.
 """
 from __future__ import annotations
 
+import atexit
+import logging
 import threading
+import weakref
 from typing import Any, Optional
 
-import click
 from flask import Flask, Response, current_app, g, has_app_context
-from flask.cli import AppGroup
 
 from .errors import ConfigError
-from .flask_config import Settings, read_settings, set_defaults
-from .flask_routing import AppState, BoundNamespace, Lease, build_cluster, pools_of
-from .flask_stream import RowJson, row_to_json
+from .flaskext.cli import EXTENSION_KEY, hypertable_cli
+from .flaskext.config import Settings, read_settings, set_defaults
+from .flaskext.encoding import install_json
+from .flaskext.queries import QueryRecorder, RecordedQuery, get_recorded_queries
+from .flaskext.routing import (
+    AppState,
+    BoundNamespace,
+    ExtensionState,
+    Lease,
+    build_cluster,
+    listeners_of,
+    pools_of,
+)
+from .flaskext.stream import RowJson, row_to_json
 from .pool import Pool
 from .resource import Resource
-from .status import check_hosts, down_message, format_status
 from .types import ScanSpec
 
-__all__ = ["EXTENSION_KEY", "BoundNamespace", "FlaskHypertable", "FlaskPooledHypertable", "Hypertable"]
+__all__ = ["EXTENSION_KEY", "BoundNamespace", "FlaskHypertable", "FlaskPooledHypertable", "Hypertable",
+           "RecordedQuery", "get_recorded_queries"]
 
-#: Where the per-app state is kept: ``app.extensions[EXTENSION_KEY]``.
-EXTENSION_KEY = "hypertable"
+log = logging.getLogger(__name__)
+
 _LEASES = "_htcluster_leases"  # attribute of ``flask.g``: this app context's checkouts
+_EXTENSIONS: "weakref.WeakSet[Hypertable]" = weakref.WeakSet()
 
-# ------------------------------------------------------------------ extension
+
+@atexit.register
+def _close_at_exit() -> None:
+    """Close the idle connections of every extension's apps when the interpreter exits (as upstream)."""
+    for ext in list(_EXTENSIONS):
+        try:
+            ext.close_app()
+        except Exception:  # at exit: report, close the others
+            log.exception("closing the Hypertable connections of %r at exit", ext)
 
 
 class Hypertable:
@@ -65,57 +90,32 @@ class Hypertable:
 
     :param app: the app, or ``None`` to call :meth:`init_app` later (app factory).
 
-    Configuration, read and checked once by :meth:`init_app` (defaults set with
-    ``setdefault``; an invalid value raises :class:`~htcluster.errors.ConfigError`
-    naming the key and the allowed values):
-
-    ``HYPERTABLE_HOSTS``
-        the brokers: a list of ``'host[:port]'`` or one comma-separated string
-        (default ``None``: use ``HYPERTABLE_HOST`` and ``HYPERTABLE_PORT``).
-    ``HYPERTABLE_HOST``, ``HYPERTABLE_PORT``
-        Flask-Hypertable's single host, used when ``HYPERTABLE_HOSTS`` is unset
-        (``'localhost'``, 15867).  ``HYPERTABLE_PORT`` is also the port of
-        ``HYPERTABLE_HOSTS`` entries that name none.  15867 is the broker's
-        port since Hypertable 0.9.8.0; older brokers (and Flask-Hypertable's
-        default) used 38080 (protocol.md section 7).
-    ``HYPERTABLE_STRATEGY``
-        ``'pool'`` (one host), ``'resources'`` (any host, chosen by idle
-        connections), ``'shards'`` (``HYPERTABLE_SHARDS``) or ``'replicas'``
-        (brokers in front of the same data: writes to the first healthy host,
-        reads balanced, failover).  Default ``None``: ``'shards'`` when
-        ``HYPERTABLE_SHARDS`` is set, else ``'pool'`` for one host and
-        ``'replicas'`` for several.
-    ``HYPERTABLE_SHARDS``
-        ``{shard key: hosts}`` (each a list or comma-separated string) for
-        ``'shards'``; then ``HYPERTABLE_HOSTS`` stays unset (default ``None``).
-    ``HYPERTABLE_POOL_SIZE``
-        idle connections kept per host, an integer >= 0 (5).
-    ``HYPERTABLE_MAX_OVERFLOW``
-        connections per host beyond the pool size under load, >= 0 (10).
-    ``HYPERTABLE_TIMEOUT_MSECS``
-        socket timeout in **milliseconds**, kept in ms for compatibility and
-        converted to seconds here (5000).
-    ``HYPERTABLE_POOL_TIMEOUT``
-        seconds a request waits for a free connection before ``PoolTimeout`` (10.0).
-    ``HYPERTABLE_NAMESPACE``
-        namespace of ``ht.namespace()`` without a name (``None``).
-
-    Per request (more exactly, per app context): :attr:`connection` is a
+    :meth:`init_app` reads and checks the ``HYPERTABLE_*`` keys (README.rst,
+    "Flask"; defaults set with ``setdefault``; an invalid value raises
+    :class:`~htcluster.errors.ConfigError` naming the key).  Per request (more
+    exactly, per app context): :attr:`connection` is a
     :class:`~htcluster.resource.Resource` checked out on first use and given
     back at teardown, or discarded when it failed in transport; calls through
     :meth:`namespace` are routed one by one (with failover for replicas);
-    :attr:`cluster` is the routing object itself (``broadcast``, ``scan``, ...).
+    :attr:`cluster` is the routing object itself (``broadcast``, ``scan``, ...),
+    :meth:`cluster_for` that of a bind.
     """
+
+    #: Whether ``with ht``, :meth:`connect` and :meth:`put_back` work outside an
+    #: app context (taking the one app the extension serves), as in Flask-Hypertable.
+    outside_app_context = False
 
     def __init__(self, app: Optional[Flask] = None) -> None:
         self._local = threading.local()  # stacks of ``with ht as client`` checkouts
         self._loose: dict[int, Lease] = {}  # connect() checkouts awaiting put_back()
         self._lock = threading.Lock()
+        self._states: "weakref.WeakSet[ExtensionState]" = weakref.WeakSet()  # of the apps served
+        _EXTENSIONS.add(self)
         if app is not None:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        """Read and check the app's ``HYPERTABLE_*`` settings, build its routing object, register teardown.
+        """Read and check the app's ``HYPERTABLE_*`` settings, build its routing objects, register teardown.
 
         :param app: the Flask app; its state goes to ``app.extensions['hypertable']``.
         :raises ConfigError: a setting is invalid (nothing is registered then).
@@ -126,14 +126,36 @@ class Hypertable:
                                "call init_app once per app")
         set_defaults(app.config)
         settings = read_settings(app.config)
-        app.extensions[EXTENSION_KEY] = AppState(self, settings, self._make_cluster(settings))
+        state = ExtensionState(self, settings, self._make_cluster(settings))
+        try:
+            for name, bind in settings.binds.items():
+                state.binds[name] = AppState(self, bind, build_cluster(bind), name)
+            if settings.record_queries:
+                self._record(app, state)
+        except BaseException:
+            state.close()
+            raise
+        if settings.json:
+            install_json(app)
+        app.extensions[EXTENSION_KEY] = state
+        self._states.add(state)
         app.teardown_appcontext(self._teardown)
         app.cli.add_command(hypertable_cli)
 
     def _make_cluster(self, settings: Settings) -> Any:
         return build_cluster(settings)
 
-    def _state(self, app: Optional[Flask] = None) -> AppState:
+    @staticmethod
+    def _record(app: Flask, state: ExtensionState) -> None:
+        """Register a :class:`~htcluster.flaskext.queries.QueryRecorder` on every cluster of ``app``."""
+        for cluster in state.every():
+            registry = listeners_of(cluster.cluster)
+            if registry is None:
+                raise ConfigError(f"HYPERTABLE_RECORD_QUERIES: the {cluster.settings.strategy!r} routing "
+                                  "object has no event listeners (htcluster.events) to record from")
+            registry.register(QueryRecorder(app.import_name, cluster.bind_name))
+
+    def _state(self, app: Optional[Flask] = None) -> ExtensionState:
         """Return the state of ``app`` (default: the current app) that :meth:`init_app` registered.
 
         :raises RuntimeError: no ``app`` and no app context, or not registered on the app.
@@ -148,9 +170,24 @@ class Hypertable:
                                "call ht.init_app(app) first")
         return state
 
+    def _loose_state(self) -> ExtensionState:
+        """Return the current app's state; outside an app context, that of the one app served.
+
+        Only for the Flask-Hypertable classes (:attr:`outside_app_context`).
+
+        :raises RuntimeError: outside an app context when the extension serves no app or several.
+        """
+        if has_app_context() or not self.outside_app_context:
+            return self._state()
+        states = list(self._states)
+        if len(states) != 1:
+            raise RuntimeError(f"outside an application context this extension needs exactly one app, it "
+                               f"serves {len(states)}: use it inside 'with app.app_context():'")
+        return states[0]
+
     @property
     def settings(self) -> Settings:
-        """The current app's checked settings."""
+        """The current app's checked settings (``settings.binds`` holds those of the binds)."""
         return self._state().settings
 
     @property
@@ -158,9 +195,17 @@ class Hypertable:
         """The current app's routing object: a ``Pool``, ``Resources``, ``Shards`` or ``Replicas``."""
         return self._state().cluster
 
-    def pools(self) -> dict[str, Pool]:
-        """Return the current app's pools, ``{'host:port': Pool}``."""
-        return pools_of(self.cluster)
+    def cluster_for(self, bind: Optional[str] = None) -> Any:
+        """Return the routing object of ``HYPERTABLE_BINDS[bind]`` (``None``: the main one, :attr:`cluster`).
+
+        :raises ConfigError: ``bind`` is not configured.
+        :raises RuntimeError: outside an app context, or before :meth:`init_app`.
+        """
+        return self._state().bind(bind).cluster
+
+    def pools(self, bind: Optional[str] = None) -> dict[str, Pool]:
+        """Return the pools of the main cluster (or of ``bind``), ``{'host:port': Pool}``."""
+        return pools_of(self.cluster_for(bind))
 
     def _lease(self, write: bool) -> Resource:
         state = self._state()
@@ -185,8 +230,9 @@ class Hypertable:
         """This app context's connection to a read host (the same as :attr:`connection` but for replicas)."""
         return self._lease(False)
 
-    def call(self, method: str, *args: Any, namespace: Optional[str] = None, key: Optional[str] = None) -> Any:
-        """Call broker ``method`` through the current app's strategy (failover included).
+    def call(self, method: str, *args: Any, namespace: Optional[str] = None, key: Optional[str] = None,
+             bind: Optional[str] = None) -> Any:
+        """Call broker ``method`` through the strategy of the main cluster or of ``bind`` (failover included).
 
         The call shape of every routing layer, so ``ht.call`` fits where one is
         expected (e.g. :func:`htcluster.logload.ensure_logdb`).
@@ -195,49 +241,63 @@ class Hypertable:
         :param args: its arguments after the namespace id.
         :param namespace: a namespace name whose per-connection id is put before ``args``.
         :param key: the shard key (``'shards'`` only).
+        :param bind: a ``HYPERTABLE_BINDS`` name; ``None``: the main cluster.
         :returns: the broker's answer.
         :raises RuntimeError: outside an app context, or before :meth:`init_app`.
         :raises NoHostAvailable: every host the call could use failed.
         :raises ClientException: the broker refused the call.
         """
-        return self._state().route(method, args, namespace, key)
+        return self._state().bind(bind).route(method, args, namespace, key)
 
-    def namespace(self, name: Optional[str] = None, *, key: Optional[str] = None) -> BoundNamespace:
-        """Return calls bound to namespace ``name``, routed by the app's strategy.
+    def namespace(self, name: Optional[str] = None, *, key: Optional[str] = None,
+                  bind: Optional[str] = None) -> BoundNamespace:
+        """Return calls bound to namespace ``name``, routed by the strategy of the main cluster or of ``bind``.
 
-        :param name: the namespace; ``None`` takes ``HYPERTABLE_NAMESPACE``.
+        :param name: the namespace; ``None`` takes ``HYPERTABLE_NAMESPACE`` (the bind's ``namespace``).
         :param key: the shard key (``'shards'`` only).
-        :returns: a :class:`~htcluster.flask_routing.BoundNamespace`; it keeps no
+        :param bind: a ``HYPERTABLE_BINDS`` name; ``None``: the main cluster.
+        :returns: a :class:`~htcluster.flaskext.routing.BoundNamespace`; it keeps no
             connection, so it may be kept for the life of the app.
-        :raises ConfigError: no name given and ``HYPERTABLE_NAMESPACE`` is unset.
+        :raises ConfigError: no name given and no default namespace, or ``bind`` unknown.
         :raises RuntimeError: outside an app context, or before :meth:`init_app`.
         """
-        state = self._state()
+        state = self._state().bind(bind)
         name = name if name is not None else state.settings.namespace
         if name is None:
-            raise ConfigError("no namespace given and HYPERTABLE_NAMESPACE is not set: "
-                              "call ht.namespace('name') or set HYPERTABLE_NAMESPACE")
+            where = "HYPERTABLE_NAMESPACE" if bind is None else f"HYPERTABLE_BINDS[{bind!r}]['namespace']"
+            raise ConfigError(f"no namespace given and {where} is not set: "
+                              f"call ht.namespace('name') or set {where}")
         return BoundNamespace(state, name, key)
 
     def stream(self, table: str, scan_spec: Optional[ScanSpec] = None, *, namespace: Optional[str] = None,
-               by_row: bool = False, key: Optional[str] = None,
+               by_row: bool = False, key: Optional[str] = None, bind: Optional[str] = None,
                row_json: RowJson = row_to_json) -> Response:
         """Return a streamed JSON array of a scan of ``table``, one object per cell (or per row).
 
-        The scan pulls one batch at a time on its own connection, which is
-        given back (and the scanner closed) when the body ends or the client
-        goes away.  See :func:`htcluster.flask_stream.stream_cells`.
+        The first object is read before this returns, so an error before the
+        first byte reaches the app's error handlers; the scan then pulls one
+        batch at a time on its own connection, given back (and the scanner
+        closed) when the body ends or the client goes away.  See
+        :func:`htcluster.flaskext.stream.stream_cells`.
 
         :param table: the table to scan.
         :param scan_spec: what to read; ``None`` reads everything.
-        :param namespace: the namespace; ``None`` takes ``HYPERTABLE_NAMESPACE``.
+        :param namespace: the namespace; ``None`` takes the default namespace.
         :param by_row: one object per row instead of one per cell.
         :param key: the shard key (``'shards'`` only).
+        :param bind: a ``HYPERTABLE_BINDS`` name; ``None``: the main cluster.
         :param row_json: with ``by_row``, turns ``(row, cells)`` into the object sent.
         :returns: a Flask ``Response`` (``application/json``, streamed).
-        :raises ConfigError: no namespace given and ``HYPERTABLE_NAMESPACE`` is unset.
+        :raises ConfigError: no namespace given and no default namespace.
+        :raises NoHostAvailable: no broker answered the first batch (also ``ClientException`` ...).
         """
-        return self.namespace(namespace, key=key).stream(table, scan_spec, by_row=by_row, row_json=row_json)
+        return self.namespace(namespace, key=key, bind=bind).stream(table, scan_spec, by_row=by_row,
+                                                                    row_json=row_json)
+
+    @staticmethod
+    def get_recorded_queries() -> list[RecordedQuery]:
+        """Return the broker calls of the current request (``HYPERTABLE_RECORD_QUERIES``), oldest first."""
+        return get_recorded_queries()
 
     def _teardown(self, exc: Optional[BaseException]) -> None:
         leases: dict[bool, Lease] = g.pop(_LEASES, {})
@@ -251,11 +311,12 @@ class Hypertable:
         """Check out a connection outside the per-context one; it stays out until :meth:`put_back`.
 
         :returns: a :class:`~htcluster.resource.Resource` (for replicas: to a write host).
-        :raises RuntimeError: outside an app context, or before :meth:`init_app`.
+        :raises RuntimeError: outside an app context (but see :attr:`outside_app_context`),
+            or before :meth:`init_app`.
         :raises NoHostAvailable: no host could give a connection.
         :raises PoolTimeout: no pooled connection became free in time.
         """
-        lease = Lease(self._state().connection(True))
+        lease = Lease(self._loose_state().connection(True))
         with self._lock:
             self._loose[id(lease.resource)] = lease
         return lease.resource
@@ -278,63 +339,54 @@ class Hypertable:
     def __enter__(self) -> Resource:
         """``with ht as client:`` checks a connection out (as :meth:`connect`) and back in at the end."""
         stack = self._local.__dict__.setdefault("leases", [])
-        stack.append(Lease(self._state().connection(True)))
+        stack.append(Lease(self._loose_state().connection(True)))
         return stack[-1].resource
 
     def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> None:
         self._local.leases.pop().release()
 
     def close_app(self, app: Optional[Flask] = None) -> None:
-        """Close the idle pooled connections of ``app``; later checkouts open new ones.
+        """Close the idle pooled connections of ``app`` (its binds' too); later checkouts open new ones.
 
         Connections checked out at the time are closed when they come back.
+        Registered with :mod:`atexit` for every extension, as Flask-Hypertable did.
 
-        :param app: the app; default the current app (then an app context is needed).
-        :raises RuntimeError: no ``app`` outside an app context, or not registered on it.
+        :param app: the app; default the current app, or, outside an app
+            context, every app this extension serves.
+        :raises RuntimeError: ``app`` given but this extension is not registered on it.
         """
-        self._state(app).cluster.close()
+        if app is not None or has_app_context():
+            self._state(app).close()
+            return
+        errors = []
+        for state in list(self._states):
+            try:
+                state.close()
+            except Exception as exc:  # close the other apps anyway
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} serving {len(self._states)} app(s)>"
+
 
 
 class FlaskPooledHypertable(Hypertable):
-    """Flask-Hypertable's pooled extension: the drop-in name of :class:`Hypertable`.
+    """Flask-Hypertable's pooled extension: :class:`Hypertable` under its old name.
 
     With its configuration (``HYPERTABLE_HOST``, ``HYPERTABLE_PORT``,
     ``HYPERTABLE_POOL_SIZE``, ``HYPERTABLE_MAX_OVERFLOW``,
     ``HYPERTABLE_TIMEOUT_MSECS``) it keeps one pool to one host, and
-    ``ht.connection``, ``with ht as client:``, ``connect()``,
-    ``put_back(client)``, ``close_app()``, ``teardown``, ``client.mns['ns']``,
+    ``ht.connection``, ``with ht as client:`` (also outside an app context),
+    ``connect()``, ``put_back(client)``, ``close_app()`` (also outside an app
+    context, and at exit), ``teardown``, ``client.mns['ns']``,
     ``client.mns.close_namespace('ns')`` and ``client.close()`` behave as they
-    did.  What differs from Flask-Hypertable 0.3, name by name:
-
-    * the default ``HYPERTABLE_PORT`` is 15867, not 38080 (set 38080 for
-      brokers older than Hypertable 0.9.8, protocol.md section 7);
-    * outside an app context ``ht.connection``, ``with ht`` and ``connect()``
-      raise ``RuntimeError`` instead of returning ``None`` or using the last
-      app; ``close_app(app)`` takes the app there, and is not registered
-      with ``atexit`` (sockets close with the process);
-    * a request waits at most ``HYPERTABLE_POOL_TIMEOUT`` seconds for a
-      connection (``PoolTimeout``), never forever; overflow is counted under
-      a lock, per app;
-    * a connection is discarded when it failed in transport, not whenever the
-      request ended with a ``TTransportException``; transport errors are
-      :class:`~htcluster.errors.BrokerUnavailable`, a ``TTransportException``;
-    * invalid settings raise ``ConfigError`` (a ``ValueError``, as before) at
-      ``init_app``, also for the host, the port and the timeout;
-    * ``__init__``'s ``local`` and ``init_app``'s ``local`` and ``qClass``
-      arguments are gone; so are the attributes ``app``, ``host``, ``port``,
-      ``timeout_msecs``, ``pool_size``, ``pool_overflow``, ``overflow_count``
-      and ``data``: the values are per app, in :attr:`settings` and
-      ``ht.cluster.stats()``;
-    * ``put_back(client)`` takes only what ``connect()`` gave (``ValueError``);
-    * the client is a :class:`~htcluster.resource.Resource`, not a
-      ``ManagedThriftClient`` (``is_active``, ``mns.open_namespace`` and
-      ``mns.close()`` are kept as aliases): ``open()`` takes no timeout
-      (``timeout`` is in seconds), ``timeout_ms`` and ``transport`` are gone;
-      in ``client.mns`` the ``namespaces`` dict is the mapping itself
-      (``name in mns``, ``list(mns)``), ``close_namespace`` returns ``None``
-      and forgets the closed id, and ``del mns[name]`` raises ``KeyError`` for
-      a name that is not open.
+    did.  What differs, and which of its bugs stay fixed, is listed in
+    README.rst, "Migrating from Flask-Hypertable 0.3.0".
     """
+
+    outside_app_context = True
 
 
 class FlaskHypertable(Hypertable):
@@ -348,11 +400,13 @@ class FlaskHypertable(Hypertable):
     ``client.close()`` as in Flask-Hypertable (or by :meth:`put_back`).
     """
 
+    outside_app_context = True
+
     def _make_cluster(self, settings: Settings) -> Any:
         if len(settings.hosts) != 1:
             raise ConfigError(f"FlaskHypertable connects to one host, {len(settings.hosts)} are configured: "
                               "use Hypertable (or FlaskPooledHypertable) for several")
-        options = settings.pool_options()
+        options = settings.cluster_options()
         options.update(size=0, max_overflow=settings.pool_size + settings.max_overflow)
         return Pool(settings.hosts[0], **options)
 
@@ -360,33 +414,12 @@ class FlaskHypertable(Hypertable):
         """Open a new connection to the app's host; the caller closes it.
 
         :returns: an open :class:`~htcluster.resource.Resource` with the app's socket timeout.
-        :raises RuntimeError: outside an app context, or before :meth:`init_app`.
+        :raises RuntimeError: outside an app context when the extension serves no app or several.
         :raises BrokerUnavailable: the broker cannot be reached.
         """
-        settings = self._state().settings
+        settings = self._loose_state().settings
         return Resource(settings.hosts[0], timeout=settings.socket_timeout)
 
     def put_back(self, client: Resource) -> None:
         """Close ``client`` (and the namespaces it opened through ``mns``)."""
         client.close()
-
-
-# ----------------------------------------------------------------------- CLI
-
-hypertable_cli = AppGroup("hypertable", help="The Hypertable brokers of this app.")
-
-
-@hypertable_cli.command("status")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Seconds each host gets to answer (default: HYPERTABLE_TIMEOUT_MSECS).")
-def status_command(timeout: Optional[float]) -> None:
-    """Ping every configured broker in parallel and print a health table; exit 1 if any is down."""
-    state = current_app.extensions.get(EXTENSION_KEY)
-    if state is None:
-        raise click.ClickException("the app has no Hypertable extension: call ht.init_app(app)")
-    settings: Settings = state.settings
-    statuses = check_hosts(settings.hosts, timeout=timeout or settings.socket_timeout)
-    click.echo(format_status(statuses))
-    problem = down_message(statuses)
-    if problem:
-        raise click.ClickException(problem)

@@ -4,7 +4,13 @@ from __future__ import annotations
 import pytest
 
 from htcluster.errors import ConfigError
-from htcluster.flask_config import DEFAULTS, STRATEGIES, read_settings, set_defaults
+from htcluster.flask_config import (
+    DEFAULTS,
+    STRATEGIES,
+    option_names,
+    read_settings,
+    set_defaults,
+)
 from htcluster.hosts import Host
 
 
@@ -121,6 +127,22 @@ INVALID = [
     ({"HYPERTABLE_POOL_TIMEOUT": None}, ["HYPERTABLE_POOL_TIMEOUT"]),
     ({"HYPERTABLE_NAMESPACE": ""}, ["HYPERTABLE_NAMESPACE"]),
     ({"HYPERTABLE_NAMESPACE": 7}, ["HYPERTABLE_NAMESPACE"]),
+    ({"HYPERTABLE_OPTIONS": ["idle_ping"]}, ["HYPERTABLE_OPTIONS", "mapping"]),
+    ({"HYPERTABLE_OPTIONS": {"idle_pings": 3}}, ["HYPERTABLE_OPTIONS", "idle_pings", "idle_ping"]),
+    ({"HYPERTABLE_OPTIONS": {"retry": 2}}, ["HYPERTABLE_OPTIONS", "'retry'", "'pool'"]),
+    ({"HYPERTABLE_BINDS": "ht1"}, ["HYPERTABLE_BINDS", "mapping"]),
+    ({"HYPERTABLE_BINDS": {"": "ht1"}}, ["HYPERTABLE_BINDS", "names"]),
+    ({"HYPERTABLE_BINDS": {"a": 5}}, ["HYPERTABLE_BINDS['a']", "hosts"]),
+    ({"HYPERTABLE_BINDS": {"a": {"namespace": "x"}}}, ["HYPERTABLE_BINDS['a']", "'hosts'"]),
+    ({"HYPERTABLE_BINDS": {"a": {"hosts": "h", "pool": 2}}}, ["HYPERTABLE_BINDS['a']", "'pool'", "pool_size"]),
+    ({"HYPERTABLE_BINDS": {"a": {"hosts": "h:0"}}}, ["HYPERTABLE_BINDS['a']['hosts']"]),
+    ({"HYPERTABLE_BINDS": {"a": {"hosts": "h", "pool_size": -1}}}, ["HYPERTABLE_BINDS['a']['pool_size']"]),
+    ({"HYPERTABLE_BINDS": {"a": {"hosts": "h", "strategy": "x"}}}, ["HYPERTABLE_BINDS['a']['strategy']"]),
+    ({"HYPERTABLE_BINDS": {"a": {"hosts": "h1,h2", "options": {"nope": 1}}}},
+     ["HYPERTABLE_BINDS['a']['options']", "nope"]),
+    ({"HYPERTABLE_BINDS": {"a": {"hosts": "h", "namespace": ""}}}, ["HYPERTABLE_BINDS['a']['namespace']"]),
+    ({"HYPERTABLE_RECORD_QUERIES": "sometimes"}, ["HYPERTABLE_RECORD_QUERIES", "True or False"]),
+    ({"HYPERTABLE_JSON": 2}, ["HYPERTABLE_JSON"]),
 ]
 
 
@@ -136,3 +158,52 @@ def test_invalid_values_are_rejected_with_the_key_named(config, words):
 def test_every_key_has_an_invalid_case():
     tried = {key for config, _ in INVALID for key in config}
     assert set(DEFAULTS) <= tried
+
+
+# ------------------------------------------------------------------ options and binds
+
+
+def test_options_names_come_from_the_signatures():
+    import inspect
+
+    from htcluster.pool import Pool
+    from htcluster.resources import Resources
+    pool_names = set(inspect.signature(Pool).parameters) - {"host"}
+    assert option_names("pool") == pool_names
+    routing = {p.name for p in inspect.signature(Resources).parameters.values()
+               if p.kind is p.KEYWORD_ONLY}
+    assert routing and routing | pool_names <= option_names("replicas")
+    assert option_names("resources") == option_names("shards") >= routing | pool_names
+
+
+def test_options_are_kept_and_win_over_the_dedicated_keys():
+    settings = read_settings({"HYPERTABLE_HOSTS": "a,b", "HYPERTABLE_POOL_SIZE": 3,
+                              "HYPERTABLE_OPTIONS": {"idle_ping": 30.0, "size": 7, "retry": 2}})
+    assert settings.options == {"idle_ping": 30.0, "size": 7, "retry": 2}
+    assert settings.cluster_options()["size"] == 7 and settings.cluster_options()["max_overflow"] == 10
+
+
+def test_binds_from_hosts_or_mapping_inherit_pool_keys_and_options():
+    settings = read_settings({
+        "HYPERTABLE_HOSTS": "main1,main2", "HYPERTABLE_POOL_SIZE": "3", "HYPERTABLE_PORT": 38080,
+        "HYPERTABLE_OPTIONS": {"retry": 4, "idle_ping": 5.0},
+        "HYPERTABLE_BINDS": {
+            "analytics": "a1,a2",
+            "archive": {"hosts": ["z1:1"], "namespace": "old", "pool_size": 1,
+                        "options": {"max_age": 60.0}},
+            "geo": {"shards": {"eu": "e1", "us": "u1"}},
+        }})
+    analytics, archive, geo = (settings.binds[n] for n in ("analytics", "archive", "geo"))
+    assert list(settings.binds) == ["analytics", "archive", "geo"]
+    assert analytics.strategy == "replicas" and [str(h) for h in analytics.hosts] == ["a1:38080", "a2:38080"]
+    assert analytics.pool_size == 3 and analytics.options == {"retry": 4, "idle_ping": 5.0}
+    assert analytics.namespace is None and not analytics.binds
+    assert archive.strategy == "pool" and archive.pool_size == 1 and archive.namespace == "old"
+    assert archive.options == {"idle_ping": 5.0, "max_age": 60.0}  # 'retry' is not a Pool option
+    assert geo.strategy == "shards" and set(geo.shards) == {"eu", "us"}
+    assert settings.record_queries is False and settings.json is True
+
+
+def test_record_queries_and_json_flags_from_the_environment():
+    settings = read_settings({"HYPERTABLE_RECORD_QUERIES": "true", "HYPERTABLE_JSON": "0"})
+    assert settings.record_queries is True and settings.json is False

@@ -24,7 +24,7 @@ def body(response) -> bytes:
 def test_one_object_per_cell():
     data = json.loads(body(stream_cells(iter(CELLS))))
     assert [d["row"] for d in data] == ["r1", "r1", "r2", "r3"]
-    assert data[1] == {"row": "r1", "column": "b:q", "timestamp": 1, "value": "\ufffd\ufffd"}
+    assert data[1] == {"row": "r1", "column": "b:q", "timestamp": 1, "value": {"base64": "//4="}}
     assert data[2]["value"] == "" and data[3]["value"] == "é"
     assert cell_to_json(CELLS[0])["column"] == "a"
 

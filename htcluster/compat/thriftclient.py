@@ -28,7 +28,7 @@ from .._thrift import HqlService  # noqa: F401
 from ..errors import ConfigError
 from ..hosts import Host
 from ..resource import Resource
-from ..transport import BrokerTransport
+from ..transport import Connection
 
 __all__ = ["DEFAULT_TIMEOUT_MS", "ThriftClient"]
 
@@ -73,9 +73,9 @@ class ThriftClient(Resource):
         return self
 
     @property
-    def transport(self) -> BrokerTransport:
-        """The framed transport of the current connection (upstream's ``client.transport``)."""
-        return self._transport
+    def transport(self) -> Connection:
+        """The framed connection in use (upstream's ``client.transport``; has ``close()``)."""
+        return self._conn
 
     @property
     def do_close(self) -> int:

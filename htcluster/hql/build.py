@@ -1,9 +1,10 @@
 """Parse tree to typed statements: the lark ``Transformer`` behind :func:`htcluster.hql.parse`.
 
 Callbacks are named after the rules of ``hql.lark``; each returns a value of
-:mod:`.statements`, :mod:`.scan` or :mod:`.schema`.  Values are evaluated here,
-once: ``GUID()`` in an INSERT becomes one fixed UUID text, so the same parsed
-statement always yields the same cells (protocol.md 6.1 and 6.3).
+:mod:`htcluster.hql.statements`, :mod:`htcluster.hql.scan` or
+:mod:`htcluster.hql.schema`.  Values are evaluated here, once: ``GUID()``
+in an INSERT becomes one fixed UUID text, so the same parsed statement
+always yields the same cells (protocol.md 6.1 and 6.3).
 """
 from __future__ import annotations
 

@@ -247,8 +247,11 @@ class Store(Database):
         """
         with self.transaction() as c:
             self._check_free(c, namespace, name)
-            return c.execute("INSERT INTO tables (namespace, name, schema) VALUES (?, ?, ?)",
-                             (namespace, name, schema)).lastrowid
+            table_id = c.execute("INSERT INTO tables (namespace, name, schema) VALUES (?, ?, ?)",
+                                 (namespace, name, schema)).lastrowid
+        if table_id is None:  # pragma: no cover  (sqlite3 sets it after every INSERT)
+            raise RuntimeError(f"SQLite gave no id to the new table '{join_path(namespace, name)}'")
+        return table_id
 
     def drop_table(self, table_id: int) -> None:
         """Drop a table, then purge its cells (nothing happens if it is gone already)."""

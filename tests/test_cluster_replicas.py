@@ -17,7 +17,10 @@ from htcluster.resource import Resource
 from htcluster.testing import FaultProxy, LocalCluster, ManualClock
 from htcluster.types import Cell, CellInterval, Key, KeyFlag, RowInterval, ScanSpec
 
-FAST = dict(socket_timeout=1.0, connect_timeout=1.0, backoff=Backoff(base=0.5, cap=2.0, jitter=0.0))
+# Generous socket timeouts (a loaded 2-core machine, coverage on): only the tests of a hung broker use SHORT,
+# whose timeout is what they wait for.
+FAST = dict(socket_timeout=30.0, connect_timeout=10.0, backoff=Backoff(base=0.5, cap=2.0, jitter=0.0))
+SHORT = dict(FAST, socket_timeout=3.0)
 NS = "reptest"
 
 
@@ -258,7 +261,7 @@ def test_kill_primary_during_writes_loses_and_duplicates_nothing(cluster):
 
 def test_paused_primary_costs_one_timeout_then_writes_move_and_come_back(cluster):
     clock = ManualClock()  # the backoff runs on this clock: it ends when the test says so
-    with Replicas(cluster.hosts[:2], clock=clock, **FAST) as replicas:
+    with Replicas(cluster.hosts[:2], clock=clock, **SHORT) as replicas:
         fresh_table(replicas, "p")
         primary = cluster[0]
         primary.pause()
@@ -266,7 +269,8 @@ def test_paused_primary_costs_one_timeout_then_writes_move_and_come_back(cluster
             start = time.perf_counter()
             for i in range(20):
                 replicas.call("set_cell", "p", cell(f"r{i}"), namespace=NS)
-            assert time.perf_counter() - start < 1.9  # one 1 s timeout at most
+            # one 3 s timeout, not one per write (20 x 3 s); the bound is loose for a busy machine
+            assert time.perf_counter() - start < 30.0
             assert replicas.health.state(cluster.hosts[0]).failures == 1
             assert replicas[cluster.hosts[1]].idle == 1  # the writes went to the second host
         finally:
@@ -283,7 +287,7 @@ def test_a_write_that_may_have_been_applied_is_repeated_only_when_stamped(cluste
     proxy = FaultProxy(cluster.hosts[0])
     clock = ManualClock()
     try:
-        with Replicas([proxy.address, cluster.hosts[1]], clock=clock, **FAST) as replicas:
+        with Replicas([proxy.address, cluster.hosts[1]], clock=clock, **SHORT) as replicas:
             fresh_table(replicas, "once")
             proxy.blackhole()  # the request leaves, no answer comes back
             with pytest.raises(BrokerUnavailable) as info:

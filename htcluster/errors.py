@@ -52,7 +52,7 @@ class HtclusterError(Exception):
     """Base class of every error htcluster raises itself."""
 
 
-class BrokerUnavailable(HtclusterError, TTransportException):
+class BrokerUnavailable(HtclusterError, TTransportException):  # type: ignore[misc]  # thrift is untyped
     """A ThriftBroker could not be reached, or the connection broke mid-call.
 
     Subclasses Thrift's ``TTransportException`` so that ``except
@@ -76,7 +76,7 @@ class BrokerUnavailable(HtclusterError, TTransportException):
     def __str__(self) -> str:
         return str(self.message)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.message, self.host, self.sent, self.type))
 
 
@@ -140,7 +140,7 @@ class DeadlineExceeded(HtclusterError, TimeoutError):
         detail = _describe(self.errors)
         super().__init__(f"{message} (tried {detail})" if detail else message)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.args[0], self.errors, self.sent))
 
 

@@ -103,7 +103,7 @@ class CallStarted(Event):
     method: str
     namespace: Optional[str]
     attempt: int
-    args: tuple = ()
+    args: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True, **_SLOTS)
@@ -116,7 +116,7 @@ class CallSucceeded(Event):
     namespace: Optional[str]
     attempt: int
     duration: float
-    args: tuple = ()
+    args: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True, **_SLOTS)
@@ -131,7 +131,7 @@ class CallFailed(Event):
     attempt: int
     duration: float
     error: BaseException
-    args: tuple = ()
+    args: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True, **_SLOTS)
@@ -282,7 +282,7 @@ class _MethodAdapter:
 def _as_callable(listener: Listener) -> Callable[[Event], Any]:
     """The callable to run for ``listener``; :class:`ConfigError` if it is neither kind."""
     if callable(listener):
-        return listener  # type: ignore[return-value]
+        return listener
     if any(name.startswith("on_") and callable(getattr(listener, name, None))
            for name in dir(listener)):
         return _MethodAdapter(listener)

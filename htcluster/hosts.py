@@ -31,8 +31,8 @@ class Host(NamedTuple):
         if isinstance(value, Host):
             return value
         if isinstance(value, tuple):
-            host, port = value
-            return cls._checked(str(host), port, value)
+            pair_host, pair_port = value
+            return cls._checked(str(pair_host), pair_port, value)
         if not isinstance(value, str):
             raise ConfigError(f"a host must be 'host[:port]', got {value!r}")
         text = value.strip()
@@ -49,7 +49,8 @@ class Host(NamedTuple):
                     raise ConfigError(f"expected ':port' after ']' in host {value!r}")
                 port = rest[1:]
         elif text.count(":") == 1:
-            host, port = text.split(":")
+            host, port_text = text.split(":")
+            port = port_text
         else:  # a name, or a bare IPv6 address
             host = text
         return cls._checked(host, port, value)

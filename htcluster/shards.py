@@ -49,7 +49,7 @@ def rendezvous_weight(shard: Hashable, row_key: Union[str, bytes]) -> int:
     return int.from_bytes(digest.digest(), "big")
 
 
-class Shards(dict):
+class Shards(dict[Hashable, set[str]]):
     """Map shard keys to sets of ``'host:port'``, with one :class:`Resources` for all the hosts.
 
     The constructor has lupyne's shape: ``items`` are ``(host, key)`` pairs and
@@ -211,11 +211,11 @@ class Shards(dict):
             return []
         priority = {h: self.resources.priority(h) for h in set().union(*needs)}
         # a key with dead hosts only is served by the one that comes back soonest
-        needs = [{h for h in hs if priority[h] is not None} or {self.resources.health.soonest(sorted(hs))}
-                 for hs in needs]
+        needs = [{h for h in hs if priority[h] is not None} or _soonest(self.resources, hs) for hs in needs]
         candidates = sorted(set().union(*needs))
         # rank: live first, then idle connections, then a random tie-breaker
-        rank = {h: (priority[h] is not None, priority[h] or 0, self.resources.rng.random()) for h in candidates}
+        rank: dict[str, Rank] = {h: (priority[h] is not None, priority[h] or 0, self.resources.rng.random())
+                                 for h in candidates}
         masks = {h: sum(1 << i for i, hs in enumerate(needs) if h in hs) for h in candidates}
         full = (1 << len(needs)) - 1
         if len(candidates) <= EXACT_COVER_LIMIT:
@@ -240,7 +240,8 @@ class Shards(dict):
         :param row_key: a row key (``str`` or ``bytes``).
         :returns: one of the shard keys.
         """
-        return max(self, key=lambda shard: (rendezvous_weight(shard, row_key), str(shard)))
+        key: Hashable = max(self, key=lambda shard: (rendezvous_weight(shard, row_key), str(shard)))
+        return key
 
     def connection(self, key: Hashable) -> "ContextManager[Resource]":
         """Check out one connection to a host serving ``key`` (see :meth:`Resources.connection`).
@@ -299,7 +300,17 @@ def _pairs(items: Iterable[tuple[HostLike, Hashable]],
             yield host, key
 
 
-def _smallest_cover(candidates: list[str], masks: dict[str, int], full: int, rank: dict) -> list[str]:
+#: How a host ranks in a cover: live first, then more idle connections, then a random tie-breaker.
+Rank = tuple[bool, int, float]
+
+
+def _soonest(resources: Resources, hosts: set[str]) -> set[str]:
+    """The one host of ``hosts`` (all dead) due back first, as a set."""
+    host = resources.health.soonest(sorted(hosts))
+    return {host} if host is not None else set()
+
+
+def _smallest_cover(candidates: list[str], masks: dict[str, int], full: int, rank: dict[str, Rank]) -> list[str]:
     """Exhaustive search: the first size with a cover, best total rank among those."""
     for size in range(1, len(candidates) + 1):
         covers = [combo for combo in itertools.combinations(candidates, size)
@@ -310,7 +321,7 @@ def _smallest_cover(candidates: list[str], masks: dict[str, int], full: int, ran
     raise AssertionError("every key has a host, so all candidates cover")  # pragma: no cover
 
 
-def _greedy_cover(candidates: list[str], masks: dict[str, int], full: int, rank: dict) -> list[str]:
+def _greedy_cover(candidates: list[str], masks: dict[str, int], full: int, rank: dict[str, Rank]) -> list[str]:
     """Greedy set cover: repeatedly take the host serving most uncovered keys, best rank on ties."""
     chosen: list[str] = []
     uncovered = full

@@ -62,7 +62,7 @@ class ThriftClient(Resource):
         self.timeout_ms = timeout_ms
         super().__init__(Host.parse((host, port)), timeout=timeout_ms / 1000, open=bool(do_open))
 
-    def open(self, timeout_ms: Optional[float] = None) -> "ThriftClient":  # type: ignore[override]
+    def open(self, timeout_ms: Optional[float] = None) -> "ThriftClient":
         """Connect, unless connected (upstream's ``open(timeout_ms)``; the argument is accepted and unused,
         as upstream, whose socket timeout is set once in the constructor).
 

@@ -10,9 +10,10 @@ import os
 import threading
 import weakref
 from collections import deque
-from typing import Any, Optional
+from typing import Optional
 
 from .errors import ConfigError
+from .stats import Latency
 
 __all__ = ["DEFAULT_WINDOW", "LatencyWindow"]
 
@@ -101,12 +102,13 @@ class LatencyWindow:
             raise ConfigError(f"a percentile is between 0 and 100, got {p!r}")
         return self._rank(self._sorted(), p)
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> Latency:
         """The window at a glance.
 
         :returns: ``{"count": int, "p50": float|None, "p99": float|None,
-            "max": float|None}``; ``count`` is the samples in the window,
-            latencies are seconds, ``None`` when it is empty.
+            "max": float|None}`` (:class:`~htcluster.stats.Latency`); ``count``
+            is the samples in the window, latencies are seconds, ``None`` when
+            it is empty.
         """
         samples = self._sorted()
         return {"count": len(samples), "p50": self._rank(samples, 50), "p99": self._rank(samples, 99),

@@ -25,6 +25,7 @@ from .hosts import Host, HostLike
 from .policy import is_write
 from .resource import Resource, scan_cells
 from .resources import Resources, check_error_mode, settle
+from .stats import HostStats
 from .types import Cell, ScanSpec
 
 __all__ = ["EXACT_COVER_LIMIT", "Shards", "rendezvous_weight"]
@@ -227,7 +228,7 @@ class Shards(dict[Hashable, set[str]]):
         """The :class:`~htcluster.events.Listeners` of the shared :class:`Resources` (and its pools)."""
         return self.resources.listeners
 
-    def stats(self) -> dict[str, dict[str, Any]]:
+    def stats(self) -> dict[str, HostStats]:
         """Return per host what :meth:`Resources.stats` returns."""
         return self.resources.stats()
 

@@ -6,6 +6,11 @@ The session's broker fixtures (``local_broker``, ``broker_address``,
 per test module), ``client`` (a raw Thrift client of it), ``ns_name`` and
 ``ns`` (a fresh namespace per test), ``raw_client_factory`` and
 ``shared_data``.  A module may define a fixture of the same name to replace one.
+
+Brokers made here are stopped with SIGTERM (the plugin's own ``local_broker``
+and ``local_cluster_factory`` are replaced to that end): a broker that exits
+cleanly saves its coverage data, so what the tests make it run counts in the
+coverage figure (``brokertest.stop_gracefully``).
 """
 from __future__ import annotations
 
@@ -17,8 +22,10 @@ import pytest
 from thrift.protocol import TBinaryProtocol
 from thrift.transport import TSocket, TTransport
 
+from brokertest import stop_gracefully
+
 from htcluster._thrift import HqlService
-from htcluster.testing import LocalBroker
+from htcluster.testing import LocalBroker, LocalCluster
 
 #: ../shared/data beside the repository: real input, never copied in.
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -62,11 +69,20 @@ def raw_client_factory() -> Iterator[Callable[[str], HqlService.Client]]:
         client._iprot.trans.close()
 
 
+@pytest.fixture(scope="session")
+def local_broker() -> Iterator[LocalBroker]:
+    """The plugin's session broker (``htcluster.testing``), stopped gracefully at the end."""
+    with LocalBroker() as local:
+        yield local
+        stop_gracefully(local)
+
+
 @pytest.fixture(scope="module")
 def broker() -> Iterator[LocalBroker]:
     """One stand-in broker subprocess for the test module."""
     with LocalBroker() as local:
         yield local
+        stop_gracefully(local)
 
 
 @pytest.fixture
@@ -87,3 +103,18 @@ def ns_name(client: Any) -> str:
 def ns(client: Any, ns_name: str) -> int:
     """An id of the test's fresh namespace ``ns_name``."""
     return client.namespace_open(ns_name)
+
+
+@pytest.fixture
+def local_cluster_factory() -> Iterator[Callable[..., LocalCluster]]:
+    """The plugin's ``local_cluster_factory(n, shared_data=...)``; its brokers are stopped gracefully after the test."""
+    made: list[LocalCluster] = []
+
+    def make(*args: Any, **kwargs: Any) -> LocalCluster:
+        made.append(LocalCluster(*args, **kwargs))
+        return made[-1]
+
+    yield make
+    for cluster in made:
+        stop_gracefully(cluster)
+        cluster.close()

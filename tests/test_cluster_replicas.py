@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from brokertest import stop_gracefully
 from htcluster.cluster import Replicas, collapse, next_timestamp, stamp_cells
 from htcluster.replicas import widen_versions
 from htcluster.errors import BrokerUnavailable, NoHostAvailable
@@ -154,6 +155,7 @@ def cluster():
         with Replicas(c.hosts, **FAST) as replicas:
             replicas.call("hql_query", f"CREATE NAMESPACE {NS} IF NOT EXISTS", namespace="/")
         yield c
+        stop_gracefully(c)
 
 
 def fresh_table(replicas: Replicas, name: str) -> None:

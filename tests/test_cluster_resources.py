@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from brokertest import stop_gracefully
 from htcluster.cluster import Resources
 from htcluster.errors import (BroadcastError, BrokerUnavailable, ClientException, ConfigError, NoHostAvailable,
                               PoolTimeout)
@@ -96,6 +97,7 @@ def test_broadcast_errors_return_shape():
 def cluster():
     with LocalCluster(4, shared_data=True) as c:
         yield c
+        stop_gracefully(c)
 
 
 @pytest.fixture

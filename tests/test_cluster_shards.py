@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from brokertest import stop_gracefully
 from htcluster.cluster import Shards
 from htcluster.errors import BroadcastError, BrokerUnavailable, ConfigError
 from htcluster.policy import Backoff
@@ -137,6 +138,7 @@ def cluster():
     from htcluster.testing import LocalCluster
     with LocalCluster(3, shared_data=False) as c:
         yield c
+        stop_gracefully(c)
 
 
 @pytest.fixture

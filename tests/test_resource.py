@@ -14,6 +14,7 @@ import pytest
 from thrift.Thrift import TApplicationException, TMessageType
 from thrift.transport.TTransport import TTransportException
 
+from brokertest import stop_gracefully
 from htcluster import codes
 from htcluster._thrift import ClientService, HqlService
 from htcluster.errors import BrokerUnavailable, ConfigError
@@ -57,6 +58,7 @@ def own_broker() -> Iterator[LocalBroker]:
     """A broker of this module alone, for tests that pause or kill it."""
     with LocalBroker() as broker:
         yield broker
+        stop_gracefully(broker)
 
 
 @pytest.fixture

@@ -269,3 +269,32 @@ def test_all_hosts_misbehaving_is_no_host_available(misbehaving_broker_factory):
         with pytest.raises(NoHostAvailable) as excinfo:
             rs.unicast("status")
         assert set(excinfo.value.errors) == {b.address for b in bad}
+
+
+def test_one_bad_request_in_a_flask_app_does_not_fail_the_next(local_broker, table):
+    """With one broker, a bad POST once left bytes in a pooled connection and made the next valid POST a 503."""
+    flask = pytest.importorskip("flask")
+    from htcluster.flask_ext import Hypertable
+
+    app = flask.Flask(__name__)
+    app.config.update(HYPERTABLE_HOSTS=local_broker.address, HYPERTABLE_NAMESPACE="callpath")
+    ht = Hypertable(app)
+
+    @app.post("/cell/<row>")
+    def put(row: str):
+        value = flask.request.get_json()["value"]
+        try:
+            ht.namespace().set_cells(table, [Cell(Key(row, "f", ""), value)])
+        except InvalidRequest as exc:
+            return {"error": str(exc)}, 422
+        return {"ok": True}, 201
+
+    client = app.test_client()
+    assert client.post("/cell/a", json={"value": 123}).status_code == 422  # an int where bytes belong
+    assert client.post("/cell/a", data='{"value": "x"}', content_type="application/json").status_code in (201, 422)
+    for _ in range(3):
+        response = client.post("/cell/b", json={"value": None})
+        assert response.status_code in (201, 422)
+    with app.app_context():
+        stats = ht.cluster.stats()  # one host: the 'pool' strategy, a Pool
+    assert (stats["opened"], stats["closed"]) == (1, 0)  # one connection served every request

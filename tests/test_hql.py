@@ -312,9 +312,9 @@ def test_keys_only(fruit, q):
     ("SELECT * FROM t WHERE TIMESTAMP > '1420070400000000000'", codes.HQL_PARSE_ERROR),
     ("INSERT INTO t VALUES (1420070400, 'r', 'a', 'v')", codes.HQL_PARSE_ERROR),
     ("CREATE TABLE bad (a, ACCESS GROUP g (a), ACCESS GROUP h (a))", codes.HQL_BAD_COMMAND),
-    ("LOAD DATA INFILE '/etc/hosts' INTO TABLE t", codes.INVALID_OPERATION),  # no --files
-    ("SELECT * FROM t INTO FILE '/tmp/hql-out'", codes.INVALID_OPERATION),
-    ("DUMP TABLE t INTO FILE 'out'", codes.INVALID_OPERATION),
+    ("LOAD DATA INFILE '/etc/hosts' INTO TABLE t", codes.NOT_IMPLEMENTED),  # no --files
+    ("SELECT * FROM t INTO FILE '/tmp/hql-out'", codes.NOT_IMPLEMENTED),
+    ("DUMP TABLE t INTO FILE 'out'", codes.NOT_IMPLEMENTED),
     ("DUMP TABLE t", codes.HQL_PARSE_ERROR),
     ("ALTER TABLE missing ADD (c)", codes.TABLE_NOT_FOUND),
     ("ALTER TABLE t WITH 'schema.xml'", codes.NOT_IMPLEMENTED),

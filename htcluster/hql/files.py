@@ -4,8 +4,10 @@
 read and write files on the broker host (protocol.md 5.4, 6.3).  The stand-in
 broker allows that only inside the directory given with ``htcluster broker
 --files DIR``: :func:`confine` resolves a name there (symlinks and ``..``
-resolved first) and refuses anything that ends up outside, and refuses every
-file statement when no directory was given.
+resolved first) and refuses anything that ends up outside (INVALID_OPERATION),
+and refuses every file statement when no directory was given (NOT_IMPLEMENTED,
+the answer they had before the stand-in ran them, with a message saying how
+to turn them on).
 """
 from __future__ import annotations
 
@@ -104,11 +106,12 @@ def confine(base: Union[str, "os.PathLike[str]", None], name: str, statement: st
 
     :param base: the ``--files`` directory; ``None`` when the broker has none.
     :param statement: what asks, for the message (``"LOAD DATA INFILE"``).
-    :raises ClientException: INVALID_OPERATION when ``base`` is ``None``, or the
+    :raises ClientException: NOT_IMPLEMENTED when ``base`` is ``None`` (file
+        statements are off, as before they existed); INVALID_OPERATION when the
         name resolves outside ``base`` or to ``base`` itself.
     """
     if base is None:
-        raise client_error(codes.INVALID_OPERATION,
+        raise client_error(codes.NOT_IMPLEMENTED,
                            f"{statement} reads or writes files on the broker host, and this broker "
                            "allows no files: start it with `htcluster broker --files DIR` and name "
                            "files inside DIR")

@@ -67,6 +67,8 @@ class BrokerServer:
     :param max_frame_size: bytes of the largest request frame accepted.
     :param busy_timeout: seconds a write waits for another process holding the
         data file's write lock before it answers REQUEST_TIMEOUT.
+    :param files: the only directory HQL file statements (LOAD DATA INFILE,
+        SELECT/DUMP ... INTO FILE) may use; ``None`` refuses them all.
 
     Example::
 
@@ -76,8 +78,9 @@ class BrokerServer:
 
     def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, data: Optional[PathLike] = None,
                  *, timeout: Optional[float] = None, max_frame_size: int = MAX_FRAME_SIZE,
-                 busy_timeout: float = BUSY_TIMEOUT) -> None:
+                 busy_timeout: float = BUSY_TIMEOUT, files: Optional[PathLike] = None) -> None:
         self.host = host
+        self.files = Path(files).resolve() if files is not None else None
         self.port = port
         self.data = Path(data) if data is not None else None
         self.timeout = timeout
@@ -116,6 +119,7 @@ class BrokerServer:
             self.data = Path(self._tmpdir, "broker.sqlite")
         self.store = Store(str(self.data), self.busy_timeout)
         self.context = BrokerContext(self.store)
+        self.context.files_dir = self.files  # type: ignore[attr-defined]  # read by hql_exec
         try:
             family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
             listener = socket.create_server((self.host, self.port), family=family, backlog=BACKLOG)
@@ -236,7 +240,8 @@ class BrokerServer:
 
 def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, data: Optional[PathLike] = None,
           *, timeout: Optional[float] = None, max_frame_size: int = MAX_FRAME_SIZE,
-          busy_timeout: float = BUSY_TIMEOUT, stop: Optional[threading.Event] = None) -> None:
+          busy_timeout: float = BUSY_TIMEOUT, stop: Optional[threading.Event] = None,
+          files: Optional[PathLike] = None) -> None:
     """Serve until SIGTERM or SIGINT (or ``stop`` is set), then stop gracefully.
 
     The other parameters are :class:`BrokerServer`'s.  Signals can only be
@@ -250,7 +255,7 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, data: Optional[Pat
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, lambda signum, frame: stop.set())
     server = BrokerServer(host, port, data, timeout=timeout, max_frame_size=max_frame_size,
-                          busy_timeout=busy_timeout)
+                          busy_timeout=busy_timeout, files=files)
     try:
         server.start()
         while not stop.wait(1.0):
@@ -275,6 +280,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--busy-timeout", type=float, default=BUSY_TIMEOUT,
                         help="seconds a write waits for another broker holding the data file "
                              "(default %(default)s)")
+    parser.add_argument("--files", default=None,
+                        help="directory for LOAD DATA INFILE and SELECT ... INTO FILE (default: none allowed)")
     parser.add_argument("--log-level", default="warning",
                         choices=["debug", "info", "warning", "error", "critical"], help="default %(default)s")
     return parser
@@ -285,11 +292,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     :returns: 0 after SIGTERM/SIGINT, 1 when the address or data file cannot be used.
     """
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.files is not None and not Path(args.files).is_dir():
+        parser.error(f"--files {args.files}: not a directory")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         serve(args.host, args.port, args.data, timeout=args.timeout, max_frame_size=args.max_frame_size,
-              busy_timeout=args.busy_timeout)
+              busy_timeout=args.busy_timeout, files=args.files)
     except (OSError, sqlite3.Error) as exc:
         log.error("cannot serve on %s:%d with data %s: %s", args.host, args.port, args.data or "(temporary)", exc)
         return 1

@@ -86,6 +86,7 @@ class Connection:
         self.busy = False  # a worker runs its call
         self.out: Optional[memoryview] = None
         self.out_started = 0.0
+        self.last_answer = False  # the answer being sent is followed by the end of the connection
         self.events = 0
         self.closed = False
 
@@ -342,7 +343,8 @@ class Reactor:
         else:
             conn.out, conn.reserved, conn.out_started = memoryview(result), len(result), time.monotonic()
             self.inflight += len(result)
-            if self._stop_at is not None:
+            conn.last_answer = self._stop_at is not None  # decided once, before the first byte leaves
+            if conn.last_answer:
                 self._cork(conn)
             self._send(conn)
 
@@ -372,7 +374,7 @@ class Reactor:
         conn.out = None
         self.inflight -= conn.reserved
         conn.reserved = 0
-        if self._stop_at is not None:  # the answer, then the end of the connection
+        if conn.last_answer:  # the answer, then the end of the connection, in one segment
             try:
                 conn.sock.shutdown(socket.SHUT_WR)
             except OSError:

@@ -468,3 +468,23 @@ def test_counts_from_pool_events_drop_to_zero_when_the_pool_closes(broker_addres
     assert _event_counts(t, broker_address) == (1, 0)
     pool.close()
     assert _event_counts(t, broker_address) == (0, 0)
+
+
+def test_instrument_finds_the_registry_and_pools_of_every_strategy(telemetry):
+    from htcluster import Pool, Replicas, Resources, Shards
+    hosts = ["127.0.0.1:1", "127.0.0.1:2"]
+    made = [Pool(hosts[0]), Resources(hosts), Replicas(hosts), Shards([(hosts[0], "a"), (hosts[1], "b")])]
+    try:
+        for target in made:
+            t = telemetry(target=target)
+            assert t.instrumentation.registry is target.listeners
+            assert t.instrumentation in target.listeners
+            expected = hosts[:1] if isinstance(target, Pool) else hosts
+            assert sorted(t.instrumentation._pools) == expected
+            # nothing opened yet: both states read 0 from the pools' own counters
+            assert set(by_state(t.points("db.client.connection.count")).values()) == {0}
+            t.instrumentation.uninstrument()
+            assert not target.listeners
+    finally:
+        for target in made:
+            target.close()

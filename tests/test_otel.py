@@ -117,16 +117,47 @@ def test_hql_operation_is_the_verb_and_the_text_is_opt_in(telemetry):
     t.call("hql_query", namespace="logs", args=('select * from hits where row = "secret"',))
     t.call("hql_exec", namespace="logs", args=("FROBNICATE all", False, False))
     select, unknown = t.finished()
-    assert select.name == "SELECT logs"
+    assert select.name == "SELECT hits"  # the query summary: verb and table, no values
     assert select.attributes["db.operation.name"] == "SELECT"
+    assert select.attributes["db.query.summary"] == "SELECT hits"
+    assert select.attributes["db.collection.name"] == "hits"
     assert select.attributes["db.namespace"] == "logs"
     assert "db.query.text" not in select.attributes
+    assert "secret" not in repr(dict(select.attributes)) + select.name
     assert unknown.attributes["db.operation.name"] == "hql_exec"  # no known verb: the method
 
     t2 = telemetry(record_query_text=True)
     t2.call("hql_query", namespace="logs", args=('SELECT * FROM hits WHERE ROW = "r1"',))
     [span] = t2.finished()
     assert span.attributes["db.query.text"] == 'SELECT * FROM hits WHERE ROW = "r1"'
+
+
+def test_hql_without_a_table_is_named_by_verb_and_namespace(telemetry):
+    t = telemetry()
+    t.call("hql_query", namespace="logs", args=("SHOW TABLES",))
+    [span] = t.finished()
+    assert span.name == "SHOW logs"
+    assert "db.query.summary" not in span.attributes and "db.collection.name" not in span.attributes
+
+
+@pytest.mark.parametrize("command, summary", [
+    ('SELECT * FROM hits WHERE ROW = "x"', "SELECT hits"),
+    ("select cf:q from LogDb limit 1", "SELECT LogDb"),
+    ("INSERT INTO t VALUES ('r', 'c', 'FROM x')", "INSERT t"),
+    ('DELETE * FROM t WHERE ROW = "r"', "DELETE t"),
+    ("CREATE TABLE IF NOT EXISTS t8 (a)", "CREATE t8"),
+    ("DROP TABLE IF EXISTS t2", "DROP t2"),
+    ("DESCRIBE TABLE WITH IDS t3", "DESCRIBE t3"),
+    ("SHOW CREATE TABLE t4", "SHOW t4"),
+    ('LOAD DATA INFILE "x.tsv" INTO TABLE t5', "LOAD t5"),
+    ('LOAD DATA INFILE "x.tsv" INTO FILE f', None),
+    ('SELECT * FROM t INTO FILE "out"', "SELECT t"),
+    ("SHOW TABLES", None),
+    ("CREATE NAMESPACE n", None),
+    ("GET LISTING", None),
+])
+def test_query_summary_is_verb_and_table(command, summary):
+    assert otel.query_summary(otel.operation_name("hql_query", command), command) == summary
 
 
 def test_hql_with_a_positional_namespace_id_still_finds_the_verb(telemetry):

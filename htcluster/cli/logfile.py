@@ -2,7 +2,7 @@
 
 :func:`open_log` gives a :class:`LogText`, a text stream that also tells how
 many bytes of its file were read, for a progress bar.  The lines are parsed by
-:mod:`htcluster.weblog`, which re-exports both names.
+:mod:`htcluster.cli.weblog`, which re-exports both names.
 """
 from __future__ import annotations
 

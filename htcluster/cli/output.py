@@ -2,7 +2,7 @@
 
 :func:`explain` turns an exception into the one line a user sees;
 :func:`format_hql_result` renders an ``HqlResult`` with
-:func:`~htcluster.status.render_table`; :func:`progress_bar` follows a load.
+:func:`~htcluster.cli.status.render_table`; :func:`progress_bar` follows a load.
 """
 from __future__ import annotations
 
@@ -136,10 +136,10 @@ def progress_bar(stack: contextlib.ExitStack, lines: Any, count: Optional[int]) 
     """Start a progress bar on stderr if it is a terminal; return the ``on_batch`` callback that moves it.
 
     :param stack: closes the bar.
-    :param lines: the input; a :class:`~htcluster.weblog.LogText` tells how
+    :param lines: the input; a :class:`~htcluster.cli.weblog.LogText` tells how
         many bytes of its file were read (compressed bytes for gzip).
     :param count: lines of a generated log, or ``None`` for a file.
-    :returns: a callback taking the :class:`~htcluster.logload.LoadReport`
+    :returns: a callback taking the :class:`~htcluster.cli.logload.LoadReport`
         after each acknowledged batch, or ``None`` when stderr is not a terminal.
     """
     if not sys.stderr.isatty():

@@ -62,7 +62,7 @@ def _name(target: Union[Host, "Pool"]) -> str:
 
 def _ping(target: Union[Host, "Pool"], timeout: float) -> HostStatus:
     """Ping one host through a fresh connection, or through one of a pool's."""
-    from ..resource import Resource  # imported late: ``htcluster.status`` stays cheap to import
+    from ..resource import Resource  # imported late: rendering tables needs no Thrift client
 
     pool = None if isinstance(target, Host) else target
     try:

@@ -5,7 +5,6 @@ memory proportional to a huge line."""
 from __future__ import annotations
 
 import gzip
-import os
 import random
 import re
 import signal
@@ -19,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from htcluster.cli import main, weblog
-from htcluster.testing import LocalCluster, free_port, wait_for_port
+from htcluster.testing import LocalCluster, free_port
 
 from conftest import open_raw_client
 

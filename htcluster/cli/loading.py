@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import sys
 from typing import Any, Callable, Iterator, Optional
 
 import click
@@ -154,8 +155,9 @@ def load_command(hosts: list[Host], namespace: str, table: Optional[str], input_
                            f"acknowledged before the failure", err=True)
                 raise
     except KeyboardInterrupt:
-        click.echo(f"\ninterrupted after {stats.lines:,} lines read; {progress.cells:,} cells were acknowledged "
-                   f"({progress.rows:,} rows)", err=True)
+        start = "\n" if sys.stderr.isatty() else ""  # after the terminal's ^C
+        click.echo(f"{start}interrupted after {stats.lines:,} lines read; {progress.cells:,} cells were "
+                   f"acknowledged ({progress.rows:,} rows)", err=True)
         raise click.exceptions.Exit(INTERRUPTED) from None
     click.echo(f"loaded {source} ({fmt}) into {namespace}/{table} through {strategy} "
                f"({', '.join(map(str, hosts))})")

@@ -165,6 +165,8 @@ def test_load_of_nothing_parseable_fails_and_names_the_format(broker_address, tm
     assert result.exit_code == 1, result.output
     assert "nothing was loaded" in result.output
     assert "Apache" in result.output and "tsv" in result.output  # the formats it expects
+    if content and content.startswith(random_bytes(4)):
+        assert "it does not look like text" in result.output  # not a wall of escaped bytes
 
 
 def test_demo_on_etc_passwd_fails_before_starting_brokers():

@@ -87,8 +87,10 @@ def _first(records: Iterator[Any], fmt: str, source: str, stats: LogStats) -> An
     if stats.lines == 0:
         what = f"{source} is empty" if fmt == "apache" else f"{source} has a header line and no data"
     elif fmt == "apache":
-        what = (f"none of the {stats.lines:,} lines of {source} is an Apache access log line "
-                f"({stats.examples[0] if stats.examples else 'no line parsed'})")
+        example = stats.examples[0] if stats.examples else ""
+        if "\\x" in example or "\\u" in example:  # the repr of bytes that are not text
+            example = "it does not look like text"
+        what = f"none of the {stats.lines:,} lines of {source} is an Apache access log line ({example})"
     else:
         what = f"none of the {stats.lines:,} data lines of {source} has an 'id' value"
     raise click.ClickException(f"nothing was loaded: {what}; {EXPECTED}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import socket
 import sys
 import time
 from typing import Any, Callable, Optional
@@ -45,6 +46,8 @@ def _host_hint(address: str, cause: BaseException, timeout: Optional[float]) -> 
         host = Host.parse(address)
     except ConfigError:
         return f"check {address} with 'htcluster status --hosts {address}'"
+    if isinstance(cause.__cause__, socket.gaierror):
+        return f"the name {host.host!r} does not resolve: check it in --hosts / ${HOSTS_ENV}"
     kind = getattr(cause, "type", None)
     within = f"within {timeout:g} s" if timeout is not None else "in time"
     if kind == TTransportException.TIMED_OUT or "timed out" in str(cause):

@@ -62,7 +62,7 @@ def _open_writer(strategy: str, hosts: list[Host], namespace: str, table: str, s
 
 
 def _records(fmt: str, lines: Iterator[str], input_: Optional[str], category: Optional[str],
-             stats: LogStats) -> tuple[str, Iterator[Any]]:
+             stats: tsv.TsvStats) -> tuple[str, Iterator[Any]]:
     """Choose the format (``auto``: by the first line) and return it with the records of ``lines``."""
     first = next(lines, None)
     lines = itertools.chain([first] if first is not None else [], lines)
@@ -71,7 +71,7 @@ def _records(fmt: str, lines: Iterator[str], input_: Optional[str], category: Op
     if fmt == "apache":
         return fmt, iter_entries(lines, stats)
     try:
-        return fmt, tsv.iter_records(lines, category or tsv.category_of(input_ or "-"), stats)  # type: ignore[arg-type]
+        return fmt, tsv.iter_records(lines, category or tsv.category_of(input_ or "-"), stats)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
 

@@ -12,7 +12,7 @@ import os
 import stat
 import sys
 from pathlib import Path
-from typing import IO, Any, Optional, Union
+from typing import IO, Any, Optional, Union, cast
 
 __all__ = ["LogText", "open_log"]
 
@@ -95,7 +95,7 @@ def open_log(source: Union[str, Path]) -> LogText:
     try:
         raw = io.BufferedReader(counted)
         gzipped = raw.peek(2)[:2] == _GZIP_MAGIC
-        binary: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
+        binary = cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw)
         return LogText(binary, counted)
     except BaseException:
         counted.close()

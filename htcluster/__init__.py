@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 
+from . import _moved  # noqa: F401  (old paths such as htcluster.weblog -> htcluster.cli.weblog)
 from .errors import (BroadcastError, BrokerUnavailable, ClientException, ConfigError,
                      HtclusterError, NoHostAvailable, PoolTimeout)
 from .hosts import DEFAULT_PORT, Host, parse_hosts

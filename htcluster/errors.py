@@ -5,16 +5,25 @@ Everything htcluster raises on its own account derives from
 :class:`ClientException` (with its numeric ``code``, protocol.md section 4)
 and Thrift's ``TApplicationException``.
 
-==========================  =================================================
-class                       raised when
-==========================  =================================================
-:class:`BrokerUnavailable`  a socket or framing failure talking to one broker
-                            (also a ``TTransportException``)
-:class:`PoolTimeout`        no connection of a pool became free in time
-:class:`NoHostAvailable`    every host a call could use failed
-:class:`BroadcastError`     some hosts of a broadcast failed
-:class:`ConfigError`        a setting is invalid (also a ``ValueError``)
-==========================  =================================================
+==============================  ==================================================
+class                           raised when
+==============================  ==================================================
+:class:`BrokerUnavailable`      a socket or framing failure talking to one broker
+                                (also a ``TTransportException``)
+:class:`BrokerProtocolError`    a reply that is not the answer of the call (stale,
+                                extra, undecodable, oversized); a
+                                ``BrokerUnavailable``
+:class:`WriteOutcomeUnknown`    a write failed after it was sent and cannot be
+                                repeated safely: it may or may not be applied
+:class:`InvalidRequest`         the arguments of a call cannot be encoded (also a
+                                ``ValueError``); nothing was sent
+:class:`DeadlineExceeded`       a call ran out of its ``timeout`` budget (also a
+                                ``TimeoutError``)
+:class:`PoolTimeout`            no connection of a pool became free in time
+:class:`NoHostAvailable`        every host a call could use failed
+:class:`BroadcastError`         some hosts of a broadcast failed
+:class:`ConfigError`            a setting is invalid (also a ``ValueError``)
+==============================  ==================================================
 """
 from __future__ import annotations
 
@@ -26,12 +35,16 @@ from ._thrift.ttypes import ClientException
 
 __all__ = [
     "BroadcastError",
+    "BrokerProtocolError",
     "BrokerUnavailable",
     "ClientException",
     "ConfigError",
+    "DeadlineExceeded",
     "HtclusterError",
+    "InvalidRequest",
     "NoHostAvailable",
     "PoolTimeout",
+    "WriteOutcomeUnknown",
 ]
 
 
@@ -65,6 +78,70 @@ class BrokerUnavailable(HtclusterError, TTransportException):
 
     def __reduce__(self):
         return (type(self), (self.message, self.host, self.sent, self.type))
+
+
+class BrokerProtocolError(BrokerUnavailable):
+    """The broker's reply is not the answer of the call that was sent.
+
+    A reply for another call (a stale or extra reply: its sequence id or
+    method name differs), a frame that does not decode, a frame holding more
+    than one reply, or a frame larger than ``max_frame_size``.  The connection
+    is out of step and is closed; the host counts one failure, and an
+    idempotent call fails over like after any other transport failure
+    (``sent`` is always True: the request reached the broker).
+    """
+
+    def __init__(self, message: str, host: str | None = None, sent: bool = True,
+                 type: int = TTransportException.UNKNOWN) -> None:
+        super().__init__(message, host, True, type)
+
+
+class WriteOutcomeUnknown(BrokerUnavailable):
+    """A write failed after it was sent, and repeating it elsewhere could apply it twice.
+
+    The write may or may not have been applied: read back before repeating
+    it.  Writes through :class:`~htcluster.replicas.Replicas` carry client
+    timestamps so that this is rare: only a write that cannot be stamped
+    (e.g. HQL other than INSERT/DELETE, a schema change) can end this way.
+    ``__cause__`` is the transport failure.
+    """
+
+
+class InvalidRequest(HtclusterError, ValueError):
+    """The arguments of a call cannot be encoded for the wire; nothing was sent.
+
+    A caller's error, never the host's: the connection stays usable, the host
+    is not marked down, nothing fails over.  The message names the method and
+    what was wrong (e.g. an int where the protocol has a string, a number out
+    of the i32 range, a lone surrogate, a request larger than ``max_frame_size``).
+    """
+
+    def __init__(self, message: str, method: str | None = None) -> None:
+        super().__init__(message)
+        self.method = method
+
+
+class DeadlineExceeded(HtclusterError, TimeoutError):
+    """A call ran out of its ``timeout`` budget (seconds) before it could finish.
+
+    The budget covers the wait for a pooled connection, every attempt and
+    every failover; when it runs out the call stops where it is.  A
+    connection cut mid-reply is closed, but the host is not counted as
+    failed: the deadline is the caller's, not the broker's fault.
+
+    :ivar errors: ``{host: exception}`` of the attempts made before, in order.
+    :ivar sent: True when the last attempt may have reached a broker.
+    """
+
+    def __init__(self, message: str, errors: Mapping[str, BaseException] | None = None,
+                 sent: bool = True) -> None:
+        self.errors = dict(errors or {})
+        self.sent = sent
+        detail = _describe(self.errors)
+        super().__init__(f"{message} (tried {detail})" if detail else message)
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.errors, self.sent))
 
 
 class PoolTimeout(HtclusterError):

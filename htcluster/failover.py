@@ -1,40 +1,65 @@
-"""Failover of one call: the hosts it tried, and whether it may try another.
+"""Failover of one call: the hosts it tried, whether it may try another, and its deadline.
 
-A :class:`Failover` walks one call of :class:`~htcluster.resources.Resources`
-(or of its subclass ``Replicas``) through its candidate hosts: it claims a
-host, runs the call under :meth:`HostHealth.watch
-<htcluster.policy.HostHealth.watch>`, and after a connection failure moves
-on while the ``Retry`` allows it, or raises ``NoHostAvailable`` naming each
-host's cause.  Choosing and claiming hosts stays with ``Resources``; the
-retry loop lives here (the node pool / transport split of elastic-transport).
+A :class:`Failover` walks one routed call through its candidate hosts: it
+claims a host from a :class:`Router`, runs the call, reports the outcome to
+the router's :class:`~htcluster.policy.HostHealth`, and after a connection
+failure moves on while the :class:`~htcluster.policy.Retry` and the deadline
+allow it.  It raises :class:`~htcluster.errors.NoHostAvailable` naming each
+host's cause, :class:`~htcluster.errors.DeadlineExceeded` when the call's
+budget ran out, and :class:`~htcluster.errors.WriteOutcomeUnknown` when a call
+that is not safe to repeat failed after it was sent.
+
+Choosing and claiming hosts stays with the router (``Resources``); the retry
+loop lives here (the node pool / transport split of elastic-transport).  The
+router is a small explicit interface, so this module depends on the policy
+values only, never on ``resources``.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Sequence, TypeVar
+import logging
+import time
+from typing import Callable, Container, Optional, Protocol, Sequence, TypeVar
 
-from .errors import BrokerUnavailable, NoHostAvailable
+from .errors import BrokerUnavailable, DeadlineExceeded, NoHostAvailable, WriteOutcomeUnknown
+from .policy import ANSWERS, HostHealth, Retry
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .resources import Resources
+__all__ = ["Failover", "Router"]
 
-__all__ = ["Failover"]
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
-class Failover:
-    """One call's way through ``hosts``: the failures so far and the retries left.
+class Router(Protocol):
+    """What a :class:`Failover` needs from the object that routes calls (``Resources`` is one)."""
 
-    :param resources: the :class:`~htcluster.resources.Resources` that claims
-        hosts; its ``retry`` is the budget and its ``failovers`` the count.
+    health: HostHealth
+    retry: Retry
+
+    def claim(self, hosts: Sequence[str], tried: Container[str], ordered: bool) -> Optional[str]:
+        """Claim a host of ``hosts`` not in ``tried`` (see ``Resources.claim``); ``None`` when none is left."""
+
+    def failed_over(self, what: str, host: str, exc: BaseException) -> None:
+        """Count and report that ``what`` moved on from ``host`` after ``exc``."""
+
+
+class Failover:
+    """One call's way through ``hosts``: the failures so far, the retries left, its deadline.
+
+    :param router: claims hosts; its ``retry`` is the budget of other hosts.
     :param what: the call, for log lines and errors (e.g. ``'get_cell'``).
     :param hosts: the candidate ``'host:port'`` keys.
     :param ordered: take the first usable host in order, rather than by priority.
+    :param deadline: ``time.monotonic()`` time after which no attempt starts
+        (``None``: attempts are bounded by their own timeouts only).
     """
 
-    def __init__(self, resources: "Resources", what: str, hosts: Sequence[str], ordered: bool = False) -> None:
-        self.resources, self.what, self.hosts, self.ordered = resources, what, hosts, ordered
-        self.retry = resources.retry
+    __slots__ = ("router", "what", "hosts", "ordered", "deadline", "retry", "errors")
+
+    def __init__(self, router: Router, what: str, hosts: Sequence[str], ordered: bool = False,
+                 deadline: Optional[float] = None) -> None:
+        self.router, self.what, self.hosts, self.ordered, self.deadline = router, what, hosts, ordered, deadline
+        self.retry = router.retry
         self.errors: dict[str, BaseException] = {}
 
     def run(self, fn: Callable[[str], T], *, idempotent: bool, hold: bool = False) -> T:
@@ -43,35 +68,57 @@ class Failover:
         :param fn: the call, given the claimed ``'host:port'``.
         :param idempotent: a call that may have reached a broker (``sent=True``)
             is repeated elsewhere only when this is true.
-        :param hold: keep the successful host's claim (see :meth:`HostHealth.watch
-            <htcluster.policy.HostHealth.watch>`).
+        :param hold: on success keep the host's claim (a checked-out connection
+            whose end is reported later through ``health.watch``).
         :returns: what ``fn`` returned.
         :raises NoHostAvailable: every host allowed by the retry failed.
-        :raises BrokerUnavailable: a non-idempotent call failed after it was sent.
+        :raises DeadlineExceeded: the deadline passed (the attempts so far inside).
+        :raises WriteOutcomeUnknown: a non-idempotent call failed after it was sent.
         """
-        health = self.resources.health
+        health = self.router.health
         while True:
             host = self.next_host()
             try:
-                with health.watch(host, hold):
-                    return fn(host)
+                result = fn(host)
             except BrokerUnavailable as exc:
+                delay = health.failed(host, exc)
+                log.warning("%s marked down for %.2f s: %s", host, delay, exc)
                 if exc.sent and not idempotent:
-                    raise  # it may have been applied: repeating it could apply it twice
+                    raise WriteOutcomeUnknown(
+                        f"{self.what} failed on {host} after it was sent, and repeating it elsewhere could apply "
+                        f"it twice: it may or may not have been applied; read back before repeating it ({exc})",
+                        host=host, sent=True, type=exc.type) from exc
                 self.failed(host, exc)
+                continue
+            except DeadlineExceeded as exc:
+                health.release(host)
+                self.errors[host] = exc
+                raise self.deadline_exceeded(exc.sent) from exc
+            except ANSWERS:
+                health.succeeded(host)
+                raise
+            except BaseException:
+                health.release(host)
+                raise
+            if not hold:
+                health.succeeded(host)
+            return result
 
     def next_host(self) -> str:
-        """Claim a host not tried yet; the caller reports how the call ended through ``health.watch``.
+        """Claim a host not tried yet; the caller reports how the call ended to the router's health.
 
         :returns: the ``'host:port'`` claimed.
+        :raises DeadlineExceeded: the deadline passed.
         :raises NoHostAvailable: every host was tried.
         """
-        host = self.resources._acquire(self.hosts, self.errors, self.ordered)
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise self.deadline_exceeded(sent=bool(self.errors))
+        host = self.router.claim(self.hosts, self.errors, self.ordered)
         if host is None:
             raise self._no_host()
         return host
 
-    def failed(self, host: str, exc: BrokerUnavailable) -> None:
+    def failed(self, host: str, exc: BaseException) -> None:
         """Record that ``host`` failed to connect, and count the move to another host.
 
         :param host: the host that failed.
@@ -82,13 +129,19 @@ class Failover:
         self.retry = self.retry.increment(host)
         if self.retry.exhausted:
             raise self._no_host() from exc
-        self.resources._failed_over(self.what, host, exc)
+        self.router.failed_over(self.what, host, exc)
+
+    def deadline_exceeded(self, sent: bool) -> DeadlineExceeded:
+        """Build the error of a call whose deadline passed, naming the hosts it tried."""
+        return DeadlineExceeded(f"{self.what} ran out of its timeout after {len(self.errors)} attempt(s)",
+                                self.errors, sent=sent)
 
     def _no_host(self) -> NoHostAvailable:
         """Build the error naming each host and why it was not usable."""
         causes = dict(self.errors)
+        health = self.router.health
         for host in self.hosts:
-            error = self.resources.health.state(host).error
+            error = health.state(host).error
             if host not in causes and error is not None:
                 causes[host] = error
         return NoHostAvailable(f"no broker could serve {self.what} ({len(self.hosts)} host(s))", causes)

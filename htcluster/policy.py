@@ -23,7 +23,9 @@ is tested without sleeping.
 """
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import random
 import threading
 import time
@@ -70,6 +72,10 @@ class Backoff:
     jitter: float = 0.2
 
     def __post_init__(self) -> None:
+        for name in ("base", "factor", "cap", "jitter"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"Backoff {name} must be a finite number, got {value!r}")
         if not self.base > 0:
             raise ConfigError(f"Backoff base must be > 0 seconds, got {self.base!r}")
         if not self.factor >= 1:
@@ -195,6 +201,10 @@ class HostState:
         return self.live or (now >= self.dead_until and not self.trial)
 
 
+#: The state of a host that has not failed: shared, so that "is it live?" is an identity test.
+LIVE = HostState()
+
+
 class HostHealth:
     """The :class:`HostState` of many hosts, one lock around all of them.
 
@@ -215,17 +225,20 @@ class HostHealth:
         self.clock: Clock = clock or time.monotonic
         self.rng = rng or random.Random()
         self._lock = threading.Lock()
-        self._states: dict[str, HostState] = {host: HostState() for host in hosts}
+        self._states: dict[str, HostState] = {host: LIVE for host in hosts}
 
     def state(self, host: str) -> HostState:
         """Return the current state of ``host`` (a fresh one if never seen)."""
         with self._lock:
-            return self._states.get(host, HostState())
+            return self._states.get(host, LIVE)
 
     def usable(self, host: str) -> bool:
         """True when ``host`` is live, or its backoff expired and nobody holds its trial."""
+        state = self._states.get(host, LIVE)
+        if state is LIVE:  # the common case, read without the lock (one dict read is atomic)
+            return True
         with self._lock:
-            return self._states.get(host, HostState()).usable(self.clock())
+            return self._states.get(host, LIVE).usable(self.clock())
 
     def claim(self, host: str, force: bool = False) -> bool:
         """Take ``host`` for one call; a dead host whose backoff expired gives its trial to one caller.
@@ -234,8 +247,10 @@ class HostHealth:
             and this one comes back soonest).
         :returns: True if the caller may call the host and must report the outcome.
         """
+        if self._states.get(host, LIVE) is LIVE:
+            return True
         with self._lock:
-            state = self._states.get(host, HostState())
+            state = self._states.get(host, LIVE)
             if state.live:
                 return True
             if not force and not state.usable(self.clock()):
@@ -246,13 +261,15 @@ class HostHealth:
     def soonest(self, hosts: Iterable[str]) -> Optional[str]:
         """Return the host of ``hosts`` whose backoff ends first (``None`` for no hosts)."""
         with self._lock:
-            candidates = [(self._states.get(h, HostState()).dead_until, i, h) for i, h in enumerate(hosts)]
+            candidates = [(self._states.get(h, LIVE).dead_until, i, h) for i, h in enumerate(hosts)]
         return min(candidates)[2] if candidates else None
 
     def succeeded(self, host: str) -> None:
         """Record that ``host`` answered: it is live, its failure count restarts at 0."""
+        if self._states.get(host) is LIVE:
+            return
         with self._lock:
-            self._states[host] = HostState()
+            self._states[host] = LIVE
 
     def failed(self, host: str, error: Optional[BaseException] = None) -> float:
         """Record a connection failure of ``host``; return the seconds it now stays dead.
@@ -266,7 +283,7 @@ class HostHealth:
         """
         with self._lock:
             now = self.clock()
-            state = self._states.get(host, HostState())
+            state = self._states.get(host, LIVE)
             if not state.live and not state.trial and now < state.dead_until:
                 self._states[host] = replace(state, error=error or state.error)
                 return state.dead_until - now
@@ -365,10 +382,16 @@ HQL_METHODS = frozenset({"hql_query", "hql_exec", "hql_query_as_arrays", "hql_ex
 def hql_is_read(command: str) -> bool:
     """True when the HQL ``command`` (a statement) only reads: SELECT, SHOW, DESCRIBE, EXISTS, GET LISTING.
 
-    The verbs are those of protocol.md section 5.4, compared without regard to case.
+    The verbs are those of protocol.md section 5.4, compared without regard to
+    case.  Only the statement's first words matter, so the answer is cached by
+    its first 40 characters (a bounded cache, whatever the statements' size).
     """
-    words = command.split(None, 2)
-    upper = tuple(w.upper() for w in words)
+    return _prefix_is_read(command[:40])
+
+
+@functools.lru_cache(maxsize=1024)
+def _prefix_is_read(prefix: str) -> bool:
+    upper = tuple(w.upper() for w in prefix.split(None, 2))
     return any(upper[:len(verb)] == verb for verb in READ_VERBS)
 
 

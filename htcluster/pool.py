@@ -24,9 +24,11 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Optional, Union
 
 from ._thrift.ttypes import Cell, ScanSpec
-from .errors import BrokerUnavailable, ConfigError, PoolTimeout
+from .errors import BrokerUnavailable, ConfigError, DeadlineExceeded, PoolTimeout
 from .hosts import Host, HostLike
-from .resource import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Resource, scan_cells, seconds
+from .resource import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Resource, scan_cells
+from .transport import DEFAULT_MAX_FRAME_SIZE, fork_generation
+from .units import byte_size, optional_seconds, seconds
 
 __all__ = ["DEFAULT_MAX_OVERFLOW", "DEFAULT_POOL_TIMEOUT", "DEFAULT_SIZE", "Pool"]
 
@@ -39,16 +41,22 @@ DEFAULT_MAX_OVERFLOW = 10
 #: Seconds a checkout waits for a free connection before ``PoolTimeout``.
 DEFAULT_POOL_TIMEOUT = 30.0
 
-_fork_lock = threading.Lock()
+_UNSET = object()
 
 
-def _renew_fork_lock() -> None:
-    global _fork_lock
-    _fork_lock = threading.Lock()  # the parent's may have been held at fork time
+class _Waiter:
+    """One thread waiting for a connection; served first come, first served.
 
+    ``gate`` is acquired at creation; the thread that hands over a slot sets
+    :attr:`item` (an idle entry, or ``None`` for an empty slot) and releases it.
+    """
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_renew_fork_lock)
+    __slots__ = ("gate", "item")
+
+    def __init__(self) -> None:
+        self.gate = threading.Lock()
+        self.gate.acquire()
+        self.item: object = _UNSET
 
 
 @dataclass(eq=False)
@@ -56,7 +64,7 @@ class _Entry:
     """A pooled connection and its bookkeeping (times from ``time.monotonic``, in seconds)."""
 
     resource: Resource
-    pid: int
+    fork: int
     generation: int
     created: float
     returned: float
@@ -69,8 +77,10 @@ class Pool:
     :param size: connections kept open while idle (int, >= 0).
     :param max_overflow: connections opened beyond ``size`` when all are busy,
         closed at checkin (int, >= 0).
-    :param timeout: seconds (float) a checkout waits for a free connection.
-    :param socket_timeout: seconds (float) a call waits for its answer (``Resource`` ``timeout``).
+    :param timeout: seconds (float) a checkout waits for a free connection
+        (waiters are served first come, first served).
+    :param socket_timeout: seconds (float) one call may take on its connection,
+        request and whole answer (``Resource`` ``timeout``).
     :param connect_timeout: seconds (float) a connection attempt may take.
     :param idle_ping: seconds (float) or ``None``; a connection idle longer
         than this is checked at checkout with a ``status()`` round trip that
@@ -78,12 +88,13 @@ class Pool:
         (a connection a firewall dropped silently, which the free check misses).
     :param max_age: seconds (float) or ``None``; an older connection is closed
         at checkin, or replaced at checkout if it aged while idle.
-    :raises ConfigError: a value is out of range.
+    :param max_frame_size: largest request or answer frame, in bytes (``Resource``).
+    :raises ConfigError: a value is out of range (NaN, infinite, negative, a bool...).
 
     Example::
 
         pool = Pool('localhost:15867', size=4)
-        status = pool.call('status')
+        status = pool.call('status', timeout=2.0)
         with pool.connection() as r:
             cells = r.get_cells(r.mns['test'], 'logs', ScanSpec(row_limit=10))
     """
@@ -91,7 +102,7 @@ class Pool:
     def __init__(self, host: HostLike, size: int = DEFAULT_SIZE, max_overflow: int = DEFAULT_MAX_OVERFLOW,
                  timeout: float = DEFAULT_POOL_TIMEOUT, *, socket_timeout: float = DEFAULT_TIMEOUT,
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, idle_ping: Optional[float] = None,
-                 max_age: Optional[float] = None) -> None:
+                 max_age: Optional[float] = None, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         for name, value in (("size", size), ("max_overflow", max_overflow)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
@@ -103,95 +114,91 @@ class Pool:
         self.timeout = seconds("timeout", timeout, allow_zero=True)
         self.socket_timeout = seconds("socket_timeout", socket_timeout)
         self.connect_timeout = seconds("connect_timeout", connect_timeout)
-        self.idle_ping = None if idle_ping is None else seconds("idle_ping", idle_ping, allow_zero=True)
-        self.max_age = None if max_age is None else seconds("max_age", max_age)
+        self.idle_ping = optional_seconds("idle_ping", idle_ping, allow_zero=True)
+        self.max_age = optional_seconds("max_age", max_age)
+        self.max_frame_size = byte_size("max_frame_size", max_frame_size, minimum=1024)
+        self.address = str(self.host)
         self._generation = 0
         self._reset()
 
     def _reset(self) -> None:
         """Start from an empty pool: all slots free, nothing open, counters at zero."""
-        self._pid = os.getpid()
-        self._free = threading.Condition(threading.Lock())
+        self._fork = fork_generation()
+        self._lock = threading.Lock()
         self._stack: deque[Optional[_Entry]] = deque([None] * (self.size + self.max_overflow))
+        self._waiters: deque[_Waiter] = deque()
         self._idle = 0
         self._in_use = 0
         self._opened = 0
         self._closed = 0
         self._replaced = 0
+        self._timeouts = 0
 
-    def _check_pid(self) -> None:
-        """In a forked child, drop the parent's connections unclosed and start afresh."""
-        if self._pid == os.getpid():
-            return
-        with _fork_lock:
-            if self._pid != os.getpid():
-                log.debug("pool for %s: new process %d; leaving the parent's connections alone",
-                          self.host, os.getpid())
-                self._reset()  # the parent's Resources become garbage here, never used
+    def _check_fork(self) -> None:
+        """In a forked child, drop the parent's connections unclosed and start afresh (one int compare)."""
+        if self._fork != fork_generation():
+            log.debug("pool for %s: new process %d; leaving the parent's connections alone", self.host, os.getpid())
+            self._reset()  # the parent's Resources become garbage here, never used
 
     # -- state --------------------------------------------------------------
 
     @property
     def idle(self) -> int:
         """Connections open and waiting in the pool."""
-        self._check_pid()
+        self._check_fork()
         return self._idle
 
     @property
     def in_use(self) -> int:
         """Connections checked out right now."""
-        self._check_pid()
+        self._check_fork()
         return self._in_use
+
+    @property
+    def waiting(self) -> int:
+        """Threads waiting for a connection right now."""
+        self._check_fork()
+        return len(self._waiters)
 
     def stats(self) -> dict[str, int]:
         """Return the counters of this process's connections.
 
-        :returns: ``{"opened", "closed", "replaced", "idle", "in_use"}`` (ints);
-            ``replaced`` counts idle connections found unusable at checkout
-            (stale, too old, no answer to the idle ping).  While nothing is
-            checked out, ``opened - closed == idle``.
+        :returns: ``{"opened", "closed", "replaced", "idle", "in_use", "waiting",
+            "timeouts"}`` (ints); ``replaced`` counts idle connections found
+            unusable at checkout (stale, too old, no answer to the idle ping),
+            ``timeouts`` the checkouts that ended in ``PoolTimeout``.  While
+            nothing is checked out, ``opened - closed == idle``.
         """
-        self._check_pid()
-        with self._free:
+        self._check_fork()
+        with self._lock:
             return {"opened": self._opened, "closed": self._closed, "replaced": self._replaced,
-                    "idle": self._idle, "in_use": self._in_use}
+                    "idle": self._idle, "in_use": self._in_use, "waiting": len(self._waiters),
+                    "timeouts": self._timeouts}
 
     def __repr__(self) -> str:
         return f"<Pool {self.host} [{self.in_use} in use, {self.idle} idle]>"
 
     # -- checkout / checkin -------------------------------------------------
 
-    def _checkout(self, timeout: Optional[float], fresh: bool = False) -> tuple[_Entry, bool]:
+    def _checkout(self, timeout: Optional[float], fresh: bool = False,
+                  deadline: Optional[float] = None) -> tuple[_Entry, bool]:
         """Take a connection; ``fresh`` prefers opening one to reusing an idle one.
 
+        :param timeout: seconds to wait for a slot (``None``: the pool's ``timeout``).
+        :param deadline: a ``time.monotonic()`` time the whole call must end by.
         :returns: ``(entry, reused)``; ``reused`` is True for an idle connection handed out again.
         :raises PoolTimeout: no slot became free within ``timeout`` seconds.
+        :raises DeadlineExceeded: ``deadline`` passed while waiting.
         :raises BrokerUnavailable: a new connection could not be opened.
         """
-        self._check_pid()
-        wait = self.timeout if timeout is None else seconds("timeout", timeout, allow_zero=True)
-        deadline = time.monotonic() + wait
-        taken = False
-        entry: Optional[_Entry] = None
+        self._check_fork()
+        item = self._take(self.timeout if timeout is None else seconds("timeout", timeout, allow_zero=True),
+                          fresh, deadline)
+        entry: Optional[_Entry] = item  # type: ignore[assignment]
         try:
-            with self._free:
-                while not self._stack:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise PoolTimeout(
-                            f"no connection to {self.host} became free within {wait:g} s "
-                            f"({self._in_use} in use = size {self.size} + max_overflow {self.max_overflow}); "
-                            "raise size, max_overflow or timeout, or hold connections for less time",
-                            host=str(self.host))
-                    self._free.wait(remaining)
-                entry = self._stack.popleft() if fresh and self._stack[0] is None else self._stack.pop()
-                self._in_use += 1
-                taken = True
-                if entry is not None:
-                    self._idle -= 1
-                generation = self._generation
+            generation = self._generation
             if entry is None:
-                return self._connect(generation), False
+                return self._connect(generation, deadline), False
             why = "a fresh one was asked for" if fresh else self._unusable(entry)
             if why is None:
                 return entry, True
@@ -200,73 +207,123 @@ class Pool:
                          self.host, time.monotonic() - entry.returned, why)
             old, entry = entry, None
             self._discard(old.resource, replaced=not fresh)
-            return self._connect(generation), False
+            return self._connect(generation, deadline), False
         except BaseException:
-            if taken:
-                if entry is not None:  # an idle connection whose check was interrupted
-                    self._discard(entry.resource)
-                self._free_slot()
+            if entry is not None:  # an idle connection whose check was interrupted
+                self._discard(entry.resource)
+            self._give(None)
             raise
+
+    def _take(self, wait: float, fresh: bool, deadline: Optional[float]) -> Optional[_Entry]:
+        """Take a slot (an idle entry, or ``None``: permission to connect), waiting in line for one."""
+        with self._lock:
+            if self._stack and not self._waiters:
+                entry = self._stack.popleft() if fresh and self._stack[0] is None else self._stack.pop()
+                self._in_use += 1
+                if entry is not None:
+                    self._idle -= 1
+                return entry
+            waiter = _Waiter()
+            self._waiters.append(waiter)
+        now = time.monotonic()
+        end, by_deadline = now + wait, False
+        if deadline is not None and deadline < end:
+            end, by_deadline = deadline, True
+        if waiter.gate.acquire(timeout=max(0.0, end - now)):
+            return waiter.item  # type: ignore[return-value]
+        with self._lock:
+            if waiter.item is not _UNSET:  # handed over just as the wait ended: take it
+                return waiter.item  # type: ignore[return-value]
+            self._waiters.remove(waiter)
+            self._timeouts += 1
+            in_use = self._in_use
+        if by_deadline:
+            raise DeadlineExceeded(f"the call's deadline passed while waiting for a connection to {self.host} "
+                                   f"({in_use} in use)", sent=False)
+        raise PoolTimeout(
+            f"no connection to {self.host} became free within {wait:g} s "
+            f"({in_use} in use = size {self.size} + max_overflow {self.max_overflow}); "
+            "raise size, max_overflow or timeout, or hold connections for less time",
+            host=self.address)
+
+    def _give(self, entry: Optional[_Entry]) -> None:
+        """Hand a slot to the oldest waiter, or put it back: an entry on top, an empty slot at the bottom."""
+        with self._lock:
+            if self._waiters:
+                waiter = self._waiters.popleft()
+                waiter.item = entry
+                waiter.gate.release()
+                return
+            self._in_use -= 1
+            if entry is None:
+                self._stack.appendleft(None)
+            else:
+                self._stack.append(entry)
+                self._idle += 1
 
     def _unusable(self, entry: _Entry) -> Optional[str]:
         """Check an idle connection before handing it out again.
 
-        Free checks first (its age, a non-blocking peek that sees a broker that
-        closed the connection, e.g. by restarting); then, when it sat idle
+        Free checks first (its age, one non-blocking poll that sees a broker
+        that closed the connection, e.g. by restarting); then, when it sat idle
         longer than ``idle_ping``, one ``status()`` round trip.
 
         :returns: why it must be replaced, or ``None`` when it can be used.
         """
+        r = entry.resource
+        if r._conn.is_stale():
+            return "stale (the broker closed it, e.g. it restarted)"
+        if self.max_age is None and self.idle_ping is None:
+            return None
         now = time.monotonic()
         if self.max_age is not None and now - entry.created > self.max_age:
             return f"older than max_age {self.max_age:g} s"
-        r = entry.resource
-        if r.is_stale():
-            return "stale (the broker closed it, e.g. it restarted)"
         if self.idle_ping is not None and now - entry.returned > self.idle_ping and not r.ping():
             return f"no answer to the idle ping within {r.connect_timeout:g} s"
         return None
 
-    def _connect(self, generation: int) -> _Entry:
-        r = Resource(self.host, self.socket_timeout, self.connect_timeout)
-        with self._free:
+    def _connect(self, generation: int, deadline: Optional[float] = None) -> _Entry:
+        r = Resource(self.host, timeout=self.socket_timeout, connect_timeout=self.connect_timeout,
+                     max_frame_size=self.max_frame_size, open=False)
+        r.open(deadline)
+        with self._lock:
             self._opened += 1
         now = time.monotonic()
-        return _Entry(r, os.getpid(), generation, now, now)
+        return _Entry(r, fork_generation(), generation, now, now)
 
     def _discard(self, r: Resource, replaced: bool = False) -> None:
-        with self._free:
+        with self._lock:
             self._closed += 1
             self._replaced += replaced
         r.close()
 
-    def _free_slot(self) -> None:
-        """Return an empty slot (at the bottom of the stack, below the idle connections)."""
-        with self._free:
-            self._in_use -= 1
-            self._stack.appendleft(None)
-            self._free.notify()
-
     def _checkin(self, entry: _Entry) -> None:
         """Give a checked-out connection back; close it if it is broken, too old or overflow."""
-        if entry.pid != os.getpid():
+        if entry.fork != fork_generation():
             return  # the parent's connection, seen in a forked child: not ours to use or close
         r = entry.resource
-        now = time.monotonic()
-        keep = r.reusable and (self.max_age is None or now - entry.created <= self.max_age)
-        with self._free:
-            if keep and entry.generation == self._generation and self._idle < self.size:
-                entry.returned = now
-                self._stack.append(entry)
-                self._idle += 1
-                self._in_use -= 1
-                self._free.notify()
-                return
+        keep = r._conn.reusable and entry.generation == self._generation
+        if keep and self.max_age is not None and time.monotonic() - entry.created > self.max_age:
+            keep = False
+        if keep:
+            with self._lock:
+                if self._waiters:  # the oldest waiter gets it: the returning thread cannot take it back
+                    waiter = self._waiters.popleft()
+                    waiter.item = entry
+                    waiter.gate.release()
+                    return
+                if self._idle < self.size:
+                    entry.returned = time.monotonic()
+                    self._stack.append(entry)
+                    self._idle += 1
+                    self._in_use -= 1
+                    return
+        with self._lock:
             self._closed += 1
         try:  # the slot is given back once the socket is closed: never more open than allowed
             r.close()
         finally:
-            self._free_slot()
+            self._give(None)
 
     def connection(self, timeout: Optional[float] = None) -> "_Checkout":
         """Check a connection out for a ``with`` block: ``with pool.connection() as r:``.
@@ -283,7 +340,8 @@ class Pool:
 
     # -- calls ----------------------------------------------------------------
 
-    def call(self, method: str, *args: Any, namespace: Optional[str] = None) -> Any:
+    def call(self, method: str, *args: Any, namespace: Optional[str] = None, timeout: Optional[float] = None,
+             deadline: Optional[float] = None) -> Any:
         """Call broker ``method`` on a pooled connection (see :meth:`Resource.call`).
 
         When a reused idle connection fails before the request left
@@ -293,16 +351,26 @@ class Pool:
         :param method: a broker method name (protocol.md section 2), e.g. ``'get_cell'``.
         :param args: its arguments after the namespace id.
         :param namespace: a namespace name whose id on the connection goes before ``args``.
+        :param timeout: seconds (float) for the whole call: the wait for a
+            connection, connecting, and the exchange.  ``None``: the wait is
+            bounded by the pool's ``timeout`` and the exchange by ``socket_timeout``.
+        :param deadline: the same bound as a ``time.monotonic()`` time (used by
+            the routing layers, which share one deadline across attempts).
         :returns: the broker's answer.
+        :raises InvalidRequest: an argument cannot be encoded (nothing sent, connection kept).
         :raises BrokerUnavailable: the broker cannot be reached, or the
             connection broke after the request was sent.
+        :raises DeadlineExceeded: ``timeout`` ran out.
         :raises PoolTimeout: no connection became free in time.
         :raises ClientException: the broker refused the call.
         """
+        if timeout is not None:
+            end = time.monotonic() + seconds("timeout", timeout)
+            deadline = end if deadline is None else min(deadline, end)
         for attempt in (1, 2):
-            entry, reused = self._checkout(None, fresh=attempt == 2)
+            entry, reused = self._checkout(None, attempt == 2, deadline)
             try:
-                return entry.resource.call(method, *args, namespace=namespace)
+                return entry.resource.call(method, *args, namespace=namespace, deadline=deadline)
             except BrokerUnavailable as exc:
                 if attempt == 1 and reused and not exc.sent and entry.resource.failed:
                     log.info("retrying %s on a fresh connection to %s: %s", method, self.host, exc)
@@ -313,7 +381,7 @@ class Pool:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def scan(self, table: str, scan_spec: Optional[ScanSpec] = None, *, namespace: str,
-             batch: bool = False) -> Iterator[Union[Cell, list[Cell]]]:
+             batch: bool = False, timeout: Optional[float] = None) -> Iterator[Union[Cell, list[Cell]]]:
         """Scan ``table`` of ``namespace`` on one pooled connection, yielding cells.
 
         The connection is held while the generator runs and returned (the
@@ -323,21 +391,22 @@ class Pool:
         :param scan_spec: what to read; ``None`` reads everything.
         :param namespace: the namespace name.
         :param batch: yield lists of cells, one per ``scanner_get_cells`` round trip.
+        :param timeout: seconds each round trip (opening, each batch) may take.
         :returns: a generator of :class:`~htcluster.types.Cell` (or of lists of them).
         :raises ClientException: e.g. the namespace or table does not exist.
         :raises BrokerUnavailable: the connection failed.
         :raises PoolTimeout: no connection became free in time.
         """
         with self.connection() as r:
-            yield from scan_cells(r, r.mns[namespace], table, scan_spec, batch=batch)
+            yield from scan_cells(r, r.mns[namespace], table, scan_spec, batch=batch, timeout=timeout)
 
     def close(self) -> None:
         """Close the idle connections now; those in use are closed at their checkin.
 
         The pool stays usable: later checkouts open new connections.
         """
-        self._check_pid()
-        with self._free:
+        self._check_fork()
+        with self._lock:
             entries = [e for e in self._stack if e is not None]
             self._stack = deque([None] * len(self._stack))
             self._idle = 0

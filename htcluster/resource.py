@@ -6,10 +6,19 @@ upstream's ``hypertable.thriftclient.ThriftClient``.  The wire is the same as
 upstream's (protocol.md 1.1): a TCP socket, a framed transport, the binary
 protocol (its C-accelerated form when Thrift's extension is installed).
 
-Every socket failure is translated in one place,
-:class:`~htcluster.transport.BrokerTransport`, into
-:class:`~htcluster.errors.BrokerUnavailable` whose ``sent`` tells whether the
-request may have reached the broker.  The broker's own answers
+Each call goes the same way, through :class:`~htcluster.transport.Connection`:
+
+1. the request is encoded completely into memory: an argument that cannot
+   be encoded raises :class:`~htcluster.errors.InvalidRequest` and nothing
+   is sent (the connection stays usable);
+2. its frame is sent, and the whole reply frame read, within one budget
+   (``timeout`` seconds, or the caller's deadline when that is earlier);
+3. the reply must be the answer of this call (method name, sequence id,
+   message type, exactly one reply in the frame), else
+   :class:`~htcluster.errors.BrokerProtocolError`.
+
+Any failure between the first byte sent and the last byte decoded closes the
+connection (it is out of step); the broker's own answers
 (``ClientException``, ``TApplicationException``) pass through unchanged.
 
 :func:`scan_cells` is the scanner loop shared by every layer that scans.
@@ -18,55 +27,126 @@ from __future__ import annotations
 
 import difflib
 import logging
-import os
-from typing import Any, Iterator, Optional, Union
+import time
+from typing import Any, Callable, Iterator, Optional, Union
 
-from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
+from thrift.Thrift import TApplicationException
 
 from ._thrift import HqlService
-from ._thrift.ttypes import Cell, ScanSpec
-from .errors import BrokerUnavailable, ConfigError
+from ._thrift.ttypes import Cell, ClientException, ScanSpec
+from .errors import BrokerUnavailable, ConfigError, DeadlineExceeded, InvalidRequest
 from .hosts import Host, HostLike
-from .transport import BrokerTransport
+from .transport import DEFAULT_MAX_FRAME_SIZE, Connection
+from .units import byte_size, seconds
 
 __all__ = ["BROKER_METHODS", "DEFAULT_CONNECT_TIMEOUT", "DEFAULT_TIMEOUT", "ManagedNamespaces",
-           "Resource", "scan_cells"]
+           "Resource", "scan_cells", "seconds"]
 
 log = logging.getLogger(__name__)
 
-#: Seconds a call may wait for its answer: upstream ThriftClient's 300000 ms (protocol.md 1.4).
+#: Seconds a call may take, request and whole answer: upstream ThriftClient's 300000 ms (protocol.md 1.4).
 DEFAULT_TIMEOUT = 300.0
 #: Seconds a connection attempt may take.
 DEFAULT_CONNECT_TIMEOUT = 5.0
 #: Every method the broker serves (HqlService and ClientService, protocol.md section 2).
 BROKER_METHODS = frozenset(name for name in dir(HqlService.Iface) if not name.startswith("_"))
+#: The broker's answers: the connection is still in step after them.
+_ANSWERS = (ClientException, TApplicationException)
+#: Largest frame size accepted as an option (Thrift's own hard limit).
+_HARD_MAX_FRAME_SIZE = 0x3FFFFFFF
 
 
-def seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
-    """Return ``value`` as a float number of seconds, checking that it is positive.
+def _broker_method(name: str) -> Callable[..., Any]:
+    """Build the method ``name`` of :class:`Resource`: encode, one checked exchange, decode."""
+    send = getattr(HqlService.Client, "send_" + name)
+    recv = getattr(HqlService.Client, "recv_" + name)
 
-    :param name: the parameter's name, for the message.
-    :param value: the number of seconds given (int or float).
-    :param allow_zero: accept 0 as well.
-    :returns: ``value`` as a float.
-    :raises ConfigError: ``value`` is not a number, or is negative (or zero).
+    def method(self: "Resource", *args: Any, **kwargs: Any) -> Any:
+        encode(self, name, send, args, kwargs)
+        self._conn.exchange(self._deadline)
+        return decode(self, recv)
+
+    generated = getattr(HqlService.Client, name)
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = generated.__doc__
+    return method
+
+
+def encode(resource: "Resource", name: str, send: Callable[..., None], args: tuple[Any, ...],
+           kwargs: Optional[dict[str, Any]] = None) -> None:
+    """Encode the request ``name(*args)`` into ``resource``'s request buffer; nothing is sent.
+
+    :raises BrokerUnavailable: the connection cannot start a call (``sent=False``).
+    :raises InvalidRequest: an argument does not encode (the connection stays usable).
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{name} must be a number of seconds, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(f"{name} must be {'>= 0' if allow_zero else '> 0'} seconds, got {value!r}")
-    return float(value)
+    conn = resource._conn
+    conn.check_ready()
+    try:
+        send(resource, *args, **(kwargs or {}))
+    except Exception as exc:
+        conn.request.reset()
+        raise InvalidRequest(f"cannot send {name}: its arguments do not encode ({type(exc).__name__}: {exc}); "
+                             "nothing was sent - check the argument types against protocol.md section 2",
+                             method=name) from exc
+    except BaseException:
+        conn.request.reset()
+        raise
 
 
-class Resource(HqlService.Client):
+def decode(resource: "Resource", recv: Callable[[Any], Any]) -> Any:
+    """Decode the reply loaded in ``resource``'s connection with the generated ``recv_*``.
+
+    :returns: the answer.
+    :raises ClientException: the broker's answer was an error (the connection stays in step).
+    :raises BrokerProtocolError: the reply is not this call's answer (the connection is closed).
+    """
+    conn = resource._conn
+    try:
+        result = recv(resource)
+    except _ANSWERS:
+        conn.check_consumed()
+        raise
+    except Exception as exc:
+        raise conn.decode_failed(exc) from exc
+    except BaseException:
+        conn.taint()
+        raise
+    conn.check_consumed()
+    return result
+
+
+#: ``{method: (send_*, recv_*)}`` of the generated client, for callers that encode and decode apart.
+CODECS: dict[str, tuple[Callable[..., None], Callable[[Any], Any]]] = {
+    name: (getattr(HqlService.Client, "send_" + name), getattr(HqlService.Client, "recv_" + name))
+    for name in BROKER_METHODS}
+
+
+class _Methods(type):
+    """Give every broker method of the generated client the checked call path."""
+
+    def __new__(mcs, cls_name: str, bases: tuple[type, ...], namespace: dict[str, Any]) -> type:
+        if not any(isinstance(base, _Methods) for base in bases):  # subclasses inherit them
+            for name in BROKER_METHODS:
+                namespace.setdefault(name, _broker_method(name))
+        return super().__new__(mcs, cls_name, bases, namespace)
+
+
+class Resource(HqlService.Client, metaclass=_Methods):
     """Open one connection to a ThriftBroker; every broker method is a method of it.
 
     :param host: ``'host[:port]'``, a ``(host, port)`` pair or a :class:`~htcluster.hosts.Host`;
         the port defaults to 15867 (protocol.md 1.2).
-    :param timeout: seconds (float) a call may wait for its answer.
+    :param port: the port, in upstream ``ThriftClient(host, port)`` order (int);
+        ``None``: the one in ``host`` or 15867.
+    :param timeout: seconds (float) one call may take: sending the request and
+        receiving its whole answer.
     :param connect_timeout: seconds (float) a connection attempt may take.
+    :param max_frame_size: largest request or answer frame in bytes (default
+        64 MiB, the stand-in broker's default); also the limit on one string or
+        container of an answer, so that anything that fits a frame can be read.
     :param open: connect now (otherwise call :meth:`open`).
-    :raises ConfigError: the host or a timeout is malformed.
+    :raises ConfigError: the host, port, a timeout or the frame size is malformed
+        (e.g. ``Resource('h', 2.5)``: the second argument is the port, pass ``timeout=``).
     :raises BrokerUnavailable: ``open`` is true and the broker cannot be reached.
 
     One thread at a time may use a Resource; threads share a :class:`~htcluster.pool.Pool`.
@@ -77,27 +157,38 @@ class Resource(HqlService.Client):
             result = r.hql_query(r.mns['test'], 'SELECT * FROM t')
     """
 
-    def __init__(self, host: HostLike = "localhost", timeout: float = DEFAULT_TIMEOUT,
-                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, *, open: bool = True) -> None:
+    def __init__(self, host: HostLike = "localhost", port: Optional[int] = None, *,
+                 timeout: float = DEFAULT_TIMEOUT, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+                 max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, open: bool = True) -> None:
+        if port is not None:
+            if isinstance(port, bool) or not isinstance(port, int):
+                raise ConfigError(f"the second argument of Resource is the port (upstream's ThriftClient(host, port) "
+                                  f"order), got {port!r}; pass a timeout as timeout=<seconds>")
+            named = Host.parse(host, default_port=port)
+            if named.port != port:
+                raise ConfigError(f"{host!r} names port {named.port} but port={port} was given; give the port once")
+            host = named
         self.host = Host.parse(host)
         self.timeout = seconds("timeout", timeout)
         self.connect_timeout = seconds("connect_timeout", connect_timeout)
-        super().__init__(None)  # the protocol comes with each connection's transport (_attach)
+        self.max_frame_size = byte_size("max_frame_size", max_frame_size, minimum=1024, maximum=_HARD_MAX_FRAME_SIZE)
+        self._deadline: Optional[float] = None
+        super().__init__(None)  # the protocols come with each connection (_attach)
         self._attach()
         self.mns = ManagedNamespaces(self)
         if open:
-            self._transport.open()
+            self._conn.open()
 
-    def _attach(self) -> BrokerTransport:
-        """Give this client a new, unconnected transport and protocol: nothing of an earlier connection carries over."""
-        self._transport = BrokerTransport(self.host, self.timeout, self.connect_timeout)
-        self._iprot = self._oprot = TBinaryProtocolAccelerated(self._transport)
-        return self._transport
+    def _attach(self) -> Connection:
+        """Give this client a new, unconnected connection: nothing of an earlier one carries over."""
+        self._conn = Connection(self.host, self.timeout, self.connect_timeout, self.max_frame_size)
+        self._iprot, self._oprot = self._conn.iprot, self._conn.oprot
+        return self._conn
 
     @property
     def is_open(self) -> bool:
         """True while the socket is connected (as far as is known without I/O)."""
-        return self._transport.socket.handle is not None
+        return self._conn.is_open
 
     @property
     def is_active(self) -> bool:
@@ -107,26 +198,25 @@ class Resource(HqlService.Client):
     @property
     def failed(self) -> bool:
         """True after a transport failure; the connection must then not be reused."""
-        return self._transport.failed
+        return self._conn.failed
 
     @property
     def reusable(self) -> bool:
         """True when the connection is open, has not failed, has no call half done and
         belongs to this process (not to the parent of a fork)."""
-        transport = self._transport
-        return self.is_open and not transport.failed and not transport.pending and transport.pid == os.getpid()
+        return self._conn.reusable
 
     def is_stale(self) -> bool:
         """Check, without a round trip, whether this connection can no longer be used.
 
-        A non-blocking peek at the socket (Thrift's ``TSocket.isOpen``) sees
-        the end-of-file or reset left by a broker that closed the connection,
-        for example because it restarted; the socket is then closed.
+        One non-blocking ``poll`` of the socket sees the end-of-file or reset
+        left by a broker that closed the connection (for example because it
+        restarted), or bytes nobody asked for; the socket is then closed.
 
         :returns: True when the connection is closed, failed, out of step, or
             closed by the broker.
         """
-        return not self.reusable or not self._transport.socket.isOpen()
+        return self._conn.is_stale()
 
     def ping(self, timeout: Optional[float] = None) -> bool:
         """Check with one ``status()`` round trip that the broker still answers on this connection.
@@ -134,31 +224,30 @@ class Resource(HqlService.Client):
         :param timeout: seconds (float) the answer may take; ``None``: :attr:`connect_timeout`,
             so that a silently dead connection is found out quickly.
         :returns: True when the broker answered; False when the connection
-            failed (it is then closed, :attr:`failed` is True).
+            failed (it is then closed).
         :raises ConfigError: ``timeout`` is not a positive number.
         """
         limit = self.connect_timeout if timeout is None else seconds("timeout", timeout)
-        sock = self._transport.socket
-        sock.setTimeout(limit * 1000)  # TSocket takes milliseconds
         try:
-            self.status()
-        except BrokerUnavailable as exc:
+            self.call("status", deadline=time.monotonic() + limit)
+        except (BrokerUnavailable, DeadlineExceeded) as exc:
             log.debug("ping of %s failed: %s", self.host, exc)
+            self._conn.taint()
             return False
-        finally:
-            sock.setTimeout(self.timeout * 1000)
         return True
 
-    def open(self) -> "Resource":
+    def open(self, deadline: Optional[float] = None) -> "Resource":
         """Connect, unless already connected; a failed or interrupted connection is replaced.
 
+        :param deadline: a ``time.monotonic()`` time by which the connection must be made.
         :returns: this resource.
         :raises BrokerUnavailable: the broker cannot be reached (``sent=False``).
+        :raises DeadlineExceeded: ``deadline`` passed first.
         """
         if self.reusable:
             return self
         self.close()
-        self._attach().open()
+        self._attach().open(deadline)
         return self
 
     def close(self) -> None:
@@ -169,16 +258,22 @@ class Resource(HqlService.Client):
         if self.reusable:
             self.mns.close_all()
         self.mns.forget()
-        self._transport.close()
+        self._conn.close()
 
-    def call(self, method: str, *args: Any, namespace: Optional[str] = None) -> Any:
+    def call(self, method: str, *args: Any, namespace: Optional[str] = None,
+             deadline: Optional[float] = None) -> Any:
         """Call broker ``method`` with ``args``, the id of ``namespace`` first when one is named.
 
         :param method: a broker method name (protocol.md section 2), e.g. ``'get_cell'``.
         :param namespace: a namespace name, opened once on this connection via :attr:`mns`.
+        :param deadline: a ``time.monotonic()`` time by which the call (and the
+            namespace opening) must end, when earlier than ``timeout`` from now.
         :returns: the broker's answer.
         :raises AttributeError: ``method`` is not a broker method.
-        :raises BrokerUnavailable: the connection failed.
+        :raises InvalidRequest: an argument cannot be encoded (nothing was sent).
+        :raises BrokerUnavailable: the connection failed (``BrokerProtocolError``:
+            the reply was not this call's answer).
+        :raises DeadlineExceeded: ``deadline`` passed (the connection is closed).
         :raises ClientException: the broker refused the call (its ``code`` says why).
         """
         if method not in BROKER_METHODS:
@@ -186,9 +281,13 @@ class Resource(HqlService.Client):
             hint = f"; did you mean {', '.join(close)}?" if close else " (see protocol.md section 2)"
             raise AttributeError(f"{method!r} is not a ThriftBroker method{hint}")
         fn = getattr(self, method)
-        if namespace is None:
-            return fn(*args)
-        return fn(self.mns[namespace], *args)
+        if deadline is None:
+            return fn(*args) if namespace is None else fn(self.mns[namespace], *args)
+        self._deadline = deadline
+        try:
+            return fn(*args) if namespace is None else fn(self.mns[namespace], *args)
+        finally:
+            self._deadline = None
 
     def __enter__(self) -> "Resource":
         return self.open()
@@ -232,11 +331,15 @@ class ManagedNamespaces:
         self._ids[name] = ns
         return ns
 
+    def remember(self, name: str, ns: int) -> None:
+        """Record ``ns`` as the id of namespace ``name`` on this connection (opened by the caller)."""
+        self._ids[name] = ns
+
     def close_namespace(self, name: str) -> None:
         """Close namespace ``name`` on the broker and forget its id; do nothing if it is not open.
 
         Ignoring a name that is not open matches Flask-Hypertable's ``mns``;
-        ``del r.mns[name]`` is the strict form.
+        ``del r.mns[name]`` does the same.
 
         :param name: the namespace name.
         :raises ClientException: the broker refused (e.g. the id is unknown to it).
@@ -247,12 +350,11 @@ class ManagedNamespaces:
             self._resource.namespace_close(ns)
 
     def __delitem__(self, name: str) -> None:
-        """Close namespace ``name`` and forget its id.
+        """Close namespace ``name`` and forget its id; a name not open is ignored.
 
-        :raises KeyError: ``name`` is not open on this connection.
+        Ignoring it is what Flask-Hypertable's ``mns`` does (``del mns[name]``
+        of a name never opened is a no-op there), so code written for it runs.
         """
-        if name not in self._ids:
-            raise KeyError(f"namespace {name!r} is not open on this connection")
         self.close_namespace(name)
 
     #: Flask-Hypertable's ``ManagedThriftClient.mns`` names.
@@ -289,7 +391,7 @@ class ManagedNamespaces:
 
 
 def scan_cells(resource: Resource, ns: int, table: str, scan_spec: Optional[ScanSpec] = None, *,
-               batch: bool = False) -> Iterator[Union[Cell, list[Cell]]]:
+               batch: bool = False, timeout: Optional[float] = None) -> Iterator[Union[Cell, list[Cell]]]:
     """Scan ``table`` on one connection, yielding cells as the broker sends them batch by batch.
 
     Opens a scanner (``scanner_open``), calls ``scanner_get_cells`` until it
@@ -302,15 +404,24 @@ def scan_cells(resource: Resource, ns: int, table: str, scan_spec: Optional[Scan
     :param table: the table name.
     :param scan_spec: what to read; ``None`` reads everything.
     :param batch: yield each batch as a list instead of the cells one by one.
+    :param timeout: seconds each round trip (opening, each batch) may take;
+        ``None``: the connection's ``timeout``.
     :returns: a generator of :class:`~htcluster.types.Cell` (or of lists of them).
     :raises ClientException: e.g. the table does not exist.
     :raises BrokerUnavailable: the connection failed.
+    :raises DeadlineExceeded: a round trip took longer than ``timeout``.
     """
-    scanner = resource.scanner_open(ns, table, scan_spec if scan_spec is not None else ScanSpec())
+    limit = None if timeout is None else seconds("timeout", timeout)
+
+    def deadline() -> Optional[float]:
+        return None if limit is None else time.monotonic() + limit
+
+    spec = scan_spec if scan_spec is not None else ScanSpec()
+    scanner = resource.call("scanner_open", ns, table, spec, deadline=deadline())
     finished = False
     try:
         while True:
-            cells = resource.scanner_get_cells(scanner)
+            cells = resource.call("scanner_get_cells", scanner, deadline=deadline())
             if not cells:
                 break
             if batch:

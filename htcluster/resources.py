@@ -13,27 +13,28 @@ When every host is dead, the one whose backoff ends first is tried anyway.
 """
 from __future__ import annotations
 
-import concurrent.futures
-import functools
 import inspect
 import logging
 import random
 import threading
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
+import time
+from typing import Any, Container, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 from .errors import BroadcastError, BrokerUnavailable, ConfigError
 from .failover import Failover
 from .hosts import Host, HostLike, parse_hosts
-from .policy import Backoff, Clock, HostHealth, Retry, is_write
+from .broadcast import call_many
+from .policy import ANSWERS, Backoff, Clock, HostHealth, Retry, is_write
 from .pool import Pool
 from .resource import Resource, scan_cells
 from .types import Cell, ScanSpec
+from .units import optional_seconds, seconds
 
 __all__ = ["DEFAULT_MAX_WORKERS", "ERROR_MODES", "Resources", "check_error_mode", "settle"]
 
 log = logging.getLogger(__name__)
 
-#: Threads a broadcast uses at most, shared by all broadcasts of one Resources.
+#: Kept for compatibility: broadcasts no longer use threads (``max_workers`` is accepted and ignored).
 DEFAULT_MAX_WORKERS = 16
 #: What ``broadcast(errors=...)`` accepts.
 ERROR_MODES = ("raise", "return")
@@ -51,7 +52,12 @@ class Resources(dict):
         its base in seconds, a mapping of its fields, or ``None`` = 1 s doubling to 30 s).
     :param clock: callable returning seconds, for the backoff (``time.monotonic``).
     :param rng: ``random.Random`` used for choices and jitter.
-    :param max_workers: threads of the broadcast pool, >= 1.
+    :param max_workers: accepted for compatibility and ignored: a broadcast
+        multiplexes every host in the calling thread (int >= 1).
+    :param call_timeout: default ``timeout=`` of each routed call, in seconds:
+        one budget for the pool wait, every attempt and every failover.
+        ``None`` (the default): no overall bound; each attempt is bounded by
+        the pool's ``timeout`` (waiting) and ``socket_timeout`` (the exchange).
     :param pool_options: passed to every :class:`~htcluster.pool.Pool` (``size``,
         ``timeout``, ``socket_timeout``, ``connect_timeout``, ...; seconds).
     :raises ConfigError: no hosts, a malformed host or option.
@@ -66,24 +72,25 @@ class Resources(dict):
     def __init__(self, hosts: Union[str, Iterable[HostLike]], *, retry: Union[Retry, int, bool, None] = None,
                  backoff: Union[Backoff, float, Mapping[str, float], None] = None, clock: Optional[Clock] = None,
                  rng: Optional[random.Random] = None, max_workers: int = DEFAULT_MAX_WORKERS,
-                 **pool_options: Any) -> None:
+                 call_timeout: Optional[float] = None, **pool_options: Any) -> None:
+        self.call_timeout = optional_seconds("call_timeout", call_timeout)
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
             raise ConfigError(f"max_workers must be an int >= 1, got {max_workers!r}")
         unknown = set(pool_options) - POOL_OPTIONS
         if unknown:
             raise ConfigError(f"unknown option(s) {sorted(unknown)}; Resources takes retry, backoff, clock, rng, "
-                              f"max_workers and the Pool options {sorted(POOL_OPTIONS)}")
+                              f"max_workers, call_timeout and the Pool options {sorted(POOL_OPTIONS)}")
         parsed = parse_hosts(hosts)
         super().__init__()
         self.retry = Retry.from_int(retry)
         self.rng = rng or random.Random()
         self.health = HostHealth([str(h) for h in parsed], backoff, clock, self.rng)
         self.max_workers = max_workers
-        self._executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
         self._lock = threading.Lock()
         self._failovers = 0
         for host in parsed:  # a Pool opens nothing until its first checkout
             self[str(host)] = Pool(host, **pool_options)
+        self._hosts = list(self)
 
     # ------------------------------------------------------------ choosing
 
@@ -105,7 +112,7 @@ class Resources(dict):
 
     def priority(self, host: str) -> Optional[int]:
         """Return the number of idle connections of ``host``'s pool, or ``None`` while it is dead."""
-        return self[host].idle if self.health.usable(host) else None
+        return self[host]._idle if self.health.usable(host) else None
 
     def choice(self, hosts: Iterable[str]) -> Optional[str]:
         """Return one of ``hosts``: at random among those of highest priority.
@@ -124,12 +131,24 @@ class Resources(dict):
         top = max((p for p, _ in ranked), default=None)
         return [h for p, h in ranked if p == top]
 
-    def _acquire(self, hosts: Sequence[str], tried: Iterable[str], ordered: bool) -> Optional[str]:
+    def claim(self, hosts: Sequence[str], tried: Container[str], ordered: bool) -> Optional[str]:
         """Claim a host not yet ``tried`` for one call: the first usable one if ``ordered``,
         else by :meth:`choice`; when none is usable, the dead one that comes back soonest.
 
+        The caller reports how the call ended to :attr:`health` (``succeeded``,
+        ``failed`` or ``release``).  This and :meth:`failed_over` are what a
+        :class:`~htcluster.failover.Failover` needs of its router.
+
+        :param hosts: candidate ``'host:port'`` keys.
+        :param tried: hosts this call already tried.
+        :param ordered: take the first usable host in ``hosts`` order.
         :returns: the claimed host, or ``None`` when every host was tried.
         """
+        if len(hosts) == 1 and not tried:  # one candidate: nothing to rank
+            host = hosts[0]
+            if self.health.claim(host):
+                return host
+            return host if self.health.claim(host, force=True) else None
         pending = [h for h in hosts if h not in tried]
         while pending:
             if ordered:
@@ -161,7 +180,7 @@ class Resources(dict):
         """
         return self._failovers
 
-    def _failed_over(self, what: str, host: str, exc: BaseException) -> None:
+    def failed_over(self, what: str, host: str, exc: BaseException) -> None:
         """Count and log one failover of ``what`` away from ``host``."""
         with self._lock:
             self._failovers += 1
@@ -169,8 +188,22 @@ class Resources(dict):
 
     # ------------------------------------------------------------ calling
 
+    def deadline(self, timeout: Optional[float]) -> Optional[float]:
+        """Return the ``time.monotonic()`` deadline of a call given ``timeout=`` (or :attr:`call_timeout`).
+
+        :param timeout: seconds for the whole call, or ``None`` for the default.
+        :returns: the deadline, or ``None`` when neither bounds the call.
+        :raises ConfigError: ``timeout`` is not a finite positive number of seconds.
+        """
+        if timeout is None:
+            timeout = self.call_timeout
+            if timeout is None:
+                return None
+            return time.monotonic() + timeout
+        return time.monotonic() + seconds("timeout", timeout)
+
     def unicast(self, method: str, *args: Any, namespace: Optional[str] = None, hosts: Iterable[HostLike] = (),
-                idempotent: Optional[bool] = None) -> Any:
+                idempotent: Optional[bool] = None, timeout: Optional[float] = None) -> Any:
         """Call ``method`` on one host, failing over to another when the connection fails.
 
         :param method: a broker method (protocol.md section 2).
@@ -179,29 +212,31 @@ class Resources(dict):
         :param idempotent: whether the call may be repeated on another host after
             it was sent; default: true for reads (:func:`htcluster.policy.is_write`).
             A call that was never sent is always retried.
+        :param timeout: seconds for the whole call: pool waits, every attempt
+            and failover (default :attr:`call_timeout`; ``None`` there: each
+            attempt is bounded by the pool's ``timeout`` and ``socket_timeout``).
         :returns: the broker's answer.
         :raises NoHostAvailable: no host could be reached (each host's cause inside).
-        :raises BrokerUnavailable: a non-idempotent call failed after being sent.
+        :raises DeadlineExceeded: ``timeout`` ran out (the attempts made inside).
+        :raises WriteOutcomeUnknown: a non-idempotent call failed after being sent.
+        :raises InvalidRequest: an argument cannot be encoded (no host is blamed).
         :raises ClientException: the broker refused the call.
         """
         if idempotent is None:
             idempotent = not is_write(method, args)
-        return Failover(self, method, self._keys(hosts)).run(
-            lambda host: self[host].call(method, *args, namespace=namespace), idempotent=idempotent)
-
-    def _executor_for(self) -> concurrent.futures.ThreadPoolExecutor:
-        with self._lock:
-            if self._executor is None:
-                self._executor = concurrent.futures.ThreadPoolExecutor(
-                    self.max_workers, thread_name_prefix="htcluster-broadcast")
-            return self._executor
+        deadline = self.deadline(timeout)
+        return Failover(self, method, self._keys(hosts) if hosts else self._hosts, deadline=deadline).run(
+            lambda host: self[host].call(method, *args, namespace=namespace, deadline=deadline),
+            idempotent=idempotent)
 
     def broadcast(self, method: str, *args: Any, namespace: Optional[str] = None, hosts: Iterable[HostLike] = (),
-                  errors: str = "raise") -> Any:
-        """Call ``method`` on every host in parallel (at most ``max_workers`` at once).
+                  errors: str = "raise", timeout: Optional[float] = None) -> Any:
+        """Call ``method`` on every host at once: every request is sent, then the replies are read as they come.
 
-        A host in its backoff is not called: its error is the reason it is down.
-        When every host is down, every one is tried anyway.
+        One thread does it all (``selectors``), so a broadcast costs about one
+        round trip however many hosts there are.  A host in its backoff is not
+        called: its error is the reason it is down.  When every host is down,
+        every one is tried anyway.
 
         :param method: a broker method (protocol.md section 2).
         :param namespace: a namespace name whose per-connection id is put before ``args``.
@@ -210,18 +245,21 @@ class Resources(dict):
             :class:`~htcluster.errors.BroadcastError` (with ``.results`` and
             ``.errors``) if any host failed.  ``'return'``: return the pair
             ``({host: result}, {host: exception})``; both dicts follow host order.
+        :param timeout: seconds for the whole broadcast (default :attr:`call_timeout`);
+            a host that has not answered by then fails with ``DeadlineExceeded``.
         :returns: ``{host: result}``, or the pair with ``errors='return'``.
         :raises ConfigError: ``errors`` is not one of :data:`ERROR_MODES`.
         :raises BroadcastError: some host failed and ``errors='raise'``.
         """
         check_error_mode(errors)
         targets = self._keys(hosts)
-        results, failures = self._broadcast(method, args, namespace, targets)
+        results, failures = self._broadcast(method, args, namespace, targets, deadline=self.deadline(timeout))
         return settle(results, failures, errors, f"{method} failed on {len(failures)} of {len(targets)} host(s)")
 
     def _broadcast(self, method: str, args: Sequence[Any], namespace: Optional[str], targets: Sequence[str],
-                   force: bool = False) -> tuple[dict[str, Any], dict[str, BaseException]]:
-        """Call ``method`` on ``targets`` in parallel; return ``({host: result}, {host: exception})`` in host order.
+                   force: bool = False,
+                   deadline: Optional[float] = None) -> tuple[dict[str, Any], dict[str, BaseException]]:
+        """Call ``method`` on ``targets`` at once; return ``({host: result}, {host: exception})`` in host order.
 
         :param force: call the hosts in their backoff too (they were chosen
             because nothing else serves what they serve).
@@ -231,22 +269,22 @@ class Resources(dict):
             claimed = [h for h in targets if self.health.claim(h, force=True)]
         failures: dict[str, BaseException] = {
             h: BrokerUnavailable(self.health.describe(h), host=h, sent=False) for h in targets if h not in claimed}
-
-        def run(host: str) -> Any:
-            with self.health.watch(host):
-                return self[host].call(method, *args, namespace=namespace)
-
-        if len(claimed) > 1:
-            executor = self._executor_for()
-            calls = {h: executor.submit(run, h).result for h in claimed}
-        else:  # one host: no thread hop
-            calls = {h: functools.partial(run, h) for h in claimed}
-        outcomes: dict[str, Any] = {}
-        for host, call in calls.items():
-            try:
-                outcomes[host] = call()
-            except Exception as exc:
-                failures[host] = exc
+        try:
+            outcomes, failed = call_many(self, claimed, method, args, namespace, deadline)
+        except BaseException:
+            for host in claimed:
+                self.health.release(host)
+            raise
+        for host in claimed:
+            exc = failed.get(host)
+            if exc is None or isinstance(exc, ANSWERS):
+                self.health.succeeded(host)
+            elif isinstance(exc, BrokerUnavailable):
+                delay = self.health.failed(host, exc)
+                log.warning("%s marked down for %.2f s: %s", host, delay, exc)
+            else:
+                self.health.release(host)
+        failures.update(failed)
         return ({h: outcomes[h] for h in targets if h in outcomes},
                 {h: failures[h] for h in targets if h in failures})
 
@@ -267,25 +305,23 @@ class Resources(dict):
         return _Connection(self, candidates, ordered)
 
     def scan(self, table: str, scan_spec: Optional[ScanSpec] = None, *, namespace: str,
-             host: Optional[HostLike] = None) -> Iterator[Cell]:
+             host: Optional[HostLike] = None, timeout: Optional[float] = None) -> Iterator[Cell]:
         """Yield the cells of ``table`` from one host (scanner opened and always closed).
 
         :param table: the table name.
         :param scan_spec: what to read (``None``: everything).
         :param namespace: the namespace name.
         :param host: the host to read from (default: chosen by priority).
+        :param timeout: seconds each round trip (opening, each batch) may take.
         :returns: a generator of :class:`~htcluster.types.Cell`.
         :raises NoHostAvailable: no host could be connected to.
+        :raises DeadlineExceeded: a round trip took longer than ``timeout``.
         """
         with self.connection(host) as resource:
-            yield from scan_cells(resource, resource.mns[namespace], table, scan_spec)
+            yield from scan_cells(resource, resource.mns[namespace], table, scan_spec, timeout=timeout)
 
     def close(self) -> None:
-        """Close every pool and stop the broadcast threads; idempotent."""
-        with self._lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+        """Close every pool's idle connections; idempotent (the pools stay usable)."""
         for pool in self.values():
             pool.close()
 

@@ -94,7 +94,7 @@ class Shards(dict):
             raise KeyError(f"unknown shard key {key!r}; the keys are {sorted(map(str, self))}") from None
 
     def unicast(self, key: Hashable, method: str, *args: Any, namespace: Optional[str] = None,
-                idempotent: Optional[bool] = None) -> Any:
+                idempotent: Optional[bool] = None, timeout: Optional[float] = None) -> Any:
         """Call ``method`` on one host serving ``key`` (see :meth:`Resources.unicast`).
 
         :param key: a shard key.
@@ -102,28 +102,32 @@ class Shards(dict):
         :param namespace: a namespace name whose per-connection id is put before ``args``.
         :param idempotent: may the call be repeated on another host after it
             was sent; default: true for reads.
+        :param timeout: seconds for the whole call, failovers included (see :meth:`Resources.unicast`).
         :returns: the broker's answer.
         :raises KeyError: unknown key.
         :raises NoHostAvailable: no host of the key could be reached.
+        :raises DeadlineExceeded: ``timeout`` ran out.
         """
         return self.resources.unicast(method, *args, namespace=namespace, hosts=self.hosts(key),
-                                      idempotent=idempotent)
+                                      idempotent=idempotent, timeout=timeout)
 
     def broadcast(self, key: Hashable, method: str, *args: Any, namespace: Optional[str] = None,
-                  errors: str = "raise") -> Any:
+                  errors: str = "raise", timeout: Optional[float] = None) -> Any:
         """Call ``method`` on every host serving ``key``, in parallel (see :meth:`Resources.broadcast`).
 
         :param key: a shard key.
         :param method: a broker method (protocol.md section 2).
         :param namespace: a namespace name whose per-connection id is put before ``args``.
         :param errors: ``'raise'`` or ``'return'``.
+        :param timeout: seconds for the whole broadcast.
         :returns: ``{host: result}`` (or ``(results, errors)`` with ``errors='return'``).
         :raises BroadcastError: some host failed and ``errors='raise'``.
         """
-        return self.resources.broadcast(method, *args, namespace=namespace, hosts=self.hosts(key), errors=errors)
+        return self.resources.broadcast(method, *args, namespace=namespace, hosts=self.hosts(key), errors=errors,
+                                        timeout=timeout)
 
     def multicast(self, keys: Iterable[Hashable], method: str, *args: Any, namespace: Optional[str] = None,
-                  errors: str = "raise", idempotent: Optional[bool] = None) -> Any:
+                  errors: str = "raise", idempotent: Optional[bool] = None, timeout: Optional[float] = None) -> Any:
         """Call ``method`` on a smallest set of hosts that together serve all ``keys``, in parallel.
 
         A host serving several keys answers once for all of them, so answers may
@@ -140,6 +144,7 @@ class Shards(dict):
             the errors are those of the hosts whose keys stayed unserved.
         :param idempotent: may a call that was sent be repeated on another host;
             default: true for reads (:func:`htcluster.policy.is_write`).
+        :param timeout: seconds for the whole multicast, re-covering rounds included.
         :returns: ``{host: result}`` of the hosts that answered (or
             ``(results, errors)`` with ``errors='return'``).
         :raises KeyError: an unknown key.
@@ -153,9 +158,10 @@ class Shards(dict):
         failures: dict[str, BaseException] = {}
         lost: list[Hashable] = []
         retry = self.resources.retry
+        deadline = self.resources.deadline(timeout)
         while pending:
             chosen = self._cover(pending, exclude=failures)
-            got, failed = self.resources._broadcast(method, args, namespace, chosen, force=True)
+            got, failed = self.resources._broadcast(method, args, namespace, chosen, force=True, deadline=deadline)
             results.update(got)
             failures.update(failed)
             final = {h for h, exc in failed.items()
@@ -176,7 +182,7 @@ class Shards(dict):
                     lost += unserved
                     unserved = []
                     break
-                self.resources._failed_over(f"multicast {method}", host, failures[host])
+                self.resources.failed_over(f"multicast {method}", host, failures[host])
             pending = unserved
         blamed = {h: exc for h, exc in failures.items() if any(h in self[key] for key in lost)}
         return settle(results, blamed, errors, f"{method} reached no host for key(s) {', '.join(map(str, lost))}")
@@ -238,20 +244,21 @@ class Shards(dict):
         return self.resources.connection(hosts=self.hosts(key))
 
     def scan(self, key: Hashable, table: str, scan_spec: Optional[ScanSpec] = None, *,
-             namespace: str) -> Iterator[Cell]:
+             namespace: str, timeout: Optional[float] = None) -> Iterator[Cell]:
         """Yield the cells of ``table`` from one host serving ``key`` (scanner opened and always closed).
 
         :param key: a shard key.
         :param table: the table name.
         :param scan_spec: what to read (``None``: everything).
         :param namespace: the namespace name.
+        :param timeout: seconds each round trip (opening, each batch) may take.
         :returns: a generator of :class:`~htcluster.types.Cell`.
         :raises KeyError: unknown key.
         :raises NoHostAvailable: no host of the key could be connected to.
         :raises ClientException: e.g. the table does not exist.
         """
         with self.connection(key) as r:
-            yield from scan_cells(r, r.mns[namespace], table, scan_spec)
+            yield from scan_cells(r, r.mns[namespace], table, scan_spec, timeout=timeout)
 
     def close(self) -> None:
         """Close the shared :class:`Resources`."""

@@ -1,6 +1,8 @@
 """Helpers shared by ``test_resource`` and ``test_pool``: which socket a connection uses, and a forked child."""
 from __future__ import annotations
 
+import contextlib
+
 import json
 import os
 from typing import Any, Callable
@@ -10,7 +12,7 @@ from htcluster.resource import Resource
 
 def local_port(r: Resource) -> int:
     """Return the client-side port of ``r``'s socket: tells connections apart."""
-    return r._transport.socket.handle.getsockname()[1]
+    return r._conn.sock.getsockname()[1]
 
 
 def run_in_child(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -34,3 +36,30 @@ def run_in_child(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     os.waitpid(pid, 0)
     assert "crash" not in result, result
     return result
+
+
+class _BrokenSocket:
+    """A stand-in for a connection's socket whose send or receive calls fail; all else is the real socket's."""
+
+    def __init__(self, real, when: str, error: BaseException) -> None:
+        self._real, self._when, self._error = real, when, error
+
+    def __getattr__(self, name: str):
+        if (self._when == "write" and name == "send") or (self._when == "read" and name in ("recv", "recv_into")):
+            def fail(*args, **kwargs):
+                raise self._error
+            return fail
+        return getattr(self._real, name)
+
+
+@contextlib.contextmanager
+def break_socket(r: Resource, when: str = "write", error: BaseException | None = None):
+    """Make ``r``'s sends (``'write'``) or receives (``'read'``) fail, by default like a reset socket."""
+    conn = r._conn
+    real = conn.sock
+    conn.sock = _BrokenSocket(real, when, error or ConnectionResetError(104, "reset"))
+    try:
+        yield
+    finally:
+        if conn.sock is not None:
+            conn.sock = real

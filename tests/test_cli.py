@@ -241,7 +241,7 @@ def test_load_errors_name_what_to_do(broker_address, tmp_path):
     run("hql", "--hosts", broker_address, "--namespace", "cli_other", "CREATE TABLE LogDb (a)")
     other = run("load", "--hosts", broker_address, "--namespace", "cli_other", "--lines", "5")
     assert other.exit_code == 1 and "exists without the LogDb column families" in other.output
-    two = run("load", "--hosts", f"{broker_address},{dead_address()}", "--lines", "5")
+    two = run("load", "--hosts", f"{broker_address},{dead_address()}", "--strategy", "pool", "--lines", "5")
     assert two.exit_code == 2 and "use --strategy replicas or shards" in two.output
 
 

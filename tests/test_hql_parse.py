@@ -82,8 +82,7 @@ def test_if_not_exists_goes_after_the_name():
 
 
 @pytest.mark.parametrize("command, statement", [
-    ("ALTER TABLE t ADD (c MAX_VERSIONS 2) DROP (b)", "ALTER TABLE"),
-    ("alter table t rename column family (a, b)", "ALTER TABLE"),
+    ("ALTER TABLE t WITH 'schema.xml'", "ALTER TABLE ... WITH (schema file)"),
     ("LOAD DATA INFILE ROW_KEY_COLUMN=a+b '/tmp/x.tsv' INTO TABLE t", "LOAD DATA INFILE"),
     ("DUMP TABLE t WHERE ROW = 'x' INTO FILE 'out'", "DUMP TABLE"),
     ("SELECT * FROM t INTO FILE '/tmp/out.tsv'", "SELECT ... INTO FILE"),

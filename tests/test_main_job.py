@@ -15,11 +15,14 @@ from click.testing import CliRunner
 
 from htcluster.cli import main
 from htcluster.testing import free_port, wait_for_port
+from htcluster.types import ScanSpec
 
 from conftest import open_raw_client
 
 LINES = 3282
 NAMESPACE = "logs"
+#: Data rows of ../shared/data/aircraft_model.tsv.gz (its header line not counted).
+TSV_ROWS = 3684
 #: The console script that ``pip install`` puts beside the interpreter (setup.cfg entry point).
 HTCLUSTER = Path(sys.executable).with_name("htcluster")
 
@@ -83,6 +86,48 @@ def test_hql_command_shows_the_response_codes(loaded, broker_address, shared_dat
     shown = collections.Counter(line.split()[-1] for line in lines[2:-1])
     assert all(" ResponseCode " in line for line in lines[2:-1])
     assert shown == direct_counts(shared_data / "access.log.gz")
+
+
+def direct_tsv(path) -> dict[str, tuple[str, int]]:
+    """``{id: (name, non-empty property fields)}`` of the TSV by plain splitting, independent of htcluster."""
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        header = f.readline().rstrip("\n").split("\t")
+        rows = {}
+        for line in f:
+            values = line.rstrip("\n").split("\t")[:len(header)]
+            rows[values[1]] = (values[0], sum(1 for v in values[2:] if v))
+    return rows
+
+
+def scan_all(address: str, namespace: str, table: str) -> list:
+    client = open_raw_client(address)
+    try:
+        scanner = client.scanner_open(client.namespace_open(namespace), table, ScanSpec())
+        cells = []
+        while batch := client.scanner_get_cells(scanner):
+            cells.extend(batch)
+        client.scanner_close(scanner)
+        return cells
+    finally:
+        client._iprot.trans.close()
+
+
+def test_the_freebase_tsv_loads_every_row(broker_address, shared_data):
+    """``htcluster load`` tells the TSV by its header line and writes ``freebase`` as upstream's loader did."""
+    path = shared_data / "aircraft_model.tsv.gz"
+    result = CliRunner().invoke(main, ["load", "--hosts", broker_address, "--namespace", "freebase",
+                                       "--input", str(path)])
+    assert result.exit_code == 0, result.output
+    assert re.search(rf"rows written\s+{TSV_ROWS:,}\n", result.output)
+    cells = scan_all(broker_address, "freebase", "freebase")
+    expected = direct_tsv(path)
+    assert len(expected) == TSV_ROWS
+    assert len({c.key.row for c in cells}) == TSV_ROWS  # distinct rows, by scanning
+    names = {c.key.row: c.value.decode() for c in cells if c.key.column_family == "name"}
+    properties = collections.Counter(c.key.row for c in cells if c.key.column_family == "property")
+    assert {c.value for c in cells if c.key.column_family == "category"} == {b"aircraft_model"}
+    assert names == {row: name for row, (name, _) in expected.items() if name}
+    assert properties == collections.Counter({row: n for row, (_, n) in expected.items() if n})
 
 
 def test_demo_on_the_real_log_finds_every_acknowledged_cell(shared_data):

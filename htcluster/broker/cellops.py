@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Callable, Iterable, Optional
 from thrift.Thrift import TApplicationException
 
 from .. import codes
-from .._thrift.ttypes import Cell, CellInterval, MutateSpec, RowInterval, ScanSpec
+from .._thrift.ttypes import Cell, CellInterval, KeyFlag, MutateSpec, RowInterval, ScanSpec
 from . import serialized
 from ._errors import client_error
 from .cells import array_to_write, cell_as_array, cell_to_write, to_write
 from .objects import Mutator, Scanner
 from .scan import scan
-from .schema import TableSchema
+from .schema import TableSchema, parse_counter
 from .store import WriteCell
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -81,7 +81,7 @@ class CellOperations:
     def set_cells(self: "Handler", ns: int, table_name: str, cells: list[Cell]) -> None:
         """Write ``cells`` and flush before returning (all or nothing)."""
         table, schema = self._table(ns, table_name)
-        self.store.write(table.id, [cell_to_write(c, schema) for c in cells or ()])
+        self.store.write(table.id, _counted([cell_to_write(c, schema) for c in cells or ()], schema))
 
     def set_cell(self: "Handler", ns: int, table_name: str, cell: Cell) -> None:
         """Write one cell and flush."""
@@ -90,7 +90,7 @@ class CellOperations:
     def set_cells_as_arrays(self: "Handler", ns: int, table_name: str, cells: list[CellAsArray]) -> None:
         """Write ``[row, cf, cq, value, ts, rev, flag]`` arrays (1-7 items each) and flush."""
         table, schema = self._table(ns, table_name)
-        self.store.write(table.id, [array_to_write(c, schema) for c in cells or ()])
+        self.store.write(table.id, _counted([array_to_write(c, schema) for c in cells or ()], schema))
 
     def set_cell_as_array(self: "Handler", ns: int, table_name: str, cell: CellAsArray) -> None:
         """Write one array cell and flush."""
@@ -99,7 +99,7 @@ class CellOperations:
     def set_cells_serialized(self: "Handler", ns: int, table_name: str, cells: bytes) -> None:
         """Write a serialized-cells buffer and flush (protocol.md appendix A)."""
         table, schema = self._table(ns, table_name)
-        self.store.write(table.id, [_from_parsed(c, schema) for c in serialized.decode(cells)[0]])
+        self.store.write(table.id, _counted([_from_parsed(c, schema) for c in serialized.decode(cells)[0]], schema))
 
     # ---------------------------------------------------------- scanners
 
@@ -171,7 +171,7 @@ class CellOperations:
 
     def _buffer(self: "Handler", mutator: Mutator, cells: Iterable, convert: Callable[..., WriteCell]) -> None:
         _, schema = self._table_by_id(mutator.table_id)
-        mutator.add([convert(c, schema) for c in cells or ()])
+        mutator.add(_counted([convert(c, schema) for c in cells or ()], schema))
 
     def mutator_set_cells(self: "Handler", mutator: int, cells: list[Cell]) -> None:
         """Buffer cells; they become visible when the mutator is flushed."""
@@ -213,7 +213,7 @@ class CellOperations:
     def _offer(self: "Handler", ns: int, table_name: str, spec: Optional[MutateSpec], cells: Iterable,
                convert: Callable[..., WriteCell]) -> None:
         table, schema = self._table(ns, table_name)
-        rows = [convert(c, schema) for c in cells or ()]
+        rows = _counted([convert(c, schema) for c in cells or ()], schema)
         key, interval = _shared_key(table.id, spec)
         mutator = self.context.shared.get(key, lambda: Mutator(self.store, table.id, interval))
         mutator.add(rows)
@@ -244,6 +244,24 @@ class CellOperations:
         """Flush and forget the shared mutator of this spec; the next write starts a new one."""
         table, _ = self._table(ns, table_name)
         self.context.shared.refresh(_shared_key(table.id, mutate_spec)[0])
+
+
+def _counted(cells: list[WriteCell], schema: TableSchema) -> list[WriteCell]:
+    """Return ``cells`` once every insert into a COUNTER family holds a counter write.
+
+    :raises ClientException: INVALID_ARGUMENT naming the row, family and value
+        (protocol.md names no code for it; the stand-in's choice), before
+        anything is written or buffered.
+    """
+    if schema.counter_ids:
+        for c in cells:
+            if c.flag == KeyFlag.INSERT and c.family in schema.counter_ids and parse_counter(c.value) is None:
+                shown = c.value[:40].decode("utf-8", "replace")
+                raise client_error(codes.INVALID_ARGUMENT,
+                                   f"row {c.row!r}: column family '{schema.by_id[c.family].name}' is a "
+                                   f"COUNTER; its value must be a signed 64-bit integer to add ('5', "
+                                   f"'-2') or '=N' to reset, not '{shown}'")
+    return cells
 
 
 def _from_parsed(cell: serialized.Parsed, schema: TableSchema) -> WriteCell:

@@ -11,9 +11,10 @@ from typing import Any, Callable
 
 from .. import codes
 from .._thrift.ttypes import ClientException, HqlResult
-from . import hql_ast as ast
+from ..hql import statements as ast
+from ..hql.alter import apply_alter
+from ..hql.schema import render_create_table
 from ._errors import client_error
-from .hql_schema import render_create_table
 from .store import join_path
 
 __all__ = ["HELP_LINES", "resolve_namespace", "run"]
@@ -23,6 +24,8 @@ HELP_LINES = [
     "CREATE NAMESPACE name [IF NOT EXISTS]    DROP NAMESPACE [IF EXISTS] name",
     "CREATE TABLE name (family [options], ..., ACCESS GROUP g (family, ...) [options]) [options]",
     "CREATE TABLE name LIKE other    DROP TABLE [IF EXISTS] name    RENAME TABLE a TO b",
+    "ALTER TABLE name {ADD (definition, ...) | MODIFY (definition, ...) | DROP (family, ...)"
+    " | RENAME COLUMN FAMILY (old, new)} ...",
     "SHOW TABLES    GET LISTING    DESCRIBE TABLE [WITH IDS] name    SHOW CREATE TABLE name",
     "EXISTS TABLE name",
     "INSERT INTO t VALUES ([timestamp,] row, 'family[:qualifier]', value), ...",
@@ -74,6 +77,13 @@ def _create_table(handler: Any, ns: int, st: ast.CreateTable, **_: bool) -> HqlR
 
 def _drop_table(handler: Any, ns: int, st: ast.DropTable, **_: bool) -> HqlResult:
     handler.table_drop(ns, st.name, st.if_exists)
+    return HqlResult()
+
+
+def _alter_table(handler: Any, ns: int, st: ast.AlterTable, **_: bool) -> HqlResult:
+    """Read the schema, apply the actions (:func:`htcluster.hql.alter.apply_alter`), ``table_alter`` it."""
+    schema = handler.table_get_schema(ns, st.name)
+    handler.table_alter(ns, st.name, apply_alter(schema, st.name, st.actions))
     return HqlResult()
 
 
@@ -138,7 +148,8 @@ def _not_implemented(handler: Any, ns: int, st: ast.NotImplementedStatement, **_
 _RUNNERS: dict[type, Callable[..., HqlResult]] = {
     ast.CreateNamespace: _create_namespace, ast.DropNamespace: _drop_namespace,
     ast.UseNamespace: _use_namespace, ast.CreateTable: _create_table, ast.DropTable: _drop_table,
-    ast.RenameTable: _rename_table, ast.ShowTables: _show_tables, ast.GetListing: _get_listing,
+    ast.RenameTable: _rename_table, ast.AlterTable: _alter_table, ast.ShowTables: _show_tables,
+    ast.GetListing: _get_listing,
     ast.DescribeTable: _describe_table, ast.ShowCreateTable: _show_create_table,
     ast.ExistsTable: _exists_table, ast.Insert: _write, ast.Delete: _write, ast.Select: _select,
     ast.Help: _help, ast.NotImplementedStatement: _not_implemented,

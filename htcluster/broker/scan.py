@@ -8,6 +8,8 @@ interval bounds, versions (min of ``ScanSpec.versions`` and the family's
 MAX_VERSIONS, counted after deletes and time filtering, newest first, oldest
 first for TIME_ORDER DESC families), value regexp, column predicates and
 ``cell_limit_per_family``; then, per interval, row/cell offsets and limits.
+A COUNTER family's writes to one cell are first collapsed into one cell
+holding their sum (:func:`_count`).
 
 Column predicates: a cell of a family that has predicates is returned only if
 it matches one of them; a row is returned only if some predicate matched in
@@ -39,7 +41,7 @@ from typing import Iterator, Optional
 from .._thrift.ttypes import Cell, KeyFlag, ScanSpec
 from .cells import make_cell
 from .scan_plan import Interval, Plan, check, compile_spec, in_bounds
-from .schema import TableSchema
+from .schema import COUNTER_MIN, TableSchema, parse_counter
 from .store import RawCell, Store
 
 __all__ = ["scan"]
@@ -148,6 +150,8 @@ def _filter_row(plan: Plan, iv: Interval, row_cells: list[RawCell]) -> list[Entr
         if fam.qualifiers is not None and not any(test(qualifier) for test in fam.qualifiers):
             continue
         hidden = max(row_deleted, family_deleted, cell_deleted)
+        if fam.counter:
+            inserts = _count(plan, inserts, hidden, version_deleted, cutoff)
         if fam.time_order_desc:
             inserts.reverse()
         versions = 0
@@ -174,6 +178,37 @@ def _filter_row(plan: Plan, iv: Interval, row_cells: list[RawCell]) -> list[Entr
     if plan.predicate_count and len(hits) < (plan.predicate_count if plan.and_predicates else 1):
         return []
     return out
+
+
+def _count(plan: Plan, inserts: list[RawCell], hidden: int, version_deleted: set,
+           cutoff: Optional[int]) -> list[RawCell]:
+    """Collapse the writes of one COUNTER cell into its value: at most one cell, the sum as text.
+
+    The visible writes (deletes, TTL and the time window applied) are read
+    newest first: deltas add up until a reset (``=N``), which is the base;
+    the sum wraps as a signed 64-bit integer.  The cell keeps the timestamp
+    and revision of the newest write.  A value that is not a counter write
+    (stored before the family became a COUNTER) counts as 0.
+    """
+    total, newest = 0, None
+    for c in inserts:
+        ts = c.ts
+        if ts <= hidden or ts in version_deleted or (cutoff is not None and ts < cutoff):
+            continue
+        if not plan.start_time <= ts < plan.end_time:
+            continue
+        newest = newest or c
+        parsed = parse_counter(c.value)
+        if parsed is None:
+            continue
+        reset, amount = parsed
+        total += amount
+        if reset:
+            break
+    if newest is None:
+        return []
+    total = (total - COUNTER_MIN) % 2**64 + COUNTER_MIN
+    return [newest._replace(value=str(total).encode("ascii"))]
 
 
 def _marker(c: RawCell, family: str) -> Entry:

@@ -8,14 +8,21 @@ the intervals in the order given; per selected family a :class:`FamilyPlan`
 (qualifier tests, versions as the min of ``ScanSpec.versions`` and
 MAX_VERSIONS with 0 meaning unlimited, the TTL cutoff, column predicates);
 the time window ``[start_time, end_time)``, compiled regexps, limits and
-offsets.  Every regexp is compiled here, once per scan.
+offsets.  Every regexp is compiled here, once per scan, with RE2.
+
+One engine, RE2, for every regexp (row, value, qualifier in ``columns``,
+column predicates), as Hypertable itself evaluates them with RE2: matching
+is linear in the subject, so no pattern can stall the broker, and RE2's
+syntax is the syntax accepted (no backreferences, no lookaround).  A match
+is a search anywhere in the subject (upstream's ``RE2::PartialMatch``).
 """
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
-from typing import AnyStr, Callable, Optional, Pattern
+from typing import Any, AnyStr, Callable, Optional
+
+import re2
 
 from .. import codes
 from .._thrift.ttypes import ColumnPredicateOperation as Op, ScanSpec
@@ -47,27 +54,44 @@ class Interval:
 Test = Callable[[AnyStr], bool]
 
 
-def _compile(pattern: AnyStr) -> "Pattern[AnyStr]":
-    """Compile a regexp of the spec.
+#: RE2 options of every scan regexp: UTF-8 (upstream's default), errors raised rather than logged.
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False
 
-    :raises ClientException: BAD_SCAN_SPEC when it does not compile.
+#: A compiled RE2 pattern (``re2._Regexp``); ``.search(subject)`` is a match or ``None``.
+Pattern = Any
+
+
+def _compile(pattern: AnyStr, what: str = "regular expression") -> Pattern:
+    """Compile a regexp of the spec with RE2.
+
+    :param pattern: ``str`` for rows and qualifiers, ``bytes`` (UTF-8) for values.
+    :param what: which field of the spec it is, for the message.
+    :raises ClientException: BAD_SCAN_SPEC naming the pattern when RE2 refuses it
+        (bad syntax, a backreference, lookaround) or it is not valid text.
     """
     try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise client_error(codes.BAD_SCAN_SPEC, f"bad regular expression {pattern!r}: {exc}") from None
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        why = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+    except (UnicodeError, TypeError, ValueError) as exc:
+        why = str(exc)
+    shown = pattern.decode("utf-8", "replace") if isinstance(pattern, bytes) else pattern
+    raise client_error(codes.BAD_SCAN_SPEC, f"bad {what} '{shown}': RE2 does not accept it ({why}); "
+                       "regexps use RE2 syntax, as in Hypertable: no backreferences or lookaround")
 
 
-def _test(kind: str, text: AnyStr) -> Test:
+def _test(kind: str, text: AnyStr, what: str = "regular expression") -> Test:
     """Return the test of ``kind`` (``"exact"``, ``"prefix"`` or ``"regex"``) against ``text``.
 
-    :raises ClientException: BAD_SCAN_SPEC for a regexp that does not compile.
+    :param what: which regexp of the spec it is, for the message.
+    :raises ClientException: BAD_SCAN_SPEC for a regexp that RE2 refuses.
     """
     if kind == "exact":
         return lambda subject: subject == text
     if kind == "prefix":
         return lambda subject: subject.startswith(text)
-    search = _compile(text).search
+    search = _compile(text, what).search
     return lambda subject: search(subject) is not None
 
 
@@ -95,6 +119,7 @@ class FamilyPlan:
     cutoff: Optional[int] = None  # oldest visible timestamp (TTL), ns; None: no TTL
     time_order_desc: bool = False
     predicates: list[Predicate] = field(default_factory=list)
+    counter: bool = False  # COUNTER: the writes of a cell are summed
 
 
 @dataclass
@@ -160,9 +185,9 @@ def compile_spec(spec: ScanSpec, schema: TableSchema, now: int) -> Plan:
     if spec.end_time is not None:
         plan.end_time = spec.end_time
     if spec.row_regexp:
-        plan.row_regexp = _compile(spec.row_regexp)
+        plan.row_regexp = _compile(spec.row_regexp, "row regexp")
     if spec.value_regexp:
-        plan.value_regexp = _compile(spec.value_regexp.encode("utf-8"))
+        plan.value_regexp = _compile(_utf8(spec.value_regexp), "value regexp")
     for cp in spec.column_predicates or ():
         if not cp.column_family:
             continue
@@ -182,7 +207,8 @@ def compile_spec(spec: ScanSpec, schema: TableSchema, now: int) -> Plan:
 def _family_plan(fam: Family, qualifiers: Optional[list[Test]], versions: int, now: int) -> FamilyPlan:
     """Return the filters of a selected family; ``versions`` is ``ScanSpec.versions`` (0 unlimited)."""
     cutoff = now - fam.ttl * NANOS_PER_SECOND if fam.ttl else None
-    return FamilyPlan(fam.name, qualifiers, _min_versions(versions, fam.max_versions), cutoff, fam.time_order_desc)
+    return FamilyPlan(fam.name, qualifiers, _min_versions(versions, fam.max_versions), cutoff, fam.time_order_desc,
+                      counter=fam.counter)
 
 
 def _min_versions(wanted: int, kept: int) -> int:
@@ -206,7 +232,7 @@ def _parse_column(schema: TableSchema, column: str) -> tuple[Family, Optional[Te
     if not colon:
         return fam, None
     if len(qualifier) > 2 and qualifier.startswith("/") and qualifier.endswith("/"):
-        return fam, _test("regex", qualifier[1:-1])
+        return fam, _test("regex", qualifier[1:-1], f"qualifier regexp of column {column!r}")
     if qualifier.startswith("*"):
         return fam, None
     if qualifier.startswith("^"):
@@ -224,8 +250,17 @@ def _predicate(index: int, operation: int, qualifier: Optional[str], value: Opti
     """Compile one ``ColumnPredicate``; the first matching bit of each group wins."""
     q_kind = next((kind for bit, kind in _QUALIFIER_KINDS if operation & bit), None)
     v_kind = next((kind for bit, kind in _VALUE_KINDS if operation & bit), None)
-    return Predicate(index, None if q_kind is None else _test(q_kind, qualifier or ""),
-                     None if v_kind is None else _test(v_kind, (value or "").encode("utf-8")))
+    return Predicate(index,
+                     None if q_kind is None else _test(q_kind, qualifier or "", "predicate qualifier regexp"),
+                     None if v_kind is None else _test(v_kind, _utf8(value or ""), "predicate value regexp"))
+
+
+def _utf8(text: str) -> bytes:
+    """Encode a value pattern; a lone surrogate is BAD_SCAN_SPEC, not an internal error."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise client_error(codes.BAD_SCAN_SPEC, f"pattern {text!r} is not valid text: {exc}") from None
 
 
 def _row_of(text: Optional[str], binary: Optional[bytes]) -> Optional[str]:

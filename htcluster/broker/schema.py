@@ -20,12 +20,16 @@ from .. import codes
 from .._thrift.ttypes import AccessGroupOptions, AccessGroupSpec, ColumnFamilyOptions, ColumnFamilySpec, Schema
 from ._errors import client_error
 
-__all__ = ["Family", "TableSchema"]
+__all__ = ["COUNTER_MAX", "COUNTER_MIN", "Family", "TableSchema", "parse_counter"]
 
 DEFAULT_GROUP = "default"
 #: Family ids are one byte on the wire of a real RangeServer; 0 marks row deletes.
 MAX_FAMILY_ID = 255
 _NAME = re.compile(r"[^:\x00]+\Z")
+#: A COUNTER write: ``=`` to reset, then a signed decimal integer.
+_COUNTER = re.compile(rb"(=?)([+-]?[0-9]+)\Z")
+#: Counters are signed 64-bit integers, as upstream's.
+COUNTER_MIN, COUNTER_MAX = -(2**63), 2**63 - 1
 _BLOOM_MODES = {"none", "disabled", "rows", "row", "rows+cols", "row+col", "rows-cols", "row-col",
                 "rows_cols", "row_col"}
 #: Option of ``ColumnFamilyOptions`` / ``AccessGroupOptions`` -> its XML tag, in XML order.
@@ -63,6 +67,31 @@ class Family:
         """``TIME_ORDER DESC``: versions come oldest first."""
         return bool(self.options.get("time_order_desc"))
 
+    @property
+    def counter(self) -> bool:
+        """``COUNTER``: writes add to the cell, reads return the sum (see :func:`parse_counter`)."""
+        return bool(self.options.get("counter"))
+
+
+def parse_counter(value: bytes) -> Optional[tuple[bool, int]]:
+    """Read a write to a COUNTER family: ``b"5"``, ``b"+5"``, ``b"-5"`` add; ``b"=5"`` resets to 5.
+
+    Hypertable's counter semantics: each write is a signed decimal delta, a
+    leading ``=`` sets the counter instead, a read answers the sum as decimal
+    text.  Counters are signed 64-bit integers.
+
+    :param value: the cell value as written (ASCII).
+    :returns: ``(reset, amount)``, or ``None`` when ``value`` is not of that form
+        or ``amount`` is outside the signed 64-bit range.
+    """
+    match = _COUNTER.match(value)
+    if match is None:
+        return None
+    amount = int(match.group(2))
+    if not COUNTER_MIN <= amount <= COUNTER_MAX:
+        return None
+    return bool(match.group(1)), amount
+
 
 @dataclass
 class AccessGroup:
@@ -89,6 +118,7 @@ class TableSchema:
     def __post_init__(self) -> None:
         self.by_name = {f.name: f for f in self.families}
         self.by_id = {f.id: f for f in self.families}
+        self.counter_ids = frozenset(f.id for f in self.families if f.counter)
 
     # -------------------------------------------------------------- building
 
@@ -97,7 +127,9 @@ class TableSchema:
         """Validate a Thrift ``Schema`` and assign family ids.
 
         :param previous: the current schema when altering: families keeping
-            their name keep their id; new ones get fresh ids.
+            their name keep their id, as does a family under a new name whose
+            ``ColumnFamilySpec.id`` is that of a family no longer named (a
+            rename); new ones get fresh ids.
         :raises ClientException: BAD_SCHEMA, naming what is wrong.
         """
         schema = schema or Schema()
@@ -131,6 +163,9 @@ class TableSchema:
                                                      "which the schema does not define")
             members[group].append(spec)
         old = previous.by_name if previous else {}
+        # a family renamed by an alter keeps its id (and cells): matched by ColumnFamilySpec.id
+        named = {spec.name for specs in members.values() for spec in specs}
+        renamed = {fam.id: fam for fam in (previous.families if previous else ()) if fam.name not in named}
         last_id = previous.last_family_id if previous else 0
         generation = previous.generation + 1 if previous else 1
         families = []
@@ -140,6 +175,8 @@ class TableSchema:
                 _check_cf_options(spec.name, options)
                 if spec.name in old:
                     fid = old[spec.name].id
+                elif spec.id is not None and spec.id in renamed:
+                    fid = renamed.pop(spec.id).id
                 else:
                     last_id += 1
                     fid = last_id

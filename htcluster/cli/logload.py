@@ -24,23 +24,26 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
-from . import codes
-from .errors import ConfigError
-from .types import Cell, ClientException
-from .weblog import FAMILIES, TABLE, LogEntry, LogStats, schema
+from .. import codes
+from ..errors import ConfigError
+from ..types import Cell, ClientException, Schema
+from .weblog import TABLE, LogEntry, LogStats, schema
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .cluster import Replicas, Shards
-    from .pool import Pool
+    from ..cluster import Replicas, Shards
+    from ..pool import Pool
 
-__all__ = ["DEFAULT_BATCH", "LoadReport", "Writer", "by_client", "by_row", "call_writer", "ensure_logdb", "load",
+__all__ = ["DEFAULT_BATCH", "LoadReport", "Writer", "by_client", "by_row", "call_writer", "ensure_logdb",
+           "ensure_table", "load",
            "pool_writer", "replicas_writer", "shards_writer"]
 
 #: Requests per ``set_cells`` call (seven cells each).
 DEFAULT_BATCH = 200
 
-#: Writes one batch of entries; returns the number of cells acknowledged.
-Writer = Callable[[list[LogEntry]], int]
+#: Writes one batch of entries; returns the number of cells acknowledged.  An entry is a
+#: :class:`~htcluster.cli.weblog.LogEntry` or anything else with a ``row`` and a ``cells()``
+#: method (a :class:`~htcluster.cli.tsv.TsvRecord`).
+Writer = Callable[[list[Any]], int]
 #: ``call(method, *args, namespace=None)``, the call shape of every routing layer.
 Call = Callable[..., Any]
 
@@ -80,6 +83,21 @@ def ensure_logdb(call: Call, namespace: str, table: str = TABLE) -> None:
     :raises ConfigError: the table exists without some LogDb column families.
     :raises ClientException: the broker refused (e.g. the parent namespace is missing).
     """
+    ensure_table(call, namespace, table, schema(), "LogDb")
+
+
+def ensure_table(call: Call, namespace: str, table: str, wanted: Schema, kind: str) -> None:
+    """Create ``namespace`` and ``table`` with schema ``wanted`` unless they exist.
+
+    :param call: a routing layer's ``call(method, *args, namespace=None)``.
+    :param namespace: namespace name.
+    :param table: table name.
+    :param wanted: the :class:`~htcluster.types.Schema` to create; an existing
+        table must have at least its column families.
+    :param kind: what the schema is called in the error (``"LogDb"``, ``"freebase"``).
+    :raises ConfigError: the table exists without some of the families.
+    :raises ClientException: the broker refused.
+    """
     if not call("namespace_exists", namespace):
         try:
             call("namespace_create", namespace)
@@ -88,15 +106,15 @@ def ensure_logdb(call: Call, namespace: str, table: str = TABLE) -> None:
                 raise
     if not call("table_exists", table, namespace=namespace):
         try:
-            call("table_create", table, schema(), namespace=namespace)
+            call("table_create", table, wanted, namespace=namespace)
             return
         except ClientException as exc:
             if exc.code not in (codes.MASTER_TABLE_EXISTS, codes.NAME_ALREADY_IN_USE):
                 raise
     families = call("table_get_schema", table, namespace=namespace).column_families or {}
-    missing = [f for f in FAMILIES if f not in families]
+    missing = [f for f in (wanted.column_families or {}) if f not in families]
     if missing:
-        raise ConfigError(f"table {namespace}/{table} exists without the LogDb column families "
+        raise ConfigError(f"table {namespace}/{table} exists without the {kind} column families "
                           f"{', '.join(missing)}; choose another table name or drop it")
 
 

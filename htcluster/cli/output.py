@@ -14,28 +14,74 @@ from typing import Any, Callable, Optional
 
 import click
 from thrift.Thrift import TApplicationException
+from thrift.transport.TTransport import TTransportException
 
-from .errors import BroadcastError, BrokerUnavailable, ConfigError, HtclusterError, NoHostAvailable, PoolTimeout
-from .hosts import DEFAULT_PORT
+from ..errors import BroadcastError, BrokerUnavailable, ConfigError, HtclusterError, NoHostAvailable, PoolTimeout
+from ..hosts import Host
 from .status import render_table
-from .types import ClientException
+from ..types import ClientException
 
-__all__ = ["HOSTS_ENV", "explain", "format_hql_result", "progress_bar"]
+__all__ = ["HOSTS_ENV", "explain", "format_hql_result", "progress_bar", "unreachable"]
 
 #: Environment variable holding the default ``--hosts``.
 HOSTS_ENV = "HYPERTABLE_HOSTS"
 
 
-def explain(exc: BaseException) -> Optional[str]:
+#: Host names that mean "this machine": a hint may then say how to start a broker there.
+_LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", ""})
+
+
+def _failed_hosts(exc: BaseException) -> dict[str, BaseException]:
+    """``{'host:port': cause}`` of a transport failure: the per-host errors, or the one host named."""
+    if isinstance(exc, NoHostAvailable) and exc.errors:
+        return dict(exc.errors)
+    host = getattr(exc, "host", None)
+    return {str(host): exc} if host else {}
+
+
+def _host_hint(address: str, cause: BaseException, timeout: Optional[float]) -> str:
+    """What to do about one host, from how it failed (refused, silent, or something else)."""
+    try:
+        host = Host.parse(address)
+    except ConfigError:
+        return f"check {address} with 'htcluster status --hosts {address}'"
+    kind = getattr(cause, "type", None)
+    within = f"within {timeout:g} s" if timeout is not None else "in time"
+    if kind == TTransportException.TIMED_OUT or "timed out" in str(cause):
+        if getattr(cause, "sent", True):
+            return (f"{address} accepted the connection but did not answer {within}: the broker is hung or "
+                    f"overloaded; check it with 'htcluster status --hosts {address}', or raise --timeout")
+        return f"{address} did not accept a connection {within}: check the address and any firewall"
+    if host.host in _LOCAL_NAMES or host.host.startswith("127."):
+        return (f"nothing answers at {address}: start a broker there with 'htcluster broker --port {host.port}' "
+                f"(or 'htcluster cluster')")
+    return f"check that a ThriftBroker runs at {address} ('htcluster status --hosts {address}')"
+
+
+def unreachable(exc: BaseException, timeout: Optional[float] = None) -> str:
+    """Return the message for a broker that could not be reached, with a hint per failed host.
+
+    :param exc: a :class:`~htcluster.errors.BrokerUnavailable` or
+        :class:`~htcluster.errors.NoHostAvailable`.
+    :param timeout: the command's ``--timeout`` in seconds, named in the hint
+        for a host that did not answer; ``None`` when the command has none.
+    :returns: ``"cannot reach a broker: <error>; <hint for each host>; or point --hosts ..."``.
+    """
+    hints = [_host_hint(address, cause, timeout) for address, cause in _failed_hosts(exc).items()]
+    hints.append(f"or point --hosts / ${HOSTS_ENV} at running brokers")
+    return f"cannot reach a broker: {exc}; " + "; ".join(hints)
+
+
+def explain(exc: BaseException, timeout: Optional[float] = None) -> Optional[str]:
     """Return the one-line message a user sees for ``exc``, or ``None`` if it is a bug.
 
     :param exc: an exception that escaped a command.
-    :returns: what went wrong and what to do about it.
+    :param timeout: the command's ``--timeout`` (seconds), if it has one.
+    :returns: what went wrong and what to do about it; a transport failure
+        names each host that failed and how to get it answering.
     """
-    hint = (f"start one with 'htcluster broker --port {DEFAULT_PORT}' (or 'htcluster cluster'), "
-            f"or point --hosts / ${HOSTS_ENV} at running brokers")
     if isinstance(exc, (BrokerUnavailable, NoHostAvailable)):
-        return f"cannot reach a broker: {exc}; {hint}"
+        return unreachable(exc, timeout)
     if isinstance(exc, BroadcastError):
         return f"some hosts failed: {exc}; check them with 'htcluster status'"
     if isinstance(exc, PoolTimeout):

@@ -21,14 +21,15 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, TypeVar
 
+from ..errors import ConfigError
 from . import logload
 from .status import check_hosts, format_status, render_table
-from .types import ScanSpec
+from ..types import ScanSpec
 from .weblog import GENERATED_LINES, TABLE, LogEntry, LogStats, generate_lines, iter_entries, open_log, request_path
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .cluster import Replicas, Shards
-    from .testing import LocalCluster
+    from ..cluster import Replicas, Shards
+    from ..testing import LocalCluster
 
 __all__ = ["NAMESPACE", "run_demo"]
 
@@ -117,15 +118,20 @@ def run_demo(input_: Optional[str] = None, count: int = GENERATED_LINES, echo: E
     :param echo: where the report goes, one string per call.
     :returns: ``True`` when every acknowledged cell was found again.
     :raises OSError: the input cannot be read.
+    :raises ConfigError: no line of the input is an Apache log line.
     :raises RuntimeError: a broker did not start.
     :raises HtclusterError: the cluster failed beyond what failover covers.
     """
-    from .cluster import Replicas, Shards
-    from .testing import LocalCluster
+    from ..cluster import Replicas, Shards
+    from ..testing import LocalCluster
 
     started = time.perf_counter()
     stats = LogStats()
     entries = _read_entries(input_, count, stats)
+    if not entries:  # before any broker starts: there is nothing to show
+        raise ConfigError(f"nothing to load in {input_}: " + (
+            f"none of its {stats.lines:,} lines is an Apache access log line ({stats.examples[0]})"
+            if stats.examples else "it is empty") + "; give the demo an Apache access log, plain or gzip")
     echo(f"input: {input_ or f'a generated log ({count} lines)'}: {stats.lines:,} lines, "
          f"{stats.malformed:,} malformed")
     replica_cluster = shard_cluster = replicas = shards = None

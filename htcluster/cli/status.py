@@ -19,10 +19,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, Union
 
-from .hosts import Host, HostLike
+from ..hosts import Host, HostLike
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .pool import Pool
+    from ..pool import Pool
 
 __all__ = ["DEFAULT_TIMEOUT", "HostStatus", "check_hosts", "down_message", "format_status", "render_table"]
 
@@ -62,7 +62,7 @@ def _name(target: Union[Host, "Pool"]) -> str:
 
 def _ping(target: Union[Host, "Pool"], timeout: float) -> HostStatus:
     """Ping one host through a fresh connection, or through one of a pool's."""
-    from .resource import Resource  # imported late: ``htcluster.status`` stays cheap to import
+    from ..resource import Resource  # imported late: ``htcluster.status`` stays cheap to import
 
     pool = None if isinstance(target, Host) else target
     try:

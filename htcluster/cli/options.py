@@ -1,0 +1,128 @@
+"""What every ``htcluster`` command shares: the error wrapper and the common options.
+
+:class:`Group` is the click group class whose commands report htcluster's
+errors as one line (:func:`friendly`); :func:`hosts_option`,
+:func:`namespace_option` and :func:`input_options` add the options several
+commands take; :func:`open_input` opens ``--input``.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any, Callable, TypeVar
+
+import click
+
+from ..errors import ConfigError
+from ..hosts import DEFAULT_PORT, Host, parse_hosts
+from ..resource import DEFAULT_CONNECT_TIMEOUT
+from .output import HOSTS_ENV, explain
+from .weblog import GENERATED_LINES, open_log
+
+__all__ = ["DEFAULT_CALL_TIMEOUT", "DEFAULT_HOSTS", "NAMESPACE_ENV", "Group", "friendly", "hosts_option",
+           "input_options", "namespace_option", "open_input", "pool_options", "timeout_option"]
+
+#: Environment variable holding the default ``--namespace``.
+NAMESPACE_ENV = "HYPERTABLE_NAMESPACE"
+DEFAULT_HOSTS = f"localhost:{DEFAULT_PORT}"
+#: Seconds one broker call of ``hql`` or ``load`` may wait for its answer (not the library's 300 s:
+#: at a terminal, a broker silent for a minute is hung).
+DEFAULT_CALL_TIMEOUT = 60.0
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly(command: F) -> F:
+    """Turn htcluster's errors raised by ``command`` into one clear line (a ``ClickException``).
+
+    Done inside the callback, before the error meets click's generator-based
+    context managers: Thrift's ``ClientException`` is immutable and refuses
+    the ``__traceback__`` those set.
+    """
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            raise click.Abort() from None
+        except Exception as exc:
+            message = explain(exc, kwargs.get("timeout"))
+            if message is None:
+                raise
+            raise click.ClickException(message) from None
+    return wrapper  # type: ignore[return-value]
+
+
+class Group(click.Group):
+    """A click group whose commands report errors through :func:`friendly`."""
+
+    def add_command(self, cmd: click.Command, name: "str | None" = None) -> None:
+        if cmd.callback is not None and not getattr(cmd.callback, "_htcluster_friendly", False):
+            cmd.callback = friendly(cmd.callback)
+            cmd.callback._htcluster_friendly = True  # type: ignore[attr-defined]
+        super().add_command(cmd, name)
+
+
+def _hosts_default() -> str:
+    return os.environ.get(HOSTS_ENV) or DEFAULT_HOSTS
+
+
+def _parse_hosts_option(ctx: click.Context, param: click.Parameter, value: str) -> list[Host]:
+    try:
+        return parse_hosts(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+def hosts_option(f: F) -> F:
+    """Add ``--hosts`` (parsed into a list of :class:`~htcluster.hosts.Host`)."""
+    return click.option("--hosts", "hosts", default=_hosts_default, callback=_parse_hosts_option,
+                        show_default=f"${HOSTS_ENV} or {DEFAULT_HOSTS}",
+                        help="Comma-separated brokers, host[:port].")(f)
+
+
+def namespace_option(default: str) -> Callable[[F], F]:
+    """Add ``--namespace`` with ``$HYPERTABLE_NAMESPACE`` or ``default`` as its default."""
+    return click.option("--namespace", "-n", default=lambda: os.environ.get(NAMESPACE_ENV) or default,
+                        show_default=f"${NAMESPACE_ENV} or {default!r}", help="Namespace to work in.")
+
+
+def timeout_option(default: float) -> Callable[[F], F]:
+    """Add ``--timeout SECONDS`` (float > 0): how long one broker call may wait for its answer."""
+    return click.option("--timeout", default=default, show_default=True, type=click.FloatRange(min=0, min_open=True),
+                        help="Seconds a broker may take to answer one call (and to accept a connection).")
+
+
+def pool_options(timeout: float) -> dict[str, Any]:
+    """Return the Pool options that bound every wait of a command by ``timeout`` seconds.
+
+    :param timeout: ``--timeout``, seconds (float > 0).
+    :returns: ``socket_timeout`` (the answer of one call), ``connect_timeout``
+        (at most the library's default) and ``timeout`` (a pool checkout), in seconds.
+    """
+    return {"socket_timeout": timeout, "connect_timeout": min(timeout, DEFAULT_CONNECT_TIMEOUT),
+            "timeout": timeout}
+
+
+def input_options(f: F) -> F:
+    """Add ``--input FILE`` and ``--lines N`` (size of the generated log used without ``--input``)."""
+    f = click.option("--lines", "count", default=GENERATED_LINES, show_default=True, type=click.IntRange(1),
+                     help="Lines of the generated log used without --input.")(f)
+    return click.option("--input", "input_", metavar="FILE",
+                        help="Apache access log, plain or gzip, '-' for stdin (default: a generated log).")(f)
+
+
+def open_input(path: str) -> Any:
+    """Open ``--input`` with :func:`htcluster.cli.weblog.open_log`, turning failures into a usage error.
+
+    :param path: a file path, or ``'-'`` for stdin.
+    :returns: the open :class:`~htcluster.cli.logfile.LogText`.
+    :raises click.BadParameter: the file cannot be read.
+    """
+    try:
+        return open_log(path)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {path!r}: {exc.strerror or exc}; give an Apache access "
+                                 f"log, plain or gzip, or '-' for stdin", param_hint="--input") from None

@@ -8,8 +8,10 @@ to 256 brokers costs about one round trip, in the calling thread.
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Mapping, Optional, Sequence
 
+from . import events as ev
 from .errors import BrokerUnavailable
 from .multiplex import Exchange, exchange_all
 from .pool import Pool, _Entry
@@ -50,7 +52,20 @@ def call_many(pools: Mapping[str, Pool], hosts: Sequence[str], method: str, args
             calls = {host: Exchange(entry.resource, method,
                                     (entry.resource.mns[namespace], *args) if namespace is not None else args)
                      for host, (entry, _) in ready.items()}
+            attempt = 2 if fresh else 1
+            for host in calls:
+                if pools[host].listeners:
+                    pools[host].listeners.emit(ev.CallStarted(host, method, namespace, attempt, tuple(args)))
+            start = time.monotonic()
             exchange_all(list(calls.values()), deadline)
+            took = time.monotonic() - start
+            for host, call in calls.items():
+                pool = pools[host]
+                pool._count(took, not call.ok)
+                if pool.listeners:
+                    pool.listeners.emit(
+                        ev.CallSucceeded(host, method, namespace, attempt, took, tuple(args)) if call.ok else
+                        ev.CallFailed(host, method, namespace, attempt, took, call.result, tuple(args)))
         finally:
             for host, (entry, _) in entries.items():
                 pools[host]._checkin(entry)

@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 from thrift.Thrift import TApplicationException
 
 from .errors import BrokerUnavailable, ClientException, ConfigError
+from .events import HostDown, HostUp
 
 __all__ = ["ANSWERS", "Backoff", "HostHealth", "HostState", "Outcome", "Retry", "hql_is_read", "is_write"]
 
@@ -220,12 +221,15 @@ class HostHealth:
     """
 
     def __init__(self, hosts: Iterable[str] = (), backoff: Union[Backoff, float, Mapping[str, float], None] = None,
-                 clock: Optional[Clock] = None, rng: Optional[random.Random] = None) -> None:
+                 clock: Optional[Clock] = None, rng: Optional[random.Random] = None,
+                 listeners: Any = None) -> None:
         self.backoff = Backoff.coerce(backoff)
         self.clock: Clock = clock or time.monotonic
         self.rng = rng or random.Random()
         self._lock = threading.Lock()
         self._states: dict[str, HostState] = {host: LIVE for host in hosts}
+        #: an :class:`~htcluster.events.Listeners` told of ``HostDown``/``HostUp``, or ``None``.
+        self.listeners = listeners
 
     def state(self, host: str) -> HostState:
         """Return the current state of ``host`` (a fresh one if never seen)."""
@@ -269,7 +273,10 @@ class HostHealth:
         if self._states.get(host) is LIVE:
             return
         with self._lock:
+            was = self._states.get(host, LIVE)
             self._states[host] = LIVE
+        if was is not LIVE and was.failures and self.listeners:
+            self.listeners.emit(HostUp(host))
 
     def failed(self, host: str, error: Optional[BaseException] = None) -> float:
         """Record a connection failure of ``host``; return the seconds it now stays dead.
@@ -290,7 +297,9 @@ class HostHealth:
             failures = state.failures + 1
             delay = self.backoff.delay(failures, self.rng)
             self._states[host] = HostState(failures, now + delay, False, error)
-            return delay
+        if self.listeners:
+            self.listeners.emit(HostDown(host, error, failures, delay))
+        return delay
 
     def release(self, host: str) -> None:
         """End a claim that taught nothing about the host (its trial, if any, goes to the next caller)."""

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Optional, Union
 
 from ._thrift.ttypes import Cell, ScanSpec
+from . import events as ev
 from .errors import BrokerUnavailable, ConfigError, DeadlineExceeded, PoolTimeout
+from .latency import LatencyWindow
 from .hosts import Host, HostLike
 from .resource import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Resource, scan_cells
 from .transport import DEFAULT_MAX_FRAME_SIZE, fork_generation
@@ -89,6 +91,9 @@ class Pool:
     :param max_age: seconds (float) or ``None``; an older connection is closed
         at checkin, or replaced at checkout if it aged while idle.
     :param max_frame_size: largest request or answer frame, in bytes (``Resource``).
+    :param listeners: the :class:`~htcluster.events.Listeners` that get this
+        pool's events (calls, checkouts, connections); default: a registry of
+        its own (its parent is the process-wide one).
     :raises ConfigError: a value is out of range (NaN, infinite, negative, a bool...).
 
     Example::
@@ -102,7 +107,8 @@ class Pool:
     def __init__(self, host: HostLike, size: int = DEFAULT_SIZE, max_overflow: int = DEFAULT_MAX_OVERFLOW,
                  timeout: float = DEFAULT_POOL_TIMEOUT, *, socket_timeout: float = DEFAULT_TIMEOUT,
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, idle_ping: Optional[float] = None,
-                 max_age: Optional[float] = None, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+                 max_age: Optional[float] = None, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+                 listeners: Optional[ev.Listeners] = None) -> None:
         for name, value in (("size", size), ("max_overflow", max_overflow)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
@@ -118,6 +124,7 @@ class Pool:
         self.max_age = optional_seconds("max_age", max_age)
         self.max_frame_size = byte_size("max_frame_size", max_frame_size, minimum=1024)
         self.address = str(self.host)
+        self.listeners = ev.Listeners() if listeners is None else listeners
         self._generation = 0
         self._reset()
 
@@ -133,6 +140,9 @@ class Pool:
         self._closed = 0
         self._replaced = 0
         self._timeouts = 0
+        self._calls = 0
+        self._errors = 0
+        self.latency = LatencyWindow()
 
     def _check_fork(self) -> None:
         """In a forked child, drop the parent's connections unclosed and start afresh (one int compare)."""
@@ -160,20 +170,27 @@ class Pool:
         self._check_fork()
         return len(self._waiters)
 
-    def stats(self) -> dict[str, int]:
-        """Return the counters of this process's connections.
+    def stats(self) -> dict[str, Any]:
+        """Return the counters of this process's connections and calls.
 
         :returns: ``{"opened", "closed", "replaced", "idle", "in_use", "waiting",
-            "timeouts"}`` (ints); ``replaced`` counts idle connections found
+            "timeouts", "calls", "errors"}`` (ints) and ``"latency"``: the
+            :meth:`LatencyWindow.snapshot <htcluster.latency.LatencyWindow.snapshot>`
+            of the recent :meth:`call` attempts (``count``, ``p50``, ``p99``,
+            ``max``; seconds).  ``replaced`` counts idle connections found
             unusable at checkout (stale, too old, no answer to the idle ping),
-            ``timeouts`` the checkouts that ended in ``PoolTimeout``.  While
+            ``timeouts`` the checkouts that ended in ``PoolTimeout``, ``errors``
+            the call attempts that raised (broker answers included).  While
             nothing is checked out, ``opened - closed == idle``.
         """
         self._check_fork()
         with self._lock:
-            return {"opened": self._opened, "closed": self._closed, "replaced": self._replaced,
-                    "idle": self._idle, "in_use": self._in_use, "waiting": len(self._waiters),
-                    "timeouts": self._timeouts}
+            counters: dict[str, Any] = {
+                "opened": self._opened, "closed": self._closed, "replaced": self._replaced,
+                "idle": self._idle, "in_use": self._in_use, "waiting": len(self._waiters),
+                "timeouts": self._timeouts, "calls": self._calls, "errors": self._errors}
+        counters["latency"] = self.latency.snapshot()
+        return counters
 
     def __repr__(self) -> str:
         return f"<Pool {self.host} [{self.in_use} in use, {self.idle} idle]>"
@@ -192,22 +209,28 @@ class Pool:
         :raises BrokerUnavailable: a new connection could not be opened.
         """
         self._check_fork()
+        listeners = self.listeners
+        started = time.monotonic() if listeners else 0.0
         item = self._take(self.timeout if timeout is None else seconds("timeout", timeout, allow_zero=True),
                           fresh, deadline)
         entry: Optional[_Entry] = item  # type: ignore[assignment]
         try:
             generation = self._generation
-            if entry is None:
-                return self._connect(generation, deadline), False
-            why = "a fresh one was asked for" if fresh else self._unusable(entry)
-            if why is None:
-                return entry, True
-            if not fresh:
-                log.info("replacing a connection to %s idle for %.1f s: %s",
-                         self.host, time.monotonic() - entry.returned, why)
-            old, entry = entry, None
-            self._discard(old.resource, replaced=not fresh)
-            return self._connect(generation, deadline), False
+            if entry is not None:
+                why = "a fresh one was asked for" if fresh else self._unusable(entry)
+                if why is None:
+                    if listeners:
+                        listeners.emit(ev.PoolCheckedOut(self.address, time.monotonic() - started))
+                    return entry, True
+                if not fresh:
+                    log.info("replacing a connection to %s idle for %.1f s: %s",
+                             self.host, time.monotonic() - entry.returned, why)
+                old, entry = entry, None
+                self._discard(old.resource, replaced=not fresh, reason=why)
+            new = self._connect(generation, deadline)
+            if listeners:
+                listeners.emit(ev.PoolCheckedOut(self.address, time.monotonic() - started))
+            return new, False
         except BaseException:
             if entry is not None:  # an idle connection whose check was interrupted
                 self._discard(entry.resource)
@@ -237,6 +260,8 @@ class Pool:
             self._waiters.remove(waiter)
             self._timeouts += 1
             in_use = self._in_use
+        if self.listeners:
+            self.listeners.emit(ev.PoolTimedOut(self.address, time.monotonic() - now))
         if by_deadline:
             raise DeadlineExceeded(f"the call's deadline passed while waiting for a connection to {self.host} "
                                    f"({in_use} in use)", sent=False)
@@ -288,20 +313,28 @@ class Pool:
         r.open(deadline)
         with self._lock:
             self._opened += 1
+        if self.listeners:
+            self.listeners.emit(ev.ConnectionOpened(self.address))
         now = time.monotonic()
         return _Entry(r, fork_generation(), generation, now, now)
 
-    def _discard(self, r: Resource, replaced: bool = False) -> None:
+    def _discard(self, r: Resource, replaced: bool = False, reason: str = "interrupted") -> None:
         with self._lock:
             self._closed += 1
             self._replaced += replaced
         r.close()
+        if self.listeners:
+            self.listeners.emit(ev.ConnectionReplaced(self.address, reason) if replaced
+                                else ev.ConnectionClosed(self.address, reason))
 
     def _checkin(self, entry: _Entry) -> None:
         """Give a checked-out connection back; close it if it is broken, too old or overflow."""
         if entry.fork != fork_generation():
             return  # the parent's connection, seen in a forked child: not ours to use or close
         r = entry.resource
+        listeners = self.listeners
+        if listeners:
+            listeners.emit(ev.PoolCheckedIn(self.address))
         keep = r._conn.reusable and entry.generation == self._generation
         if keep and self.max_age is not None and time.monotonic() - entry.created > self.max_age:
             keep = False
@@ -324,6 +357,11 @@ class Pool:
             r.close()
         finally:
             self._give(None)
+        if listeners:
+            reason = ("failed" if r._conn.failed else "out of step" if r._conn.pending or r._conn.extra
+                      else "max_age" if keep else "overflow" if entry.generation == self._generation
+                      else "pool closed")
+            listeners.emit(ev.ConnectionClosed(self.address, reason))
 
     def connection(self, timeout: Optional[float] = None) -> "_Checkout":
         """Check a connection out for a ``with`` block: ``with pool.connection() as r:``.
@@ -367,18 +405,38 @@ class Pool:
         if timeout is not None:
             end = time.monotonic() + seconds("timeout", timeout)
             deadline = end if deadline is None else min(deadline, end)
+        listeners = self.listeners
         for attempt in (1, 2):
             entry, reused = self._checkout(None, attempt == 2, deadline)
+            if listeners:
+                listeners.emit(ev.CallStarted(self.address, method, namespace, attempt, args))
+            start = time.monotonic()
             try:
-                return entry.resource.call(method, *args, namespace=namespace, deadline=deadline)
-            except BrokerUnavailable as exc:
-                if attempt == 1 and reused and not exc.sent and entry.resource.failed:
+                result = entry.resource.call(method, *args, namespace=namespace, deadline=deadline)
+            except BaseException as exc:
+                took = time.monotonic() - start
+                self._count(took, True)
+                if listeners:
+                    listeners.emit(ev.CallFailed(self.address, method, namespace, attempt, took, exc, args))
+                if (attempt == 1 and reused and isinstance(exc, BrokerUnavailable) and not exc.sent
+                        and entry.resource.failed):
                     log.info("retrying %s on a fresh connection to %s: %s", method, self.host, exc)
                     continue
                 raise
             finally:
                 self._checkin(entry)
+            took = time.monotonic() - start
+            self._count(took, False)
+            if listeners:
+                listeners.emit(ev.CallSucceeded(self.address, method, namespace, attempt, took, args))
+            return result
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _count(self, seconds: float, failed: bool) -> None:
+        """Count one call attempt of ``seconds`` (float) for :meth:`stats`."""
+        self._calls += 1  # a lost increment under a thread race only blurs a monitoring figure
+        self._errors += failed
+        self.latency.record(seconds)
 
     def scan(self, table: str, scan_spec: Optional[ScanSpec] = None, *, namespace: str,
              batch: bool = False, timeout: Optional[float] = None) -> Iterator[Union[Cell, list[Cell]]]:

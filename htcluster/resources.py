@@ -24,6 +24,7 @@ from .errors import BroadcastError, BrokerUnavailable, ConfigError
 from .failover import Failover
 from .hosts import Host, HostLike, parse_hosts
 from .broadcast import call_many
+from .events import FailedOver, Listeners
 from .policy import ANSWERS, Backoff, Clock, HostHealth, Retry, is_write
 from .pool import Pool
 from .resource import Resource, scan_cells
@@ -39,7 +40,7 @@ DEFAULT_MAX_WORKERS = 16
 #: What ``broadcast(errors=...)`` accepts.
 ERROR_MODES = ("raise", "return")
 #: Keyword arguments passed through to every Pool.
-POOL_OPTIONS = frozenset(inspect.signature(Pool).parameters) - {"host"}
+POOL_OPTIONS = frozenset(inspect.signature(Pool).parameters) - {"host"}  # "listeners" is Resources' own
 
 
 class Resources(dict):
@@ -84,12 +85,14 @@ class Resources(dict):
         super().__init__()
         self.retry = Retry.from_int(retry)
         self.rng = rng or random.Random()
-        self.health = HostHealth([str(h) for h in parsed], backoff, clock, self.rng)
+        #: The events of this object and its pools (:mod:`htcluster.events`); its parent is the process-wide registry.
+        self.listeners: Listeners = pool_options.pop("listeners", None) or Listeners()
+        self.health = HostHealth([str(h) for h in parsed], backoff, clock, self.rng, listeners=self.listeners)
         self.max_workers = max_workers
         self._lock = threading.Lock()
         self._failovers = 0
         for host in parsed:  # a Pool opens nothing until its first checkout
-            self[str(host)] = Pool(host, **pool_options)
+            self[str(host)] = Pool(host, listeners=self.listeners, **pool_options)
         self._hosts = list(self)
 
     # ------------------------------------------------------------ choosing
@@ -181,10 +184,36 @@ class Resources(dict):
         return self._failovers
 
     def failed_over(self, what: str, host: str, exc: BaseException) -> None:
-        """Count and log one failover of ``what`` away from ``host``."""
+        """Count, log and report (:class:`~htcluster.events.FailedOver`) one failover of ``what`` away from ``host``."""
         with self._lock:
             self._failovers += 1
         log.info("%s failed on %s, trying another host: %s", what, host, exc)
+        if self.listeners:
+            self.listeners.emit(FailedOver(host, what, exc))
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Return, per host, its pool's counters, its health, its calls and their recent latency.
+
+        :returns: ``{host: {"pool": {...}, "health": {...}, "calls": int, "errors": int,
+            "latency": {"count", "p50", "p99", "max"}}}`` in host order.  ``pool``
+            is :meth:`Pool.stats <htcluster.pool.Pool.stats>` without the call
+            figures; ``health`` is ``{"live": bool, "failures": int,
+            "retry_in": seconds (float, 0.0 when live), "error": str or None}``;
+            latencies are seconds over the last calls (``None`` before any).
+        """
+        out: dict[str, dict[str, Any]] = {}
+        now = self.health.clock()
+        for host, pool in self.items():
+            counters = pool.stats()
+            calls, errors, latency = counters.pop("calls"), counters.pop("errors"), counters.pop("latency")
+            state = self.health.state(host)
+            out[host] = {"pool": counters,
+                         "health": {"live": state.live, "failures": state.failures,
+                                    "retry_in": 0.0 if state.live else max(0.0, state.dead_until - now),
+                                    "error": None if state.error is None else f"{type(state.error).__name__}: "
+                                                                               f"{state.error}"},
+                         "calls": calls, "errors": errors, "latency": latency}
+        return out
 
     # ------------------------------------------------------------ calling
 

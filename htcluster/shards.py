@@ -222,6 +222,15 @@ class Shards(dict):
             return _smallest_cover(candidates, masks, full, rank)
         return _greedy_cover(candidates, masks, full, rank)
 
+    @property
+    def listeners(self) -> Any:
+        """The :class:`~htcluster.events.Listeners` of the shared :class:`Resources` (and its pools)."""
+        return self.resources.listeners
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Return per host what :meth:`Resources.stats` returns."""
+        return self.resources.stats()
+
     def locate(self, row_key: Union[str, bytes]) -> Hashable:
         """Return the shard key ``row_key`` belongs to: the key of highest rendezvous weight.
 

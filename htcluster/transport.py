@@ -194,6 +194,10 @@ class Connection:
         """True while the socket is connected (as far as is known without I/O)."""
         return self.sock is not None
 
+    def isOpen(self) -> bool:  # noqa: N802 (Thrift's transport API, for upstream code using client.transport)
+        """Thrift's name for :attr:`is_open`."""
+        return self.is_open
+
     @property
     def reusable(self) -> bool:
         """True when open, not failed, in step, and owned by this process (not a fork's parent)."""

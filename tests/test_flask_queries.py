@@ -148,3 +148,23 @@ def test_the_panel_renders_recorded_calls_escaped():
     app.config["HYPERTABLE_RECORD_QUERIES"] = False
     with app.test_request_context("/"):
         assert "HYPERTABLE_RECORD_QUERIES = True" in HypertablePanel(jinja_env=None).content()
+
+
+@needs_events
+def test_each_bind_is_recorded_under_its_name(local_cluster_factory):
+    cluster = local_cluster_factory(2, shared_data=False)
+    main, other = cluster.hosts
+    app = Flask("bound")
+    app.config.update(HYPERTABLE_HOSTS=main, HYPERTABLE_BINDS={"analytics": [other]},
+                      HYPERTABLE_RECORD_QUERIES=True)
+    ext = Hypertable(app)
+
+    @app.get("/both")
+    def both():
+        ext.call("status")
+        ext.call("status", bind="analytics")
+        return jsonify([(q.method, q.host, q.bind) for q in get_recorded_queries()])
+
+    assert app.test_client().get("/both").get_json() == [["status", main, None], ["status", other, "analytics"]]
+    with app.app_context():
+        assert get_recorded_queries() == []  # a new app context starts empty

@@ -329,7 +329,7 @@ def test_latency_window_records_from_many_threads():
     assert snaps == sorted(snaps)
 
 
-@pytest.mark.parametrize("name", ["htcluster.events", "htcluster.otel"])
+@pytest.mark.parametrize("name", ["htcluster.events", "htcluster.latency", "htcluster.otel"])
 def test_public_names_exist_and_are_sorted(name):
     import importlib
     if name == "htcluster.otel":

@@ -477,8 +477,11 @@ class Pool:
             self._idle = 0
             self._generation += 1
             self._closed += len(entries)
+        active = bool(self.listeners)
         for entry in entries:
             entry.resource.close()
+            if active:
+                self.listeners.emit(ev.ConnectionClosed(self.address, "pool closed"))
 
     def __enter__(self) -> "Pool":
         return self

@@ -460,9 +460,6 @@ def test_failover_reports_failed_over_and_host_down(local_cluster_factory):
     assert [e.host for e in seen if isinstance(e, CallSucceeded)] == [second]
 
 
-@pytest.mark.xfail(reason="Resources replaces an empty Listeners passed as listeners= by a new one "
-                          "(`pool_options.pop('listeners', None) or Listeners()`: an empty registry is falsy)",
-                   strict=False)
 def test_a_registry_passed_in_is_kept_even_while_empty():
     from htcluster import Replicas, Resources
     for cls in (Resources, Replicas):

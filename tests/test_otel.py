@@ -489,8 +489,6 @@ def test_counts_from_pool_events_match_the_pools_own_under_load(broker_address, 
         pool.close()
 
 
-@pytest.mark.xfail(reason="Pool.close() closes the idle connections without emitting ConnectionClosed",
-                   strict=False)
 def test_counts_from_pool_events_drop_to_zero_when_the_pool_closes(broker_address, telemetry):
     from htcluster import Pool
     t = telemetry(target=events.listeners)

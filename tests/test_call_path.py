@@ -298,3 +298,36 @@ def test_one_bad_request_in_a_flask_app_does_not_fail_the_next(local_broker, tab
     with app.app_context():
         stats = ht.cluster.stats()  # one host: the 'pool' strategy, a Pool
     assert (stats["opened"], stats["closed"]) == (1, 0)  # one connection served every request
+
+
+@pytest.mark.parametrize("mode", sorted(MISBEHAVIOURS))
+def test_replicas_and_flask_against_every_misbehaviour(local_broker, table, misbehaving_broker_factory, mode):
+    """Replicas read past a misbehaving member; a Flask app on one bad host answers 503 in bounded time."""
+    flask = pytest.importorskip("flask")
+    from htcluster.flask_ext import Hypertable
+
+    bad = misbehaving_broker_factory(mode, upstream=local_broker.address, delay=0.1)
+    with Replicas([bad.address, local_broker.address], socket_timeout=1.0, connect_timeout=5.0,
+                  backoff=Backoff(base=30.0, cap=30.0)) as replicas:
+        for i in range(4):
+            start = time.monotonic()
+            assert replicas.call("namespace_exists", "callpath") is True, (mode, i)
+            assert time.monotonic() - start < 8.0, mode
+
+    app = flask.Flask(__name__)
+    app.config.update(HYPERTABLE_HOSTS=bad.address, HYPERTABLE_TIMEOUT_MSECS=1000)
+    ht = Hypertable(app)
+
+    @app.get("/exists")
+    def exists():
+        try:
+            return {"exists": ht.connection.namespace_exists("callpath")}
+        except (BrokerUnavailable, DeadlineExceeded) as exc:
+            return {"error": type(exc).__name__}, 503
+
+    client = app.test_client()
+    start = time.monotonic()
+    response = client.get("/exists")
+    assert time.monotonic() - start < 8.0, mode
+    assert response.status_code == (200 if mode == "stale" else 503), (mode, response.get_json())
+    app.config.update(HYPERTABLE_HOSTS=local_broker.address)

@@ -260,6 +260,10 @@ def test_counter_family_loads_add(q, files_dir):
     q("LOAD DATA INFILE 'inc.tsv' INTO TABLE c")
     q("LOAD DATA INFILE 'inc.tsv' INTO TABLE c")
     assert cells_of(q, "c") == [("r", "n", "", b"6")]
+    write(files_dir / "badinc.tsv", "r\tn\t1\nr\tn\tlots\n")
+    error = code_of(q, "LOAD DATA INFILE 'badinc.tsv' INTO TABLE c")
+    assert error.code == codes.INVALID_ARGUMENT and "line 2" in error.message
+    assert cells_of(q, "c") == [("r", "n", "", b"6")]  # nothing of the bad file was written
 
 
 def test_load_into_file_converts(q, files_dir):

@@ -71,10 +71,14 @@ def test_insert_has_table_and_cells():
 
 
 def test_guid_is_fixed_at_parse_time():
-    statement = hql.parse("INSERT INTO t VALUES (GUID(), 'cf', 'v')")
-    row = statement.cells[0].key.row
-    uuid.UUID(row)
-    assert [c.key.row for c in statement.cells] == [row]  # the value object holds one GUID
+    text = "INSERT INTO t VALUES (GUID(), 'cf', GUID())"
+    statement = hql.parse(text)
+    row, value = statement.cells[0].key.row, statement.cells[0].value
+    uuid.UUID(row), uuid.UUID(value.decode())
+    assert row != value.decode()
+    # the statement holds its GUIDs: every conversion (every retry) sends the same cells
+    assert (statement.cells[0].key.row, statement.cells[0].value) == (row, value)
+    assert hql.parse(text).cells[0].key.row != row  # a new parse is a new statement
 
 
 def test_delete_has_markers():

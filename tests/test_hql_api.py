@@ -127,3 +127,19 @@ def test_is_read_is_memoised_and_bounded():
 
 def test_is_read_of_non_text_is_write():
     assert hql.is_read(None) is False  # type: ignore[arg-type]
+
+
+def test_parser_cache_is_private_or_unused(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    from htcluster.hql import parser
+
+    monkeypatch.setattr(parser.tempfile, "gettempdir", lambda: str(tmp_path))
+    path = parser._cache_file()
+    if path:  # POSIX: a directory only this user may write
+        info = os.stat(os.path.dirname(path))
+        assert info.st_uid == os.getuid() and not info.st_mode & 0o077
+        os.chmod(os.path.dirname(path), 0o777)  # made writable by others: never used again
+        assert parser._cache_file() is False
+        assert stat.S_ISDIR(info.st_mode)

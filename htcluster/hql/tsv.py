@@ -5,8 +5,8 @@ The formats are protocol.md 6.3's; the form of a file is told by its first line:
 * ``#row<TAB>column<TAB>value`` or a first line with 2 tabs: one cell per line,
   ``row, column, value`` (column ``cf`` or ``cf:qualifier``).
 * ``#timestamp<TAB>row<TAB>column<TAB>value`` or a first line with 3 tabs
-  starting with a timestamp: the same with a leading timestamp, integer nanoseconds or ``YYYY-MM-DD HH:MM:SS``
-  (broker local time).
+  starting with a timestamp: the same with a leading timestamp, integer
+  nanoseconds or ``YYYY-MM-DD HH:MM:SS`` (broker local time).
 * any other first line is a **header line** naming the columns (a leading
   ``#`` is dropped; write one for a 3-column header, which would otherwise
   read as cells).  Each later line is one row: the row key is the
@@ -16,7 +16,10 @@ The formats are protocol.md 6.3's; the form of a file is told by its first line:
   column is its header name (``cf`` or ``cf:qualifier``).  A header name that
   is not a column family of the table, and a field past the last header name,
   are refused unless ``IGNORE_UNKNOWN_COLUMNS`` (or ``IGNORE_UNKNOWN_CFS``)
-  skips them.  ``DUP_KEY_COLS`` also stores the key columns as cells;
+  skips them.  ``HEADER_FILE = 'f'`` takes the header line from file ``f``
+  (every line of the data file is then data), which is also how columns are
+  renamed: a header naming ``property:maiden_flight`` puts that field in
+  family ``property``.  ``DUP_KEY_COLS`` also stores the key columns as cells;
   ``ROW_UNIQUIFY_CHARS = n`` appends ``n`` random characters to each row key.
 
 In the one-cell forms, a line ending in ``<TAB>DELETE`` is a delete, formed

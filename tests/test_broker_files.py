@@ -232,9 +232,10 @@ def test_bad_file_writes_nothing(q, files_dir):
     write(files_dir / "bad.tsv", "r1\ta\tok\nr2\ta\n")
     error = code_of(q, "LOAD DATA INFILE 'bad.tsv' INTO TABLE t")
     assert error.code == codes.HQL_BAD_LOAD_FILE_FORMAT and "line 2" in error.message
-    write(files_dir / "badts.tsv", "x\tr\ta\tv\n")
+    write(files_dir / "badts.tsv", "1420070400000000000\tr\ta\tv\n2015-13-45\tr\ta\tv\n")
     error = code_of(q, "LOAD DATA INFILE 'badts.tsv' INTO TABLE t")
     assert error.code == codes.HQL_BAD_LOAD_FILE_FORMAT and "timestamp" in error.message
+    assert "line 2" in error.message
     assert cells_of(q, "t") == []
     write(files_dir / "hdr.tsv", "#key\ta\nr1\tv\n")
     error = code_of(q, "LOAD DATA INFILE ROW_KEY_COLUMN=nope 'hdr.tsv' INTO TABLE t")
@@ -259,6 +260,10 @@ def test_counter_family_loads_add(q, files_dir):
     q("LOAD DATA INFILE 'inc.tsv' INTO TABLE c")
     q("LOAD DATA INFILE 'inc.tsv' INTO TABLE c")
     assert cells_of(q, "c") == [("r", "n", "", b"6")]
+    write(files_dir / "badinc.tsv", "r\tn\t1\nr\tn\tlots\n")
+    error = code_of(q, "LOAD DATA INFILE 'badinc.tsv' INTO TABLE c")
+    assert error.code == codes.INVALID_ARGUMENT and "line 2" in error.message
+    assert cells_of(q, "c") == [("r", "n", "", b"6")]  # nothing of the bad file was written
 
 
 def test_load_into_file_converts(q, files_dir):

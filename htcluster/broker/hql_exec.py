@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import IO, Any, Callable, Optional
 
 from .. import codes
-from .._thrift.ttypes import ClientException, HqlResult
+from .._thrift.ttypes import ClientException, HqlResult, KeyFlag
 from ..hql import statements as ast
 from ..hql.alter import apply_alter
 from ..hql.files import confine, missing
 from ..hql.tsv import CellFileReader, cell_line, header_line, open_for_reading, open_for_writing
 from ..hql.schema import render_create_table
 from ._errors import client_error
+from .schema import parse_counter
 from .store import join_path
 
 __all__ = ["HELP_LINES", "LOAD_BATCH", "resolve_namespace", "run"]
@@ -218,13 +219,20 @@ def _load_data(handler: Any, ns: int, st: ast.LoadData, noflush: bool = False, *
     base = _files_dir(handler)
     path = confine(base, st.path, statement)
     header = _read_header(base, st.options.header_file) if st.options.header_file else None
-    families = None
+    families = counters = None
     if st.table is not None:
-        families = set(handler.table_get_schema(ns, st.table).column_families or {})
+        specs = handler.table_get_schema(ns, st.table).column_families or {}
+        families = set(specs)
+        counters = {name for name, cf in specs.items() if cf.options and cf.options.counter}
     with _file_errors(st.path, path, statement):
-        with open_for_reading(path) as source:
-            for _cell in _reader(source, st, families, header).cells():
-                pass  # a first pass checks every line: nothing is written from a bad file
+        with open_for_reading(path) as source:  # a first pass checks every line: a bad file writes nothing
+            reader = _reader(source, st, families, header)
+            for cell in reader.cells():
+                if counters and cell.key.column_family in counters and cell.key.flag == KeyFlag.INSERT \
+                        and parse_counter(cell.value or b"") is None:
+                    raise client_error(codes.INVALID_ARGUMENT, f"{st.path}, line {reader.lines}: "
+                                       f"column family '{cell.key.column_family}' is a COUNTER; "
+                                       f"{(cell.value or b'')[:40]!r} is not a signed integer or '=N'")
         if st.into_file is not None:
             return _convert(handler, base, st, path, header)
         with open_for_reading(path) as source:
@@ -251,8 +259,8 @@ def _write_batches(handler: Any, ns: int, table: str, reader: CellFileReader, no
             handler.set_cells(ns, table, batch)
             written += len(batch)
     except ClientException as exc:
-        raise client_error(exc.code, f"{exc.message}; {reader.source}: {written} cells before "
-                           f"line {reader.lines} were loaded, the rest was not") from None
+        raise ClientException(code=exc.code, message=f"{exc.message}; {reader.source}: {written} "
+                              f"cells before line {reader.lines} were loaded, the rest was not") from None
     log.info("%s: %d rows (%d cells) of %s loaded into %s", handler.peer, reader.rows, written,
              reader.source, table)
     return HqlResult()

@@ -4,25 +4,28 @@ The formats are protocol.md 6.3's; the form of a file is told by its first line:
 
 * ``#row<TAB>column<TAB>value`` or a first line with 2 tabs: one cell per line,
   ``row, column, value`` (column ``cf`` or ``cf:qualifier``).
-* ``#timestamp<TAB>row<TAB>column<TAB>value`` or a first line with 3 tabs: the
-  same with a leading timestamp, integer nanoseconds or ``YYYY-MM-DD HH:MM:SS``
-  (broker local time).
+* ``#timestamp<TAB>row<TAB>column<TAB>value`` or a first line with 3 tabs
+  starting with a timestamp: the same with a leading timestamp, integer
+  nanoseconds or ``YYYY-MM-DD HH:MM:SS`` (broker local time).
 * any other first line is a **header line** naming the columns (a leading
-  ``#`` is dropped; write one for a 3- or 4-column header, which would
-  otherwise read as cells).  Each later line is one row: the row key is the
+  ``#`` is dropped; write one for a 3-column header, which would otherwise
+  read as cells).  Each later line is one row: the row key is the
   ``ROW_KEY_COLUMN`` field (default: the first column; several, ``a+b``, are
   joined with one space), the timestamp the ``TIMESTAMP_COLUMN`` field (default:
   assigned by the broker), and every other non-empty field one cell whose
   column is its header name (``cf`` or ``cf:qualifier``).  A header name that
   is not a column family of the table, and a field past the last header name,
   are refused unless ``IGNORE_UNKNOWN_COLUMNS`` (or ``IGNORE_UNKNOWN_CFS``)
-  skips them.  ``DUP_KEY_COLS`` also stores the key columns as cells;
+  skips them.  ``HEADER_FILE = 'f'`` takes the header line from file ``f``
+  (every line of the data file is then data), which is also how columns are
+  renamed: a header naming ``property:maiden_flight`` puts that field in
+  family ``property``.  ``DUP_KEY_COLS`` also stores the key columns as cells;
   ``ROW_UNIQUIFY_CHARS = n`` appends ``n`` random characters to each row key.
 
 In the one-cell forms, a line ending in ``<TAB>DELETE`` is a delete, formed
 as HQL ``DELETE`` forms it (an empty column: the whole row).  Fields are split
-on the tab, or on ``FS = 'c'``.  Unless ``NO_ESCAPE``, ``\\\\``, ``\\t``, ``\\n``
-(and a backslash before the separator) stand for the character.  Blank lines
+on the tab, or on ``FS = 'c'``.  Unless ``NO_ESCAPE``, ``\\\\``, ``\\t``, ``\\n``,
+``\\r`` (and a backslash before the separator) stand for the character.  Blank lines
 are skipped; a trailing ``\\r`` is dropped.  A name ending in ``.gz`` is gzip,
 read and written.  Written files use the one-cell forms with their ``#`` header
 (timestamps as integer nanoseconds), so they load back as they were.
@@ -55,8 +58,10 @@ _UNIQUIFY_ALPHABET = string.ascii_letters + string.digits
 
 
 def escape(data: bytes, sep: bytes = b"\t") -> bytes:
-    """Escape backslash, tab, newline (and ``sep``) as ``\\\\``, ``\\t``, ``\\n`` (``\\`` + sep)."""
-    data = data.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n")
+    """Escape backslash, tab, newline, carriage return (and ``sep``) as ``\\\\``, ``\\t``,
+    ``\\n``, ``\\r`` (``\\`` + sep)."""
+    data = (data.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n")
+            .replace(b"\r", b"\\r"))
     if sep not in (b"\t", b"\n", b"\\"):
         data = data.replace(sep, b"\\" + sep)
     return data
@@ -71,8 +76,8 @@ def unescape(data: bytes, sep: bytes = b"\t") -> bytes:
     while i < n:
         byte = data[i:i + 1]
         nxt = data[i + 1:i + 2]
-        if byte == b"\\" and nxt in (b"\\", b"t", b"n", sep) and nxt:
-            out += {b"\\": b"\\", b"t": b"\t", b"n": b"\n"}.get(nxt, nxt)
+        if byte == b"\\" and nxt in (b"\\", b"t", b"n", b"r", sep) and nxt:
+            out += {b"\\": b"\\", b"t": b"\t", b"n": b"\n", b"r": b"\r"}.get(nxt, nxt)
             i += 2
         else:
             out += byte
@@ -188,7 +193,8 @@ class CellFileReader:
         else:
             assert first is not None
             width = len(first) - (first[-1] == _DELETE)
-            if width not in (3, 4) and not self.options.single_cell:
+            cells = width == 3 or (width == 4 and _looks_like_timestamp(first[0]))
+            if not cells and not self.options.single_cell:
                 yield from self._rows(first, lines)
                 return
             timed = width == 4
@@ -280,6 +286,12 @@ class CellFileReader:
                 if column is not None and field_bytes:
                     yield Cell(Key(row=row, column_family=column[0], column_qualifier=column[1],
                                    timestamp=stamp, flag=KeyFlag.INSERT), self._value(field_bytes))
+
+
+def _looks_like_timestamp(field: bytes) -> bool:
+    """Whether a first field reads as a timestamp (digits, or a date): else a 4-field first line is a header."""
+    text = field.strip()
+    return text.isdigit() or (len(text) >= 10 and text[:4].isdigit() and text[4:5] == b"-")
 
 
 # ------------------------------------------------------------------ writing

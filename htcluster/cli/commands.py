@@ -33,8 +33,11 @@ __all__ = ["broker_command", "cluster_command", "hql_command", "status_command"]
                    "(ThriftBroker.Timeout; default: never).")
 @click.option("--busy-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
               help="Seconds a write waits for another broker's write on the same data file.")
+@click.option("--files", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="The one directory LOAD DATA INFILE and SELECT/DUMP ... INTO FILE may use "
+                   "(default: none, file statements are refused).")
 def broker_command(host: str, port: int, port_file: Optional[Path], data: Optional[Path], timeout: Optional[float],
-                   busy_timeout: float) -> None:
+                   busy_timeout: float, files: Optional[Path]) -> None:
     """Serve the ThriftBroker protocol over a SQLite file (a local stand-in broker).
 
     The start line (with the address actually bound) is printed once the
@@ -49,7 +52,7 @@ def broker_command(host: str, port: int, port_file: Optional[Path], data: Option
             write_port_file(port_file, bound_port)
 
     try:
-        serve_broker(host, port, data, started, timeout=timeout, busy_timeout=busy_timeout)
+        serve_broker(host, port, data, started, timeout=timeout, busy_timeout=busy_timeout, files=files)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
                                    f"choose another --port or stop what uses it") from None

@@ -6,8 +6,12 @@ Retrying never duplicates a write: cells written with ``set_cell(s)`` and
 ``mutator_set_cell(s)`` get a client-side timestamp (:func:`next_timestamp`)
 when they have none, so a retried write stores the same versions again, and
 the reads of :class:`Replicas` collapse such repeats (:func:`collapse`,
-protocol.md appendix C).  Other writes are retried only when the request
-never left.  Client timestamps come from this machine's clock: keep it in
+protocol.md appendix C).  HQL ``INSERT`` and ``DELETE`` are sent the same way
+(:func:`hql_write_cells`).  Other writes are retried only when the request
+never left, else they raise :class:`~htcluster.errors.WriteOutcomeUnknown`.
+One exception: a cell of a ``COUNTER`` family is an increment, and a repeated
+increment adds again even with the same timestamp (as on Hypertable); send
+counter writes with ``retry=False`` Replicas, or read back before repeating.  Client timestamps come from this machine's clock: keep it in
 step (NTP) with the brokers' if other writers leave timestamps to the broker.
 :meth:`Replicas.scan` resumes a scan on another replica after the last
 complete row it delivered.

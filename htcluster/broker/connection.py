@@ -87,7 +87,7 @@ class Connection:
 
         A call being run is never timed; an answer must be taken, and a frame
         completed, within ``frame_timeout``; a complete frame must come every
-        ``idle_timeout`` seconds.
+        ``idle_timeout`` seconds, half-received frames included.
 
         :param now: ``time.monotonic()``.
         """
@@ -97,10 +97,12 @@ class Connection:
             if now - self.out_started > limits.frame_timeout:
                 return logging.WARNING, (f"did not take its answer within {limits.frame_timeout:g} s "
                                          "(--frame-timeout); closing its connection")
-        elif self.frame_started is not None and now - self.frame_started > limits.frame_timeout:
+            return None
+        if self.frame_started is not None and now - self.frame_started > limits.frame_timeout:
             return logging.WARNING, (f"did not finish a frame within the frame timeout ({limits.frame_timeout:g} s, "
                                      "--frame-timeout); closing its connection")
-        elif limits.idle_timeout is not None and now - self.active > limits.idle_timeout:
-            return logging.INFO, (f"sent no complete frame for {limits.idle_timeout:g} s (--idle-timeout); "
+        if limits.idle_timeout is not None and now - self.active > limits.idle_timeout:
+            half = " (half a frame received)" if self.frame_started is not None else ""
+            return logging.INFO, (f"sent no complete frame for {limits.idle_timeout:g} s{half} (--idle-timeout); "
                                   "closing its connection")
         return None

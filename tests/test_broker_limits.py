@@ -166,6 +166,16 @@ def test_a_slowloris_frame_is_closed_after_the_frame_timeout(server, caplog):
     assert any("frame timeout" in r.getMessage() for r in caplog.records)
 
 
+def test_the_idle_timeout_also_closes_a_half_received_frame(tmp_path, caplog):
+    caplog.set_level(logging.INFO, "htcluster.broker")
+    limits = small_limits(idle_timeout=1.0, frame_timeout=120.0)
+    with BrokerServer(port=0, data=tmp_path / "idle.sqlite", limits=limits) as quick:
+        with connect(quick) as half:
+            half.sendall(struct.pack("!i", 1000) + b"x" * 10)
+            assert closed_within(half, CLOSE_WAIT)
+    assert any("half a frame" in r.getMessage() for r in caplog.records)
+
+
 def test_zero_length_frame_closes_the_connection_and_zeros_are_not_amplified(server, caplog):
     caplog.set_level(logging.WARNING, "htcluster.broker")
     with connect(server) as zeros:

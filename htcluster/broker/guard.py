@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import inspect
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from .. import codes
 from ._errors import client_error
@@ -55,7 +55,7 @@ class ArgumentGuard:
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         method = getattr(self._handler, name)
-        required = required_arguments(type(self._handler), name)
+        required = required_arguments(cast(Any, type(self._handler)), name)
         if not required:
             return method
 

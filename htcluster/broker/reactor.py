@@ -40,10 +40,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
-from .._thrift import HqlService
 from ._errors import ClientGone
-from .guard import ArgumentGuard
-from .handler import Handler
+from .connection import Connection, refuse_frame
 from .limits import Limits
 from .objects import BrokerContext
 from .wire import run_frame
@@ -52,12 +50,6 @@ __all__ = ["LINGER", "Reactor"]
 
 log = logging.getLogger("htcluster.broker")
 
-#: Bytes of a frame admitted whatever the bytes in flight, so that small calls (``status``,
-#: scanner batches) still go through while big frames fill the budget; at most
-#: ``max_connections`` of them can pass it.
-SMALL_FRAME = 64 * 1024
-#: Bytes read from one socket at a time.
-READ_CHUNK = 256 * 1024
 #: Seconds between two looks at the timeouts of every connection.
 TICK = 0.1
 #: Seconds a connection must be idle, while stopping, before it is closed without waiting for a request.
@@ -67,37 +59,6 @@ REFUSAL_LOG_INTERVAL = 5.0
 #: Connections accepted per readiness event of the listener.
 ACCEPT_BATCH = 64
 _CLOSED = object()  # a worker's result: the connection's handler is closed
-
-
-class Connection:
-    """The state of one client connection, owned by the reactor thread."""
-
-    def __init__(self, sock: socket.socket, peer: str, context: BrokerContext, limits: Limits, now: float) -> None:
-        self.sock = sock
-        self.peer = peer
-        self.handler = Handler(context, peer, max_answer_size=limits.answer_size, client_gone=self.gone)
-        self.processor = HqlService.Processor(ArgumentGuard(self.handler))
-        self.header = bytearray()
-        self.body: Optional[bytearray] = None
-        self.size = 0
-        self.reserved = 0  # bytes of the budget held by this connection
-        self.frame_started: Optional[float] = None
-        self.active = now  # when the last frame arrived or the last answer left
-        self.busy = False  # a worker runs its call
-        self.out: Optional[memoryview] = None
-        self.out_started = 0.0
-        self.last_answer = False  # the answer being sent is followed by the end of the connection
-        self.events = 0
-        self.closed = False
-
-    def gone(self) -> bool:
-        """Return True once the client has closed or reset its connection (a non-blocking peek)."""
-        try:
-            return self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-        except (BlockingIOError, InterruptedError):
-            return False
-        except OSError:
-            return True
 
 
 class Reactor:
@@ -240,12 +201,8 @@ class Reactor:
     # --------------------------------------------------------- reading
 
     def _receive(self, conn: Connection) -> None:
-        if conn.body is None:
-            want = 4 - len(conn.header)
-        else:
-            want = min(conn.size - len(conn.body), READ_CHUNK)
         try:
-            data = conn.sock.recv(want)
+            data = conn.sock.recv(conn.wanted())
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -272,22 +229,13 @@ class Reactor:
 
     def _start_body(self, conn: Connection) -> None:
         size = int.from_bytes(conn.header, "big", signed=True)
-        limits = self.limits
-        if size == 0:
-            self._close(conn, logging.WARNING, "sent a zero-length frame; closing its connection")
-        elif size < 0:
-            self._close(conn, logging.WARNING, f"sent a frame header of {size} bytes; closing its connection")
-        elif size > limits.max_frame_size:
-            self._close(conn, logging.WARNING, f"announced a frame of {size} bytes, over the largest accepted "
-                                               f"({limits.max_frame_size}, --max-frame-size); closing its connection")
-        elif size > SMALL_FRAME and self.inflight + size > self.budget:
-            self._close(conn, logging.WARNING, f"announced a frame of {size} bytes while {self.inflight} bytes "
-                                               f"are in flight (budget {self.budget}, "
-                                               "--max-inflight-bytes); refused, closing its connection")
-        else:
-            conn.size, conn.reserved = size, size
-            self.inflight += size
-            conn.body = bytearray()
+        refusal = refuse_frame(size, self.limits, self.inflight, self.budget)
+        if refusal is not None:
+            self._close(conn, logging.WARNING, f"{refusal}; closing its connection")
+            return
+        conn.size, conn.reserved = size, size
+        self.inflight += size
+        conn.body = bytearray()
 
     def _dispatch(self, conn: Connection, now: float) -> None:
         assert conn.body is not None
@@ -419,21 +367,10 @@ class Reactor:
             self._submit(self._close_handler, conn)
 
     def _sweep(self, now: float) -> None:
-        limits = self.limits
         for conn in list(self._conns.values()):
-            if conn.busy:
-                continue
-            if conn.out is not None:
-                if now - conn.out_started > limits.frame_timeout:
-                    self._close(conn, logging.WARNING, f"did not take its answer within {limits.frame_timeout:g} s "
-                                                       "(--frame-timeout); closing its connection")
-            elif conn.frame_started is not None and now - conn.frame_started > limits.frame_timeout:
-                self._close(conn, logging.WARNING, f"did not finish a frame within the frame timeout "
-                                                   f"({limits.frame_timeout:g} s, --frame-timeout); closing "
-                                                   "its connection")
-            elif limits.idle_timeout is not None and now - conn.active > limits.idle_timeout:
-                self._close(conn, logging.INFO, f"sent no complete frame for {limits.idle_timeout:g} s "
-                                                "(--idle-timeout); closing its connection")
+            expired = conn.expired(now, self.limits)
+            if expired is not None:
+                self._close(conn, *expired)
 
     def _stopping(self, now: float) -> bool:
         """Advance a stop in progress; return True once the loop may end."""

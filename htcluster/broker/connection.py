@@ -1,0 +1,108 @@
+"""One client connection of the broker's connection loop (:mod:`.reactor`), and the rules for frame headers.
+
+A :class:`Connection` is owned by the reactor thread, except :meth:`Connection.gone`,
+which the worker running its call may use: the loop does not read the
+socket while a call runs.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Optional
+
+from .._thrift import HqlService
+from .guard import ArgumentGuard
+from .handler import Handler
+from .limits import Limits
+from .objects import BrokerContext
+
+__all__ = ["READ_CHUNK", "SMALL_FRAME", "Connection", "refuse_frame"]
+
+#: Bytes of a frame admitted whatever the bytes in flight, so that small calls (``status``,
+#: scanner batches) still go through while big frames fill the budget; at most
+#: ``max_connections`` of them can pass it.
+SMALL_FRAME = 64 * 1024
+#: Bytes read from one socket at a time.
+READ_CHUNK = 256 * 1024
+
+
+def refuse_frame(size: int, limits: Limits, inflight: int, budget: int) -> Optional[str]:
+    """Return why a frame header announcing ``size`` bytes is refused, or ``None`` to read its body.
+
+    :param inflight: bytes in flight across all connections now.
+    :param budget: the in-flight budget in bytes (``limits.max_inflight_bytes``).
+    :returns: the reason, for the log line, naming the option that sets the limit.
+    """
+    if size == 0:
+        return "sent a zero-length frame"
+    if size < 0:
+        return f"sent a frame header of {size} bytes"
+    if size > limits.max_frame_size:
+        return (f"announced a frame of {size} bytes, over the largest accepted "
+                f"({limits.max_frame_size}, --max-frame-size)")
+    if size > SMALL_FRAME and inflight + size > budget:
+        return (f"announced a frame of {size} bytes while {inflight} bytes are in flight "
+                f"(budget {budget}, --max-inflight-bytes); refused")
+    return None
+
+
+class Connection:
+    """The state of one client connection, owned by the reactor thread."""
+
+    def __init__(self, sock: socket.socket, peer: str, context: BrokerContext, limits: Limits, now: float) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.handler = Handler(context, peer, max_answer_size=limits.answer_size, client_gone=self.gone)
+        self.processor = HqlService.Processor(ArgumentGuard(self.handler))
+        self.header = bytearray()
+        self.body: Optional[bytearray] = None
+        self.size = 0
+        self.reserved = 0  # bytes of the budget held by this connection
+        self.frame_started: Optional[float] = None
+        self.active = now  # when the last frame arrived or the last answer left
+        self.busy = False  # a worker runs its call
+        self.out: Optional[memoryview] = None
+        self.out_started = 0.0
+        self.last_answer = False  # the answer being sent is followed by the end of the connection
+        self.events = 0
+        self.closed = False
+
+    def gone(self) -> bool:
+        """Return True once the client has closed or reset its connection (a non-blocking peek)."""
+        try:
+            return self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
+
+    def wanted(self) -> int:
+        """Return how many bytes to read next: the rest of the header, else the next piece of the body."""
+        if self.body is None:
+            return 4 - len(self.header)
+        return min(self.size - len(self.body), READ_CHUNK)
+
+    def expired(self, now: float, limits: Limits) -> Optional[tuple[int, str]]:
+        """Return ``(log level, why)`` when a timeout of ``limits`` has passed, else ``None``.
+
+        A call being run is never timed; an answer must be taken, and a frame
+        completed, within ``frame_timeout``; a complete frame must come every
+        ``idle_timeout`` seconds, half-received frames included.
+
+        :param now: ``time.monotonic()``.
+        """
+        if self.busy:
+            return None
+        if self.out is not None:
+            if now - self.out_started > limits.frame_timeout:
+                return logging.WARNING, (f"did not take its answer within {limits.frame_timeout:g} s "
+                                         "(--frame-timeout); closing its connection")
+            return None
+        if self.frame_started is not None and now - self.frame_started > limits.frame_timeout:
+            return logging.WARNING, (f"did not finish a frame within the frame timeout ({limits.frame_timeout:g} s, "
+                                     "--frame-timeout); closing its connection")
+        if limits.idle_timeout is not None and now - self.active > limits.idle_timeout:
+            half = " (half a frame received)" if self.frame_started is not None else ""
+            return logging.INFO, (f"sent no complete frame for {limits.idle_timeout:g} s{half} (--idle-timeout); "
+                                  "closing its connection")
+        return None

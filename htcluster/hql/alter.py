@@ -102,7 +102,6 @@ def _add(schema: Schema, table: str, definitions: Sequence[Definition]) -> None:
 
 
 def _modify(schema: Schema, table: str, definitions: Sequence[Definition]) -> None:
-    families = schema.column_families
     for item in definitions:
         if isinstance(item, GroupDef):
             group = schema.access_groups.get(item.name)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from importlib import resources
 from typing import Optional
@@ -30,6 +31,9 @@ READ_RULES = frozenset({"select", "show_tables", "describe_table", "show_create_
                         "exists_table", "get_listing"})
 #: Distinct statement texts whose classification :func:`is_read` remembers.
 IS_READ_CACHE_SIZE = 4096
+#: First words of the read statements; a text starting otherwise is a write without parsing.
+_READ_WORDS = frozenset({"select", "show", "describe", "exists", "get"})
+_FIRST_WORD = re.compile(r"\s*([A-Za-z]+)")
 
 #: How some terminals read in "expected ..." messages.
 _TERMINAL_WORDS = {
@@ -141,11 +145,16 @@ def is_read(command: str) -> bool:
     including text that does not parse and ``SELECT ... INTO FILE`` (it writes
     a file on the broker).  Only syntax is checked: a SELECT whose values are
     bad (a malformed timestamp) still counts as a read; the broker refuses it.
-    Results are memoised per text (at most :data:`IS_READ_CACHE_SIZE` texts).
+    Results are memoised per text (at most :data:`IS_READ_CACHE_SIZE` texts);
+    a text whose first word starts no read statement (INSERT, DELETE, ...) is
+    a write at once, without parsing, since no read rule begins that way.
 
     :param command: one HQL statement.
     :returns: ``True`` for a read, ``False`` otherwise; never raises.
     """
+    first = _FIRST_WORD.match(command) if isinstance(command, str) else None
+    if first is None or first.group(1).lower() not in _READ_WORDS:
+        return False
     try:
         tree = _tree(command)
     except ClientException:

@@ -101,7 +101,7 @@ class Hypertable:
     :meth:`cluster_for` that of a bind.
     """
 
-    #: Whether ``with ht``, :meth:`connect` and :meth:`put_back` work outside an
+    #: Whether ``with ht`` and :meth:`connect` work outside an
     #: app context (taking the one app the extension serves), as in Flask-Hypertable.
     outside_app_context = False
 

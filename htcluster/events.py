@@ -329,8 +329,11 @@ class Listeners:
     __slots__ = ("__weakref__", "_calls", "_origins", "parent")
 
     def __init__(self, parent: Any = _GLOBAL) -> None:
-        """:param parent: a :class:`Listeners` that also receives every event, or
-        ``None``; by default the process-wide :data:`listeners`."""
+        """Make a registry.
+
+        :param parent: a :class:`Listeners` that also receives every event, or
+            ``None``; by default the process-wide :data:`listeners`.
+        """
         if parent is _GLOBAL:
             parent = listeners
         if parent is not None and not isinstance(parent, Listeners):

@@ -1,50 +1,21 @@
-"""Fixtures and helpers shared by the ``test_broker_*`` modules (the stand-in broker's own tests).
+"""Helpers shared by the ``test_broker_*`` modules (the stand-in broker's own tests).
 
-Import the fixtures by name into a test module (``from brokertest import broker,
-client, ns, ns_name``) to get a module-scoped broker subprocess, a raw Thrift client per
-test and a fresh namespace per test.
+Builders of cells, families, tables and serialized buffers, and assertion
+helpers.  The fixtures these modules use (``broker``, ``client``, ``ns_name``,
+``ns``) live in ``conftest.py``: pytest shares them, no import needed.
 """
 from __future__ import annotations
 
 import struct
 import time
-import uuid
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import pytest
 
-from htcluster.testing import LocalBroker
 from htcluster.types import Cell, ClientException, ColumnFamilyOptions, ColumnFamilySpec, Key, Schema
 
 #: Seconds a test waits for something asynchronous (a periodic flush, a disconnect).
 EVENTUALLY = 10.0
-
-
-@pytest.fixture(scope="module")
-def broker() -> Iterator[LocalBroker]:
-    """One stand-in broker subprocess for the test module."""
-    with LocalBroker() as local:
-        yield local
-
-
-@pytest.fixture
-def client(broker: LocalBroker, raw_client_factory: Callable) -> Any:
-    """A raw Thrift client of ``broker``."""
-    return raw_client_factory(broker.address)
-
-
-@pytest.fixture
-def ns_name(client: Any) -> str:
-    """The name of a fresh namespace, unique to the test."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    client.namespace_create(name)
-    return name
-
-
-@pytest.fixture
-def ns(client: Any, ns_name: str) -> int:
-    """An id of the test's fresh namespace ``ns_name``."""
-    return client.namespace_open(ns_name)
 
 
 def family(name: str, access_group: str = "", **options: Any) -> ColumnFamilySpec:

@@ -1,18 +1,24 @@
 """Fixtures shared by every test module.
 
-The broker fixtures themselves (``local_broker``, ``broker_address``,
-``local_cluster_factory``) come from the ``htcluster.testing`` pytest plugin.
+The session's broker fixtures (``local_broker``, ``broker_address``,
+``local_cluster_factory``, ``fault_proxy_factory``) come from the
+``htcluster.testing`` pytest plugin.  Here: ``broker`` (one stand-in broker
+per test module), ``client`` (a raw Thrift client of it), ``ns_name`` and
+``ns`` (a fresh namespace per test), ``raw_client_factory`` and
+``shared_data``.  A module may define a fixture of the same name to replace one.
 """
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 from thrift.protocol import TBinaryProtocol
 from thrift.transport import TSocket, TTransport
 
 from htcluster._thrift import HqlService
+from htcluster.testing import LocalBroker
 
 #: ../shared/data beside the repository: real input, never copied in.
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -54,3 +60,30 @@ def raw_client_factory() -> Iterator[Callable[[str], HqlService.Client]]:
     yield make
     for client in opened:
         client._iprot.trans.close()
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[LocalBroker]:
+    """One stand-in broker subprocess for the test module."""
+    with LocalBroker() as local:
+        yield local
+
+
+@pytest.fixture
+def client(broker: LocalBroker, raw_client_factory: Callable) -> Any:
+    """A raw Thrift client of ``broker``."""
+    return raw_client_factory(broker.address)
+
+
+@pytest.fixture
+def ns_name(client: Any) -> str:
+    """The name of a fresh namespace, unique to the test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    client.namespace_create(name)
+    return name
+
+
+@pytest.fixture
+def ns(client: Any, ns_name: str) -> int:
+    """An id of the test's fresh namespace ``ns_name``."""
+    return client.namespace_open(ns_name)

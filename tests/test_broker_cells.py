@@ -7,8 +7,7 @@ import time
 import pytest
 from thrift.Thrift import TApplicationException
 
-from brokertest import (broker, cell, client, family, keys, make_table, ns, ns_name, raises_code,  # noqa: F401
-                        record, serialized)
+from brokertest import cell, family, keys, make_table, raises_code, record, serialized
 from htcluster import codes
 from htcluster.types import (CellInterval, ColumnPredicate, ColumnPredicateOperation as Op, KeyFlag, RowInterval,
                              ScanSpec)

@@ -16,8 +16,7 @@ from typing import Any, Callable
 import pytest
 from thrift.Thrift import TApplicationException
 
-from brokertest import (broker, cell, client, family, make_table, ns, ns_name, raises_code,  # noqa: F401
-                        record, serialized)
+from brokertest import cell, family, make_table, raises_code, record, serialized
 from htcluster import codes
 from htcluster.testing import LocalBroker
 from htcluster.types import (AccessGroupOptions, AccessGroupSpec, CellInterval, ColumnPredicate, KeyFlag,

@@ -1,11 +1,14 @@
-"""The stand-in broker: namespaces, tables, schemas, status, aliases and NOT_IMPLEMENTED (protocol.md 2, 4, 5.1, 5.4)."""
+"""The stand-in broker: namespaces, tables, schemas, status, aliases and NOT_IMPLEMENTED.
+
+protocol.md sections 2, 4, 5.1 and 5.4.
+"""
 from __future__ import annotations
 
 import inspect
 import re
 import uuid
 
-from brokertest import broker, cell, client, family, keys, make_table, ns, ns_name, raises_code  # noqa: F401
+from brokertest import cell, family, keys, make_table, raises_code
 from htcluster import codes
 from htcluster._thrift import HqlService
 from htcluster.broker.handler import ALIASES, Handler

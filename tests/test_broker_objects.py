@@ -1,8 +1,7 @@
 """The stand-in broker: scanners, mutators and shared mutators (protocol.md 5.1, 5.2, 5.3)."""
 from __future__ import annotations
 
-from brokertest import (broker, cell, client, eventually, keys, make_table, ns, ns_name,  # noqa: F401
-                        raises_code)
+from brokertest import cell, eventually, keys, make_table, raises_code
 from htcluster import codes
 from htcluster.broker.objects import NEXT_THRESHOLD
 from htcluster.types import MutateSpec, RowInterval, ScanSpec

@@ -9,7 +9,7 @@ import threading
 import time
 
 import pytest
-from brokertest import broker, client, make_table, ns, ns_name  # noqa: F401
+from brokertest import make_table
 
 from htcluster import codes
 from htcluster.types import Cell, ClientException, ColumnPredicate, Key, ScanSpec

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from brokertest import broker, cell, client, eventually, make_table  # noqa: F401
+from brokertest import cell, eventually, make_table
 from htcluster.broker import BrokerServer, main, serve
 from htcluster.broker.store import CHUNK_CELLS, FIRST_CHUNK, PURGE_CHUNK, Store, WriteCell
 from htcluster.testing import LocalBroker

@@ -269,7 +269,8 @@ def test_paused_primary_costs_one_timeout_then_writes_move_and_come_back(cluster
             start = time.perf_counter()
             for i in range(20):
                 replicas.call("set_cell", "p", cell(f"r{i}"), namespace=NS)
-            assert time.perf_counter() - start < 1.9  # one 1 s timeout at most
+            # one 3 s timeout, not one per write (20 x 3 s); the bound is loose for a busy machine
+            assert time.perf_counter() - start < 30.0
             assert replicas.health.state(cluster.hosts[0]).failures == 1
             assert replicas[cluster.hosts[1]].idle == 1  # the writes went to the second host
         finally:

@@ -245,7 +245,8 @@ def test_register_and_unregister_while_other_threads_emit():
 
     def churn():
         for n in range(300):
-            fn = (lambda e, n=n: None)
+            def fn(e, n=n):
+                return None
             reg.register(fn)
             reg.unregister(fn)
 

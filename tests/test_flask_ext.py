@@ -144,7 +144,7 @@ def test_strategy_choice(config, kind):
         with app.app_context():
             assert ext.cluster.hosts("us") == {"127.0.0.1:2"}
             with pytest.raises(RuntimeError, match="shard"):
-                ext.connection
+                _ = ext.connection
             with pytest.raises(TypeError, match="key="):
                 ext.namespace("x").get_cell("t", "r", "a")
 
@@ -152,11 +152,11 @@ def test_strategy_choice(config, kind):
 def test_outside_app_context_and_before_init_app():
     ext = Hypertable()
     with pytest.raises(RuntimeError, match="application context"):
-        ext.connection
+        _ = ext.connection
     app = Flask("late")
     with app.app_context():
         with pytest.raises(RuntimeError, match="init_app"):
-            ext.cluster
+            _ = ext.cluster
     ext.init_app(app)
     with pytest.raises(RuntimeError, match="already registered"):
         Hypertable(app)

@@ -10,7 +10,6 @@ import pytest
 
 from htcluster import codes
 from htcluster.broker.hql import parse
-from htcluster.testing import LocalBroker
 from htcluster.types import ClientException, HqlResult, KeyFlag
 
 NAMESPACE = "hqltest"
@@ -19,17 +18,6 @@ NOTHING = HqlResult()
 
 def ts(text: str) -> int:
     return int(datetime.fromisoformat(text).timestamp()) * 10**9
-
-
-@pytest.fixture(scope="module")
-def broker():
-    with LocalBroker() as broker:
-        yield broker
-
-
-@pytest.fixture
-def client(broker, raw_client_factory):
-    return raw_client_factory(broker.address)
 
 
 @pytest.fixture
@@ -155,7 +143,8 @@ def test_array_variants(client, ns, q):
     q("CREATE TABLE arrays (a)")
     q("INSERT INTO arrays VALUES ('2015-01-02 03:04:05', 'r1', 'a:x', 'one'), ('r2', 'a', '')")
     stamp = str(ts("2015-01-02 03:04:05"))
-    for result in (client.hql_query_as_arrays(ns, "SELECT * FROM arrays"), client.hql_query2(ns, "SELECT * FROM arrays"),
+    for result in (client.hql_query_as_arrays(ns, "SELECT * FROM arrays"),
+                   client.hql_query2(ns, "SELECT * FROM arrays"),
                    client.hql_exec_as_arrays(ns, "SELECT * FROM arrays", False, False),
                    client.hql_exec2(ns, "SELECT * FROM arrays", True, False)):
         assert (result.results, result.scanner, result.mutator) == (None, None, None)

@@ -5,7 +5,6 @@ Issue 10: HQL answered NOT_IMPLEMENTED while the Thrift ``table_alter`` worked.
 from __future__ import annotations
 
 import pytest
-from brokertest import broker, client, ns, ns_name  # noqa: F401
 
 from htcluster import codes
 from htcluster.hql import AlterTable, parse

@@ -7,8 +7,7 @@ shared mutators and HQL INSERT.
 from __future__ import annotations
 
 import pytest
-from brokertest import broker, client, family, make_table, ns, ns_name  # noqa: F401
-
+from brokertest import family, make_table
 from htcluster import codes
 from htcluster.types import (Cell, ClientException, Key, KeyFlag, MutateSpec, RowInterval,
                              ScanSpec)

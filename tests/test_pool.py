@@ -11,7 +11,6 @@ import threading
 import time
 import uuid
 from typing import Iterator
-from unittest import mock
 
 import pytest
 
@@ -322,9 +321,9 @@ def test_scan_stopped_early_returns_the_connection(pool: Pool, namespace: str) -
     assert next(scan).key.row == "r00" and pool.in_use == 1
     scan.close()
     assert (pool.in_use, pool.idle) == (0, 1)
-    for cell in pool.scan("cells", namespace=namespace):
+    for _cell in pool.scan("cells", namespace=namespace):
         break
-    del cell
+    del _cell
     assert (pool.in_use, pool.idle) == (0, 1) and pool.stats()["opened"] == 1
 
 

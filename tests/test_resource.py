@@ -9,7 +9,6 @@ import threading
 import time
 import uuid
 from typing import Iterator
-from unittest import mock
 
 import pytest
 from thrift.Thrift import TApplicationException, TMessageType

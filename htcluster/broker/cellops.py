@@ -23,7 +23,8 @@ from .schema import TableSchema, parse_counter
 from .store import WriteCell
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .handler import Handler
+    from .objects import BrokerContext
+    from .store import Store, TableRow
 
 __all__ = ["CellOperations"]
 
@@ -31,31 +32,45 @@ CellAsArray = list[str]
 
 
 class CellOperations:
-    """Mixin of the cell-level ``ClientService`` methods."""
+    """Mixin of the cell-level ``ClientService`` methods.
+
+    The state and helpers declared below are the :class:`~htcluster.broker.handler.Handler`'s
+    (the one class this is mixed into); the declarations let each method be type-checked here.
+    """
+
+    context: "BrokerContext"
+    store: "Store"
+    _scanners: dict[int, Scanner]
+    _mutators: dict[int, Mutator]
+
+    if TYPE_CHECKING:  # pragma: no cover
+        def _new_id(self, bits: int) -> int: ...
+        def _table(self, ns: int, name: str) -> tuple[TableRow, TableSchema]: ...
+        def _table_by_id(self, table_id: int) -> tuple[TableRow, TableSchema]: ...
 
     # ------------------------------------------------------------- reads
 
-    def get_cells(self: "Handler", ns: int, table_name: str, scan_spec: ScanSpec) -> list[Cell]:
+    def get_cells(self, ns: int, table_name: str, scan_spec: ScanSpec) -> list[Cell]:
         """Return every cell ``scan_spec`` selects, all versions unless limited (protocol.md 5.2)."""
         table, schema = self._table(ns, table_name)
         return list(scan(self.store, table.id, schema, scan_spec))
 
-    def get_cells_as_arrays(self: "Handler", ns: int, name: str, scan_spec: ScanSpec) -> list[CellAsArray]:
+    def get_cells_as_arrays(self, ns: int, name: str, scan_spec: ScanSpec) -> list[CellAsArray]:
         """``get_cells`` with cells as ``[row, cf, cq, value, timestamp]``."""
         return [cell_as_array(c) for c in self.get_cells(ns, name, scan_spec)]
 
-    def get_row(self: "Handler", ns: int, table_name: str, row: str) -> list[Cell]:
+    def get_row(self, ns: int, table_name: str, row: str) -> list[Cell]:
         """Return the newest version of every cell of ``row``."""
         if not row:
             raise client_error(codes.BAD_KEY, "get_row needs a non-empty row key")
         spec = ScanSpec(row_intervals=[RowInterval(row, True, row, True)], versions=1)
         return self.get_cells(ns, table_name, spec)
 
-    def get_row_as_arrays(self: "Handler", ns: int, name: str, row: str) -> list[CellAsArray]:
+    def get_row_as_arrays(self, ns: int, name: str, row: str) -> list[CellAsArray]:
         """``get_row`` with cells as arrays."""
         return [cell_as_array(c) for c in self.get_row(ns, name, row)]
 
-    def get_cell(self: "Handler", ns: int, table_name: str, row: str, column: str) -> bytes:
+    def get_cell(self, ns: int, table_name: str, row: str, column: str) -> bytes:
         """Return the newest value of ``row``/``column`` ('cf' or 'cf:q'), ``b''`` when there is none.
 
         An empty row fails outside the declared exceptions, as a
@@ -68,42 +83,42 @@ class CellOperations:
         cells = self.get_cells(ns, table_name, spec)
         return (cells[0].value or b"") if cells else b""
 
-    def get_cells_serialized(self: "Handler", ns: int, name: str, scan_spec: ScanSpec) -> bytes:
+    def get_cells_serialized(self, ns: int, name: str, scan_spec: ScanSpec) -> bytes:
         """``get_cells`` as one serialized-cells buffer (protocol.md appendix A)."""
         return serialized.encode(self.get_cells(ns, name, scan_spec), finished=True)
 
-    def get_row_serialized(self: "Handler", ns: int, table_name: str, row: str) -> bytes:
+    def get_row_serialized(self, ns: int, table_name: str, row: str) -> bytes:
         """``get_row`` as a serialized-cells buffer."""
         return serialized.encode(self.get_row(ns, table_name, row), finished=True)
 
     # ------------------------------------------------------------ writes
 
-    def set_cells(self: "Handler", ns: int, table_name: str, cells: list[Cell]) -> None:
+    def set_cells(self, ns: int, table_name: str, cells: list[Cell]) -> None:
         """Write ``cells`` and flush before returning (all or nothing)."""
         table, schema = self._table(ns, table_name)
         self.store.write(table.id, _counted([cell_to_write(c, schema) for c in cells or ()], schema))
 
-    def set_cell(self: "Handler", ns: int, table_name: str, cell: Cell) -> None:
+    def set_cell(self, ns: int, table_name: str, cell: Cell) -> None:
         """Write one cell and flush."""
         self.set_cells(ns, table_name, [cell])
 
-    def set_cells_as_arrays(self: "Handler", ns: int, table_name: str, cells: list[CellAsArray]) -> None:
+    def set_cells_as_arrays(self, ns: int, table_name: str, cells: list[CellAsArray]) -> None:
         """Write ``[row, cf, cq, value, ts, rev, flag]`` arrays (1-7 items each) and flush."""
         table, schema = self._table(ns, table_name)
         self.store.write(table.id, _counted([array_to_write(c, schema) for c in cells or ()], schema))
 
-    def set_cell_as_array(self: "Handler", ns: int, table_name: str, cell: CellAsArray) -> None:
+    def set_cell_as_array(self, ns: int, table_name: str, cell: CellAsArray) -> None:
         """Write one array cell and flush."""
         self.set_cells_as_arrays(ns, table_name, [cell])
 
-    def set_cells_serialized(self: "Handler", ns: int, table_name: str, cells: bytes) -> None:
+    def set_cells_serialized(self, ns: int, table_name: str, cells: bytes) -> None:
         """Write a serialized-cells buffer and flush (protocol.md appendix A)."""
         table, schema = self._table(ns, table_name)
         self.store.write(table.id, _counted([_from_parsed(c, schema) for c in serialized.decode(cells)[0]], schema))
 
     # ---------------------------------------------------------- scanners
 
-    def scanner_open(self: "Handler", ns: int, table_name: str, scan_spec: ScanSpec) -> int:
+    def scanner_open(self, ns: int, table_name: str, scan_spec: ScanSpec) -> int:
         """Open a scanner; errors of the scan itself come with the first fetch (protocol.md 5.2)."""
         table, schema = self._table(ns, table_name)
         cells = scan(self.store, table.id, schema, scan_spec)
@@ -111,48 +126,48 @@ class CellOperations:
         self._scanners[sid] = Scanner(cells)
         return sid
 
-    def _scanner(self: "Handler", scanner: int) -> Scanner:
+    def _scanner(self, scanner: int) -> Scanner:
         try:
             return self._scanners[scanner]
         except (KeyError, TypeError):
             raise client_error(codes.THRIFTBROKER_BAD_SCANNER_ID, f"Invalid scanner id: {scanner}") from None
 
-    def scanner_get_cells(self: "Handler", scanner: int) -> list[Cell]:
+    def scanner_get_cells(self, scanner: int) -> list[Cell]:
         """Return the next batch (about 512,000 bytes); ``[]`` at the end."""
         return self._scanner(scanner).next_cells()
 
-    def scanner_get_cells_as_arrays(self: "Handler", scanner: int) -> list[CellAsArray]:
+    def scanner_get_cells_as_arrays(self, scanner: int) -> list[CellAsArray]:
         """``scanner_get_cells`` with cells as arrays."""
         return [cell_as_array(c) for c in self.scanner_get_cells(scanner)]
 
-    def scanner_get_cells_serialized(self: "Handler", scanner: int) -> bytes:
+    def scanner_get_cells_serialized(self, scanner: int) -> bytes:
         """``scanner_get_cells`` as a serialized buffer; EOS marks the last one."""
         found = self._scanner(scanner)
         cells = found.next_cells()
         return serialized.encode(cells, finished=found.exhausted())
 
-    def scanner_get_row_serialized(self: "Handler", scanner: int) -> bytes:
+    def scanner_get_row_serialized(self, scanner: int) -> bytes:
         """``scanner_get_row`` as a serialized buffer; EOS marks the last one."""
         found = self._scanner(scanner)
         cells = found.next_row()
         return serialized.encode(cells, finished=found.exhausted())
 
-    def scanner_get_row(self: "Handler", scanner: int) -> list[Cell]:
+    def scanner_get_row(self, scanner: int) -> list[Cell]:
         """Return the cells of the next row; ``[]`` at the end."""
         return self._scanner(scanner).next_row()
 
-    def scanner_get_row_as_arrays(self: "Handler", scanner: int) -> list[CellAsArray]:
+    def scanner_get_row_as_arrays(self, scanner: int) -> list[CellAsArray]:
         """``scanner_get_row`` with cells as arrays."""
         return [cell_as_array(c) for c in self.scanner_get_row(scanner)]
 
-    def scanner_close(self: "Handler", scanner: int) -> None:
+    def scanner_close(self, scanner: int) -> None:
         """Close a scanner."""
         self._scanner(scanner)
         del self._scanners[scanner]
 
     # ---------------------------------------------------------- mutators
 
-    def mutator_open(self: "Handler", ns: int, table_name: str, flags: int = 0, flush_interval: int = 0) -> int:
+    def mutator_open(self, ns: int, table_name: str, flags: int = 0, flush_interval: int = 0) -> int:
         """Open a mutator; ``flush_interval`` (milliseconds, 0 for none) flushes it periodically."""
         table, _ = self._table(ns, table_name)
         interval = max(flush_interval or 0, 0) / 1000.0
@@ -163,33 +178,33 @@ class CellOperations:
         self._mutators[mid] = mutator
         return mid
 
-    def _mutator(self: "Handler", mutator: int) -> Mutator:
+    def _mutator(self, mutator: int) -> Mutator:
         try:
             return self._mutators[mutator]
         except (KeyError, TypeError):
             raise client_error(codes.THRIFTBROKER_BAD_MUTATOR_ID, f"Invalid mutator id: {mutator}") from None
 
-    def _buffer(self: "Handler", mutator: Mutator, cells: Iterable, convert: Callable[..., WriteCell]) -> None:
+    def _buffer(self, mutator: Mutator, cells: Iterable, convert: Callable[..., WriteCell]) -> None:
         _, schema = self._table_by_id(mutator.table_id)
         mutator.add(_counted([convert(c, schema) for c in cells or ()], schema))
 
-    def mutator_set_cells(self: "Handler", mutator: int, cells: list[Cell]) -> None:
+    def mutator_set_cells(self, mutator: int, cells: list[Cell]) -> None:
         """Buffer cells; they become visible when the mutator is flushed."""
         self._buffer(self._mutator(mutator), cells, cell_to_write)
 
-    def mutator_set_cell(self: "Handler", mutator: int, cell: Cell) -> None:
+    def mutator_set_cell(self, mutator: int, cell: Cell) -> None:
         """Buffer one cell."""
         self.mutator_set_cells(mutator, [cell])
 
-    def mutator_set_cells_as_arrays(self: "Handler", mutator: int, cells: list[CellAsArray]) -> None:
+    def mutator_set_cells_as_arrays(self, mutator: int, cells: list[CellAsArray]) -> None:
         """Buffer array cells."""
         self._buffer(self._mutator(mutator), cells, array_to_write)
 
-    def mutator_set_cell_as_array(self: "Handler", mutator: int, cell: CellAsArray) -> None:
+    def mutator_set_cell_as_array(self, mutator: int, cell: CellAsArray) -> None:
         """Buffer one array cell."""
         self.mutator_set_cells_as_arrays(mutator, [cell])
 
-    def mutator_set_cells_serialized(self: "Handler", mutator: int, cells: bytes, flush: bool = False) -> None:
+    def mutator_set_cells_serialized(self, mutator: int, cells: bytes, flush: bool = False) -> None:
         """Buffer a serialized-cells buffer; flush if ``flush`` or its end byte asks for it."""
         found = self._mutator(mutator)
         parsed, flush_requested = serialized.decode(cells)
@@ -197,11 +212,11 @@ class CellOperations:
         if flush or flush_requested:
             found.flush()
 
-    def mutator_flush(self: "Handler", mutator: int) -> None:
+    def mutator_flush(self, mutator: int) -> None:
         """Write the buffered cells; the mutator stays open."""
         self._mutator(mutator).flush()
 
-    def mutator_close(self: "Handler", mutator: int) -> None:
+    def mutator_close(self, mutator: int) -> None:
         """Flush, then close; if the flush fails the mutator stays open (protocol.md 5.1)."""
         found = self._mutator(mutator)
         found.flush()
@@ -210,7 +225,7 @@ class CellOperations:
 
     # --------------------------------------------------- shared mutators
 
-    def _offer(self: "Handler", ns: int, table_name: str, spec: Optional[MutateSpec], cells: Iterable,
+    def _offer(self, ns: int, table_name: str, spec: Optional[MutateSpec], cells: Iterable,
                convert: Callable[..., WriteCell]) -> None:
         table, schema = self._table(ns, table_name)
         rows = _counted([convert(c, schema) for c in cells or ()], schema)
@@ -220,27 +235,27 @@ class CellOperations:
         if interval <= 0:
             mutator.flush()
 
-    def shared_mutator_set_cells(self: "Handler", ns: int, table_name: str, mutate_spec: MutateSpec,
+    def shared_mutator_set_cells(self, ns: int, table_name: str, mutate_spec: MutateSpec,
                                  cells: list[Cell]) -> None:
         """Add cells to the broker-wide mutator of (table, appname, interval, flags); no durability at return."""
         self._offer(ns, table_name, mutate_spec, cells, cell_to_write)
 
-    def shared_mutator_set_cell(self: "Handler", ns: int, table_name: str, mutate_spec: MutateSpec,
+    def shared_mutator_set_cell(self, ns: int, table_name: str, mutate_spec: MutateSpec,
                                 cell: Cell) -> None:
         """Add one cell to a shared mutator."""
         self._offer(ns, table_name, mutate_spec, [cell], cell_to_write)
 
-    def shared_mutator_set_cells_as_arrays(self: "Handler", ns: int, table_name: str, mutate_spec: MutateSpec,
+    def shared_mutator_set_cells_as_arrays(self, ns: int, table_name: str, mutate_spec: MutateSpec,
                                            cells: list[CellAsArray]) -> None:
         """Add array cells to a shared mutator."""
         self._offer(ns, table_name, mutate_spec, cells, array_to_write)
 
-    def shared_mutator_set_cell_as_array(self: "Handler", ns: int, table_name: str, mutate_spec: MutateSpec,
+    def shared_mutator_set_cell_as_array(self, ns: int, table_name: str, mutate_spec: MutateSpec,
                                          cell: CellAsArray) -> None:
         """Add one array cell to a shared mutator."""
         self._offer(ns, table_name, mutate_spec, [cell], array_to_write)
 
-    def shared_mutator_refresh(self: "Handler", ns: int, table_name: str, mutate_spec: MutateSpec) -> None:
+    def shared_mutator_refresh(self, ns: int, table_name: str, mutate_spec: MutateSpec) -> None:
         """Flush and forget the shared mutator of this spec; the next write starts a new one."""
         table, _ = self._table(ns, table_name)
         self.context.shared.refresh(_shared_key(table.id, mutate_spec)[0])

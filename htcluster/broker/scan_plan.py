@@ -25,7 +25,8 @@ from typing import Any, AnyStr, Callable, Optional
 import re2
 
 from .. import codes
-from .._thrift.ttypes import ColumnPredicateOperation as Op, ScanSpec
+from .._thrift.ttypes import CellInterval, RowInterval, ScanSpec
+from .._thrift.ttypes import ColumnPredicateOperation as Op
 from ._errors import client_error
 from .schema import Family, TableSchema
 
@@ -283,7 +284,7 @@ def _intervals(spec: ScanSpec, schema: TableSchema) -> list[Interval]:
     return [Interval()]
 
 
-def _row_interval(ri) -> Interval:
+def _row_interval(ri: RowInterval) -> Interval:
     start = _row_of(ri.start_row, ri.start_row_binary) or ""
     end = _row_of(ri.end_row, ri.end_row_binary) or None
     iv = Interval(start, bool(ri.start_inclusive) or not start, end, bool(ri.end_inclusive))
@@ -302,7 +303,7 @@ def _cell_bound(schema: TableSchema, row: Optional[str], column: Optional[str]) 
     return (row or "", fam.id, qualifier) if colon else (row or "", fam.id)
 
 
-def _cell_interval(ci, schema: TableSchema) -> Interval:
+def _cell_interval(ci: CellInterval, schema: TableSchema) -> Interval:
     """Bounds as upstream's ScanContext: a column without qualifier covers the whole family."""
     iv = Interval()
     if ci.start_column:

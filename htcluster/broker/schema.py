@@ -242,7 +242,8 @@ class TableSchema:
                 out.append(f'    <ColumnFamily id="{fam.id}">' if with_ids else "    <ColumnFamily>")
                 if with_ids:
                     out.append(f"      <Generation>{fam.generation}</Generation>")
-                out += [f"      <Name>{escape(fam.name)}</Name>", f"      <AccessGroup>{escape(fam.access_group)}</AccessGroup>",
+                out += [f"      <Name>{escape(fam.name)}</Name>",
+                        f"      <AccessGroup>{escape(fam.access_group)}</AccessGroup>",
                         "      <Deleted>false</Deleted>", "      <Options>",
                         *_xml_options(fam.options, _CF_XML, "        "), "      </Options>"]
                 if fam.value_index:

@@ -46,9 +46,8 @@ class WriteTransaction:
                                f"({exc}); retry later") from exc
         return self.conn
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self.conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
-        return False
 
 
 class Database:

@@ -182,7 +182,8 @@ class Store(Database):
             ``if_exists``), HYPERSPACE_DIR_NOT_EMPTY.
         """
         if path in ("", *SYSTEM_NAMESPACES):
-            raise client_error(codes.INVALID_OPERATION, f"namespace '/{path}' is a system namespace and cannot be dropped")
+            raise client_error(codes.INVALID_OPERATION,
+                               f"namespace '/{path}' is a system namespace and cannot be dropped")
         parent, base = split_path(path)
         with self.transaction() as c:
             if not c.execute("SELECT 1 FROM namespaces WHERE name = ?", (path,)).fetchone():
@@ -231,7 +232,8 @@ class Store(Database):
                     table_exists: int = codes.MASTER_TABLE_EXISTS) -> None:
         """Raise unless ``namespace`` exists and ``name`` is free in it; ``table_exists`` is the code for a table."""
         if not c.execute("SELECT 1 FROM namespaces WHERE name = ?", (namespace,)).fetchone():
-            raise client_error(codes.NAMESPACE_DOES_NOT_EXIST, f"namespace '{namespace}' does not exist; create it first")
+            raise client_error(codes.NAMESPACE_DOES_NOT_EXIST,
+                               f"namespace '{namespace}' does not exist; create it first")
         if c.execute("SELECT 1 FROM namespaces WHERE name = ?", (join_path(namespace, name),)).fetchone():
             raise client_error(codes.NAME_ALREADY_IN_USE, f"'{join_path(namespace, name)}' is a namespace")
         if c.execute("SELECT 1 FROM tables WHERE namespace = ? AND name = ?", (namespace, name)).fetchone():
@@ -245,8 +247,11 @@ class Store(Database):
         """
         with self.transaction() as c:
             self._check_free(c, namespace, name)
-            return c.execute("INSERT INTO tables (namespace, name, schema) VALUES (?, ?, ?)",
-                             (namespace, name, schema)).lastrowid
+            table_id = c.execute("INSERT INTO tables (namespace, name, schema) VALUES (?, ?, ?)",
+                                 (namespace, name, schema)).lastrowid
+        if table_id is None:  # pragma: no cover  (sqlite3 sets it after every INSERT)
+            raise RuntimeError(f"SQLite gave no id to the new table '{join_path(namespace, name)}'")
+        return table_id
 
     def drop_table(self, table_id: int) -> None:
         """Drop a table, then purge its cells (nothing happens if it is gone already)."""

@@ -76,7 +76,7 @@ class BrokerProtocol(TBinaryProtocolAccelerated):
 
     def __init__(self, trans: Any, **kwargs: Any) -> None:
         super().__init__(trans, **kwargs)
-        fast = self._fast_decode
+        fast = getattr(self, "_fast_decode", None)  # set by Thrift's accelerated protocol when its C module is there
         if fast is not None:
             def decode(obj: Any, iprot: Any, typeargs: list) -> Any:
                 cls, spec = typeargs

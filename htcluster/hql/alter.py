@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 from .. import codes
 from .._thrift.ttypes import ColumnFamilySpec, Schema
@@ -37,21 +37,21 @@ __all__ = ["AddDefinitions", "AlterAction", "DropFamilies", "ModifyDefinitions",
 class AddDefinitions:
     """``ADD (def, ...)``."""
 
-    definitions: tuple
+    definitions: tuple[Definition, ...]
 
 
 @dataclass(frozen=True)
 class ModifyDefinitions:
     """``MODIFY (def, ...)``."""
 
-    definitions: tuple
+    definitions: tuple[Definition, ...]
 
 
 @dataclass(frozen=True)
 class DropFamilies:
     """``DROP (cf, ...)``."""
 
-    names: tuple
+    names: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def _bad(detail: str) -> Exception:
 
 
 def _existing(schema: Schema, name: str, table: str, verb: str) -> ColumnFamilySpec:
-    family = (schema.column_families or {}).get(name)
+    family: Optional[ColumnFamilySpec] = (schema.column_families or {}).get(name)
     if family is None or family.deleted:
         raise _bad(f"cannot {verb} column family '{name}': table '{table}' has none of that name "
                    f"(it has {sorted(schema.column_families or {})})")

@@ -1,9 +1,10 @@
 """Parse tree to typed statements: the lark ``Transformer`` behind :func:`htcluster.hql.parse`.
 
 Callbacks are named after the rules of ``hql.lark``; each returns a value of
-:mod:`.statements`, :mod:`.scan` or :mod:`.schema`.  Values are evaluated here,
-once: ``GUID()`` in an INSERT becomes one fixed UUID text, so the same parsed
-statement always yields the same cells (protocol.md 6.1 and 6.3).
+:mod:`htcluster.hql.statements`, :mod:`htcluster.hql.scan` or
+:mod:`htcluster.hql.schema`.  Values are evaluated here, once: ``GUID()``
+in an INSERT becomes one fixed UUID text, so the same parsed statement
+always yields the same cells (protocol.md 6.1 and 6.3).
 """
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ __all__ = ["MAX_I32", "StatementBuilder", "delete_cells"]
 
 #: Largest number HQL takes where the wire has an i32.
 MAX_I32 = 2**31 - 1
+
+#: The children of a parse-tree node as a callback gets them: tokens and values already built.
+Children = list[Any]
 
 
 def _trim_quotes(text: str) -> str:
@@ -99,13 +103,17 @@ def _first(children: list[Any]) -> Any:
     return children[0]
 
 
+def _as_list(c: Children) -> list[Any]:
+    return list(c)
+
+
 def _true(_: list[Any]) -> bool:
     return True
 
 
 def _option(kind: type, key: str, value: Any = None) -> Any:
     """A callback making ``kind(key, value)``; without ``value``, the last child (``True`` when left out)."""
-    def build(self: Any, c: list) -> Any:
+    def build(self: Any, c: Children) -> Any:
         if value is not None:
             return kind(key, value)
         return kind(key, True if c[-1] is None else c[-1])
@@ -116,7 +124,7 @@ def _unsupported(what: str) -> Any:
     return lambda self, c: ast.NotImplementedStatement(what)
 
 
-class StatementBuilder(Transformer):
+class StatementBuilder(Transformer[Token, Any]):
     """Turn an HQL parse tree into a :mod:`.statements` value (one callback per grammar rule)."""
 
     # terminals
@@ -135,15 +143,15 @@ class StatementBuilder(Transformer):
     false = staticmethod(lambda c: False)
 
     # namespaces and tables
-    def create_namespace(self, c: list) -> ast.CreateNamespace:
+    def create_namespace(self, c: Children) -> ast.CreateNamespace:
         return ast.CreateNamespace(c[0], bool(c[1]))
 
-    def drop_namespace(self, c: list) -> ast.DropNamespace:
+    def drop_namespace(self, c: Children) -> ast.DropNamespace:
         return ast.DropNamespace(c[1], bool(c[0]))
 
     use_namespace = staticmethod(lambda c: ast.UseNamespace(c[0]))
 
-    def create_table(self, c: list) -> ast.CreateTable:
+    def create_table(self, c: Children) -> ast.CreateTable:
         definitions = [x for x in c[1:] if isinstance(x, (ColumnDef, GroupDef, IndexDef))]
         options = [x for x in c[1:] if isinstance(x, SchemaOption)]
         return ast.CreateTable(c[0], schema=build_schema(definitions, options))
@@ -152,7 +160,7 @@ class StatementBuilder(Transformer):
     create_table_with = _unsupported("CREATE TABLE ... WITH (schema file)")
     column_def = staticmethod(lambda c: ColumnDef(c[0], list(c[1:])))
     group_def = staticmethod(lambda c: GroupDef(c[0], c[1], list(c[2:])))
-    group_members = staticmethod(list)
+    group_members = staticmethod(_as_list)
     index_def = staticmethod(lambda c: IndexDef(c[0]))
     qualifier_index_def = staticmethod(lambda c: IndexDef(c[0], qualifier=True))
     opt_max_versions = _option(SchemaOption, "max_versions")
@@ -164,13 +172,13 @@ class StatementBuilder(Transformer):
     opt_counter = _option(SchemaOption, "counter")
     opt_in_memory = _option(SchemaOption, "in_memory")
 
-    def opt_ttl(self, c: list) -> SchemaOption:
+    def opt_ttl(self, c: Children) -> SchemaOption:
         return SchemaOption("ttl", duration_seconds(str(c[0]), c[1]))
 
-    def opt_compressor(self, c: list) -> SchemaOption:
+    def opt_compressor(self, c: Children) -> SchemaOption:
         return SchemaOption("compressor", c[-1].lower())
 
-    def opt_bloomfilter(self, c: list) -> SchemaOption:
+    def opt_bloomfilter(self, c: Children) -> SchemaOption:
         return SchemaOption("bloom_filter", c[-1].lower())
 
     drop_table = staticmethod(lambda c: ast.DropTable(c[1], bool(c[0])))
@@ -213,24 +221,24 @@ class StatementBuilder(Transformer):
     insert = staticmethod(lambda c: ast.Insert(c[0], list(c[1:])))
     cell_tuple = staticmethod(_insert_cell)
 
-    def function(self, c: list) -> _Generated:
+    def function(self, c: Children) -> _Generated:
         if c[0].lower() != "guid":
             raise _parse_error(f"unknown function '{c[0]}()'; HQL knows only GUID()")
         return _Generated(uuid.uuid4())
 
-    def delete(self, c: list) -> ast.Delete:
+    def delete(self, c: Children) -> ast.Delete:
         columns, table, row, when = c
         kind, stamp = when if when is not None else (None, None)
         return ast.Delete(table, delete_cells(row, columns, stamp if kind == "timestamp" else None,
                                               stamp if kind == "version" else None))
 
     delete_all = staticmethod(lambda c: None)
-    delete_named = staticmethod(list)
+    delete_named = staticmethod(_as_list)
     delete_timestamp = staticmethod(lambda c: ("timestamp", parse_timestamp(c[0])))
     delete_version = staticmethod(lambda c: ("version", parse_timestamp(c[0])))
 
     # select
-    def select(self, c: list) -> ast.Select:
+    def select(self, c: Children) -> ast.Select:
         columns, table, where, *options = c
         return self._select(columns, table, where, options, "SELECT")
 
@@ -250,17 +258,17 @@ class StatementBuilder(Transformer):
         return ast.Select(table, spec, into_file=into, output=fmt)
 
     all_columns = staticmethod(lambda c: None)
-    column_list = where = staticmethod(list)
+    column_list = where = staticmethod(_as_list)
     col_family = col_any = col_string = staticmethod(_first)
     col_qualifier = staticmethod(lambda c: f"{c[0]}:{c[1]}")
     col_prefix = staticmethod(lambda c: f"{c[0]}:^{c[2]}")
     col_regex = staticmethod(lambda c: f"{c[0]}:{c[1]}")
     bound = cell_bound = staticmethod(lambda c: [(c[0], c[1] if len(c) == 2 else (c[1], c[2]))])
 
-    def bounds(self, c: list) -> list:
+    def bounds(self, c: Children) -> list[Any]:
         return [(mirror(c[1]), c[0]), (c[2], c[3])]
 
-    def cell_bounds(self, c: list) -> list:
+    def cell_bounds(self, c: Children) -> list[Any]:
         return [(mirror(c[2]), (c[0], c[1])), (c[3], (c[4], c[5]))]
 
     row_or = staticmethod(lambda c: RowPredicate(tuple(row_interval(b) for b in c)))
@@ -269,14 +277,14 @@ class StatementBuilder(Transformer):
     value_regexp = staticmethod(lambda c: ValueRegexp(c[0]))
     column_or = staticmethod(lambda c: ColumnMatches(tuple(c)))
 
-    def time_range(self, c: list) -> TimePredicate:
+    def time_range(self, c: Children) -> TimePredicate:
         return TimePredicate(*time_range([(op, parse_timestamp(ts)) for op, ts in c[0]]))
 
     match_exact = staticmethod(lambda c: _match(c[0], c[1], Op.EXACT_MATCH, c[3]))
     match_prefix = staticmethod(lambda c: _match(c[0], c[1], Op.PREFIX_MATCH, c[3]))
     match_exists = staticmethod(lambda c: _match(c[0], c[1], 0, ""))
 
-    def match_regex(self, c: list) -> ColumnPredicate:
+    def match_regex(self, c: Children) -> ColumnPredicate:
         return _match(c[0], c[1], Op.REGEX_MATCH, c[-1][1:-1] if len(c) == 4 else c[-1])
 
     qualifier_exact = staticmethod(lambda c: (Op.QUALIFIER_EXACT_MATCH, c[0]))

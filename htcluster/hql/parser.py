@@ -15,7 +15,7 @@ import threading
 from importlib import resources
 from typing import Optional
 
-from lark import Lark, Tree
+from lark import Lark, Token, Tree
 from lark.exceptions import (
     UnexpectedCharacters,
     UnexpectedInput,
@@ -103,7 +103,7 @@ def _syntax_error(command: str, exc: UnexpectedInput) -> ClientException:
     line, column = exc.line, exc.column
     if isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
         found = repr(str(exc.token))
-    elif isinstance(exc, UnexpectedCharacters):
+    elif isinstance(exc, UnexpectedCharacters) and exc.pos_in_stream is not None:
         found = repr(command[exc.pos_in_stream])
     else:
         found = "end of statement"
@@ -120,7 +120,7 @@ def _syntax_error(command: str, exc: UnexpectedInput) -> ClientException:
     return parse_error(detail)
 
 
-def _tree(command: str) -> Tree:
+def _tree(command: str) -> Tree[Token]:
     if not isinstance(command, str):
         raise parse_error(f"an HQL statement is text (str), not {type(command).__name__}")
     try:
@@ -144,20 +144,21 @@ def parse(command: str) -> ast.Statement:
     """
     tree = _tree(command)
     try:
-        return StatementBuilder().transform(tree)
+        statement: ast.Statement = StatementBuilder().transform(tree)
     except VisitError as exc:
         if isinstance(exc.orig_exc, ClientException):
             raise exc.orig_exc from None
         raise
+    return statement
 
 
-def _kind(tree: Tree) -> str:
+def _kind(tree: Tree[Token]) -> str:
     """The rule name of the statement in a ``start`` tree."""
     statement = tree.children[0] if tree.data == "start" else tree
-    return str(statement.data)
+    return str(getattr(statement, "data", statement))  # a statement is a Tree; a Token would be its own text
 
 
-def _writes_file(tree: Tree) -> bool:
+def _writes_file(tree: Tree[Token]) -> bool:
     """True for ``SELECT ... INTO FILE``: it creates a file on the broker's host."""
     return any(getattr(node, "data", None) == "opt_into_file" for node in tree.iter_subtrees())
 

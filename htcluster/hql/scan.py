@@ -85,7 +85,8 @@ def row_interval(bounds: Sequence[Bound[str]]) -> RowInterval:
 
     :raises ClientException: HQL_PARSE_ERROR when bounds conflict.
     """
-    start, start_inclusive, end, end_inclusive = _interval("ROW", bounds, prefix_end)
+    folded = _interval("ROW", bounds, prefix_end)  # one name first: mypy infers T from the call alone
+    start, start_inclusive, end, end_inclusive = folded
     return RowInterval(start_row=start, start_inclusive=start_inclusive,
                        end_row=end, end_inclusive=end_inclusive)
 
@@ -103,7 +104,8 @@ def cell_interval(bounds: Sequence[Bound[tuple[str, str]]]) -> CellInterval:
 
     :raises ClientException: HQL_PARSE_ERROR when bounds conflict.
     """
-    start, start_inclusive, end, end_inclusive = _interval("CELL", bounds, _cell_successor)
+    folded = _interval("CELL", bounds, _cell_successor)
+    start, start_inclusive, end, end_inclusive = folded
     start_row, start_column = start if start is not None else (None, None)
     end_row, end_column = end if end is not None else (None, None)
     return CellInterval(start_row=start_row, start_column=start_column,

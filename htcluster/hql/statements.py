@@ -8,9 +8,12 @@ Names of namespaces are kept as written (relative unless they start with
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 from .._thrift.ttypes import Cell, ScanSpec, Schema
+
+if TYPE_CHECKING:  # pragma: no cover  (for the annotation only)
+    from .alter import AlterAction
 
 __all__ = [
     "AlterTable", "CreateNamespace", "CreateTable", "Delete", "DescribeTable", "DropNamespace", "DropTable",
@@ -73,7 +76,7 @@ class AlterTable:
     """``ALTER TABLE name action ...``: the actions of :mod:`.alter`, applied in order."""
 
     name: str
-    actions: tuple = ()
+    actions: tuple[AlterAction, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -504,9 +504,12 @@ class _Checkout:
         if self._entry is not None:
             raise RuntimeError("this pool.connection() is already in use; call pool.connection() again")
         self._entry, _ = self._pool._checkout(self._timeout)
-        return self._entry.resource
+        resource = self._entry.resource
+        resource.listeners = self._pool.listeners  # its calls are reported while it is lent out
+        return resource
 
     def __exit__(self, *exc_info: object) -> None:
         entry, self._entry = self._entry, None
         if entry is not None:
+            entry.resource.listeners = None
             self._pool._checkin(entry)

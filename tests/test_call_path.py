@@ -331,3 +331,20 @@ def test_replicas_and_flask_against_every_misbehaviour(local_broker, table, misb
     assert time.monotonic() - start < 8.0, mode
     assert response.status_code == (200 if mode == "stale" else 503), (mode, response.get_json())
     app.config.update(HYPERTABLE_HOSTS=local_broker.address)
+
+
+def test_calls_on_a_lent_connection_are_reported(local_broker, table):
+    """Calls made on ``pool.connection()`` (scanners, mutators, ``ht.connection``) reach the listeners too."""
+    from htcluster.events import CallStarted, CallSucceeded
+
+    seen: list = []
+    with Pool(local_broker.address, **SLOW_OK) as pool:
+        pool.listeners.register(seen.append)
+        with pool.connection() as r:
+            ns = r.mns["callpath"]
+            r.get_cells(ns, table, ScanSpec(row_limit=1))
+        r.status()  # back in the pool's hands: no longer reported
+    calls = [(type(e).__name__, e.method, e.namespace) for e in seen if isinstance(e, (CallStarted, CallSucceeded))]
+    assert ("CallStarted", "namespace_open", None) in calls
+    assert ("CallSucceeded", "get_cells", "callpath") in calls
+    assert not any(method == "status" for _, method, _ in calls)

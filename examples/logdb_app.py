@@ -44,7 +44,8 @@ from werkzeug.exceptions import HTTPException
 
 from htcluster.cli.logload import call_writer, ensure_logdb, load
 from htcluster.cli.weblog import TABLE, LogEntry, LogStats, iter_entries, open_log
-from htcluster.errors import BrokerUnavailable, ClientException, NoHostAvailable, PoolTimeout
+from htcluster.errors import (BrokerUnavailable, ClientException, DeadlineExceeded, InvalidRequest, NoHostAvailable,
+                              PoolTimeout)
 from htcluster.flask_ext import Hypertable
 from htcluster.flaskext.encoding import value_to_json
 from htcluster.types import Cell, RowInterval, ScanSpec
@@ -177,8 +178,9 @@ def create_app(config: Optional[dict[str, Any]] = None) -> Flask:
     if app.config.get("MAX_CONTENT_LENGTH") is None:
         app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES  # a larger body is a JSON 413
     app.register_error_handler(BadPayload, lambda e: _error(422, str(e), problems=e.problems, fields=e.fields))
-    for unavailable in (NoHostAvailable, BrokerUnavailable, PoolTimeout):
+    for unavailable in (NoHostAvailable, BrokerUnavailable, PoolTimeout, DeadlineExceeded):
         app.register_error_handler(unavailable, lambda e: _error(503, f"no broker answered: {e}"))
+    app.register_error_handler(InvalidRequest, lambda e: _error(422, f"the request cannot be sent: {e}"))
     app.register_error_handler(ClientException, lambda e: _error(502, f"the broker refused: {e.message}",
                                                                  code=e.code))
     app.register_error_handler(HTTPException, lambda e: _error(e.code or 500, e.description))

@@ -7,7 +7,9 @@ socket while a call runs.
 from __future__ import annotations
 
 import logging
+import select
 import socket
+import time
 from typing import Optional
 
 from .._thrift import HqlService
@@ -16,7 +18,10 @@ from .handler import Handler
 from .limits import Limits
 from .objects import BrokerContext
 
-__all__ = ["READ_CHUNK", "SMALL_FRAME", "Connection", "refuse_frame"]
+__all__ = ["DISCONNECTED", "READ_CHUNK", "SMALL_FRAME", "Connection", "refuse_frame"]
+
+#: A worker's result: the client went away while its answer was sent.
+DISCONNECTED = object()
 
 #: Bytes of a frame admitted whatever the bytes in flight, so that small calls (``status``,
 #: scanner batches) still go through while big frames fill the budget; at most
@@ -106,3 +111,49 @@ class Connection:
             return logging.INFO, (f"sent no complete frame for {limits.idle_timeout:g} s{half} (--idle-timeout); "
                                   "closing its connection")
         return None
+
+    # The two methods below are a worker's, called while the connection is busy (the loop leaves it alone).
+
+    def send_now(self, answer: bytes) -> Optional[int]:
+        """Send what the socket takes of ``answer`` without waiting; return the bytes sent, ``None`` if it broke."""
+        try:
+            return self.sock.send(answer)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError:
+            return None
+
+    def next_small_frame(self, wait: float) -> Optional[bytes]:
+        """Take the next frame if it is at most ``SMALL_FRAME`` bytes and arrives whole within ``wait`` seconds.
+
+        Nothing is consumed otherwise (the bytes are only peeked at), so the
+        loop reads that frame with every rule applied.
+
+        :returns: the frame's body, or ``None``.
+        """
+        deadline = time.monotonic() + wait
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not poller.poll(left * 1000):
+                return None
+            try:
+                head = self.sock.recv(4, socket.MSG_PEEK)
+                if len(head) < 4:
+                    return None  # end of file, or a header still in transit: the loop's business
+                size = int.from_bytes(head, "big", signed=True)
+                if not 0 < size <= SMALL_FRAME:
+                    return None
+                whole = self.sock.recv(4 + size, socket.MSG_PEEK)
+                if len(whole) == 4 + size:
+                    self.sock.recv(4 + size)  # consumed now, known to be there
+                    self.active = time.monotonic()
+                    return whole[4:]
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                return None
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.0001)  # the rest of the frame is in transit

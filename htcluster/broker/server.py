@@ -135,6 +135,11 @@ class BrokerServer:
         return self._reactor.connections if self._reactor is not None else 0
 
     @property
+    def inflight_bytes(self) -> int:
+        """Bytes held now against ``limits.max_inflight_bytes`` (frames announced, answers not yet sent)."""
+        return self._reactor.inflight if self._reactor is not None else 0
+
+    @property
     def finished(self) -> bool:
         """True once the connection loop has ended (after a stop request), or before ``start()``."""
         return self._reactor is None or self._reactor.finished.is_set()

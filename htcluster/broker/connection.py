@@ -10,13 +10,15 @@ import logging
 import select
 import socket
 import time
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from .._thrift import HqlService
+from ._errors import ClientGone
 from .guard import ArgumentGuard
 from .handler import Handler
 from .limits import Limits
 from .objects import BrokerContext
+from .wire import run_frame
 
 __all__ = ["DISCONNECTED", "READ_CHUNK", "SMALL_FRAME", "Connection", "refuse_frame"]
 
@@ -112,7 +114,48 @@ class Connection:
                                   "closing its connection")
         return None
 
-    # The two methods below are a worker's, called while the connection is busy (the loop leaves it alone).
+    def cork(self) -> None:
+        """Hold partial segments back (Linux ``TCP_CORK``) until the shutdown: answer and end leave together."""
+        cork = getattr(socket, "TCP_CORK", None)
+        if cork is not None:
+            try:
+                self.sock.setsockopt(socket.IPPROTO_TCP, cork, 1)
+            except OSError:
+                pass
+
+    # The methods below are a worker's, called while the connection is busy (the loop leaves it alone).
+
+    def serve(self, frame: bytes, max_frame_size: int, stopping: Callable[[], bool], sticky: float) -> Any:
+        """Run the call of ``frame``; while not ``stopping()``, answer it here and go on with the next frame.
+
+        The next frame is taken only when it is small and arrives whole within
+        ``sticky`` seconds (:meth:`next_small_frame`), so that a client calling
+        in a loop is not handed between threads twice per call.
+
+        :returns: what the loop must do: ``b''`` (read again), answer bytes to
+            send, :data:`DISCONNECTED`, a ``ClientGone``, or a ``ValueError``
+            saying why the connection is dropped.
+        """
+        while True:
+            try:
+                result: Any = run_frame(self.processor, frame, max_frame_size)
+            except ClientGone as exc:
+                return exc
+            except EOFError:
+                return ValueError("sent a frame holding a truncated message")
+            except Exception as exc:  # garbage: only this connection is dropped
+                return ValueError(f"sent a request that cannot be decoded ({type(exc).__name__}: {exc})")
+            if not result or stopping():
+                return result  # the loop sends it: corked with the end of the connection when stopping
+            sent = self.send_now(result)
+            if sent is None:
+                return DISCONNECTED
+            if sent < len(result):
+                return result[sent:]
+            next_frame = None if stopping() else self.next_small_frame(sticky)
+            if next_frame is None:
+                return b""
+            frame = next_frame
 
     def send_now(self, answer: bytes) -> Optional[int]:
         """Send what the socket takes of ``answer`` without waiting; return the bytes sent, ``None`` if it broke."""

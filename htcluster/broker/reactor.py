@@ -46,7 +46,6 @@ from ._errors import ClientGone
 from .connection import DISCONNECTED, Connection, refuse_frame
 from .limits import Limits
 from .objects import BrokerContext
-from .wire import run_frame
 
 __all__ = ["LINGER", "Reactor"]
 
@@ -266,39 +265,8 @@ class Reactor:
     # --------------------------------------------------------- workers
 
     def _call(self, conn: Connection, frame: bytes) -> None:
-        """Run calls in a worker; hand the last answer (or the failure) back to the loop.
-
-        While the broker is not stopping, the worker sends an answer itself and
-        takes the connection's next frame if it is small and complete within
-        ``STICKY`` seconds, so that a client calling in a loop is not handed
-        between threads twice per call; anything else goes back to the loop.
-        """
-        while True:
-            try:
-                result: Any = run_frame(conn.processor, frame, self.limits.max_frame_size)
-            except ClientGone as exc:
-                result = exc
-                break
-            except EOFError:
-                result = ValueError("sent a frame holding a truncated message")
-                break
-            except Exception as exc:  # garbage: only this connection is dropped
-                result = ValueError(f"sent a request that cannot be decoded ({type(exc).__name__}: {exc})")
-                break
-            if not result or self._stop_at is not None:
-                break  # the loop sends it: corked with the end of the connection when stopping
-            sent = conn.send_now(result)
-            if sent is None:
-                result = DISCONNECTED
-                break
-            if sent < len(result):
-                result = result[sent:]
-                break
-            result = b""
-            next_frame = conn.next_small_frame(STICKY) if self._stop_at is None else None
-            if next_frame is None:
-                break
-            frame = next_frame
+        """Run the call of ``frame`` (and maybe the next ones, see :meth:`.Connection.serve`) in a worker."""
+        result = conn.serve(frame, self.limits.max_frame_size, lambda: self._stop_at is not None, STICKY)
         self._done.append((conn, result))
         self._wake()
 
@@ -333,18 +301,10 @@ class Reactor:
             self.inflight += len(result)
             conn.last_answer = self._stop_at is not None  # decided once, before the first byte leaves
             if conn.last_answer:
-                self._cork(conn)
+                conn.cork()
             self._send(conn)
 
     # --------------------------------------------------------- writing
-
-    def _cork(self, conn: Connection) -> None:
-        cork = getattr(socket, "TCP_CORK", None)
-        if cork is not None:
-            try:
-                conn.sock.setsockopt(socket.IPPROTO_TCP, cork, 1)
-            except OSError:
-                pass
 
     def _send(self, conn: Connection) -> None:
         assert conn.out is not None

@@ -291,7 +291,7 @@ class Reactor:
         elif result is DISCONNECTED:
             self._close(conn, logging.DEBUG, "disconnected before taking its answer")
         elif isinstance(result, ClientGone):
-            self._close(conn, logging.INFO, "has gone; its call was abandoned")
+            self._close(conn, logging.INFO, f"has gone; abandoned its {result.method} call")
         elif isinstance(result, Exception):
             self._close(conn, logging.WARNING, f"{result}; closing its connection")
         elif not result:

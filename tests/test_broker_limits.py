@@ -20,7 +20,7 @@ import pytest
 from thrift.protocol.TBinaryProtocol import TBinaryProtocol
 from thrift.transport.TTransport import TMemoryBuffer
 
-from brokertest import cell, make_table, raises_code
+from brokertest import cell, eventually, make_table, raises_code
 from conftest import open_raw_client
 from htcluster import codes
 from htcluster._thrift import HqlService
@@ -210,9 +210,8 @@ def test_frames_beyond_the_in_flight_budget_are_refused_early(server, caplog):
     first, second = connect(server), connect(server)
     try:
         first.sendall(struct.pack("!i", MIB) + bytes(MIB // 2))  # holds 1 MiB of the 2 MiB budget
-        time.sleep(0.2)
         second.sendall(struct.pack("!i", MIB) + bytes(100))  # fits: 2 MiB in flight
-        time.sleep(0.2)
+        eventually(lambda: server.inflight_bytes == 2 * MIB, CLOSE_WAIT)
         with connect(server) as third:
             third.sendall(struct.pack("!i", 100_000))  # would exceed the budget
             assert closed_within(third, CLOSE_WAIT)
@@ -297,3 +296,24 @@ def _abandon(server: BrokerServer, c: HqlService.Client, caplog) -> None:
         assert time.monotonic() < deadline, "the broker kept working for a client that had gone"
         time.sleep(0.1)
     assert c.status().code == 0
+
+
+# ------------------------------------------------------------------ values
+
+def test_limits_are_checked_and_default_to_named_constants():
+    from htcluster.broker import limits as defaults
+    from htcluster.broker.wire import DEFAULT_MAX_FRAME_SIZE
+    from htcluster.errors import ConfigError
+
+    plain = Limits()
+    assert DEFAULT_MAX_FRAME_SIZE == plain.max_frame_size == plain.answer_size == 64 * MIB
+    assert plain.max_inflight_bytes == defaults.DEFAULT_MAX_INFLIGHT_BYTES == 4 * DEFAULT_MAX_FRAME_SIZE
+    assert (plain.max_connections, plain.workers) == (defaults.DEFAULT_MAX_CONNECTIONS, defaults.DEFAULT_WORKERS)
+    for bad in ({"max_connections": 0}, {"workers": -1}, {"idle_timeout": 0}, {"frame_timeout": -1.0},
+                {"stop_grace": -1}, {"max_answer_size": 0}, {"max_frame_size": 2 * MIB, "max_inflight_bytes": MIB}):
+        with pytest.raises(ConfigError) as info:
+            Limits(**bad)
+        assert isinstance(info.value, ValueError) and next(iter(bad)) in str(info.value)
+    assert Limits(idle_timeout=None).idle_timeout is None  # never close idle connections, as upstream
+    bigger = Limits(max_inflight_bytes=MIB * 80).replace(max_frame_size=100 * MIB)
+    assert bigger.max_inflight_bytes == 400 * MIB  # raised with the frame size rather than refused

@@ -89,7 +89,7 @@ def _rows(address: str) -> set[str]:
 
 def test_no_call_in_flight_fails_during_a_graceful_stop(tmp_path: Path):
     data = tmp_path / "stop.sqlite"
-    with LocalBroker(data) as local:
+    with LocalBroker(data, extra_args=("--stop-grace", "30")) as local:
         setup = open_raw_client(local.address)
         setup.namespace_create("stop")
         make_table(setup, setup.namespace_open("stop"), "t", "a")
@@ -101,11 +101,14 @@ def test_no_call_in_flight_fails_during_a_graceful_stop(tmp_path: Path):
         while any(len(w.answered) < BEFORE_STOP and w.is_alive() for w in writers):
             assert time.monotonic() < deadline, "the writers did not get going"
             time.sleep(0.05)
+        stopped = time.monotonic()
         local.process.send_signal(signal.SIGTERM)
         for w in writers:
             w.join(PATIENCE)
         assert local.process.wait(PATIENCE) == 0
+        took = time.monotonic() - stopped
         local.process = None
+        assert took < 15, f"the stop took {took:.1f} s: it waited for the grace period (30 s), not for the calls"
         failures = [(w.name, row, repr(exc)) for w in writers for row, exc in w.failed]
         assert failures == [], "calls failed after they were sent"
         assert all(w.refused for w in writers)

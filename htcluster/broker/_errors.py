@@ -22,4 +22,5 @@ class ClientGone(TTransportException):
     """
 
     def __init__(self, peer: str, method: str) -> None:
+        self.method = method
         super().__init__(TTransportException.END_OF_FILE, f"{peer}: the client has gone; abandoned its {method} call")

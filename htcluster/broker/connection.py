@@ -7,16 +7,23 @@ socket while a call runs.
 from __future__ import annotations
 
 import logging
+import select
 import socket
-from typing import Optional
+import time
+from typing import Any, Callable, Optional
 
 from .._thrift import HqlService
+from ._errors import ClientGone
 from .guard import ArgumentGuard
 from .handler import Handler
 from .limits import Limits
 from .objects import BrokerContext
+from .wire import run_frame
 
-__all__ = ["READ_CHUNK", "SMALL_FRAME", "Connection", "refuse_frame"]
+__all__ = ["DISCONNECTED", "READ_CHUNK", "SMALL_FRAME", "Connection", "refuse_frame"]
+
+#: A worker's result: the client went away while its answer was sent.
+DISCONNECTED = object()
 
 #: Bytes of a frame admitted whatever the bytes in flight, so that small calls (``status``,
 #: scanner batches) still go through while big frames fill the budget; at most
@@ -106,3 +113,90 @@ class Connection:
             return logging.INFO, (f"sent no complete frame for {limits.idle_timeout:g} s{half} (--idle-timeout); "
                                   "closing its connection")
         return None
+
+    def cork(self) -> None:
+        """Hold partial segments back (Linux ``TCP_CORK``) until the shutdown: answer and end leave together."""
+        cork = getattr(socket, "TCP_CORK", None)
+        if cork is not None:
+            try:
+                self.sock.setsockopt(socket.IPPROTO_TCP, cork, 1)
+            except OSError:
+                pass
+
+    # The methods below are a worker's, called while the connection is busy (the loop leaves it alone).
+
+    def serve(self, frame: bytes, max_frame_size: int, stopping: Callable[[], bool], sticky: float) -> Any:
+        """Run the call of ``frame``; while not ``stopping()``, answer it here and go on with the next frame.
+
+        The next frame is taken only when it is small and arrives whole within
+        ``sticky`` seconds (:meth:`next_small_frame`), so that a client calling
+        in a loop is not handed between threads twice per call.
+
+        :returns: what the loop must do: ``b''`` (read again), answer bytes to
+            send, :data:`DISCONNECTED`, a ``ClientGone``, or a ``ValueError``
+            saying why the connection is dropped.
+        """
+        while True:
+            try:
+                result: Any = run_frame(self.processor, frame, max_frame_size)
+            except ClientGone as exc:
+                return exc
+            except EOFError:
+                return ValueError("sent a frame holding a truncated message")
+            except Exception as exc:  # garbage: only this connection is dropped
+                return ValueError(f"sent a request that cannot be decoded ({type(exc).__name__}: {exc})")
+            if not result or stopping():
+                return result  # the loop sends it: corked with the end of the connection when stopping
+            sent = self.send_now(result)
+            if sent is None:
+                return DISCONNECTED
+            if sent < len(result):
+                return result[sent:]
+            next_frame = None if stopping() else self.next_small_frame(sticky)
+            if next_frame is None:
+                return b""
+            frame = next_frame
+
+    def send_now(self, answer: bytes) -> Optional[int]:
+        """Send what the socket takes of ``answer`` without waiting; return the bytes sent, ``None`` if it broke."""
+        try:
+            return self.sock.send(answer)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError:
+            return None
+
+    def next_small_frame(self, wait: float) -> Optional[bytes]:
+        """Take the next frame if it is at most ``SMALL_FRAME`` bytes and arrives whole within ``wait`` seconds.
+
+        Nothing is consumed otherwise (the bytes are only peeked at), so the
+        loop reads that frame with every rule applied.
+
+        :returns: the frame's body, or ``None``.
+        """
+        deadline = time.monotonic() + wait
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not poller.poll(left * 1000):
+                return None
+            try:
+                head = self.sock.recv(4, socket.MSG_PEEK)
+                if len(head) < 4:
+                    return None  # end of file, or a header still in transit: the loop's business
+                size = int.from_bytes(head, "big", signed=True)
+                if not 0 < size <= SMALL_FRAME:
+                    return None
+                whole = self.sock.recv(4 + size, socket.MSG_PEEK)
+                if len(whole) == 4 + size:
+                    self.sock.recv(4 + size)  # consumed now, known to be there
+                    self.active = time.monotonic()
+                    return whole[4:]
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                return None
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.0001)  # the rest of the frame is in transit

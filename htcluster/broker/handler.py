@@ -34,6 +34,7 @@ from .objects import BrokerContext, Mutator, Scanner, cell_size
 from .scan import scan
 from .schema import TableSchema
 from .store import TableRow, join_path, split_path
+from .wire import DEFAULT_MAX_FRAME_SIZE
 
 __all__ = ["ALIASES", "Handler"]
 
@@ -71,7 +72,7 @@ ALIASES = {
 #: Bytes of answer built between two checks that the client is still connected.
 GONE_CHECK_BYTES = 256_000
 #: Bytes of the largest one-shot answer when the handler is given no limit (the default frame limit).
-DEFAULT_MAX_ANSWER_SIZE = 64 * 1024 * 1024
+DEFAULT_MAX_ANSWER_SIZE = DEFAULT_MAX_FRAME_SIZE
 
 #: Every method name of the service (the IDL's, including the aliases).
 IDL_METHODS = frozenset(name for name in dir(HqlService.Iface) if not name.startswith("_"))
@@ -343,9 +344,7 @@ class Handler(CellOperations):
             if size >= check_at:
                 check_at += GONE_CHECK_BYTES
                 if self.client_gone():
-                    gone = ClientGone(self.peer, "get_cells")
-                    log.info("%s", gone.message)
-                    raise gone
+                    raise ClientGone(self.peer, "get_cells")
         return out
 
     # --------------------------------------------------------------- HQL

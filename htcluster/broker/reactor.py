@@ -17,8 +17,10 @@ not a thread, and :class:`~.limits.Limits` are enforced where bytes arrive:
 * a complete frame is one call: a worker decodes it from those bytes only
   (:func:`.wire.run_frame`), so a truncated message closes the connection
   instead of reading the next frame.  A connection has one call at a time
-  and is not read meanwhile; a worker asks ``gone()`` to learn that its
-  client has left.
+  and is not read by the loop meanwhile; a worker asks ``gone()`` to learn
+  that its client has left.  The worker answers itself and takes the next
+  frame when it is small and already there (``STICKY``), so a client
+  calling in a loop stays with one thread.
 
 Graceful stop (:meth:`Reactor.request_stop`): the listener's backlog is
 accepted and the listener closed; every connection keeps being served until
@@ -41,10 +43,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
 from ._errors import ClientGone
-from .connection import Connection, refuse_frame
+from .connection import DISCONNECTED, Connection, refuse_frame
 from .limits import Limits
 from .objects import BrokerContext
-from .wire import run_frame
 
 __all__ = ["LINGER", "Reactor"]
 
@@ -54,10 +55,14 @@ log = logging.getLogger("htcluster.broker")
 TICK = 0.1
 #: Seconds a connection must be idle, while stopping, before it is closed without waiting for a request.
 LINGER = 0.5
+#: Seconds a worker that has just answered waits for the same connection's next small frame.
+STICKY = 0.002
 #: Seconds between two log lines about refused connections.
 REFUSAL_LOG_INTERVAL = 5.0
 #: Connections accepted per readiness event of the listener.
 ACCEPT_BATCH = 64
+#: Seconds the listener is left alone after accepting failed (out of file descriptors).
+ACCEPT_PAUSE = 1.0
 _CLOSED = object()  # a worker's result: the connection's handler is closed
 
 
@@ -82,6 +87,8 @@ class Reactor:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
+        self._wake_lock = threading.Lock()  # never taken in a signal handler: serve() has a pipe of its own
+        self._wake_closed = False
         self._done: collections.deque = collections.deque()
         self._pool = ThreadPoolExecutor(limits.workers, thread_name_prefix="htcluster-broker-worker")
         self._tasks = 0
@@ -89,6 +96,7 @@ class Reactor:
         self._stop_at: Optional[float] = None  # the grace deadline, once stopping
         self._refused = 0
         self._refusal_logged = 0.0
+        self._accept_paused_until: Optional[float] = None
         self._thread = threading.Thread(target=self._run, name="htcluster-broker-io", daemon=True)
 
     @property
@@ -106,7 +114,7 @@ class Reactor:
         self._thread.start()
 
     def request_stop(self, grace: float) -> None:
-        """Ask for a stop within ``grace`` seconds (0: at once); returns at once, any thread, no lock taken."""
+        """Ask for a stop within ``grace`` seconds (0: at once); returns at once; any thread, not a signal handler."""
         deadline = time.monotonic() + max(grace, 0.0)
         if self._stop_at is None or deadline < self._stop_at:
             self._stop_at = deadline
@@ -118,10 +126,13 @@ class Reactor:
         return not self._thread.is_alive()
 
     def _wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"\0")
-        except (BlockingIOError, OSError):  # the pipe is full (a wake-up is pending) or closed
-            pass
+        with self._wake_lock:  # a late worker must not write to a descriptor number reused since
+            if self._wake_closed:
+                return
+            try:
+                os.write(self._wake_w, b"\0")
+            except BlockingIOError:  # the pipe is full: a wake-up is pending anyway
+                pass
 
     # ------------------------------------------------------------ loop
 
@@ -174,8 +185,10 @@ class Reactor:
                 sock, addr = self.listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # e.g. out of file descriptors: the next tick tries again
-                log.error("accepting a connection failed: %s", exc)
+            except OSError as exc:  # e.g. out of file descriptors: leave the listener alone for a while
+                log.error("accepting a connection failed: %s; trying again in %g s", exc, ACCEPT_PAUSE)
+                self._selector.unregister(self.listener)
+                self._accept_paused_until = time.monotonic() + ACCEPT_PAUSE
                 return
             peer = f"{addr[0]}:{addr[1]}"
             if len(self._conns) >= self.limits.max_connections:
@@ -252,15 +265,8 @@ class Reactor:
     # --------------------------------------------------------- workers
 
     def _call(self, conn: Connection, frame: bytes) -> None:
-        """Run one call in a worker; hand the answer (or the failure) back to the loop."""
-        try:
-            result: Any = run_frame(conn.processor, frame, self.limits.max_frame_size)
-        except ClientGone as exc:
-            result = exc
-        except EOFError:
-            result = ValueError("sent a frame holding a truncated message")
-        except Exception as exc:  # garbage: only this connection is dropped
-            result = ValueError(f"sent a request that cannot be decoded ({type(exc).__name__}: {exc})")
+        """Run the call of ``frame`` (and maybe the next ones, see :meth:`.Connection.serve`) in a worker."""
+        result = conn.serve(frame, self.limits.max_frame_size, lambda: self._stop_at is not None, STICKY)
         self._done.append((conn, result))
         self._wake()
 
@@ -282,8 +288,10 @@ class Reactor:
         conn.reserved = 0
         if conn.closed:
             self._submit(self._close_handler, conn)
+        elif result is DISCONNECTED:
+            self._close(conn, logging.DEBUG, "disconnected before taking its answer")
         elif isinstance(result, ClientGone):
-            self._close(conn, logging.INFO, "has gone; its call was abandoned")
+            self._close(conn, logging.INFO, f"has gone; abandoned its {result.method} call")
         elif isinstance(result, Exception):
             self._close(conn, logging.WARNING, f"{result}; closing its connection")
         elif not result:
@@ -293,18 +301,10 @@ class Reactor:
             self.inflight += len(result)
             conn.last_answer = self._stop_at is not None  # decided once, before the first byte leaves
             if conn.last_answer:
-                self._cork(conn)
+                conn.cork()
             self._send(conn)
 
     # --------------------------------------------------------- writing
-
-    def _cork(self, conn: Connection) -> None:
-        cork = getattr(socket, "TCP_CORK", None)
-        if cork is not None:
-            try:
-                conn.sock.setsockopt(socket.IPPROTO_TCP, cork, 1)
-            except OSError:
-                pass
 
     def _send(self, conn: Connection) -> None:
         assert conn.out is not None
@@ -367,6 +367,9 @@ class Reactor:
             self._submit(self._close_handler, conn)
 
     def _sweep(self, now: float) -> None:
+        if self._accept_paused_until is not None and now >= self._accept_paused_until and self.listener is not None:
+            self._accept_paused_until = None
+            self._selector.register(self.listener, selectors.EVENT_READ, "listener")
         for conn in list(self._conns.values()):
             expired = conn.expired(now, self.limits)
             if expired is not None:
@@ -376,9 +379,7 @@ class Reactor:
         """Advance a stop in progress; return True once the loop may end."""
         if self.listener is not None:
             self._accept()  # what already waits in the backlog is served, not reset
-            self._selector.unregister(self.listener)
-            self.listener.close()
-            self.listener = None
+            self._close_listener()
         assert self._stop_at is not None
         late = now >= self._stop_at
         for conn in list(self._conns.values()):
@@ -389,12 +390,17 @@ class Reactor:
                 self._close(conn, logging.DEBUG, "idle; closed as the broker stops")
         return not self._conns
 
+    def _close_listener(self) -> None:
+        if self.listener is None:
+            return
+        if self._accept_paused_until is None:
+            self._selector.unregister(self.listener)
+        self.listener.close()
+        self.listener = None
+
     def _finish(self) -> None:
         """After the loop: let workers close handlers until the deadline, then close what is left here."""
-        if self.listener is not None:
-            self._selector.unregister(self.listener)
-            self.listener.close()
-            self.listener = None
+        self._close_listener()
         for conn in list(self._conns.values()):
             self._close(conn, logging.DEBUG, "closed as the broker stops")
         deadline = max(self._stop_at or 0.0, time.monotonic()) + TICK
@@ -411,5 +417,7 @@ class Reactor:
             conn.handler.close()
         self._unclosed.clear()
         self._selector.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        with self._wake_lock:
+            self._wake_closed = True
+            os.close(self._wake_r)
+            os.close(self._wake_w)

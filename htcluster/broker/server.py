@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import resource
 import select
 import shutil
 import signal
@@ -73,7 +72,11 @@ def _resolve_limits(limits: Optional[Limits], timeout: Optional[float], max_fram
 
 
 def _file_descriptors_for(connections: int) -> None:
-    """Raise the soft limit of open files so that ``connections`` fit, or warn that they do not."""
+    """Raise the soft limit of open files so that ``connections`` fit, or warn that they do not (POSIX only)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not a POSIX system
+        return
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     needed = connections + SPARE_FDS
     if soft == resource.RLIM_INFINITY or soft >= needed:
@@ -134,6 +137,11 @@ class BrokerServer:
     def connections(self) -> int:
         """Number of client connections open right now."""
         return self._reactor.connections if self._reactor is not None else 0
+
+    @property
+    def inflight_bytes(self) -> int:
+        """Bytes held now against ``limits.max_inflight_bytes`` (frames announced, answers not yet sent)."""
+        return self._reactor.inflight if self._reactor is not None else 0
 
     @property
     def finished(self) -> bool:

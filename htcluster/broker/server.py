@@ -28,7 +28,7 @@ import sqlite3
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 from ..errors import ConfigError
 from ..hosts import DEFAULT_PORT, Host
@@ -267,11 +267,15 @@ class _SignalPipe:
 def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, data: Optional[PathLike] = None,
           *, timeout: Optional[float] = None, max_frame_size: Optional[int] = None,
           busy_timeout: float = BUSY_TIMEOUT, stop: Optional[threading.Event] = None,
-          files: Optional[PathLike] = None, limits: Optional[Limits] = None) -> None:
+          files: Optional[PathLike] = None, limits: Optional[Limits] = None,
+          on_start: Optional[Callable[["BrokerServer"], None]] = None) -> None:
     """Serve until SIGTERM or SIGINT (or ``stop`` is set), then stop gracefully; a second signal stops at once.
 
     The other parameters are :class:`BrokerServer`'s.  Signals can only be
     caught in the main thread; elsewhere pass ``stop``.
+
+    :param on_start: called once with the server, right after it is listening
+        (its ``port`` is the one bound, also with ``port=0``).
 
     :raises OSError: the address cannot be bound.
     """
@@ -280,6 +284,8 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, data: Optional[Pat
     signals = _SignalPipe(install=threading.current_thread() is threading.main_thread())
     try:
         server.start()
+        if on_start is not None:
+            on_start(server)
         level = 0  # 1: graceful stop asked, 2: immediate stop asked
         while not server.finished:
             asked = min(signals.received, 2)

@@ -12,11 +12,22 @@ after another, through:
 * a new ``Resource`` per call (connect, call, close), also in a second
   table against ``Pool.call`` alone.
 
+A last table puts the routing layers side by side on the same broker and
+the same method (``namespace_exists``, and a ``set_cell`` write): raw client,
+``Resource``, ``Pool.call``, ``Resources.unicast``, ``Replicas.call``, with
+the wall time and the client's own CPU time per call (``time.process_time``:
+the broker runs in another process), medians of interleaved rounds.  The
+targets (issue 7): ``Pool.call`` <= 1.05x raw wall, ``Replicas.call`` read
+<= 1.15x raw wall, ``Replicas.call`` client CPU <= raw + 10 us.
+
 Run ``python benchmarks/bench_pool.py`` (``--quick`` for a smoke run).
 """
 from __future__ import annotations
 
 from typing import Any, Callable
+
+import statistics
+import time
 
 from _common import parser, print_table, time_calls, write_json
 from thrift.protocol.TBinaryProtocol import TBinaryProtocol, TBinaryProtocolAccelerated
@@ -25,7 +36,9 @@ from thrift.transport.TTransport import TFramedTransport
 
 from htcluster._thrift import HqlService
 from htcluster.pool import Pool
+from htcluster.replicas import Replicas
 from htcluster.resource import Resource
+from htcluster.resources import Resources
 from htcluster.testing import LocalBroker
 from htcluster.types import Cell, ColumnFamilySpec, Key, Schema
 
@@ -110,6 +123,51 @@ def cases(broker: LocalBroker, pool: Pool, resource: Resource, raw: HqlService.C
     }
 
 
+def routing_rows(address: str, raw: HqlService.Client, resource: Resource, pool: Pool, resources: Resources,
+                 replicas: Replicas) -> dict[str, Callable[[], Any]]:
+    """The routing layers, read and write, on one broker; the first row is the baseline."""
+    raw_ns, res_ns = raw.namespace_open(NAMESPACE), resource.mns[NAMESPACE]
+    cell = Cell(Key(row=ROW, column_family=COLUMN, timestamp=None), b"value")
+    stamped = Cell(Key(row=ROW, column_family=COLUMN, timestamp=1), b"value")  # the raw rows send stamped cells too
+    return {
+        "raw Thrift client: read": lambda: raw.namespace_exists(NAMESPACE),
+        "Resource: read": lambda: resource.namespace_exists(NAMESPACE),
+        "Pool.call: read": lambda: pool.call("namespace_exists", NAMESPACE),
+        "Resources.unicast: read": lambda: resources.unicast("namespace_exists", NAMESPACE),
+        "Replicas.call: read": lambda: replicas.call("namespace_exists", NAMESPACE),
+        "raw Thrift client: write": lambda: raw.set_cell(raw_ns, TABLE, stamped),
+        "Resource: write": lambda: resource.set_cell(res_ns, TABLE, stamped),
+        "Pool.call: write": lambda: pool.call("set_cell", TABLE, stamped, namespace=NAMESPACE),
+        "Resources.unicast: write": lambda: resources.unicast("set_cell", TABLE, stamped, namespace=NAMESPACE),
+        "Replicas.call: write (stamps)": lambda: replicas.call("set_cell", TABLE, cell, namespace=NAMESPACE),
+    }
+
+
+def time_routing(rows: dict[str, Callable[[], Any]], calls: int, rounds: int) -> list[dict[str, Any]]:
+    """Median wall and client-CPU microseconds per call of each row over interleaved rounds."""
+    wall: dict[str, list[float]] = {name: [] for name in rows}
+    cpu: dict[str, list[float]] = {name: [] for name in rows}
+    for fn in rows.values():
+        for _ in range(WARMUP):
+            fn()
+    for _ in range(rounds):
+        for name, fn in rows.items():
+            w0, c0 = time.perf_counter(), time.process_time()
+            for _ in range(calls):
+                fn()
+            wall[name].append((time.perf_counter() - w0) / calls * 1e6)
+            cpu[name].append((time.process_time() - c0) / calls * 1e6)
+    out = []
+    for name in rows:
+        kind = name.rsplit(": ", 1)[1].split()[0]
+        base = f"raw Thrift client: {kind}"
+        w, c = statistics.median(wall[name]), statistics.median(cpu[name])
+        bw, bc = statistics.median(wall[base]), statistics.median(cpu[base])
+        out.append({"client": name, "wall_us": round(w, 1), "cpu_us": round(c, 1),
+                    "wall_ratio": round(w / bw, 3), "cpu_extra_us": round(c - bc, 1)})
+    return out
+
+
 def main() -> None:
     args = parser(__doc__.splitlines()[0]).parse_args()
     calls = QUICK_CALLS if args.quick else CALLS
@@ -142,6 +200,15 @@ def main() -> None:
                     f"{method}: connect per call against the pool; ratio = calls/s vs {pool_row}",
                     [{"client": name, **best[name]} for name in (pool_row, "connect per call")],
                     ["client", "calls", "per_s", "p50_ms", "p99_ms"], ratio_of="per_s")
+            with Resources([broker.address], size=POOL_SIZE) as resources, \
+                    Replicas([broker.address], size=POOL_SIZE) as replicas:
+                rows = routing_rows(broker.address, raw, resource, pool, resources, replicas)
+                n, rounds = (QUICK_CALLS, 3) if args.quick else (1000, 9)
+                results["routing"] = print_table(
+                    f"routing layers on one broker: median of {rounds} interleaved rounds of {n} calls; wall and "
+                    "client CPU microseconds per call; wall_ratio and cpu_extra_us against the raw client "
+                    "(targets: Pool.call read <= 1.05, Replicas.call read <= 1.15, its cpu_extra <= 10 us)",
+                    time_routing(rows, n, rounds), ["client", "wall_us", "cpu_us", "wall_ratio", "cpu_extra_us"])
         raw_sock.close()
         pure_sock.close()
     write_json("bench_pool", {"quick": args.quick, "pool_size": POOL_SIZE, "results": results}, args.json)

@@ -10,6 +10,8 @@ Use :class:`Replicas` for brokers in front of the same data: writes fail over
 in order, reads are balanced, retried writes never duplicate a version.
 Use ``htcluster.flask_ext.Hypertable`` in a Flask app, ``htcluster.testing``
 for local stand-in brokers, ``htcluster.types`` for the wire structs.
+The ``htcluster`` command and the main job's web-log code live in ``htcluster.cli``
+(old paths such as ``htcluster.weblog`` still import the same modules).
 
 Policy in one sentence: a call goes to a host chosen at random among those
 with the most idle connections; a host whose connection fails is skipped for

@@ -2,6 +2,9 @@
 
 * :class:`FaultProxy`: a loopback TCP proxy in front of a broker that adds
   latency, drops or resets every connection, or swallows all traffic.
+* :class:`MisbehavingBroker`: a loopback server that breaks the protocol in
+  one chosen way (never answers, closes, garbage, a huge frame, a trickle,
+  a stale reply), for the error paths of every client layer.
 * :class:`ManualClock`: pass it as ``clock=`` to test backoffs without sleeping.
 
 Both are re-exported by :mod:`htcluster.testing`, whose pytest plugin offers
@@ -9,6 +12,7 @@ the ``fault_proxy_factory`` fixture.
 """
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import threading
@@ -17,7 +21,7 @@ from typing import Optional
 
 from .hosts import Host, HostLike
 
-__all__ = ["FaultProxy", "ManualClock"]
+__all__ = ["MISBEHAVIOURS", "FaultProxy", "ManualClock", "MisbehavingBroker"]
 
 
 class ManualClock:
@@ -198,6 +202,152 @@ class FaultProxy:
     def __repr__(self) -> str:
         mode = "blackhole" if self._blackholed else f"latency={self.latency}s"
         return f"<FaultProxy {self.address} -> {self.target} {mode}, {self.connections} connections>"
+
+
+#: What a :class:`MisbehavingBroker` can do, and how it looks to a client.
+MISBEHAVIOURS = {
+    "silent": "accepts and reads, never answers (a hung broker)",
+    "close": "closes every connection as soon as it is accepted",
+    "garbage": "answers a request with bytes that are not a frame",
+    "framed_garbage": "answers a request with a well-framed frame of random bytes",
+    "huge_frame": "answers with a 2 GiB frame header, then one byte per delay",
+    "trickle": "forwards the real broker's answer one byte per delay (a slow but correct broker)",
+    "stale": "forwards the real answer, then sends it once more (an extra, stale reply)",
+    "double": "forwards the real answer with a second copy of it inside the same frame",
+}
+
+
+class MisbehavingBroker:
+    """A loopback server that misbehaves in one way, for testing every client error path.
+
+    :param mode: one of :data:`MISBEHAVIOURS`.
+    :param upstream: the real broker the ``trickle``, ``stale`` and ``double``
+        modes forward to (``'host:port'``).
+    :param delay: seconds between bytes in the ``trickle`` and ``huge_frame`` modes.
+    :param lifetime: seconds after which it closes itself (tests must end).
+    :raises ValueError: unknown ``mode``, or a forwarding mode without ``upstream``.
+
+    Example::
+
+        with MisbehavingBroker("silent") as bad:
+            Resource(bad.address, timeout=0.5).status()   # BrokerUnavailable: timed out
+    """
+
+    def __init__(self, mode: str, upstream: Optional[HostLike] = None, delay: float = 0.1,
+                 lifetime: float = 120.0) -> None:
+        if mode not in MISBEHAVIOURS:
+            raise ValueError(f"mode must be one of {sorted(MISBEHAVIOURS)}, got {mode!r}")
+        if mode in ("trickle", "stale", "double") and upstream is None:
+            raise ValueError(f"mode {mode!r} forwards to a real broker: give upstream='host:port'")
+        self.mode, self.delay = mode, delay
+        self.upstream = None if upstream is None else Host.parse(upstream)
+        self._stop = threading.Event()
+        self._socks: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(FaultProxy.POLL)
+        self.port = self._listener.getsockname()[1]
+        self._deadline = time.monotonic() + lifetime
+        threading.Thread(target=self._accept_loop, name=f"Misbehaving-{mode}", daemon=True).start()
+
+    @property
+    def address(self) -> str:
+        """``'127.0.0.1:port'`` clients connect to."""
+        return f"127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        """Stop and close every connection; idempotent."""
+        self._stop.set()
+        with self._lock:
+            socks, self._socks = self._socks, []
+        for sock in socks:
+            _close_socket(sock, abort=False)
+        self._listener.close()
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set() and time.monotonic() < self._deadline:
+            try:
+                client, _ = self._listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if self.mode == "close":
+                _close_socket(client, abort=False)
+                continue
+            client.settimeout(FaultProxy.POLL)
+            with self._lock:
+                self._socks.append(client)
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+        self.close()
+
+    def _read_frame(self, sock: socket.socket) -> Optional[bytes]:
+        """Read one whole frame (header included); ``None`` at end-of-file or stop."""
+        data = b""
+        while not self._stop.is_set():
+            if len(data) >= 4 and len(data) >= 4 + struct.unpack("!i", data[:4])[0]:
+                return data  # one request at a time: a client never pipelines
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                continue
+            if not chunk:
+                return None
+            data += chunk
+        return None
+
+    def _serve(self, client: socket.socket) -> None:
+        upstream: Optional[socket.socket] = None
+        try:
+            if self.upstream is not None:
+                upstream = socket.create_connection(self.upstream, timeout=30.0)
+            while not self._stop.is_set():
+                request = self._read_frame(client)
+                if request is None:
+                    return
+                if self.mode == "silent":
+                    continue
+                if self.mode == "garbage":
+                    client.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\nthis is not a Thrift frame")
+                elif self.mode == "framed_garbage":
+                    junk = os.urandom(64)
+                    client.sendall(struct.pack("!i", len(junk)) + junk)
+                elif self.mode == "huge_frame":
+                    self._trickle(client, struct.pack("!i", 0x7FFFFFFF) + b"\x80" * 64)
+                else:
+                    assert upstream is not None
+                    upstream.sendall(request)
+                    reply = self._read_frame(upstream)
+                    if reply is None:
+                        return
+                    if self.mode == "trickle":
+                        self._trickle(client, reply)
+                    elif self.mode == "stale":
+                        client.sendall(reply + reply)
+                    else:  # double: both copies inside one frame
+                        body = reply[4:] * 2
+                        client.sendall(struct.pack("!i", len(body)) + body)
+        except OSError:
+            return
+        finally:
+            _close_socket(client, abort=False)
+            if upstream is not None:
+                upstream.close()
+
+    def _trickle(self, sock: socket.socket, data: bytes) -> None:
+        for i in range(len(data)):
+            if self._stop.wait(self.delay):
+                return
+            sock.sendall(data[i:i + 1])
+
+    def __enter__(self) -> "MisbehavingBroker":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<MisbehavingBroker {self.address} {self.mode}>"
 
 
 def _close_socket(sock: socket.socket, abort: bool) -> None:

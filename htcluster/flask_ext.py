@@ -33,8 +33,8 @@ written for it runs after changing its import line::
 
 Per-app state lives in ``app.extensions['hypertable']``; the extension never
 keeps an app, so one instance serves any number of apps (app factories,
-tests).  The keys are documented in README.rst ("Flask") and checked by
-:mod:`htcluster.flaskext.config`.  ``flask hypertable status`` prints the
+tests).  The keys are listed in :mod:`htcluster.flaskext.config`, which
+checks them, and explained in README.rst ("Flask").  ``flask hypertable status`` prints the
 health and counters of every bind.  The helpers are in :mod:`htcluster.flaskext`.
 """
 from __future__ import annotations
@@ -101,7 +101,7 @@ class Hypertable:
     :meth:`cluster_for` that of a bind.
     """
 
-    #: Whether ``with ht``, :meth:`connect` and :meth:`put_back` work outside an
+    #: Whether ``with ht`` and :meth:`connect` work outside an
     #: app context (taking the one app the extension serves), as in Flask-Hypertable.
     outside_app_context = False
 

@@ -13,7 +13,8 @@ What is recorded follows the OpenTelemetry database client semantic
 conventions (``docs/db/database-spans.md`` and ``database-metrics.md`` of
 open-telemetry/semantic-conventions):
 
-* a ``CLIENT`` span per broker call attempt, named ``{db.operation.name}
+* a ``CLIENT`` span per broker call attempt, named by ``db.query.summary``
+  for HQL naming a table (``SELECT hits``), else ``{db.operation.name}
   {target}`` where the target is the table when the method names one, else
   the namespace, else ``server.address:server.port``;
 * attributes ``db.system.name`` = ``hypertable``, ``db.operation.name`` (the
@@ -41,6 +42,7 @@ conventions' advice, since the events describe attempts).
 """
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -56,7 +58,8 @@ from ._thrift.ttypes import ClientException
 from .errors import ConfigError
 from .events import Event, Listeners
 
-__all__ = ["DB_SYSTEM", "DURATION_BUCKETS", "Instrumentation", "error_type", "instrument", "operation_name"]
+__all__ = ["DB_SYSTEM", "DURATION_BUCKETS", "Instrumentation", "error_type", "instrument", "operation_name",
+           "query_summary"]
 
 #: The ``db.system.name`` of every span and metric point.
 DB_SYSTEM = "hypertable"
@@ -120,6 +123,25 @@ def operation_name(method: str, command: Optional[str]) -> str:
         if words and words[0].upper() in _HQL_VERBS:
             return words[0].upper()
     return method
+
+
+# Where the one table of an HQL statement is named (protocol.md section 6.2).
+_HQL_TABLE = re.compile(
+    r"""\b(?:FROM|INTO(?:\s+TABLE)?|TABLE(?:\s+WITH\s+IDS)?(?:\s+IF\s+(?:NOT\s+)?EXISTS)?)\s+
+        (?!(?:IF|WITH|FILE)\b)([A-Za-z_][\w./-]*)""", re.IGNORECASE | re.VERBOSE)
+
+
+def query_summary(operation: str, command: Optional[str]) -> Optional[str]:
+    """The ``db.query.summary`` of an HQL statement: its verb and its table
+    (``'SELECT hits'``), or ``None`` when no table is named (``SHOW TABLES``).
+
+    Only names go in (no literal values), so it is low-cardinality and safe to
+    record by default.
+    """
+    if command is None or operation not in _HQL_VERBS:
+        return None
+    found = _HQL_TABLE.search(command)
+    return f"{operation} {found.group(1)}" if found else None
 
 
 def error_type(error: BaseException) -> str:
@@ -261,6 +283,11 @@ class Instrumentation:
             if table:
                 attrs["db.collection.name"] = table
                 target = table
+        summary = query_summary(operation, command)
+        if summary is not None:
+            attrs["db.query.summary"] = summary
+            attrs["db.collection.name"] = summary.split(" ", 1)[1]
+            return summary, attrs, command
         return f"{operation} {target}", attrs, command
 
     def _started(self, event: events.CallStarted) -> None:

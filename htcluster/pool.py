@@ -29,7 +29,7 @@ from .errors import BrokerUnavailable, ConfigError, DeadlineExceeded, PoolTimeou
 from .latency import LatencyWindow
 from .hosts import Host, HostLike
 from .resource import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Resource, scan_cells
-from .transport import DEFAULT_MAX_FRAME_SIZE, fork_generation
+from .transport import _forks, DEFAULT_MAX_FRAME_SIZE, fork_generation
 from .units import byte_size, optional_seconds, seconds
 
 __all__ = ["DEFAULT_MAX_OVERFLOW", "DEFAULT_POOL_TIMEOUT", "DEFAULT_SIZE", "Pool"]
@@ -197,20 +197,24 @@ class Pool:
 
     # -- checkout / checkin -------------------------------------------------
 
-    def _checkout(self, timeout: Optional[float], fresh: bool = False,
-                  deadline: Optional[float] = None) -> tuple[_Entry, bool]:
+    def _checkout(self, timeout: Optional[float], fresh: bool = False, deadline: Optional[float] = None,
+                  active: Optional[bool] = None) -> tuple[_Entry, bool]:
         """Take a connection; ``fresh`` prefers opening one to reusing an idle one.
 
         :param timeout: seconds to wait for a slot (``None``: the pool's ``timeout``).
         :param deadline: a ``time.monotonic()`` time the whole call must end by.
+        :param active: whether :attr:`listeners` listen (``None``: ask them).
         :returns: ``(entry, reused)``; ``reused`` is True for an idle connection handed out again.
         :raises PoolTimeout: no slot became free within ``timeout`` seconds.
         :raises DeadlineExceeded: ``deadline`` passed while waiting.
         :raises BrokerUnavailable: a new connection could not be opened.
         """
-        self._check_fork()
+        if self._fork != _forks[0]:
+            self._check_fork()
         listeners = self.listeners
-        started = time.monotonic() if listeners else 0.0
+        if active is None:
+            active = bool(listeners)
+        started = time.monotonic() if active else 0.0
         item = self._take(self.timeout if timeout is None else seconds("timeout", timeout, allow_zero=True),
                           fresh, deadline)
         entry: Optional[_Entry] = item  # type: ignore[assignment]
@@ -219,7 +223,7 @@ class Pool:
             if entry is not None:
                 why = "a fresh one was asked for" if fresh else self._unusable(entry)
                 if why is None:
-                    if listeners:
+                    if active:
                         listeners.emit(ev.PoolCheckedOut(self.address, time.monotonic() - started))
                     return entry, True
                 if not fresh:
@@ -228,7 +232,7 @@ class Pool:
                 old, entry = entry, None
                 self._discard(old.resource, replaced=not fresh, reason=why)
             new = self._connect(generation, deadline)
-            if listeners:
+            if active:
                 listeners.emit(ev.PoolCheckedOut(self.address, time.monotonic() - started))
             return new, False
         except BaseException:
@@ -327,13 +331,15 @@ class Pool:
             self.listeners.emit(ev.ConnectionReplaced(self.address, reason) if replaced
                                 else ev.ConnectionClosed(self.address, reason))
 
-    def _checkin(self, entry: _Entry) -> None:
+    def _checkin(self, entry: _Entry, active: Optional[bool] = None) -> None:
         """Give a checked-out connection back; close it if it is broken, too old or overflow."""
-        if entry.fork != fork_generation():
+        if entry.fork != _forks[0]:
             return  # the parent's connection, seen in a forked child: not ours to use or close
         r = entry.resource
         listeners = self.listeners
-        if listeners:
+        if active is None:
+            active = bool(listeners)
+        if active:
             listeners.emit(ev.PoolCheckedIn(self.address))
         keep = r._conn.reusable and entry.generation == self._generation
         if keep and self.max_age is not None and time.monotonic() - entry.created > self.max_age:
@@ -357,7 +363,7 @@ class Pool:
             r.close()
         finally:
             self._give(None)
-        if listeners:
+        if active:
             reason = ("failed" if r._conn.failed else "out of step" if r._conn.pending or r._conn.extra
                       else "max_age" if keep else "overflow" if entry.generation == self._generation
                       else "pool closed")
@@ -406,17 +412,19 @@ class Pool:
             end = time.monotonic() + seconds("timeout", timeout)
             deadline = end if deadline is None else min(deadline, end)
         listeners = self.listeners
+        active = bool(listeners)  # asked once per call: an event is built only when someone listens
         for attempt in (1, 2):
-            entry, reused = self._checkout(None, attempt == 2, deadline)
-            if listeners:
+            entry, reused = self._checkout(None, attempt == 2, deadline, active)
+            if active:
                 listeners.emit(ev.CallStarted(self.address, method, namespace, attempt, args))
             start = time.monotonic()
             try:
                 result = entry.resource.call(method, *args, namespace=namespace, deadline=deadline)
             except BaseException as exc:
                 took = time.monotonic() - start
-                self._count(took, True)
-                if listeners:
+                self._errors += 1
+                self._count(took)
+                if active:
                     listeners.emit(ev.CallFailed(self.address, method, namespace, attempt, took, exc, args))
                 if (attempt == 1 and reused and isinstance(exc, BrokerUnavailable) and not exc.sent
                         and entry.resource.failed):
@@ -424,18 +432,17 @@ class Pool:
                     continue
                 raise
             finally:
-                self._checkin(entry)
+                self._checkin(entry, active)
             took = time.monotonic() - start
-            self._count(took, False)
-            if listeners:
+            self._count(took)
+            if active:
                 listeners.emit(ev.CallSucceeded(self.address, method, namespace, attempt, took, args))
             return result
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _count(self, seconds: float, failed: bool) -> None:
-        """Count one call attempt of ``seconds`` (float) for :meth:`stats`."""
+    def _count(self, seconds: float) -> None:
+        """Count one call attempt of ``seconds`` (float) for :meth:`stats` (errors are counted by the caller)."""
         self._calls += 1  # a lost increment under a thread race only blurs a monitoring figure
-        self._errors += failed
         self.latency.record(seconds)
 
     def scan(self, table: str, scan_spec: Optional[ScanSpec] = None, *, namespace: str,
@@ -470,8 +477,11 @@ class Pool:
             self._idle = 0
             self._generation += 1
             self._closed += len(entries)
+        active = bool(self.listeners)
         for entry in entries:
             entry.resource.close()
+            if active:
+                self.listeners.emit(ev.ConnectionClosed(self.address, "pool closed"))
 
     def __enter__(self) -> "Pool":
         return self
@@ -494,9 +504,12 @@ class _Checkout:
         if self._entry is not None:
             raise RuntimeError("this pool.connection() is already in use; call pool.connection() again")
         self._entry, _ = self._pool._checkout(self._timeout)
-        return self._entry.resource
+        resource = self._entry.resource
+        resource.listeners = self._pool.listeners  # its calls are reported while it is lent out
+        return resource
 
     def __exit__(self, *exc_info: object) -> None:
         entry, self._entry = self._entry, None
         if entry is not None:
+            entry.resource.listeners = None
             self._pool._checkin(entry)

@@ -6,8 +6,12 @@ Retrying never duplicates a write: cells written with ``set_cell(s)`` and
 ``mutator_set_cell(s)`` get a client-side timestamp (:func:`next_timestamp`)
 when they have none, so a retried write stores the same versions again, and
 the reads of :class:`Replicas` collapse such repeats (:func:`collapse`,
-protocol.md appendix C).  Other writes are retried only when the request
-never left.  Client timestamps come from this machine's clock: keep it in
+protocol.md appendix C).  HQL ``INSERT`` and ``DELETE`` are sent the same way
+(:func:`hql_write_cells`).  Other writes are retried only when the request
+never left, else they raise :class:`~htcluster.errors.WriteOutcomeUnknown`.
+One exception: a cell of a ``COUNTER`` family is an increment, and a repeated
+increment adds again even with the same timestamp (as on Hypertable); send
+counter writes with ``retry=False`` Replicas, or read back before repeating.  Client timestamps come from this machine's clock: keep it in
 step (NTP) with the brokers' if other writers leave timestamps to the broker.
 :meth:`Replicas.scan` resumes a scan on another replica after the last
 complete row it delivered.
@@ -17,18 +21,19 @@ from __future__ import annotations
 import copy
 import threading
 import time
-from typing import Any, ContextManager, Iterable, Iterator, Optional, Sequence, Union
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Optional, Sequence, Union
 
 from .errors import BrokerUnavailable, DeadlineExceeded
 from .failover import Failover
 from .hosts import HostLike
-from .policy import is_write
+from . import hql
+from .policy import hql_is_read, is_write
 from .resource import Resource, scan_cells
 from .resources import Resources
-from .types import Cell, Key, KeyFlag, RowInterval, ScanSpec
+from .types import Cell, ClientException, HqlResult, HqlResult2, HqlResultAsArrays, Key, KeyFlag, RowInterval, ScanSpec
 
-__all__ = ["COLLAPSED_METHODS", "STAMPED_METHODS", "Replicas", "collapse", "next_timestamp", "stamp_cells",
-           "widen_versions"]
+__all__ = ["COLLAPSED_METHODS", "HQL_WRITE_ANSWERS", "STAMPED_METHODS", "Replicas", "collapse", "hql_write_cells",
+           "next_timestamp", "stamp_cells", "widen_versions"]
 
 #: Writes whose cells get a client-side timestamp; their last argument is a Cell or a list of them.
 STAMPED_METHODS = frozenset({"set_cell", "set_cells", "mutator_set_cell", "mutator_set_cells"})
@@ -68,6 +73,45 @@ def _stamped(cell: Cell) -> Cell:
     # built field by field: a third of the cost of copy.copy on these Thrift structs
     return Cell(Key(key.row, key.column_family, key.column_qualifier, next_timestamp(), key.revision, key.flag),
                 cell.value)
+
+
+#: HQL methods whose INSERT and DELETE :class:`Replicas` sends as stamped ``set_cells``, with the
+#: (empty) answer the broker gives such a statement through each.
+HQL_WRITE_ANSWERS: dict[str, Callable[[], Any]] = {
+    "hql_query": HqlResult, "hql_exec": HqlResult, "hql_query2": HqlResult2, "hql_exec2": HqlResult2,
+    "hql_query_as_arrays": HqlResultAsArrays, "hql_exec_as_arrays": HqlResultAsArrays,
+}
+
+
+def hql_write_cells(method: str, args: Sequence[Any]) -> Optional[tuple[Any, ...]]:
+    """Turn an HQL ``INSERT`` or ``DELETE`` call into the arguments of the equivalent ``set_cells``.
+
+    The statement is parsed with the broker's own grammar (:mod:`htcluster.hql`),
+    so the cells are the ones the broker's INSERT would write (quoting,
+    escapes, 3- and 4-tuples, ``GUID()`` evaluated once, here); DELETE gives
+    its delete markers.  ``hql_exec`` with ``noflush`` is left alone (it leaves
+    a mutator open on the connection), and so is anything that does not parse:
+    the broker answers it as before.
+
+    :param method: the broker method, e.g. ``'hql_query'``.
+    :param args: its arguments (the namespace id, if given, then the statement, then the flags).
+    :returns: ``(*leading args, table, cells)`` for ``set_cells``, or ``None``.
+    """
+    if method not in HQL_WRITE_ANSWERS:
+        return None
+    at = next((i for i, a in enumerate(args) if isinstance(a, str)), None)
+    if at is None or (method.startswith("hql_exec") and len(args) > at + 1 and args[at + 1]):
+        return None
+    command = args[at]
+    if hql_is_read(command):
+        return None
+    try:
+        statement = hql.parse(command)
+    except ClientException:
+        return None
+    if not isinstance(statement, (hql.Insert, hql.Delete)) or not statement.cells:
+        return None
+    return (*args[:at], statement.table, list(statement.cells))
 
 
 def _all_stamped(cells: Union[Cell, Sequence[Cell]]) -> bool:
@@ -169,6 +213,9 @@ class Replicas(Resources):
         :param namespace: a namespace name whose per-connection id is put before ``args``.
         :param write: route as a write (``True``) or a read (``False``); default
             from the method and, for HQL, its verb (:func:`htcluster.policy.is_write`).
+            An HQL ``INSERT`` or ``DELETE`` is sent as the equivalent stamped
+            ``set_cells`` (:func:`hql_write_cells`), so it fails over safely and
+            answers an empty result as the broker would.
         :param timeout: seconds for the whole call: pool waits, every attempt and
             failover (default :attr:`call_timeout`).
         :returns: the broker's answer; cells of reads collapsed by :func:`collapse`
@@ -180,6 +227,10 @@ class Replicas(Resources):
         :raises InvalidRequest: an argument cannot be encoded (no host is blamed).
         :raises ClientException: the broker refused the call.
         """
+        converted = hql_write_cells(method, args)
+        if converted is not None:  # fails over like any stamped write: it cannot apply twice
+            self.call("set_cells", *converted, namespace=namespace, write=True, timeout=timeout)
+            return HQL_WRITE_ANSWERS[method]()
         writes = is_write(method, args)
         write = writes if write is None else write
         idempotent = not writes

@@ -62,6 +62,8 @@ def _broker_method(name: str) -> Callable[..., Any]:
     recv = getattr(HqlService.Client, "recv_" + name)
 
     def method(self: "Resource", *args: Any, **kwargs: Any) -> Any:
+        if self.listeners is not None:  # a connection checked out with pool.connection(): report the call
+            return _reported(self, name, send, recv, args, kwargs)
         encode(self, name, send, args, kwargs)
         self._conn.exchange(self._deadline)
         return decode(self, recv)
@@ -70,6 +72,31 @@ def _broker_method(name: str) -> Callable[..., Any]:
     method.__name__ = method.__qualname__ = name
     method.__doc__ = generated.__doc__
     return method
+
+
+def _reported(resource: "Resource", name: str, send: Callable[..., None], recv: Callable[[Any], Any],
+              args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """One call of a connection handed out by a pool, reported to the pool's listeners as attempt 1."""
+    listeners = resource.listeners
+    if not listeners:
+        encode(resource, name, send, args, kwargs)
+        resource._conn.exchange(resource._deadline)
+        return decode(resource, recv)
+    from . import events as ev  # the events module imports nothing of this one; late import keeps the fast path
+
+    host = resource._conn.address
+    namespace, call_args = resource.mns.named(args)
+    listeners.emit(ev.CallStarted(host, name, namespace, 1, call_args))
+    start = time.monotonic()
+    try:
+        encode(resource, name, send, args, kwargs)
+        resource._conn.exchange(resource._deadline)
+        result = decode(resource, recv)
+    except BaseException as exc:
+        listeners.emit(ev.CallFailed(host, name, namespace, 1, time.monotonic() - start, exc, call_args))
+        raise
+    listeners.emit(ev.CallSucceeded(host, name, namespace, 1, time.monotonic() - start, call_args))
+    return result
 
 
 def encode(resource: "Resource", name: str, send: Callable[..., None], args: tuple[Any, ...],
@@ -173,6 +200,9 @@ class Resource(HqlService.Client, metaclass=_Methods):
         self.connect_timeout = seconds("connect_timeout", connect_timeout)
         self.max_frame_size = byte_size("max_frame_size", max_frame_size, minimum=1024, maximum=_HARD_MAX_FRAME_SIZE)
         self._deadline: Optional[float] = None
+        #: The :class:`~htcluster.events.Listeners` told of each call while a pool has lent this
+        #: connection out through ``connection()``; ``None`` otherwise (a pool's ``call`` reports itself).
+        self.listeners: Any = None
         super().__init__(None)  # the protocols come with each connection (_attach)
         self._attach()
         self.mns = ManagedNamespaces(self)
@@ -330,6 +360,18 @@ class ManagedNamespaces:
         ns = self._resource.namespace_open(name)
         self._ids[name] = ns
         return ns
+
+    def named(self, args: tuple[Any, ...]) -> tuple[Optional[str], tuple[Any, ...]]:
+        """Split ``args`` into the name of the namespace whose id leads them, and the rest.
+
+        :returns: ``(name, args after the id)``, or ``(None, args)`` when they
+            do not start with the id of a namespace opened through this map.
+        """
+        if args and isinstance(args[0], int) and not isinstance(args[0], bool):
+            for name, ns in self._ids.items():
+                if ns == args[0]:
+                    return name, args[1:]
+        return None, args
 
     def remember(self, name: str, ns: int) -> None:
         """Record ``ns`` as the id of namespace ``name`` on this connection (opened by the caller)."""

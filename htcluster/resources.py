@@ -86,7 +86,8 @@ class Resources(dict):
         self.retry = Retry.from_int(retry)
         self.rng = rng or random.Random()
         #: The events of this object and its pools (:mod:`htcluster.events`); its parent is the process-wide registry.
-        self.listeners: Listeners = pool_options.pop("listeners", None) or Listeners()
+        given = pool_options.pop("listeners", None)
+        self.listeners: Listeners = Listeners() if given is None else given
         self.health = HostHealth([str(h) for h in parsed], backoff, clock, self.rng, listeners=self.listeners)
         self.max_workers = max_workers
         self._lock = threading.Lock()

@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, TypeVar
 
 from .errors import ConfigError
-from .faults import FaultProxy, ManualClock
+from .faults import FaultProxy, ManualClock, MisbehavingBroker
 
-__all__ = ["FaultProxy", "LocalBroker", "LocalCluster", "ManualClock", "free_port", "wait_for_port"]
+__all__ = ["FaultProxy", "LocalBroker", "LocalCluster", "ManualClock", "MisbehavingBroker", "free_port",
+           "wait_for_port"]
 
 #: Seconds a broker gets to start answering before ``start()`` gives up.
 START_TIMEOUT = 20.0
@@ -393,3 +394,8 @@ if pytest is not None:
     def fault_proxy_factory() -> Iterator[Callable[..., FaultProxy]]:
         """Call ``fault_proxy_factory(address, latency=...)``; every proxy made is closed after the test."""
         yield from _closed_after(FaultProxy)
+
+    @pytest.fixture
+    def misbehaving_broker_factory() -> Iterator[Callable[..., MisbehavingBroker]]:
+        """Call ``misbehaving_broker_factory(mode, upstream=None)``; every server made is closed after the test."""
+        yield from _closed_after(MisbehavingBroker)

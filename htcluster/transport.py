@@ -48,6 +48,7 @@ MAX_FRAME_SIZE = DEFAULT_MAX_FRAME_SIZE
 _CHUNK = 65536  # bytes asked of one recv while the frame's size is unknown (below malloc's mmap threshold)
 _BIG_CHUNK = 4 * 1024 * 1024  # at most this much once a large frame's size is known
 _HEADER = struct.Struct("!i")
+_MESSAGE_HEAD = struct.Struct("!iI")  # version | message type, then the length of the method name
 _POLLIN = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 _TIMEOUTS = (TimeoutError, socket.timeout)
 
@@ -140,8 +141,18 @@ class _ReplyProtocol(TBinaryProtocolAccelerated):
         self.conn = conn
 
     def readMessageBegin(self) -> tuple[str, int, int]:
-        name, kind, seqid = super().readMessageBegin()
         conn = self.conn
+        buf = conn.reply.buffer
+        head = buf.read(8)
+        word, size = _MESSAGE_HEAD.unpack(head) if len(head) == 8 else (0, 0)
+        if word < 0 and word & TBinaryProtocol.VERSION_MASK == TBinaryProtocol.VERSION_1 and size < 4096:
+            name, tail = buf.read(size), buf.read(4)  # the strict header every Thrift server writes
+            if len(name) != size or len(tail) != 4:
+                raise _Mismatch("the reply frame ends inside its message header")
+            name, kind, seqid = name.decode("utf-8", "replace"), word & TBinaryProtocol.TYPE_MASK, _HEADER.unpack(tail)[0]
+        else:
+            buf.seek(0)
+            name, kind, seqid = super().readMessageBegin()
         if seqid != conn.seqid or name != conn.method or kind not in (TMessageType.REPLY, TMessageType.EXCEPTION):
             raise _Mismatch(f"a reply to {name!r} #{seqid} (message type {kind}) came for {conn.method!r} "
                             f"#{conn.seqid}: a stale or extra reply")
@@ -311,10 +322,12 @@ class Connection:
                 if left <= 0 or not select.select((), (self.sock,), (), left)[1]:
                     raise self.expire()
             poll = self._poll
-            while not self.recv_some():
+            while True:  # wait first: an answer is never there the instant the request left
                 left = end - time.monotonic()
                 if left <= 0 or not poll.poll(left * 1000.0 + 1):  # type: ignore[union-attr]
                     raise self.expire()
+                if self.recv_some():
+                    break
         except BaseException:
             self.taint()
             raise

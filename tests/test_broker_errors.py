@@ -49,8 +49,9 @@ NOT_RAISED = {
     #   stand-in's REQUEST_TIMEOUT is a data file locked by another writer (test below).
     # - NOT_IMPLEMENTED for async mutator results as arrays: async mutators are not implemented.
     # Outside the table: COLUMN_FAMILY_NOT_FOUND (59) is thrown by nothing upstream; PROTOCOL_ERROR,
-    # REQUEST_TRUNCATED, INVALID_ARGUMENT and COMM_* concern the broker's own links to Hyperspace,
-    # the Master and RangeServers, which the stand-in does not have.
+    # REQUEST_TRUNCATED and COMM_* concern the broker's own links to Hyperspace, the Master and
+    # RangeServers, which the stand-in does not have.  INVALID_ARGUMENT answers a required argument
+    # left out of a call (test_missing_required_arguments_are_named below).
 }
 
 #: Codes triggered by a test of their own, which needs its own broker.
@@ -221,3 +222,55 @@ def test_a_data_file_locked_by_another_writer_answers_request_timeout(tmp_path, 
             holder.close()
         c.set_cell(ns, "t", cell("r", "a", "v"))  # the lock is gone: writes go through again
         assert len(c.get_cells(ns, "t", ScanSpec())) == 1  # and the refused write left nothing behind
+
+
+# ------------------------------------------------- keys and missing arguments (issue 10)
+
+@pytest.mark.parametrize("row, column, part, offset", [
+    ("a\0b", "a", "row key", 1),
+    ("\0", "a", "row key", 0),
+    ("r", "a:q\0x", "column qualifier", 1),
+    ("r", "a\0:q", "column family", 1),
+    ("\u00e9t\u00e9\0", "a", "row key", 5),  # the offset counts UTF-8 bytes
+])
+def test_a_nul_byte_in_a_key_is_refused_with_its_offset(env, row, column, part, offset):
+    c, ns, _ = env
+    for write in (lambda: c.set_cell(ns, "t", cell(row, column, "v")),
+                  lambda: c.set_cells_as_arrays(ns, "t", [[row, *column.split(":", 1), "v"]]),
+                  lambda: c.mutator_set_cells(c.mutator_open(ns, "t", 0, 0), [cell(row, column, "v")])):
+        error = raises_code(codes.BAD_KEY, write)
+        assert f"{part} " in error.message and f"byte offset {offset}" in error.message, error.message
+    assert c.get_cells(ns, "t", ScanSpec()) == []  # nothing was stored under a cut key
+
+
+@pytest.mark.parametrize("method, args, argument", [
+    ("hql_query", lambda ns: (ns, None), "command"),
+    ("hql_exec", lambda ns: (ns, None, False, False), "command"),
+    ("hql_query", lambda ns: (None, "SHOW TABLES"), "ns"),
+    ("get_cells", lambda ns: (ns, None, ScanSpec()), "table_name"),
+    ("set_cell", lambda ns: (ns, "t", None), "cell"),
+    ("table_create", lambda ns: (ns, "u", None), "schema"),
+    ("namespace_exists", lambda ns: (None,), "ns"),
+    ("namespace_open", lambda ns: (None,), "ns"),
+    ("scanner_get_cells", lambda ns: (None,), "scanner"),
+])
+def test_missing_required_arguments_are_named(env, method, args, argument):
+    c, ns, _ = env
+    error = raises_code(codes.INVALID_ARGUMENT, getattr(c, method), *args(ns))
+    assert f"'{argument}'" in error.message and method in error.message, error.message
+    assert c.status().code == 0
+
+
+def test_namespace_open_without_a_name_is_refused_but_the_root_opens(env):
+    c, ns, name = env
+    raises_code(codes.INVALID_ARGUMENT, c.namespace_open, None)
+    for root in ("/", ""):
+        listing = c.namespace_get_listing(c.namespace_open(root))
+        assert any(entry.name == name and entry.is_namespace for entry in listing)
+
+
+def test_absent_optional_arguments_keep_their_meaning(env):
+    c, ns, _ = env
+    c.set_cells(ns, "t", None)  # no cells: nothing written
+    c.set_cell(ns, "t", cell("r", "a", "v"))
+    assert len(c.get_cells(ns, "t", None)) == 1  # no ScanSpec: every cell

@@ -151,18 +151,19 @@ def test_garbage_drops_only_that_connection(broker, client, payload):
     assert broker.running
 
 
-def test_client_vanishing_mid_call_does_not_disturb_others(broker, client):
+def test_client_vanishing_mid_call_does_not_disturb_others(broker, client, raw_client_factory):
     ns = open_ns(client)
     if not client.table_exists(ns, "big"):
         make_table(client, ns, "big", "a")
         client.set_cells(ns, "big", [cell(f"r{i:05d}", "a", b"v" * 100) for i in range(3000)])
-    request = _framed_get_cells(ns, "big")
     for _ in range(3):
-        sock = socket.create_connection((broker.host, broker.port), timeout=10)
-        sock.sendall(request)
+        leaving = raw_client_factory(broker.address)
+        leaving.send_get_cells(open_ns(leaving), "big", ScanSpec())  # namespace ids belong to their connection
+        sock = leaving._iprot.trans._TFramedTransport__trans.handle
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # reset, no goodbye
-        sock.close()
+        leaving._iprot.trans.close()
     half = socket.create_connection((broker.host, broker.port), timeout=10)
+    request = _framed_get_cells(ns, "big")
     half.sendall(request[: len(request) // 2])  # half a frame, then gone
     half.close()
     assert len(client.get_cells(ns, "big", ScanSpec(cell_limit=10))) == 10
@@ -244,6 +245,7 @@ def test_serve_until_stopped_and_main_errors(tmp_path, raw_client_factory):
         thread.join(20)
     assert not thread.is_alive()
     assert main(["--port", "0", "--data", str(tmp_path / "missing-dir" / "x.sqlite")]) == 1
+    assert main(["--port", "0", "--max-frame-size", "1000", "--max-inflight-bytes", "10"]) == 2  # a bad limit
 
 
 def _answers(raw_client_factory, port: int) -> bool:

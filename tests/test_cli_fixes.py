@@ -165,6 +165,8 @@ def test_load_of_nothing_parseable_fails_and_names_the_format(broker_address, tm
     assert result.exit_code == 1, result.output
     assert "nothing was loaded" in result.output
     assert "Apache" in result.output and "tsv" in result.output  # the formats it expects
+    if content and content.startswith(random_bytes(4)):
+        assert "it does not look like text" in result.output  # not a wall of escaped bytes
 
 
 def test_demo_on_etc_passwd_fails_before_starting_brokers():
@@ -254,3 +256,25 @@ def test_one_huge_line_costs_memory_proportional_to_it(broker_address, tmp_path)
     assert "lines read                3" in result.output
     assert peak < 20 * size, f"peak {peak / 2**20:.0f} MiB for a {size / 2**20:.0f} MiB line"
     assert count_cells(broker_address, "cli_huge", "SELECT Request FROM LogDb") == 3
+
+
+def test_hints_follow_how_each_host_failed():
+    """The hint for a host depends on the failure: refused here, refused elsewhere, silent, no connect."""
+    from thrift.transport.TTransport import TTransportException
+
+    from htcluster.cli.output import explain
+    from htcluster.errors import BrokerUnavailable, NoHostAvailable
+
+    timed_out = TTransportException.TIMED_OUT
+    errors = {
+        "127.0.0.1:4000": BrokerUnavailable("refused", host="127.0.0.1:4000", sent=False,
+                                            type=TTransportException.NOT_OPEN),
+        "ht2:15867": BrokerUnavailable("refused", host="ht2:15867", sent=False, type=TTransportException.NOT_OPEN),
+        "ht3:15867": BrokerUnavailable("timed out after 2 s", host="ht3:15867", sent=True, type=timed_out),
+        "ht4:15867": BrokerUnavailable("connect timed out", host="ht4:15867", sent=False, type=timed_out),
+    }
+    message = explain(NoHostAvailable("no broker could serve status", errors), timeout=2.0)
+    assert "start a broker there with 'htcluster broker --port 4000'" in message
+    assert "check that a ThriftBroker runs at ht2:15867" in message  # not told to start one locally
+    assert "ht3:15867 accepted the connection but did not answer within 2 s" in message
+    assert "ht4:15867 did not accept a connection within 2 s" in message

@@ -330,7 +330,7 @@ def test_latency_window_records_from_many_threads():
     assert snaps == sorted(snaps)
 
 
-@pytest.mark.parametrize("name", ["htcluster.events", "htcluster.otel"])
+@pytest.mark.parametrize("name", ["htcluster.events", "htcluster.latency", "htcluster.otel"])
 def test_public_names_exist_and_are_sorted(name):
     import importlib
     if name == "htcluster.otel":
@@ -382,3 +382,92 @@ def test_a_forked_child_registers_and_records_though_the_parent_held_the_locks()
     finally:
         release.set()
         holder.join(30)
+
+
+# -- the call path emits (real brokers) ----------------------------------------------
+
+FAST = dict(socket_timeout=30.0, connect_timeout=30.0)
+
+
+def test_pool_call_emits_checkout_call_and_checkin_in_order(broker_address):
+    from htcluster import Pool
+    pool = Pool(broker_address, size=1, **FAST)
+    seen: list[events.Event] = []
+    pool.listeners.register(seen.append)
+    try:
+        pool.call("status")
+        pool.call("status")
+    finally:
+        pool.close()
+    kinds = [e.kind for e in seen]
+    assert kinds[:5] == ["connection_opened", "pool_checked_out", "call_started", "pool_checked_in",
+                         "call_succeeded"]
+    assert kinds[5:9] == ["pool_checked_out", "call_started", "pool_checked_in", "call_succeeded"]
+    ok = [e for e in seen if isinstance(e, CallSucceeded)]
+    assert all(e.host == broker_address and e.method == "status" and e.attempt == 1 for e in ok)
+    assert all(0 <= e.duration < 30 for e in ok)
+
+
+def test_a_broker_refusal_is_a_call_failed_with_the_error(broker_address):
+    from htcluster import Pool
+    pool = Pool(broker_address, **FAST)
+    failed: list[CallFailed] = []
+    pool.listeners.register(lambda e: failed.append(e) if isinstance(e, CallFailed) else None)
+    try:
+        from htcluster.types import ClientException
+        with pytest.raises(ClientException):
+            pool.call("namespace_open", "no_such_namespace_for_events")
+    finally:
+        pool.close()
+    [event] = failed
+    assert event.method == "namespace_open" and event.args == ("no_such_namespace_for_events",)
+    assert event.error.code == 40  # NAMESPACE_DOES_NOT_EXIST, protocol.md section 4
+
+
+def test_a_failing_listener_never_breaks_a_real_call(broker_address, caplog):
+    from htcluster import Pool
+    pool = Pool(broker_address, **FAST)
+
+    def broken(event):
+        raise ValueError("listener bug")
+
+    pool.listeners.register(broken)
+    try:
+        with caplog.at_level(logging.ERROR, logger="htcluster.events"):
+            status = pool.call("status")  # the call returns normally
+    finally:
+        pool.close()
+    assert status is not None
+    assert any(r.exc_info and r.exc_info[0] is ValueError for r in caplog.records)
+
+
+def test_failover_reports_failed_over_and_host_down(local_cluster_factory):
+    from htcluster import Replicas
+    from htcluster.policy import Backoff
+    cluster = local_cluster_factory(2)
+    first, second = cluster.hosts
+    cluster.stop(0)
+    replicas = Replicas([first, second], backoff=Backoff(base=5.0, cap=5.0, jitter=0.0), **FAST)
+    seen: list[events.Event] = []
+    replicas.listeners.register(seen.append)
+    try:
+        replicas.call("status", write=True)  # a write goes to the first host, fails over to the second
+    finally:
+        replicas.close()
+    [over] = [e for e in seen if isinstance(e, events.FailedOver)]
+    [down] = [e for e in seen if isinstance(e, events.HostDown)]
+    assert over.host == first and down.host == first
+    assert down.failures == 1 and down.backoff == pytest.approx(5.0)
+    assert [e.host for e in seen if isinstance(e, CallSucceeded)] == [second]
+
+
+def test_a_registry_passed_in_is_kept_even_while_empty():
+    from htcluster import Replicas, Resources
+    for cls in (Resources, Replicas):
+        registry = Listeners()
+        routing = cls(["127.0.0.1:1", "127.0.0.1:2"], listeners=registry)
+        try:
+            assert routing.listeners is registry
+            assert all(pool.listeners is registry for pool in routing.values())
+        finally:
+            routing.close()

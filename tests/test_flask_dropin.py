@@ -81,6 +81,7 @@ def test_the_app_runs(legacy):
 
 
 def test_del_of_a_namespace_never_opened_is_a_no_op(legacy):
+    """``del client.mns['x']`` raised KeyError for a name never opened; Flask-Hypertable ignored it."""
     legacy.app.config["PROPAGATE_EXCEPTIONS"] = True
     assert legacy.app.test_client().get("/del-namespace").data == b"ok"
 

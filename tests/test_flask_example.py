@@ -11,7 +11,7 @@ import json
 import sys
 import threading
 import time
-from http.client import HTTPConnection
+from http.client import HTTPConnection, IncompleteRead
 from pathlib import Path
 
 import pytest
@@ -75,27 +75,72 @@ def test_create_then_read(app):
     assert got.json["time"] == 1709251200
 
 
-@pytest.mark.parametrize("payload, problem", [
-    ([1, 2], "JSON object"),
-    ({"Request": "GET / HTTP/1.1"}, "ClientIpAddress is required"),
-    ({**GOOD, "ClientIpAddress": "a b"}, "without spaces"),
-    ({**GOOD, "ResponseCode": "20x"}, "three digits"),
-    ({k: v for k, v in GOOD.items() if k != "ResponseCode"}, "ResponseCode is required"),
-    ({**GOOD, "ObjectSize": "big"}, "ObjectSize"),
-    ({**GOOD, "time": -1}, "time must be"),
-    ({**GOOD, "Referrer": "typo"}, "unknown field 'Referrer'"),
-    ({**GOOD, "UserAgent": 7}, "UserAgent must be a non-empty string"),
+@pytest.mark.parametrize("payload, field, problem", [
+    ([1, 2], "body", "must be a JSON object"),
+    ({"Request": "GET / HTTP/1.1"}, "ClientIpAddress", "ClientIpAddress: is required"),
+    ({**GOOD, "ClientIpAddress": "a b"}, "ClientIpAddress", "without spaces"),
+    ({**GOOD, "ClientIpAddress": "10.0.0.1\x00evil"}, "ClientIpAddress", "control characters"),
+    ({**GOOD, "ClientIpAddress": "-"}, "ClientIpAddress", "without spaces"),
+    ({**GOOD, "ResponseCode": "20x"}, "ResponseCode", "three digits"),
+    ({k: v for k, v in GOOD.items() if k != "ResponseCode"}, "ResponseCode", "ResponseCode: is required"),
+    ({**GOOD, "ObjectSize": "big"}, "ObjectSize", "byte count"),
+    ({**GOOD, "ObjectSize": True}, "ObjectSize", "string"),
+    ({**GOOD, "time": -1}, "time", "greater than or equal to 0"),
+    ({**GOOD, "time": 2 ** 70}, "time", "less than or equal to 9223372036"),
+    ({**GOOD, "time": 1.5}, "time", "integer"),
+    ({**GOOD, "time": "1709251200"}, "time", "integer"),
+    ({**GOOD, "Referrer": "typo"}, "Referrer", "Referrer: unknown field"),
+    ({**GOOD, "UserAgent": 7}, "UserAgent", "string"),
+    ({**GOOD, "UserAgent": ""}, "UserAgent", "at least 1 character"),
 ])
-def test_bad_payload_is_422(app, payload, problem):
+def test_bad_payload_is_422_naming_the_field(app, payload, field, problem):
     response = app.test_client().post("/requests", json=payload)
-    assert response.status_code == 422
-    assert response.json["status"] == 422
+    assert response.status_code == 422, response.json
+    assert response.json["status"] == 422 and field in response.json["fields"]
     assert any(problem in p for p in response.json["problems"]), response.json
 
 
-def test_body_that_is_not_json_is_422(app):
-    response = app.test_client().post("/requests", data=b"{oops", content_type="application/json")
-    assert response.status_code == 422
+@pytest.mark.parametrize("body, field, problem", [
+    (b"{oops", "body", "not json"),
+    (b"", "body", "not json"),
+    (b'{"ClientIpAddress": "\\ud800", "Request": "GET /", "ResponseCode": 200}', "ClientIpAddress",
+     "unicode"),
+    (b'{"ClientIpAddress": "10.0.0.1", "Request": "GET /\\udfff", "ResponseCode": 200}', "Request",
+     "unicode"),
+    (b"[" * 100_000 + b"]" * 100_000, "body", "nested too deeply"),
+    (b'{"ClientIpAddress": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "body", "nested too deeply"),
+    (b'{"ClientIpAddress": "\xff"}', "body", "not utf-8"),
+], ids=["not-json", "empty", "surrogate-client", "surrogate-request", "deep-array", "deep-field", "not-utf8"])
+def test_body_that_is_not_a_json_object_is_422(app, body, field, problem):
+    """Lone surrogates and JSON nested 100,000 levels deep gave 500 before."""
+    response = app.test_client().post("/requests", data=body, content_type="application/json")
+    assert response.status_code == 422, response.get_data()[:300]
+    assert response.json["fields"] == [field] and problem in response.json["error"].lower()
+
+
+def test_nul_in_the_client_is_refused_not_stored_unreachable(app):
+    """A NUL in ClientIpAddress was accepted (201) and its row then not found (404)."""
+    client = app.test_client()
+    response = client.post("/requests", json={**GOOD, "ClientIpAddress": "10.0.0.9\x00"})
+    assert response.status_code == 422 and response.json["fields"] == ["ClientIpAddress"]
+    for path, field in (("/requests/10.0.0.9%00%201709251200%2000000001", "row"),
+                        ("/requests?client=10.0.0.9%00", "client"),
+                        ("/requests/stream?client=%01x", "client")):
+        answer = client.get(path)
+        assert answer.status_code == 422 and answer.json["fields"] == [field], (path, answer.json)
+
+
+def test_every_error_is_json(app):
+    client = app.test_client()
+    for response, status in ((client.get("/nowhere"), 404), (client.delete("/requests"), 405),
+                             (client.post("/requests", data=b"x" * (1024 * 1024 + 1), content_type="application/json"),
+                              413)):
+        assert response.status_code == status and response.json["status"] == status, response.get_data()[:200]
+    broken = logdb_app.create_app({"HYPERTABLE_HOSTS": "127.0.0.1:1", "HYPERTABLE_NAMESPACE": NS})
+    broken.add_url_rule("/boom", "boom", lambda: 1 / 0)
+    response = broken.test_client().get("/boom")
+    assert response.status_code == 500 and response.json == {
+        "error": "internal error (ZeroDivisionError); see the server log", "status": 500}
 
 
 def test_missing_row_is_404(app):
@@ -122,13 +167,26 @@ def test_list_and_stream_one_client(app):
 
 
 def test_no_broker_is_503():
+    """The stream answered Werkzeug's HTML 500 page before: its error came after the view returned."""
     dead = f"127.0.0.1:{free_port()}"
     app = logdb_app.create_app({"HYPERTABLE_HOSTS": dead, "HYPERTABLE_NAMESPACE": NS})
     client = app.test_client()
     for response in (client.get("/requests/x"), client.post("/requests", json=GOOD),
-                     client.get("/requests")):
-        assert response.status_code == 503
+                     client.get("/requests"), client.get("/requests/stream")):
+        assert response.status_code == 503 and response.mimetype == "application/json"
         assert "no broker answered" in response.json["error"]
+
+
+def test_stream_of_a_missing_table_is_502(cluster):
+    app = logdb_app.create_app({"HYPERTABLE_HOSTS": cluster.hosts, "HYPERTABLE_NAMESPACE": "example_empty"})
+    assert app.test_cli_runner().invoke(args=["hypertable", "status"]).exit_code == 0
+    with app.app_context():  # the namespace exists, the LogDb table in it does not
+        if not logdb_app.ht.call("namespace_exists", "example_empty"):
+            logdb_app.ht.call("namespace_create", "example_empty")
+    for path in ("/requests/stream", "/requests"):
+        response = app.test_client().get(path)
+        assert response.status_code == 502 and response.mimetype == "application/json", response.get_data()[:200]
+        assert "the broker refused" in response.json["error"] and response.json["code"] > 0
 
 
 @pytest.fixture()
@@ -140,6 +198,34 @@ def live_server(app):
     yield server.server_port
     server.shutdown()
     thread.join(10)
+
+
+def test_a_failure_after_the_first_byte_cuts_the_array_short(app, live_server, monkeypatch):
+    """Documented: once the first row is out, a failure ends the body without its closing ']'."""
+    real, seen = logdb_app.row_to_json, []
+
+    def failing(row, cells):
+        seen.append(row)
+        if len(seen) == 3:
+            raise RuntimeError("the scan broke midway")
+        return real(row, cells)
+
+    monkeypatch.setattr(logdb_app, "row_to_json", failing)
+    conn = HTTPConnection("127.0.0.1", live_server, timeout=60)
+    conn.request("GET", "/requests/stream")
+    response = conn.getresponse()
+    assert response.status == 200 and response.getheader("Content-Type") == "application/json"
+    body = b""
+    try:
+        while chunk := response.read1(65536):
+            body += chunk
+    except IncompleteRead as exc:  # the chunked body lacks its last chunk
+        body += exc.partial
+    finally:
+        conn.close()
+    assert body.startswith(b"[{") and not body.rstrip().endswith(b"]")
+    with pytest.raises(ValueError):
+        json.loads(body)
 
 
 def wait_for(predicate, what: str, seconds: float = 60.0) -> None:

@@ -301,9 +301,10 @@ def test_keys_only(fruit, q):
     ("SELECT * FROM t WHERE TIMESTAMP > '1420070400000000000'", codes.HQL_PARSE_ERROR),
     ("INSERT INTO t VALUES (1420070400, 'r', 'a', 'v')", codes.HQL_PARSE_ERROR),
     ("CREATE TABLE bad (a, ACCESS GROUP g (a), ACCESS GROUP h (a))", codes.HQL_BAD_COMMAND),
-    ("LOAD DATA INFILE '/etc/hosts' INTO TABLE t", codes.NOT_IMPLEMENTED),
+    ("LOAD DATA INFILE '/etc/hosts' INTO TABLE t", codes.NOT_IMPLEMENTED),  # no --files
     ("SELECT * FROM t INTO FILE '/tmp/hql-out'", codes.NOT_IMPLEMENTED),
-    ("DUMP TABLE t", codes.NOT_IMPLEMENTED),
+    ("DUMP TABLE t INTO FILE 'out'", codes.NOT_IMPLEMENTED),
+    ("DUMP TABLE t", codes.HQL_PARSE_ERROR),
     ("ALTER TABLE missing ADD (c)", codes.TABLE_NOT_FOUND),
     ("ALTER TABLE t WITH 'schema.xml'", codes.NOT_IMPLEMENTED),
     ("USE sys", codes.BAD_NAMESPACE),
@@ -324,8 +325,8 @@ def test_error_codes_that_need_a_table(q):
     assert code_of(q, "SELECT * FROM errs WHERE 'm' <= ROW < 'a'") == codes.BAD_SCAN_SPEC
     with pytest.raises(ClientException, match=r"line 1, column 16: unexpected ';'"):
         q("SELECT * FROM t;")
-    with pytest.raises(ClientException, match="DUMP TABLE is not implemented"):
-        q("DUMP TABLE errs")
+    with pytest.raises(ClientException, match="CREATE TABLE ... WITH .schema file. is not implemented"):
+        q("CREATE TABLE errs2 WITH 'schema.xml'")
 
 
 # ------------------------------------------------------------------ real data

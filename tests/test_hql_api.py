@@ -71,10 +71,14 @@ def test_insert_has_table_and_cells():
 
 
 def test_guid_is_fixed_at_parse_time():
-    statement = hql.parse("INSERT INTO t VALUES (GUID(), 'cf', 'v')")
-    row = statement.cells[0].key.row
-    uuid.UUID(row)
-    assert [c.key.row for c in statement.cells] == [row]  # the value object holds one GUID
+    text = "INSERT INTO t VALUES (GUID(), 'cf', GUID())"
+    statement = hql.parse(text)
+    row, value = statement.cells[0].key.row, statement.cells[0].value
+    uuid.UUID(row), uuid.UUID(value.decode())
+    assert row != value.decode()
+    # the statement holds its GUIDs: every conversion (every retry) sends the same cells
+    assert (statement.cells[0].key.row, statement.cells[0].value) == (row, value)
+    assert hql.parse(text).cells[0].key.row != row  # a new parse is a new statement
 
 
 def test_delete_has_markers():
@@ -123,3 +127,19 @@ def test_is_read_is_memoised_and_bounded():
 
 def test_is_read_of_non_text_is_write():
     assert hql.is_read(None) is False  # type: ignore[arg-type]
+
+
+def test_parser_cache_is_private_or_unused(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    from htcluster.hql import parser
+
+    monkeypatch.setattr(parser.tempfile, "gettempdir", lambda: str(tmp_path))
+    path = parser._cache_file()
+    if path:  # POSIX: a directory only this user may write
+        info = os.stat(os.path.dirname(path))
+        assert info.st_uid == os.getuid() and not info.st_mode & 0o077
+        os.chmod(os.path.dirname(path), 0o777)  # made writable by others: never used again
+        assert parser._cache_file() is False
+        assert stat.S_ISDIR(info.st_mode)

@@ -83,9 +83,6 @@ def test_if_not_exists_goes_after_the_name():
 
 @pytest.mark.parametrize("command, statement", [
     ("ALTER TABLE t WITH 'schema.xml'", "ALTER TABLE ... WITH (schema file)"),
-    ("LOAD DATA INFILE ROW_KEY_COLUMN=a+b '/tmp/x.tsv' INTO TABLE t", "LOAD DATA INFILE"),
-    ("DUMP TABLE t WHERE ROW = 'x' INTO FILE 'out'", "DUMP TABLE"),
-    ("SELECT * FROM t INTO FILE '/tmp/out.tsv'", "SELECT ... INTO FILE"),
     ("CREATE TABLE t WITH 'schema.xml'", "CREATE TABLE ... WITH (schema file)"),
 ])
 def test_statements_the_stand_in_does_not_run(command, statement):
@@ -440,3 +437,41 @@ def test_prefix_end_bounds_exactly_the_strings_with_the_prefix(prefix, other):
     assert inside == (prefix <= other and below_end)
     if inside:  # the same order holds on UTF-8 bytes, which is how rows compare
         assert end is None or other.encode("utf-8", "surrogatepass") < end.encode("utf-8", "surrogatepass")
+
+
+# ------------------------------------------------------------------ file statements
+
+def test_load_data_options():
+    statement = parse("LOAD DATA INFILE ROW_KEY_COLUMN=a+b TIMESTAMP_COLUMN=ts HEADER_FILE='h' "
+                      "ROW_UNIQUIFY_CHARS=4 DUP_KEY_COLS=true IGNORE_UNKNOWN_CFS SINGLE_CELL_FORMAT "
+                      "NO_ESCAPE NO_LOG FS=',' '/tmp/x.tsv' INTO TABLE t")
+    assert isinstance(statement, ast.LoadData) and statement.table == "t"
+    assert statement.path == "/tmp/x.tsv" and statement.into_file is None
+    o = statement.options
+    assert (o.row_key_columns, o.timestamp_column, o.header_file, o.row_uniquify_chars) == (("a", "b"), "ts", "h", 4)
+    assert o.dup_key_cols and o.ignore_unknown and o.single_cell
+    assert o.format == ast.FileFormat(separator=",", escape=False)
+    assert parse("LOAD DATA INFILE 'x' INTO FILE 'y'") == ast.LoadData("x", into_file="y")
+
+
+@pytest.mark.parametrize("command", [
+    "LOAD DATA INFILE FS=',' FS=';' 'x' INTO TABLE t",
+    "LOAD DATA INFILE FS='ab' 'x' INTO TABLE t",
+    "LOAD DATA INFILE ROW_KEY_COLUMN=a TIMESTAMP_COLUMN=a 'x' INTO TABLE t",
+    "LOAD DATA INFILE ROW_UNIQUIFY_CHARS=1000 'x' INTO TABLE t",
+    "SELECT * FROM t INTO FILE 'a' INTO FILE 'b'",
+    "DUMP TABLE t",
+])
+def test_file_statement_errors(command):
+    assert error_of(command).code == codes.HQL_PARSE_ERROR
+
+
+def test_select_and_dump_into_file():
+    statement = parse("SELECT a FROM t WHERE ROW = 'r' DISPLAY_TIMESTAMPS FS=',' INTO FILE 'o.gz'")
+    assert statement.into_file == "o.gz" and statement.spec.columns == ["a"]
+    assert statement.output == ast.FileFormat(separator=",", timestamps=True)
+    dump = parse("DUMP TABLE t WHERE ROW =^ 'a' MAX_VERSIONS 2 INTO FILE 'd'")
+    assert isinstance(dump, ast.Select) and dump.into_file == "d" and dump.output.timestamps
+    assert dump.spec.versions == 2 and dump.spec.columns is None
+    plain = parse("SELECT * FROM t DISPLAY_TIMESTAMPS")  # no effect without INTO FILE
+    assert plain.into_file is None

@@ -117,16 +117,47 @@ def test_hql_operation_is_the_verb_and_the_text_is_opt_in(telemetry):
     t.call("hql_query", namespace="logs", args=('select * from hits where row = "secret"',))
     t.call("hql_exec", namespace="logs", args=("FROBNICATE all", False, False))
     select, unknown = t.finished()
-    assert select.name == "SELECT logs"
+    assert select.name == "SELECT hits"  # the query summary: verb and table, no values
     assert select.attributes["db.operation.name"] == "SELECT"
+    assert select.attributes["db.query.summary"] == "SELECT hits"
+    assert select.attributes["db.collection.name"] == "hits"
     assert select.attributes["db.namespace"] == "logs"
     assert "db.query.text" not in select.attributes
+    assert "secret" not in repr(dict(select.attributes)) + select.name
     assert unknown.attributes["db.operation.name"] == "hql_exec"  # no known verb: the method
 
     t2 = telemetry(record_query_text=True)
     t2.call("hql_query", namespace="logs", args=('SELECT * FROM hits WHERE ROW = "r1"',))
     [span] = t2.finished()
     assert span.attributes["db.query.text"] == 'SELECT * FROM hits WHERE ROW = "r1"'
+
+
+def test_hql_without_a_table_is_named_by_verb_and_namespace(telemetry):
+    t = telemetry()
+    t.call("hql_query", namespace="logs", args=("SHOW TABLES",))
+    [span] = t.finished()
+    assert span.name == "SHOW logs"
+    assert "db.query.summary" not in span.attributes and "db.collection.name" not in span.attributes
+
+
+@pytest.mark.parametrize("command, summary", [
+    ('SELECT * FROM hits WHERE ROW = "x"', "SELECT hits"),
+    ("select cf:q from LogDb limit 1", "SELECT LogDb"),
+    ("INSERT INTO t VALUES ('r', 'c', 'FROM x')", "INSERT t"),
+    ('DELETE * FROM t WHERE ROW = "r"', "DELETE t"),
+    ("CREATE TABLE IF NOT EXISTS t8 (a)", "CREATE t8"),
+    ("DROP TABLE IF EXISTS t2", "DROP t2"),
+    ("DESCRIBE TABLE WITH IDS t3", "DESCRIBE t3"),
+    ("SHOW CREATE TABLE t4", "SHOW t4"),
+    ('LOAD DATA INFILE "x.tsv" INTO TABLE t5', "LOAD t5"),
+    ('LOAD DATA INFILE "x.tsv" INTO FILE f', None),
+    ('SELECT * FROM t INTO FILE "out"', "SELECT t"),
+    ("SHOW TABLES", None),
+    ("CREATE NAMESPACE n", None),
+    ("GET LISTING", None),
+])
+def test_query_summary_is_verb_and_table(command, summary):
+    assert otel.query_summary(otel.operation_name("hql_query", command), command) == summary
 
 
 def test_hql_with_a_positional_namespace_id_still_finds_the_verb(telemetry):
@@ -417,3 +448,72 @@ def test_routing_events_are_noted_on_the_callers_span(telemetry):
     assert noted["htcluster.host_down"]["htcluster.failures"] == 3
     assert noted["htcluster.host_down"]["htcluster.backoff"] == 2.5
     assert noted["htcluster.budget_exhausted"] == {"htcluster.what": "retry of set_cells"}
+
+
+def _event_counts(t, host):
+    counts = by_state(t.points("db.client.connection.count"))
+    return counts.get((host, "idle"), 0), counts.get((host, "used"), 0)
+
+
+def test_counts_from_pool_events_match_the_pools_own_under_load(broker_address, telemetry):
+    """Global instrumentation counts connections from events; after concurrent
+    calls with overflow, its idle/used agree with Pool.stats()."""
+    from htcluster import Pool
+    t = telemetry(target=events.listeners)
+    pool = Pool(broker_address, size=2, max_overflow=3, timeout=30.0, socket_timeout=30.0,
+                connect_timeout=30.0)
+    try:
+        barrier = threading.Barrier(5, timeout=30)
+        errors = []
+
+        def work():
+            try:
+                with pool.connection() as r:
+                    barrier.wait()  # five connections out at once: two kept, three overflow
+                    r.call("status")
+                for _ in range(5):
+                    pool.call("status")
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work) for _ in range(5)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(60)
+        assert not errors
+        stats = pool.stats()
+        assert (stats["idle"], stats["in_use"]) == (2, 0)
+        assert _event_counts(t, broker_address) == (stats["idle"], stats["in_use"])
+    finally:
+        pool.close()
+
+
+def test_counts_from_pool_events_drop_to_zero_when_the_pool_closes(broker_address, telemetry):
+    from htcluster import Pool
+    t = telemetry(target=events.listeners)
+    pool = Pool(broker_address, size=2, socket_timeout=30.0, connect_timeout=30.0)
+    pool.call("status")
+    assert _event_counts(t, broker_address) == (1, 0)
+    pool.close()
+    assert _event_counts(t, broker_address) == (0, 0)
+
+
+def test_instrument_finds_the_registry_and_pools_of_every_strategy(telemetry):
+    from htcluster import Pool, Replicas, Resources, Shards
+    hosts = ["127.0.0.1:1", "127.0.0.1:2"]
+    made = [Pool(hosts[0]), Resources(hosts), Replicas(hosts), Shards([(hosts[0], "a"), (hosts[1], "b")])]
+    try:
+        for target in made:
+            t = telemetry(target=target)
+            assert t.instrumentation.registry is target.listeners
+            assert t.instrumentation in target.listeners
+            expected = hosts[:1] if isinstance(target, Pool) else hosts
+            assert sorted(t.instrumentation._pools) == expected
+            # nothing opened yet: both states read 0 from the pools' own counters
+            assert set(by_state(t.points("db.client.connection.count")).values()) == {0}
+            t.instrumentation.uninstrument()
+            assert not target.listeners
+    finally:
+        for target in made:
+            target.close()

@@ -13,7 +13,14 @@ MODULES = ["htcluster", "htcluster.errors", "htcluster.hosts", "htcluster.types"
            "htcluster.flask_ext", "htcluster.status", "htcluster.transport", "htcluster.failover",
            "htcluster.logfile", "htcluster.cli_output", "htcluster.faults", "htcluster.logload",
            "htcluster.weblog", "htcluster.demo", "htcluster.flask_config", "htcluster.flask_routing",
-           "htcluster.flask_stream"]
+           "htcluster.flask_stream", "htcluster.units", "htcluster.multiplex", "htcluster.broadcast",
+           "htcluster.events", "htcluster.latency", "htcluster.otel", "htcluster.hql", "htcluster.compat",
+           "htcluster.cli.tsv", "htcluster.cli.broker_run", "htcluster.cli.commands", "htcluster.cli.loading",
+           "htcluster.cli.options", "htcluster.cli.output", "htcluster.cli.weblog", "htcluster.cli.logfile",
+           "htcluster.cli.logload", "htcluster.cli.status", "htcluster.cli.demo", "htcluster._moved",
+           "htcluster.flaskext.config", "htcluster.flaskext.binds", "htcluster.flaskext.routing",
+           "htcluster.flaskext.encoding", "htcluster.flaskext.stream", "htcluster.flaskext.queries",
+           "htcluster.flaskext.toolbar", "htcluster.flaskext.cli", "htcluster.compat.thriftclient"]
 
 
 @pytest.mark.parametrize("name", MODULES)

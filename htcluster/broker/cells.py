@@ -2,7 +2,9 @@
 
 Input rules are protocol.md 5.3: a missing timestamp means "assigned by the
 server", an empty row or an unknown column family is BAD_KEY, deletes need
-what their flag needs.  Output rules are protocol.md 5.2: the qualifier is
+what their flag needs.  A NUL byte inside a row key, family or qualifier is
+BAD_KEY naming its byte offset: upstream keys are C strings, which would cut
+the key there and store another one (issue 10).  Output rules are protocol.md 5.2: the qualifier is
 ``''`` when empty, the value ``None`` when empty, timestamp and revision are
 always set.
 """
@@ -24,9 +26,22 @@ _FLAGS = frozenset((KeyFlag.DELETE_ROW, KeyFlag.DELETE_CF, KeyFlag.DELETE_CELL, 
 MAX_ARRAY_LEN = 7
 
 
-def _cut(text: Optional[str]) -> str:
-    """Return ``text`` up to its first NUL, as the broker's C strings see it (protocol.md 5.2)."""
-    return text.partition("\0")[0] if text else ""
+def _no_nul(text: Optional[str], what: str, row: Optional[str] = None) -> str:
+    """Return ``text`` (``''`` for ``None``) if it holds no NUL byte.
+
+    :param what: the part of the key, for the message ('row key', 'column family', 'column qualifier').
+    :param row: the cell's row, for the message.
+    :raises ClientException: BAD_KEY naming the byte offset of the first NUL (in UTF-8).
+    """
+    if not text:
+        return ""
+    at = text.find("\0")
+    if at < 0:
+        return text
+    offset = len(text[:at].encode("utf-8", "surrogatepass"))
+    where = f"row {row!r}: " if row is not None else ""
+    raise client_error(codes.BAD_KEY, f"{where}the {what} {text!r} holds a NUL byte at byte offset {offset}; "
+                                      "keys are C strings upstream, so NUL cannot be part of one")
 
 
 def _value(value: Any) -> bytes:
@@ -41,7 +56,7 @@ def to_write(schema: TableSchema, row: Optional[str], family: Optional[str], qua
              value: Any, ts: Optional[int], rev: Optional[int], flag: Optional[int]) -> WriteCell:
     """Validate one cell against ``schema`` and return it ready for the store.
 
-    :param row: the row key; cut at its first NUL, as the broker's C strings are.
+    :param row: the row key; no NUL byte in it (nor in ``family`` or ``qualifier``).
     :param family: the column family's name (ignored for DELETE_ROW).
     :param value: ``bytes`` or ``str`` (UTF-8 encoded); kept only for INSERT.
     :param ts: timestamp in nanoseconds since the epoch, ``None`` for "assigned by the store".
@@ -50,7 +65,7 @@ def to_write(schema: TableSchema, row: Optional[str], family: Optional[str], qua
     :returns: a :class:`WriteCell` with the family as its numeric id.
     :raises ClientException: BAD_KEY, saying which part of the key is wrong.
     """
-    row = _cut(row)
+    row = _no_nul(row, "row key")
     if not row:
         raise client_error(codes.BAD_KEY, "a cell has an empty row key; every cell needs a row")
     flag = KeyFlag.INSERT if flag is None else flag
@@ -60,13 +75,14 @@ def to_write(schema: TableSchema, row: Optional[str], family: Optional[str], qua
         return WriteCell(row, 0, "", flag, ts, rev, b"")
     if not family:
         raise client_error(codes.BAD_KEY, f"row {row!r}: a {KeyFlag._VALUES_TO_NAMES[flag]} cell needs a column family")
+    family = _no_nul(family, "column family", row)
     spec = schema.by_name.get(family)
     if spec is None:
         raise client_error(codes.BAD_KEY, f"row {row!r}: unknown column family {family!r}; the table has "
                                           f"{sorted(schema.by_name)}")
     if flag == KeyFlag.DELETE_CELL_VERSION and ts is None:
         raise client_error(codes.BAD_KEY, f"row {row!r}: DELETE_CELL_VERSION needs an explicit timestamp")
-    qualifier = "" if flag == KeyFlag.DELETE_CF else _cut(qualifier)
+    qualifier = "" if flag == KeyFlag.DELETE_CF else _no_nul(qualifier, "column qualifier", row)
     return WriteCell(row, spec.id, qualifier, flag, ts, rev, _value(value) if flag == KeyFlag.INSERT else b"")
 
 

@@ -9,6 +9,10 @@ stand-in lacks answers ``ClientException(NOT_IMPLEMENTED)`` naming it.
 
 Methods take their arguments positionally, in IDL order, as the generated
 ``Processor`` passes them; HQL (``hql.py``) calls them the same way.
+``get_cells`` (and so every one-shot read and HQL SELECT) counts the bytes
+of its answer while building it: past ``max_answer_size`` it answers a
+``ClientException`` asking for a scanner, and every ``GONE_CHECK_BYTES`` it
+asks ``client_gone()`` whether anyone still waits (issue 10).
 """
 from __future__ import annotations
 
@@ -21,14 +25,16 @@ from typing import Any, Callable, Optional
 
 from .. import codes
 from .._thrift import HqlService
-from .._thrift.ttypes import (HqlResult, HqlResult2, HqlResultAsArrays, NamespaceListing, Schema, Status,
-                              TableSplit)
-from ._errors import client_error
+from .._thrift.ttypes import (Cell, HqlResult, HqlResult2, HqlResultAsArrays, NamespaceListing, ScanSpec, Schema,
+                              Status, TableSplit)
+from ._errors import ClientGone, client_error
 from .cellops import CellOperations
 from .cells import cell_as_array
-from .objects import BrokerContext, Mutator, Scanner
+from .objects import BrokerContext, Mutator, Scanner, cell_size
+from .scan import scan
 from .schema import TableSchema
 from .store import TableRow, join_path, split_path
+from .wire import DEFAULT_MAX_FRAME_SIZE
 
 __all__ = ["ALIASES", "Handler"]
 
@@ -63,6 +69,11 @@ ALIASES = {
     "offer_cell_as_array": "shared_mutator_set_cell_as_array",
 }
 
+#: Bytes of answer built between two checks that the client is still connected.
+GONE_CHECK_BYTES = 256_000
+#: Bytes of the largest one-shot answer when the handler is given no limit (the default frame limit).
+DEFAULT_MAX_ANSWER_SIZE = DEFAULT_MAX_FRAME_SIZE
+
 #: Every method name of the service (the IDL's, including the aliases).
 IDL_METHODS = frozenset(name for name in dir(HqlService.Iface) if not name.startswith("_"))
 
@@ -95,12 +106,18 @@ class Handler(CellOperations):
 
     :param context: state shared by the whole broker process.
     :param peer: ``host:port`` of the client, for log messages.
+    :param max_answer_size: bytes of the largest ``get_cells``-style answer.
+    :param client_gone: returns True once the client has closed its
+        connection; called while long answers are built.
     """
 
-    def __init__(self, context: BrokerContext, peer: str = "") -> None:
+    def __init__(self, context: BrokerContext, peer: str = "", *, max_answer_size: int = DEFAULT_MAX_ANSWER_SIZE,
+                 client_gone: Callable[[], bool] = lambda: False) -> None:
         self.context = context
         self.store = context.store
         self.peer = peer
+        self.max_answer_size = max_answer_size
+        self.client_gone = client_gone
         self._namespaces: dict[int, str] = {}
         self._scanners: dict[int, Scanner] = {}
         self._mutators: dict[int, Mutator] = {}
@@ -189,7 +206,16 @@ class Handler(CellOperations):
         return self.store.namespace_id(_path(ns)) is not None
 
     def namespace_open(self, ns: str) -> int:
-        """Return a new random non-zero 32-bit id for namespace ``ns`` (protocol.md 5.1)."""
+        """Return a new random non-zero 32-bit id for namespace ``ns`` (protocol.md 5.1).
+
+        ``''`` and ``'/'`` name the root; an absent name (``None``) is refused
+        rather than taken for the root.
+
+        :raises ClientException: INVALID_ARGUMENT (no name), NAMESPACE_DOES_NOT_EXIST.
+        """
+        if ns is None:
+            raise client_error(codes.INVALID_ARGUMENT, "namespace_open: no namespace name given; "
+                                                       "give '/' to open the root namespace")
         path = _path(ns)
         if self.store.namespace_id(path) is None:
             raise client_error(codes.NAMESPACE_DOES_NOT_EXIST, f"namespace '{path}' does not exist; create it first")
@@ -294,6 +320,32 @@ class Handler(CellOperations):
                 return
             raise client_error(codes.TABLE_NOT_FOUND, f"table '{join_path(namespace, base)}' does not exist")
         self.store.drop_table(table.id)
+
+    # ------------------------------------------------------------- reads
+
+    def get_cells(self, ns: int, table_name: str, scan_spec: ScanSpec) -> list[Cell]:
+        """Return every cell ``scan_spec`` selects, all versions unless limited (protocol.md 5.2).
+
+        :raises ClientException: the scan's errors (see :func:`.scan.scan`);
+            INVALID_OPERATION when the answer would pass ``max_answer_size`` bytes.
+        :raises ClientGone: the client closed its connection meanwhile.
+        """
+        table, schema = self._table(ns, table_name)
+        out: list[Cell] = []
+        size, check_at, limit = 0, GONE_CHECK_BYTES, self.max_answer_size
+        for found in scan(self.store, table.id, schema, scan_spec):
+            out.append(found)
+            size += cell_size(found)
+            if size > limit:
+                raise client_error(codes.INVALID_OPERATION,
+                                   f"the answer would pass {limit} bytes, the broker's largest one-shot answer "
+                                   f"(--max-answer-size); read it with a scanner (scanner_open, or HQL SELECT "
+                                   f"with unbuffered=True) or narrow the scan (cell_limit, row intervals)")
+            if size >= check_at:
+                check_at += GONE_CHECK_BYTES
+                if self.client_gone():
+                    raise ClientGone(self.peer, "get_cells")
+        return out
 
     # --------------------------------------------------------------- HQL
 

@@ -1,18 +1,26 @@
-"""The stand-in ThriftBroker's server: accept loop, one thread and one Handler per connection.
+"""The stand-in ThriftBroker's server: listening socket, store, the connection loop, signals.
 
 Use :class:`BrokerServer` in-process (``start()`` returns once listening;
 ``port=0`` picks a free port), :func:`serve` to block until SIGTERM/SIGINT,
-or ``python -m htcluster.broker`` (:func:`main`).  A connection that sends
-garbage (a frame over the size limit, bytes that are not the binary
-protocol) or vanishes mid-call is logged and dropped; the others go on.
-Stopping closes the listener, lets every connection finish its current call,
-flushes every mutator, and closes the store.
+or ``python -m htcluster.broker`` (:func:`main`).  Connections are served by
+one selector thread and a bounded pool of workers (:mod:`.reactor`), within
+the :class:`~.limits.Limits` given; a connection that breaks one (or sends
+garbage, or vanishes mid-call) is logged and dropped, the others go on.
+
+Stopping is graceful: the listener closes, every call in flight finishes
+and is answered within the grace period, idle connections are closed, every
+mutator is flushed, and the store is closed.  :func:`serve` stops so on the
+first SIGTERM/SIGINT and at once on the second.  Its signal handler takes
+no lock and does no work: it counts the signal and writes a byte to a pipe
+the main thread waits on (issue 10: a handler that set a ``threading.Event``
+could block on the lock the interrupted main thread held in ``Event.wait``).
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import select
 import shutil
 import signal
 import socket
@@ -20,29 +28,30 @@ import sqlite3
 import tempfile
 import threading
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
-from thrift.transport.TTransport import TTransportException
-
-from .._thrift import HqlService
+from ..errors import ConfigError
 from ..hosts import DEFAULT_PORT, Host
-from .handler import Handler
+from . import limits as limits_options
+from .limits import Limits
 from .objects import BrokerContext
+from .reactor import Reactor
 from .sqlitedb import BUSY_TIMEOUT
 from .store import Store
-from .wire import MAX_FRAME_SIZE, open_connection
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "BrokerServer", "main", "serve"]
 
 log = logging.getLogger("htcluster.broker")
 
 DEFAULT_HOST = "127.0.0.1"
-#: Seconds ``stop()`` waits for connections to finish their current call.
-STOP_TIMEOUT = 10.0
-#: Seconds between two checks of the stop flag by the accept loop.
-ACCEPT_POLL = 0.2
 #: Pending connections the listening socket queues.
 BACKLOG = 128
+#: Seconds ``stop()`` waits for the connection loop beyond the grace period before closing the store anyway.
+STOP_MARGIN = 5.0
+#: Seconds between two looks of :func:`serve`'s main thread at its stop flag.
+SERVE_POLL = 0.2
+#: File descriptors kept free beyond ``max_connections`` (store, pipes, listener).
+SPARE_FDS = 64
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -53,8 +62,34 @@ def _warm_hql() -> None:
     hql.warm_up()
 
 
-#: How a client closing or resetting its socket shows up; not worth a warning.
-_NORMAL_DISCONNECTS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+def _resolve_limits(limits: Optional[Limits], timeout: Optional[float], max_frame_size: Optional[int]) -> Limits:
+    limits = limits or Limits()
+    if timeout is not None:
+        limits = limits.replace(idle_timeout=timeout)
+    if max_frame_size is not None:
+        limits = limits.replace(max_frame_size=max_frame_size)
+    return limits
+
+
+def _file_descriptors_for(connections: int) -> None:
+    """Raise the soft limit of open files so that ``connections`` fit, or warn that they do not (POSIX only)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not a POSIX system
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = connections + SPARE_FDS
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        target = soft
+    if target < needed:
+        log.warning("only %d file descriptors may be open (ulimit -n): fewer than --max-connections %d "
+                    "connections can be served", target, connections)
+
 
 class BrokerServer:
     """A stand-in ThriftBroker serving one SQLite file.
@@ -62,11 +97,15 @@ class BrokerServer:
     :param host: address to bind (loopback unless told otherwise).
     :param port: TCP port; 0 picks a free one (read :attr:`port` after ``start()``).
     :param data: SQLite file; ``None`` uses a temporary file removed at ``stop()``.
-    :param timeout: seconds a connection may stay silent (idle or mid-frame)
-        before it is dropped; ``None`` never drops it, as the real broker.
-    :param max_frame_size: bytes of the largest request frame accepted.
+    :param timeout: seconds a connection may go without a complete frame
+        (``Limits.idle_timeout``; kept for callers of earlier versions).
+    :param max_frame_size: bytes of the largest request frame (``Limits.max_frame_size``).
     :param busy_timeout: seconds a write waits for another process holding the
         data file's write lock before it answers REQUEST_TIMEOUT.
+    :param files: the only directory HQL file statements (LOAD DATA INFILE,
+        SELECT/DUMP ... INTO FILE) may use; ``None`` refuses them all.
+    :param limits: every limit (:class:`~.limits.Limits`); ``timeout`` and
+        ``max_frame_size`` override theirs.
 
     Example::
 
@@ -75,22 +114,19 @@ class BrokerServer:
     """
 
     def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, data: Optional[PathLike] = None,
-                 *, timeout: Optional[float] = None, max_frame_size: int = MAX_FRAME_SIZE,
-                 busy_timeout: float = BUSY_TIMEOUT) -> None:
+                 *, timeout: Optional[float] = None, max_frame_size: Optional[int] = None,
+                 busy_timeout: float = BUSY_TIMEOUT, files: Optional[PathLike] = None,
+                 limits: Optional[Limits] = None) -> None:
         self.host = host
+        self.files = Path(files).resolve() if files is not None else None
         self.port = port
         self.data = Path(data) if data is not None else None
-        self.timeout = timeout
-        self.max_frame_size = max_frame_size
+        self.limits = _resolve_limits(limits, timeout, max_frame_size)
         self.busy_timeout = busy_timeout
         self.store: Optional[Store] = None
         self.context: Optional[BrokerContext] = None
         self._tmpdir: Optional[str] = None
-        self._listener: Optional[socket.socket] = None
-        self._accepter: Optional[threading.Thread] = None
-        self._stopping = threading.Event()
-        self._lock = threading.Lock()
-        self._connections: dict[threading.Thread, tuple[socket.socket, Handler]] = {}
+        self._reactor: Optional[Reactor] = None
 
     @property
     def address(self) -> str:
@@ -100,8 +136,17 @@ class BrokerServer:
     @property
     def connections(self) -> int:
         """Number of client connections open right now."""
-        with self._lock:
-            return len(self._connections)
+        return self._reactor.connections if self._reactor is not None else 0
+
+    @property
+    def inflight_bytes(self) -> int:
+        """Bytes held now against ``limits.max_inflight_bytes`` (frames announced, answers not yet sent)."""
+        return self._reactor.inflight if self._reactor is not None else 0
+
+    @property
+    def finished(self) -> bool:
+        """True once the connection loop has ended (after a stop request), or before ``start()``."""
+        return self._reactor is None or self._reactor.finished.is_set()
 
     def start(self) -> "BrokerServer":
         """Open the store, bind, and serve in background threads; return once listening.
@@ -109,13 +154,15 @@ class BrokerServer:
         :raises OSError: the address cannot be bound.
         :raises sqlite3.DatabaseError: the data file is not a usable SQLite database.
         """
-        if self._accepter is not None:
+        if self._reactor is not None:
             return self
         if self.data is None:
             self._tmpdir = tempfile.mkdtemp(prefix="htcluster-broker-")
             self.data = Path(self._tmpdir, "broker.sqlite")
+        _file_descriptors_for(self.limits.max_connections)
         self.store = Store(str(self.data), self.busy_timeout)
         self.context = BrokerContext(self.store)
+        self.context.files_dir = self.files  # type: ignore[attr-defined]  # read by hql_exec
         try:
             family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
             listener = socket.create_server((self.host, self.port), family=family, backlog=BACKLOG)
@@ -124,97 +171,39 @@ class BrokerServer:
             self.store.close()
             self._remove_temporary_data()
             raise
-        listener.settimeout(ACCEPT_POLL)
-        self._listener = listener
         self.port = listener.getsockname()[1]
-        self._stopping.clear()
-        self._accepter = threading.Thread(target=self._accept_loop, name=f"htcluster-broker-accept-{self.port}",
-                                          daemon=True)
-        self._accepter.start()
+        self._reactor = Reactor(listener, self.context, self.limits)
+        self._reactor.start()
         # building the HQL parser takes ~0.2 s: do it now, not in the first hql_query
         threading.Thread(target=_warm_hql, name="htcluster-broker-hql-warmup", daemon=True).start()
         log.info("htcluster stand-in broker listening on %s (data %s)", self.address, self.data)
         return self
 
-    def _accept_loop(self) -> None:
-        assert self._listener is not None
-        while not self._stopping.is_set():
-            try:
-                sock, addr = self._listener.accept()
-            except socket.timeout:
-                continue
-            except OSError as exc:  # e.g. out of file descriptors: wait, then try again
-                if not self._stopping.is_set():
-                    log.error("accept on %s failed: %s", self.address, exc)
-                    self._stopping.wait(ACCEPT_POLL)
-                continue
-            sock.settimeout(self.timeout)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            peer = f"{addr[0]}:{addr[1]}"
-            assert self.context is not None
-            handler = Handler(self.context, peer)
-            thread = threading.Thread(target=self._serve_connection, args=(sock, handler),
-                                      name=f"htcluster-broker-{peer}", daemon=True)
-            with self._lock:
-                self._connections[thread] = (sock, handler)
-            thread.start()
+    def request_stop(self, grace: Optional[float] = None) -> None:
+        """Begin a stop and return at once (no lock taken); :meth:`stop` finishes it.
 
-    def _serve_connection(self, sock: socket.socket, handler: Handler) -> None:
-        """Answer calls on one connection until it closes or fails, then release its state."""
-        _, protocol = open_connection(sock, self.max_frame_size)
-        processor = HqlService.Processor(handler)
-        log.debug("%s: connected", handler.peer)
-        try:
-            while True:
-                processor.process(protocol, protocol)
-        except TTransportException as exc:
-            inner = getattr(exc, "inner", None)
-            if exc.type == TTransportException.END_OF_FILE or isinstance(inner, _NORMAL_DISCONNECTS):
-                log.debug("%s: disconnected (%s)", handler.peer, inner or "end of file")
-            else:
-                log.warning("%s: dropping connection: %s%s", handler.peer, exc, f" ({inner})" if inner else "")
-        except Exception as exc:  # garbage on the socket: drop only this connection
-            log.warning("%s: dropping connection after a bad request: %s: %s", handler.peer,
-                        type(exc).__name__, exc)
-        finally:
-            handler.close()
-            assert self.store is not None
-            self.store.release_thread()
-            try:
-                sock.close()
-            except OSError:  # pragma: no cover
-                pass
-            with self._lock:
-                self._connections.pop(threading.current_thread(), None)
-
-    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        """Stop accepting, let connections finish their call, flush every mutator, close the store.
-
-        :param timeout: seconds to wait for busy connections; after it their
-            mutators are flushed from here.
+        :param grace: seconds calls in flight may take; ``None``: ``limits.stop_grace``; 0: stop at once.
         """
-        if self._accepter is None:
+        if self._reactor is not None:
+            self._reactor.request_stop(self.limits.stop_grace if grace is None else grace)
+
+    def stop(self, timeout: Optional[float] = None) -> None:
+        """Stop accepting, let calls in flight finish and be answered, flush every mutator, close the store.
+
+        :param timeout: the grace period in seconds; ``None``: ``limits.stop_grace``.
+            After it, connections still busy are closed and their mutators flushed anyway.
+        """
+        reactor = self._reactor
+        if reactor is None:
             return
-        self._stopping.set()
-        self._accepter.join(timeout)
-        if self._listener is not None:
-            self._listener.close()
-        with self._lock:
-            connections = list(self._connections.items())
-        for _, (sock, _) in connections:
-            try:
-                sock.shutdown(socket.SHUT_RD)  # the next read sees end of file
-            except OSError:
-                pass
-        for thread, (_, handler) in connections:
-            thread.join(timeout)
-            if thread.is_alive():
-                log.warning("%s: still busy at shutdown; flushing its mutators anyway", handler.peer)
-                handler.close()
+        grace = self.limits.stop_grace if timeout is None else timeout
+        reactor.request_stop(grace)
+        if not reactor.join(grace + STOP_MARGIN):
+            log.error("the connection loop did not end within %g s; closing the store anyway", grace + STOP_MARGIN)
         assert self.context is not None and self.store is not None
         self.context.close()
         self.store.close()
-        self._accepter = None
+        self._reactor = None
         self._remove_temporary_data()
         log.info("htcluster stand-in broker on %s stopped", self.address)
 
@@ -230,36 +219,87 @@ class BrokerServer:
         self.stop()
 
     def __repr__(self) -> str:
-        state = "running" if self._accepter is not None else "stopped"
+        state = "running" if self._reactor is not None else "stopped"
         return f"<BrokerServer {self.address} {state} data={self.data}>"
 
 
+class _SignalPipe:
+    """SIGTERM/SIGINT counted and turned into a byte on a pipe; the handler takes no lock.
+
+    :param install: install the handlers (only possible in the main thread).
+    """
+
+    def __init__(self, install: bool) -> None:
+        self.received = 0
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+        self._previous: dict[int, Any] = {}
+        if install:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        # only an int increment and a non-blocking write here: no lock, no logging, no I/O that can block
+        self.received += 1
+        try:
+            os.write(self._write, b"\0")
+        except OSError:
+            pass
+
+    def wait(self, timeout: float) -> None:
+        """Return after a signal (or ``timeout`` seconds)."""
+        try:
+            select.select([self._read], [], [], timeout)
+            while os.read(self._read, 64):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    def close(self) -> None:
+        """Put the previous handlers back and close the pipe."""
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        os.close(self._read)
+        os.close(self._write)
+
+
 def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, data: Optional[PathLike] = None,
-          *, timeout: Optional[float] = None, max_frame_size: int = MAX_FRAME_SIZE,
-          busy_timeout: float = BUSY_TIMEOUT, stop: Optional[threading.Event] = None) -> None:
-    """Serve until SIGTERM or SIGINT (or ``stop`` is set), then stop gracefully.
+          *, timeout: Optional[float] = None, max_frame_size: Optional[int] = None,
+          busy_timeout: float = BUSY_TIMEOUT, stop: Optional[threading.Event] = None,
+          files: Optional[PathLike] = None, limits: Optional[Limits] = None,
+          on_start: Optional[Callable[["BrokerServer"], None]] = None) -> None:
+    """Serve until SIGTERM or SIGINT (or ``stop`` is set), then stop gracefully; a second signal stops at once.
 
     The other parameters are :class:`BrokerServer`'s.  Signals can only be
     caught in the main thread; elsewhere pass ``stop``.
 
+    :param on_start: called once with the server, right after it is listening
+        (its ``port`` is the one bound, also with ``port=0``).
+
     :raises OSError: the address cannot be bound.
     """
-    stop = stop or threading.Event()
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, lambda signum, frame: stop.set())
     server = BrokerServer(host, port, data, timeout=timeout, max_frame_size=max_frame_size,
-                          busy_timeout=busy_timeout)
+                          busy_timeout=busy_timeout, files=files, limits=limits)
+    signals = _SignalPipe(install=threading.current_thread() is threading.main_thread())
     try:
         server.start()
-        while not stop.wait(1.0):
-            pass
-        log.info("signal received, shutting down")
+        if on_start is not None:
+            on_start(server)
+        level = 0  # 1: graceful stop asked, 2: immediate stop asked
+        while not server.finished:
+            asked = min(signals.received, 2)
+            if stop is not None and stop.is_set():
+                asked = max(asked, 1)
+            if asked > level:
+                level = asked
+                grace = server.limits.stop_grace if level == 1 else 0.0
+                log.info("%s received: stopping (grace %g s)", "stop" if level == 1 else "second stop", grace)
+                server.request_stop(grace)
+            signals.wait(SERVE_POLL)
     finally:
         server.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        signals.close()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -268,28 +308,36 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default %(default)s)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port, 0 for any (default %(default)s)")
     parser.add_argument("--data", default=None, help="SQLite file (default: a temporary file)")
-    parser.add_argument("--timeout", type=float, default=None,
-                        help="seconds a silent connection is kept (default: forever)")
-    parser.add_argument("--max-frame-size", type=int, default=MAX_FRAME_SIZE,
-                        help="bytes of the largest request accepted (default %(default)s)")
     parser.add_argument("--busy-timeout", type=float, default=BUSY_TIMEOUT,
                         help="seconds a write waits for another broker holding the data file "
                              "(default %(default)s)")
+    parser.add_argument("--files", default=None,
+                        help="directory for LOAD DATA INFILE and SELECT ... INTO FILE (default: none allowed)")
     parser.add_argument("--log-level", default="warning",
                         choices=["debug", "info", "warning", "error", "critical"], help="default %(default)s")
+    limits_options.add_arguments(parser)  # --max-connections, --idle-timeout/--timeout, ... (limits.py)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the broker from command-line arguments; return the exit status.
 
-    :returns: 0 after SIGTERM/SIGINT, 1 when the address or data file cannot be used.
+    :returns: 0 after SIGTERM/SIGINT, 1 when the address or data file cannot be used,
+        2 when a limit is out of range.
     """
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.files is not None and not Path(args.files).is_dir():
+        parser.error(f"--files {args.files}: not a directory")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        serve(args.host, args.port, args.data, timeout=args.timeout, max_frame_size=args.max_frame_size,
-              busy_timeout=args.busy_timeout)
+        limits = limits_options.from_arguments(args)
+    except ConfigError as exc:
+        parser.print_usage()
+        log.error("%s", exc)
+        return 2
+    try:
+        serve(args.host, args.port, args.data, busy_timeout=args.busy_timeout, files=args.files, limits=limits)
     except (OSError, sqlite3.Error) as exc:
         log.error("cannot serve on %s:%d with data %s: %s", args.host, args.port, args.data or "(temporary)", exc)
         return 1

@@ -1,4 +1,9 @@
-"""The broker side of the wire: framed transport, binary protocol, sized limits.
+"""The broker side of the wire: frames, binary protocol, sized limits, one call run from one frame.
+
+Frames are read by the connection loop (``reactor.py``), whole, before a
+call is decoded: :func:`run_frame` decodes one request from the bytes of one
+frame only, so a frame holding a truncated message fails on its own instead
+of reading into the next frame (issue 10).
 
 One quirk needs care (protocol.md 5.2): the broker counts an interval end as
 inclusive only if its ``*_inclusive`` field is *present on the wire* and true,
@@ -11,18 +16,21 @@ of ``thrift``); without it an absent field reads as inclusive.
 """
 from __future__ import annotations
 
-import socket
+import struct
 from typing import Any
 
 from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
-from thrift.transport import TSocket, TTransport
+from thrift.transport.TTransport import TMemoryBuffer
 
 from .._thrift.ttypes import CellInterval, RowInterval
 
-__all__ = ["MAX_CONTAINER_LENGTH", "MAX_FRAME_SIZE", "BrokerProtocol", "open_connection"]
+__all__ = ["DEFAULT_MAX_FRAME_SIZE", "MAX_CONTAINER_LENGTH", "MAX_FRAME_SIZE", "BrokerProtocol", "run_frame"]
 
-#: Bytes of the largest request frame accepted; larger ones drop the connection.
-MAX_FRAME_SIZE = 64 * 1024 * 1024
+#: Bytes of the largest request frame accepted by default (``--max-frame-size``); a larger one
+#: drops the connection at its header.
+DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024
+#: The former name of :data:`DEFAULT_MAX_FRAME_SIZE`.
+MAX_FRAME_SIZE = DEFAULT_MAX_FRAME_SIZE
 #: Elements of the largest list/map accepted in a request.
 MAX_CONTAINER_LENGTH = 4_000_000
 
@@ -76,16 +84,23 @@ class BrokerProtocol(TBinaryProtocolAccelerated):
             self._fast_decode = decode
 
 
-def open_connection(sock: socket.socket, max_frame_size: int = MAX_FRAME_SIZE) -> tuple[Any, BrokerProtocol]:
-    """Wrap an accepted socket: framed transport, binary protocol with length limits.
+_LENGTH = struct.Struct("!i")
 
-    :param max_frame_size: bytes of the largest frame read before the
-        connection is dropped.
-    :returns: ``(transport, protocol)``; the protocol serves both directions.
+
+def run_frame(processor: Any, frame: bytes, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> bytes:
+    """Decode the one request held by ``frame``, run it, and return its answer as a frame.
+
+    :param processor: a generated ``HqlService.Processor`` over the connection's handler.
+    :param frame: the body of one request frame (without its length prefix).
+    :param max_frame_size: bytes; the longest string decoded from the frame.
+    :returns: the answer with its 4-byte length in front; ``b''`` when the call has none.
+    :raises EOFError: the message ends before the frame does (a truncated message).
+    :raises Exception: other decoding failures (``TProtocolException``, ...),
+        and ``TTransportException`` from the handler (for example, ``ClientGone``).
     """
-    raw = TSocket.TSocket()
-    raw.handle = sock
-    transport = TTransport.TFramedTransport(raw, max_frame_size)
-    protocol = BrokerProtocol(transport, string_length_limit=max_frame_size,
-                              container_length_limit=MAX_CONTAINER_LENGTH)
-    return transport, protocol
+    inbound = BrokerProtocol(TMemoryBuffer(frame), string_length_limit=max_frame_size,
+                             container_length_limit=MAX_CONTAINER_LENGTH)
+    out = TMemoryBuffer()
+    processor.process(inbound, BrokerProtocol(out))
+    answer = out.getvalue()
+    return _LENGTH.pack(len(answer)) + answer if answer else b""

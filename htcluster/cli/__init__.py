@@ -8,13 +8,15 @@ code and no traceback.
 Modules:
 
 * ``commands`` -- ``broker``, ``cluster``, ``hql``, ``status``; ``loading`` --
-  ``load`` and ``demo``; ``options`` -- the shared options and the error
-  wrapper; ``output`` -- error lines, HQL result tables, the progress bar.
-* ``weblog`` (Apache lines -> LogDb rows, synthetic logs), ``logfile``
-  (plain/gzip/stdin input), ``logload`` (batched writes through a Pool,
-  Replicas or Shards), ``status`` (parallel ``status()`` pings and the health
-  table, also used by ``flask hypertable status``), ``demo`` (the main job end
-  to end).
+  ``load`` and ``demo``; ``options`` -- the shared options (``--hosts``,
+  ``--timeout``, ...) and the error wrapper; ``output`` -- error lines and
+  hints, HQL result tables, the progress bar; ``broker_run`` -- bind, report
+  the address (``--port-file``), serve until a signal.
+* ``weblog`` (Apache lines -> LogDb rows, synthetic logs), ``tsv``
+  (header-line TSV -> ``freebase`` rows), ``logfile`` (plain/gzip/stdin
+  input), ``logload`` (batched writes through a Pool, Replicas or Shards),
+  ``status`` (parallel ``status()`` pings and the health table, also used by
+  ``flask hypertable status``), ``demo`` (the main job end to end).
 
 The old paths (``htcluster.weblog``, ``htcluster.status``, ...) still import
 the same modules (:mod:`htcluster._moved`).

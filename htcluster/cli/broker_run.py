@@ -9,10 +9,7 @@ removed at exit only if it still names this broker's port.
 """
 from __future__ import annotations
 
-import inspect
 import os
-import signal
-import threading
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -27,41 +24,20 @@ _written: dict[Path, int] = {}
 def serve_broker(host: str, port: int, data: Optional[Path], started: Started, **options: Any) -> None:
     """Bind ``host:port``, call ``started(address, port)``, then serve until SIGTERM/SIGINT.
 
-    When :func:`htcluster.broker.serve` takes an ``on_start`` callback it is
-    used, so the broker's own graceful stop applies; otherwise the server is
-    started here and stopped the way ``serve`` stops it.
+    The broker's own :func:`~htcluster.broker.server.serve` does it all (its
+    graceful stop and signal handling included); ``started`` is its ``on_start``.
 
     :param host: address to listen on.
     :param port: TCP port; 0 picks a free one (reported to ``started``).
     :param data: SQLite file, or ``None`` for a temporary one.
     :param started: see :data:`Started`.
-    :param options: :class:`~htcluster.broker.BrokerServer` options (``timeout``, ``busy_timeout``, ...).
+    :param options: :func:`~htcluster.broker.server.serve` options (``busy_timeout``, ``files``, ``limits``).
     :raises OSError: the address cannot be bound.
     :raises sqlite3.Error: the data file cannot be used.
     """
-    from ..broker import BrokerServer, serve
+    from ..broker.server import serve
 
-    if "on_start" in inspect.signature(serve).parameters:
-        serve(host, port, data, on_start=lambda server: started(server.address, server.port),  # type: ignore[call-arg]
-              **options)
-        return
-    stop = threading.Event()
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, lambda signum, frame: stop.set())
-    server = None
-    try:
-        server = BrokerServer(host, port, data, **options)
-        server.start()  # binds, or raises OSError before anything was printed
-        started(server.address, server.port)
-        while not stop.wait(1.0):
-            pass
-    finally:
-        if server is not None:
-            server.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    serve(host, port, data, on_start=lambda server: started(server.address, server.port), **options)
 
 
 def write_port_file(path: Path, port: int) -> None:

@@ -5,10 +5,11 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import click
 
+from ..errors import ConfigError
 from ..hosts import DEFAULT_PORT, Host
 from .broker_run import remove_port_file, serve_broker, write_port_file
 from .options import DEFAULT_CALL_TIMEOUT, hosts_option, namespace_option, pool_options, timeout_option
@@ -16,6 +17,23 @@ from .output import HOSTS_ENV, explain, format_hql_result
 from .status import DEFAULT_TIMEOUT as STATUS_TIMEOUT, check_hosts, down_message, format_status
 
 __all__ = ["broker_command", "cluster_command", "hql_command", "status_command"]
+
+
+def broker_limits(timeout: Optional[float], given: dict[str, Any]) -> Any:
+    """Return the broker's :class:`~htcluster.broker.limits.Limits` from the CLI options given (others: defaults).
+
+    :param timeout: ``--timeout``, the idle timeout in seconds (``None``: the default, 3600 s).
+    :raises click.BadParameter: a value is out of range (the message says which and why).
+    """
+    from ..broker.limits import Limits
+
+    fields = {name: value for name, value in given.items() if value is not None}
+    if timeout is not None:
+        fields["idle_timeout"] = timeout
+    try:
+        return Limits(**fields)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @click.command("broker")
@@ -33,8 +51,24 @@ __all__ = ["broker_command", "cluster_command", "hql_command", "status_command"]
                    "(ThriftBroker.Timeout; default: never).")
 @click.option("--busy-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
               help="Seconds a write waits for another broker's write on the same data file.")
+@click.option("--files", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="The one directory LOAD DATA INFILE and SELECT/DUMP ... INTO FILE may use "
+                   "(default: none, file statements are refused).")
+@click.option("--max-connections", type=int, default=None,
+              help="Connections served at once; more are closed with a log line (default 1000).")
+@click.option("--frame-timeout", type=float, default=None,
+              help="Seconds from a frame's first byte to its last; a slower one closes the connection (default 30).")
+@click.option("--max-frame-size", type=int, default=None, help="Bytes of the largest frame (default 64 MiB).")
+@click.option("--max-inflight-bytes", type=int, default=None,
+              help="Bytes of frames and answers in flight across all connections (default 4 x --max-frame-size).")
+@click.option("--max-answer-size", type=int, default=None,
+              help="Bytes of the largest get_cells / hql_query answer; larger ones ask for a scanner "
+                   "(default: --max-frame-size).")
+@click.option("--workers", type=int, default=None, help="Threads running calls (default 32).")
+@click.option("--stop-grace", type=float, default=None,
+              help="Seconds SIGTERM/SIGINT lets calls in flight finish; a second signal stops at once (default 10).")
 def broker_command(host: str, port: int, port_file: Optional[Path], data: Optional[Path], timeout: Optional[float],
-                   busy_timeout: float) -> None:
+                   busy_timeout: float, files: Optional[Path], **limit_options: Optional[float]) -> None:
     """Serve the ThriftBroker protocol over a SQLite file (a local stand-in broker).
 
     The start line (with the address actually bound) is printed once the
@@ -49,7 +83,8 @@ def broker_command(host: str, port: int, port_file: Optional[Path], data: Option
             write_port_file(port_file, bound_port)
 
     try:
-        serve_broker(host, port, data, started, timeout=timeout, busy_timeout=busy_timeout)
+        serve_broker(host, port, data, started, busy_timeout=busy_timeout, files=files,
+                     limits=broker_limits(timeout, limit_options))
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
                                    f"choose another --port or stop what uses it") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import sys
 from typing import Any, Callable, Iterator, Optional
 
 import click
@@ -61,7 +62,7 @@ def _open_writer(strategy: str, hosts: list[Host], namespace: str, table: str, s
 
 
 def _records(fmt: str, lines: Iterator[str], input_: Optional[str], category: Optional[str],
-             stats: LogStats) -> tuple[str, Iterator[Any]]:
+             stats: tsv.TsvStats) -> tuple[str, Iterator[Any]]:
     """Choose the format (``auto``: by the first line) and return it with the records of ``lines``."""
     first = next(lines, None)
     lines = itertools.chain([first] if first is not None else [], lines)
@@ -70,7 +71,7 @@ def _records(fmt: str, lines: Iterator[str], input_: Optional[str], category: Op
     if fmt == "apache":
         return fmt, iter_entries(lines, stats)
     try:
-        return fmt, tsv.iter_records(lines, category or tsv.category_of(input_ or "-"), stats)  # type: ignore[arg-type]
+        return fmt, tsv.iter_records(lines, category or tsv.category_of(input_ or "-"), stats)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -86,8 +87,10 @@ def _first(records: Iterator[Any], fmt: str, source: str, stats: LogStats) -> An
     if stats.lines == 0:
         what = f"{source} is empty" if fmt == "apache" else f"{source} has a header line and no data"
     elif fmt == "apache":
-        what = (f"none of the {stats.lines:,} lines of {source} is an Apache access log line "
-                f"({stats.examples[0] if stats.examples else 'no line parsed'})")
+        example = stats.examples[0] if stats.examples else ""
+        if "\\x" in example or "\\u" in example:  # the repr of bytes that are not text
+            example = "it does not look like text"
+        what = f"none of the {stats.lines:,} lines of {source} is an Apache access log line ({example})"
     else:
         what = f"none of the {stats.lines:,} data lines of {source} has an 'id' value"
     raise click.ClickException(f"nothing was loaded: {what}; {EXPECTED}")
@@ -154,8 +157,9 @@ def load_command(hosts: list[Host], namespace: str, table: Optional[str], input_
                            f"acknowledged before the failure", err=True)
                 raise
     except KeyboardInterrupt:
-        click.echo(f"\ninterrupted after {stats.lines:,} lines read; {progress.cells:,} cells were acknowledged "
-                   f"({progress.rows:,} rows)", err=True)
+        start = "\n" if sys.stderr.isatty() else ""  # after the terminal's ^C
+        click.echo(f"{start}interrupted after {stats.lines:,} lines read; {progress.cells:,} cells were "
+                   f"acknowledged ({progress.rows:,} rows)", err=True)
         raise click.exceptions.Exit(INTERRUPTED) from None
     click.echo(f"loaded {source} ({fmt}) into {namespace}/{table} through {strategy} "
                f"({', '.join(map(str, hosts))})")

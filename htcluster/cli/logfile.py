@@ -2,7 +2,7 @@
 
 :func:`open_log` gives a :class:`LogText`, a text stream that also tells how
 many bytes of its file were read, for a progress bar.  The lines are parsed by
-:mod:`htcluster.weblog`, which re-exports both names.
+:mod:`htcluster.cli.weblog`, which re-exports both names.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import os
 import stat
 import sys
 from pathlib import Path
-from typing import IO, Any, Optional, Union
+from typing import IO, Any, Optional, Union, cast
 
 __all__ = ["LogText", "open_log"]
 
@@ -95,7 +95,7 @@ def open_log(source: Union[str, Path]) -> LogText:
     try:
         raw = io.BufferedReader(counted)
         gzipped = raw.peek(2)[:2] == _GZIP_MAGIC
-        binary: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
+        binary = cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw)
         return LogText(binary, counted)
     except BaseException:
         counted.close()

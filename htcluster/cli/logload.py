@@ -204,10 +204,10 @@ def load(entries: Iterable[LogEntry], write: Writer, batch: int = DEFAULT_BATCH,
          report: Optional[LoadReport] = None) -> LoadReport:
     """Write ``entries`` in batches of ``batch`` requests and count what was acknowledged.
 
-    :param entries: parsed requests, e.g. :func:`~htcluster.weblog.iter_entries`.
+    :param entries: parsed requests, e.g. :func:`~htcluster.cli.weblog.iter_entries`.
     :param write: a writer from this module.
     :param batch: requests per ``set_cells`` call, >= 1.
-    :param stats: the :class:`~htcluster.weblog.LogStats` the entries are
+    :param stats: the :class:`~htcluster.cli.weblog.LogStats` the entries are
         counted in, copied into the report's ``lines`` and ``malformed``.
     :param on_batch: called after each acknowledged batch with the report so far.
     :param report: a :class:`LoadReport` to fill in as batches are acknowledged,

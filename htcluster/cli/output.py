@@ -2,12 +2,13 @@
 
 :func:`explain` turns an exception into the one line a user sees;
 :func:`format_hql_result` renders an ``HqlResult`` with
-:func:`~htcluster.status.render_table`; :func:`progress_bar` follows a load.
+:func:`~htcluster.cli.status.render_table`; :func:`progress_bar` follows a load.
 """
 from __future__ import annotations
 
 import contextlib
 import itertools
+import socket
 import sys
 import time
 from typing import Any, Callable, Optional
@@ -45,6 +46,8 @@ def _host_hint(address: str, cause: BaseException, timeout: Optional[float]) -> 
         host = Host.parse(address)
     except ConfigError:
         return f"check {address} with 'htcluster status --hosts {address}'"
+    if isinstance(cause.__cause__, socket.gaierror):
+        return f"the name {host.host!r} does not resolve: check it in --hosts / ${HOSTS_ENV}"
     kind = getattr(cause, "type", None)
     within = f"within {timeout:g} s" if timeout is not None else "in time"
     if kind == TTransportException.TIMED_OUT or "timed out" in str(cause):
@@ -136,10 +139,10 @@ def progress_bar(stack: contextlib.ExitStack, lines: Any, count: Optional[int]) 
     """Start a progress bar on stderr if it is a terminal; return the ``on_batch`` callback that moves it.
 
     :param stack: closes the bar.
-    :param lines: the input; a :class:`~htcluster.weblog.LogText` tells how
+    :param lines: the input; a :class:`~htcluster.cli.weblog.LogText` tells how
         many bytes of its file were read (compressed bytes for gzip).
     :param count: lines of a generated log, or ``None`` for a file.
-    :returns: a callback taking the :class:`~htcluster.logload.LoadReport`
+    :returns: a callback taking the :class:`~htcluster.cli.logload.LoadReport`
         after each acknowledged batch, or ``None`` when stderr is not a terminal.
     """
     if not sys.stderr.isatty():

@@ -17,7 +17,7 @@ from __future__ import annotations
 import concurrent.futures
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, Union, cast
 
 from ..hosts import Host, HostLike
 
@@ -62,12 +62,12 @@ def _name(target: Union[Host, "Pool"]) -> str:
 
 def _ping(target: Union[Host, "Pool"], timeout: float) -> HostStatus:
     """Ping one host through a fresh connection, or through one of a pool's."""
-    from ..resource import Resource  # imported late: ``htcluster.status`` stays cheap to import
+    from ..resource import Resource  # imported late: rendering tables needs no Thrift client
 
     pool = None if isinstance(target, Host) else target
     try:
         opened = (pool.connection(timeout=timeout) if pool is not None
-                  else Resource(target, timeout=timeout, connect_timeout=timeout))
+                  else Resource(cast(Host, target), timeout=timeout, connect_timeout=timeout))
         with opened as r:
             start = time.perf_counter()
             status = r.status()

@@ -27,7 +27,7 @@ Input is the Apache "combined" format, optionally followed by a virtual-host
 field (as in the shared sample log); the "common" format (no referer and user
 agent) is accepted too, with ``"-"`` for both.  Lines that match neither are
 counted in :class:`LogStats` and skipped.  Files are opened with
-:func:`~htcluster.logfile.open_log` (re-exported here).
+:func:`~htcluster.cli.logfile.open_log` (re-exported here).
 """
 from __future__ import annotations
 

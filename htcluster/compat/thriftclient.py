@@ -28,7 +28,6 @@ from .._thrift import HqlService  # noqa: F401
 from ..errors import ConfigError
 from ..hosts import Host
 from ..resource import Resource
-from ..transport import Connection
 
 __all__ = ["DEFAULT_TIMEOUT_MS", "ThriftClient"]
 
@@ -73,9 +72,9 @@ class ThriftClient(Resource):
         return self
 
     @property
-    def transport(self) -> Connection:
-        """The framed connection in use (upstream's ``client.transport``; has ``close()``)."""
-        return self._conn
+    def transport(self) -> "UpstreamTransport":
+        """What upstream code does with ``client.transport``: ``isOpen()``, ``open()``, ``close()``."""
+        return UpstreamTransport(self)
 
     @property
     def do_close(self) -> int:
@@ -84,3 +83,25 @@ class ThriftClient(Resource):
 
     def __repr__(self) -> str:
         return "<ThriftClient " + super().__repr__()[len("<Resource "):]
+
+
+class UpstreamTransport:
+    """``client.transport`` of upstream's ThriftClient, reduced to what code used of it.
+
+    :param client: the :class:`ThriftClient` whose connection this is.
+    """
+
+    def __init__(self, client: ThriftClient) -> None:
+        self._client = client
+
+    def isOpen(self) -> bool:  # noqa: N802  (Thrift's name)
+        """True while the connection is open."""
+        return self._client.is_open
+
+    def open(self) -> None:
+        """Connect (see :meth:`ThriftClient.open`)."""
+        self._client.open()
+
+    def close(self) -> None:
+        """Close the connection (and the namespaces opened through ``mns``)."""
+        self._client.close()

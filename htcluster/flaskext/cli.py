@@ -2,7 +2,7 @@
 
 For the main cluster and each ``HYPERTABLE_BINDS`` entry it prints a
 heading (the bind, its strategy), the health table of
-:func:`htcluster.status.check_hosts` (each host pinged in parallel through a
+:func:`htcluster.cli.status.check_hosts` (each host pinged in parallel through a
 fresh connection) and, when the routing object has ``stats()``, its
 counters per host.  It exits 1 when any host of any bind is down.
 """
@@ -14,7 +14,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from ..status import check_hosts, down_message, format_status
+from ..cli.status import check_hosts, down_message, format_status
 from .routing import AppState
 
 __all__ = ["EXTENSION_KEY", "format_stats", "hypertable_cli", "status_command"]

@@ -5,8 +5,31 @@ win); :func:`read_settings` turns the config into a frozen :class:`Settings`,
 rejecting every invalid value with a :class:`~htcluster.errors.ConfigError`
 that names the key, the value and what is allowed.  Loose input (strings from
 the environment, comma-separated host lists) is normalised here, once; the
-rest of the extension sees typed values only.  The keys are documented on
-:class:`htcluster.flask_ext.Hypertable`.
+rest of the extension sees typed values only.  The keys (README.rst, "Flask"):
+
+=============================  ===============================================
+``HYPERTABLE_HOSTS``           the brokers: a list of ``'host[:port]'`` or one
+                               comma-separated string (``None``: use
+                               ``HYPERTABLE_HOST``/``HYPERTABLE_PORT``)
+``HYPERTABLE_HOST``            Flask-Hypertable's single host (``'localhost'``)
+``HYPERTABLE_PORT``            its port, and that of host entries naming none
+                               (15867; 38080 before Hypertable 0.9.8,
+                               protocol.md section 7)
+``HYPERTABLE_STRATEGY``        one of :data:`STRATEGIES`; ``None``: ``shards``
+                               with ``HYPERTABLE_SHARDS``, else ``pool`` for
+                               one host, ``replicas`` for several
+``HYPERTABLE_SHARDS``          ``{shard key: hosts}`` for ``shards``
+``HYPERTABLE_POOL_SIZE``       idle connections kept per host, >= 0 (5)
+``HYPERTABLE_MAX_OVERFLOW``    extra connections per host under load, >= 0 (10)
+``HYPERTABLE_TIMEOUT_MSECS``   socket timeout in **milliseconds** (5000)
+``HYPERTABLE_POOL_TIMEOUT``    seconds to wait for a free connection (10.0)
+``HYPERTABLE_NAMESPACE``       the namespace of ``ht.namespace()`` (``None``)
+``HYPERTABLE_OPTIONS``         ``{option: value}`` for the routing class
+                               (:func:`option_names`; ``None``)
+``HYPERTABLE_BINDS``           more clusters (:mod:`htcluster.flaskext.binds`)
+``HYPERTABLE_RECORD_QUERIES``  record each request's calls (False)
+``HYPERTABLE_JSON``            ``jsonify`` encodes cells and values (True)
+=============================  ===============================================
 
 ``HYPERTABLE_OPTIONS`` names the keyword arguments of the routing classes
 themselves; the names allowed are read from their signatures

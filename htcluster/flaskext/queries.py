@@ -82,9 +82,13 @@ def _short(value: Any) -> str:
         kind = "cells" if value and isinstance(value[0], Cell) else "items"
         return f"[{len(value)} {kind}]"
     spec = getattr(type(value), "thrift_spec", None)
-    if spec is not None:
+    if spec is not None:  # a struct: the fields that differ from its defaults
+        try:
+            default = type(value)()
+        except TypeError:
+            default = None
         fields = [f"{s[2]}={_short(getattr(value, s[2]))}" for s in spec
-                  if s is not None and getattr(value, s[2], None) is not None]
+                  if s is not None and getattr(value, s[2], None) != getattr(default, s[2], None)]
         return f"{type(value).__name__}({', '.join(fields)})"
     return repr(value)
 

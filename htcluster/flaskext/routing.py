@@ -138,7 +138,7 @@ class AppState:
         if not callable(stats):
             return None
         result = stats()
-        if isinstance(self.cluster, Pool) and not any(isinstance(v, dict) for v in result.values()):
+        if isinstance(self.cluster, Pool) and str(self.cluster.host) not in result:
             return {str(self.cluster.host): result}  # Pool.stats() is the counters of its one host
         return result
 

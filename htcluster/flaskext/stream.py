@@ -63,7 +63,8 @@ class JsonArrayStream:
     :param items: the objects to encode, consumed lazily.
     :param source: what to close when the stream is closed (defaults to
         ``items``), e.g. the scan generator behind a transformation.
-    :param chunk_bytes: bytes gathered before a chunk is yielded.
+    :param chunk_bytes: bytes gathered before a chunk is yielded (the first
+        object is yielded alone, at once, so the response starts).
 
     An exception while streaming is logged and raised to the WSGI server,
     which ends the connection: the client gets a body without its closing
@@ -87,10 +88,10 @@ class JsonArrayStream:
                 text = encode(item)
                 parts.append(separator + text)
                 size += len(text) + 1
-                separator = ","
-                if size >= self._chunk_bytes:
+                if size >= self._chunk_bytes or not separator:  # the first object goes out at once
                     yield "".join(parts).encode("utf-8")
                     parts, size = [], 0
+                separator = ","
             parts.append("]")
             yield "".join(parts).encode("utf-8")
         except Exception:

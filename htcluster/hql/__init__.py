@@ -19,19 +19,27 @@ Public API:
     The statement classes (frozen dataclasses) of :mod:`.statements`.
 ``delete_cells(row, columns, timestamp=None, version=None)``
     The delete markers of a ``DELETE``.
+
+Modules: ``statements`` (the typed statements), ``parser`` (grammar, errors,
+``is_read``), ``build`` (parse tree to statements), ``scan`` / ``schema`` /
+``alter`` / ``timestamps`` (ScanSpec, Schema, ALTER TABLE, time literals),
+``files`` (file-statement options, confinement to one directory) and
+``tsv`` (the cell files of LOAD DATA INFILE and SELECT ... INTO FILE, a
+reader and a writer any client can use too).
 """
 from __future__ import annotations
 
 from .build import delete_cells
 from .parser import is_read, parse, warm_up
 from .statements import (AlterTable, CreateNamespace, CreateTable, Delete, DescribeTable,
-                         DropNamespace, DropTable, ExistsTable, GetListing, Help, Insert,
-                         NotImplementedStatement, RenameTable, Select, ShowCreateTable, ShowTables,
-                         Statement, UseNamespace)
+                         DropNamespace, DropTable, ExistsTable, FileFormat, GetListing, Help, Insert,
+                         LoadData, LoadOptions, NotImplementedStatement, RenameTable, Select,
+                         ShowCreateTable, ShowTables, Statement, UseNamespace)
 
 __all__ = [
-    "AlterTable", "CreateNamespace", "CreateTable", "Delete", "DescribeTable", "DropNamespace", "DropTable",
-    "ExistsTable", "GetListing", "Help", "Insert", "NotImplementedStatement", "RenameTable",
+    "AlterTable", "CreateNamespace", "CreateTable", "Delete", "DescribeTable", "DropNamespace",
+    "DropTable", "ExistsTable", "FileFormat", "GetListing", "Help", "Insert", "LoadData",
+    "LoadOptions", "NotImplementedStatement", "RenameTable",
     "Select", "ShowCreateTable", "ShowTables", "Statement", "UseNamespace", "delete_cells",
     "is_read", "parse", "warm_up",
 ]

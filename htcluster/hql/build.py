@@ -17,6 +17,7 @@ from .._thrift.ttypes import Cell, ColumnPredicate, Key, KeyFlag
 from .._thrift.ttypes import ColumnPredicateOperation as Op
 from . import statements as ast
 from .alter import AddDefinitions, DropFamilies, ModifyDefinitions, RenameFamily
+from .files import FileOption, check_int, file_format, load_options, separator
 from ._errors import parse_error as _parse_error
 from .scan import (CellPredicate, ColumnMatches, RowPredicate, RowRegexp, ScanOption,
                    TimePredicate, ValueRegexp, build_scan_spec, cell_interval, mirror,
@@ -193,8 +194,27 @@ class StatementBuilder(Transformer[Token, Any]):
     describe_table = staticmethod(lambda c: ast.DescribeTable(c[1], bool(c[0])))
     show_create_table = staticmethod(lambda c: ast.ShowCreateTable(c[0]))
     exists_table = staticmethod(lambda c: ast.ExistsTable(c[0]))
-    load_data = _unsupported("LOAD DATA INFILE")
-    dump_table = _unsupported("DUMP TABLE")
+    def load_data(self, c: list) -> ast.LoadData:
+        *options, path, table = c
+        return ast.LoadData(path, table=table, options=load_options(options))
+
+    def load_data_into_file(self, c: list) -> ast.LoadData:
+        *options, path, out = c
+        return ast.LoadData(path, into_file=out, options=load_options(options))
+
+    opt_row_key_column = staticmethod(lambda c: FileOption("row_key_columns", tuple(c)))
+    opt_timestamp_column = staticmethod(lambda c: FileOption("timestamp_column", c[0]))
+    opt_header_file = staticmethod(lambda c: FileOption("header_file", c[0]))
+    opt_row_uniquify_chars = staticmethod(
+        lambda c: FileOption("row_uniquify_chars", check_int(c[0], "ROW_UNIQUIFY_CHARS", 64)))
+    opt_dup_key_cols = staticmethod(lambda c: FileOption("dup_key_cols", c[0] is None or c[0]))
+    opt_ignore_unknown = staticmethod(lambda c: FileOption("ignore_unknown", True))
+    opt_single_cell_format = staticmethod(lambda c: FileOption("single_cell", True))
+    opt_no_log = staticmethod(lambda c: FileOption("no_log", True))
+
+    def dump_table(self, c: list) -> ast.Select:
+        table, where, *options = c
+        return self._select(None, table, where, options, "DUMP TABLE", dump=True)
     help = staticmethod(lambda c: ast.Help(" ".join(str(x) for x in c)))
 
     # cells
@@ -218,12 +238,24 @@ class StatementBuilder(Transformer[Token, Any]):
     delete_version = staticmethod(lambda c: ("version", parse_timestamp(c[0])))
 
     # select
-    def select(self, c: Children) -> ast.Statement:
+    def select(self, c: Children) -> ast.Select:
         columns, table, where, *options = c
-        if any(isinstance(o, ast.NotImplementedStatement) for o in options):
-            return ast.NotImplementedStatement("SELECT ... INTO FILE")
-        options = [o for o in options if o is not None]
-        return ast.Select(table, build_scan_spec(columns, where or [], options))
+        return self._select(columns, table, where, options, "SELECT")
+
+    @staticmethod
+    def _select(columns: Optional[list], table: str, where: Optional[list], options: list,
+                statement: str, dump: bool = False) -> ast.Select:
+        """A SELECT, or a DUMP TABLE (every column and version, timestamps written, INTO FILE needed).
+
+        Without INTO FILE, the file options (FS, NO_ESCAPE, DISPLAY_*) are accepted and have no effect.
+        """
+        fmt, given = file_format([o for o in options if isinstance(o, FileOption)], statement,
+                                 timestamps=dump)
+        into = given.get("into_file")
+        if dump and into is None:
+            raise _parse_error("DUMP TABLE writes a file: end it with INTO FILE 'name'")
+        spec = build_scan_spec(columns, where or [], [o for o in options if isinstance(o, ScanOption)])
+        return ast.Select(table, spec, into_file=into, output=fmt)
 
     all_columns = staticmethod(lambda c: None)
     column_list = where = staticmethod(_as_list)
@@ -268,9 +300,8 @@ class StatementBuilder(Transformer[Token, Any]):
     opt_return_deletes = _option(ScanOption, "return_deletes", True)
     opt_scan_and_filter_rows = _option(ScanOption, "scan_and_filter_rows", True)
     opt_no_cache = _option(ScanOption, "do_not_cache", True)
-    opt_into_file = _unsupported("SELECT ... INTO FILE")
-    opt_display = staticmethod(lambda c: None)
-
-    def opt_field_separator(self, c: Children) -> None:
-        if len(c[0]) != 1:
-            raise _parse_error(f"FS takes a single character, not {c[0]!r}")
+    opt_into_file = staticmethod(lambda c: FileOption("into_file", c[0]))
+    opt_display_timestamps = staticmethod(lambda c: FileOption("timestamps", True))
+    opt_display_revisions = staticmethod(lambda c: FileOption("revisions", True))
+    opt_no_escape = staticmethod(lambda c: FileOption("escape", False))
+    opt_field_separator = staticmethod(lambda c: separator(c[0]))

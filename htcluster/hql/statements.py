@@ -17,7 +17,8 @@ if TYPE_CHECKING:  # pragma: no cover  (for the annotation only)
 
 __all__ = [
     "AlterTable", "CreateNamespace", "CreateTable", "Delete", "DescribeTable", "DropNamespace", "DropTable",
-    "ExistsTable", "GetListing", "Help", "Insert", "NotImplementedStatement", "RenameTable",
+    "ExistsTable", "FileFormat", "GetListing", "Help", "Insert", "LoadData", "LoadOptions",
+    "NotImplementedStatement", "RenameTable",
     "Select", "ShowCreateTable", "ShowTables", "Statement", "UseNamespace",
 ]
 
@@ -127,11 +128,65 @@ class Delete:
 
 
 @dataclass(frozen=True)
+class FileFormat:
+    """How cells are written to (and read from) a file (protocol.md 6.3).
+
+    :param separator: between fields, a tab unless ``FS = 'c'``.
+    :param escape: backslash escapes for backslash, tab and newline (off with ``NO_ESCAPE``).
+    :param timestamps: a leading timestamp field (``DISPLAY_TIMESTAMPS``; DUMP TABLE always).
+    """
+
+    separator: str = "\t"
+    escape: bool = True
+    timestamps: bool = False
+
+
+@dataclass(frozen=True)
 class Select:
-    """``SELECT ... FROM table ...`` as one ``ScanSpec``."""
+    """``SELECT ... FROM table ...`` as one ``ScanSpec``; ``DUMP TABLE`` too.
+
+    ``into_file`` is the file name of ``INTO FILE`` (written on the broker
+    host, in ``output``'s format), ``None`` to return the cells.
+    """
 
     table: str
     spec: ScanSpec = field(default_factory=ScanSpec)
+    into_file: Optional[str] = None
+    output: FileFormat = field(default_factory=FileFormat)
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """The options of ``LOAD DATA INFILE`` (protocol.md 6.2), as written.
+
+    :param row_key_columns: ``ROW_KEY_COLUMN = a + b``; empty: the first column.
+    :param timestamp_column: ``TIMESTAMP_COLUMN = c``.
+    :param header_file: ``HEADER_FILE = 'f'``: the header line comes from that file.
+    :param row_uniquify_chars: ``ROW_UNIQUIFY_CHARS = n`` random characters appended to each row key.
+    :param dup_key_cols: ``DUP_KEY_COLS``: key columns are stored as cells too.
+    :param ignore_unknown: ``IGNORE_UNKNOWN_CFS`` / ``IGNORE_UNKNOWN_COLUMNS``: skip them.
+    :param single_cell: ``SINGLE_CELL_FORMAT``: one cell per line whatever the first line says.
+    :param format: field separator and escapes (``FS``, ``NO_ESCAPE``).
+    """
+
+    row_key_columns: tuple[str, ...] = ()
+    timestamp_column: Optional[str] = None
+    header_file: Optional[str] = None
+    row_uniquify_chars: int = 0
+    dup_key_cols: bool = False
+    ignore_unknown: bool = False
+    single_cell: bool = False
+    format: FileFormat = field(default_factory=FileFormat)
+
+
+@dataclass(frozen=True)
+class LoadData:
+    """``LOAD DATA INFILE [options] 'path' INTO TABLE t`` (or ``INTO FILE 'out'``: convert only)."""
+
+    path: str
+    table: Optional[str] = None
+    into_file: Optional[str] = None
+    options: LoadOptions = field(default_factory=LoadOptions)
 
 
 @dataclass(frozen=True)
@@ -150,4 +205,4 @@ class NotImplementedStatement:
 
 Statement = Union[CreateNamespace, DropNamespace, UseNamespace, CreateTable, DropTable,
                   RenameTable, AlterTable, ShowTables, GetListing, DescribeTable, ShowCreateTable,
-                  ExistsTable, Insert, Delete, Select, Help, NotImplementedStatement]
+                  ExistsTable, Insert, Delete, Select, LoadData, Help, NotImplementedStatement]

@@ -112,11 +112,11 @@ class CellFileReader:
         against; ``None`` accepts every name (``LOAD ... INTO FILE``).
     :param source: the file name, for messages.
     :param header: the header line from ``HEADER_FILE``; ``None``: the file's first line.
-
-    Iterate :meth:`cells`; ``lines`` and ``rows`` count what was read.
     :raises ClientException: HQL_BAD_LOAD_FILE_FORMAT naming the line, BAD_KEY
         for an unknown column family, HQL_BAD_COMMAND for a key or timestamp
         column the header does not name (all raised while iterating).
+
+    Iterate :meth:`cells`; ``lines`` and ``rows`` count what was read.
     """
 
     def __init__(self, lines: Iterable[bytes], options: LoadOptions,

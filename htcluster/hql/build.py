@@ -194,11 +194,12 @@ class StatementBuilder(Transformer[Token, Any]):
     describe_table = staticmethod(lambda c: ast.DescribeTable(c[1], bool(c[0])))
     show_create_table = staticmethod(lambda c: ast.ShowCreateTable(c[0]))
     exists_table = staticmethod(lambda c: ast.ExistsTable(c[0]))
-    def load_data(self, c: list) -> ast.LoadData:
+
+    def load_data(self, c: Children) -> ast.LoadData:
         *options, path, table = c
         return ast.LoadData(path, table=table, options=load_options(options))
 
-    def load_data_into_file(self, c: list) -> ast.LoadData:
+    def load_data_into_file(self, c: Children) -> ast.LoadData:
         *options, path, out = c
         return ast.LoadData(path, into_file=out, options=load_options(options))
 
@@ -212,7 +213,7 @@ class StatementBuilder(Transformer[Token, Any]):
     opt_single_cell_format = staticmethod(lambda c: FileOption("single_cell", True))
     opt_no_log = staticmethod(lambda c: FileOption("no_log", True))
 
-    def dump_table(self, c: list) -> ast.Select:
+    def dump_table(self, c: Children) -> ast.Select:
         table, where, *options = c
         return self._select(None, table, where, options, "DUMP TABLE", dump=True)
     help = staticmethod(lambda c: ast.Help(" ".join(str(x) for x in c)))
@@ -243,7 +244,7 @@ class StatementBuilder(Transformer[Token, Any]):
         return self._select(columns, table, where, options, "SELECT")
 
     @staticmethod
-    def _select(columns: Optional[list], table: str, where: Optional[list], options: list,
+    def _select(columns: Optional[list[str]], table: str, where: Optional[list[Any]], options: list[Any],
                 statement: str, dump: bool = False) -> ast.Select:
         """A SELECT, or a DUMP TABLE (every column and version, timestamps written, INTO FILE needed).
 

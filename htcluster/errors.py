@@ -52,7 +52,7 @@ class HtclusterError(Exception):
     """Base class of every error htcluster raises itself."""
 
 
-class BrokerUnavailable(HtclusterError, TTransportException):  # type: ignore[misc]  # thrift is untyped
+class BrokerUnavailable(HtclusterError, TTransportException):
     """A ThriftBroker could not be reached, or the connection broke mid-call.
 
     Subclasses Thrift's ``TTransportException`` so that ``except

@@ -29,3 +29,17 @@ def test_every_module_is_in_the_api_reference() -> None:
 def test_the_api_reference_names_no_module_that_is_gone() -> None:
     modules = {m.name for m in pkgutil.walk_packages(htcluster.__path__, "htcluster.")} | {"htcluster"}
     assert sorted(documented() - modules) == []
+
+
+ROOT = API.parents[1]
+TEST_COMMAND = 'python -m pip install -e ".[flask,test]" && python -m pytest'
+
+
+def test_ci_runs_exactly_the_readme_test_command_then_the_checks() -> None:
+    readme = (ROOT / "README.rst").read_text(encoding="utf-8")
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert f"    {TEST_COMMAND}\n" in readme
+    assert TEST_COMMAND in ci, "the README's test command must be a line of .ci/run, unchanged"
+    after = "\n".join(ci[ci.index(TEST_COMMAND):])
+    for check in ("python -m mypy", "python -m ruff check .", "python -m sphinx -W"):
+        assert check in after, f".ci/run must run {check!r} after the tests"

@@ -27,6 +27,20 @@ from brokertest import stop_gracefully
 from htcluster._thrift import HqlService
 from htcluster.testing import LocalBroker, LocalCluster
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Hold only a run of the whole suite to the coverage floor (``fail_under`` in setup.cfg).
+
+    A run of a few test files, or one narrowed by ``-k``/``-m``, still reports
+    its coverage but cannot fail for covering less than the whole suite does.
+    """
+    cov = session.config.pluginmanager.getplugin("_cov")
+    options = session.config.option
+    whole = (session.config.args_source == pytest.Config.ArgsSource.TESTPATHS
+             and not options.keyword and not options.markexpr and not options.deselect)
+    if cov is not None and not whole:
+        cov.options.cov_fail_under = None
+
+
 #: ../shared/data beside the repository: real input, never copied in.
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

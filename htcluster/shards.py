@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from typing import Any, ContextManager, Hashable, Iterable, Iterator, Mapping, Optional, Union
+from typing import Any, ContextManager, Hashable, Iterable, Iterator, Literal, Mapping, Optional, Union, overload
 
 from .errors import BrokerUnavailable, ConfigError
 from .hosts import Host, HostLike
@@ -48,6 +48,12 @@ def rendezvous_weight(shard: Hashable, row_key: Union[str, bytes]) -> int:
     row = row_key.encode("utf-8") if isinstance(row_key, str) else bytes(row_key)
     digest = hashlib.blake2b(row, digest_size=8, key=str(shard).encode("utf-8")[:64])
     return int.from_bytes(digest.digest(), "big")
+
+
+#: ``{host: answer}`` of the hosts that answered a broadcast or multicast.
+Results = dict[str, Any]
+#: ``{host: exception}`` of those that did not (with ``errors='return'``).
+Errors = dict[str, BaseException]
 
 
 class Shards(dict[Hashable, set[str]]):
@@ -112,8 +118,20 @@ class Shards(dict[Hashable, set[str]]):
         return self.resources.unicast(method, *args, namespace=namespace, hosts=self.hosts(key),
                                       idempotent=idempotent, timeout=timeout)
 
+    @overload
     def broadcast(self, key: Hashable, method: str, *args: Any, namespace: Optional[str] = None,
-                  errors: str = "raise", timeout: Optional[float] = None) -> Any:
+                  errors: Literal["raise"] = "raise", timeout: Optional[float] = None) -> Results: ...
+
+    @overload
+    def broadcast(self, key: Hashable, method: str, *args: Any, namespace: Optional[str] = None,
+                  errors: Literal["return"], timeout: Optional[float] = None) -> tuple[Results, Errors]: ...
+
+    @overload
+    def broadcast(self, key: Hashable, method: str, *args: Any, namespace: Optional[str] = None,
+                  errors: str = "raise", timeout: Optional[float] = None) -> Union[Results, tuple[Results, Errors]]: ...
+
+    def broadcast(self, key: Hashable, method: str, *args: Any, namespace: Optional[str] = None,
+                  errors: str = "raise", timeout: Optional[float] = None) -> Union[Results, tuple[Results, Errors]]:
         """Call ``method`` on every host serving ``key``, in parallel (see :meth:`Resources.broadcast`).
 
         :param key: a shard key.
@@ -127,8 +145,24 @@ class Shards(dict[Hashable, set[str]]):
         return self.resources.broadcast(method, *args, namespace=namespace, hosts=self.hosts(key), errors=errors,
                                         timeout=timeout)
 
+    @overload
     def multicast(self, keys: Iterable[Hashable], method: str, *args: Any, namespace: Optional[str] = None,
-                  errors: str = "raise", idempotent: Optional[bool] = None, timeout: Optional[float] = None) -> Any:
+                  errors: Literal["raise"] = "raise", idempotent: Optional[bool] = None,
+                  timeout: Optional[float] = None) -> Results: ...
+
+    @overload
+    def multicast(self, keys: Iterable[Hashable], method: str, *args: Any, namespace: Optional[str] = None,
+                  errors: Literal["return"], idempotent: Optional[bool] = None,
+                  timeout: Optional[float] = None) -> tuple[Results, Errors]: ...
+
+    @overload
+    def multicast(self, keys: Iterable[Hashable], method: str, *args: Any, namespace: Optional[str] = None,
+                  errors: str = "raise", idempotent: Optional[bool] = None,
+                  timeout: Optional[float] = None) -> Union[Results, tuple[Results, Errors]]: ...
+
+    def multicast(self, keys: Iterable[Hashable], method: str, *args: Any, namespace: Optional[str] = None,
+                  errors: str = "raise", idempotent: Optional[bool] = None,
+                  timeout: Optional[float] = None) -> Union[Results, tuple[Results, Errors]]:
         """Call ``method`` on a smallest set of hosts that together serve all ``keys``, in parallel.
 
         A host serving several keys answers once for all of them, so answers may

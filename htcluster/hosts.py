@@ -9,10 +9,14 @@ from typing import Iterable, NamedTuple, Union
 
 from .errors import ConfigError
 
-__all__ = ["DEFAULT_PORT", "LEGACY_PORT", "Host", "HostLike", "parse_hosts"]
+__all__ = ["DEFAULT_MAX_FRAME_SIZE", "DEFAULT_PORT", "LEGACY_PORT", "Host", "HostLike", "parse_hosts"]
 
 DEFAULT_PORT = 15867
 LEGACY_PORT = 38080
+#: Largest frame, in bytes, that the client reads and the stand-in broker accepts by default: one
+#: constant for both sides (client ``max_frame_size``, ``htcluster broker --max-frame-size``), so
+#: that anything the broker can answer can be read.
+DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024
 
 
 class Host(NamedTuple):

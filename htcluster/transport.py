@@ -35,13 +35,10 @@ from thrift.Thrift import TMessageType
 from thrift.transport.TTransport import CReadableTransport, TTransportBase, TTransportException
 
 from .errors import BrokerProtocolError, BrokerUnavailable, DeadlineExceeded, InvalidRequest
-from .hosts import Host
+from .hosts import DEFAULT_MAX_FRAME_SIZE, Host
 
 __all__ = ["DEFAULT_MAX_FRAME_SIZE", "MAX_FRAME_SIZE", "Connection", "fork_generation"]
 
-#: Largest frame accepted in either direction, in bytes: the stand-in broker's own default
-#: (``htcluster broker --max-frame-size``), so that anything it can answer can be read.
-DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024
 #: The old name of :data:`DEFAULT_MAX_FRAME_SIZE`.
 MAX_FRAME_SIZE = DEFAULT_MAX_FRAME_SIZE
 
@@ -149,7 +146,8 @@ class _ReplyProtocol(TBinaryProtocolAccelerated):
             name, tail = buf.read(size), buf.read(4)  # the strict header every Thrift server writes
             if len(name) != size or len(tail) != 4:
                 raise _Mismatch("the reply frame ends inside its message header")
-            name, kind, seqid = name.decode("utf-8", "replace"), word & TBinaryProtocol.TYPE_MASK, _HEADER.unpack(tail)[0]
+            kind, seqid = word & TBinaryProtocol.TYPE_MASK, _HEADER.unpack(tail)[0]
+            name = name.decode("utf-8", "replace")
         else:
             buf.seek(0)
             name, kind, seqid = super().readMessageBegin()

@@ -156,7 +156,7 @@ def _select(handler: Any, ns: int, st: ast.Select, unbuffered: bool = False, **_
 
 def _files_dir(handler: Any) -> Optional[Path]:
     """The broker's ``--files`` directory, ``None`` when it has none."""
-    return getattr(handler.context, "files_dir", None)
+    return handler.context.files_dir
 
 
 class _file_errors:  # noqa: N801 - a context manager (Thrift exceptions cannot pass a generator)

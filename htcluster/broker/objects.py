@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Callable, Hashable, Iterator, Optional, Sequence
 
 from .. import codes
@@ -244,6 +245,8 @@ class BrokerContext:
         self.store = store
         self.flusher = Flusher(store)
         self.shared = SharedMutators(self.flusher)
+        #: The only directory HQL file statements may use (``--files``); ``None`` refuses them.
+        self.files_dir: Optional[Path] = None
 
     def close(self) -> None:
         """Flush the shared mutators and stop the flusher (the store stays open)."""

@@ -162,7 +162,7 @@ class BrokerServer:
         _file_descriptors_for(self.limits.max_connections)
         self.store = Store(str(self.data), self.busy_timeout)
         self.context = BrokerContext(self.store)
-        self.context.files_dir = self.files  # type: ignore[attr-defined]  # read by hql_exec
+        self.context.files_dir = self.files  # read by hql_exec
         try:
             family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
             listener = socket.create_server((self.host, self.port), family=family, backlog=BACKLOG)

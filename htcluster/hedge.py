@@ -192,15 +192,17 @@ class _Hedged:
         if not self.router.spend_hedge(self.method):
             return
         try:
-            host = self.failover.next_host(exclude=[leg.host for leg in self.legs],
-                                           probe_limit=self.delay)
+            host = self.failover.next_host(exclude=[leg.host for leg in self.legs], probe_limit=self.delay,
+                                           force=False)
         except NoHostAvailable:
             return
-        log.debug("hedging %s on %s after %.3f s", self.method, host, self.delay)
-        if self.router.listeners:
-            self.router.listeners.emit(ev.Hedged(host, self.method, self.delay))
-        self.router.hedges_sent(host)
+        before = len(self.legs)
         self.start(host, hedge=True)
+        if len(self.legs) > before:
+            log.debug("hedged %s on %s after %.3f s", self.method, host, self.delay)
+            self.router.hedges_sent(host)
+            if self.router.listeners:
+                self.router.listeners.emit(ev.Hedged(host, self.method, self.delay))
 
     def run(self) -> Any:
         self.start(self.failover.next_host(probe_limit=self.delay))

@@ -97,7 +97,7 @@ class Routing:
         return self.rng.choice([h for h in prompt if self.rank(h) == top])
 
     def claim(self, hosts: Sequence[str], tried: Container[str], ordered: bool,
-              probe_limit: Optional[float] = None) -> Optional[str]:
+              probe_limit: Optional[float] = None, force: bool = True) -> Optional[str]:
         """Claim a host not yet ``tried`` for one call: the first usable one if ``ordered``,
         else by :meth:`rank` (random among the best); when none is usable, the dead one
         that comes back soonest, if a probe finds it answering.
@@ -115,6 +115,8 @@ class Routing:
         :param ordered: take the first usable host in ``hosts`` order (hosts that
             lag after a lost hedge come after the others).
         :param probe_limit: seconds a probe may take at most (``None``: :attr:`probe_timeout`).
+        :param force: when no candidate is usable, probe the dead ones (soonest back
+            first); False: return ``None`` then (a hedge never goes to a dead host).
         :returns: the claimed host, or ``None`` when every host was tried or failed its probe.
         """
         pending = [h for h in hosts if h not in tried]
@@ -127,7 +129,7 @@ class Routing:
             pending.remove(host)
             if self.health.claim(host) and self._probed(host, probe_limit):
                 return host  # (a host refused was claimed by another caller meanwhile)
-        while pending:  # none usable: the soonest back first, each probed
+        while pending and force:  # none usable: the soonest back first, each probed
             host = self.health.soonest(pending)
             assert host is not None
             pending.remove(host)

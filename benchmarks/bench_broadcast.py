@@ -96,13 +96,14 @@ def serve_delay_proxy(targets: list[tuple[str, int]], n_ports: int, latency: flo
         while due and due[0][0] <= now:
             _, _, dst, chunk = heapq.heappop(due)
             if dst in peer:
-                dst.setblocking(True)  # small frames on loopback: sent at once
                 try:
-                    dst.sendall(chunk)
+                    sent = dst.send(chunk)
+                    if sent < len(chunk):  # rare on loopback with small frames: finish blocking
+                        dst.setblocking(True)
+                        dst.sendall(chunk[sent:])
+                        dst.setblocking(False)
                 except OSError:
                     close(dst)
-                    continue
-                dst.setblocking(False)
 
 
 def median_ms(fn: Any, rounds: int) -> tuple[float, float, float]:

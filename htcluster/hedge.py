@@ -189,12 +189,13 @@ class _Hedged:
     def hedge(self) -> None:
         """Send the call to one more host, if the cap, the budget and a free host allow it."""
         self.hedged = True
-        if not self.router.spend_hedge(self.method):
-            return
         try:
             host = self.failover.next_host(exclude=[leg.host for leg in self.legs], probe_limit=self.delay,
                                            force=False)
         except NoHostAvailable:
+            return  # no other usable host: nothing spent
+        if not self.router.spend_hedge(self.method):
+            self.health.release(host)
             return
         before = len(self.legs)
         self.start(host, hedge=True)

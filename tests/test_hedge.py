@@ -130,3 +130,28 @@ def test_hedge_options_are_validated(value):
             rs.unicast("status", hedge=value)
     with pytest.raises(ConfigError, match="hedge_ratio"):
         Resources("127.0.0.1:1", hedge_ratio=1.5)
+
+
+def test_a_hedge_never_goes_to_a_dead_host(cluster, slow):
+    clock = ManualClock()  # the dead host's backoff never ends
+    dead = cluster.hosts[1]
+    with Replicas([slow.address, dead], clock=clock, hedge=0.05, **FAST) as replicas:
+        replicas.health.failed(dead)
+        hedges = recorder(replicas, Hedged)
+        start = time.monotonic()
+        assert replicas.call("status", write=True).code == 0  # waited for the slow host
+        assert time.monotonic() - start >= 2 * SLOW and hedges == []
+        assert replicas[dead].stats()["opened"] == 0  # not even probed
+        assert replicas.budget_stats()["retry"]["granted"] == 0
+
+
+def test_shards_take_the_options(cluster):
+    from htcluster.cluster import Shards
+
+    shards = Shards([(cluster.hosts[0], "a"), (cluster.hosts[1], "a")],
+                    options=dict(hedge=0.05, probe_timeout=0.1, hedge_ratio=0.5, **FAST))
+    with shards:
+        assert (shards.resources.hedge, shards.resources.probe_timeout) == (0.05, 0.1)
+        assert shards.unicast("a", "status").code == 0
+    with pytest.raises(ConfigError, match="hedge"):
+        Shards([(cluster.hosts[0], "a")], options=dict(hedge=-1))

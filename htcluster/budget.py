@@ -128,6 +128,14 @@ class RetryBudget:
             self._granted += 1
             return True
 
+    def refund(self) -> None:
+        """Give back the last retry taken (it was not used after all, e.g. another budget refused)."""
+        with self._lock:
+            i = self._slot(self.clock())
+            if self._withdrawals[i] > 0:
+                self._withdrawals[i] -= 1
+                self._granted -= 1
+
     def stats(self) -> dict[str, Any]:
         """Return ``{"ratio", "floor", "ttl", "balance", "deposits", "withdrawals", "granted", "refused"}``.
 

@@ -148,7 +148,10 @@ class Replicas(Resources):
 
     :param hosts: the brokers, in write preference order.
     :param options: as for :class:`~htcluster.resources.Resources` (``retry``,
-        ``backoff``, ``socket_timeout`` ... in seconds).
+        ``backoff``, ``socket_timeout``, ``probe_timeout``, ``hedge`` ... in seconds).
+        With ``hedge``, a read or a write whose cells all carry timestamps (every
+        ``set_cell(s)``, once stamped) that has no answer after ``hedge`` seconds
+        also goes to the next healthy replica; the first answer wins.
 
     Example::
 

@@ -182,7 +182,10 @@ class Routing:
         """Take one hedge of ``method`` from the hedge cap and the retry budget (False: not allowed now)."""
         if not self.hedge_budget.withdraw():
             return False
-        return self.spend_retry(f"hedge of {method}")
+        if self.spend_retry(f"hedge of {method}"):
+            return True
+        self.hedge_budget.refund()
+        return False
 
     def hedges_sent(self, host: str) -> None:
         """Count one hedge sent to ``host`` (for :meth:`budget_stats`)."""

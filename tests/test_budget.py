@@ -134,3 +134,11 @@ def test_failover_stops_when_the_budget_is_spent():
             replicas.call("status")
         assert len(info.value.errors) == 2  # the first host and one failover; the third was not tried
         assert replicas.failovers == 1
+
+
+def test_refund_gives_the_last_retry_back():
+    budget = RetryBudget(ratio=0.0, floor=0.1, ttl=10.0, clock=ManualClock())
+    assert budget.withdraw() and not budget.withdraw()
+    budget.refund()
+    assert budget.withdraw()
+    assert budget.stats()["granted"] == 1

@@ -155,3 +155,36 @@ def test_shards_take_the_options(cluster):
         assert shards.unicast("a", "status").code == 0
     with pytest.raises(ConfigError, match="hedge"):
         Shards([(cluster.hosts[0], "a")], options=dict(hedge=-1))
+
+
+def test_many_threads_hedging_leave_every_pool_consistent(cluster):
+    import threading
+
+    proxy = FaultProxy(cluster.hosts[0], latency=0.05)
+    try:
+        with Resources([proxy.address, *cluster.hosts], hedge=0.02, hedge_ratio=0.5, size=2, max_overflow=2,
+                       **FAST) as rs:
+            hedges = recorder(rs, Hedged)
+            failures: list[BaseException] = []
+
+            def work() -> None:
+                try:
+                    for _ in range(40):
+                        assert rs.unicast("namespace_exists", NS) is True
+                except BaseException as exc:  # reported below
+                    failures.append(exc)
+
+            threads = [threading.Thread(target=work) for _ in range(6)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(120)
+            assert not failures, failures[:3]
+            assert hedges  # the slow host was hedged at least once
+            for host, pool in rs.items():
+                stats = pool.stats()
+                assert stats["in_use"] == 0 and stats["opened"] - stats["closed"] == stats["idle"], (host, stats)
+                assert all(e is None or e.resource.reusable for e in pool._stack)  # nothing pooled mid-reply
+            assert rs.health.down() == {}
+    finally:
+        proxy.close()

@@ -150,4 +150,5 @@ class RetryBudget:
                 "deposits": deposits, "withdrawals": withdrawals, "granted": granted, "refused": refused}
 
     def __repr__(self) -> str:
-        return f"<RetryBudget ratio={self.ratio:g} floor={self.floor:g}/s ttl={self.ttl:g}s balance={self.balance():.1f}>"
+        return (f"<RetryBudget ratio={self.ratio:g} floor={self.floor:g}/s ttl={self.ttl:g}s "
+                f"balance={self.balance():.1f}>")

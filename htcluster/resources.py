@@ -32,7 +32,7 @@ import logging
 import random
 import threading
 import time
-from typing import Any, Container, Iterable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 from .budget import RetryBudget
 from .errors import BroadcastError, BrokerUnavailable, ConfigError
@@ -43,7 +43,7 @@ from .events import FailedOver, Listeners
 from .policy import ANSWERS, Backoff, Clock, HostHealth, Retry, is_write
 from .pool import Pool
 from .probe import DEFAULT_PROBE_TIMEOUT, probe_many
-from .routing import DEFAULT_HEDGE_RATIO, HEDGE_FLOOR, Routing, coerce_budget
+from .routing import DEFAULT_HEDGE_RATIO, Routing, coerce_budget
 from .resource import Resource, scan_cells
 from .types import Cell, ScanSpec
 from .units import optional_seconds, seconds
@@ -86,7 +86,7 @@ class Resources(Routing, dict):
         also sent to the next healthy host; the first answer wins
         (:mod:`htcluster.hedge`).
     :param hedge_ratio: hedges allowed per routed call (float in [0, 1], default
-        :data:`DEFAULT_HEDGE_RATIO`), plus :data:`HEDGE_FLOOR` per second; every
+        :data:`DEFAULT_HEDGE_RATIO`), plus :data:`~htcluster.routing.HEDGE_FLOOR` per second; every
         hedge also draws on ``retry_budget``.
     :param retry_budget: the budget that failovers, hedges and forced probes draw
         on, shared by every call of this object: a

@@ -122,11 +122,12 @@ def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--hosts", default=None, help="comma-separated host counts (default 1,16,64,256)")
     p.add_argument("--rounds", type=int, default=None, help="broadcasts per host count")
+    p.add_argument("--brokers", type=int, default=None, help="stand-in brokers behind the proxy ports")
     args = p.parse_args()
     counts = tuple(int(n) for n in args.hosts.split(",")) if args.hosts else (
         QUICK_HOST_COUNTS if args.quick else HOST_COUNTS)
     rounds = args.rounds or (QUICK_ROUNDS if args.quick else ROUNDS)
-    brokers = QUICK_BROKERS if args.quick else BROKERS
+    brokers = args.brokers or (QUICK_BROKERS if args.quick else BROKERS)
     rows: list[dict[str, Any]] = []
     with LocalCluster(brokers, shared_data=False) as cluster:
         targets = [(b.host, b.port) for b in cluster]

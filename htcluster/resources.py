@@ -199,11 +199,14 @@ class Resources(Routing, dict):
     def stats(self) -> dict[str, dict[str, Any]]:
         """Return, per host, its pool's counters, its health, its calls and their recent latency.
 
+        The retry budget and the hedges are not per host: see :meth:`budget_stats`.
+
         :returns: ``{host: {"pool": {...}, "health": {...}, "calls": int, "errors": int,
             "latency": {"count", "p50", "p99", "max"}}}`` in host order.  ``pool``
             is :meth:`Pool.stats <htcluster.pool.Pool.stats>` without the call
             figures; ``health`` is ``{"live": bool, "failures": int,
-            "retry_in": seconds (float, 0.0 when live), "error": str or None}``;
+            "retry_in": seconds (float, 0.0 when live), "error": str or None,
+            "lagging": bool (lost its last hedge, ranked last for now)}``;
             latencies are seconds over the last calls (``None`` before any).
         """
         out: dict[str, dict[str, Any]] = {}
@@ -216,7 +219,8 @@ class Resources(Routing, dict):
                          "health": {"live": state.live, "failures": state.failures,
                                     "retry_in": 0.0 if state.live else max(0.0, state.dead_until - now),
                                     "error": None if state.error is None else f"{type(state.error).__name__}: "
-                                                                               f"{state.error}"},
+                                                                               f"{state.error}",
+                                    "lagging": self.health.lagging(host)},
                          "calls": calls, "errors": errors, "latency": latency}
         return out
 

@@ -56,6 +56,7 @@ def test_the_first_answer_wins_and_the_losers_connection_is_closed(cluster, slow
         assert replicas[fast].idle == 1
         assert replicas.health.down() == {}  # slow is not dead ...
         assert replicas.health.lagging(slow.address)  # ... but ranks last for a while
+        assert replicas.stats()[slow.address]["health"]["lagging"] is True
         replicas.call("status", write=True)  # so the next call goes to the other host first: no hedge
         assert len(hedges) == 1 and replicas[fast].stats()["calls"] == 2
         assert replicas.budget_stats()["hedges"] == {fast: 1}

@@ -189,12 +189,17 @@ class HostState:
     :param dead_until: clock time (seconds) until which the host is not tried.
     :param trial: the one trial call after the backoff is taken by some caller.
     :param error: the last connection failure, for error messages.
+    :param strikes: the failures before the probe that revived the host: live
+        again, but a user call that fails before one succeeds resumes the
+        backoff from there (a host that answers probes and fails calls does
+        not come back every ``base`` seconds).
     """
 
     failures: int = 0
     dead_until: float = 0.0
     trial: bool = False
     error: Optional[BaseException] = field(default=None, compare=False)
+    strikes: int = 0
 
     @property
     def live(self) -> bool:
@@ -300,12 +305,27 @@ class HostHealth:
             if not state.live and not state.trial and now < state.dead_until:
                 self._states[host] = replace(state, error=error or state.error)
                 return state.dead_until - now
-            failures = state.failures + 1
+            failures = max(state.failures, state.strikes) + 1
             delay = self.backoff.delay(failures, self.rng)
             self._states[host] = HostState(failures, now + delay, False, error)
         if self.listeners:
             self.listeners.emit(HostDown(host, error, failures, delay))
         return delay
+
+    def probed(self, host: str) -> None:
+        """Record that ``host`` answered a probe: live again, its failures kept as strikes.
+
+        Calls go to it again; the first that succeeds clears the strikes
+        (:meth:`succeeded`), a failure before that backs off as the next
+        consecutive failure.
+        """
+        with self._lock:
+            was = self._states.get(host, LIVE)
+            if was.live:
+                return
+            self._states[host] = HostState(strikes=was.failures)
+        if self.listeners:
+            self.listeners.emit(HostUp(host))
 
     def is_trial(self, host: str) -> bool:
         """True when ``host`` is not live: a caller that claimed it holds its trial (and probes it first)."""

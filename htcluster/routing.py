@@ -150,7 +150,7 @@ class Routing:
     def _judge(self, host: str, verdict: Optional[BaseException]) -> bool:
         """Report a probe's ``verdict`` on ``host`` to :attr:`health`; True when the host answered."""
         if verdict is None or isinstance(verdict, ANSWERS):
-            self.health.succeeded(host)
+            self.health.probed(host)
             return True
         if isinstance(verdict, BrokerUnavailable):
             delay = self.health.failed(host, verdict)

@@ -133,3 +133,21 @@ def test_probe_timeout_is_validated(value):
         Resources("127.0.0.1:1", probe_timeout=value)
     with pytest.raises(ConfigError, match="probe_timeout"):
         Replicas("127.0.0.1:1", probe_timeout=value)
+
+
+def test_a_host_revived_by_a_probe_keeps_its_strikes_until_a_call_succeeds():
+    from htcluster.policy import HostHealth
+
+    clock = ManualClock()
+    health = HostHealth(["h:1"], backoff=Backoff(base=1.0, factor=2.0, cap=30.0, jitter=0.0), clock=clock)
+    assert health.failed("h:1") == 1.0
+    clock.advance(1.0)
+    assert health.claim("h:1") and health.is_trial("h:1")
+    health.probed("h:1")  # the probe answered: calls may go there again ...
+    assert health.state("h:1").live and health.usable("h:1") and not health.is_trial("h:1")
+    assert health.failed("h:1") == 2.0  # ... but a call failing before any succeeds backs off further
+    clock.advance(2.0)
+    health.claim("h:1")
+    health.probed("h:1")
+    health.succeeded("h:1")  # a call answered: the strikes are gone
+    assert health.failed("h:1") == 1.0

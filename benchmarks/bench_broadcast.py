@@ -9,8 +9,10 @@ request before reading any reply should cost about the same whatever the
 number of hosts.  ``bcast/unicast`` is the broadcast's median over the
 unicast's median at the same size (target: <= 1.2 at 256 hosts, default
 settings); ``ratio`` is the 1-host broadcast time over the N-host one;
-``client_cpu_ms`` is the client's CPU per broadcast (the brokers and the
-proxy need CPU too: on a loaded machine they, not the wire, set the excess).
+``client_cpu_ms`` is the client's CPU per broadcast and ``server_cpu_ms``
+that of the stand-in brokers and the proxy together (from ``/proc``): when
+their sum nears the round trip times the cores, CPU, not the wire, sets the
+excess over one round trip.
 
 Run ``python benchmarks/bench_broadcast.py`` (``--quick``: 1 and 16 hosts,
 few rounds; ``--hosts 1,16,64,256,512 --rounds 50`` for more).
@@ -18,6 +20,7 @@ few rounds; ``--hosts 1,16,64,256,512 --rounds 50`` for more).
 from __future__ import annotations
 
 import heapq
+import os
 import multiprocessing
 import selectors
 import socket
@@ -108,6 +111,19 @@ def serve_delay_proxy(targets: list[tuple[str, int]], n_ports: int, latency: flo
                     close(dst)
 
 
+def process_cpu(pids: list[int]) -> float:
+    """Return the CPU seconds (user + system) the processes ``pids`` used so far (NaN without ``/proc``)."""
+    total = 0.0
+    try:
+        for pid in pids:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+    return total
+
+
 def median_ms(fn: Any, rounds: int) -> tuple[float, float, float]:
     """Return the median and the p99 wall time of ``rounds`` calls of ``fn``, and the client CPU per call (ms)."""
     samples = []
@@ -152,9 +168,14 @@ def main() -> None:
                         rs.broadcast("status")
                     one = rs._hosts[0]
                     unicast_ms, _, _ = median_ms(lambda: rs.unicast("status", hosts=[one]), rounds)
+                    servers = process_cpu([b.process.pid for b in cluster if b.process] + [p.pid for p in proxies
+                                                                                           if p.pid])
                     broadcast_ms, broadcast_p99, cpu_ms = median_ms(lambda: rs.broadcast("status"), rounds)
+                    servers = (process_cpu([b.process.pid for b in cluster if b.process] + [p.pid for p in proxies
+                                                                                            if p.pid]) - servers)
                 rows.append({"hosts": n, "unicast_ms": unicast_ms, "broadcast_ms": broadcast_ms,
                              "broadcast_p99_ms": broadcast_p99, "client_cpu_ms": cpu_ms,
+                             "server_cpu_ms": servers / rounds * 1000,
                              "bcast/unicast": broadcast_ms / unicast_ms,
                              "sequential_ms": n * 2 * LATENCY * 1000})
         finally:
@@ -167,8 +188,8 @@ def main() -> None:
     table = print_table(
         f"broadcast('status'), +{2 * LATENCY * 1000:g} ms per round trip, {rounds} rounds (medians); "
         f"target bcast/unicast <= {TARGET} at {max(counts)} hosts; ratio = 1-host broadcast / N-host broadcast",
-        rows, ["hosts", "unicast_ms", "broadcast_ms", "broadcast_p99_ms", "client_cpu_ms", "bcast/unicast",
-               "sequential_ms"],
+        rows, ["hosts", "unicast_ms", "broadcast_ms", "broadcast_p99_ms", "client_cpu_ms", "server_cpu_ms",
+               "bcast/unicast", "sequential_ms"],
         ratio_of="broadcast_ms", higher_is_better=False)
     last = table[-1]
     print(f"\n{last['hosts']} hosts: broadcast / unicast = {last['bcast/unicast']:.2f} (target <= {TARGET}): "

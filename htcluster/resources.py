@@ -274,7 +274,7 @@ class Resources(Routing, dict):
                   errors: str = "raise", timeout: Optional[float] = None) -> Any:
         """Call ``method`` on every host at once: every request is sent, then the replies are read as they come.
 
-        One thread does it all (``selectors``), so a broadcast costs about one
+        One thread does it all (one ``poll`` loop), so a broadcast costs about one
         round trip however many hosts there are.  A host in its backoff is not
         called: its error is the reason it is down.  When every host is down,
         every one is tried anyway.

@@ -61,7 +61,7 @@ class Routing:
     @property
     def pools(self) -> Mapping[str, Pool]:
         """This mapping, ``{host: Pool}``, typed as such."""
-        return cast(Mapping[str, Pool], self)
+        return cast("Mapping[str, Pool]", self)  # a string: no typing subscription on the hot path
 
     def _init_routing(self, probe_timeout: float, hedge: Optional[float], hedge_ratio: float,
                       retry_budget: Union[RetryBudget, Mapping[str, float], None]) -> None:
@@ -227,7 +227,7 @@ class Routing:
         """
         delay = self.hedge_delay(hedge)
         deadline = self.deadline(timeout)
-        failover = Failover(cast(Any, self), method, hosts, ordered=ordered, deadline=deadline)
+        failover = Failover(self, method, hosts, ordered=ordered, deadline=deadline)  # type: ignore[arg-type]
         if delay is not None and idempotent:
             return hedged_call(self, failover, method, args, namespace, delay)
         return failover.run(lambda host: self.pools[host].call(method, *args, namespace=namespace, deadline=deadline),

@@ -13,11 +13,13 @@ for local stand-in brokers, ``htcluster.types`` for the wire structs.
 The ``htcluster`` command and the main job's web-log code live in ``htcluster.cli``
 (old paths such as ``htcluster.weblog`` still import the same modules).
 
-Policy in one sentence: a call goes to a host chosen at random among those
-with the most idle connections; a host whose connection fails is skipped for
-an exponentially growing, capped, jittered backoff and then tried again, and
-when every host is down the one due back soonest is tried rather than failing
-at once.
+Policy in one sentence: a call goes to a host chosen at random among the
+healthy ones with a warm or unused connection (busy and lagging hosts last);
+a host whose connection fails is skipped for an exponentially growing,
+capped, jittered backoff, then probed with ``status()`` within
+``probe_timeout`` before user calls go to it again; failovers and hedges
+(``hedge=`` seconds) draw on a retry budget, and every routed call carries one
+deadline (``timeout=`` seconds).
 
 Every duration in this API is in seconds (float).
 """
@@ -26,8 +28,10 @@ from __future__ import annotations
 import logging
 
 from . import _moved  # noqa: F401  (old paths such as htcluster.weblog -> htcluster.cli.weblog)
-from .errors import (BroadcastError, BrokerUnavailable, ClientException, ConfigError,
-                     HtclusterError, NoHostAvailable, PoolTimeout)
+from .budget import RetryBudget
+from .errors import (BroadcastError, BrokerProtocolError, BrokerUnavailable, ClientException, ConfigError,
+                     DeadlineExceeded, HtclusterError, InvalidRequest, NoHostAvailable, PoolTimeout,
+                     WriteOutcomeUnknown)
 from .hosts import DEFAULT_PORT, Host, parse_hosts
 from .policy import Backoff, HostHealth, HostState, Retry
 from .pool import Pool
@@ -42,13 +46,16 @@ __all__ = [
     "DEFAULT_PORT",
     "Backoff",
     "BroadcastError",
+    "BrokerProtocolError",
     "BrokerUnavailable",
     "ClientException",
     "ConfigError",
+    "DeadlineExceeded",
     "Host",
     "HostHealth",
     "HostState",
     "HtclusterError",
+    "InvalidRequest",
     "ManagedNamespaces",
     "NoHostAvailable",
     "Pool",
@@ -57,7 +64,9 @@ __all__ = [
     "Resource",
     "Resources",
     "Retry",
+    "RetryBudget",
     "Shards",
+    "WriteOutcomeUnknown",
     "parse_hosts",
 ]
 

@@ -61,8 +61,7 @@ def call_many(pools: Mapping[str, Pool], hosts: Sequence[str], method: str, args
             took = time.monotonic() - start
             for host, call in calls.items():
                 pool = pools[host]
-                pool._errors += not call.ok
-                pool._count(took)
+                pool._count(took, not call.ok)
                 if pool.listeners:
                     pool.listeners.emit(
                         ev.CallSucceeded(host, method, namespace, attempt, took, tuple(args)) if call.ok else

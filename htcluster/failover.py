@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Container, Optional, Protocol, Sequence, TypeVar
+from typing import Callable, Container, Iterable, Optional, Protocol, Sequence, TypeVar
 
 from .errors import BrokerUnavailable, DeadlineExceeded, NoHostAvailable, WriteOutcomeUnknown
 from .policy import ANSWERS, HostHealth, Retry
@@ -36,11 +36,22 @@ class Router(Protocol):
     health: HostHealth
     retry: Retry
 
-    def claim(self, hosts: Sequence[str], tried: Container[str], ordered: bool) -> Optional[str]:
-        """Claim a host of ``hosts`` not in ``tried`` (see ``Resources.claim``); ``None`` when none is left."""
+    def claim(self, hosts: Sequence[str], tried: Container[str], ordered: bool,
+              probe_limit: Optional[float] = None, force: bool = True) -> Optional[str]:
+        """Claim a host of ``hosts`` not in ``tried`` (see ``Resources.claim``); ``None`` when none is left.
+
+        A host whose backoff ended is probed first (at most ``probe_limit`` seconds when given);
+        with ``force``, a dead host is probed when no other is usable.
+        """
 
     def failed_over(self, what: str, host: str, exc: BaseException) -> None:
         """Count and report that ``what`` moved on from ``host`` after ``exc``."""
+
+    def routed(self) -> None:
+        """Count one routed call (a deposit into the retry budget)."""
+
+    def spend_retry(self, what: str) -> bool:
+        """Take one retry of ``what`` from the retry budget; False (and a ``BudgetExhausted`` event) when spent."""
 
 
 class Failover:
@@ -61,6 +72,7 @@ class Failover:
         self.router, self.what, self.hosts, self.ordered, self.deadline = router, what, hosts, ordered, deadline
         self.retry = router.retry
         self.errors: dict[str, BaseException] = {}
+        router.routed()
 
     def run(self, fn: Callable[[str], T], *, idempotent: bool, hold: bool = False) -> T:
         """Run ``fn(host)`` on one host after another until one does not fail to connect.
@@ -104,16 +116,23 @@ class Failover:
                 health.succeeded(host)
             return result
 
-    def next_host(self) -> str:
+    def next_host(self, exclude: Iterable[str] = (), probe_limit: Optional[float] = None,
+                  force: bool = True) -> str:
         """Claim a host not tried yet; the caller reports how the call ended to the router's health.
 
+        :param exclude: hosts not to claim either (e.g. those a hedged call is waiting on).
+        :param probe_limit: seconds a probe of a host whose backoff ended may take, at
+            most (``None``: the router's ``probe_timeout``).
+        :param force: when no host is usable, probe the dead one that comes back
+            soonest (False: raise ``NoHostAvailable`` instead, e.g. for a hedge).
         :returns: the ``'host:port'`` claimed.
         :raises DeadlineExceeded: the deadline passed.
-        :raises NoHostAvailable: every host was tried.
+        :raises NoHostAvailable: every host was tried (or probed without an answer).
         """
         if self.deadline is not None and time.monotonic() >= self.deadline:
             raise self.deadline_exceeded(sent=bool(self.errors))
-        host = self.router.claim(self.hosts, self.errors, self.ordered)
+        skip = self.errors.keys() | set(exclude) if exclude else self.errors
+        host = self.router.claim(self.hosts, skip, self.ordered, probe_limit, force)
         if host is None:
             raise self._no_host()
         return host
@@ -123,12 +142,15 @@ class Failover:
 
         :param host: the host that failed.
         :param exc: its failure.
-        :raises NoHostAvailable: the retry allows no other host (raised ``from exc``).
+        :raises NoHostAvailable: the retry allows no other host, or the router's retry
+            budget is spent (raised ``from exc``).
         """
         self.errors[host] = exc
         self.retry = self.retry.increment(host)
         if self.retry.exhausted:
             raise self._no_host() from exc
+        if not self.router.spend_retry(self.what):
+            raise self._no_host("the retry budget is spent: too many calls failed over recently") from exc
         self.router.failed_over(self.what, host, exc)
 
     def deadline_exceeded(self, sent: bool) -> DeadlineExceeded:
@@ -136,7 +158,7 @@ class Failover:
         return DeadlineExceeded(f"{self.what} ran out of its timeout after {len(self.errors)} attempt(s)",
                                 self.errors, sent=sent)
 
-    def _no_host(self) -> NoHostAvailable:
+    def _no_host(self, why: str = "") -> NoHostAvailable:
         """Build the error naming each host and why it was not usable."""
         causes = dict(self.errors)
         health = self.router.health
@@ -144,4 +166,5 @@ class Failover:
             error = health.state(host).error
             if host not in causes and error is not None:
                 causes[host] = error
-        return NoHostAvailable(f"no broker could serve {self.what} ({len(self.hosts)} host(s))", causes)
+        suffix = f"; {why}" if why else ""
+        return NoHostAvailable(f"no broker could serve {self.what} ({len(self.hosts)} host(s)){suffix}", causes)

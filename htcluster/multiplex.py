@@ -1,10 +1,10 @@
 """Many calls on many connections at once, in the calling thread: frames in flight, not threads.
 
 :func:`exchange_all` encodes every request into memory, sends every frame,
-then reads the replies as the sockets become readable (``selectors``) and
-decodes each with the same checks as a single call (method name, sequence
-id, one reply per frame).  It is how ``broadcast`` and ``multicast`` reach
-many brokers with one thread, the way ``lupyne.client`` parallelised its
+then reads the replies as the sockets become readable (one ``poll`` loop)
+and decodes each with the same checks as a single call (method name,
+sequence id, one reply per frame).  It is how ``broadcast`` and
+``multicast`` reach many brokers with one thread, the way ``lupyne.client`` parallelised its
 broadcasts "with asynchronous requests and responses"; every host costs one
 round trip of wall time, whatever their number.
 
@@ -14,13 +14,16 @@ exactly as in :meth:`Connection.exchange <htcluster.transport.Connection.exchang
 """
 from __future__ import annotations
 
-import selectors
+import select
 import time
 from typing import Any, Optional, Sequence
 
 from .resource import CODECS, Resource, decode, encode
 
 __all__ = ["Exchange", "exchange_all"]
+
+_READ = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
+_WRITE = select.POLLOUT | select.POLLERR | select.POLLHUP
 
 
 class Exchange:
@@ -29,14 +32,14 @@ class Exchange:
     :ivar ok: True when :attr:`result` is the answer; False when it is the exception raised.
     """
 
-    __slots__ = ("resource", "method", "args", "result", "ok", "end", "sock")
+    __slots__ = ("resource", "method", "args", "result", "ok", "end", "fd")
 
     def __init__(self, resource: Resource, method: str, args: Sequence[Any]) -> None:
         self.resource, self.method, self.args = resource, method, tuple(args)
         self.result: Any = None
         self.ok = False
         self.end = 0.0
-        self.sock: Any = None
+        self.fd = -1
 
     def fail(self, exc: BaseException) -> None:
         self.result, self.ok = exc, False
@@ -58,20 +61,18 @@ def exchange_all(calls: Sequence[Exchange], deadline: Optional[float] = None) ->
     :param deadline: ``time.monotonic()`` time by which every exchange must
         end (each connection's own ``timeout`` may end it sooner).
     """
-    selector = selectors.DefaultSelector()
-    live: dict[int, Exchange] = {}
+    poller = select.poll()  # register/modify are user-space only: no syscall per host, unlike epoll
+    live: dict[int, Exchange] = {}  # file descriptor -> its call
     try:
         for call in calls:
             conn = call.resource._conn
             try:
                 encode(call.resource, call.method, CODECS[call.method][0], call.args)
                 call.end = conn.start(deadline)
-                call.sock = conn.sock
-                if conn.send_some():
-                    selector.register(conn.sock, selectors.EVENT_READ, call)  # type: ignore[arg-type]
-                else:
-                    selector.register(conn.sock, selectors.EVENT_WRITE, call)  # type: ignore[arg-type]
-                live[id(call)] = call
+                fd = conn.sock.fileno()  # type: ignore[union-attr]
+                poller.register(fd, _READ if conn.send_some() else _WRITE)
+                call.fd = fd
+                live[fd] = call
             except Exception as exc:
                 call.fail(exc)
         while live:
@@ -79,24 +80,26 @@ def exchange_all(calls: Sequence[Exchange], deadline: Optional[float] = None) ->
             soonest = min(call.end for call in live.values())
             if soonest <= now:
                 for call in [c for c in live.values() if c.end <= now]:
-                    _drop(selector, live, call)
+                    _drop(poller, live, call)
                     call.fail(call.resource._conn.expire())
                 continue
-            for key, mask in selector.select(soonest - now):
-                call = key.data
+            for fd, mask in poller.poll((soonest - now) * 1000.0 + 1):
+                call = live.get(fd)
+                if call is None:
+                    continue
                 conn = call.resource._conn
                 try:
-                    if mask & selectors.EVENT_WRITE:
+                    if mask & select.POLLOUT:
                         if conn.send_some():
-                            selector.modify(key.fileobj, selectors.EVENT_READ, call)
+                            poller.modify(fd, _READ)
                         continue
                     if not conn.recv_some():
                         continue
                 except Exception as exc:
-                    _drop(selector, live, call)
+                    _drop(poller, live, call)
                     call.fail(exc)
                     continue
-                _drop(selector, live, call)
+                _drop(poller, live, call)
                 try:
                     call.result, call.ok = decode(call.resource, CODECS[call.method][1]), True
                 except Exception as exc:
@@ -105,14 +108,12 @@ def exchange_all(calls: Sequence[Exchange], deadline: Optional[float] = None) ->
         for call in live.values():
             call.resource._conn.taint()
         raise
-    finally:
-        selector.close()
 
 
-def _drop(selector: selectors.BaseSelector, live: dict[int, Exchange], call: Exchange) -> None:
-    """Stop watching ``call``'s socket (it is done, or failed and closed)."""
-    live.pop(id(call), None)
-    try:  # a socket closed meanwhile is found by identity (selectors searches its map)
-        selector.unregister(call.sock)
-    except (KeyError, ValueError):
+def _drop(poller: "select.poll", live: dict[int, Exchange], call: Exchange) -> None:
+    """Stop watching ``call``'s socket (it is done, or failed and closed); before its number can be reused."""
+    live.pop(call.fd, None)
+    try:
+        poller.unregister(call.fd)
+    except KeyError:
         pass

@@ -9,31 +9,35 @@ name                        what it decides
 :class:`HostState`          one host's consecutive failures, ``dead_until``,
                             last error and whether its trial call is taken
 :class:`HostHealth`         the states of many hosts behind one lock: which
-                            are usable now, which comes back soonest
+                            are usable now, which comes back soonest, which
+                            lag (lost their last hedge)
 :func:`is_write`            whether a broker call changes data (routing of
-                            ``Replicas`` and retry safety)
+                            ``Replicas``, retry safety; :mod:`htcluster.classify`)
 ==========================  ==================================================
 
 The policy in one sentence: a connection failure (``BrokerUnavailable``) marks a
 host dead for an exponentially growing, jittered backoff; when it expires the
-host gets one trial call (half-open), whose success revives it; answers from the
-broker (``ClientException``, ``TApplicationException``) are not failures, nor is a
-local ``PoolTimeout``.  Clocks and random sources are injectable, so all of this
+host gets one trial (half-open), which the routing layer spends on a short
+``status()`` probe (:mod:`htcluster.probe`), not on a user call, and whose
+success revives it; answers from the broker (``ClientException``,
+``TApplicationException``) are not failures, nor is a local ``PoolTimeout``.
+A host that lost a hedge is not dead but *lags*: it ranks last for a backoff's
+length, and its next answer ends that.  Clocks and random sources are injectable, so all of this
 is tested without sleeping.
 """
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import random
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 from thrift.Thrift import TApplicationException
 
+from .classify import HQL_METHODS, READ_METHODS, READ_VERBS, hql_is_read, is_write  # noqa: F401 (re-exported)
 from .errors import BrokerUnavailable, ClientException, ConfigError
 from .events import HostDown, HostUp
 
@@ -185,12 +189,17 @@ class HostState:
     :param dead_until: clock time (seconds) until which the host is not tried.
     :param trial: the one trial call after the backoff is taken by some caller.
     :param error: the last connection failure, for error messages.
+    :param strikes: the failures before the probe that revived the host: live
+        again, but a user call that fails before one succeeds resumes the
+        backoff from there (a host that answers probes and fails calls does
+        not come back every ``base`` seconds).
     """
 
     failures: int = 0
     dead_until: float = 0.0
     trial: bool = False
     error: Optional[BaseException] = field(default=None, compare=False)
+    strikes: int = 0
 
     @property
     def live(self) -> bool:
@@ -228,6 +237,7 @@ class HostHealth:
         self.rng = rng or random.Random()
         self._lock = threading.Lock()
         self._states: dict[str, HostState] = {host: LIVE for host in hosts}
+        self._lag: dict[str, tuple[int, float]] = {}  # host -> (hedges lost in a row, ranked last until)
         #: an :class:`~htcluster.events.Listeners` told of ``HostDown``/``HostUp``, or ``None``.
         self.listeners = listeners
 
@@ -269,10 +279,11 @@ class HostHealth:
         return min(candidates)[2] if candidates else None
 
     def succeeded(self, host: str) -> None:
-        """Record that ``host`` answered: it is live, its failure count restarts at 0."""
-        if self._states.get(host) is LIVE:
+        """Record that ``host`` answered: it is live, its failure count restarts at 0 (and its lag)."""
+        if self._states.get(host) is LIVE and host not in self._lag:
             return
         with self._lock:
+            self._lag.pop(host, None)
             was = self._states.get(host, LIVE)
             self._states[host] = LIVE
         if was is not LIVE and was.failures and self.listeners:
@@ -294,12 +305,55 @@ class HostHealth:
             if not state.live and not state.trial and now < state.dead_until:
                 self._states[host] = replace(state, error=error or state.error)
                 return state.dead_until - now
-            failures = state.failures + 1
+            failures = max(state.failures, state.strikes) + 1
             delay = self.backoff.delay(failures, self.rng)
             self._states[host] = HostState(failures, now + delay, False, error)
         if self.listeners:
             self.listeners.emit(HostDown(host, error, failures, delay))
         return delay
+
+    def probed(self, host: str) -> None:
+        """Record that ``host`` answered a probe: live again, its failures kept as strikes.
+
+        Calls go to it again; the first that succeeds clears the strikes
+        (:meth:`succeeded`), a failure before that backs off as the next
+        consecutive failure.
+        """
+        with self._lock:
+            was = self._states.get(host, LIVE)
+            if was.live:
+                return
+            self._states[host] = HostState(strikes=was.failures)
+        if self.listeners:
+            self.listeners.emit(HostUp(host))
+
+    def is_trial(self, host: str) -> bool:
+        """True when ``host`` is not live: a caller that claimed it holds its trial (and probes it first)."""
+        return self._states.get(host, LIVE) is not LIVE and not self.state(host).live
+
+    def lagged(self, host: str) -> float:
+        """Record that ``host`` lost a hedge (another host answered first); return the seconds it ranks last.
+
+        A lagging host is not dead: it is still used when no other host is
+        usable, and a call it answers ends the lag.  Consecutive lost hedges
+        lengthen the lag as :class:`Backoff` lengthens a backoff.
+
+        :param host: ``'host:port'``.
+        :returns: seconds (float) during which :meth:`lagging` is true.
+        """
+        with self._lock:
+            count = self._lag.get(host, (0, 0.0))[0] + 1
+            delay = self.backoff.delay(count, self.rng)
+            self._lag[host] = (count, self.clock() + delay)
+        return delay
+
+    def lagging(self, host: str) -> bool:
+        """True while ``host`` lost its last hedge less than its lag ago (see :meth:`lagged`)."""
+        if not self._lag:
+            return False
+        with self._lock:
+            lag = self._lag.get(host)
+            return lag is not None and self.clock() < lag[1]
 
     def release(self, host: str) -> None:
         """End a claim that taught nothing about the host (its trial, if any, goes to the next caller)."""
@@ -366,57 +420,3 @@ class Outcome:
         else:
             self.health.release(self.host)
 
-
-# ---------------------------------------------------------------- read or write
-
-#: Methods that only read (protocol.md section 2); everything else counts as a write.
-READ_METHODS = frozenset({
-    "namespace_exists", "exists_namespace", "namespace_get_listing", "get_listing", "get_tables",
-    "table_exists", "exists_table", "table_get_id", "get_table_id", "table_get_schema_str",
-    "get_schema_str", "table_get_schema_str_with_ids", "get_schema_str_with_ids",
-    "table_get_schema", "get_schema", "table_get_splits", "get_table_splits",
-    "get_cell", "get_row", "get_row_as_arrays", "get_row_serialized", "get_cells",
-    "get_cells_as_arrays", "get_cells_serialized", "status", "error_get_text", "generate_guid",
-})
-
-#: HQL statements that only read, by their first word(s) (protocol.md section 5.4).
-READ_VERBS: tuple[tuple[str, ...], ...] = (
-    ("SELECT",), ("SHOW",), ("DESCRIBE",), ("EXISTS",), ("GET", "LISTING"),
-)
-
-HQL_METHODS = frozenset({"hql_query", "hql_exec", "hql_query_as_arrays", "hql_exec_as_arrays",
-                         "hql_query2", "hql_exec2"})
-
-
-def hql_is_read(command: str) -> bool:
-    """True when the HQL ``command`` (a statement) only reads: SELECT, SHOW, DESCRIBE, EXISTS, GET LISTING.
-
-    The verbs are those of protocol.md section 5.4, compared without regard to
-    case.  Only the statement's first words matter, so the answer is cached by
-    its first 40 characters (a bounded cache, whatever the statements' size).
-    """
-    return _prefix_is_read(command[:40])
-
-
-@functools.lru_cache(maxsize=1024)
-def _prefix_is_read(prefix: str) -> bool:
-    upper = tuple(w.upper() for w in prefix.split(None, 2))
-    return any(upper[:len(verb)] == verb for verb in READ_VERBS)
-
-
-def is_write(method: str, args: Sequence[Any] = ()) -> bool:
-    """Classify a broker call: True when it may change data (or anything but a known read).
-
-    Reads are the methods of :data:`READ_METHODS` and HQL calls whose command
-    (the first ``str`` argument) starts with a verb of :data:`READ_VERBS`.
-    Everything else, including ``set_*``, ``mutator_*``, ``shared_mutator_*``,
-    schema and namespace changes, counts as a write: unknown means unsafe to repeat.
-
-    :param method: the broker method name.
-    :param args: its arguments (only HQL commands are inspected).
-    :returns: ``True`` for a write (or an unknown method), ``False`` for a read.
-    """
-    if method in HQL_METHODS:
-        command = next((a for a in args if isinstance(a, str)), "")
-        return not hql_is_read(command)
-    return method not in READ_METHODS

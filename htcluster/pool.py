@@ -422,8 +422,7 @@ class Pool:
                 result = entry.resource.call(method, *args, namespace=namespace, deadline=deadline)
             except BaseException as exc:
                 took = time.monotonic() - start
-                self._errors += 1
-                self._count(took)
+                self._count(took, True)
                 if active:
                     listeners.emit(ev.CallFailed(self.address, method, namespace, attempt, took, exc, args))
                 if (attempt == 1 and reused and isinstance(exc, BrokerUnavailable) and not exc.sent
@@ -440,9 +439,11 @@ class Pool:
             return result
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _count(self, seconds: float) -> None:
-        """Count one call attempt of ``seconds`` (float) for :meth:`stats` (errors are counted by the caller)."""
+    def _count(self, seconds: float, failed: bool = False) -> None:
+        """Count one call attempt of ``seconds`` (float), ``failed`` or not, for :meth:`stats`."""
         self._calls += 1  # a lost increment under a thread race only blurs a monitoring figure
+        if failed:
+            self._errors += 1
         self.latency.record(seconds)
 
     def scan(self, table: str, scan_spec: Optional[ScanSpec] = None, *, namespace: str,

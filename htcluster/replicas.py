@@ -192,7 +192,10 @@ class Replicas(Resources):
 
     :param hosts: the brokers, in write preference order.
     :param options: as for :class:`~htcluster.resources.Resources` (``retry``,
-        ``backoff``, ``socket_timeout`` ... in seconds).
+        ``backoff``, ``socket_timeout``, ``probe_timeout``, ``hedge`` ... in seconds).
+        With ``hedge``, a read or a write whose cells all carry timestamps (every
+        ``set_cell(s)``, once stamped) that has no answer after ``hedge`` seconds
+        also goes to the next healthy replica; the first answer wins.
 
     Example::
 
@@ -206,7 +209,7 @@ class Replicas(Resources):
         self.order = list(self)
 
     def call(self, method: str, *args: Any, namespace: Optional[str] = None, write: Optional[bool] = None,
-             timeout: Optional[float] = None) -> Any:
+             timeout: Optional[float] = None, hedge: Optional[float] = None) -> Any:
         """Call ``method`` on a write host or on any read host, failing over as it is safe.
 
         :param method: a broker method (protocol.md section 2).
@@ -218,6 +221,9 @@ class Replicas(Resources):
             answers an empty result as the broker would.
         :param timeout: seconds for the whole call: pool waits, every attempt and
             failover (default :attr:`call_timeout`).
+        :param hedge: seconds without an answer after which a read, or a write whose
+            cells all carry timestamps, is also sent to the next healthy host
+            (default :attr:`hedge`; 0: not hedged; see :mod:`htcluster.hedge`).
         :returns: the broker's answer; cells of reads collapsed by :func:`collapse`
             (``get_cells`` with ``versions`` >= 2 asks for more, see :func:`widen_versions`;
             an HQL ``MAX_VERSIONS n`` >= 2 may show fewer than n after a retried write).
@@ -241,16 +247,19 @@ class Replicas(Resources):
         elif method == "get_cells" and args and isinstance(args[-1], ScanSpec):
             spec, keep = widen_versions(args[-1], len(self.order))
             args = (*args[:-1], spec)
-        deadline = self.deadline(timeout)
-        result = Failover(self, method, self.order, ordered=write, deadline=deadline).run(
-            lambda host: self[host].call(method, *args, namespace=namespace, deadline=deadline),
-            idempotent=idempotent)
+        result = self._route(method, args, namespace, write, idempotent, timeout, hedge)
         if method in COLLAPSED_METHODS:
             if isinstance(result, list):
                 return collapse(result, keep)
             if getattr(result, "cells", None) is not None:
                 result.cells = collapse(result.cells)
         return result
+
+    def _route(self, method: str, args: tuple[Any, ...], namespace: Optional[str], write: bool,
+               idempotent: bool, timeout: Optional[float], hedge: Optional[float]) -> Any:
+        """Send one call to the write host in order (``write``) or to a read host, failing over; hedged
+        when ``hedge`` (or :attr:`hedge`) is set and the call is safe to repeat (``idempotent``)."""
+        return self.routed_call(method, args, namespace, self.order, write, idempotent, timeout, hedge)
 
     def connection(self, write: bool = True, *,  # type: ignore[override]
                    host: Optional[HostLike] = None) -> "ContextManager[Resource]":

@@ -3,13 +3,27 @@
 :class:`Resources` is a ``dict`` ``'host:port' -> Pool`` that decides which
 host a call goes to, fails over to another one when a connection fails, and
 broadcasts a call to many hosts in parallel.  Host health (dead hosts, backoff,
-trial calls) is :class:`~htcluster.policy.HostHealth`'s business; the number of
-other hosts one call may try is a :class:`~htcluster.policy.Retry`, and the
-retry loop of one call is a :class:`~htcluster.failover.Failover`.
+lagging hosts) is :class:`~htcluster.policy.HostHealth`'s business; the number
+of other hosts one call may try is a :class:`~htcluster.policy.Retry`, the
+extra traffic all calls together may add a :class:`~htcluster.budget.RetryBudget`,
+and the retry loop of one call is a :class:`~htcluster.failover.Failover`
+(:func:`~htcluster.hedge.hedged_call` when the call is hedged).
 
-Choosing a host: its priority is the number of idle connections in its pool
-(warm connections first), ``None`` while it is dead; ties are broken at random.
-When every host is dead, the one whose backoff ends first is tried anyway.
+Choosing a host: :meth:`Resources.priority` is the number of idle connections
+in its pool (lupyne's bias by cached connections), ``None`` while it is dead,
+and :meth:`Resources.choice` takes one of the highest at random.  Routed calls
+(:meth:`Resources.claim`) rank a little differently, so that one thread's reads
+spread over every replica while warm connections still win under load: a
+host with an idle connection, or with no connection in use at all, ranks 1
+(the idle count capped at 1, so every such host ties and ties are broken at
+random); a host whose connections are all busy ranks 0; a host that lost its
+last hedge ranks after all others while it lags.
+
+A dead host whose backoff ended is not given a user call: the caller that
+claims it first probes it (:mod:`htcluster.probe`, ``status()`` within
+``probe_timeout``), and uses it only if the probe answers.  When every host is
+dead, the one whose backoff ends first is probed anyway (each such probe, like
+each failover and each hedge, draws on the retry budget).
 """
 from __future__ import annotations
 
@@ -18,8 +32,9 @@ import logging
 import random
 import threading
 import time
-from typing import Any, Container, Iterable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
+from .budget import RetryBudget
 from .errors import BroadcastError, BrokerUnavailable, ConfigError
 from .failover import Failover
 from .hosts import Host, HostLike, parse_hosts
@@ -27,11 +42,14 @@ from .broadcast import call_many
 from .events import FailedOver, Listeners
 from .policy import ANSWERS, Backoff, Clock, HostHealth, Retry, is_write
 from .pool import Pool
+from .probe import DEFAULT_PROBE_TIMEOUT, probe_many
+from .routing import DEFAULT_HEDGE_RATIO, Routing, coerce_budget
 from .resource import Resource, scan_cells
 from .types import Cell, ScanSpec
 from .units import optional_seconds, seconds
 
-__all__ = ["DEFAULT_MAX_WORKERS", "ERROR_MODES", "Resources", "check_error_mode", "settle"]
+__all__ = ["DEFAULT_HEDGE_RATIO", "DEFAULT_MAX_WORKERS", "ERROR_MODES", "Resources", "check_error_mode",
+           "coerce_budget", "settle"]
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +61,7 @@ ERROR_MODES = ("raise", "return")
 POOL_OPTIONS = frozenset(inspect.signature(Pool).parameters) - {"host"}  # "listeners" is Resources' own
 
 
-class Resources(dict):
+class Resources(Routing, dict):
     """Pools to many brokers: pick one, fail over, or broadcast to all.
 
     :param hosts: ``'host[:port],...'`` or an iterable of hosts (see :mod:`htcluster.hosts`).
@@ -59,6 +77,23 @@ class Resources(dict):
         one budget for the pool wait, every attempt and every failover.
         ``None`` (the default): no overall bound; each attempt is bounded by
         the pool's ``timeout`` (waiting) and ``socket_timeout`` (the exchange).
+    :param probe_timeout: seconds (float > 0) the ``status()`` probe of a host
+        whose backoff ended may take before user calls go to it again
+        (default :data:`~htcluster.probe.DEFAULT_PROBE_TIMEOUT`).
+    :param hedge: default ``hedge=`` of routed calls, in seconds (float > 0) or
+        ``None`` (no hedging): a call that is safe to repeat (a read, or an
+        explicit ``idempotent=True``) with no answer after ``hedge`` seconds is
+        also sent to the next healthy host; the first answer wins
+        (:mod:`htcluster.hedge`).
+    :param hedge_ratio: hedges allowed per routed call (float in [0, 1], default
+        :data:`DEFAULT_HEDGE_RATIO`), plus :data:`~htcluster.routing.HEDGE_FLOOR` per second; every
+        hedge also draws on ``retry_budget``.
+    :param retry_budget: the budget that failovers, hedges and forced probes draw
+        on, shared by every call of this object: a
+        :class:`~htcluster.budget.RetryBudget`, a mapping of its ``ratio``,
+        ``floor``, ``ttl``, or ``None`` (Finagle's defaults: 20 % of recent calls
+        plus 10 per second over 10 s).  When it is spent, calls that would fail
+        over raise ``NoHostAvailable`` at once (:meth:`budget_stats`).
     :param pool_options: passed to every :class:`~htcluster.pool.Pool` (``size``,
         ``timeout``, ``socket_timeout``, ``connect_timeout``, ...; seconds).
     :raises ConfigError: no hosts, a malformed host or option.
@@ -73,14 +108,18 @@ class Resources(dict):
     def __init__(self, hosts: Union[str, Iterable[HostLike]], *, retry: Union[Retry, int, bool, None] = None,
                  backoff: Union[Backoff, float, Mapping[str, float], None] = None, clock: Optional[Clock] = None,
                  rng: Optional[random.Random] = None, max_workers: int = DEFAULT_MAX_WORKERS,
-                 call_timeout: Optional[float] = None, **pool_options: Any) -> None:
+                 call_timeout: Optional[float] = None, probe_timeout: float = DEFAULT_PROBE_TIMEOUT,
+                 hedge: Optional[float] = None, hedge_ratio: float = DEFAULT_HEDGE_RATIO,
+                 retry_budget: Union[RetryBudget, Mapping[str, float], None] = None,
+                 **pool_options: Any) -> None:
         self.call_timeout = optional_seconds("call_timeout", call_timeout)
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
             raise ConfigError(f"max_workers must be an int >= 1, got {max_workers!r}")
         unknown = set(pool_options) - POOL_OPTIONS
         if unknown:
             raise ConfigError(f"unknown option(s) {sorted(unknown)}; Resources takes retry, backoff, clock, rng, "
-                              f"max_workers, call_timeout and the Pool options {sorted(POOL_OPTIONS)}")
+                              "max_workers, call_timeout, probe_timeout, hedge, hedge_ratio, retry_budget "
+                              f"and the Pool options {sorted(POOL_OPTIONS)}")
         parsed = parse_hosts(hosts)
         super().__init__()
         self.retry = Retry.from_int(retry)
@@ -92,6 +131,7 @@ class Resources(dict):
         self.max_workers = max_workers
         self._lock = threading.Lock()
         self._failovers = 0
+        self._init_routing(probe_timeout, hedge, hedge_ratio, retry_budget)
         for host in parsed:  # a Pool opens nothing until its first checkout
             self[str(host)] = Pool(host, listeners=self.listeners, **pool_options)
         self._hosts = list(self)
@@ -135,41 +175,6 @@ class Resources(dict):
         top = max((p for p, _ in ranked), default=None)
         return [h for p, h in ranked if p == top]
 
-    def claim(self, hosts: Sequence[str], tried: Container[str], ordered: bool) -> Optional[str]:
-        """Claim a host not yet ``tried`` for one call: the first usable one if ``ordered``,
-        else by :meth:`choice`; when none is usable, the dead one that comes back soonest.
-
-        The caller reports how the call ended to :attr:`health` (``succeeded``,
-        ``failed`` or ``release``).  This and :meth:`failed_over` are what a
-        :class:`~htcluster.failover.Failover` needs of its router.
-
-        :param hosts: candidate ``'host:port'`` keys.
-        :param tried: hosts this call already tried.
-        :param ordered: take the first usable host in ``hosts`` order.
-        :returns: the claimed host, or ``None`` when every host was tried.
-        """
-        if len(hosts) == 1 and not tried:  # one candidate: nothing to rank
-            host = hosts[0]
-            if self.health.claim(host):
-                return host
-            return host if self.health.claim(host, force=True) else None
-        pending = [h for h in hosts if h not in tried]
-        while pending:
-            if ordered:
-                host = next((h for h in pending if self.health.usable(h)), None)
-            else:
-                best = self._best(pending)
-                host = self.rng.choice(best) if best else None
-            if host is None:
-                break
-            if self.health.claim(host):
-                return host
-            pending.remove(host)  # another caller took its trial meanwhile
-        host = self.health.soonest([h for h in hosts if h not in tried])
-        if host is not None:
-            self.health.claim(host, force=True)
-        return host
-
     @property
     def failovers(self) -> int:
         """Return how many times, since creation, work was sent on to another host after a connection failure.
@@ -195,11 +200,14 @@ class Resources(dict):
     def stats(self) -> dict[str, dict[str, Any]]:
         """Return, per host, its pool's counters, its health, its calls and their recent latency.
 
+        The retry budget and the hedges are not per host: see :meth:`budget_stats`.
+
         :returns: ``{host: {"pool": {...}, "health": {...}, "calls": int, "errors": int,
             "latency": {"count", "p50", "p99", "max"}}}`` in host order.  ``pool``
             is :meth:`Pool.stats <htcluster.pool.Pool.stats>` without the call
             figures; ``health`` is ``{"live": bool, "failures": int,
-            "retry_in": seconds (float, 0.0 when live), "error": str or None}``;
+            "retry_in": seconds (float, 0.0 when live), "error": str or None,
+            "lagging": bool (lost its last hedge, ranked last for now)}``;
             latencies are seconds over the last calls (``None`` before any).
         """
         out: dict[str, dict[str, Any]] = {}
@@ -212,7 +220,8 @@ class Resources(dict):
                          "health": {"live": state.live, "failures": state.failures,
                                     "retry_in": 0.0 if state.live else max(0.0, state.dead_until - now),
                                     "error": None if state.error is None else f"{type(state.error).__name__}: "
-                                                                               f"{state.error}"},
+                                                                               f"{state.error}",
+                                    "lagging": self.health.lagging(host)},
                          "calls": calls, "errors": errors, "latency": latency}
         return out
 
@@ -233,7 +242,8 @@ class Resources(dict):
         return time.monotonic() + seconds("timeout", timeout)
 
     def unicast(self, method: str, *args: Any, namespace: Optional[str] = None, hosts: Iterable[HostLike] = (),
-                idempotent: Optional[bool] = None, timeout: Optional[float] = None) -> Any:
+                idempotent: Optional[bool] = None, timeout: Optional[float] = None,
+                hedge: Optional[float] = None) -> Any:
         """Call ``method`` on one host, failing over to another when the connection fails.
 
         :param method: a broker method (protocol.md section 2).
@@ -245,8 +255,11 @@ class Resources(dict):
         :param timeout: seconds for the whole call: pool waits, every attempt
             and failover (default :attr:`call_timeout`; ``None`` there: each
             attempt is bounded by the pool's ``timeout`` and ``socket_timeout``).
+        :param hedge: seconds without an answer after which an idempotent call is
+            also sent to another host (default :attr:`hedge`; 0: not hedged).
         :returns: the broker's answer.
-        :raises NoHostAvailable: no host could be reached (each host's cause inside).
+        :raises NoHostAvailable: no host could be reached (each host's cause inside),
+            or the retry budget allows no failover.
         :raises DeadlineExceeded: ``timeout`` ran out (the attempts made inside).
         :raises WriteOutcomeUnknown: a non-idempotent call failed after being sent.
         :raises InvalidRequest: an argument cannot be encoded (no host is blamed).
@@ -254,16 +267,14 @@ class Resources(dict):
         """
         if idempotent is None:
             idempotent = not is_write(method, args)
-        deadline = self.deadline(timeout)
-        return Failover(self, method, self._keys(hosts) if hosts else self._hosts, deadline=deadline).run(
-            lambda host: self[host].call(method, *args, namespace=namespace, deadline=deadline),
-            idempotent=idempotent)
+        return self.routed_call(method, args, namespace, self._keys(hosts) if hosts else self._hosts, False,
+                                idempotent, timeout, hedge)
 
     def broadcast(self, method: str, *args: Any, namespace: Optional[str] = None, hosts: Iterable[HostLike] = (),
                   errors: str = "raise", timeout: Optional[float] = None) -> Any:
         """Call ``method`` on every host at once: every request is sent, then the replies are read as they come.
 
-        One thread does it all (``selectors``), so a broadcast costs about one
+        One thread does it all (one ``poll`` loop), so a broadcast costs about one
         round trip however many hosts there are.  A host in its backoff is not
         called: its error is the reason it is down.  When every host is down,
         every one is tried anyway.
@@ -297,6 +308,10 @@ class Resources(dict):
         claimed = [h for h in targets if self.health.claim(h, force)]
         if not claimed:
             claimed = [h for h in targets if self.health.claim(h, force=True)]
+        trials = [h for h in claimed if self.health.is_trial(h)]
+        if trials:  # hosts whose backoff ended: a probe each, all at once, before the call goes to them
+            verdicts = probe_many(self.pools, trials, self.probe_timeout)
+            claimed = [h for h in claimed if h not in verdicts or self._judge(h, verdicts[h])]
         failures: dict[str, BaseException] = {
             h: BrokerUnavailable(self.health.describe(h), host=h, sent=False) for h in targets if h not in claimed}
         try:

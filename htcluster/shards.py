@@ -101,7 +101,8 @@ class Shards(dict[Hashable, set[str]]):
             raise KeyError(f"unknown shard key {key!r}; the keys are {sorted(map(str, self))}") from None
 
     def unicast(self, key: Hashable, method: str, *args: Any, namespace: Optional[str] = None,
-                idempotent: Optional[bool] = None, timeout: Optional[float] = None) -> Any:
+                idempotent: Optional[bool] = None, timeout: Optional[float] = None,
+                hedge: Optional[float] = None) -> Any:
         """Call ``method`` on one host serving ``key`` (see :meth:`Resources.unicast`).
 
         :param key: a shard key.
@@ -110,13 +111,15 @@ class Shards(dict[Hashable, set[str]]):
         :param idempotent: may the call be repeated on another host after it
             was sent; default: true for reads.
         :param timeout: seconds for the whole call, failovers included (see :meth:`Resources.unicast`).
+        :param hedge: seconds after which a read is also sent to another host of the key (0: never;
+            ``None``: the ``hedge`` option).
         :returns: the broker's answer.
         :raises KeyError: unknown key.
         :raises NoHostAvailable: no host of the key could be reached.
         :raises DeadlineExceeded: ``timeout`` ran out.
         """
         return self.resources.unicast(method, *args, namespace=namespace, hosts=self.hosts(key),
-                                      idempotent=idempotent, timeout=timeout)
+                                      idempotent=idempotent, timeout=timeout, hedge=hedge)
 
     @overload
     def broadcast(self, key: Hashable, method: str, *args: Any, namespace: Optional[str] = None,
@@ -213,7 +216,7 @@ class Shards(dict[Hashable, set[str]]):
                     moved |= mine
             for host in sorted(moved):
                 retry = retry.increment(host)
-                if retry.exhausted:
+                if retry.exhausted or not self.resources.spend_retry(f"multicast {method}"):
                     lost += unserved
                     unserved = []
                     break
@@ -265,6 +268,10 @@ class Shards(dict[Hashable, set[str]]):
     def stats(self) -> dict[str, HostStats]:
         """Return per host what :meth:`Resources.stats` returns."""
         return self.resources.stats()
+
+    def budget_stats(self) -> dict[str, Any]:
+        """Return what :meth:`Resources.budget_stats` returns (retry budget, hedges)."""
+        return self.resources.budget_stats()
 
     def locate(self, row_key: Union[str, bytes]) -> Hashable:
         """Return the shard key ``row_key`` belongs to: the key of highest rendezvous weight.

@@ -330,7 +330,7 @@ class Connection:
             self.taint()
             raise
 
-    # The steps of one exchange, for callers that multiplex many connections (selectors):
+    # The steps of one exchange, for callers that multiplex many connections (poll):
     # start(), then send_some() while the socket is writable until it returns True, then
     # recv_some() while it is readable until it returns True; expire() when time is up.
 

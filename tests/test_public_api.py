@@ -20,7 +20,8 @@ MODULES = ["htcluster", "htcluster.errors", "htcluster.hosts", "htcluster.types"
            "htcluster.cli.logload", "htcluster.cli.status", "htcluster.cli.demo", "htcluster._moved",
            "htcluster.flaskext.config", "htcluster.flaskext.binds", "htcluster.flaskext.routing",
            "htcluster.flaskext.encoding", "htcluster.flaskext.stream", "htcluster.flaskext.queries",
-           "htcluster.flaskext.toolbar", "htcluster.flaskext.cli", "htcluster.compat.thriftclient"]
+           "htcluster.flaskext.toolbar", "htcluster.flaskext.cli", "htcluster.compat.thriftclient",
+           "htcluster.budget", "htcluster.hedge", "htcluster.probe", "htcluster.routing", "htcluster.classify"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -167,7 +167,7 @@ def main() -> None:
                     for _ in range(WARMUP):
                         rs.broadcast("status")
                     one = rs._hosts[0]
-                    unicast_ms, _, _ = median_ms(lambda: rs.unicast("status", hosts=[one]), rounds)
+                    unicast_ms, _, _ = median_ms(lambda one=one: rs.unicast("status", hosts=[one]), rounds)
                     servers = process_cpu([b.process.pid for b in cluster if b.process] + [p.pid for p in proxies
                                                                                            if p.pid])
                     broadcast_ms, broadcast_p99, cpu_ms = median_ms(lambda: rs.broadcast("status"), rounds)

@@ -23,9 +23,10 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 from .errors import ConfigError
+from .stats import RetryBudgetStats
 from .units import seconds
 
 __all__ = ["DEFAULT_RETRY_FLOOR", "DEFAULT_RETRY_RATIO", "DEFAULT_RETRY_TTL", "RetryBudget"]
@@ -136,7 +137,7 @@ class RetryBudget:
                 self._withdrawals[i] -= 1
                 self._granted -= 1
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> RetryBudgetStats:
         """Return ``{"ratio", "floor", "ttl", "balance", "deposits", "withdrawals", "granted", "refused"}``.
 
         ``deposits``/``withdrawals`` count the last ``ttl`` seconds; ``granted``

@@ -163,8 +163,8 @@ class Hypertable:
         if app is None and not has_app_context():
             raise RuntimeError("Hypertable used outside of an application context: use it in a request, "
                                "a CLI command, or inside 'with app.app_context():'")
-        target: Flask = app if app is not None else current_app  # type: ignore[assignment]
-        state = target.extensions.get(EXTENSION_KEY)
+        target: Flask = app if app is not None else current_app
+        state: Optional[ExtensionState] = target.extensions.get(EXTENSION_KEY)
         if state is None or state.owner is not self:
             raise RuntimeError(f"this Hypertable extension is not registered on app {target.name!r}: "
                                "call ht.init_app(app) first")
@@ -340,7 +340,8 @@ class Hypertable:
         """``with ht as client:`` checks a connection out (as :meth:`connect`) and back in at the end."""
         stack = self._local.__dict__.setdefault("leases", [])
         stack.append(Lease(self._loose_state().connection(True)))
-        return stack[-1].resource
+        resource: Resource = stack[-1].resource
+        return resource
 
     def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> None:
         self._local.leases.pop().release()

@@ -1,4 +1,7 @@
-"""Old import path of :mod:`htcluster.flaskext.routing` (strategies, checkouts, bound namespaces); import from there in new code."""
+"""Old import path of :mod:`htcluster.flaskext.routing` (strategies, checkouts, bound namespaces).
+
+Import from there in new code.
+"""
 from __future__ import annotations
 
 from .flaskext.routing import *  # noqa: F401,F403

@@ -84,9 +84,10 @@ def exchange_all(calls: Sequence[Exchange], deadline: Optional[float] = None) ->
                     call.fail(call.resource._conn.expire())
                 continue
             for fd, mask in poller.poll((soonest - now) * 1000.0 + 1):
-                call = live.get(fd)
-                if call is None:
+                found = live.get(fd)
+                if found is None:
                     continue
+                call = found
                 conn = call.resource._conn
                 try:
                     if mask & select.POLLOUT:

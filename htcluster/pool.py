@@ -28,6 +28,7 @@ from . import events as ev
 from .errors import BrokerUnavailable, ConfigError, DeadlineExceeded, PoolTimeout
 from .latency import LatencyWindow
 from .hosts import Host, HostLike
+from .stats import PoolStats
 from .resource import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Resource, scan_cells
 from .transport import _forks, DEFAULT_MAX_FRAME_SIZE, fork_generation
 from .units import byte_size, optional_seconds, seconds
@@ -170,7 +171,7 @@ class Pool:
         self._check_fork()
         return len(self._waiters)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> PoolStats:
         """Return the counters of this process's connections and calls.
 
         :returns: ``{"opened", "closed", "replaced", "idle", "in_use", "waiting",
@@ -185,10 +186,11 @@ class Pool:
         """
         self._check_fork()
         with self._lock:
-            counters: dict[str, Any] = {
+            counters: PoolStats = {
                 "opened": self._opened, "closed": self._closed, "replaced": self._replaced,
                 "idle": self._idle, "in_use": self._in_use, "waiting": len(self._waiters),
-                "timeouts": self._timeouts, "calls": self._calls, "errors": self._errors}
+                "timeouts": self._timeouts, "calls": self._calls, "errors": self._errors,
+                "latency": {"count": 0, "p50": None, "p99": None, "max": None}}
         counters["latency"] = self.latency.snapshot()
         return counters
 
@@ -217,7 +219,7 @@ class Pool:
         started = time.monotonic() if active else 0.0
         item = self._take(self.timeout if timeout is None else seconds("timeout", timeout, allow_zero=True),
                           fresh, deadline)
-        entry: Optional[_Entry] = item  # type: ignore[assignment]
+        entry: Optional[_Entry] = item
         try:
             generation = self._generation
             if entry is not None:

@@ -11,7 +11,8 @@ protocol.md appendix C).  HQL ``INSERT`` and ``DELETE`` are sent the same way
 never left, else they raise :class:`~htcluster.errors.WriteOutcomeUnknown`.
 One exception: a cell of a ``COUNTER`` family is an increment, and a repeated
 increment adds again even with the same timestamp (as on Hypertable); send
-counter writes with ``retry=False`` Replicas, or read back before repeating.  Client timestamps come from this machine's clock: keep it in
+counter writes with ``retry=False`` Replicas, or read back before repeating.
+Client timestamps come from this machine's clock: keep it in
 step (NTP) with the brokers' if other writers leave timestamps to the broker.
 :meth:`Replicas.scan` resumes a scan on another replica after the last
 complete row it delivered.
@@ -132,7 +133,7 @@ def collapse(cells: Iterable[Cell], versions: int = 0) -> list[Cell]:
     :returns: a new list.
     """
     out: list[Cell] = []
-    where: dict[tuple, int] = {}
+    where: dict[tuple[Any, ...], int] = {}
     for cell in cells:
         key = cell.key
         if key is None or key.timestamp is None:
@@ -150,7 +151,7 @@ def collapse(cells: Iterable[Cell], versions: int = 0) -> list[Cell]:
 
 def _newest(cells: list[Cell], versions: int) -> list[Cell]:
     """Drop the inserts of each (row, family, qualifier) beyond its first ``versions``."""
-    seen: dict[tuple, int] = {}
+    seen: dict[tuple[Any, ...], int] = {}
     out = []
     for cell in cells:
         key = cell.key
@@ -275,7 +276,7 @@ class Replicas(Resources):
         """
         return super().connection(host, hosts=self.order, ordered=write)
 
-    def scan(self, table: str, scan_spec: Optional[ScanSpec] = None, *, namespace: str,  # type: ignore[override]
+    def scan(self, table: str, scan_spec: Optional[ScanSpec] = None, *, namespace: str,
              host: Optional[HostLike] = None, timeout: Optional[float] = None) -> Iterator[Cell]:
         """Yield the cells of ``table``; when the broker dies mid-scan, resume on another replica.
 

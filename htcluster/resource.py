@@ -28,7 +28,7 @@ from __future__ import annotations
 import difflib
 import logging
 import time
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Literal, Optional, Union, overload
 
 from thrift.Thrift import TApplicationException
 
@@ -203,7 +203,7 @@ class Resource(HqlService.Client, metaclass=_Methods):
         #: The :class:`~htcluster.events.Listeners` told of each call while a pool has lent this
         #: connection out through ``connection()``; ``None`` otherwise (a pool's ``call`` reports itself).
         self.listeners: Any = None
-        super().__init__(None)  # the protocols come with each connection (_attach)
+        super().__init__(None)  # type: ignore[no-untyped-call]  # the protocols come with each connection (_attach)
         self._attach()
         self.mns = ManagedNamespaces(self)
         if open:
@@ -357,7 +357,7 @@ class ManagedNamespaces:
             pass
         if not isinstance(name, str):
             raise TypeError(f"a namespace name must be a str, got {name!r}")
-        ns = self._resource.namespace_open(name)
+        ns: int = self._resource.namespace_open(name)
         self._ids[name] = ns
         return ns
 
@@ -430,6 +430,21 @@ class ManagedNamespaces:
 
     def __repr__(self) -> str:
         return f"<ManagedNamespaces {self._ids!r}>"
+
+
+@overload
+def scan_cells(resource: Resource, ns: int, table: str, scan_spec: Optional[ScanSpec] = None, *,
+               batch: Literal[False] = False, timeout: Optional[float] = None) -> Iterator[Cell]: ...
+
+
+@overload
+def scan_cells(resource: Resource, ns: int, table: str, scan_spec: Optional[ScanSpec] = None, *,
+               batch: Literal[True], timeout: Optional[float] = None) -> Iterator[list[Cell]]: ...
+
+
+@overload
+def scan_cells(resource: Resource, ns: int, table: str, scan_spec: Optional[ScanSpec] = None, *,
+               batch: bool = False, timeout: Optional[float] = None) -> Iterator[Union[Cell, list[Cell]]]: ...
 
 
 def scan_cells(resource: Resource, ns: int, table: str, scan_spec: Optional[ScanSpec] = None, *,

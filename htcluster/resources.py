@@ -32,7 +32,7 @@ import logging
 import random
 import threading
 import time
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Iterable, Iterator, Literal, Mapping, Optional, Sequence, Union, overload
 
 from .budget import RetryBudget
 from .errors import BroadcastError, BrokerUnavailable, ConfigError
@@ -41,6 +41,7 @@ from .hosts import Host, HostLike, parse_hosts
 from .broadcast import call_many
 from .events import FailedOver, Listeners
 from .policy import ANSWERS, Backoff, Clock, HostHealth, Retry, is_write
+from .stats import HealthStats, HostStats, PoolCounters
 from .pool import Pool
 from .probe import DEFAULT_PROBE_TIMEOUT, probe_many
 from .routing import DEFAULT_HEDGE_RATIO, Routing, coerce_budget
@@ -57,11 +58,16 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_WORKERS = 16
 #: What ``broadcast(errors=...)`` accepts.
 ERROR_MODES = ("raise", "return")
+#: ``{host: answer}`` of the hosts that answered a broadcast.
+Results = dict[str, Any]
+#: ``{host: exception}`` of those that did not (with ``errors='return'``).
+Errors = dict[str, BaseException]
+
 #: Keyword arguments passed through to every Pool.
 POOL_OPTIONS = frozenset(inspect.signature(Pool).parameters) - {"host"}  # "listeners" is Resources' own
 
 
-class Resources(Routing, dict):
+class Resources(Routing, dict[str, Pool]):
     """Pools to many brokers: pick one, fail over, or broadcast to all.
 
     :param hosts: ``'host[:port],...'`` or an iterable of hosts (see :mod:`htcluster.hosts`).
@@ -197,7 +203,7 @@ class Resources(Routing, dict):
         if self.listeners:
             self.listeners.emit(FailedOver(host, what, exc))
 
-    def stats(self) -> dict[str, dict[str, Any]]:
+    def stats(self) -> dict[str, HostStats]:
         """Return, per host, its pool's counters, its health, its calls and their recent latency.
 
         The retry budget and the hedges are not per host: see :meth:`budget_stats`.
@@ -210,19 +216,22 @@ class Resources(Routing, dict):
             "lagging": bool (lost its last hedge, ranked last for now)}``;
             latencies are seconds over the last calls (``None`` before any).
         """
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[str, HostStats] = {}
         now = self.health.clock()
         for host, pool in self.items():
-            counters = pool.stats()
-            calls, errors, latency = counters.pop("calls"), counters.pop("errors"), counters.pop("latency")
+            figures = pool.stats()
             state = self.health.state(host)
-            out[host] = {"pool": counters,
-                         "health": {"live": state.live, "failures": state.failures,
-                                    "retry_in": 0.0 if state.live else max(0.0, state.dead_until - now),
-                                    "error": None if state.error is None else f"{type(state.error).__name__}: "
-                                                                               f"{state.error}",
-                                    "lagging": self.health.lagging(host)},
-                         "calls": calls, "errors": errors, "latency": latency}
+            health: HealthStats = {"live": state.live, "failures": state.failures,
+                                   "retry_in": 0.0 if state.live else max(0.0, state.dead_until - now),
+                                   "error": None if state.error is None else f"{type(state.error).__name__}: "
+                                                                              f"{state.error}"}
+            health["lagging"] = self.health.lagging(host)
+            counters: PoolCounters = {
+                "opened": figures["opened"], "closed": figures["closed"], "replaced": figures["replaced"],
+                "idle": figures["idle"], "in_use": figures["in_use"], "waiting": figures["waiting"],
+                "timeouts": figures["timeouts"]}
+            out[host] = {"pool": counters, "health": health, "calls": figures["calls"], "errors": figures["errors"],
+                         "latency": figures["latency"]}
         return out
 
     # ------------------------------------------------------------ calling
@@ -270,8 +279,20 @@ class Resources(Routing, dict):
         return self.routed_call(method, args, namespace, self._keys(hosts) if hosts else self._hosts, False,
                                 idempotent, timeout, hedge)
 
+    @overload
     def broadcast(self, method: str, *args: Any, namespace: Optional[str] = None, hosts: Iterable[HostLike] = (),
-                  errors: str = "raise", timeout: Optional[float] = None) -> Any:
+                  errors: Literal["raise"] = "raise", timeout: Optional[float] = None) -> Results: ...
+
+    @overload
+    def broadcast(self, method: str, *args: Any, namespace: Optional[str] = None, hosts: Iterable[HostLike] = (),
+                  errors: Literal["return"], timeout: Optional[float] = None) -> tuple[Results, Errors]: ...
+
+    @overload
+    def broadcast(self, method: str, *args: Any, namespace: Optional[str] = None, hosts: Iterable[HostLike] = (),
+                  errors: str = "raise", timeout: Optional[float] = None) -> Union[Results, tuple[Results, Errors]]: ...
+
+    def broadcast(self, method: str, *args: Any, namespace: Optional[str] = None, hosts: Iterable[HostLike] = (),
+                  errors: str = "raise", timeout: Optional[float] = None) -> Union[Results, tuple[Results, Errors]]:
         """Call ``method`` on every host at once: every request is sent, then the replies are read as they come.
 
         One thread does it all (one ``poll`` loop), so a broadcast costs about one
@@ -419,7 +440,7 @@ def check_error_mode(errors: str) -> None:
         raise ConfigError(f"errors must be one of {ERROR_MODES}, got {errors!r}")
 
 
-def settle(results: dict[str, Any], failures: dict[str, BaseException], errors: str, message: str) -> Any:
+def settle(results: Results, failures: Errors, errors: str, message: str) -> Union[Results, tuple[Results, Errors]]:
     """Return what a broadcast returns in mode ``errors``: the results, or the pair ``(results, failures)``.
 
     :param results: ``{host: result}`` of the hosts that answered.

@@ -22,6 +22,7 @@ import threading
 from typing import Any, Callable, Container, Mapping, Optional, Sequence, Union, cast
 
 from .budget import RetryBudget
+from .stats import BudgetStats
 from .errors import BrokerUnavailable, ConfigError
 from .events import BudgetExhausted
 from .failover import Failover
@@ -94,7 +95,8 @@ class Routing:
         if ordered:
             return prompt[0]
         top = max(self.rank(h) for h in prompt)
-        return self.rng.choice([h for h in prompt if self.rank(h) == top])
+        chosen: str = self.rng.choice([h for h in prompt if self.rank(h) == top])
+        return chosen
 
     def claim(self, hosts: Sequence[str], tried: Container[str], ordered: bool,
               probe_limit: Optional[float] = None, force: bool = True) -> Optional[str]:
@@ -192,7 +194,7 @@ class Routing:
         with self._lock:
             self._hedges[host] = self._hedges.get(host, 0) + 1
 
-    def budget_stats(self) -> dict[str, Any]:
+    def budget_stats(self) -> BudgetStats:
         """Return the retry budget, the hedge cap and what was spent, apart from the per-host :meth:`stats`.
 
         :returns: ``{"retry": RetryBudget.stats(), "hedge": RetryBudget.stats() of the cap,

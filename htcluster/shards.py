@@ -25,7 +25,7 @@ from .hosts import Host, HostLike
 from .policy import is_write
 from .resource import Resource, scan_cells
 from .resources import Resources, check_error_mode, settle
-from .stats import HostStats
+from .stats import BudgetStats, HostStats
 from .types import Cell, ScanSpec
 
 __all__ = ["EXACT_COVER_LIMIT", "Shards", "rendezvous_weight"]
@@ -269,7 +269,7 @@ class Shards(dict[Hashable, set[str]]):
         """Return per host what :meth:`Resources.stats` returns."""
         return self.resources.stats()
 
-    def budget_stats(self) -> dict[str, Any]:
+    def budget_stats(self) -> BudgetStats:
         """Return what :meth:`Resources.budget_stats` returns (retry budget, hedges)."""
         return self.resources.budget_stats()
 

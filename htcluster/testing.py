@@ -47,11 +47,12 @@ def free_port(host: str = "127.0.0.1") -> int:
     """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def wait_for_port(host: str, port: int, timeout: float = START_TIMEOUT,
-                  process: Optional[subprocess.Popen] = None) -> None:
+                  process: Optional[subprocess.Popen[bytes]] = None) -> None:
     """Block until ``host:port`` accepts a TCP connection.
 
     :param host: IP address or name.
@@ -113,13 +114,13 @@ class LocalBroker:
                  host: str = "127.0.0.1", extra_args: tuple[str, ...] = (), start: bool = True) -> None:
         self.host = host
         self.port = port or free_port(host)
-        self._tmpdir: Optional[tempfile.TemporaryDirectory] = None
+        self._tmpdir: Optional[tempfile.TemporaryDirectory[str]] = None
         if data is None:
             self._tmpdir = tempfile.TemporaryDirectory(prefix="htcluster-")
             data = Path(self._tmpdir.name, "broker.sqlite")
         self.data = Path(data)
         self.extra_args = tuple(extra_args)
-        self.process: Optional[subprocess.Popen] = None
+        self.process: Optional[subprocess.Popen[bytes]] = None
         self.paused = False
         _live.add(self)
         if start:
@@ -262,7 +263,7 @@ class LocalCluster:
                  extra_args: tuple[str, ...] = ()) -> None:
         if n < 1:
             raise ConfigError(f"a LocalCluster needs at least one broker, got n={n}")
-        self._tmpdir: Optional[tempfile.TemporaryDirectory] = None
+        self._tmpdir: Optional[tempfile.TemporaryDirectory[str]] = None
         if data_dir is None:
             self._tmpdir = tempfile.TemporaryDirectory(prefix="htcluster-cluster-")
             data_dir = self._tmpdir.name
@@ -356,7 +357,7 @@ except ImportError:  # pragma: no cover - pytest is a test extra
 
 if pytest is not None:
 
-    def pytest_addoption(parser) -> None:
+    def pytest_addoption(parser: pytest.Parser) -> None:
         """Add ``--broker host:port``: run the broker tests against a real ThriftBroker."""
         parser.addoption("--broker", action="store", default=None,
                          help="run htcluster's broker tests against this ThriftBroker "
@@ -369,9 +370,10 @@ if pytest is not None:
             yield broker
 
     @pytest.fixture(scope="session")
-    def broker_address(request, local_broker) -> str:
+    def broker_address(request: pytest.FixtureRequest, local_broker: LocalBroker) -> str:
         """``'host:port'`` of the broker under test: ``--broker`` if given, else ``local_broker``."""
-        return request.config.getoption("--broker") or local_broker.address
+        given: Optional[str] = request.config.getoption("--broker")
+        return given or local_broker.address
 
     def _closed_after(cls: Callable[..., T]) -> Iterator[Callable[..., T]]:
         """Yield a function that makes ``cls(...)`` objects; close every one made once the test ends."""

@@ -143,11 +143,11 @@ class _ReplyProtocol(TBinaryProtocolAccelerated):
         head = buf.read(8)
         word, size = _MESSAGE_HEAD.unpack(head) if len(head) == 8 else (0, 0)
         if word < 0 and word & TBinaryProtocol.VERSION_MASK == TBinaryProtocol.VERSION_1 and size < 4096:
-            name, tail = buf.read(size), buf.read(4)  # the strict header every Thrift server writes
-            if len(name) != size or len(tail) != 4:
+            raw, tail = buf.read(size), buf.read(4)  # the strict header every Thrift server writes
+            if len(raw) != size or len(tail) != 4:
                 raise _Mismatch("the reply frame ends inside its message header")
             kind, seqid = word & TBinaryProtocol.TYPE_MASK, _HEADER.unpack(tail)[0]
-            name = name.decode("utf-8", "replace")
+            name: str = raw.decode("utf-8", "replace")
         else:
             buf.seek(0)
             name, kind, seqid = super().readMessageBegin()
@@ -317,7 +317,7 @@ class Connection:
         try:
             while not self.send_some():
                 left = end - time.monotonic()
-                if left <= 0 or not select.select((), (self.sock,), (), left)[1]:
+                if left <= 0 or not select.select((), (self.sock,), (), left)[1]:  # type: ignore[type-var]
                     raise self.expire()
             poll = self._poll
             while True:  # wait first: an answer is never there the instant the request left

@@ -43,7 +43,8 @@ from .logfile import LogText, open_log
 from ..types import Cell, ColumnFamilySpec, Key, KeyFlag, Schema
 
 __all__ = ["CREATE_TABLE", "FAMILIES", "GENERATED_LINES", "GENERATED_SEED", "TABLE", "LogEntry", "LogStats",
-           "LogText", "MalformedLine", "generate_lines", "iter_entries", "open_log", "parse_line", "request_path", "row_key", "schema"]
+           "LogText", "MalformedLine", "generate_lines", "iter_entries", "open_log", "parse_line", "request_path",
+           "row_key", "schema"]
 
 #: The table name upstream's examples use.
 TABLE = "LogDb"
@@ -244,7 +245,8 @@ _MISSING = ("/wp-login.php", "/phpmyadmin/index.php", "/old/index.html", "/apple
             "/.env", "/images/spacer.gif")
 _AGENTS = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/122.0 Safari/537.36",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_3) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.3 Safari/605.1.15",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_3) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.3 Safari/605.1.15",
     "Mozilla/5.0 (X11; Linux x86_64; rv:123.0) Gecko/20100101 Firefox/123.0",
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_3 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
     "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/122.0 Mobile Safari/537.36",

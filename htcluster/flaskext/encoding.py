@@ -158,5 +158,5 @@ def install_json(app: Flask) -> bool:
         return False
     previous: Callable[[Any], Any] = provider.default
     if not getattr(previous, "htcluster", False):
-        provider.default = chain_default(previous)  # type: ignore[method-assign,assignment]
+        provider.default = chain_default(previous)
     return True

@@ -210,6 +210,7 @@ def test_ctrl_c_during_load_reports_progress_and_exits_130(broker_address):
                 pass
             time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)  # before communicate() closes stdin: an end of input must not beat the signal
         out, err = proc.communicate(timeout=30)
     finally:
         proc.kill()

@@ -177,7 +177,7 @@ def proxied(cluster, shards):
     a, b, c = cluster.hosts
     with FaultProxy(c) as proxy:
         with Shards([(a, "eu"), (b, "us"), (proxy.address, "eu"), (proxy.address, "us")],
-                    options=dict(socket_timeout=0.5, backoff=0.2)) as s:
+                    options=dict(socket_timeout=3.0, backoff=0.2)) as s:
             yield s, proxy
 
 

@@ -25,6 +25,7 @@ from thrift.transport import TSocket, TTransport
 from brokertest import stop_gracefully
 
 from htcluster._thrift import HqlService
+from htcluster.types import ScanSpec
 from htcluster.testing import LocalBroker, LocalCluster
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -66,6 +67,20 @@ def open_raw_client(address: str, timeout: float = 10.0) -> HqlService.Client:
     client = HqlService.Client(TBinaryProtocol.TBinaryProtocol(transport))
     transport.open()
     return client
+
+
+def scan_all(address: str, namespace: str, table: str) -> list:
+    """Every cell of ``table`` in ``namespace``, read with a raw Thrift client's scanner."""
+    client = open_raw_client(address)
+    try:
+        scanner = client.scanner_open(client.namespace_open(namespace), table, ScanSpec())
+        cells = []
+        while batch := client.scanner_get_cells(scanner):
+            cells.extend(batch)
+        client.scanner_close(scanner)
+        return cells
+    finally:
+        client._iprot.trans.close()
 
 
 @pytest.fixture

@@ -9,9 +9,8 @@ from click.testing import CliRunner
 
 from htcluster.cli import main, tsv
 from htcluster.testing import LocalCluster
-from htcluster.types import ScanSpec
 
-from conftest import open_raw_client
+from conftest import scan_all
 
 HEADER = "name\tid\taircraft_type\tmaiden_flight\tmanufacturer"
 ROWS = [
@@ -27,17 +26,7 @@ def run(*args: str, input: "str | bytes | None" = None):
 
 
 def scan(address: str, namespace: str, table: str = "freebase") -> list:
-    client = open_raw_client(address)
-    try:
-        ns = client.namespace_open(namespace)
-        scanner = client.scanner_open(ns, table, ScanSpec())
-        cells = []
-        while batch := client.scanner_get_cells(scanner):
-            cells.extend(batch)
-        client.scanner_close(scanner)
-        return cells
-    finally:
-        client._iprot.trans.close()
+    return scan_all(address, namespace, table)
 
 
 def cells_by_row(cells) -> dict[str, dict[str, str]]:

@@ -15,9 +15,8 @@ from click.testing import CliRunner
 
 from htcluster.cli import main
 from htcluster.testing import free_port, wait_for_port
-from htcluster.types import ScanSpec
 
-from conftest import open_raw_client
+from conftest import open_raw_client, scan_all
 
 LINES = 3282
 NAMESPACE = "logs"
@@ -97,19 +96,6 @@ def direct_tsv(path) -> dict[str, tuple[str, int]]:
             values = line.rstrip("\n").split("\t")[:len(header)]
             rows[values[1]] = (values[0], sum(1 for v in values[2:] if v))
     return rows
-
-
-def scan_all(address: str, namespace: str, table: str) -> list:
-    client = open_raw_client(address)
-    try:
-        scanner = client.scanner_open(client.namespace_open(namespace), table, ScanSpec())
-        cells = []
-        while batch := client.scanner_get_cells(scanner):
-            cells.extend(batch)
-        client.scanner_close(scanner)
-        return cells
-    finally:
-        client._iprot.trans.close()
 
 
 def test_the_freebase_tsv_loads_every_row(broker_address, shared_data):

@@ -150,17 +150,17 @@ def _filter_row(plan: Plan, iv: Interval, row_cells: list[RawCell]) -> list[Entr
         if fam.qualifiers is not None and not any(test(qualifier) for test in fam.qualifiers):
             continue
         hidden = max(row_deleted, family_deleted, cell_deleted)
+        start, end = plan.start_time, plan.end_time
+        inserts = [c for c in inserts  # not deleted, not expired (TTL), inside the time window
+                   if c.ts > hidden and c.ts not in version_deleted and (cutoff is None or c.ts >= cutoff)
+                   and start <= c.ts < end]
         if fam.counter:
-            inserts = _count(plan, inserts, hidden, version_deleted, cutoff)
+            inserts = _count(inserts)
         if fam.time_order_desc:
             inserts.reverse()
         versions = 0
         for c in inserts:
             ts = c.ts
-            if ts <= hidden or ts in version_deleted or (cutoff is not None and ts < cutoff):
-                continue
-            if not plan.start_time <= ts < plan.end_time:
-                continue
             versions += 1
             if fam.versions and versions > fam.versions:
                 break
@@ -180,11 +180,10 @@ def _filter_row(plan: Plan, iv: Interval, row_cells: list[RawCell]) -> list[Entr
     return out
 
 
-def _count(plan: Plan, inserts: list[RawCell], hidden: int, version_deleted: set,
-           cutoff: Optional[int]) -> list[RawCell]:
-    """Collapse the writes of one COUNTER cell into its value: at most one cell, the sum as text.
+def _count(inserts: list[RawCell]) -> list[RawCell]:
+    """Collapse the visible writes of one COUNTER cell into its value: at most one cell, the sum as text.
 
-    The visible writes (deletes, TTL and the time window applied) are read
+    The writes (deletes, TTL and the time window already applied) are read
     newest first: deltas add up until a reset (``=N``), which is the base;
     the sum wraps as a signed 64-bit integer.  The cell keeps the timestamp
     and revision of the newest write.  A value that is not a counter write
@@ -192,11 +191,6 @@ def _count(plan: Plan, inserts: list[RawCell], hidden: int, version_deleted: set
     """
     total, newest = 0, None
     for c in inserts:
-        ts = c.ts
-        if ts <= hidden or ts in version_deleted or (cutoff is not None and ts < cutoff):
-            continue
-        if not plan.start_time <= ts < plan.end_time:
-            continue
         newest = newest or c
         parsed = parse_counter(c.value)
         if parsed is None:

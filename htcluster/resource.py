@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterator, Literal, Optional, Union, overload
 
 from thrift.Thrift import TApplicationException
 
+from . import events as ev
 from ._thrift import HqlService
 from ._thrift.ttypes import Cell, ClientException, ScanSpec
 from .errors import BrokerUnavailable, ConfigError, DeadlineExceeded, InvalidRequest
@@ -82,7 +83,6 @@ def _reported(resource: "Resource", name: str, send: Callable[..., None], recv: 
         encode(resource, name, send, args, kwargs)
         resource._conn.exchange(resource._deadline)
         return decode(resource, recv)
-    from . import events as ev  # the events module imports nothing of this one; late import keeps the fast path
 
     host = resource._conn.address
     namespace, call_args = resource.mns.named(args)

@@ -119,6 +119,12 @@ class LocalBroker:
             self._tmpdir = tempfile.TemporaryDirectory(prefix="htcluster-")
             data = Path(self._tmpdir.name, "broker.sqlite")
         self.data = Path(data)
+        #: The storage process of this broker's own temporary data file, started and stopped with it
+        #: (brokers on a file given to them share that file's storage: htcluster.broker.storage).
+        self.storage: Any = None
+        if self._tmpdir is not None:
+            from .broker.storage_client import StorageProcess
+            self.storage = StorageProcess(self.data)
         self.extra_args = tuple(extra_args)
         self.process: Optional[subprocess.Popen[bytes]] = None
         self.paused = False
@@ -144,6 +150,8 @@ class LocalBroker:
     def spawn(self) -> None:
         """Start the process if it is not running, without waiting for it to listen (see :meth:`wait`)."""
         if not self.running:
+            if self.storage is not None:
+                self.storage.start()
             self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
                                             stdout=subprocess.DEVNULL, stderr=None)
             self.paused = False
@@ -219,8 +227,10 @@ class LocalBroker:
         return self.start()
 
     def close(self) -> None:
-        """Stop the broker and remove its temporary data file, if it made one."""
+        """Stop the broker (and its storage process, if it has one) and remove its temporary data file."""
         self.kill()
+        if self.storage is not None:
+            self.storage.stop()
         if self._tmpdir is not None:
             self._tmpdir.cleanup()
             self._tmpdir = None
@@ -248,6 +258,11 @@ class LocalCluster:
     :raises ConfigError: ``n`` < 1.
     :raises RuntimeError: a broker did not start (the others are stopped).
 
+    Each data file is served by one storage process (``cluster.storages``), started
+    before the brokers and stopped by ``close()``; the brokers are stateless front
+    ends of it, so a stopped or killed broker never blocks the others.  ``stop``,
+    ``kill`` and ``pause`` act on brokers only, never on a storage process.
+
     ``cluster.hosts`` lists the ``'host:port'`` addresses; ``stop(i)``,
     ``kill(i)``, ``pause(i)``, ``resume(i)``, ``restart(i)`` and ``start(i)``
     act on member ``i`` (see :class:`LocalBroker`).
@@ -270,10 +285,14 @@ class LocalCluster:
         self.data_dir = Path(data_dir)
         self.shared_data = shared_data
         self.brokers: list[LocalBroker] = []
+        self.storages: list[Any] = []
         try:
             for i in range(n):
                 name = "cluster.sqlite" if shared_data else f"broker{i}.sqlite"
                 self.brokers.append(LocalBroker(self.data_dir / name, extra_args=extra_args, start=False))
+            from .broker.storage_client import StorageProcess
+            for path in dict.fromkeys(broker.data for broker in self.brokers):
+                self.storages.append(StorageProcess(path).start())
             for broker in self.brokers:  # start them all, then wait for them all
                 broker.spawn()
             for broker in self.brokers:
@@ -324,6 +343,8 @@ class LocalCluster:
         """Kill every member and remove the temporary folder, if one was made."""
         for broker in self.brokers:
             broker.close()
+        for storage in self.storages:
+            storage.stop()
         if self._tmpdir is not None:
             self._tmpdir.cleanup()
             self._tmpdir = None

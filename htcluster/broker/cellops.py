@@ -24,7 +24,7 @@ from .store import WriteCell
 
 if TYPE_CHECKING:  # pragma: no cover
     from .objects import BrokerContext
-    from .store import Store, TableRow
+    from .store import CellStore, TableRow
 
 __all__ = ["CellOperations"]
 
@@ -39,7 +39,7 @@ class CellOperations:
     """
 
     context: "BrokerContext"
-    store: "Store"
+    store: "CellStore"
     _scanners: dict[int, Scanner]
     _mutators: dict[int, Mutator]
 

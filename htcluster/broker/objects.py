@@ -15,7 +15,7 @@ from typing import Callable, Hashable, Iterator, Optional, Sequence
 
 from .. import codes
 from .._thrift.ttypes import Cell, ClientException
-from .store import Store, WriteCell
+from .store import CellStore, WriteCell
 
 __all__ = ["BrokerContext", "Flusher", "Mutator", "Scanner", "SharedMutators"]
 
@@ -110,7 +110,7 @@ class Mutator:
     :param flush_interval: seconds between automatic flushes; 0 for none.
     """
 
-    def __init__(self, store: Store, table_id: int, flush_interval: float = 0.0) -> None:
+    def __init__(self, store: CellStore, table_id: int, flush_interval: float = 0.0) -> None:
         self.store = store
         self.table_id = table_id
         self.flush_interval = flush_interval
@@ -159,7 +159,7 @@ class Flusher:
     :param tick: seconds between two looks at the mutators.
     """
 
-    def __init__(self, store: Store, tick: float = FLUSH_TICK) -> None:
+    def __init__(self, store: CellStore, tick: float = FLUSH_TICK) -> None:
         self.store = store
         self.tick = tick
         self._mutators: set[Mutator] = set()
@@ -241,7 +241,7 @@ class BrokerContext:
     :param store: the cell store.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: CellStore) -> None:
         self.store = store
         self.flusher = Flusher(store)
         self.shared = SharedMutators(self.flusher)

@@ -42,7 +42,7 @@ from .._thrift.ttypes import Cell, KeyFlag, ScanSpec
 from .cells import make_cell
 from .scan_plan import Interval, Plan, check, compile_spec, in_bounds
 from .schema import COUNTER_MIN, TableSchema, parse_counter
-from .store import RawCell, Store
+from .store import CellStore, RawCell
 
 __all__ = ["scan"]
 
@@ -53,7 +53,7 @@ _COLUMN = itemgetter(1, 2)
 Entry = tuple
 
 
-def scan(store: Store, table_id: int, schema: TableSchema, spec: Optional[ScanSpec]) -> Iterator[Cell]:
+def scan(store: CellStore, table_id: int, schema: TableSchema, spec: Optional[ScanSpec]) -> Iterator[Cell]:
     """Yield the cells ``spec`` selects, interval after interval in the order given.
 
     :param table_id: the table's numeric id in ``store``.
@@ -69,7 +69,7 @@ def scan(store: Store, table_id: int, schema: TableSchema, spec: Optional[ScanSp
     return _scan(store, table_id, schema, spec or ScanSpec())
 
 
-def _scan(store: Store, table_id: int, schema: TableSchema, spec: ScanSpec) -> Iterator[Cell]:
+def _scan(store: CellStore, table_id: int, schema: TableSchema, spec: ScanSpec) -> Iterator[Cell]:
     plan = compile_spec(spec, schema, time.time_ns())
     families = None if plan.all_families else plan.families.keys()
     for iv in plan.intervals:

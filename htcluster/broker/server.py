@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import select
+import selectors
 import shutil
 import signal
 import socket
@@ -37,7 +37,8 @@ from .limits import Limits
 from .objects import BrokerContext
 from .reactor import Reactor
 from .sqlitedb import BUSY_TIMEOUT
-from .store import Store
+from .storage_client import RemoteStore
+from .store import CellStore, Store
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "BrokerServer", "main", "serve"]
 
@@ -96,12 +97,14 @@ class BrokerServer:
 
     :param host: address to bind (loopback unless told otherwise).
     :param port: TCP port; 0 picks a free one (read :attr:`port` after ``start()``).
-    :param data: SQLite file; ``None`` uses a temporary file removed at ``stop()``.
+    :param data: SQLite file, served by its storage process (:mod:`.storage`; started
+        here when none runs), as for every broker on that file; ``None``: a private
+        temporary file, opened in this process and removed at ``stop()``.
     :param timeout: seconds a connection may go without a complete frame
         (``Limits.idle_timeout``; kept for callers of earlier versions).
     :param max_frame_size: bytes of the largest request frame (``Limits.max_frame_size``).
-    :param busy_timeout: seconds a write waits for another process holding the
-        data file's write lock before it answers REQUEST_TIMEOUT.
+    :param busy_timeout: seconds a write waits for the data file's write lock before
+        it answers REQUEST_TIMEOUT (given to a storage process started here).
     :param files: the only directory HQL file statements (LOAD DATA INFILE,
         SELECT/DUMP ... INTO FILE) may use; ``None`` refuses them all.
     :param limits: every limit (:class:`~.limits.Limits`); ``timeout`` and
@@ -123,7 +126,7 @@ class BrokerServer:
         self.data = Path(data) if data is not None else None
         self.limits = _resolve_limits(limits, timeout, max_frame_size)
         self.busy_timeout = busy_timeout
-        self.store: Optional[Store] = None
+        self.store: Optional[CellStore] = None
         self.context: Optional[BrokerContext] = None
         self._tmpdir: Optional[str] = None
         self._reactor: Optional[Reactor] = None
@@ -151,16 +154,20 @@ class BrokerServer:
     def start(self) -> "BrokerServer":
         """Open the store, bind, and serve in background threads; return once listening.
 
-        :raises OSError: the address cannot be bound.
-        :raises sqlite3.DatabaseError: the data file is not a usable SQLite database.
+        :raises OSError: the address cannot be bound; :class:`~.storage_client.StorageUnavailable`:
+            the data file's storage process could not be reached or started.
+        :raises sqlite3.DatabaseError: the data file is not a usable SQLite database
+            (:class:`~.storage_client.UnusableDataFile` from its storage process).
         """
         if self._reactor is not None:
             return self
+        _file_descriptors_for(self.limits.max_connections)
         if self.data is None:
             self._tmpdir = tempfile.mkdtemp(prefix="htcluster-broker-")
             self.data = Path(self._tmpdir, "broker.sqlite")
-        _file_descriptors_for(self.limits.max_connections)
-        self.store = Store(str(self.data), self.busy_timeout)
+            self.store = Store(str(self.data), self.busy_timeout)
+        else:
+            self.store = RemoteStore(self.data, self.busy_timeout).open()
         self.context = BrokerContext(self.store)
         self.context.files_dir = self.files  # read by hql_exec
         try:
@@ -234,6 +241,8 @@ class _SignalPipe:
         self._read, self._write = os.pipe()
         os.set_blocking(self._read, False)
         os.set_blocking(self._write, False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._read, selectors.EVENT_READ)
         self._previous: dict[int, Any] = {}
         if install:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -250,7 +259,7 @@ class _SignalPipe:
     def wait(self, timeout: float) -> None:
         """Return after a signal (or ``timeout`` seconds)."""
         try:
-            select.select([self._read], [], [], timeout)
+            self._selector.select(timeout)
             while os.read(self._read, 64):
                 pass
         except (BlockingIOError, InterruptedError):
@@ -260,6 +269,7 @@ class _SignalPipe:
         """Put the previous handlers back and close the pipe."""
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+        self._selector.close()
         os.close(self._read)
         os.close(self._write)
 

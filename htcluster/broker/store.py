@@ -1,28 +1,32 @@
 """SQLite storage of the stand-in broker: namespaces, tables and cells.
 
-Several broker processes may serve one file at the same time (the ``Replicas``
-case): every write is one ``BEGIN IMMEDIATE`` transaction, the file is in WAL
-mode so readers never wait for writers, and revisions come from a counter row
-bumped inside the write transaction, so they are strictly increasing across
-every process that shares the file (protocol.md 5.3).
+:class:`CellStore` is what a broker's handler uses; two kinds implement it.
+:class:`Store` opens the SQLite file itself: the storage process
+(:mod:`.storage`) runs the one ``Store`` of a data file, and a broker with no
+data file (a private temporary one) runs its own.  Brokers on a data file use
+:class:`~.storage_client.RemoteStore`, which sends each method call to that
+storage process as one request.
 
-Write transactions are kept short, because SQLite has one writer at a time
-per file: a broker process that is paused (SIGSTOP, a debugger) or starved
-while it holds the write lock stalls the writes of every other broker on the
-same file until it resumes.  They wait at most ``busy_timeout`` seconds and
-then answer REQUEST_TIMEOUT; reads never wait.  A process that dies releases
-the lock at once.  So a transaction only ever holds one request's cells (a
-``set_cells`` batch or one mutator flush, which must be atomic), and bulk
-deletions (``table_drop``, families removed by ``table_alter``) are recorded
-in a ``purges`` table and carried out ``PURGE_CHUNK`` cells per transaction;
-the cells of a dropped table or family are invisible from the first
-transaction on, since table and family ids are never reused.  A purge cut
-short (a crash, a file locked too long) is finished by the next drop or alter,
-or when a store next opens the file.
+Several threads of the storage process use the file at once: every write is
+one ``BEGIN IMMEDIATE`` transaction, the file is in WAL mode so readers never
+wait for writers, and revisions come from a counter row bumped inside the
+write transaction, so they are strictly increasing (protocol.md 5.3).  Other
+processes opening the file directly (the tests' plain ``sqlite3`` readers,
+an older broker) wait at most ``busy_timeout`` seconds for its write lock.
+
+A transaction only ever holds one request's cells (a ``set_cells`` batch or
+one mutator flush, which must be atomic), and bulk deletions
+(``table_drop``, families removed by ``table_alter``) are recorded in a
+``purges`` table and carried out ``PURGE_CHUNK`` cells per transaction; the
+cells of a dropped table or family are invisible from the first transaction
+on, since table and family ids are never reused.  A purge cut short (a crash,
+a file locked too long) is finished by the next drop or alter, or when a
+store next opens the file.
 
 Cells are stored in key order (row, family id, qualifier, flag, timestamp
 descending, revision descending; protocol.md 5.2), so a row range is one
-indexed range query; everything else is filtered in Python by ``scan.py``.
+indexed range query (:meth:`CellStore.fetch_rows`, a bounded chunk at a
+time); everything else is filtered in Python by ``scan.py``.
 """
 from __future__ import annotations
 
@@ -38,7 +42,7 @@ from .._thrift.ttypes import ClientException
 from ._errors import client_error
 from .sqlitedb import BUSY_TIMEOUT, Database
 
-__all__ = ["RawCell", "Store", "TableRow", "WriteCell"]
+__all__ = ["CellStore", "RawCell", "Store", "TableRow", "WriteCell"]
 
 log = logging.getLogger("htcluster.broker")
 
@@ -136,7 +140,113 @@ def split_path(path: str) -> tuple[str, str]:
     return parent, base
 
 
-class Store(Database):
+class CellStore:
+    """Namespaces, tables and cells, as the broker's handler reads and writes them.
+
+    Every method but :meth:`iter_rows` is one bounded operation (a query, or
+    one write transaction), which :class:`Store` runs on the SQLite file and
+    :class:`~.storage_client.RemoteStore` sends to the storage process as one
+    request.  The methods raise ``ClientException`` with the broker's codes.
+    """
+
+    def namespace_id(self, path: str) -> Optional[int]:
+        """Return the numeric id of namespace ``path`` ('' is the root), or ``None``."""
+        raise NotImplementedError
+
+    def create_namespace(self, path: str) -> None:
+        """Create namespace ``path``; its parent must exist."""
+        raise NotImplementedError
+
+    def drop_namespace(self, path: str, if_exists: bool) -> None:
+        """Drop the empty namespace ``path``."""
+        raise NotImplementedError
+
+    def listing(self, path: str) -> list[tuple[str, bool]]:
+        """Return ``[(name, is_namespace)]`` directly inside namespace ``path``, sorted by name."""
+        raise NotImplementedError
+
+    def table_names(self, namespace: str) -> list[str]:
+        """Return the names of the tables in ``namespace``, sorted."""
+        raise NotImplementedError
+
+    def table(self, namespace: str, name: str) -> Optional[TableRow]:
+        """Return the table ``name`` of ``namespace``, or ``None``."""
+        raise NotImplementedError
+
+    def table_by_id(self, table_id: int) -> Optional[TableRow]:
+        """Return the table with numeric id ``table_id``, or ``None`` once it was dropped."""
+        raise NotImplementedError
+
+    def create_table(self, namespace: str, name: str, schema: str) -> int:
+        """Create a table and return its numeric id."""
+        raise NotImplementedError
+
+    def drop_table(self, table_id: int) -> None:
+        """Drop a table, then purge its cells."""
+        raise NotImplementedError
+
+    def rename_table(self, table_id: int, namespace: str, new_name: str) -> None:
+        """Give a table a new name, in its namespace or in another existing one."""
+        raise NotImplementedError
+
+    def set_schema(self, table_id: int, schema: str, dropped_families: Sequence[int] = ()) -> None:
+        """Replace a table's schema JSON, then purge the cells of ``dropped_families``."""
+        raise NotImplementedError
+
+    def write(self, table_id: int, cells: Sequence[WriteCell]) -> None:
+        """Store ``cells`` atomically, assigning revisions and missing timestamps."""
+        raise NotImplementedError
+
+    def fetch_rows(self, table_id: int, start: str, start_inclusive: bool, end: Optional[str],
+                   end_inclusive: bool, families: Optional[Sequence[int]], limit: int) -> list[RawCell]:
+        """Return at most ``limit`` stored cells from row ``start`` on, in key order (one query).
+
+        :param end: last row, ``None`` for the end of the table.
+        :param families: ids of the families to read (DELETE_ROW markers, family
+            0, always come); ``None`` for every family.
+        """
+        raise NotImplementedError
+
+    def release_thread(self) -> None:
+        """Let go of what the calling thread holds (a connection); it may come back later."""
+
+    def close(self) -> None:
+        """Let go of everything; call once no thread uses the store any more."""
+
+    def iter_rows(self, table_id: int, start: str = "", start_inclusive: bool = True,
+                  end: Optional[str] = None, end_inclusive: bool = True,
+                  families: Optional[Collection[int]] = None, chunk: int = CHUNK_CELLS) -> Iterator[list[RawCell]]:
+        """Yield the stored cells of each row in ``[start, end]``, one list per row, in key order.
+
+        Rows are fetched ``FIRST_CHUNK`` cells at first, then up to ``chunk``
+        cells at a time (more when one row is larger), each with one
+        :meth:`fetch_rows`, with no cursor kept open between them, so a
+        paused iterator holds no lock.
+
+        :param end: last row, ``None`` for the end of the table.
+        :param families: ids of the families to read (DELETE_ROW markers, family
+            0, always come); ``None`` for every family.
+        :param chunk: cells fetched per query once the range proves long.
+        """
+        wanted = None if families is None else sorted(families)
+        limit = min(FIRST_CHUNK, chunk)
+        while True:
+            batch = self.fetch_rows(table_id, start, start_inclusive, end, end_inclusive, wanted, limit)
+            if len(batch) < limit:
+                yield from _group_rows(batch)
+                return
+            last_row = batch[-1][0]
+            cut = len(batch)
+            while cut and batch[cut - 1][0] == last_row:
+                cut -= 1
+            if cut == 0:  # one row larger than the query: fetch more at once
+                limit *= 2
+                continue
+            yield from _group_rows(batch[:cut])  # the last row may go on: read it whole next time
+            start, start_inclusive, limit = last_row, True, min(limit * 2, chunk)
+
+
+class Store(Database, CellStore):
     """Namespaces, tables and cells in one SQLite file (connections: :class:`.sqlitedb.Database`).
 
     :param path: the SQLite file; created with its tables when missing.
@@ -342,43 +452,17 @@ class Store(Database):
             c.executemany("INSERT INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
             c.execute("UPDATE clock SET last = ? WHERE id = 0", (last,))
 
-    def iter_rows(self, table_id: int, start: str = "", start_inclusive: bool = True,
-                  end: Optional[str] = None, end_inclusive: bool = True,
-                  families: Optional[Collection[int]] = None, chunk: int = CHUNK_CELLS) -> Iterator[list[RawCell]]:
-        """Yield the stored cells of each row in ``[start, end]``, one list per row, in key order.
-
-        Rows are fetched ``FIRST_CHUNK`` cells at first, then up to ``chunk``
-        cells at a time (more when one row is larger), with no cursor kept
-        open between queries, so a paused iterator holds no lock.
-
-        :param end: last row, ``None`` for the end of the table.
-        :param families: ids of the families to read (DELETE_ROW markers, family
-            0, always come); ``None`` for every family.
-        :param chunk: cells fetched per query once the range proves long.
-        """
+    def fetch_rows(self, table_id: int, start: str, start_inclusive: bool, end: Optional[str],
+                   end_inclusive: bool, families: Optional[Sequence[int]], limit: int) -> list[RawCell]:
+        """Return at most ``limit`` stored cells from row ``start`` on, in key order (one query)."""
         hi = "" if end is None else (" AND row <= ?" if end_inclusive else " AND row < ?")
         in_families = "" if families is None else f" AND family IN (0{', ?' * len(families)})"
         tail = ([] if end is None else [end]) + list(families or ())
-        lo = ">=" if start_inclusive else ">"
-        limit = min(FIRST_CHUNK, chunk)
-        while True:
-            sql = _SELECT.format(lo=lo, hi=hi, families=in_families)
-            batch = self.conn().execute(sql, (table_id, start, *tail, limit)).fetchall()
-            if len(batch) < limit:
-                yield from _group_rows(batch)
-                return
-            last_row = batch[-1][0]
-            cut = len(batch)
-            while cut and batch[cut - 1][0] == last_row:
-                cut -= 1
-            if cut == 0:  # one row larger than the query: fetch more at once
-                limit *= 2
-                continue
-            yield from _group_rows(batch[:cut])  # the last row may go on: read it whole next time
-            start, lo, limit = last_row, ">=", min(limit * 2, chunk)
+        sql = _SELECT.format(lo=">=" if start_inclusive else ">", hi=hi, families=in_families)
+        return self.conn().execute(sql, (table_id, start, *tail, limit)).fetchall()
 
 
-def _group_rows(batch: list[tuple]) -> Iterator[list[RawCell]]:
+def _group_rows(batch: Sequence[tuple]) -> Iterator[list[RawCell]]:
     """Split key-ordered cells into one list per row."""
     for _, cells in groupby(batch, key=itemgetter(0)):
         yield list(map(RawCell._make, cells))

@@ -63,6 +63,9 @@ class CellOperations:
         """Return the newest version of every cell of ``row``."""
         if not row:
             raise client_error(codes.BAD_KEY, "get_row needs a non-empty row key")
+        if "\0" in row:
+            raise client_error(codes.BAD_KEY, f"get_row: the row {row!r} holds a NUL byte; keys are C strings "
+                                              "upstream, so NUL cannot be part of one")
         spec = ScanSpec(row_intervals=[RowInterval(row, True, row, True)], versions=1)
         return self.get_cells(ns, table_name, spec)
 
@@ -78,6 +81,9 @@ class CellOperations:
         """
         if not row:
             raise TApplicationException(TApplicationException.UNKNOWN, f"{codes.text(codes.BAD_KEY)} - empty row")
+        if "\0" in row:
+            raise client_error(codes.BAD_KEY, f"get_cell: the row {row!r} holds a NUL byte; keys are C strings "
+                                              "upstream, so NUL cannot be part of one")
         spec = ScanSpec(cell_intervals=[CellInterval(row, column, True, row, column, True)], columns=[column],
                         versions=1, cell_limit=1)
         cells = self.get_cells(ns, table_name, spec)

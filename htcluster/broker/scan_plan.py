@@ -264,11 +264,29 @@ def _utf8(text: str) -> bytes:
         raise client_error(codes.BAD_SCAN_SPEC, f"pattern {text!r} is not valid text: {exc}") from None
 
 
-def _row_of(text: Optional[str], binary: Optional[bytes]) -> Optional[str]:
-    """Return the string row, else the binary one (used only when the string is absent)."""
-    if text is not None:
-        return text
-    return None if binary is None else binary.decode("utf-8", "replace")
+def _row_of(text: Optional[str], binary: Optional[bytes], what: str = "row") -> Optional[str]:
+    """Return the string row, else the binary one (used only when the string is absent).
+
+    :param what: which bound it is, for the message.
+    :raises ClientException: BAD_KEY when the binary row is not UTF-8 (row keys are UTF-8
+        text here) or the row holds a NUL (it would end the key upstream).
+    """
+    if text is None and binary is not None:
+        try:
+            text = bytes(binary).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise client_error(codes.BAD_KEY, f"the {what} {bytes(binary)[:40]!r} is not valid UTF-8 (byte "
+                                              f"0x{binary[exc.start]:02x} at offset {exc.start}); row keys must "
+                                              "be UTF-8 text") from None
+    return _no_nul(text, what)
+
+
+def _no_nul(row: Optional[str], what: str) -> Optional[str]:
+    """Return ``row`` unless it holds a NUL, which ends a key upstream (BAD_KEY)."""
+    if row and "\0" in row:
+        raise client_error(codes.BAD_KEY, f"the {what} {row!r} holds a NUL byte; keys are C strings upstream, so "
+                                          "NUL cannot be part of one")
+    return row
 
 
 def _intervals(spec: ScanSpec, schema: TableSchema) -> list[Interval]:
@@ -285,8 +303,8 @@ def _intervals(spec: ScanSpec, schema: TableSchema) -> list[Interval]:
 
 
 def _row_interval(ri: RowInterval) -> Interval:
-    start = _row_of(ri.start_row, ri.start_row_binary) or ""
-    end = _row_of(ri.end_row, ri.end_row_binary) or None
+    start = _row_of(ri.start_row, ri.start_row_binary, "start row") or ""
+    end = _row_of(ri.end_row, ri.end_row_binary, "end row") or None
     iv = Interval(start, bool(ri.start_inclusive) or not start, end, bool(ri.end_inclusive))
     if end is not None:
         if start > end:
@@ -298,6 +316,7 @@ def _row_interval(ri: RowInterval) -> Interval:
 
 
 def _cell_bound(schema: TableSchema, row: Optional[str], column: Optional[str]) -> tuple:
+    row = _no_nul(row, "cell interval row")
     name, colon, qualifier = (column or "").partition(":")
     fam = _family(schema, name, f"cell interval column {column!r}", codes.BAD_SCAN_SPEC)
     return (row or "", fam.id, qualifier) if colon else (row or "", fam.id)

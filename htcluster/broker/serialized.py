@@ -63,12 +63,18 @@ class _Reader:
         chunk, self.pos = self.data[self.pos:end], end
         return chunk
 
-    def text(self) -> str:
+    def text(self, what: str) -> str:
+        """Read one NUL-terminated string: part ``what`` of a cell key, which must be UTF-8."""
         end = self.data.find(b"\0", self.pos)
         if end < 0:
             raise client_error(codes.SERIALIZATION_INPUT_OVERRUN, f"unterminated string at byte {self.pos}")
-        chunk, self.pos = self.data[self.pos:end], end + 1
-        return chunk.decode("utf-8", "replace")
+        chunk, start, self.pos = self.data[self.pos:end], self.pos, end + 1
+        try:
+            return chunk.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise client_error(codes.BAD_KEY, f"the {what} {chunk[:40]!r} at byte {start} of the serialized cells "
+                                              f"is not valid UTF-8 (byte 0x{chunk[exc.start]:02x} at offset "
+                                              f"{exc.start}); keys must be UTF-8 text") from None
 
 
 def decode(data: Optional[bytes]) -> tuple[list[Parsed], bool]:
@@ -76,7 +82,7 @@ def decode(data: Optional[bytes]) -> tuple[list[Parsed], bool]:
 
     :returns: ``(cells, flush)``: the cells in order, and whether the end byte asks for a flush.
     :raises ClientException: SERIALIZATION_VERSION_MISMATCH, SERIALIZATION_INPUT_OVERRUN,
-        BAD_FORMAT (the first row is empty).
+        BAD_FORMAT (the first row is empty), BAD_KEY (a key part that is not UTF-8).
     """
     reader = _Reader(bytes(data or b""))
     (version,) = _I32.unpack(reader.take(4))
@@ -94,10 +100,10 @@ def decode(data: Optional[bytes]) -> tuple[list[Parsed], bool]:
         rev = None
         if flag & HAVE_REVISION:
             rev = ts if flag & REV_IS_TS else _I64.unpack(reader.take(8))[0]
-        row = reader.text() or row
+        row = reader.text("row key") or row
         if not row:
             raise client_error(codes.BAD_FORMAT, "the first serialized cell has an empty row")
-        family, qualifier = reader.text(), reader.text()
+        family, qualifier = reader.text("column family"), reader.text("column qualifier")
         (length,) = _I32.unpack(reader.take(4))
         value = reader.take(length)
         (key_flag,) = reader.take(1)

@@ -64,10 +64,10 @@ def _value_check(ttype: int, targs: Any) -> Optional[Check]:
     if ttype == TType.STRUCT:
         return _struct_check(_struct_spec(targs))
     if ttype in (TType.LIST, TType.SET):
-        item = _value_check(targs[0], targs[1])
-        if item is None:
+        each = _value_check(targs[0], targs[1])
+        if each is None:
             return None
-        return lambda value: value is not None and any(map(item, value))
+        return _all_of(each)
     if ttype == TType.MAP:
         key, item = _value_check(targs[0], targs[1]), _value_check(targs[2], targs[3])
         if key is None and item is None:
@@ -75,6 +75,11 @@ def _value_check(ttype: int, targs: Any) -> Optional[Check]:
         return lambda value: value is not None and any(
             (key is not None and key(k)) or (item is not None and item(v)) for k, v in value.items())
     return None
+
+
+def _all_of(item: Check) -> Check:
+    """Return a test of a list or set: does any of its items pass ``item``?"""
+    return lambda value: value is not None and any(map(item, value))
 
 
 def _struct_check(spec: Any) -> Optional[Check]:
@@ -86,7 +91,7 @@ def _struct_check(spec: Any) -> Optional[Check]:
 
 
 @lru_cache(maxsize=None)
-def _cached_check(cls: type) -> Optional[Check]:
+def _cached_check(cls: Any) -> Optional[Check]:
     return _struct_check(cls.thrift_spec)
 
 

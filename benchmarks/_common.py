@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from htcluster.status import render_table
+from htcluster.cli.status import render_table
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from _common import parser, percentile, print_table, write_json
 
-from htcluster.cluster import Resources
+from htcluster import Resources
 from htcluster.testing import LocalCluster
 
 #: Seconds added per direction by the proxy: +50 ms per round trip.
@@ -166,7 +166,7 @@ def main() -> None:
                 with Resources([f"127.0.0.1:{port}" for port in ports[:n]], socket_timeout=30.0) as rs:
                     for _ in range(WARMUP):
                         rs.broadcast("status")
-                    one = rs._hosts[0]
+                    one = rs.hosts[0]
                     unicast_ms, _, _ = median_ms(lambda one=one: rs.unicast("status", hosts=[one]), rounds)
                     servers = process_cpu([b.process.pid for b in cluster if b.process] + [p.pid for p in proxies
                                                                                            if p.pid])

@@ -1,7 +1,7 @@
 """Failover of Replicas writes: how long writes stall when the primary is lost.
 
 Three stand-in brokers; a thread writes one cell after another through
-:class:`~htcluster.cluster.Replicas` (``socket_timeout`` 2 s); then the
+:class:`~htcluster.Replicas` (``socket_timeout`` 2 s); then the
 primary is killed (SIGKILL: connections break, new ones are refused) or
 stopped (SIGSTOP: it keeps accepting connections and answers nothing, a hung
 broker), with and without ``hedge=0.05``.  For each trial:
@@ -33,8 +33,8 @@ from typing import Any, Optional
 
 from _common import parser, print_table, write_json
 
-from htcluster.cluster import Replicas
-from htcluster.resource import Resource
+from htcluster import Replicas
+from htcluster import Resource
 from htcluster.testing import LocalCluster
 from htcluster.types import Cell, Key, RowInterval, ScanSpec
 

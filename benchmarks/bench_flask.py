@@ -24,10 +24,10 @@ from _common import parser, print_table, summarize, time_calls, write_json
 from flask import Flask
 
 from htcluster.flask_ext import FlaskHypertable, FlaskPooledHypertable, Hypertable
-from htcluster.logload import ensure_logdb
-from htcluster.pool import Pool
+from htcluster.cli.logload import ensure_logdb
+from htcluster import Pool
 from htcluster.testing import LocalBroker, LocalCluster
-from htcluster.weblog import TABLE, generate_lines, iter_entries
+from htcluster.cli.weblog import TABLE, generate_lines, iter_entries
 
 #: Requests per row, one after another.
 REQUESTS = 2000

@@ -3,7 +3,7 @@
 Three stand-in brokers share one data file; the third is reached through a
 :class:`~htcluster.testing.FaultProxy` adding 150 ms per direction (+300 ms
 per round trip).  One thread reads a row with ``get_cells`` through
-:class:`~htcluster.cluster.Replicas`, which spreads reads over the three
+:class:`~htcluster.Replicas`, which spreads reads over the three
 replicas; without hedging about a third of the reads wait for the slow one.
 With ``hedge=0.05`` a read that has no answer after 50 ms is also sent to
 another replica, the first answer wins, and the slow replica, having lost,
@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 from _common import parser, print_table, summarize, write_json
 
-from htcluster.cluster import Replicas
+from htcluster import Replicas
 from htcluster.testing import FaultProxy, LocalCluster
 from htcluster.types import Cell, Key, ScanSpec
 

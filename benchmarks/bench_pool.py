@@ -7,8 +7,8 @@ after another, through:
   binary protocol): the baseline;
 * the same raw client with the pure-Python binary protocol (the stack of
   upstream's ``hypertable.thriftclient.ThriftClient``);
-* a persistent :class:`~htcluster.resource.Resource` (method, then ``call``);
-* :meth:`Pool.call <htcluster.pool.Pool.call>` and ``with pool.connection()``;
+* a persistent :class:`~htcluster._io.resource.Resource` (method, then ``call``);
+* :meth:`Pool.call <htcluster._pool.pool.Pool.call>` and ``with pool.connection()``;
 * a new ``Resource`` per call (connect, call, close), also in a second
   table against ``Pool.call`` alone.
 
@@ -35,10 +35,10 @@ from thrift.transport.TSocket import TSocket
 from thrift.transport.TTransport import TFramedTransport
 
 from htcluster._thrift import HqlService
-from htcluster.pool import Pool
-from htcluster.replicas import Replicas
-from htcluster.resource import Resource
-from htcluster.resources import Resources
+from htcluster import Pool
+from htcluster import Replicas
+from htcluster import Resource
+from htcluster import Resources
 from htcluster.testing import LocalBroker
 from htcluster.types import Cell, ColumnFamilySpec, Key, Schema
 

@@ -6,7 +6,7 @@ fast as it can; another, every ``--period`` seconds, does one of kill -9 +
 start, SIGSTOP + SIGCONT, or a restart, to a random member, never to all.
 At the end every acknowledged INSERT must be found exactly once, and no
 call may have raised.  Replicas sends each INSERT as a stamped ``set_cells``
-(``htcluster.replicas.hql_write_cells``), so a failover repeats the same
+(``htcluster._routing.replicas.hql_write_cells``), so a failover repeats the same
 versions instead of adding new ones.
 
 Usage::
@@ -27,7 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from htcluster import Replicas  # noqa: E402
-from htcluster.policy import Backoff  # noqa: E402
+from htcluster import Backoff  # noqa: E402
 from htcluster.testing import LocalCluster  # noqa: E402
 from htcluster.types import ScanSpec  # noqa: E402
 

@@ -1,6 +1,6 @@
 """A small JSON web service over the LogDb table, built on ``htcluster.flask_ext``.
 
-One web request logged by Apache is one LogDb row (``htcluster.weblog``): the
+One web request logged by Apache is one LogDb row (``htcluster.cli.weblog``): the
 families ClientIpAddress, UserId, Request, ResponseCode, ObjectSize, Referer
 and UserAgent, row key ``"<client> <epoch seconds> <8 digits>"``.
 
@@ -47,7 +47,7 @@ from htcluster.cli.weblog import TABLE, LogEntry, LogStats, iter_entries, open_l
 from htcluster.errors import (BrokerUnavailable, ClientException, DeadlineExceeded, InvalidRequest, NoHostAvailable,
                               PoolTimeout)
 from htcluster.flask_ext import Hypertable
-from htcluster.flaskext.encoding import value_to_json
+from htcluster._flask.encoding import value_to_json
 from htcluster.types import Cell, RowInterval, ScanSpec
 
 #: The namespace LogDb lives in unless HYPERTABLE_NAMESPACE says otherwise.
@@ -259,7 +259,7 @@ def row_to_json(row: str, cells: list[Cell]) -> dict[str, Any]:
     """Return one request as ``{"row", "time", <family>: value, ...}`` (newest version of each family).
 
     Values are encoded as ``jsonify`` encodes them in an app using the
-    extension: UTF-8 text, else ``{"base64": ...}`` (htcluster.flaskext.encoding).
+    extension: UTF-8 text, else ``{"base64": ...}`` (htcluster._flask.encoding).
     """
     out: dict[str, Any] = {"row": row}
     for cell in cells:

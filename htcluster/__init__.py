@@ -2,24 +2,24 @@
 
 Use :class:`Resource` for one connection to one ThriftBroker (it *is* the
 Thrift ``HqlService`` client, with managed namespaces in ``r.mns``).
-Use :class:`Pool` for a thread-safe pool of Resources to one host.
-Use :class:`Resources` for many hosts: ``unicast`` to one, parallel ``broadcast`` to all.
+Use :class:`Pool` for a thread-safe pool of Resources to one host
+(``pool.call(...)``, or ``pool.acquire()`` for a :class:`Lease`).
+Use :class:`Resources` for many hosts: ``unicast`` to one, ``broadcast`` to all at once.
 Use :class:`Shards` when keys map to sets of hosts: ``unicast``, ``broadcast``,
 ``multicast`` over a minimal cover of hosts, ``locate(row)`` by rendezvous hashing.
 Use :class:`Replicas` for brokers in front of the same data: writes fail over
 in order, reads are balanced, retried writes never duplicate a version.
 Use ``htcluster.flask_ext.Hypertable`` in a Flask app, ``htcluster.testing``
-for local stand-in brokers, ``htcluster.types`` for the wire structs.
-The ``htcluster`` command and the main job's web-log code live in ``htcluster.cli``
-(old paths such as ``htcluster.weblog`` still import the same modules).
+for local stand-in brokers, ``htcluster.types`` for the wire structs and the
+shapes of ``stats()``, ``htcluster.events`` for listeners.
 
 Policy in one sentence: a call goes to a host chosen at random among the
 healthy ones with a warm or unused connection (busy and lagging hosts last);
 a host whose connection fails is skipped for an exponentially growing,
 capped, jittered backoff, then probed with ``status()`` within
-``probe_timeout`` before user calls go to it again; failovers and hedges
-(``hedge=`` seconds) draw on a retry budget, and every routed call carries one
-deadline (``timeout=`` seconds).
+``probe_timeout`` (and the call's deadline) before user calls go to it again;
+failovers and hedges (``hedge=`` seconds) draw on a retry budget, and every
+routed call carries one deadline (``timeout=`` seconds).
 
 Every duration in this API is in seconds (float).
 """
@@ -27,18 +27,20 @@ from __future__ import annotations
 
 import logging
 
-from . import _moved  # noqa: F401  (old paths such as htcluster.weblog -> htcluster.cli.weblog)
-from .budget import RetryBudget
-from .errors import (BroadcastError, BrokerProtocolError, BrokerUnavailable, ClientException, ConfigError,
-                     DeadlineExceeded, HtclusterError, InvalidRequest, NoHostAvailable, PoolTimeout,
+from ._call.attempt import Pool
+from ._io.resource import ManagedNamespaces, Resource
+from ._policy.budget import RetryBudget
+from ._policy.health import Backoff, HostHealth, HostState, Retry
+from ._policy.stamps import next_timestamp, stamp_cells
+from ._pool.pool import Lease
+from ._routing.base import RoutingClient
+from ._routing.replicas import Replicas
+from ._routing.resources import Resources
+from ._routing.shards import Shards
+from .errors import (BroadcastError, BrokerProtocolError, BrokerUnavailable, ClientException, ClientResourceError,
+                     ConfigError, DeadlineExceeded, HtclusterError, InvalidRequest, NoHostAvailable, PoolTimeout,
                      WriteOutcomeUnknown)
 from .hosts import DEFAULT_PORT, Host, parse_hosts
-from .policy import Backoff, HostHealth, HostState, Retry
-from .pool import Pool
-from .replicas import Replicas
-from .resource import ManagedNamespaces, Resource
-from .resources import Resources
-from .shards import Shards
 
 __version__ = "0.1.0"
 
@@ -49,6 +51,7 @@ __all__ = [
     "BrokerProtocolError",
     "BrokerUnavailable",
     "ClientException",
+    "ClientResourceError",
     "ConfigError",
     "DeadlineExceeded",
     "Host",
@@ -56,6 +59,7 @@ __all__ = [
     "HostState",
     "HtclusterError",
     "InvalidRequest",
+    "Lease",
     "ManagedNamespaces",
     "NoHostAvailable",
     "Pool",
@@ -65,9 +69,12 @@ __all__ = [
     "Resources",
     "Retry",
     "RetryBudget",
+    "RoutingClient",
     "Shards",
     "WriteOutcomeUnknown",
+    "next_timestamp",
     "parse_hosts",
+    "stamp_cells",
 ]
 
 logging.getLogger("htcluster").addHandler(logging.NullHandler())

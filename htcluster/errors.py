@@ -20,6 +20,9 @@ class                           raised when
 :class:`DeadlineExceeded`       a call ran out of its ``timeout`` budget (also a
                                 ``TimeoutError``)
 :class:`PoolTimeout`            no connection of a pool became free in time
+:class:`ClientResourceError`    this process ran out of a local resource (file
+                                descriptors, socket buffers, memory); also an
+                                ``OSError``; no host is blamed
 :class:`NoHostAvailable`        every host a call could use failed
 :class:`BroadcastError`         some hosts of a broadcast failed
 :class:`ConfigError`            a setting is invalid (also a ``ValueError``)
@@ -38,6 +41,7 @@ __all__ = [
     "BrokerProtocolError",
     "BrokerUnavailable",
     "ClientException",
+    "ClientResourceError",
     "ConfigError",
     "DeadlineExceeded",
     "HtclusterError",
@@ -100,7 +104,7 @@ class WriteOutcomeUnknown(BrokerUnavailable):
     """A write failed after it was sent, and repeating it elsewhere could apply it twice.
 
     The write may or may not have been applied: read back before repeating
-    it.  Writes through :class:`~htcluster.replicas.Replicas` carry client
+    it.  Writes through :class:`~htcluster._routing.replicas.Replicas` carry client
     timestamps so that this is rare: only a write that cannot be stamped
     (e.g. HQL other than INSERT/DELETE, a schema change) can end this way.
     ``__cause__`` is the transport failure.
@@ -155,6 +159,32 @@ class PoolTimeout(HtclusterError):
     def __init__(self, message: str, host: str | None = None) -> None:
         super().__init__(message)
         self.host = host
+
+
+class ClientResourceError(HtclusterError, OSError):
+    """This process ran out of a local resource while calling a broker; the host is not to blame.
+
+    Raised for ``EMFILE``/``ENFILE`` (no file descriptor left for a socket),
+    ``ENOBUFS``/``ENOMEM`` (no kernel buffer or memory) and ``MemoryError``.
+    The host is never marked down for it and the call is not failed over:
+    another host would fail the same way.  Raise the limit (``ulimit -n``,
+    ``resource.setrlimit(RLIMIT_NOFILE, ...)``), or use fewer connections
+    (smaller pools, fewer hosts per broadcast).
+
+    :param message: which limit was hit, and what to do.
+    :param errno: the ``errno`` value of the underlying ``OSError`` (``None`` for ``MemoryError``).
+    :param host: the ``host:port`` being called when it happened, or ``None``.
+    """
+
+    def __init__(self, message: str, errno: int | None = None, host: str | None = None) -> None:
+        OSError.__init__(self, errno, message) if errno is not None else OSError.__init__(self, message)
+        self.host = host
+
+    def __str__(self) -> str:
+        return str(self.args[-1])
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.args[-1], self.errno, self.host))
 
 
 class NoHostAvailable(HtclusterError):

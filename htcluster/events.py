@@ -1,6 +1,6 @@
 """What htcluster did, as events: :class:`Event` subclasses and :class:`Listeners`.
 
-(:class:`~htcluster.latency.LatencyWindow`, the recent-latency recorder of
+(:class:`~htcluster._policy.latency.LatencyWindow`, the recent-latency recorder of
 ``stats()``, is importable from here too.)
 
 A *listener* is any callable taking one :class:`Event`, or an object with
@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Optional, Union
 
 from .errors import ConfigError
-from .latency import DEFAULT_WINDOW, LatencyWindow
+from ._policy.latency import DEFAULT_WINDOW, LatencyWindow
 
 __all__ = [
     "DEFAULT_WINDOW",

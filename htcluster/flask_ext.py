@@ -33,9 +33,9 @@ written for it runs after changing its import line::
 
 Per-app state lives in ``app.extensions['hypertable']``; the extension never
 keeps an app, so one instance serves any number of apps (app factories,
-tests).  The keys are listed in :mod:`htcluster.flaskext.config`, which
+tests).  The keys are listed in :mod:`htcluster._flask.config`, which
 checks them, and explained in README.rst ("Flask").  ``flask hypertable status`` prints the
-health and counters of every bind.  The helpers are in :mod:`htcluster.flaskext`.
+health and counters of every bind.  The helpers are in :mod:`htcluster._flask`.
 """
 from __future__ import annotations
 
@@ -48,11 +48,11 @@ from typing import Any, Optional
 from flask import Flask, Response, current_app, g, has_app_context
 
 from .errors import ConfigError
-from .flaskext.cli import EXTENSION_KEY, hypertable_cli
-from .flaskext.config import Settings, read_settings, set_defaults
-from .flaskext.encoding import install_json
-from .flaskext.queries import QueryRecorder, RecordedQuery, get_recorded_queries
-from .flaskext.routing import (
+from ._flask.cli import EXTENSION_KEY, hypertable_cli
+from ._flask.config import Settings, read_settings, set_defaults
+from ._flask.encoding import install_json
+from ._flask.queries import QueryRecorder, RecordedQuery, get_recorded_queries
+from ._flask.routing import (
     AppState,
     BoundNamespace,
     ExtensionState,
@@ -61,9 +61,9 @@ from .flaskext.routing import (
     listeners_of,
     pools_of,
 )
-from .flaskext.stream import RowJson, row_to_json
-from .pool import Pool
-from .resource import Resource
+from ._flask.stream import RowJson, row_to_json
+from ._call.attempt import Pool
+from ._io.resource import Resource
 from .types import ScanSpec
 
 __all__ = ["EXTENSION_KEY", "BoundNamespace", "FlaskHypertable", "FlaskPooledHypertable", "Hypertable",
@@ -94,7 +94,7 @@ class Hypertable:
     "Flask"; defaults set with ``setdefault``; an invalid value raises
     :class:`~htcluster.errors.ConfigError` naming the key).  Per request (more
     exactly, per app context): :attr:`connection` is a
-    :class:`~htcluster.resource.Resource` checked out on first use and given
+    :class:`~htcluster._io.resource.Resource` checked out on first use and given
     back at teardown, or discarded when it failed in transport; calls through
     :meth:`namespace` are routed one by one (with failover for replicas);
     :attr:`cluster` is the routing object itself (``broadcast``, ``scan``, ...),
@@ -147,7 +147,7 @@ class Hypertable:
 
     @staticmethod
     def _record(app: Flask, state: ExtensionState) -> None:
-        """Register a :class:`~htcluster.flaskext.queries.QueryRecorder` on every cluster of ``app``."""
+        """Register a :class:`~htcluster._flask.queries.QueryRecorder` on every cluster of ``app``."""
         for cluster in state.every():
             registry = listeners_of(cluster.cluster)
             if registry is None:
@@ -235,7 +235,7 @@ class Hypertable:
         """Call broker ``method`` through the strategy of the main cluster or of ``bind`` (failover included).
 
         The call shape of every routing layer, so ``ht.call`` fits where one is
-        expected (e.g. :func:`htcluster.logload.ensure_logdb`).
+        expected (e.g. :func:`htcluster.cli.logload.ensure_logdb`).
 
         :param method: a broker method (protocol.md section 2), e.g. ``'get_cell'``.
         :param args: its arguments after the namespace id.
@@ -256,7 +256,7 @@ class Hypertable:
         :param name: the namespace; ``None`` takes ``HYPERTABLE_NAMESPACE`` (the bind's ``namespace``).
         :param key: the shard key (``'shards'`` only).
         :param bind: a ``HYPERTABLE_BINDS`` name; ``None``: the main cluster.
-        :returns: a :class:`~htcluster.flaskext.routing.BoundNamespace`; it keeps no
+        :returns: a :class:`~htcluster._flask.routing.BoundNamespace`; it keeps no
             connection, so it may be kept for the life of the app.
         :raises ConfigError: no name given and no default namespace, or ``bind`` unknown.
         :raises RuntimeError: outside an app context, or before :meth:`init_app`.
@@ -278,7 +278,7 @@ class Hypertable:
         first byte reaches the app's error handlers; the scan then pulls one
         batch at a time on its own connection, given back (and the scanner
         closed) when the body ends or the client goes away.  See
-        :func:`htcluster.flaskext.stream.stream_cells`.
+        :func:`htcluster._flask.stream.stream_cells`.
 
         :param table: the table to scan.
         :param scan_spec: what to read; ``None`` reads everything.
@@ -310,7 +310,7 @@ class Hypertable:
     def connect(self) -> Resource:
         """Check out a connection outside the per-context one; it stays out until :meth:`put_back`.
 
-        :returns: a :class:`~htcluster.resource.Resource` (for replicas: to a write host).
+        :returns: a :class:`~htcluster._io.resource.Resource` (for replicas: to a write host).
         :raises RuntimeError: outside an app context (but see :attr:`outside_app_context`),
             or before :meth:`init_app`.
         :raises NoHostAvailable: no host could give a connection.
@@ -414,7 +414,7 @@ class FlaskHypertable(Hypertable):
     def connect(self) -> Resource:
         """Open a new connection to the app's host; the caller closes it.
 
-        :returns: an open :class:`~htcluster.resource.Resource` with the app's socket timeout.
+        :returns: an open :class:`~htcluster._io.resource.Resource` with the app's socket timeout.
         :raises RuntimeError: outside an app context when the extension serves no app or several.
         :raises BrokerUnavailable: the broker cannot be reached.
         """

@@ -154,12 +154,12 @@ def error_type(error: BaseException) -> str:
 
 
 def _pools(target: Any) -> Optional[dict[str, Any]]:
-    """``{'host:port': Pool}`` of a Pool, Resources/Replicas (a dict of pools) or Shards
-    (``.resources``), or ``None`` when ``target`` has no pools to read."""
-    from .pool import Pool
+    """``{'host:port': Pool}`` of a Pool or a routing object (its ``pools``),
+    or ``None`` when ``target`` has no pools to read."""
+    from ._call.attempt import Pool
     if isinstance(target, Pool):
         return {str(target.host): target}
-    inner = getattr(target, "resources", None)
+    inner = getattr(target, "pools", None)
     if isinstance(inner, Mapping):
         target = inner
     if isinstance(target, Mapping):
@@ -187,7 +187,8 @@ class Instrumentation:
         from . import __version__
         self.registry = registry
         self.record_query_text = bool(record_query_text)
-        self._pools = dict(pools) if pools else None
+        #: ``{'host:port': Pool}`` whose counters the connection metrics read, or ``None``.
+        self.pools = dict(pools) if pools else None
         self._local = threading.local()
         self._active = True
         self.tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider, schema_url=_SCHEMA_URL)
@@ -204,7 +205,7 @@ class Instrumentation:
             description="The number of connection timeouts that have occurred trying to obtain a connection "
                         "from the pool.")
         self.connections: Any = None
-        if self._pools is not None:
+        if self.pools is not None:
             meter.create_observable_up_down_counter(
                 "db.client.connection.count", callbacks=[self._observe_connections], unit="{connection}",
                 description="The number of connections that are currently in state described by the state "
@@ -260,7 +261,8 @@ class Instrumentation:
 
     # -- spans and the duration metric -------------------------------------------
 
-    def _open_spans(self) -> dict[tuple[str, str, int], list[tuple[Any, int, dict[str, Any]]]]:
+    def open_spans(self) -> dict[tuple[str, str, int], list[tuple[Any, int, dict[str, Any]]]]:
+        """Return this thread's spans still open, by ``(host, method, attempt)`` (empty when every call ended)."""
         spans = getattr(self._local, "spans", None)
         if spans is None:
             spans = self._local.spans = {}
@@ -298,10 +300,10 @@ class Instrumentation:
         start = time.time_ns()
         span = self.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=span_attrs, start_time=start)
         key = (event.host, event.method, event.attempt)
-        self._open_spans().setdefault(key, []).append((span, start, attrs))
+        self.open_spans().setdefault(key, []).append((span, start, attrs))
 
     def _ended(self, event: Any) -> None:
-        spans = self._open_spans()
+        spans = self.open_spans()
         key = (event.host, event.method, event.attempt)
         stack = spans.get(key)
         if stack:
@@ -370,9 +372,9 @@ class Instrumentation:
                                      "db.client.connection.state": to_state})
 
     def _stats(self) -> Iterable[tuple[str, Mapping[str, Any]]]:
-        if not self._active or not self._pools:
+        if not self._active or not self.pools:
             return
-        for name, pool in self._pools.items():
+        for name, pool in self.pools.items():
             yield name, pool.stats()
 
     def _observe_connections(self, options: CallbackOptions) -> Iterable[Observation]:

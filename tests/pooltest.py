@@ -7,12 +7,12 @@ import json
 import os
 from typing import Any, Callable
 
-from htcluster.resource import Resource
+from htcluster import Resource
 
 
 def local_port(r: Resource) -> int:
     """Return the client-side port of ``r``'s socket: tells connections apart."""
-    return r._conn.sock.getsockname()[1]
+    return r.connection.sock.getsockname()[1]
 
 
 def run_in_child(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -55,7 +55,7 @@ class _BrokenSocket:
 @contextlib.contextmanager
 def break_socket(r: Resource, when: str = "write", error: BaseException | None = None):
     """Make ``r``'s sends (``'write'``) or receives (``'read'``) fail, by default like a reset socket."""
-    conn = r._conn
+    conn = r.connection
     real = conn.sock
     conn.sock = _BrokenSocket(real, when, error or ConnectionResetError(104, "reset"))
     try:

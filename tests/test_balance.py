@@ -5,8 +5,10 @@ import random
 
 import pytest
 
-from htcluster.cluster import Replicas, Resources
-from htcluster.policy import Backoff
+from htcluster._policy.plans import Plan
+
+from htcluster import Replicas, Resources
+from htcluster import Backoff
 from htcluster.testing import LocalCluster
 
 FAST = dict(socket_timeout=30.0, connect_timeout=5.0, backoff=Backoff(base=0.5, cap=2.0, jitter=0.0))
@@ -42,7 +44,7 @@ def test_busy_hosts_rank_below_free_ones(cluster):
         assert [rs.rank(h) for h in cluster.hosts] == [1, 1, 1]
         with rs[busy].connection():  # its only connection is in use: a call there would open another
             assert rs.rank(busy) == 0
-            chosen = {rs.claim(cluster.hosts, (), ordered=False) for _ in range(60)}
+            chosen = {rs.router.claim(Plan(cluster.hosts), ()) for _ in range(60)}
             assert chosen == set(cluster.hosts[1:])
         assert rs.rank(busy) == 1
         # lupyne's bias stays in priority()/choice(): the idle count, warm hosts only
@@ -53,8 +55,8 @@ def test_a_lagging_host_comes_last(cluster):
     with Resources(cluster.hosts, rng=random.Random(3), **FAST) as rs:
         lagging = cluster.hosts[1]
         rs.health.lagged(lagging)
-        assert {rs.claim(cluster.hosts, (), ordered=False) for _ in range(60)} == {cluster.hosts[0], cluster.hosts[2]}
-        assert rs.claim(cluster.hosts, (cluster.hosts[0], cluster.hosts[2]), ordered=False) == lagging
-        assert rs.claim([lagging, cluster.hosts[2]], (), ordered=True) == cluster.hosts[2]
+        assert {rs.router.claim(Plan(cluster.hosts), ()) for _ in range(60)} == {cluster.hosts[0], cluster.hosts[2]}
+        assert rs.router.claim(Plan(cluster.hosts), (cluster.hosts[0], cluster.hosts[2])) == lagging
+        assert rs.router.claim(Plan([lagging, cluster.hosts[2]], ordered=True), ()) == cluster.hosts[2]
         rs.health.succeeded(lagging)  # an answer ends the lag
-        assert rs.claim([lagging, cluster.hosts[2]], (), ordered=True) == lagging
+        assert rs.router.claim(Plan([lagging, cluster.hosts[2]], ordered=True), ()) == lagging

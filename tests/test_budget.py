@@ -7,11 +7,11 @@ import threading
 
 import pytest
 
-from htcluster.budget import RetryBudget
-from htcluster.cluster import Replicas, Resources
+from htcluster import RetryBudget
+from htcluster import Replicas, Resources
 from htcluster.errors import ConfigError, NoHostAvailable
 from htcluster.events import BudgetExhausted
-from htcluster.policy import Backoff
+from htcluster import Backoff
 from htcluster.testing import ManualClock, free_port
 
 FAST = dict(socket_timeout=10.0, connect_timeout=5.0, backoff=Backoff(base=0.5, cap=2.0, jitter=0.0))

@@ -17,7 +17,7 @@ from htcluster import Pool, Replicas, Resource, Resources
 from htcluster.errors import (BrokerProtocolError, BrokerUnavailable, ConfigError, DeadlineExceeded,
                               InvalidRequest, NoHostAvailable)
 from htcluster.faults import MISBEHAVIOURS
-from htcluster.policy import Backoff
+from htcluster import Backoff
 from htcluster.types import Cell, ColumnFamilySpec, Key, Schema, ScanSpec
 
 #: Generous limits where a timeout is not what is tested (loaded 2-core machines).

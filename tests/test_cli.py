@@ -15,7 +15,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from htcluster import weblog
+from htcluster.cli import weblog
 from htcluster.cli import main
 from htcluster.testing import LocalCluster, free_port, wait_for_port
 

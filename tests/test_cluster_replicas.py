@@ -9,12 +9,14 @@ import time
 import pytest
 
 from brokertest import stop_gracefully
-from htcluster.cluster import Replicas, collapse, next_timestamp, stamp_cells
-from htcluster.replicas import widen_versions
+from htcluster import Replicas
+from htcluster._policy.versions import collapse
+from htcluster._routing.replicas import next_timestamp, stamp_cells
+from htcluster._policy.versions import widen_versions
 from htcluster.errors import BrokerUnavailable, NoHostAvailable, WriteOutcomeUnknown
-from htcluster.policy import Backoff
-from htcluster.replicas import _Progress, _units
-from htcluster.resource import Resource
+from htcluster import Backoff
+from htcluster._policy.resume import ScanProgress, scan_units
+from htcluster import Resource
 from htcluster.testing import FaultProxy, LocalCluster, ManualClock
 from htcluster.types import Cell, CellInterval, Key, KeyFlag, RowInterval, ScanSpec
 
@@ -100,18 +102,18 @@ def test_widen_versions():
 def test_units_split_intervals():
     spec = ScanSpec(row_intervals=[RowInterval("a", True, "b", True), RowInterval("m", True, "n", True)],
                     row_limit=2)
-    units = _units(spec)
+    units = scan_units(spec)
     assert [u.row_intervals[0].start_row for u in units] == ["a", "m"] and all(u.row_limit == 2 for u in units)
     assert len(spec.row_intervals) == 2  # not modified
-    assert _units(ScanSpec()) == [ScanSpec()]
+    assert scan_units(ScanSpec()) == [ScanSpec()]
     filtered = ScanSpec(row_intervals=spec.row_intervals, scan_and_filter_rows=True)
-    assert _units(filtered) == [filtered]
+    assert scan_units(filtered) == [filtered]
 
 
 def test_progress_resumes_after_the_last_complete_row():
     spec = ScanSpec(row_intervals=[RowInterval("a", True, "z", False)], row_limit=10, cell_limit=100,
                     row_offset=1)
-    progress = _Progress(spec)
+    progress = ScanProgress(spec)
     delivered = list(progress.feed([cell("b"), cell("b", "c:2"), cell("c")]))
     assert [c.key.row for c in delivered] == ["b", "b"]  # row c may still continue
     delivered = list(progress.feed([cell("c", "c:2"), cell("d")]))
@@ -128,7 +130,7 @@ def test_progress_resumes_after_the_last_complete_row():
 
 
 def test_progress_stops_when_the_limit_was_reached():
-    progress = _Progress(ScanSpec(row_limit=1))
+    progress = ScanProgress(ScanSpec(row_limit=1))
     list(progress.feed([cell("a"), cell("b")]))
     progress.resume()
     assert progress.spec is None
@@ -136,7 +138,7 @@ def test_progress_stops_when_the_limit_was_reached():
 
 def test_progress_before_any_row_and_with_cell_intervals():
     spec = ScanSpec(cell_intervals=[CellInterval("a", "c", True, "z", "c", True)])
-    progress = _Progress(spec)
+    progress = ScanProgress(spec)
     list(progress.feed([cell("a")]))
     progress.resume()
     assert progress.spec is spec  # nothing complete yet: start again

@@ -8,10 +8,10 @@ import time
 import pytest
 
 from brokertest import stop_gracefully
-from htcluster.cluster import Resources
+from htcluster import Resources
 from htcluster.errors import (BroadcastError, BrokerUnavailable, ClientException, ConfigError, NoHostAvailable,
                               PoolTimeout)
-from htcluster.policy import Backoff
+from htcluster import Backoff
 from htcluster.testing import FaultProxy, LocalCluster, ManualClock, free_port
 from htcluster.types import ScanSpec
 
@@ -75,8 +75,8 @@ def test_bad_arguments_are_config_errors():
             rs.unicast("status", hosts=["elsewhere:1"])
     with pytest.raises(ConfigError):
         Resources([])
-    with pytest.raises(ConfigError):
-        Resources(nowhere(1), max_workers=0)
+    with pytest.raises(ConfigError, match="unknown option.*max_workers"):  # broadcasts use no threads
+        Resources(nowhere(1), max_workers=3)
     with pytest.raises(ConfigError, match="unknown option.*sockettimeout"):
         Resources(nowhere(1), sockettimeout=1.0)
 

@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from brokertest import stop_gracefully
-from htcluster.cluster import Shards
+from htcluster import Shards
 from htcluster.errors import BroadcastError, BrokerUnavailable, ConfigError
-from htcluster.policy import Backoff
-from htcluster.shards import EXACT_COVER_LIMIT, _greedy_cover, rendezvous_weight
+from htcluster import Backoff
+from htcluster._policy.cover import EXACT_COVER_LIMIT, greedy_cover
 from htcluster.testing import FaultProxy, ManualClock
 from htcluster.types import Cell, Key, ScanSpec
 
@@ -56,7 +56,7 @@ def test_greedy_cover_covers_within_its_bound(needs):
     candidates = sorted({f"h{i}" for hs in needs for i in hs})
     masks = {h: sum(1 << j for j, hs in enumerate(needs) if int(h[1:]) in hs) for h in candidates}
     rank = {h: (True, 0, 0.0) for h in candidates}
-    chosen = _greedy_cover(candidates, masks, (1 << len(needs)) - 1, rank)
+    chosen = greedy_cover(candidates, masks, (1 << len(needs)) - 1, rank)
     assert all(any(int(h[1:]) in hs for h in chosen) for hs in needs)
     if len(candidates) <= 14:
         mapping = {str(j): {f"h{i}" for i in hs} for j, hs in enumerate(needs)}
@@ -64,7 +64,7 @@ def test_greedy_cover_covers_within_its_bound(needs):
         assert len(chosen) <= best * (math.log(len(needs)) + 1)
 
 
-def test_many_hosts_use_the_greedy_cover():
+def test_many_hosts_use_thegreedy_cover():
     n = EXACT_COVER_LIMIT + 8
     shards = Shards([(f"h{i}:1", f"k{i}") for i in range(n)] + [("h0:1", f"k{i}") for i in range(1, n, 2)])
     chosen = shards.cover(shards)
@@ -74,7 +74,7 @@ def test_many_hosts_use_the_greedy_cover():
 def test_cover_prefers_live_hosts_then_the_soonest_back():
     clock = ManualClock()
     shards = Shards([("all:1", "a"), ("all:1", "b"), ("one:1", "a"), ("two:1", "b")],
-                    options=dict(clock=clock, backoff=Backoff(base=1.0, jitter=0.0)))
+                    **dict(clock=clock, backoff=Backoff(base=1.0, jitter=0.0)))
     health = shards.resources.health
     assert shards.cover(["a", "b"]) == ["all:1"]
     health.failed("all:1")
@@ -89,19 +89,21 @@ def test_cover_prefers_live_hosts_then_the_soonest_back():
 
 
 def test_construction_shapes():
-    shards = Shards([("ht1", "eu"), ("ht2:15867", "us")], **{"ht3:15867": ["eu", "us"], "ht1:15867": ["de"]})
-    assert shards == {"eu": {"ht1:15867", "ht3:15867"}, "us": {"ht2:15867", "ht3:15867"}, "de": {"ht1:15867"}}
-    assert sorted(shards.resources) == ["ht1:15867", "ht2:15867", "ht3:15867"]
+    shards = Shards([("ht1", "eu"), ("ht2:15867", "us"), ("ht3:15867", "eu"), ("ht3:15867", "us"),
+                     ("ht1:15867", "de")])
+    assert dict(shards) == {"eu": {"ht1:15867", "ht3:15867"}, "us": {"ht2:15867", "ht3:15867"}, "de": {"ht1:15867"}}
+    assert Shards({"ht1": ["eu", "de"], "ht2:15867": ["us"], "ht3:15867": ["eu", "us"]}) == shards
+    assert sorted(shards.pools) == ["ht1:15867", "ht2:15867", "ht3:15867"]
     assert shards.cover(["eu", "us"]) == ["ht3:15867"]
     assert shards.cover([]) == []
     with pytest.raises(KeyError, match="unknown shard key 'asia'"):
         shards.cover(["asia"])
     with pytest.raises(ConfigError):
-        Shards()
+        Shards([])
     with pytest.raises(ConfigError):
         Shards([("ht1:0", "eu")])
-    with pytest.raises(ConfigError, match=r"as a list, e.g. ht1=\['eu'\]"):
-        Shards(ht1="eu")  # would otherwise be the keys 'e' and 'u'
+    with pytest.raises(ConfigError, match=r"as a list, e.g. \{'ht1': \['eu'\]\}"):
+        Shards({"ht1": "eu"})  # would otherwise be the keys 'e' and 'u'
     for item in ("ht1", ("ht1", "eu", "us"), 7):
         with pytest.raises(ConfigError, match="must be \\(host, key\\) pairs"):
             Shards([item])
@@ -121,13 +123,19 @@ def test_locate_moves_about_one_nth_of_keys_to_the_new_shard():
 
 def test_locate_is_stable_across_processes():
     rows = [f"r{i}" for i in range(50)] + ["é", ""]
-    here = [rendezvous_weight("s1", r) for r in rows]
-    code = ("from htcluster.shards import rendezvous_weight; "
-            f"print([rendezvous_weight('s1', r) for r in {rows!r}])")
+    keys = ["s1", ("eu", 1), b"raw"]
+    here = [Shards([(f"h{i}:1", k) for i, k in enumerate(keys)]).locate(r) for r in rows]
+    code = ("from htcluster import Shards; "
+            f"s = Shards([(f'h{{i}}:1', k) for i, k in enumerate({keys!r})]); "
+            f"print([s.locate(r) for r in {rows!r}])")
     env = dict(os.environ, PYTHONHASHSEED="12345")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert out.stdout.strip() == str(here)
-    assert rendezvous_weight("s1", b"r1") == rendezvous_weight("s1", "r1")
+
+
+def test_shard_keys_without_a_stable_encoding_are_refused():
+    with pytest.raises(ConfigError, match="frozenset"):
+        Shards([("h1:1", frozenset({"a", "b"}))])
 
 
 # ---------------------------------------------------------------- real brokers
@@ -144,7 +152,7 @@ def cluster():
 @pytest.fixture
 def shards(cluster):
     a, b, c = cluster.hosts
-    s = Shards([(a, "eu"), (b, "us"), (c, "eu"), (c, "us")], options=dict(socket_timeout=5.0, backoff=0.2))
+    s = Shards([(a, "eu"), (b, "us"), (c, "eu"), (c, "us")], **dict(socket_timeout=5.0, backoff=0.2))
     for host in cluster.hosts:  # the same namespace and table on each separate cluster
         s.resources.unicast("hql_query", "CREATE NAMESPACE shardtest IF NOT EXISTS", namespace="/", hosts=[host])
         s.resources.unicast("hql_query", "DROP TABLE IF EXISTS t", namespace="shardtest", hosts=[host])
@@ -177,7 +185,7 @@ def proxied(cluster, shards):
     a, b, c = cluster.hosts
     with FaultProxy(c) as proxy:
         with Shards([(a, "eu"), (b, "us"), (proxy.address, "eu"), (proxy.address, "us")],
-                    options=dict(socket_timeout=3.0, backoff=0.2)) as s:
+                    **dict(socket_timeout=3.0, backoff=0.2)) as s:
             yield s, proxy
 
 

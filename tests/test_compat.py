@@ -11,8 +11,8 @@ import pytest
 import htcluster.compat as compat
 from htcluster import types
 from htcluster.errors import BrokerUnavailable, ConfigError, NoHostAvailable
-from htcluster.replicas import Replicas
-from htcluster.resource import Resource
+from htcluster import Replicas
+from htcluster import Resource
 from htcluster.testing import free_port
 
 FLOW = Path(__file__).with_name("upstream_client_flow.py")

@@ -330,7 +330,7 @@ def test_latency_window_records_from_many_threads():
     assert snaps == sorted(snaps)
 
 
-@pytest.mark.parametrize("name", ["htcluster.events", "htcluster.latency", "htcluster.otel"])
+@pytest.mark.parametrize("name", ["htcluster.events", "htcluster._policy.latency", "htcluster.otel"])
 def test_public_names_exist_and_are_sorted(name):
     import importlib
     if name == "htcluster.otel":
@@ -443,7 +443,7 @@ def test_a_failing_listener_never_breaks_a_real_call(broker_address, caplog):
 
 def test_failover_reports_failed_over_and_host_down(local_cluster_factory):
     from htcluster import Replicas
-    from htcluster.policy import Backoff
+    from htcluster import Backoff
     cluster = local_cluster_factory(2)
     first, second = cluster.hosts
     cluster.stop(0)

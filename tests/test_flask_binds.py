@@ -6,11 +6,11 @@ from flask import Flask
 
 from htcluster.errors import ConfigError
 from htcluster.flask_ext import EXTENSION_KEY, FlaskHypertable, Hypertable
-from htcluster.policy import Backoff, Retry
-from htcluster.pool import Pool
-from htcluster.replicas import Replicas
-from htcluster.resource import Resource
-from htcluster.shards import Shards
+from htcluster import Backoff, Retry
+from htcluster import Pool
+from htcluster import Replicas
+from htcluster import Resource
+from htcluster import Shards
 from htcluster.testing import free_port
 from htcluster.types import Cell, Key
 
@@ -61,12 +61,12 @@ def test_pool_options_reach_the_pool():
 def test_routing_options_reach_replicas_and_shards():
     retry, backoff = Retry(total=7), Backoff(base=0.5, cap=4.0)
     app, ext = app_with(HYPERTABLE_HOSTS="127.0.0.1:1,127.0.0.1:2",
-                        HYPERTABLE_OPTIONS={"retry": retry, "backoff": backoff, "max_workers": 3,
+                        HYPERTABLE_OPTIONS={"retry": retry, "backoff": backoff, "probe_timeout": 3.0,
                                             "idle_ping": 5.0})
     with app.app_context():
         replicas = ext.cluster
         assert isinstance(replicas, Replicas)
-        assert replicas.retry == retry and replicas.health.backoff == backoff and replicas.max_workers == 3
+        assert replicas.retry == retry and replicas.health.backoff == backoff and replicas.probe_timeout == 3.0
         assert {pool.idle_ping for pool in replicas.values()} == {5.0}
     app, ext = app_with(HYPERTABLE_SHARDS={"eu": "127.0.0.1:1"}, HYPERTABLE_OPTIONS={"retry": 2, "max_age": 9.0})
     with app.app_context():
@@ -85,7 +85,8 @@ def test_flask_hypertable_takes_options_too():
 @pytest.mark.parametrize("config, words", [
     ({"HYPERTABLE_OPTIONS": {"idle_ping": -1}}, ["HYPERTABLE_OPTIONS", "idle_ping"]),
     ({"HYPERTABLE_OPTIONS": {"connect_timeout": "fast"}}, ["HYPERTABLE_OPTIONS", "connect_timeout"]),
-    ({"HYPERTABLE_HOSTS": "a,b", "HYPERTABLE_OPTIONS": {"max_workers": 0}}, ["HYPERTABLE_OPTIONS", "max_workers"]),
+    ({"HYPERTABLE_HOSTS": "a,b", "HYPERTABLE_OPTIONS": {"probe_timeout": 0}}, ["HYPERTABLE_OPTIONS", "probe_timeout"]),
+    ({"HYPERTABLE_HOSTS": "a,b", "HYPERTABLE_OPTIONS": {"max_workers": 3}}, ["HYPERTABLE_OPTIONS", "max_workers"]),
     ({"HYPERTABLE_HOSTS": "a,b", "HYPERTABLE_OPTIONS": {"backoff": "x"}}, ["HYPERTABLE_OPTIONS"]),
     ({"HYPERTABLE_BINDS": {"b": {"hosts": "h", "options": {"max_age": 0}}}},
      ["HYPERTABLE_BINDS['b']['options']", "max_age"]),

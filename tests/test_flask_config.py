@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from htcluster.errors import ConfigError
-from htcluster.flask_config import (
+from htcluster._flask.config import (
     DEFAULTS,
     STRATEGIES,
     option_names,
@@ -166,12 +166,12 @@ def test_every_key_has_an_invalid_case():
 def test_options_names_come_from_the_signatures():
     import inspect
 
-    from htcluster.pool import Pool
-    from htcluster.resources import Resources
-    pool_names = set(inspect.signature(Pool).parameters) - {"host"}
+    from htcluster import Pool
+    from htcluster import Resources
+    pool_names = set(inspect.signature(Pool).parameters) - {"host", "listeners"}
     assert option_names("pool") == pool_names
     routing = {p.name for p in inspect.signature(Resources).parameters.values()
-               if p.kind is p.KEYWORD_ONLY}
+               if p.kind is p.KEYWORD_ONLY} - {"listeners"}
     assert routing and routing | pool_names <= option_names("replicas")
     assert option_names("resources") == option_names("shards") >= routing | pool_names
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import htcluster.compat as compat
-from htcluster.pool import Pool
+from htcluster import Pool
 
 APP = Path(__file__).with_name("flask_hypertable_app.py")
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,7 +108,7 @@ def test_close_app_is_registered_at_exit(broker_address):
     program = f"""
 from flask import Flask
 from htcluster.flask_ext import FlaskPooledHypertable
-from htcluster.pool import Pool
+from htcluster import Pool
 
 closing = Pool.close
 def close(self):

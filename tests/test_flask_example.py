@@ -18,7 +18,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from htcluster.testing import LocalCluster, free_port
-from htcluster.weblog import generate_lines
+from htcluster.cli.weblog import generate_lines
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "logdb_app.py"
 NS = "example"

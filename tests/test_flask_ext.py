@@ -8,7 +8,7 @@ import pytest
 from flask import Flask, jsonify, request
 from test_flask_config import INVALID
 
-from htcluster.cluster import Replicas, Resources, Shards
+from htcluster import Replicas, Resources, Shards
 from htcluster.errors import (
     BrokerUnavailable,
     ConfigError,
@@ -22,8 +22,8 @@ from htcluster.flask_ext import (
     Hypertable,
 )
 from htcluster.hosts import Host
-from htcluster.pool import Pool
-from htcluster.resource import Resource
+from htcluster import Pool
+from htcluster import Resource
 from htcluster.testing import LocalCluster, free_port
 from htcluster.types import Cell, Key
 

@@ -9,8 +9,8 @@ from flask import Flask, jsonify
 from flask.json.provider import DefaultJSONProvider
 
 from htcluster.flask_ext import Hypertable
-from htcluster.flaskext.encoding import json_default, value_to_json
-from htcluster.flaskext.stream import stream_cells
+from htcluster._flask.encoding import json_default, value_to_json
+from htcluster._flask.stream import stream_cells
 from htcluster.types import Cell, HqlResult, Key, NamespaceListing, Status
 
 BINARY = b"\xff\x00\xfe"

@@ -7,9 +7,9 @@ from flask import Flask, jsonify
 from htcluster import events
 from htcluster.errors import BrokerUnavailable, ConfigError
 from htcluster.flask_ext import Hypertable, get_recorded_queries
-from htcluster.flaskext.queries import QueryRecorder, summarize
-from htcluster.pool import Pool
-from htcluster.resource import Resource
+from htcluster._flask.queries import QueryRecorder, summarize
+from htcluster import Pool
+from htcluster import Resource
 from htcluster.types import Cell, Key, ScanSpec
 
 NS = "flask_queries"
@@ -122,7 +122,7 @@ def test_the_debug_toolbar_panel_lists_them(broker_address):
     from flask_debugtoolbar import DebugToolbarExtension
 
     app, _ = broker_app(broker_address, SECRET_KEY="test", DEBUG_TB_INTERCEPT_REDIRECTS=False,
-                        DEBUG_TB_PANELS=["htcluster.flaskext.toolbar.HypertablePanel"])
+                        DEBUG_TB_PANELS=["htcluster._flask.toolbar.HypertablePanel"])
     app.debug = True
     app.add_url_rule("/page", "page", lambda: (app.view_functions["work"](), "<html><body>page</body></html>")[1])
     DebugToolbarExtension(app)
@@ -133,7 +133,7 @@ def test_the_debug_toolbar_panel_lists_them(broker_address):
 
 def test_the_panel_renders_recorded_calls_escaped():
     pytest.importorskip("flask_debugtoolbar")
-    from htcluster.flaskext.toolbar import HypertablePanel
+    from htcluster._flask.toolbar import HypertablePanel
 
     recorder = QueryRecorder("panel")
     app = Flask("panel")

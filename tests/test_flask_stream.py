@@ -5,7 +5,7 @@ import json
 
 from flask import Flask
 
-from htcluster.flask_stream import JsonArrayStream, cell_to_json, stream_cells
+from htcluster._flask.stream import JsonArrayStream, cell_to_json, stream_cells
 from htcluster.types import Cell, Key
 
 

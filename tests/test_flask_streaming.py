@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 
 from htcluster.flask_ext import Hypertable
-from htcluster.pool import Pool
+from htcluster import Pool
 from htcluster.types import Cell, Key, ScanSpec
 
 NS = "flask_stream"

@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from htcluster.cluster import Replicas, Resources
+from htcluster import Replicas, Resources
 from htcluster.errors import ClientException, ConfigError
 from htcluster.events import ConnectionClosed, Hedged
-from htcluster.policy import Backoff
+from htcluster import Backoff
 from htcluster.testing import FaultProxy, LocalCluster, ManualClock
 from htcluster.types import Cell, Key, ScanSpec
 
@@ -148,15 +148,15 @@ def test_a_hedge_never_goes_to_a_dead_host(cluster, slow):
 
 
 def test_shards_take_the_options(cluster):
-    from htcluster.cluster import Shards
+    from htcluster import Shards
 
     shards = Shards([(cluster.hosts[0], "a"), (cluster.hosts[1], "a")],
-                    options=dict(hedge=0.05, probe_timeout=0.1, hedge_ratio=0.5, **FAST))
+                    **dict(hedge=0.05, probe_timeout=0.1, hedge_ratio=0.5, **FAST))
     with shards:
         assert (shards.resources.hedge, shards.resources.probe_timeout) == (0.05, 0.1)
         assert shards.unicast("a", "status").code == 0
     with pytest.raises(ConfigError, match="hedge"):
-        Shards([(cluster.hosts[0], "a")], options=dict(hedge=-1))
+        Shards([(cluster.hosts[0], "a")], **dict(hedge=-1))
 
 
 def test_many_threads_hedging_leave_every_pool_consistent(cluster):
@@ -186,7 +186,12 @@ def test_many_threads_hedging_leave_every_pool_consistent(cluster):
             for host, pool in rs.items():
                 stats = pool.stats()
                 assert stats["in_use"] == 0 and stats["opened"] - stats["closed"] == stats["idle"], (host, stats)
-                assert all(e is None or e.resource.reusable for e in pool._stack)  # nothing pooled mid-reply
+                leases = [pool.acquire() for _ in range(stats["idle"])]  # every idle connection, warm first
+                try:
+                    assert all(lease.reused and lease.resource.reusable for lease in leases)  # none mid-reply
+                finally:
+                    for lease in leases:
+                        lease.release()
             assert rs.health.down() == {}
     finally:
         proxy.close()

@@ -9,7 +9,7 @@ from datetime import datetime
 import pytest
 
 from htcluster import codes
-from htcluster.broker.hql import parse
+from htcluster.hql import parse
 from htcluster.types import ClientException, HqlResult, KeyFlag
 
 NAMESPACE = "hqltest"

@@ -53,16 +53,6 @@ def test_public_names_exist_and_are_documented():
     assert hql.__all__ == sorted(hql.__all__, key=lambda n: (n[0].islower(), n))
 
 
-def test_old_import_paths_still_work():
-    from htcluster.broker import hql as broker_hql
-    from htcluster.broker import hql_ast, hql_scan, hql_schema, hql_time
-
-    assert broker_hql.parse is hql.parse
-    assert hql_ast.Insert is hql.Insert
-    assert hql_scan.prefix_end("ab") == "ac"
-    assert hql_schema.render_create_table and hql_time.parse_timestamp
-
-
 def test_insert_has_table_and_cells():
     statement = hql.parse("INSERT INTO t VALUES ('r', 'cf:q', 'v'), ('r2', 'cf', 'w')")
     assert isinstance(statement, hql.Insert) and statement.table == "t"

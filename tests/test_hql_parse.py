@@ -10,11 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from htcluster import codes
-from htcluster.broker import hql_ast as ast
-from htcluster.broker.hql import parse
-from htcluster.broker.hql_scan import prefix_end
-from htcluster.broker.hql_schema import render_create_table
-from htcluster.broker.hql_time import duration_seconds, parse_timestamp
+from htcluster.hql import parse
+from htcluster.hql import statements as ast
+from htcluster.hql.scan import prefix_end
+from htcluster.hql.schema import render_create_table
+from htcluster.hql.timestamps import duration_seconds, parse_timestamp
 from htcluster.types import (CellInterval, ClientException, ColumnPredicateOperation as Op,
                              KeyFlag, RowInterval)
 

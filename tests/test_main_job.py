@@ -27,7 +27,7 @@ HTCLUSTER = Path(sys.executable).with_name("htcluster")
 
 
 def direct_counts(path) -> collections.Counter:
-    """Response codes of the file by plain splitting, independent of htcluster.weblog."""
+    """Response codes of the file by plain splitting, independent of htcluster.cli.weblog."""
     with gzip.open(path, "rt", encoding="latin-1") as f:
         return collections.Counter(line.split('"')[2].split()[0] for line in f)
 

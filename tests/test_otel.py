@@ -20,7 +20,7 @@ from htcluster.errors import BrokerUnavailable, ConfigError  # noqa: E402
 from htcluster.events import (CallFailed, CallStarted, CallSucceeded, ConnectionClosed,  # noqa: E402
                               ConnectionOpened, ConnectionReplaced, Listeners, PoolCheckedIn,
                               PoolCheckedOut, PoolTimedOut)
-from htcluster.pool import Pool  # noqa: E402
+from htcluster import Pool  # noqa: E402
 from htcluster.types import ClientException  # noqa: E402
 
 HOST = "127.0.0.1:15867"
@@ -252,7 +252,7 @@ def test_retry_on_the_same_thread_is_a_second_span(telemetry):
     spans = t.finished()
     assert [(s.attributes["server.address"], s.end_time - s.start_time) for s in spans] == [
         ("127.0.0.1", 100_000_000), ("127.0.0.1", 200_000_000), ("10.0.0.2", 300_000_000)]
-    assert not t.instrumentation._open_spans(), "no span left open"
+    assert not t.instrumentation.open_spans(), "no span left open"
 
 
 def test_an_end_without_a_start_records_the_duration_but_no_span(telemetry):
@@ -509,7 +509,7 @@ def test_instrument_finds_the_registry_and_pools_of_every_strategy(telemetry):
             assert t.instrumentation.registry is target.listeners
             assert t.instrumentation in target.listeners
             expected = hosts[:1] if isinstance(target, Pool) else hosts
-            assert sorted(t.instrumentation._pools) == expected
+            assert sorted(t.instrumentation.pools) == expected
             # nothing opened yet: both states read 0 from the pools' own counters
             assert set(by_state(t.points("db.client.connection.count")).values()) == {0}
             t.instrumentation.uninstrument()

@@ -7,7 +7,8 @@ import threading
 import pytest
 
 from htcluster.errors import BrokerUnavailable, ConfigError
-from htcluster.policy import Backoff, HostHealth, HostState, Retry, hql_is_read, is_write
+from htcluster import Backoff, HostHealth, HostState, Retry
+from htcluster._policy.classify import hql_is_read, is_write
 from htcluster.testing import ManualClock
 
 
@@ -239,32 +240,32 @@ def test_hql_is_read_needs_the_whole_verb():
     assert not hql_is_read("SELECTED")
 
 
-def test_watch_classifies_how_a_call_ended():
-    """A connection failure marks the host down; a broker's answer revives it; a local timeout teaches nothing."""
-    from htcluster.errors import ClientException, PoolTimeout
+def test_verdicts_classify_how_an_attempt_ended():
+    """A transport failure blames the host; a broker's answer credits it; the caller's own trouble teaches nothing."""
+    from thrift.Thrift import TApplicationException
 
+    from htcluster.errors import (ClientException, ClientResourceError, DeadlineExceeded, InvalidRequest,
+                                  PoolTimeout, WriteOutcomeUnknown)
+    from htcluster._policy.classify import ANSWERED, FAILED, NOTHING, verdict
+
+    assert verdict(None) is ANSWERED
+    assert verdict(ClientException(code=48, message="table not found")) is ANSWERED
+    assert verdict(TApplicationException(TApplicationException.UNKNOWN_METHOD)) is ANSWERED
+    assert verdict(BrokerUnavailable("reset", host="a:1")) is FAILED
+    assert verdict(WriteOutcomeUnknown("lost", host="a:1")) is FAILED
+    for mine in (DeadlineExceeded("late"), PoolTimeout("full"), InvalidRequest("bad"), KeyboardInterrupt(),
+                 GeneratorExit(), ClientResourceError("no fds", 24), MemoryError()):
+        assert verdict(mine) is NOTHING, mine
+
+
+def test_health_verbs_revive_blame_and_release():
     health, clock = make_health()
-    with pytest.raises(BrokerUnavailable):
-        with health.watch("a:1"):
-            raise BrokerUnavailable("reset", host="a:1")
+    health.failed("a:1", BrokerUnavailable("reset", host="a:1"))
     assert health.state("a:1").failures == 1 and not health.usable("a:1")
     clock.advance(1.0)
-    assert health.claim("a:1")                  # the trial ...
-    with pytest.raises(PoolTimeout):
-        with health.watch("a:1"):
-            raise PoolTimeout("no free connection", host="a:1")
-    assert health.state("a:1").failures == 1    # ... not a host failure: the trial goes to the next caller
-    assert health.claim("a:1")
-    with pytest.raises(ClientException):
-        with health.watch("a:1"):
-            raise ClientException(code=48, message="table not found")
-    assert health.state("a:1") == HostState()   # an answer: the host is live again
-    with health.watch("b:1", hold=True):        # a held checkout reports nothing on success
-        pass
-    health.failed("b:1")
-    with health.watch("b:1", hold=True):
-        pass
-    assert health.state("b:1").failures == 1
-    with health.watch("b:1"):
-        pass
-    assert health.state("b:1").live
+    assert health.claim_due(["a:1", "b:1"]) == ["a:1"]  # its backoff ended: its trial is taken, once
+    assert health.claim_due(["a:1"]) == []
+    health.release("a:1")  # nothing learnt: the trial goes to the next caller
+    assert health.state("a:1").failures == 1 and health.claim("a:1")
+    health.succeeded("a:1")  # an answer: live again
+    assert health.state("a:1") == HostState() and health.all_live

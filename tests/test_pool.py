@@ -16,8 +16,8 @@ import pytest
 
 from htcluster import codes
 from htcluster.errors import BrokerUnavailable, ConfigError, HtclusterError, PoolTimeout
-from htcluster.pool import Pool
-from htcluster.resource import Resource
+from htcluster import Pool
+from htcluster import Resource
 from htcluster.testing import LocalBroker, free_port
 from htcluster.types import Cell, ClientException, ColumnFamilySpec, Key, Schema, ScanSpec
 

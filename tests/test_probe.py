@@ -6,11 +6,10 @@ import time
 
 import pytest
 
-from htcluster.cluster import Replicas, Resources
+from htcluster import Replicas, Resources
 from htcluster.errors import BrokerUnavailable, ConfigError
 from htcluster.events import CallStarted, HostDown
-from htcluster.policy import Backoff
-from htcluster.probe import probe_many
+from htcluster import Backoff
 from htcluster.testing import LocalCluster, ManualClock
 from htcluster.types import Cell, Key
 
@@ -117,9 +116,9 @@ def test_a_broadcast_probes_hosts_whose_backoff_ended_all_at_once(cluster):
         assert rs.health.state(cluster.hosts[0]).live and rs.health.state(cluster.hosts[1]).failures == 2
 
 
-def test_probe_many_verdicts(cluster):
+def test_router_probe_verdicts(cluster):
     with Resources(cluster.hosts + ["127.0.0.1:1"], **SHORT) as rs:
-        verdicts = probe_many(rs, [*cluster.hosts, "127.0.0.1:1"], 5.0)
+        verdicts = rs.router.probe([*cluster.hosts, "127.0.0.1:1"])
         assert all(verdicts[h] is None for h in cluster.hosts)
         refused = verdicts["127.0.0.1:1"]
         assert isinstance(refused, BrokerUnavailable) and not refused.sent and "probe" in str(refused)
@@ -136,18 +135,18 @@ def test_probe_timeout_is_validated(value):
 
 
 def test_a_host_revived_by_a_probe_keeps_its_strikes_until_a_call_succeeds():
-    from htcluster.policy import HostHealth
+    from htcluster import HostHealth
 
     clock = ManualClock()
     health = HostHealth(["h:1"], backoff=Backoff(base=1.0, factor=2.0, cap=30.0, jitter=0.0), clock=clock)
     assert health.failed("h:1") == 1.0
     clock.advance(1.0)
     assert health.claim("h:1") and health.is_trial("h:1")
-    health.probed("h:1")  # the probe answered: calls may go there again ...
+    health.succeeded("h:1", probe=True)  # the probe answered: calls may go there again ...
     assert health.state("h:1").live and health.usable("h:1") and not health.is_trial("h:1")
     assert health.failed("h:1") == 2.0  # ... but a call failing before any succeeds backs off further
     clock.advance(2.0)
     health.claim("h:1")
-    health.probed("h:1")
+    health.succeeded("h:1", probe=True)
     health.succeeded("h:1")  # a call answered: the strikes are gone
     assert health.failed("h:1") == 1.0

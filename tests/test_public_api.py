@@ -2,33 +2,40 @@
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
 import pytest
 
 import htcluster
 
-MODULES = ["htcluster", "htcluster.errors", "htcluster.hosts", "htcluster.types", "htcluster.codes",
-           "htcluster.policy", "htcluster.resource", "htcluster.pool", "htcluster.resources",
-           "htcluster.shards", "htcluster.replicas", "htcluster.cluster", "htcluster.testing",
-           "htcluster.flask_ext", "htcluster.status", "htcluster.transport", "htcluster.failover",
-           "htcluster.logfile", "htcluster.cli_output", "htcluster.faults", "htcluster.logload",
-           "htcluster.weblog", "htcluster.demo", "htcluster.flask_config", "htcluster.flask_routing",
-           "htcluster.flask_stream", "htcluster.units", "htcluster.multiplex", "htcluster.broadcast",
-           "htcluster.events", "htcluster.latency", "htcluster.otel", "htcluster.hql", "htcluster.compat",
-           "htcluster.cli.tsv", "htcluster.cli.broker_run", "htcluster.cli.commands", "htcluster.cli.loading",
-           "htcluster.cli.options", "htcluster.cli.output", "htcluster.cli.weblog", "htcluster.cli.logfile",
-           "htcluster.cli.logload", "htcluster.cli.status", "htcluster.cli.demo", "htcluster._moved",
-           "htcluster.flaskext.config", "htcluster.flaskext.binds", "htcluster.flaskext.routing",
-           "htcluster.flaskext.encoding", "htcluster.flaskext.stream", "htcluster.flaskext.queries",
-           "htcluster.flaskext.toolbar", "htcluster.flaskext.cli", "htcluster.compat.thriftclient",
-           "htcluster.budget", "htcluster.hedge", "htcluster.probe", "htcluster.routing", "htcluster.classify"]
+def _modules() -> list[str]:
+    """Every module of the package but the generated code and the ``python -m`` entry points."""
+    found = ["htcluster"]
+    for info in pkgutil.walk_packages(htcluster.__path__, "htcluster."):
+        if not info.name.startswith("htcluster._thrift") and not info.name.endswith("__main__"):
+            found.append(info.name)
+    return sorted(found)
+
+
+MODULES = _modules()
+
+
+def test_the_layers_are_packages_of_their_own():
+    """The layout shows the architecture: wire core, connection, pool, policy, call engine, routing."""
+    for layer in ("_wire", "_io", "_pool", "_policy", "_call", "_routing", "_flask"):
+        assert f"htcluster.{layer}" in MODULES
+    for gone in ("htcluster._moved", "htcluster.cluster", "htcluster.flask_routing", "htcluster.flask_config",
+                 "htcluster.flask_stream", "htcluster.stats", "htcluster.units", "htcluster.flaskext"):
+        assert gone not in MODULES
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_every_exported_name_exists(name):
     module = importlib.import_module(name)
     exported = getattr(module, "__all__", None)
-    assert exported, f"{name} has no __all__"
+    if exported is None and name.rsplit(".", 1)[-1].startswith("_"):
+        return  # an internal package's __init__ may export nothing
+    assert exported is not None, f"{name} has no __all__"
     missing = [attr for attr in exported if not hasattr(module, attr)]
     assert not missing, f"{name}.__all__ names missing attributes: {missing}"
 

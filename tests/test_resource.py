@@ -18,7 +18,8 @@ from brokertest import stop_gracefully
 from htcluster import codes
 from htcluster._thrift import ClientService, HqlService
 from htcluster.errors import BrokerUnavailable, ConfigError
-from htcluster.resource import Resource, scan_cells
+from htcluster import Resource
+from htcluster._io.resource import scan_cells
 from htcluster.testing import LocalBroker, free_port
 from htcluster.types import Cell, ClientException, ColumnFamilySpec, Key, Schema, ScanSpec, Status
 
@@ -80,8 +81,8 @@ def test_open_and_close_are_idempotent(broker_address: str) -> None:
     r = Resource(broker_address, open=False)
     assert not r.is_open and "closed" in repr(r)
     r.open()
-    handle = r._conn.sock
-    assert r.open() is r and r._conn.sock is handle
+    handle = r.connection.sock
+    assert r.open() is r and r.connection.sock is handle
     assert r.is_open and not r.failed and broker_address in repr(r) and "open" in repr(r)
     r.close()
     r.close()
@@ -164,12 +165,13 @@ def test_client_exception_passes_through_with_its_code(broker_address: str) -> N
 
 def test_application_exception_passes_through(broker_address: str) -> None:
     with Resource(broker_address) as r:
-        r._oprot.writeMessageBegin("no_such_method", TMessageType.CALL, 0)
-        ClientService.status_args().write(r._oprot)
-        r._oprot.writeMessageEnd()
-        r._conn.exchange()  # the frame goes out whole, the reply comes in
+        codec = r.connection.codec
+        codec.oprot.writeMessageBegin("no_such_method", TMessageType.CALL, 0)
+        ClientService.status_args().write(codec.oprot)
+        codec.oprot.writeMessageEnd()
+        body = r.connection.exchange(codec.take_frame())  # the frame goes out whole, the reply comes in
         with pytest.raises(TApplicationException) as excinfo:
-            r.recv_status()
+            codec.decode(body)
         assert excinfo.value.type == TApplicationException.UNKNOWN_METHOD
         assert r.reusable
         r.status()

@@ -1,4 +1,4 @@
-"""htcluster.weblog: Apache log lines into LogDb rows (pure; no broker)."""
+"""htcluster.cli.weblog: Apache log lines into LogDb rows (pure; no broker)."""
 from __future__ import annotations
 
 import collections
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, strategies as st
 
-from htcluster import weblog
+from htcluster.cli import weblog
 from htcluster.types import KeyFlag
 
 SAMPLE = ('81.52.143.15 - - [26/Jan/2008:00:21:23 -0800] "GET /robots.txt HTTP/1.1" 200 54 "-" '

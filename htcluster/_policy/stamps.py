@@ -41,14 +41,13 @@ a :class:`Stamper` of your own takes an injectable clock, sleep and tag (tests).
 """
 from __future__ import annotations
 
-import os
 import secrets
 import threading
 import time
-import weakref
 from typing import Callable, Optional, Sequence, Union, overload
 
 from ..errors import ConfigError
+from .forks import renew_after_fork
 from ..types import Cell, Key, KeyFlag
 
 __all__ = ["MAX_LEAD_NS", "MAX_RATE", "TAG_BITS", "Stamper", "default_stamper", "next_timestamp",
@@ -62,7 +61,6 @@ MAX_LEAD_NS = 1_000_000
 MAX_RATE = 1e9 / 2 ** TAG_BITS
 
 #: Every live Stamper, so that a forked child re-creates each one's lock and tag.
-_STAMPERS: "weakref.WeakSet[Stamper]" = weakref.WeakSet()
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> int:
@@ -113,7 +111,7 @@ class Stamper:
         self._lock = threading.Lock()
         self._next_slot = 0  # the lowest slot not yet issued
         self._seen = 0  # the highest clock reading so far (ns)
-        _STAMPERS.add(self)
+        renew_after_fork(self)
 
     @property
     def tag(self) -> int:
@@ -256,14 +254,6 @@ class Stamper:
         self._lock = threading.Lock()
         self._tag = self._draw_other()
 
-
-def _after_fork_in_child() -> None:
-    for stamper in list(_STAMPERS):
-        stamper.after_fork()
-
-
-if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 #: The stamper of this process, used by :func:`next_timestamp`, :func:`stamp_cells` and :func:`stamp_batch`.
 default_stamper = Stamper()

@@ -18,7 +18,7 @@ Modules:
   ``status`` (parallel ``status()`` pings and the health table, also used by
   ``flask hypertable status``), ``demo`` (the main job end to end).
 
-The old paths (``htcluster.weblog``, ``htcluster.status``, ...) still import
+The old paths (``htcluster.cli.weblog``, ``htcluster.cli.status``, ...) still import
 the same modules (:mod:`htcluster._moved`).
 """
 from __future__ import annotations

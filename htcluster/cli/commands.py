@@ -110,8 +110,8 @@ def hql_command(hosts: list[Host], namespace: str, broadcast: bool, timeout: flo
     With it, to every host in parallel.  Either way a cell stored twice with
     the same timestamp (a reloaded or retried write) is shown once.
     """
-    from ..cluster import Replicas, Resources
-    from ..replicas import collapse
+    from .. import Replicas, Resources
+    from .._routing.replicas import collapse
 
     if not broadcast:
         replicas = Replicas(hosts, **pool_options(timeout))
@@ -183,7 +183,7 @@ def cluster_command(brokers: int, shared: bool, data_dir: Optional[Path]) -> Non
               help="Seconds each host gets to answer.")
 def status_command(hosts: list[Host], timeout: float) -> None:
     """Ping every host in parallel through a pool each; print up/down, latency, pool state; exit 1 if any is down."""
-    from ..cluster import Resources
+    from .. import Resources
 
     with Resources(hosts, size=1, max_overflow=0, timeout=timeout, socket_timeout=timeout,
                    connect_timeout=timeout) as resources:

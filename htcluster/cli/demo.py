@@ -3,9 +3,9 @@
 1. Start a local cluster: three replica brokers over one SQLite file and two
    shard brokers with a file each, on free loopback ports.
 2. Load an Apache log (a file, or a generated one) into ``logs/LogDb``
-   through :class:`~htcluster.cluster.Replicas`, SIGKILLing the primary
+   through :class:`~htcluster.Replicas`, SIGKILLing the primary
    replica half-way while a batch is in flight to it, and through
-   :class:`~htcluster.cluster.Shards`, routed by client address so that one
+   :class:`~htcluster.Shards`, routed by client address so that one
    client's rows stay on one shard.
 3. Query, with timings: requests per response code, the ten most requested
    paths, every request of the busiest client by row-key prefix, and a count
@@ -28,7 +28,7 @@ from ..types import ScanSpec
 from .weblog import GENERATED_LINES, TABLE, LogEntry, LogStats, generate_lines, iter_entries, open_log, request_path
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..cluster import Replicas, Shards
+    from .. import Replicas, Shards
     from ..testing import LocalCluster
 
 __all__ = ["NAMESPACE", "run_demo"]
@@ -122,7 +122,7 @@ def run_demo(input_: Optional[str] = None, count: int = GENERATED_LINES, echo: E
     :raises RuntimeError: a broker did not start.
     :raises HtclusterError: the cluster failed beyond what failover covers.
     """
-    from ..cluster import Replicas, Shards
+    from .. import Replicas, Shards
     from ..testing import LocalCluster
 
     started = time.perf_counter()
@@ -143,7 +143,7 @@ def run_demo(input_: Optional[str] = None, count: int = GENERATED_LINES, echo: E
         replicas = Replicas(replica_cluster.hosts)
         shards = Shards([(host, host) for host in shard_cluster.hosts])
         logload.ensure_logdb(functools.partial(replicas.call, write=True), NAMESPACE)
-        for pool in shards.resources.values():
+        for pool in shards.pools.values():
             logload.ensure_logdb(pool.call, NAMESPACE)
 
         echo("\nloading through Replicas ...")
@@ -161,7 +161,7 @@ def run_demo(input_: Optional[str] = None, count: int = GENERATED_LINES, echo: E
 
         found_r = _count_cells(replicas.scan(TABLE, ScanSpec(versions=1), namespace=NAMESPACE))
         found_s = sum(_count_cells(pool.scan(TABLE, ScanSpec(versions=1), namespace=NAMESPACE))
-                      for pool in shards.resources.values())
+                      for pool in shards.pools.values())
         acknowledged, found = to_replicas.cells + to_shards.cells, found_r + found_s
         down = list(replicas.health.down())
         echo("\nsummary")
@@ -172,8 +172,8 @@ def run_demo(input_: Optional[str] = None, count: int = GENERATED_LINES, echo: E
              f"{acknowledged:,} ({to_replicas.cells:,} + {to_shards.cells:,})"),
             ("cells found afterwards", f"{found:,} ({found_r:,} + {found_s:,})"),
             ("failovers (replicas + shards)",
-             f"{replicas.failovers + shards.resources.failovers} ({replicas.failovers} + "
-             f"{shards.resources.failovers})" + (f", {', '.join(down)} marked down" if down else "")),
+             f"{replicas.failovers + shards.failovers} ({replicas.failovers} + "
+             f"{shards.failovers})" + (f", {', '.join(down)} marked down" if down else "")),
             ("load through Replicas", f"{to_replicas.seconds:.2f} s, {to_replicas.cells_per_s:,.0f} cells/s"),
             ("load through Shards", f"{to_shards.seconds:.2f} s, {to_shards.cells_per_s:,.0f} cells/s"),
             *((f"query: {name}", f"{seconds * 1000:.1f} ms") for name, seconds in timings),

@@ -32,8 +32,8 @@ EXPECTED = ("expected an Apache access log (common or combined format, plain or 
 def _open_writer(strategy: str, hosts: list[Host], namespace: str, table: str, shard_by: str,
                  ensure: Callable[[Callable[..., Any]], None], timeout: float) -> tuple[Any, Callable[..., int]]:
     """Build the routing object of ``strategy``, create the table behind it, return it and its writer."""
-    from ..cluster import Replicas, Shards
-    from ..pool import Pool
+    from .. import Replicas, Shards
+    from .._call.attempt import Pool
 
     target: Any
     if strategy == "pool":
@@ -48,8 +48,8 @@ def _open_writer(strategy: str, hosts: list[Host], namespace: str, table: str, s
         creators = [functools.partial(target.call, write=True)]
         writer = logload.replicas_writer(target, namespace, table)
     else:  # every shard is one host, its own shard key
-        target = Shards([(host, str(host)) for host in hosts], options=pool_options(timeout))
-        creators = [pool.call for pool in target.resources.values()]
+        target = Shards([(host, str(host)) for host in hosts], **pool_options(timeout))
+        creators = [pool.call for pool in target.pools.values()]
         route = logload.by_client if shard_by == "client" else logload.by_row
         writer = logload.shards_writer(target, namespace, table, route)
     try:

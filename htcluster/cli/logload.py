@@ -30,8 +30,8 @@ from ..types import Cell, ClientException, Schema
 from .weblog import TABLE, LogEntry, LogStats, schema
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..cluster import Replicas, Shards
-    from ..pool import Pool
+    from .. import Replicas, Shards
+    from .._call.attempt import Pool
 
 __all__ = ["DEFAULT_BATCH", "LoadReport", "Writer", "by_client", "by_row", "call_writer", "ensure_logdb",
            "ensure_table", "load",
@@ -141,7 +141,7 @@ def call_writer(call: Call, namespace: str, table: str = TABLE) -> Writer:
 def pool_writer(pool: "Pool", namespace: str, table: str = TABLE) -> Writer:
     """Return a writer sending each batch to one host through ``pool``.
 
-    :param pool: the :class:`~htcluster.pool.Pool` of the host.
+    :param pool: the :class:`~htcluster._pool.pool.Pool` of the host.
     :param namespace: namespace name, e.g. ``"logs"``.
     :param table: table name.
     :returns: a :data:`Writer`: batch of entries -> cells acknowledged.
@@ -156,7 +156,7 @@ def replicas_writer(replicas: "Replicas", namespace: str, table: str = TABLE) ->
     retried on another replica rewrites the same versions (design.md,
     "Choosing a host").
 
-    :param replicas: the :class:`~htcluster.replicas.Replicas` to write through.
+    :param replicas: the :class:`~htcluster._routing.replicas.Replicas` to write through.
     :param namespace: namespace name.
     :param table: table name.
     :returns: a :data:`Writer`.
@@ -178,7 +178,7 @@ def shards_writer(shards: "Shards", namespace: str, table: str = TABLE,
                   route: Callable[[LogEntry], str] = by_row) -> Writer:
     """Return a writer splitting each batch by ``shards.locate(route(entry))``, one ``set_cells`` per shard.
 
-    :param shards: the :class:`~htcluster.shards.Shards` to write through.
+    :param shards: the :class:`~htcluster._routing.shards.Shards` to write through.
     :param namespace: namespace name.
     :param table: table name.
     :param route: the string located for an entry; :func:`by_row` (default)

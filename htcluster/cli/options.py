@@ -15,7 +15,7 @@ import click
 
 from ..errors import ConfigError
 from ..hosts import DEFAULT_PORT, Host, parse_hosts
-from ..resource import DEFAULT_CONNECT_TIMEOUT
+from .._io.resource import DEFAULT_CONNECT_TIMEOUT
 from .output import HOSTS_ENV, explain
 from .weblog import GENERATED_LINES, open_log
 

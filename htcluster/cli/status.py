@@ -1,4 +1,4 @@
-"""Health of many brokers at once: ping each with ``status()`` in parallel, print a table.
+"""Health of many brokers at once: ping each with ``status()``, all at once, and print a table.
 
 :func:`check_hosts` is what ``htcluster status`` and ``flask hypertable status``
 run; :func:`format_status` renders its answer, :func:`down_message` sums up
@@ -14,15 +14,14 @@ Example::
 """
 from __future__ import annotations
 
-import concurrent.futures
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, Union, cast
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, Union
 
 from ..hosts import Host, HostLike
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..pool import Pool
+    from .._call.attempt import Pool
 
 __all__ = ["DEFAULT_TIMEOUT", "HostStatus", "check_hosts", "down_message", "format_status", "render_table"]
 
@@ -52,66 +51,55 @@ class HostStatus:
     error: Optional[str] = None
 
 
-def _pool_state(pool: Optional["Pool"]) -> Optional[str]:
-    return None if pool is None else f"{pool.in_use} in use, {pool.idle} idle"
-
-
-def _name(target: Union[Host, "Pool"]) -> str:
-    return str(target) if isinstance(target, Host) else str(target.host)
-
-
-def _ping(target: Union[Host, "Pool"], timeout: float) -> HostStatus:
-    """Ping one host through a fresh connection, or through one of a pool's."""
-    from ..resource import Resource  # imported late: rendering tables needs no Thrift client
-
-    pool = None if isinstance(target, Host) else target
-    try:
-        opened = (pool.connection(timeout=timeout) if pool is not None
-                  else Resource(cast(Host, target), timeout=timeout, connect_timeout=timeout))
-        with opened as r:
-            start = time.perf_counter()
-            status = r.status()
-            latency = time.perf_counter() - start
-    except Exception as exc:  # every failure is a finding, reported in the table
-        return HostStatus(_name(target), False, pool=_pool_state(pool), error=f"{type(exc).__name__}: {exc}")
-    return HostStatus(_name(target), True, latency, status.code, status.text or "", _pool_state(pool))
+def _pool_state(pool: "Pool") -> str:
+    return f"{pool.in_use} in use, {pool.idle} idle"
 
 
 def check_hosts(hosts: Union[Iterable[HostLike], Mapping[str, "Pool"]],
                 timeout: float = DEFAULT_TIMEOUT) -> list[HostStatus]:
-    """Call ``status()`` on every host in parallel and report who answered.
+    """Call ``status()`` on every host at once and report who answered.
+
+    The pings are attempts of the one call engine, multiplexed on one loop in
+    the calling thread (non-blocking connects, one deadline); they tell no
+    routing object's health anything.
 
     :param hosts: ``host[:port]`` values (each pinged through a fresh
-        connection with ``timeout`` as its connect and socket timeout), or a
-        mapping ``{'host:port': Pool}`` such as :class:`~htcluster.cluster.Resources`
-        (each pinged through one of its pooled connections, ``timeout`` being
-        the checkout wait, and its pool state reported).
-    :param timeout: seconds each host gets; a host that has not answered when
-        they have passed is reported down, so the whole check takes about
-        ``timeout`` seconds at most.
+        connection), or a mapping ``{'host:port': Pool}`` such as
+        :class:`~htcluster.Resources` (each pinged through one of its pooled
+        connections, and its pool state reported).
+    :param timeout: seconds the whole check may take (connecting, waiting for a
+        pooled connection and the answer); a host that has not answered by then
+        is reported down.
     :returns: one :class:`HostStatus` per host, in the order given.
     :raises ConfigError: a host is malformed.
     """
+    from .._call.attempt import Attempt, Pool  # imported late: rendering tables needs no Thrift client
+    from .._call.loop import run_all
+
+    given = isinstance(hosts, Mapping)
     if isinstance(hosts, Mapping):
-        targets: list[Union[Host, "Pool"]] = list(hosts.values())
+        pools = list(hosts.values())
     else:
-        targets = [Host.parse(h) for h in hosts]
-    if not targets:
-        return []
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(32, len(targets)),
-                                                 thread_name_prefix="htcluster-status")
+        pools = [Pool(Host.parse(h), size=1, max_overflow=0, timeout=timeout, socket_timeout=timeout,
+                      connect_timeout=timeout) for h in hosts]
+    deadline = time.monotonic() + timeout
+    attempts = [Attempt(pool, "status", (), None, deadline) for pool in pools]
     try:
-        futures = [pool.submit(_ping, target, timeout) for target in targets]
-        concurrent.futures.wait(futures, timeout=timeout + 1.0)
-        results = []
-        for target, future in zip(targets, futures):
-            if future.done():
-                results.append(future.result())
-            else:
-                results.append(HostStatus(_name(target), False, error=f"no answer within {timeout:g} s"))
-        return results
+        run_all(attempts)
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        if not given:
+            for pool in pools:
+                pool.close()
+    results = []
+    for pool, attempt in zip(pools, attempts):
+        state = _pool_state(pool) if given else None
+        if attempt.error is not None:
+            results.append(HostStatus(pool.address, False, pool=state,
+                                      error=f"{type(attempt.error).__name__}: {attempt.error}"))
+        else:
+            status = attempt.result
+            results.append(HostStatus(pool.address, True, attempt.took, status.code, status.text or "", state))
+    return results
 
 
 def render_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], numeric: Sequence[int] = ()) -> str:

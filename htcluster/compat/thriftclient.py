@@ -2,7 +2,7 @@
 
 :class:`ThriftClient` takes upstream's arguments, ``(host, port,
 timeout_ms=300000, do_open=1)`` (protocol.md 1.1 and 1.4), and is a
-:class:`~htcluster.resource.Resource`: the same framed binary wire, every
+:class:`~htcluster._io.resource.Resource`: the same framed binary wire, every
 broker method positional as before, plus what htcluster adds (``mns``,
 ``ping()``, typed transport errors).  Its failures are
 :class:`~htcluster.errors.BrokerUnavailable`, a Thrift ``TTransportException``,
@@ -27,7 +27,7 @@ from thrift.transport import TSocket, TTransport  # noqa: F401
 from .._thrift import HqlService  # noqa: F401
 from ..errors import ConfigError
 from ..hosts import Host
-from ..resource import Resource
+from .._io.resource import Resource
 
 __all__ = ["DEFAULT_TIMEOUT_MS", "ThriftClient"]
 

@@ -1,0 +1,236 @@
+"""The multiplexing loop: many attempts' exchanges at once, in the calling thread, on one ``poll``.
+
+A :class:`Loop` takes attempts that have a leased connection
+(:meth:`Attempt.begin <htcluster._call.attempt.Attempt.begin>` with
+``connect=False``) and drives each one through its steps without blocking:
+connect (non-blocking, when the pool lent a new connection), open the call's
+namespace on the connection if it is not open yet, send the request frame,
+read the reply frame, decode it (:mod:`htcluster._wire`).  :meth:`Loop.wait`
+returns the attempts that finished, with :attr:`~Attempt.result` or
+:attr:`~Attempt.error` set; the caller then :meth:`~Attempt.finish` es each
+(the attempt reports to health, never the loop).
+
+Broadcasts, multicasts, hedged calls and probes all run on it: every host
+costs one round trip of wall time whatever their number, every connect
+starts at once, and a host that cannot connect costs its own slot only.  A
+plain call is its one-connection case, made by the blocking
+:meth:`Connection.exchange <htcluster._io.connection.Connection.exchange>`.
+Each connection's own timeouts (``connect_timeout``, ``socket_timeout``) and
+the attempt's deadline bound its steps; one that runs out is tainted (closed).
+"""
+from __future__ import annotations
+
+import select
+import time
+from typing import Callable, Optional, Sequence
+
+from .._wire import ANSWERS
+from .attempt import Attempt
+
+__all__ = ["Loop", "run_all"]
+
+_READ = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
+_WRITE = select.POLLOUT | select.POLLERR | select.POLLHUP
+_CONNECTING, _SENDING, _RECEIVING, _DONE = 0, 1, 2, 3
+
+
+class Loop:
+    """Attempts in flight on one ``poll`` object (register/modify are user-space only: no syscall per host).
+
+    Not thread-safe: one thread drives it.  ``len(loop)`` is the number of attempts in flight.
+    """
+
+    def __init__(self) -> None:
+        self.poller = select.poll()
+        self.live: dict[int, Attempt] = {}  # file descriptor -> its attempt
+        self.ready: list[Attempt] = []  # finished, not yet returned by wait()
+
+    def __len__(self) -> int:
+        return len(self.live) + len(self.ready)
+
+    def add(self, attempt: Attempt) -> None:
+        """Start ``attempt``'s exchange (it has begun: it holds a connection, opened or not)."""
+        conn = attempt.resource.connection
+        try:
+            if not conn.is_open and not conn.connecting:
+                attempt.end = conn.begin_connect(attempt.deadline)
+                attempt.phase = _CONNECTING
+                self._watch(attempt, conn.fileno(), _WRITE)
+                return
+            self._send_first(attempt)
+        except Exception as exc:
+            self._fail(attempt, exc)
+
+    def _watch(self, attempt: Attempt, fd: int, mask: int) -> None:
+        if attempt.fd != fd:
+            if attempt.fd >= 0:
+                self._unwatch(attempt)
+            self.poller.register(fd, mask)
+            attempt.fd = fd
+            self.live[fd] = attempt
+        else:
+            self.poller.modify(fd, mask)
+
+    def _unwatch(self, attempt: Attempt) -> None:
+        fd, attempt.fd = attempt.fd, -1
+        if fd >= 0 and self.live.get(fd) is attempt:
+            del self.live[fd]
+            try:
+                self.poller.unregister(fd)
+            except KeyError:  # pragma: no cover - registered with the live entry
+                pass
+
+    def _send_first(self, attempt: Attempt) -> None:
+        """Send the namespace opening (when needed) or the call itself."""
+        resource = attempt.resource
+        ns = attempt.namespace
+        if ns is not None and ns not in resource.mns:
+            attempt.opening = True
+            self._send(attempt, "namespace_open", (ns,))
+        else:
+            attempt.opening = False
+            self._send(attempt, attempt.method, attempt.args if ns is None else (resource.mns[ns], *attempt.args))
+
+    def _send(self, attempt: Attempt, method: str, args: tuple[object, ...]) -> None:
+        conn = attempt.resource.connection
+        conn.check_ready()
+        frame = conn.codec.encode(method, args)
+        attempt.end = conn.start(frame, attempt.deadline)
+        attempt.phase = _SENDING
+        if conn.send_some():
+            attempt.phase = _RECEIVING
+            self._watch(attempt, conn.fileno(), _READ)
+        else:
+            self._watch(attempt, conn.fileno(), _WRITE)
+
+    def _fail(self, attempt: Attempt, exc: BaseException) -> None:
+        self._unwatch(attempt)
+        attempt.error, attempt.phase = exc, _DONE
+        self.ready.append(attempt)
+
+    def _step(self, attempt: Attempt, mask: int) -> None:
+        """Move ``attempt`` on after ``poll`` reported ``mask`` for its socket."""
+        conn = attempt.resource.connection
+        try:
+            if attempt.phase == _CONNECTING:
+                conn.finish_connect()
+                self._send_first(attempt)
+                return
+            if attempt.phase == _SENDING:
+                if conn.send_some():
+                    attempt.phase = _RECEIVING
+                    self.poller.modify(attempt.fd, _READ)
+                return
+            body = conn.recv_some()
+            if body is None:
+                return
+            try:
+                answer = conn.codec.decode(body)
+            except ANSWERS:
+                raise
+            except BaseException:
+                conn.taint()
+                raise
+            if attempt.opening:
+                attempt.resource.mns.remember(str(attempt.namespace), answer)
+                self._send_first(attempt)
+                return
+        except Exception as exc:
+            self._fail(attempt, exc)
+            return
+        self._unwatch(attempt)
+        attempt.result, attempt.phase = answer, _DONE
+        self.ready.append(attempt)
+
+    def _expire(self, now: float) -> None:
+        for attempt in [a for a in self.live.values() if a.end <= now]:
+            conn = attempt.resource.connection
+            self._fail(attempt, conn.connect_expired() if attempt.phase == _CONNECTING else conn.expire())
+
+    def wait(self, until: Optional[float] = None) -> list[Attempt]:
+        """Drive the attempts in flight until at least one finishes, or until ``until`` passes.
+
+        :param until: a ``time.monotonic()`` time to return by even if nothing finished (``None``: none).
+        :returns: the attempts that finished (``result`` or ``error`` set), possibly empty at ``until``.
+        :raises BaseException: an interrupt (``KeyboardInterrupt``) propagates after every
+            connection still in flight is tainted; their attempts are left for the caller to finish.
+        """
+        try:
+            while not self.ready and self.live:
+                now = time.monotonic()
+                soonest = min(a.end for a in self.live.values())
+                if until is not None and until < soonest:
+                    if until <= now:
+                        break
+                    soonest = until
+                if soonest <= now:
+                    self._expire(now)
+                    continue
+                for fd, mask in self.poller.poll((soonest - now) * 1000.0 + 1):
+                    attempt = self.live.get(fd)
+                    if attempt is not None:
+                        self._step(attempt, mask)
+                if until is not None and time.monotonic() >= until:
+                    break
+        except BaseException:
+            self.abort()
+            raise
+        done, self.ready = self.ready, []
+        return done
+
+    def remove(self, attempt: Attempt) -> None:
+        """Stop driving ``attempt`` (e.g. it lost a hedge); its connection is the caller's to close."""
+        self._unwatch(attempt)
+        if attempt in self.ready:
+            self.ready.remove(attempt)
+
+    def abort(self) -> list[Attempt]:
+        """Taint every connection in flight and forget the attempts; return them (to be finished)."""
+        pending = list(self.live.values())
+        for attempt in pending:
+            self._unwatch(attempt)
+            if attempt.lease is not None:
+                attempt.resource.connection.taint()
+        return pending
+
+
+def run_all(attempts: Sequence[Attempt], judge: Optional[Callable[[Attempt], None]] = None) -> None:
+    """Run every attempt of ``attempts`` at once on one :class:`Loop`, each to its end.
+
+    Each attempt begins (a non-blocking connect where the pool lends a new
+    connection), is driven on the loop, and is finished (reported, released);
+    a reused connection that broke before sending is retried once, fresh.
+    Afterwards each attempt has :attr:`~Attempt.result` or :attr:`~Attempt.error`
+    set and :attr:`~Attempt.took` (seconds).
+
+    :param attempts: attempts not yet begun, on distinct hosts.
+    :param judge: called with each attempt that completed, before it is finished
+        (e.g. to describe a probe's error); it may replace ``attempt.error``.
+    :raises BaseException: an interrupt propagates after every attempt in
+        flight was cancelled (connection closed, nothing learnt of its host).
+    """
+    loop = Loop()
+    try:
+        for attempt in attempts:
+            try:
+                attempt.begin(connect=False)
+            except Exception as exc:
+                attempt.error = exc
+                continue
+            loop.add(attempt)
+        while len(loop):
+            for attempt in loop.wait():
+                if judge is not None:
+                    judge(attempt)
+                if attempt.finish(attempt.error):
+                    try:
+                        attempt.begin(connect=False)
+                    except Exception as exc:
+                        attempt.error = exc
+                        continue
+                    loop.add(attempt)
+    except BaseException as exc:
+        loop.abort()
+        for attempt in attempts:  # every one still holding a connection, in the loop or not yet
+            attempt.cancel(exc)
+        raise

@@ -1,0 +1,349 @@
+"""Read and check the ``HYPERTABLE_*`` keys of a Flask config.
+
+:func:`set_defaults` fills the defaults in (``setdefault``: values the app set
+win); :func:`read_settings` turns the config into a frozen :class:`Settings`,
+rejecting every invalid value with a :class:`~htcluster.errors.ConfigError`
+that names the key, the value and what is allowed.  Loose input (strings from
+the environment, comma-separated host lists) is normalised here, once; the
+rest of the extension sees typed values only.  The keys (README.rst, "Flask"):
+
+=============================  ===============================================
+``HYPERTABLE_HOSTS``           the brokers: a list of ``'host[:port]'`` or one
+                               comma-separated string (``None``: use
+                               ``HYPERTABLE_HOST``/``HYPERTABLE_PORT``)
+``HYPERTABLE_HOST``            Flask-Hypertable's single host (``'localhost'``)
+``HYPERTABLE_PORT``            its port, and that of host entries naming none
+                               (15867; 38080 before Hypertable 0.9.8,
+                               protocol.md section 7)
+``HYPERTABLE_STRATEGY``        one of :data:`STRATEGIES`; ``None``: ``shards``
+                               with ``HYPERTABLE_SHARDS``, else ``pool`` for
+                               one host, ``replicas`` for several
+``HYPERTABLE_SHARDS``          ``{shard key: hosts}`` for ``shards``
+``HYPERTABLE_POOL_SIZE``       idle connections kept per host, >= 0 (5)
+``HYPERTABLE_MAX_OVERFLOW``    extra connections per host under load, >= 0 (10)
+``HYPERTABLE_TIMEOUT_MSECS``   socket timeout in **milliseconds** (5000)
+``HYPERTABLE_POOL_TIMEOUT``    seconds to wait for a free connection (10.0)
+``HYPERTABLE_NAMESPACE``       the namespace of ``ht.namespace()`` (``None``)
+``HYPERTABLE_OPTIONS``         ``{option: value}`` for the routing class
+                               (:func:`option_names`; ``None``)
+``HYPERTABLE_BINDS``           more clusters (:mod:`htcluster._flask.binds`)
+``HYPERTABLE_RECORD_QUERIES``  record each request's calls (False)
+``HYPERTABLE_JSON``            ``jsonify`` encodes cells and values (True)
+=============================  ===============================================
+
+``HYPERTABLE_OPTIONS`` names the keyword arguments of the routing classes
+themselves; the names allowed are read from their signatures
+(:func:`option_names`), so an option added to ``Pool`` or ``Resources``
+is accepted here without a change.  ``HYPERTABLE_BINDS`` gives more named
+clusters, each checked as the main one is (:mod:`htcluster._flask.binds`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Mapping, MutableMapping, Optional
+
+from ..errors import ConfigError
+from ..hosts import DEFAULT_PORT, Host, parse_hosts
+from .._pool.pool import DEFAULT_MAX_OVERFLOW
+from .._pool.pool import DEFAULT_SIZE as DEFAULT_POOL_SIZE
+from .._routing.base import POOL_OPTIONS, ROUTING_OPTIONS
+
+__all__ = ["DEFAULTS", "STRATEGIES", "Settings", "option_names", "read_settings", "set_defaults"]
+
+#: Names accepted by ``HYPERTABLE_STRATEGY``, in the order the errors list them.
+STRATEGIES = ("pool", "resources", "shards", "replicas")
+
+#: Socket timeout in milliseconds (Flask-Hypertable's key and default).
+DEFAULT_TIMEOUT_MSECS = 5000
+#: Seconds a request waits for a free pooled connection: below the 30-60 s
+#: a front proxy usually waits, so the app can still answer 503 itself.
+DEFAULT_POOL_TIMEOUT = 10.0
+
+#: What :func:`set_defaults` puts in ``app.config``.  ``HYPERTABLE_HOSTS`` and
+#: ``HYPERTABLE_STRATEGY`` default to ``None``: "use the legacy host and port"
+#: and "choose from the number of hosts".
+DEFAULTS: Mapping[str, Any] = {
+    "HYPERTABLE_HOSTS": None,
+    "HYPERTABLE_HOST": "localhost",
+    "HYPERTABLE_PORT": DEFAULT_PORT,
+    "HYPERTABLE_STRATEGY": None,
+    "HYPERTABLE_SHARDS": None,
+    "HYPERTABLE_POOL_SIZE": DEFAULT_POOL_SIZE,
+    "HYPERTABLE_MAX_OVERFLOW": DEFAULT_MAX_OVERFLOW,
+    "HYPERTABLE_TIMEOUT_MSECS": DEFAULT_TIMEOUT_MSECS,
+    "HYPERTABLE_POOL_TIMEOUT": DEFAULT_POOL_TIMEOUT,
+    "HYPERTABLE_NAMESPACE": None,
+    "HYPERTABLE_OPTIONS": None,
+    "HYPERTABLE_BINDS": None,
+    "HYPERTABLE_RECORD_QUERIES": False,
+    "HYPERTABLE_JSON": True,
+}
+
+#: The option names the dedicated keys set; an entry of ``HYPERTABLE_OPTIONS`` wins over them.
+LEGACY_OPTIONS = {"size": "HYPERTABLE_POOL_SIZE", "max_overflow": "HYPERTABLE_MAX_OVERFLOW",
+                  "timeout": "HYPERTABLE_POOL_TIMEOUT", "socket_timeout": "HYPERTABLE_TIMEOUT_MSECS"}
+
+
+def option_names(strategy: str) -> frozenset[str]:
+    """Return the ``HYPERTABLE_OPTIONS`` names ``strategy`` accepts, read from the class signatures.
+
+    :param strategy: one of :data:`STRATEGIES`.
+    :returns: the ``Pool`` options (``size``, ``socket_timeout``, ``idle_ping``,
+        ...) for ``'pool'``; with the routing ones (``retry``, ``backoff``,
+        ``hedge``, ...) for the others: every routing class takes the same options.
+    """
+    if strategy == "pool":
+        return POOL_OPTIONS
+    return POOL_OPTIONS | (ROUTING_OPTIONS - {"listeners"})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The checked configuration of one app (or of one bind, see ``binds``).
+
+    :ivar hosts: every broker, in configuration order (for ``shards``, the
+        hosts of all shards).
+    :ivar strategy: one of :data:`STRATEGIES`.
+    :ivar shards: ``{shard key: hosts}`` for ``shards``, else empty.
+    :ivar pool_size: idle connections kept per host.
+    :ivar max_overflow: extra connections per host beyond ``pool_size``.
+    :ivar socket_timeout: seconds a socket read or write may take.
+    :ivar pool_timeout: seconds to wait for a free pooled connection.
+    :ivar namespace: default namespace of ``ht.namespace()``, or ``None``.
+    :ivar options: ``HYPERTABLE_OPTIONS``: keyword arguments of the routing
+        class, names checked against :func:`option_names`.
+    :ivar binds: ``HYPERTABLE_BINDS``: ``{bind name: Settings}`` (empty in a bind's own settings).
+    :ivar record_queries: ``HYPERTABLE_RECORD_QUERIES``.
+    :ivar json: ``HYPERTABLE_JSON``: make ``jsonify`` encode cells and cell values.
+    :ivar label: how errors name this configuration: ``'HYPERTABLE_OPTIONS'``
+        or ``"HYPERTABLE_BINDS['name']"``.
+    """
+
+    hosts: tuple[Host, ...]
+    strategy: str
+    shards: Mapping[str, tuple[Host, ...]] = field(default_factory=dict)
+    pool_size: int = DEFAULT_POOL_SIZE
+    max_overflow: int = DEFAULT_MAX_OVERFLOW
+    socket_timeout: float = DEFAULT_TIMEOUT_MSECS / 1000.0
+    pool_timeout: float = DEFAULT_POOL_TIMEOUT
+    namespace: Optional[str] = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    binds: Mapping[str, "Settings"] = field(default_factory=dict)
+    record_queries: bool = False
+    json: bool = True
+    label: str = "HYPERTABLE_OPTIONS"
+
+    def pool_options(self) -> dict[str, Any]:
+        """Return the ``Pool`` keyword arguments of the dedicated keys (pool size, overflow, timeouts)."""
+        return {"size": self.pool_size, "max_overflow": self.max_overflow,
+                "timeout": self.pool_timeout, "socket_timeout": self.socket_timeout}
+
+    def cluster_options(self) -> dict[str, Any]:
+        """Return every keyword argument of the routing class: :meth:`pool_options`, then :attr:`options`."""
+        return {**self.pool_options(), **self.options}
+
+
+def set_defaults(config: MutableMapping[str, Any]) -> None:
+    """Put every key of :data:`DEFAULTS` the app did not set into ``config``."""
+    for key, value in DEFAULTS.items():
+        config.setdefault(key, value)
+
+
+#: Gives the value of one key (its name without ``HYPERTABLE_``), and names it for errors.
+Getter = Callable[[str], Any]
+Namer = Callable[[str], str]
+
+
+def _app_name(key: str) -> str:
+    return f"HYPERTABLE_{key}"
+
+
+def read_settings(config: Mapping[str, Any]) -> Settings:
+    """Check the ``HYPERTABLE_*`` keys of ``config`` and return them typed.
+
+    Missing keys take their :data:`DEFAULTS`.  Option *names* are checked
+    here; their values are checked by the routing class when
+    :func:`htcluster._flask.routing.build_cluster` builds it.
+
+    :param config: a Flask ``app.config`` (any mapping).
+    :returns: the :class:`Settings`, with the binds of ``HYPERTABLE_BINDS``.
+    :raises ConfigError: a value is invalid; the message names the key, the
+        value and the allowed values.
+    """
+    from .binds import read_binds  # binds reuse read_cluster below
+
+    merged = {**DEFAULTS, **config}
+
+    def get(key: str) -> Any:
+        return merged.get(f"HYPERTABLE_{key}")
+
+    main = read_cluster(get, _app_name, legacy_host=True)
+    return replace(main, binds=read_binds(merged.get("HYPERTABLE_BINDS"), get, main),
+                   record_queries=flag(merged.get("HYPERTABLE_RECORD_QUERIES"), "HYPERTABLE_RECORD_QUERIES"),
+                   json=flag(merged.get("HYPERTABLE_JSON"), "HYPERTABLE_JSON"))
+
+
+def read_cluster(get: Getter, name: Namer, *, legacy_host: bool, label: str = "HYPERTABLE_OPTIONS",
+                 inherited: Optional[Mapping[str, Any]] = None) -> Settings:
+    """Check the keys of one cluster (the app's, or one bind's) and return its :class:`Settings`.
+
+    :param get: the value of a key given without its prefix (``'HOSTS'``).
+    :param name: the key as errors name it.
+    :param legacy_host: fall back to ``HOST``/``PORT`` when ``HOSTS`` and ``SHARDS`` are unset.
+    :param label: how errors name the options of this cluster.
+    :param inherited: options taken from the app's ``HYPERTABLE_OPTIONS``
+        (only those the strategy accepts are kept) before ``OPTIONS``.
+    :raises ConfigError: a value is invalid.
+    """
+    port = integer(get("PORT"), name("PORT"), 1, 65535)
+    shards = _shards(get("SHARDS"), port, name)
+    hosts = _hosts(get, port, shards, name, legacy_host)
+    strategy = _strategy(get("STRATEGY"), hosts, shards, name)
+    size = integer(get("POOL_SIZE"), name("POOL_SIZE"), 0)
+    overflow = integer(get("MAX_OVERFLOW"), name("MAX_OVERFLOW"), 0)
+    if size + overflow < 1:
+        raise ConfigError(f"{name('POOL_SIZE')} + {name('MAX_OVERFLOW')} must be at least 1, "
+                          f"got {size} + {overflow}: no connection could ever be opened")
+    allowed = option_names(strategy)
+    options = {k: v for k, v in (inherited or {}).items() if k in allowed}
+    options.update(_options(get("OPTIONS"), name("OPTIONS"), strategy))
+    return Settings(
+        hosts=hosts, strategy=strategy, shards=shards, pool_size=size, max_overflow=overflow,
+        socket_timeout=positive(get("TIMEOUT_MSECS"), name("TIMEOUT_MSECS"), "milliseconds") / 1000.0,
+        pool_timeout=positive(get("POOL_TIMEOUT"), name("POOL_TIMEOUT"), "seconds"),
+        namespace=_namespace(get("NAMESPACE"), name("NAMESPACE")), options=options, label=label)
+
+
+# ------------------------------------------------------------------ one key each
+
+def _options(value: Any, key: str, strategy: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key} must be a mapping of option name to value, e.g. "
+                          f"{{'idle_ping': 30.0}}, got {type(value).__name__} {value!r}")
+    allowed = option_names(strategy)
+    unknown = sorted(str(k) for k in value if k not in allowed)
+    if unknown:
+        raise ConfigError(f"{key}: unknown option(s) {unknown} for strategy {strategy!r}; "
+                          f"allowed: {', '.join(sorted(allowed))}")
+    return dict(value)
+
+
+def _hosts(get: Getter, port: int, shards: Mapping[str, tuple[Host, ...]], name: Namer,
+           legacy_host: bool) -> tuple[Host, ...]:
+    value = get("HOSTS")
+    if value is None:
+        if shards:
+            return tuple(dict.fromkeys(h for group in shards.values() for h in group))
+        if not legacy_host:
+            raise ConfigError(f"{name('HOSTS')} is required (a list of 'host[:port]' or a comma-separated "
+                              f"string), or {name('SHARDS')}")
+        legacy = get("HOST")
+        if not isinstance(legacy, str) or not legacy.strip():
+            raise ConfigError(f"{name('HOST')} must be a host name or address, got {legacy!r} "
+                              f"(or set {name('HOSTS')} to a list of 'host[:port]')")
+        return (_parse_host_list(name("HOST"), [legacy], port)[0],)
+    if shards:
+        raise ConfigError(f"set {name('SHARDS')} or {name('HOSTS')}, not both: with shards "
+                          f"the hosts are those of {name('SHARDS')}")
+    return tuple(_parse_host_list(name("HOSTS"), value, port))
+
+
+def _parse_host_list(key: str, value: Any, port: int) -> list[Host]:
+    if not isinstance(value, (str, list, tuple)):
+        raise ConfigError(f"{key} must be a list of 'host[:port]' or a comma-separated string, "
+                          f"got {type(value).__name__} {value!r}")
+    try:
+        return parse_hosts(value, default_port=port)
+    except ConfigError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
+def _shards(value: Any, port: int, name: Namer) -> dict[str, tuple[Host, ...]]:
+    if value is None:
+        return {}
+    key = name("SHARDS")
+    if not isinstance(value, Mapping) or not value:
+        raise ConfigError(f"{key} must be a non-empty mapping of shard key to a list "
+                          f"of 'host[:port]' (or a comma-separated string), got {value!r}")
+    shards: dict[str, tuple[Host, ...]] = {}
+    for shard, hosts in value.items():
+        if not isinstance(shard, str) or not shard:
+            raise ConfigError(f"{key} keys must be non-empty strings, got {shard!r}")
+        shards[shard] = tuple(_parse_host_list(f"{key}[{shard!r}]", hosts, port))
+    return shards
+
+
+def _strategy(value: Any, hosts: tuple[Host, ...], shards: Mapping[str, Any], name: Namer) -> str:
+    allowed = ", ".join(repr(s) for s in STRATEGIES)
+    if value is None:
+        return "shards" if shards else "pool" if len(hosts) == 1 else "replicas"
+    strategy = value.strip().lower() if isinstance(value, str) else value
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"{name('STRATEGY')} must be one of {allowed} (or None to choose from "
+                          f"the number of hosts), got {value!r}")
+    if strategy == "pool" and len(hosts) != 1:
+        raise ConfigError(f"{name('STRATEGY')} 'pool' takes exactly one host, {name('HOSTS')} "
+                          f"has {len(hosts)}: use 'replicas' or 'resources' for several")
+    if (strategy == "shards") != bool(shards):
+        raise ConfigError(f"{name('STRATEGY')} 'shards' and {name('SHARDS')} go together: set "
+                          "both (the mapping of shard key to hosts) or neither")
+    return str(strategy)
+
+
+def integer(value: Any, key: str, low: int, high: Optional[int] = None) -> int:
+    """Return ``value`` (an int, or a string of digits from the environment) checked to be in range.
+
+    :raises ConfigError: naming ``key``, the value and the bounds.
+    """
+    number = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        number = int(value)
+    if number is None or number < low or (high is not None and number > high):
+        bounds = f"in {low}..{high}" if high is not None else f">= {low}"
+        raise ConfigError(f"{key} must be an integer {bounds}, got {value!r}")
+    return number
+
+
+def positive(value: Any, key: str, unit: str) -> float:
+    """Return ``value`` as a finite float > 0.
+
+    :raises ConfigError: naming ``key``, the value and the ``unit``.
+    """
+    number = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            pass
+    if number is None or not math.isfinite(number) or number <= 0:
+        raise ConfigError(f"{key} must be a positive number of {unit}, got {value!r}")
+    return number
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def flag(value: Any, key: str) -> bool:
+    """Return a bool (also from ``'true'``/``'false'``/``'1'``/``'0'`` strings of the environment).
+
+    :raises ConfigError: anything else.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ConfigError(f"{key} must be True or False, got {value!r}")
+
+
+def _namespace(value: Any, key: str) -> Optional[str]:
+    if value is None or (isinstance(value, str) and value.strip()):
+        return value.strip() if value is not None else None
+    raise ConfigError(f"{key} must be a namespace name such as 'logs' or None, got {value!r}")

@@ -1,0 +1,484 @@
+"""A thread-safe pool of connections to one ThriftBroker, lent out as :class:`Lease` s.
+
+The pool is a LIFO stack pre-filled with ``size + max_overflow`` empty slots.
+An empty slot is permission to open a connection; idle connections sit on top
+of the empty slots, so a checkout takes the most recently used one (warm) and
+opens a new one only when none is idle.  At most ``size`` connections stay
+idle: overflow ones are closed when returned.  One lock guards this state; no
+socket is opened, used or closed while it is held (decide under the lock, do
+the I/O outside it).  Waiters are served first come, first served: a slot
+coming back goes to the oldest waiter (:meth:`ConnectionPool._hand_over`, the
+one function that hands slots over).
+
+The public way in is :meth:`ConnectionPool.acquire`, which returns a
+:class:`Lease`: the borrowed :class:`~htcluster._io.resource.Resource` and
+its bookkeeping.  ``lease.release()`` gives it back exactly once; a
+connection that failed, was interrupted mid-call or outlived ``max_age`` is
+closed then.  Every way out of ``acquire``, including an interrupt
+(``KeyboardInterrupt`` while waiting) or a listener that raises, leaves
+``opened - closed == idle + in_use`` and no waiter behind.  After ``os.fork``
+the child starts an empty pool of its own and leaves the parent's sockets
+alone.
+
+This class makes no calls: :class:`htcluster.Pool` adds ``call`` and
+``scan`` on top of it (the attempt layer, :mod:`htcluster._routing.attempt`).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Optional
+
+from .. import events as ev
+from .._io.connection import fork_generation
+from .._io.resource import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Resource
+from .._policy.forks import renew_after_fork
+from .._policy.latency import LatencyWindow
+from .._validate import byte_size, optional_seconds, seconds
+from .._wire import DEFAULT_MAX_FRAME_SIZE
+from ..errors import ConfigError, DeadlineExceeded, PoolTimeout
+from ..hosts import Host, HostLike
+from ..types import PoolStats
+
+__all__ = ["DEFAULT_MAX_OVERFLOW", "DEFAULT_POOL_TIMEOUT", "DEFAULT_SIZE", "ConnectionPool", "Lease"]
+
+log = logging.getLogger("htcluster.pool")
+
+#: Connections kept idle per host.
+DEFAULT_SIZE = 5
+#: Connections opened beyond ``size`` under load, closed again when returned.
+DEFAULT_MAX_OVERFLOW = 10
+#: Seconds a checkout waits for a free connection before ``PoolTimeout``.
+DEFAULT_POOL_TIMEOUT = 30.0
+
+_UNSET = object()
+
+
+class _Waiter:
+    """One thread waiting for a slot; ``gate`` is released once :attr:`item` is set."""
+
+    __slots__ = ("gate", "item")
+
+    def __init__(self) -> None:
+        self.gate = threading.Lock()
+        self.gate.acquire()
+        self.item: object = _UNSET
+
+
+class Lease:
+    """A connection borrowed from a :class:`ConnectionPool`; give it back once with :meth:`release`.
+
+    :ivar resource: the :class:`~htcluster._io.resource.Resource` lent.
+    :ivar reused: True when it was idle in the pool before (it may have gone
+        stale since; a failure before anything was sent is worth one retry on a
+        fresh connection), False when it was opened for this lease.
+    :ivar pool: the pool it belongs to.
+
+    Also a context manager: ``with pool.acquire() as r:`` gives the resource
+    and releases it at the end.
+    """
+
+    __slots__ = ("pool", "resource", "reused", "fork", "generation", "created", "returned", "out")
+
+    def __init__(self, pool: "ConnectionPool", resource: Resource, generation: int) -> None:
+        self.pool = pool
+        self.resource = resource
+        self.reused = False
+        self.fork = fork_generation()
+        self.generation = generation
+        self.created = self.returned = time.monotonic()
+        self.out = False  # lent out right now
+
+    def release(self) -> None:
+        """Give the connection back: kept idle when it is in step, else closed; idempotent."""
+        if self.out:
+            self.pool.give_back(self)  # clears ``out`` under the pool's lock as the slot changes hands
+
+    def __enter__(self) -> Resource:
+        return self.resource
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"<Lease {self.pool.address} {'out' if self.out else 'returned'}>"
+
+
+class ConnectionPool:
+    """Keep up to ``size`` idle connections to one broker, and open up to ``max_overflow`` more under load.
+
+    :param host: ``'host[:port]'``, a ``(host, port)`` pair or a :class:`~htcluster.hosts.Host`.
+    :param size: connections kept open while idle (int, >= 0).
+    :param max_overflow: connections opened beyond ``size`` when all are busy,
+        closed when returned (int, >= 0).
+    :param timeout: seconds (float) a checkout waits for a free connection
+        (waiters are served first come, first served).
+    :param socket_timeout: seconds (float) one call may take on its connection,
+        request and whole answer (``Resource`` ``timeout``).
+    :param connect_timeout: seconds (float) a connection attempt may take.
+    :param idle_ping: seconds (float) or ``None``; a connection idle longer
+        than this is checked at checkout with a ``status()`` round trip that
+        must answer within ``connect_timeout``, and replaced if it does not
+        (a connection a firewall dropped silently, which the free check misses).
+    :param max_age: seconds (float) or ``None``; an older connection is closed
+        when returned, or replaced at checkout if it aged while idle.
+    :param max_frame_size: largest request or answer frame, in bytes (``Resource``).
+    :param listeners: the :class:`~htcluster.events.Listeners` that get this
+        pool's events (calls, checkouts, connections); default: a registry of
+        its own (its parent is the process-wide one).
+    :raises ConfigError: a value is out of range (NaN, infinite, negative, a bool...).
+    """
+
+    def __init__(self, host: HostLike, size: int = DEFAULT_SIZE, max_overflow: int = DEFAULT_MAX_OVERFLOW,
+                 timeout: float = DEFAULT_POOL_TIMEOUT, *, socket_timeout: float = DEFAULT_TIMEOUT,
+                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, idle_ping: Optional[float] = None,
+                 max_age: Optional[float] = None, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+                 listeners: Optional[ev.Listeners] = None) -> None:
+        for name, value in (("size", size), ("max_overflow", max_overflow)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
+        if size + max_overflow < 1:
+            raise ConfigError("size + max_overflow must allow at least one connection, got 0")
+        self.host = Host.parse(host)
+        self.size = size
+        self.max_overflow = max_overflow
+        self.timeout = seconds("timeout", timeout, allow_zero=True)
+        self.socket_timeout = seconds("socket_timeout", socket_timeout)
+        self.connect_timeout = seconds("connect_timeout", connect_timeout)
+        self.idle_ping = optional_seconds("idle_ping", idle_ping, allow_zero=True)
+        self.max_age = optional_seconds("max_age", max_age)
+        self.max_frame_size = byte_size("max_frame_size", max_frame_size, minimum=1024)
+        self.address = str(self.host)
+        self.listeners = ev.Listeners() if listeners is None else listeners
+        self._generation = 0
+        self.after_fork()
+        renew_after_fork(self)
+
+    def after_fork(self) -> None:
+        """Start from an empty pool: all slots free, nothing open, counters at zero (a new process)."""
+        self._lock = threading.Lock()
+        self._stack: deque[Optional[Lease]] = deque([None] * (self.size + self.max_overflow))
+        self._waiters: deque[_Waiter] = deque()
+        self._idle = 0
+        self._in_use = 0
+        self._opened = 0
+        self._closed = 0
+        self._replaced = 0
+        self._timeouts = 0
+        self._calls = 0
+        self._errors = 0
+        #: The latencies of the recent call attempts on this pool (seconds).
+        self.latency = LatencyWindow()
+
+    # -- state --------------------------------------------------------------
+
+    @property
+    def idle(self) -> int:
+        """Connections open and waiting in the pool."""
+        return self._idle
+
+    @property
+    def in_use(self) -> int:
+        """Connections lent out right now."""
+        return self._in_use
+
+    @property
+    def waiting(self) -> int:
+        """Threads waiting for a connection right now."""
+        return len(self._waiters)
+
+    def stats(self) -> PoolStats:
+        """Return the counters of this process's connections and calls.
+
+        :returns: ``{"opened", "closed", "replaced", "idle", "in_use", "waiting",
+            "timeouts", "calls", "errors"}`` (ints) and ``"latency"``: the
+            snapshot of the recent call attempts (``count``, ``p50``, ``p99``,
+            ``max``; seconds).  ``replaced`` counts idle connections found
+            unusable at checkout (stale, too old, no answer to the idle ping),
+            ``timeouts`` the checkouts that ended in ``PoolTimeout``, ``errors``
+            the call attempts that raised (broker answers included).  Always
+            ``opened - closed == idle + in_use``.
+        """
+        with self._lock:
+            counters: PoolStats = {
+                "opened": self._opened, "closed": self._closed, "replaced": self._replaced,
+                "idle": self._idle, "in_use": self._in_use, "waiting": len(self._waiters),
+                "timeouts": self._timeouts, "calls": self._calls, "errors": self._errors,
+                "latency": {"count": 0, "p50": None, "p99": None, "max": None}}
+        counters["latency"] = self.latency.snapshot()
+        return counters
+
+    def record(self, took: float, failed: bool = False) -> None:
+        """Count one call attempt of ``took`` seconds, ``failed`` or not, for :meth:`stats`."""
+        self._calls += 1  # a lost increment under a thread race only blurs a monitoring figure
+        if failed:
+            self._errors += 1
+        self.latency.record(took)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.host} [{self._in_use} in use, {self._idle} idle]>"
+
+    # -- acquire / release --------------------------------------------------
+
+    def acquire(self, deadline: Optional[float] = None, *, timeout: Optional[float] = None,
+                fresh: bool = False, connect: bool = True) -> Lease:
+        """Borrow a connection: an idle one (checked first), or a new one opened in a free slot.
+
+        :param deadline: a ``time.monotonic()`` time by which waiting and connecting must end.
+        :param timeout: seconds to wait for a free slot (``None``: the pool's ``timeout``; 0: do not wait).
+        :param fresh: open a new connection rather than reuse an idle one (an idle one found is closed).
+        :param connect: open a new connection here, blocking; False: a new connection is
+            lent unopened (``lease.resource.is_open`` is False) for the caller to open, e.g.
+            without blocking (``Connection.begin_connect``); if it fails, releasing the
+            lease closes it and frees the slot.
+        :returns: a :class:`Lease`; call ``release()`` on it exactly once (or use it in a ``with``).
+        :raises PoolTimeout: no slot became free within ``timeout`` seconds.
+        :raises DeadlineExceeded: ``deadline`` passed while waiting or connecting.
+        :raises BrokerUnavailable: a new connection could not be opened.
+        :raises ClientResourceError: this process has no descriptor left for a new connection.
+        """
+        listeners = self.listeners
+        started = time.monotonic() if listeners else 0.0
+        wait = self.timeout if timeout is None else seconds("timeout", timeout, allow_zero=True)
+        lease = self._take(wait, fresh, deadline)
+        try:
+            if lease is not None:
+                why = "a fresh one was asked for" if fresh else self._unusable(lease)
+                if why is not None:
+                    if not fresh:
+                        log.info("replacing a connection to %s idle for %.1f s: %s",
+                                 self.host, time.monotonic() - lease.returned, why)
+                    old, lease = lease, None
+                    self._close(old, replaced=not fresh, reason=why)
+            if lease is None:
+                lease = self._connect(deadline, connect)
+            else:
+                lease.reused = True
+            lease.out = True
+            if listeners:
+                listeners.emit(ev.PoolCheckedOut(self.address, time.monotonic() - started))
+            return lease
+        except BaseException:
+            if lease is not None and lease.out:  # handed out, then a listener raised
+                lease.release()
+            else:
+                if lease is not None:  # an idle connection whose check was interrupted
+                    self._close(lease)
+                self._hand_over(None)
+            raise
+
+    def _take(self, wait: float, fresh: bool, deadline: Optional[float]) -> Optional[Lease]:
+        """Take a slot (an idle lease, or ``None``: permission to connect), waiting in line for one."""
+        with self._lock:
+            if self._stack and not self._waiters:
+                lease = self._stack.popleft() if fresh and self._stack[0] is None else self._stack.pop()
+                self._in_use += 1
+                if lease is not None:
+                    self._idle -= 1
+                return lease
+            waiter = _Waiter()
+            self._waiters.append(waiter)
+        now = time.monotonic()
+        end, by_deadline = now + wait, False
+        if deadline is not None and deadline < end:
+            end, by_deadline = deadline, True
+        try:
+            got = waiter.gate.acquire(timeout=max(0.0, end - now))
+        except BaseException:  # interrupted while waiting (KeyboardInterrupt ...): leave the line first
+            with self._lock:
+                item = waiter.item
+                if item is _UNSET:
+                    self._waiters.remove(waiter)
+            if item is not _UNSET:  # a slot was handed over meanwhile: pass it on
+                self._hand_over(item)  # type: ignore[arg-type]
+            raise
+        if got:
+            return waiter.item  # type: ignore[return-value]
+        with self._lock:
+            if waiter.item is not _UNSET:  # handed over just as the wait ended: take it
+                return waiter.item  # type: ignore[return-value]
+            self._waiters.remove(waiter)
+            self._timeouts += 1
+            in_use = self._in_use
+        if self.listeners:
+            self.listeners.emit(ev.PoolTimedOut(self.address, time.monotonic() - now))
+        if by_deadline:
+            raise DeadlineExceeded(f"the call's deadline passed while waiting for a connection to {self.host} "
+                                   f"({in_use} in use)", sent=False)
+        raise PoolTimeout(
+            f"no connection to {self.host} became free within {wait:g} s "
+            f"({in_use} in use = size {self.size} + max_overflow {self.max_overflow}); "
+            "raise size, max_overflow or timeout, or hold connections for less time",
+            host=self.address)
+
+    def _hand_over(self, lease: Optional[Lease], returning: Optional[Lease] = None, closed: bool = False) -> bool:
+        """Give a slot to the oldest waiter, or put it back: a lease on top, an empty slot at the bottom.
+
+        The one place a returned slot changes hands; ``lease`` is ``None`` for an empty slot.
+        ``returning`` is the lease being given back (its ``out`` flag is cleared in the same
+        locked step, so that a give-back interrupted before this point can be made again);
+        ``closed`` counts its connection as closed in that same step.
+
+        :returns: False when ``lease`` was not taken (no waiter, and ``size`` connections
+            are idle already): the caller closes it and hands over an empty slot instead.
+        """
+        with self._lock:
+            if lease is not None and not self._waiters and self._idle >= self.size:
+                return False
+            if returning is not None:
+                returning.out = False
+            if closed:
+                self._closed += 1
+            if self._waiters:
+                waiter = self._waiters.popleft()
+                waiter.item = lease
+                waiter.gate.release()
+                return True
+            if lease is None:
+                self._stack.appendleft(None)
+            else:
+                lease.returned = time.monotonic()
+                self._stack.append(lease)
+                self._idle += 1
+            self._in_use -= 1
+            return True
+
+    def _unusable(self, lease: Lease) -> Optional[str]:
+        """Check an idle connection before lending it again: why it must be replaced, or ``None``.
+
+        Free checks first (its age, one non-blocking poll that sees a broker
+        that closed the connection, e.g. by restarting); then, when it sat idle
+        longer than ``idle_ping``, one ``status()`` round trip.
+        """
+        r = lease.resource
+        if r.is_stale():
+            return "stale (the broker closed it, e.g. it restarted)"
+        if self.max_age is None and self.idle_ping is None:
+            return None
+        now = time.monotonic()
+        if self.max_age is not None and now - lease.created > self.max_age:
+            return f"older than max_age {self.max_age:g} s"
+        if self.idle_ping is not None and now - lease.returned > self.idle_ping and not r.ping():
+            return f"no answer to the idle ping within {r.connect_timeout:g} s"
+        return None
+
+    def _connect(self, deadline: Optional[float], connect: bool = True) -> Lease:
+        """Open a connection in a slot already taken; the slot is the caller's to give back on failure."""
+        r = Resource(self.host, timeout=self.socket_timeout, connect_timeout=self.connect_timeout,
+                     max_frame_size=self.max_frame_size, open=False)
+        if connect:
+            r.open(deadline)
+        lease = Lease(self, r, self._generation)
+        with self._lock:
+            self._opened += 1
+        if self.listeners:
+            try:
+                self.listeners.emit(ev.ConnectionOpened(self.address))
+            except BaseException:
+                self._close(lease)
+                raise
+        return lease
+
+    def _close(self, lease: Lease, replaced: bool = False, reason: str = "interrupted") -> None:
+        """Close a connection counted as open; its slot stays with the caller."""
+        with self._lock:
+            self._closed += 1
+            self._replaced += replaced
+        lease.resource.close()
+        if self.listeners:
+            self.listeners.emit(ev.ConnectionReplaced(self.address, reason) if replaced
+                                else ev.ConnectionClosed(self.address, reason))
+
+    def give_back(self, lease: Lease) -> None:
+        """Take back a lent connection (``Lease.release`` calls this): keep it idle, or close it.
+
+        It is closed when it failed or is out of step, outlived ``max_age``,
+        belongs to a closed generation of the pool, or would exceed ``size``
+        idle connections.  The slot goes to the oldest waiter first.
+        """
+        if lease.fork != fork_generation():
+            lease.out = False
+            return  # the parent's connection, seen in a forked child: not ours to use or close
+        r = lease.resource
+        conn = r.connection
+        keep = conn.reusable and lease.generation == self._generation
+        if keep and self.max_age is not None and time.monotonic() - lease.created > self.max_age:
+            keep = False
+        try:
+            if keep and self._hand_over(lease, lease):
+                return
+            reason = ("failed" if conn.failed else "out of step" if conn.pending or conn.extra
+                      else "pool closed" if lease.generation != self._generation
+                      else "max_age" if keep is False and conn.reusable and self.max_age is not None
+                      and time.monotonic() - lease.created > self.max_age else "overflow")
+            r.close()  # idempotent; the slot is given back once the socket is closed
+            self._hand_over(None, lease, closed=True)
+            if self.listeners:
+                self.listeners.emit(ev.ConnectionClosed(self.address, reason))
+        finally:
+            if self.listeners:
+                self.listeners.emit(ev.PoolCheckedIn(self.address))
+
+    def connection(self, timeout: Optional[float] = None) -> "Checkout":
+        """Check a connection out for a ``with`` block: ``with pool.connection() as r:``.
+
+        The connection goes back to the pool when the block ends, or is closed
+        if it failed in transport.  Its calls are reported to the pool's
+        listeners while it is out.
+
+        :param timeout: seconds to wait for a free connection; ``None``: the pool's ``timeout``.
+        :returns: a context manager whose ``__enter__`` gives a :class:`~htcluster._io.resource.Resource`.
+        :raises PoolTimeout: none became free in time.
+        :raises BrokerUnavailable: a new connection could not be opened.
+        """
+        return Checkout(self, timeout)
+
+    def close(self) -> None:
+        """Close the idle connections now; those lent out are closed when returned.
+
+        The pool stays usable: later checkouts open new connections.
+        """
+        with self._lock:
+            leases = [lease for lease in self._stack if lease is not None]
+            self._stack = deque([None] * len(self._stack))
+            self._idle = 0
+            self._generation += 1
+            self._closed += len(leases)
+        for lease in leases:
+            lease.resource.close()
+            if self.listeners:
+                self.listeners.emit(ev.ConnectionClosed(self.address, "pool closed"))
+
+    def __enter__(self) -> "ConnectionPool":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class Checkout:
+    """The context manager of :meth:`ConnectionPool.connection`: acquire on enter, release on exit."""
+
+    __slots__ = ("pool", "timeout", "lease")
+
+    def __init__(self, pool: ConnectionPool, timeout: Optional[float]) -> None:
+        self.pool = pool
+        self.timeout = timeout
+        self.lease: Optional[Lease] = None
+
+    def __enter__(self) -> Resource:
+        if self.lease is not None:
+            raise RuntimeError("this pool.connection() is already in use; call pool.connection() again")
+        self.lease = self.pool.acquire(timeout=self.timeout)
+        resource = self.lease.resource
+        resource.listeners = self.pool.listeners  # its calls are reported while it is lent out
+        return resource
+
+    def __exit__(self, *exc_info: object) -> None:
+        lease, self.lease = self.lease, None
+        if lease is not None:
+            lease.resource.listeners = None
+            lease.release()
+

@@ -1,0 +1,451 @@
+"""The router: runs a plan under the retry, the retry budget, probes, hedging and the deadline.
+
+:class:`Router` is the one retry loop of htcluster (elastic-transport's
+``Transport.perform_request``, cassandra-driver's query plan executor).
+``Resources``, ``Replicas`` and ``Shards`` build :class:`~htcluster._policy.plans.Plan` s
+and hand them here; every host they reach is reached through an
+:class:`~htcluster._call.attempt.Attempt`, which alone reports to
+:class:`~htcluster._policy.health.HostHealth`.
+
+* :meth:`Router.call` walks a plan: it claims a host (:meth:`Router.claim`),
+  runs an attempt, and after a connection failure moves on while the
+  :class:`~htcluster._policy.health.Retry`, the retry budget and the deadline
+  allow, raising :class:`~htcluster.errors.NoHostAvailable` (each host's cause
+  inside), :class:`~htcluster.errors.DeadlineExceeded` (the attempts inside) or
+  :class:`~htcluster.errors.WriteOutcomeUnknown` (a call not safe to repeat
+  failed after it was sent).  Hedged calls run on the multiplexing loop
+  (:mod:`htcluster._routing.hedge`).
+* :meth:`Router.fanout` calls many hosts at once on the loop (broadcast, multicast).
+* :meth:`Router.probe` sends a ``status()`` to hosts whose backoff ended, all at
+  once, within ``probe_timeout`` and the caller's deadline; only a host that
+  answers gets user calls again.  When every candidate is dead, the one due back
+  soonest is probed anyway (drawing on the retry budget).
+* :meth:`Router.hold` leases one connection for calls that must share it
+  (scanners, mutators), failing over at connect time.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from typing import Any, Container, Mapping, Optional, Sequence, Union
+
+from thrift.transport.TTransport import TTransportException
+
+from .._call.attempt import Attempt, Hold, Pool
+from .._call.loop import run_all
+from .hedge import hedged_call
+from .._io.resource import Resource
+from .._policy.budget import RetryBudget
+from .._policy.forks import renew_after_fork
+from .._policy.health import Backoff, Clock, HostHealth, Retry
+from .._policy.plans import Balancer, CachedBalancer, Load, Plan
+from .._validate import fraction, optional_seconds, seconds
+from ..errors import BrokerUnavailable, ConfigError, DeadlineExceeded, NoHostAvailable, WriteOutcomeUnknown
+from ..events import BudgetExhausted, FailedOver, Listeners
+from ..types import BudgetStats, Errors, Results
+
+__all__ = ["DEFAULT_HEDGE_RATIO", "DEFAULT_PROBE_TIMEOUT", "HEDGE_FLOOR", "Failover", "Router", "coerce_budget"]
+
+log = logging.getLogger("htcluster.router")
+
+#: Seconds a probe's ``status()`` may take, connecting included.
+DEFAULT_PROBE_TIMEOUT = 0.25
+#: Hedges allowed per routed call, at most (on top of :data:`HEDGE_FLOOR` per second).
+DEFAULT_HEDGE_RATIO = 0.1
+#: Hedges per second always allowed, so that a client that has just started can hedge.
+HEDGE_FLOOR = 1.0
+
+
+class Failover:
+    """One routed call's way through its plan: the hosts tried, the retries left, its deadline.
+
+    :param router: claims hosts and holds the retry and the budgets.
+    :param what: the call, for log lines and errors (e.g. ``'get_cell'``).
+    :param plan: the candidate hosts and their order.
+    :param deadline: ``time.monotonic()`` time after which no attempt starts (``None``: none).
+    """
+
+    __slots__ = ("router", "what", "plan", "deadline", "retry", "errors")
+
+    def __init__(self, router: "Router", what: str, plan: Plan, deadline: Optional[float] = None) -> None:
+        self.router, self.what, self.plan, self.deadline = router, what, plan, deadline
+        self.retry = router.retry
+        self.errors: dict[str, BaseException] = {}
+        router.routed()
+
+    def next_host(self, exclude: Container[str] = (), force: bool = True, probe_limit: Optional[float] = None) -> str:
+        """Claim a host of the plan not tried yet (probing due hosts first).
+
+        :param exclude: hosts not to claim either (e.g. those a hedged call waits on).
+        :param force: when no host is usable, probe the dead one due back soonest
+            (False: raise ``NoHostAvailable`` instead, e.g. for a hedge).
+        :param probe_limit: seconds a probe may take at most (``None``: ``probe_timeout``).
+        :returns: the ``'host:port'`` claimed.
+        :raises DeadlineExceeded: the deadline passed.
+        :raises NoHostAvailable: every host was tried, or failed its probe.
+        """
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise self.deadline_exceeded(sent=bool(self.errors))
+        host = self.router.claim(self.plan, self.errors, exclude, self.deadline, force, probe_limit)
+        if host is None:
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                raise self.deadline_exceeded(sent=bool(self.errors))
+            raise self.no_host()
+        return host
+
+    def failed(self, host: str, exc: BaseException) -> None:
+        """Record that ``host`` failed to serve the call, and count the move to another host.
+
+        :raises WriteOutcomeUnknown: the call is not idempotent and may have been sent.
+        :raises NoHostAvailable: the retry allows no other host, or the retry budget is spent.
+        """
+        self.errors[host] = exc
+        if isinstance(exc, BrokerUnavailable) and exc.sent and not self.plan.idempotent:
+            raise WriteOutcomeUnknown(
+                f"{self.what} failed on {host} after it was sent, and repeating it elsewhere could apply "
+                f"it twice: it may or may not have been applied; read back before repeating it ({exc})",
+                host=host, sent=True, type=exc.type) from exc
+        self.retry = self.retry.increment(host)
+        if self.retry.exhausted:
+            raise self.no_host() from exc
+        if not self.router.spend_retry(self.what):
+            raise self.no_host("the retry budget is spent: too many calls failed over recently") from exc
+        self.router.failed_over(self.what, host, exc)
+
+    def deadline_exceeded(self, sent: bool) -> DeadlineExceeded:
+        """Build the error of a call whose deadline passed, naming the hosts it tried."""
+        return DeadlineExceeded(f"{self.what} ran out of its timeout after {len(self.errors)} attempt(s)",
+                                self.errors, sent=sent)
+
+    def no_host(self, why: str = "") -> NoHostAvailable:
+        """Build the error naming each host of the plan and why it was not usable."""
+        causes = dict(self.errors)
+        health = self.router.health
+        for host in self.plan.hosts:
+            error = health.state(host).error
+            if host not in causes and error is not None:
+                causes[host] = error
+        suffix = f"; {why}" if why else ""
+        return NoHostAvailable(f"no broker could serve {self.what} ({len(self.plan.hosts)} host(s)){suffix}", causes)
+
+
+class Router:
+    """Route calls over pools: claim, probe, fail over, hedge, fan out; one instance per routing object.
+
+    :param pools: ``{'host:port': Pool}``, in host order (kept, never changed here).
+    :param retry: other hosts one call may try after a connection failure (see ``Retry.from_int``).
+    :param backoff: how long a failed host is left alone (see ``Backoff.coerce``).
+    :param clock: callable returning seconds, for backoffs and budgets (``time.monotonic``).
+    :param rng: random source for choices and jitter.
+    :param call_timeout: default deadline of routed calls in seconds, or ``None``.
+    :param probe_timeout: seconds a probe may take (> 0).
+    :param hedge: default hedge delay in seconds, or ``None``.
+    :param hedge_ratio: hedges allowed per routed call (fraction), plus :data:`HEDGE_FLOOR` per second.
+    :param retry_budget: see :func:`coerce_budget`.
+    :param listeners: the :class:`~htcluster.events.Listeners` of the routing object.
+    :param balancer: picks a host among usable candidates (default :class:`CachedBalancer`).
+    """
+
+    def __init__(self, pools: Mapping[str, Pool], *, retry: Union[Retry, int, bool, None] = None,
+                 backoff: Union[Backoff, float, Mapping[str, float], None] = None, clock: Optional[Clock] = None,
+                 rng: Optional[random.Random] = None, call_timeout: Optional[float] = None,
+                 probe_timeout: float = DEFAULT_PROBE_TIMEOUT, hedge: Optional[float] = None,
+                 hedge_ratio: float = DEFAULT_HEDGE_RATIO,
+                 retry_budget: Union[RetryBudget, Mapping[str, float], None] = None,
+                 listeners: Optional[Listeners] = None, balancer: Optional[Balancer] = None) -> None:
+        self.pools = pools
+        self.retry = Retry.from_int(retry)
+        self.rng = rng or random.Random()
+        self.listeners = listeners if listeners is not None else Listeners()
+        self.health = HostHealth(list(pools), backoff, clock, self.rng, listeners=self.listeners)
+        self.call_timeout = optional_seconds("call_timeout", call_timeout)
+        self.probe_timeout = seconds("probe_timeout", probe_timeout)
+        self.hedge = None if hedge is None else seconds("hedge", hedge)
+        #: What failovers, hedges and forced probes draw on.
+        self.retry_budget = coerce_budget(retry_budget, self.health.clock)
+        #: The cap on hedges: ``hedge_ratio`` of the routed calls, plus :data:`HEDGE_FLOOR` per second.
+        self.hedge_budget = RetryBudget(fraction("hedge_ratio", hedge_ratio), HEDGE_FLOOR, clock=self.health.clock)
+        self.balancer: Balancer = balancer or CachedBalancer()
+        self.after_fork()
+        renew_after_fork(self)
+
+    def after_fork(self) -> None:
+        """Re-create the lock and restart the counters in a forked child."""
+        self._lock = threading.Lock()
+        self._failovers = 0
+        self._exhausted = 0
+        self._hedges: dict[str, int] = {}
+
+    # ------------------------------------------------------------ options
+
+    def deadline(self, timeout: Optional[float]) -> Optional[float]:
+        """Return the ``time.monotonic()`` deadline of a call given ``timeout=`` (or ``call_timeout``).
+
+        :raises ConfigError: ``timeout`` is not a finite positive number of seconds.
+        """
+        if timeout is None:
+            timeout = self.call_timeout
+            if timeout is None:
+                return None
+            return time.monotonic() + timeout
+        return time.monotonic() + seconds("timeout", timeout)
+
+    def hedge_delay(self, hedge: Optional[float]) -> Optional[float]:
+        """Return the seconds after which a call is hedged, given its ``hedge=`` (``None``: the default; 0: never).
+
+        :raises ConfigError: ``hedge`` is negative, NaN, infinite or not a number.
+        """
+        if hedge is None:
+            return self.hedge
+        return seconds("hedge", hedge, allow_zero=True) or None
+
+    # ------------------------------------------------------------ choosing
+
+    def load(self, host: str) -> Load:
+        """Return ``(idle, in_use)`` of ``host``'s pool, for the balancer."""
+        pool = self.pools[host]
+        return pool.idle, pool.in_use
+
+    def claim(self, plan: Plan, tried: Container[str], exclude: Container[str] = (),
+              deadline: Optional[float] = None, force: bool = True,
+              probe_limit: Optional[float] = None) -> Optional[str]:
+        """Claim a host of ``plan`` for one attempt; the attempt reports how it ended to :attr:`health`.
+
+        Hosts of the plan whose backoff ended are probed first, all at once
+        (:meth:`probe`); then the first usable host in order (``plan.ordered``),
+        or the balancer's pick among usable hosts that do not lag after a lost
+        hedge.  When none is usable and ``force``, the dead ones are probed,
+        soonest back first, each drawing on the retry budget.
+
+        :param plan: the candidates.
+        :param tried: hosts this call already tried; ``exclude``: hosts not to claim either.
+        :param deadline: the call's deadline (probes end by it).
+        :param force: probe dead hosts when nothing is usable (False: return ``None``).
+        :param probe_limit: seconds a probe may take at most (``None``: :attr:`probe_timeout`).
+        :returns: the claimed host, or ``None`` when none can serve.
+        """
+        health = self.health
+        pending = [h for h in plan.hosts if h not in tried and h not in exclude]
+        if not health.all_live:
+            due = health.claim_due(pending)
+            if due:
+                self.probe(due, deadline, probe_limit)
+        while pending:
+            usable = [h for h in pending if health.usable(h)]
+            if not usable:
+                break
+            prompt = [h for h in usable if not health.lagging(h)] or usable
+            host = prompt[0] if plan.ordered else self.balancer.pick(prompt, self.load, self.rng)
+            pending.remove(host)
+            if health.claim(host):
+                return host
+        while pending and force:  # none usable: the soonest back first, each probed
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            host = health.soonest(pending)
+            assert host is not None
+            pending.remove(host)
+            if not self.spend_retry(f"probe of {host}"):
+                return None
+            health.claim(host, force=True)
+            if self.probe([host], deadline, probe_limit)[host] is None and health.claim(host):
+                return host
+        return None
+
+    def probe(self, hosts: Sequence[str], deadline: Optional[float] = None,
+              limit: Optional[float] = None) -> dict[str, Optional[BaseException]]:
+        """Send ``status()`` to each of ``hosts`` at once, on fresh connections; the attempts judge them.
+
+        Each probe gets ``probe_timeout`` seconds (or ``limit``), never past ``deadline``.
+
+        :param hosts: hosts whose trial the caller holds (``claim_due`` or a forced claim).
+        :returns: ``{host: None}`` for a host that answered (it is live again),
+            ``{host: exception}`` for one that did not (it is down again, or its pool was full).
+        """
+        timeout = self.probe_timeout if limit is None else min(limit, self.probe_timeout)
+        end = time.monotonic() + timeout
+        cut = deadline is not None and deadline < end  # the caller's deadline, not the probe's, ends it
+        if cut:
+            end = deadline  # type: ignore[assignment]
+        attempts = [Attempt(self.pools[h], "status", (), None, end, self.health, h, probe=True) for h in hosts]
+
+        def judge(attempt: Attempt) -> None:
+            attempt.error = _probe_error(attempt.host, timeout, attempt.error, cut)
+
+        run_all(attempts, judge)
+        verdicts: dict[str, Optional[BaseException]] = {a.host: a.error for a in attempts}
+        return verdicts
+
+    # ------------------------------------------------------------ budgets and counters
+
+    def routed(self) -> None:
+        """Count one routed call: a deposit into :attr:`retry_budget` and the hedge cap."""
+        self.retry_budget.deposit()
+        self.hedge_budget.deposit()
+
+    def spend_retry(self, what: str) -> bool:
+        """Take one retry of ``what`` from :attr:`retry_budget`; False (and a ``BudgetExhausted`` event) when spent."""
+        if self.retry_budget.withdraw():
+            return True
+        with self._lock:
+            self._exhausted += 1
+        log.warning("not retrying %s: the retry budget is spent (%s)", what, self.retry_budget)
+        if self.listeners:
+            self.listeners.emit(BudgetExhausted(what))
+        return False
+
+    def spend_hedge(self, method: str) -> bool:
+        """Take one hedge of ``method`` from the hedge cap and the retry budget (False: not allowed now)."""
+        if not self.hedge_budget.withdraw():
+            return False
+        if self.spend_retry(f"hedge of {method}"):
+            return True
+        self.hedge_budget.refund()
+        return False
+
+    def hedge_sent(self, host: str) -> None:
+        """Count one hedge sent to ``host`` (for :meth:`budget_stats`)."""
+        with self._lock:
+            self._hedges[host] = self._hedges.get(host, 0) + 1
+
+    def failed_over(self, what: str, host: str, exc: BaseException) -> None:
+        """Count, log and report (:class:`~htcluster.events.FailedOver`) one failover of ``what`` away from ``host``."""
+        with self._lock:
+            self._failovers += 1
+        log.info("%s failed on %s, trying another host: %s", what, host, exc)
+        if self.listeners:
+            self.listeners.emit(FailedOver(host, what, exc))
+
+    @property
+    def failovers(self) -> int:
+        """How many times work was sent on to another host after a failure, since creation."""
+        return self._failovers
+
+    def budget_stats(self) -> BudgetStats:
+        """Return the retry budget, the hedge cap and what was spent.
+
+        :returns: ``{"retry": RetryBudget.stats(), "hedge": RetryBudget.stats() of the cap,
+            "hedges": {host: hedges sent to it}, "exhausted": calls refused a retry or hedge
+            by the retry budget, "failovers": int}``.
+        """
+        with self._lock:
+            hedges, exhausted = dict(self._hedges), self._exhausted
+        return {"retry": self.retry_budget.stats(), "hedge": self.hedge_budget.stats(), "hedges": hedges,
+                "exhausted": exhausted, "failovers": self._failovers}
+
+    # ------------------------------------------------------------ running plans
+
+    def call(self, plan: Plan, method: str, args: tuple[Any, ...], namespace: Optional[str],
+             timeout: Optional[float] = None, hedge: Optional[float] = None) -> Any:
+        """Run one routed call: an attempt on a host of ``plan``, failing over; hedged when asked and safe.
+
+        :param plan: the candidates (and whether the call may be repeated after it was sent).
+        :param timeout: seconds for the whole call (``None``: :attr:`call_timeout`).
+        :param hedge: seconds before a hedge (``None``: :attr:`hedge`; 0: not hedged).
+        :returns: the broker's answer.
+        :raises NoHostAvailable, DeadlineExceeded, WriteOutcomeUnknown, InvalidRequest,
+            ClientResourceError, ClientException: see ``Resources.unicast``.
+        """
+        deadline = self.deadline(timeout)
+        delay = self.hedge_delay(hedge) if plan.idempotent else None
+        failover = Failover(self, method, plan, deadline)
+        if delay is not None:
+            return hedged_call(self, failover, method, args, namespace, delay)
+        pools, health = self.pools, self.health
+        while True:
+            host = failover.next_host()
+            try:
+                return Attempt(pools[host], method, args, namespace, deadline, health, host).run()
+            except BrokerUnavailable as exc:
+                failover.failed(host, exc)
+            except DeadlineExceeded as exc:
+                failover.errors[host] = exc
+                raise failover.deadline_exceeded(exc.sent) from exc
+
+    def fanout(self, hosts: Sequence[str], method: str, args: tuple[Any, ...], namespace: Optional[str],
+               deadline: Optional[float] = None, force: bool = False) -> tuple[Results, Errors]:
+        """Call ``method`` on every host of ``hosts`` at once (one multiplexing loop); ``(results, failures)``.
+
+        A host in its backoff is not called (its error says why it is down)
+        unless ``force``, or unless every host is down; hosts whose backoff
+        ended are probed first, all at once, within the deadline.  Both dicts
+        follow the order of ``hosts``; a host is in exactly one.
+
+        :param force: call the hosts in their backoff too (nothing else serves what they serve).
+        """
+        health = self.health
+        due = health.claim_due(hosts)
+        if due:
+            self.probe(due, deadline)
+        claimed = [h for h in hosts if health.claim(h, force)]
+        if not claimed:
+            claimed = [h for h in hosts if health.claim(h, force=True)]
+        failures: dict[str, BaseException] = {
+            h: BrokerUnavailable(health.describe(h), host=h, sent=False, type=TTransportException.NOT_OPEN)
+            for h in hosts if h not in claimed}
+        attempts = [Attempt(self.pools[h], method, args, namespace, deadline, health, h) for h in claimed]
+        run_all(attempts)
+        results: dict[str, Any] = {}
+        for attempt in attempts:
+            if attempt.error is None:
+                results[attempt.host] = attempt.result
+            else:
+                failures[attempt.host] = attempt.error
+        return ({h: results[h] for h in hosts if h in results}, {h: failures[h] for h in hosts if h in failures})
+
+    def hold(self, plan: Plan, what: str = "connection",
+             deadline: Optional[float] = None) -> tuple[str, Hold, Resource]:
+        """Lease one connection to a host of ``plan`` (failing over while connecting), for the caller's block.
+
+        :returns: ``(host, hold, resource)``; end the block with ``hold.end(exception or None)``.
+        :raises NoHostAvailable: no host could be connected to.
+        """
+        failover = Failover(self, what, plan, deadline)
+        while True:
+            host = failover.next_host()
+            hold = Hold(self.pools[host], self.health, host, deadline)
+            try:
+                return host, hold, hold.begin()
+            except BrokerUnavailable as exc:
+                failover.failed(host, exc)
+
+
+def _probe_error(host: str, timeout: float, exc: Optional[BaseException], cut: bool) -> Optional[BaseException]:
+    """Describe a failed probe as the host's error (a ``BrokerUnavailable`` that names the probe).
+
+    A probe cut short by the caller's deadline (``cut``) stays a ``DeadlineExceeded``: nothing was learnt.
+    """
+    if exc is None or (cut and isinstance(exc, DeadlineExceeded)):
+        return exc
+    if isinstance(exc, DeadlineExceeded) or (isinstance(exc, BrokerUnavailable)
+                                              and exc.type == TTransportException.TIMED_OUT):
+        error = BrokerUnavailable(f"ThriftBroker {host} did not answer a status() probe within {timeout:g} s "
+                                  "(stopped, hung or overloaded)", host=host, sent=False,
+                                  type=TTransportException.TIMED_OUT)
+    elif isinstance(exc, BrokerUnavailable):
+        error = BrokerUnavailable(f"status() probe of {host} failed: {exc}", host=host, sent=False, type=exc.type)
+    else:  # a broker error answering status(): the host answers, so it is not down
+        return exc
+    error.__cause__ = exc
+    return error
+
+
+def coerce_budget(value: Union[RetryBudget, Mapping[str, float], None], clock: Clock) -> RetryBudget:
+    """Normalise a ``retry_budget=`` option: a :class:`RetryBudget`, a mapping of its fields, or ``None``.
+
+    :param clock: the clock of a budget built here (the router's).
+    :raises ConfigError: another type, unknown fields or a value out of range.
+    """
+    if value is None:
+        return RetryBudget(clock=clock)
+    if isinstance(value, RetryBudget):
+        return value
+    if isinstance(value, Mapping):
+        unknown = set(value) - {"ratio", "floor", "ttl"}
+        if unknown:
+            raise ConfigError(f"unknown retry_budget fields {sorted(unknown)}; allowed: ratio, floor, ttl")
+        return RetryBudget(**value, clock=clock)
+    raise ConfigError(f"retry_budget must be a RetryBudget, a mapping of ratio/floor/ttl or None, got {value!r}")
+

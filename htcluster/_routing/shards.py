@@ -1,0 +1,362 @@
+"""Shards: keys (partitions of the data) served by sets of brokers.
+
+:class:`Shards` maps each shard key to the set of hosts that serve it, like
+``lupyne.client.Shards``, and routes through one shared
+:class:`~htcluster._routing.resources.Resources`:
+
+* ``unicast(key, ...)``: one host of the key; ``broadcast(key, ...)``: all of them;
+* ``multicast(keys, ...)``: a smallest set of hosts that together serve every key
+  (:meth:`Shards.cover`), called in parallel; the keys of a host that cannot be
+  reached are covered again by the other hosts serving them;
+* ``connection(key)``, ``scan(key, table, ...)``: one host of the key, for
+  calls that share a connection;
+* ``locate(row_key)``: the shard key a row belongs to, by rendezvous
+  (highest-random-weight) hashing with a stable hash, so that adding a shard
+  moves only about 1/n of the rows, all of them to the new shard.
+"""
+from __future__ import annotations
+
+from typing import Any, Hashable, Iterable, Iterator, Literal, Mapping, Optional, Union, overload
+
+from .._call.attempt import Pool
+from .._io.resource import scan_cells
+from .._policy.classify import is_write
+from .._policy.cover import EXACT_COVER_LIMIT, Rank, greedy_cover, smallest_cover
+from .._policy.placement import Placement
+from .._policy.health import HostHealth
+from ..errors import BrokerUnavailable, ConfigError
+from ..hosts import Host, HostLike
+from ..types import BudgetStats, Cell, Errors, HostStats, Results, ScanSpec
+from .base import Connection, check_error_mode, settle
+from .resources import Resources
+
+__all__ = ["Shards"]
+
+class Shards(Mapping[Hashable, frozenset[str]]):
+    """Map shard keys to sets of ``'host:port'``, routing through one :class:`Resources` for all the hosts.
+
+    A read-only mapping ``key -> frozenset of hosts``.  The constructor has the
+    shape of every routing class: the hosts (here as ``(host, key)`` pairs, or a
+    mapping ``{host: [key, ...]}``), then the same keyword options as
+    ``Resources`` and ``Replicas`` (``retry``, ``backoff``, ``hedge``, the Pool
+    options ...; seconds).
+
+    :param pairs: ``(host, key)`` pairs, or ``{host: keys}``.
+    :param options: the options of the shared :class:`Resources`.
+    :raises ConfigError: no pair given, an item that is not a pair, a host
+        given one string instead of a list of keys, a malformed host, an option,
+        or a shard key without a stable encoding (keys are str, bytes, int or
+        tuples of them: :meth:`locate` must place rows alike in every process).
+
+    Example::
+
+        shards = Shards([('ht1:15867', 'eu'), ('ht2:15867', 'us'), ('ht3:15867', 'eu'), ('ht3:15867', 'us')])
+        shards.unicast('eu', 'hql_query', 'SELECT * FROM t', namespace='test')
+        shards.multicast(['eu', 'us'], 'status')   # ht3 alone covers both
+        shards.unicast(shards.locate('row17'), 'get_row', 't', 'row17', namespace='test')
+    """
+
+    def __init__(self, pairs: Union[Iterable[tuple[HostLike, Hashable]], Mapping[HostLike, Iterable[Hashable]]],
+                 **options: Any) -> None:
+        keys: dict[Hashable, set[str]] = {}
+        for host, key in _pairs(pairs):
+            keys.setdefault(key, set()).add(str(Host.parse(host)))
+        if not keys:
+            raise ConfigError("Shards needs at least one (host, key) pair")
+        self._keys = {key: frozenset(hosts) for key, hosts in keys.items()}
+        #: Where rows go (:meth:`locate`); refuses shard keys without a stable encoding.
+        self.placement = Placement(self._keys)
+        hosts = sorted({host for hosts in keys.values() for host in hosts})
+        #: The routing object of every host (their pools, health, router).
+        self.resources = Resources(hosts, **options)
+
+    def __getitem__(self, key: Hashable) -> frozenset[str]:
+        return self._keys[key]
+
+    def __iter__(self) -> Iterator[Hashable]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    @property
+    def pools(self) -> Mapping[str, Pool]:
+        """``{'host:port': Pool}`` of every host."""
+        return self.resources
+
+    @property
+    def health(self) -> HostHealth:
+        """The hosts' health (shared by every key)."""
+        return self.resources.health
+
+    @property
+    def failovers(self) -> int:
+        """How many times work moved to another host after a failure (see ``Resources.failovers``)."""
+        return self.resources.failovers
+
+    def hosts(self, key: Hashable) -> frozenset[str]:
+        """Return the hosts serving ``key``.
+
+        :param key: a shard key.
+        :returns: the set of ``'host:port'`` (the mapping's own value).
+        :raises KeyError: ``key`` is not a shard key here (the message lists them).
+        """
+        try:
+            return self[key]
+        except KeyError:
+            raise KeyError(f"unknown shard key {key!r}; the keys are {sorted(map(str, self))}") from None
+
+    def unicast(self, key: Hashable, method: str, *args: Any, namespace: Optional[str] = None,
+                idempotent: Optional[bool] = None, timeout: Optional[float] = None,
+                hedge: Optional[float] = None) -> Any:
+        """Call ``method`` on one host serving ``key`` (see :meth:`Resources.unicast`).
+
+        :param key: a shard key.
+        :param method: a broker method (protocol.md section 2).
+        :param namespace: a namespace name whose per-connection id is put before ``args``.
+        :param idempotent: may the call be repeated on another host after it
+            was sent; default: true for reads.
+        :param timeout: seconds for the whole call, failovers included (see :meth:`Resources.unicast`).
+        :param hedge: seconds after which a read is also sent to another host of the key (0: never;
+            ``None``: the ``hedge`` option).
+        :returns: the broker's answer.
+        :raises KeyError: unknown key.
+        :raises NoHostAvailable: no host of the key could be reached.
+        :raises DeadlineExceeded: ``timeout`` ran out.
+        """
+        return self.resources.unicast(method, *args, namespace=namespace, hosts=self.hosts(key),
+                                      idempotent=idempotent, timeout=timeout, hedge=hedge)
+
+    @overload
+    def broadcast(self, key: Hashable, method: str, *args: Any, namespace: Optional[str] = None,
+                  errors: Literal["raise"] = "raise", timeout: Optional[float] = None) -> Results: ...
+
+    @overload
+    def broadcast(self, key: Hashable, method: str, *args: Any, namespace: Optional[str] = None,
+                  errors: Literal["return"], timeout: Optional[float] = None) -> tuple[Results, Errors]: ...
+
+    @overload
+    def broadcast(self, key: Hashable, method: str, *args: Any, namespace: Optional[str] = None,
+                  errors: str = "raise", timeout: Optional[float] = None) -> Union[Results, tuple[Results, Errors]]: ...
+
+    def broadcast(self, key: Hashable, method: str, *args: Any, namespace: Optional[str] = None,
+                  errors: str = "raise", timeout: Optional[float] = None) -> Union[Results, tuple[Results, Errors]]:
+        """Call ``method`` on every host serving ``key``, in parallel (see :meth:`Resources.broadcast`).
+
+        :param key: a shard key.
+        :param method: a broker method (protocol.md section 2).
+        :param namespace: a namespace name whose per-connection id is put before ``args``.
+        :param errors: ``'raise'`` or ``'return'``.
+        :param timeout: seconds for the whole broadcast.
+        :returns: ``{host: result}`` (or ``(results, errors)`` with ``errors='return'``).
+        :raises BroadcastError: some host failed and ``errors='raise'``.
+        """
+        return self.resources.broadcast(method, *args, namespace=namespace, hosts=self.hosts(key), errors=errors,
+                                        timeout=timeout)
+
+    @overload
+    def multicast(self, keys: Iterable[Hashable], method: str, *args: Any, namespace: Optional[str] = None,
+                  errors: Literal["raise"] = "raise", idempotent: Optional[bool] = None,
+                  timeout: Optional[float] = None) -> Results: ...
+
+    @overload
+    def multicast(self, keys: Iterable[Hashable], method: str, *args: Any, namespace: Optional[str] = None,
+                  errors: Literal["return"], idempotent: Optional[bool] = None,
+                  timeout: Optional[float] = None) -> tuple[Results, Errors]: ...
+
+    @overload
+    def multicast(self, keys: Iterable[Hashable], method: str, *args: Any, namespace: Optional[str] = None,
+                  errors: str = "raise", idempotent: Optional[bool] = None,
+                  timeout: Optional[float] = None) -> Union[Results, tuple[Results, Errors]]: ...
+
+    def multicast(self, keys: Iterable[Hashable], method: str, *args: Any, namespace: Optional[str] = None,
+                  errors: str = "raise", idempotent: Optional[bool] = None,
+                  timeout: Optional[float] = None) -> Union[Results, tuple[Results, Errors]]:
+        """Call ``method`` on a smallest set of hosts that together serve all ``keys``, in parallel.
+
+        A host serving several keys answers once for all of them, so answers may
+        overlap when keys share hosts.  When a chosen host cannot be reached,
+        the keys it was to serve are covered again by their other hosts, and
+        so on, within the shared ``Retry``; as for :meth:`Resources.unicast`, a
+        call that may have reached the failed host is sent elsewhere only when
+        ``idempotent``.  A broker's answer (``ClientException``) is final.
+
+        :param keys: shard keys (duplicates ignored).
+        :param method: a broker method (protocol.md section 2).
+        :param namespace: a namespace name whose per-connection id is put before ``args``.
+        :param errors: ``'raise'`` or ``'return'``, as for :meth:`Resources.broadcast`;
+            the errors are those of the hosts whose keys stayed unserved.
+        :param idempotent: may a call that was sent be repeated on another host;
+            default: true for reads (:func:`htcluster._policy.health.is_write`).
+        :param timeout: seconds for the whole multicast, re-covering rounds included.
+        :returns: ``{host: result}`` of the hosts that answered (or
+            ``(results, errors)`` with ``errors='return'``).
+        :raises KeyError: an unknown key.
+        :raises ConfigError: ``errors`` is not ``'raise'`` or ``'return'``.
+        :raises BroadcastError: some key was served by no host and ``errors='raise'``.
+        """
+        check_error_mode(errors)
+        idempotent = not is_write(method, args) if idempotent is None else idempotent
+        pending = [key for key in dict.fromkeys(keys) if self.hosts(key)]  # unknown keys fail before any call
+        results: dict[str, Any] = {}
+        failures: dict[str, BaseException] = {}
+        lost: list[Hashable] = []
+        router = self.resources.router
+        retry = router.retry
+        deadline = router.deadline(timeout)
+        while pending:
+            chosen = self._cover(pending, exclude=failures)
+            got, failed = router.fanout(chosen, method, args, namespace, deadline, force=True)
+            results.update(got)
+            failures.update(failed)
+            final = {h for h, exc in failed.items()
+                     if not isinstance(exc, BrokerUnavailable) or (exc.sent and not idempotent)}
+            unserved, moved = [], set()
+            for key in pending:
+                mine = self[key].intersection(chosen)
+                if mine.intersection(got):
+                    continue  # served
+                if mine & final or self[key] <= set(failures):
+                    lost.append(key)  # an answer, an unsafe repeat, or no host left
+                else:
+                    unserved.append(key)
+                    moved |= mine
+            for host in sorted(moved):
+                retry = retry.increment(host)
+                if retry.exhausted or not router.spend_retry(f"multicast {method}"):
+                    lost += unserved
+                    unserved = []
+                    break
+                router.failed_over(f"multicast {method}", host, failures[host])
+            pending = unserved
+        blamed = {h: exc for h, exc in failures.items() if any(h in self[key] for key in lost)}
+        return settle(results, blamed, errors, f"{method} reached no host for key(s) {', '.join(map(str, lost))}")
+
+    def cover(self, keys: Iterable[Hashable]) -> list[str]:
+        """Return a smallest list of hosts that together serve every key of ``keys``.
+
+        A key is served by its live hosts when it has any, else by the dead one
+        whose backoff ends first.
+        Up to :data:`EXACT_COVER_LIMIT` candidate hosts the result is a true
+        minimum (exhaustive search); beyond, the greedy set cover (at most
+        ``ln(len(keys)) + 1`` times the minimum).  Among equal choices, hosts
+        with more idle connections win, then chance.
+
+        :param keys: shard keys (duplicates ignored).
+        :returns: hosts, no duplicates; empty for no keys.
+        :raises KeyError: an unknown key.
+        """
+        return self._cover(keys)
+
+    def _cover(self, keys: Iterable[Hashable], exclude: Iterable[str] = ()) -> list[str]:
+        """:meth:`cover` without the hosts of ``exclude``; every key must keep a host."""
+        left = set(self.resources.hosts) - set(exclude)
+        needs = [self.hosts(key) & left for key in dict.fromkeys(keys)]
+        if not needs:
+            return []
+        priority = {h: self.resources.priority(h) for h in set().union(*needs)}
+        # a key with dead hosts only is served by the one that comes back soonest
+        needs = [{h for h in hs if priority[h] is not None} or _soonest(self.resources, hs) for hs in needs]
+        candidates = sorted(set().union(*needs))
+        # rank: live first, then idle connections, then a random tie-breaker
+        rank: dict[str, Rank] = {h: (priority[h] is not None, priority[h] or 0, self.resources.rng.random())
+                                 for h in candidates}
+        masks = {h: sum(1 << i for i, hs in enumerate(needs) if h in hs) for h in candidates}
+        full = (1 << len(needs)) - 1
+        if len(candidates) <= EXACT_COVER_LIMIT:
+            return smallest_cover(candidates, masks, full, rank)
+        return greedy_cover(candidates, masks, full, rank)
+
+    @property
+    def listeners(self) -> Any:
+        """The :class:`~htcluster.events.Listeners` of the shared :class:`Resources` (and its pools)."""
+        return self.resources.listeners
+
+    def stats(self) -> dict[str, HostStats]:
+        """Return per host what :meth:`Resources.stats` returns."""
+        return self.resources.stats()
+
+    def budget_stats(self) -> BudgetStats:
+        """Return what :meth:`Resources.budget_stats` returns (retry budget, hedges)."""
+        return self.resources.budget_stats()
+
+    def locate(self, row_key: Union[str, bytes]) -> Hashable:
+        """Return the shard key ``row_key`` belongs to: the key of highest rendezvous weight.
+
+        The weight hashes a canonical encoding of the whole shard key
+        (:mod:`htcluster._policy.placement`), so the answer is the same in every
+        process and on every machine; adding a shard moves about 1/n of all row
+        keys, each to the new shard.  Placement is part of htcluster's contract:
+        it does not change between releases.
+
+        :param row_key: a row key (``str``, encoded as UTF-8, or ``bytes``).
+        :returns: one of the shard keys.
+        :raises TypeError: ``row_key`` is neither.
+        """
+        return self.placement.locate(row_key)
+
+    def connection(self, key: Hashable) -> Connection:
+        """Check out one connection to a host serving ``key`` (see :meth:`Resources.connection`).
+
+        :param key: a shard key.
+        :returns: a context manager giving a :class:`~htcluster._io.resource.Resource`.
+        :raises KeyError: unknown key.
+        :raises NoHostAvailable: no host of the key could be connected to.
+        """
+        return self.resources.connection(hosts=self.hosts(key))
+
+    def scan(self, key: Hashable, table: str, scan_spec: Optional[ScanSpec] = None, *,
+             namespace: str, timeout: Optional[float] = None) -> Iterator[Cell]:
+        """Yield the cells of ``table`` from one host serving ``key`` (scanner opened and always closed).
+
+        :param key: a shard key.
+        :param table: the table name.
+        :param scan_spec: what to read (``None``: everything).
+        :param namespace: the namespace name.
+        :param timeout: seconds each round trip (opening, each batch) may take.
+        :returns: a generator of :class:`~htcluster.types.Cell`.
+        :raises KeyError: unknown key.
+        :raises NoHostAvailable: no host of the key could be connected to.
+        :raises ClientException: e.g. the table does not exist.
+        """
+        with self.connection(key) as r:
+            yield from scan_cells(r, r.mns[namespace], table, scan_spec, timeout=timeout)
+
+    def close(self) -> None:
+        """Close the shared :class:`Resources`."""
+        self.resources.close()
+
+    def __enter__(self) -> "Shards":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _pairs(pairs: Union[Iterable[tuple[HostLike, Hashable]], Mapping[HostLike, Iterable[Hashable]]]
+           ) -> Iterator[tuple[HostLike, Hashable]]:
+    """Yield the ``(host, key)`` pairs of :class:`Shards`' first argument, refusing malformed ones.
+
+    :raises ConfigError: an item is not a pair, or a host's keys are one string.
+    """
+    if isinstance(pairs, Mapping):
+        for host, keys in pairs.items():
+            if isinstance(keys, (str, bytes)):
+                raise ConfigError(f"give the keys of {host} as a list, e.g. {{{host!r}: [{keys!r}]}}, not one string")
+            for key in keys:
+                yield host, key
+        return
+    if isinstance(pairs, (str, bytes)):
+        raise ConfigError(f"Shards takes (host, key) pairs or {{host: [keys]}}, got the string {pairs!r}")
+    for item in pairs:
+        try:
+            host, key = item if not isinstance(item, (str, bytes)) else ()
+        except (TypeError, ValueError):
+            raise ConfigError(f"Shards items must be (host, key) pairs, got {item!r}") from None
+        yield host, key
+
+
+def _soonest(resources: Resources, hosts: set[str]) -> set[str]:
+    """The one host of ``hosts`` (all dead) due back first, as a set."""
+    host = resources.health.soonest(sorted(hosts))
+    return {host} if host is not None else set()

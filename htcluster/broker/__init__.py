@@ -8,11 +8,14 @@ implement answers ``ClientException(NOT_IMPLEMENTED)``.
 
 Modules: ``server`` (listener, store, signals), ``reactor`` + ``connection``
 (the selector thread and the worker pool serving every connection),
-``limits`` (what clients may use), ``wire`` (frames and protocol), ``guard``
-(missing arguments), ``handler`` + ``cellops`` (the service), ``scan_plan`` +
-``scan`` (ScanSpec semantics), ``cells`` (cell conversion), ``serialized``
-(serialized-cells buffers), ``schema`` (table schemas), ``objects`` (scanners,
-mutators, flusher), ``store`` + ``sqlitedb`` (SQLite), ``hql*`` (HQL).
+``limits`` (what clients may use), ``wire`` + ``utf8`` (frames, protocol,
+strings that must be UTF-8), ``guard`` (missing arguments), ``handler`` +
+``cellops`` (the service), ``spec_compile`` + ``cell_filter`` (ScanSpec
+semantics), ``cells`` (cell conversion), ``serialized`` (serialized-cells
+buffers), ``table_schema`` (table schemas), ``objects`` (scanners, mutators,
+flusher), ``store`` + ``sqlitedb`` (SQLite), ``storage`` + ``storage_client``
++ ``storage_wire`` (the storage process that serves a data file to its
+brokers), ``hql_run`` (HQL).
 """
 from __future__ import annotations
 

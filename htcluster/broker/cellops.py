@@ -18,8 +18,8 @@ from . import serialized
 from ._errors import client_error
 from .cells import array_to_write, cell_as_array, cell_to_write, to_write
 from .objects import Mutator, Scanner
-from .scan import scan
-from .schema import TableSchema, parse_counter
+from .cell_filter import scan
+from .table_schema import TableSchema, parse_counter
 from .store import WriteCell
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -15,7 +15,7 @@ from typing import Any, Optional, Sequence
 from .. import codes
 from .._thrift.ttypes import Cell, Key, KeyFlag
 from ._errors import client_error
-from .schema import TableSchema
+from .table_schema import TableSchema
 from .store import WriteCell
 
 __all__ = ["array_to_write", "cell_as_array", "cell_to_write", "make_cell"]

@@ -8,7 +8,7 @@ live here, cell methods in :mod:`.cellops`.  The 48 legacy aliases (protocol.md
 stand-in lacks answers ``ClientException(NOT_IMPLEMENTED)`` naming it.
 
 Methods take their arguments positionally, in IDL order, as the generated
-``Processor`` passes them; HQL (``hql.py``) calls them the same way.
+``Processor`` passes them; HQL (``hql_run.py``) calls them the same way.
 ``get_cells`` (and so every one-shot read and HQL SELECT) counts the bytes
 of its answer while building it: past ``max_answer_size`` it answers a
 ``ClientException`` asking for a scanner, and every ``GONE_CHECK_BYTES`` it
@@ -31,8 +31,8 @@ from ._errors import ClientGone, client_error
 from .cellops import CellOperations
 from .cells import cell_as_array
 from .objects import BrokerContext, Mutator, Scanner, cell_size
-from .scan import scan
-from .schema import TableSchema
+from .cell_filter import scan
+from .table_schema import TableSchema
 from .store import TableRow, join_path, split_path
 from .wire import DEFAULT_MAX_FRAME_SIZE
 
@@ -326,7 +326,7 @@ class Handler(CellOperations):
     def get_cells(self, ns: int, table_name: str, scan_spec: ScanSpec) -> list[Cell]:
         """Return every cell ``scan_spec`` selects, all versions unless limited (protocol.md 5.2).
 
-        :raises ClientException: the scan's errors (see :func:`.scan.scan`);
+        :raises ClientException: the scan's errors (see :func:`.cell_filter.scan`);
             INVALID_OPERATION when the answer would pass ``max_answer_size`` bytes.
         :raises ClientGone: the client closed its connection meanwhile.
         """
@@ -350,10 +350,10 @@ class Handler(CellOperations):
     # --------------------------------------------------------------- HQL
 
     def hql_exec(self, ns: int, command: str, noflush: bool = False, unbuffered: bool = False) -> HqlResult:
-        """Run one HQL statement in namespace ``ns`` (protocol.md 5.4; parsing is ``hql.py``'s)."""
-        from . import hql  # imports lark: loaded by the first statement, or by the server's warm-up
+        """Run one HQL statement in namespace ``ns`` (protocol.md 5.4; :func:`.hql_run.execute`)."""
+        from . import hql_run  # imports lark: loaded by the first statement, or by the server's warm-up
 
-        return hql.execute(self, ns, command, noflush=bool(noflush), unbuffered=bool(unbuffered))
+        return hql_run.execute(self, ns, command, noflush=bool(noflush), unbuffered=bool(unbuffered))
 
     def hql_query(self, ns: int, command: str) -> HqlResult:
         """Run one HQL statement, buffered and flushed (``hql_exec`` with both flags false)."""

@@ -58,9 +58,9 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 def _warm_hql() -> None:
-    from . import hql
+    from ..hql import warm_up
 
-    hql.warm_up()
+    warm_up()
 
 
 def _resolve_limits(limits: Optional[Limits], timeout: Optional[float], max_frame_size: Optional[int]) -> Limits:
@@ -169,7 +169,7 @@ class BrokerServer:
         else:
             self.store = RemoteStore(self.data, self.busy_timeout).open()
         self.context = BrokerContext(self.store)
-        self.context.files_dir = self.files  # read by hql_exec
+        self.context.files_dir = self.files  # read by hql_run
         try:
             family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
             listener = socket.create_server((self.host, self.port), family=family, backlog=BACKLOG)

@@ -26,7 +26,7 @@ store next opens the file.
 Cells are stored in key order (row, family id, qualifier, flag, timestamp
 descending, revision descending; protocol.md 5.2), so a row range is one
 indexed range query (:meth:`CellStore.fetch_rows`, a bounded chunk at a
-time); everything else is filtered in Python by ``scan.py``.
+time); everything else is filtered in Python by ``cell_filter.py``.
 """
 from __future__ import annotations
 

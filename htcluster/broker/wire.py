@@ -33,16 +33,13 @@ from .._thrift.ttypes import CellInterval, RowInterval
 from ._errors import client_error
 from .utf8 import InvalidText, binary_spec, first_invalid, has_replacement
 
-from ..hosts import DEFAULT_MAX_FRAME_SIZE as _SHARED_MAX_FRAME_SIZE
+from ..hosts import DEFAULT_MAX_FRAME_SIZE
 
-__all__ = ["DEFAULT_MAX_FRAME_SIZE", "MAX_CONTAINER_LENGTH", "MAX_FRAME_SIZE", "BrokerProtocol", "refusal",
-           "run_frame"]
+__all__ = ["DEFAULT_MAX_FRAME_SIZE", "MAX_CONTAINER_LENGTH", "BrokerProtocol", "refusal", "run_frame"]
 
-#: Bytes of the largest request frame accepted by default (``--max-frame-size``); a larger one
-#: drops the connection at its header.  The same constant as the client's (``htcluster.hosts``).
-DEFAULT_MAX_FRAME_SIZE = _SHARED_MAX_FRAME_SIZE
-#: The former name of :data:`DEFAULT_MAX_FRAME_SIZE`.
-MAX_FRAME_SIZE = DEFAULT_MAX_FRAME_SIZE
+# DEFAULT_MAX_FRAME_SIZE: bytes of the largest request frame accepted by default
+# (``--max-frame-size``); a larger one drops the connection at its header.  The
+# same constant as the client's (``htcluster.hosts``).
 #: Elements of the largest list/map accepted in a request.
 MAX_CONTAINER_LENGTH = 4_000_000
 

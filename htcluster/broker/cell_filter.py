@@ -28,7 +28,7 @@ A visible cell stays a tuple until offsets and limits have passed it: only
 the cells returned become Thrift ``Cell`` objects.
 
 :func:`scan` raises the errors the broker raises at once (``scanner_open``;
-:func:`.scan_plan.check`) and returns an iterator whose first ``next()``
+:func:`.spec_compile.check`) and returns an iterator whose first ``next()``
 raises the deferred ones.
 """
 from __future__ import annotations
@@ -40,8 +40,8 @@ from typing import Iterator, Optional
 
 from .._thrift.ttypes import Cell, KeyFlag, ScanSpec
 from .cells import make_cell
-from .scan_plan import Interval, Plan, check, compile_spec, in_bounds
-from .schema import COUNTER_MIN, TableSchema, parse_counter
+from .spec_compile import Interval, Plan, check, compile_spec, in_bounds
+from .table_schema import COUNTER_MIN, TableSchema, parse_counter
 from .store import CellStore, RawCell
 
 __all__ = ["scan"]

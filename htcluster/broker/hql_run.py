@@ -1,8 +1,11 @@
-"""Run parsed HQL statements through the broker handler's Thrift-level methods.
+"""HQL for the stand-in broker: parse one statement (:mod:`htcluster.hql`), run it through the handler.
 
-Only handler calls happen here (``table_create``, ``get_cells``, ``set_cells``,
-...); their ``ClientException`` answers pass through unchanged.  Which
-``HqlResult`` fields each statement fills is protocol.md 5.4.
+:func:`execute` is what ``hql_query`` / ``hql_exec`` call; it returns the
+``HqlResult`` of protocol.md 5.4.  The grammar and parser live in
+:mod:`htcluster.hql`.  Only handler calls happen here (``table_create``,
+``get_cells``, ``set_cells``, ...); their ``ClientException`` answers pass
+through unchanged.  Which ``HqlResult`` fields each statement fills is
+protocol.md 5.4.
 """
 from __future__ import annotations
 
@@ -14,16 +17,17 @@ from typing import IO, Any, Callable, Optional
 
 from .. import codes
 from .._thrift.ttypes import ClientException, HqlResult, KeyFlag
+from ..hql import parse
 from ..hql import statements as ast
 from ..hql.alter import apply_alter
 from ..hql.files import confine, missing
 from ..hql.tsv import CellFileReader, cell_line, header_line, open_for_reading, open_for_writing
 from ..hql.schema import render_create_table
 from ._errors import client_error
-from .schema import parse_counter
+from .table_schema import parse_counter
 from .store import join_path
 
-__all__ = ["HELP_LINES", "LOAD_BATCH", "resolve_namespace", "run"]
+__all__ = ["HELP_LINES", "LOAD_BATCH", "execute", "resolve_namespace", "run"]
 
 log = logging.getLogger("htcluster.broker")
 
@@ -305,9 +309,28 @@ _RUNNERS: dict[type, Callable[..., HqlResult]] = {
 
 def run(handler: Any, ns: int, statement: ast.Statement, noflush: bool = False,
         unbuffered: bool = False) -> HqlResult:
-    """Run one parsed statement; see :func:`htcluster.broker.hql.execute`.
+    """Run one parsed statement; see :func:`execute`.
 
     :returns: ``HqlResult`` with only the fields protocol.md 5.4 sets for it.
     :raises ClientException: BAD_NAMESPACE for USE, NOT_IMPLEMENTED, or the handler's errors.
     """
     return _RUNNERS[type(statement)](handler, ns, statement, noflush=noflush, unbuffered=unbuffered)
+
+
+def execute(handler: Any, ns: int, command: str, noflush: bool = False,
+            unbuffered: bool = False) -> HqlResult:
+    """Run one HQL statement in namespace ``ns`` through ``handler``'s Thrift-level methods.
+
+    :param handler: the broker's per-connection ``HqlService`` handler.
+    :param ns: namespace id of this connection; names in the statement are relative to it.
+    :param command: one HQL statement.
+    :param noflush: INSERT/DELETE leave a mutator open and return its id.
+    :param unbuffered: SELECT returns a scanner id instead of the cells.
+    :returns: ``HqlResult`` filled as protocol.md 5.4 says for the statement.
+    :raises ClientException: THRIFTBROKER_BAD_NAMESPACE_ID for an unknown ``ns``,
+        any error of :func:`htcluster.hql.parse`, BAD_NAMESPACE for USE,
+        NOT_IMPLEMENTED for statements the stand-in does not run, and whatever
+        the handler raises.
+    """
+    handler.namespace_name(ns)  # the broker checks the id before it reads the text
+    return run(handler, ns, parse(command), noflush=noflush, unbuffered=unbuffered)

@@ -3,7 +3,7 @@
 :func:`check` raises the ScanSpec errors the broker reports at once
 (``scanner_open``); :func:`compile_spec` raises those it reports with the
 first fetch (an unknown column family, an interval whose start is after its
-end, a bad regular expression) and precomputes what ``scan.py`` filters with:
+end, a bad regular expression) and precomputes what ``cell_filter.py`` filters with:
 the intervals in the order given; per selected family a :class:`FamilyPlan`
 (qualifier tests, versions as the min of ``ScanSpec.versions`` and
 MAX_VERSIONS with 0 meaning unlimited, the TTL cutoff, column predicates);
@@ -28,7 +28,7 @@ from .. import codes
 from .._thrift.ttypes import CellInterval, RowInterval, ScanSpec
 from .._thrift.ttypes import ColumnPredicateOperation as Op
 from ._errors import client_error
-from .schema import Family, TableSchema
+from .table_schema import Family, TableSchema
 
 __all__ = ["MAX_PREDICATES", "FamilyPlan", "Interval", "Plan", "Predicate", "Test", "check", "compile_spec",
            "in_bounds"]

@@ -18,7 +18,6 @@ from htcluster.hosts import DEFAULT_PORT, Host, parse_hosts
     (" 127.0.0.1:1 ", Host("127.0.0.1", 1)),
     ("[::1]:15868", Host("::1", 15868)),
     ("[::1]", Host("::1", DEFAULT_PORT)),
-    ("::1", Host("::1", DEFAULT_PORT)),
     (("ht2", "99"), Host("ht2", 99)),
 ])
 def test_host_parse(text, expected):
@@ -31,7 +30,8 @@ def test_host_str_round_trips():
 
 
 @pytest.mark.parametrize("bad", ["", "  ", "ht1:", "ht1:http", "ht1:0", "ht1:65536", ":15867",
-                                 "[::1", "[::1]x", 15867, None])
+                                 "[::1", "[::1]x", 15867, None,
+                                 "::1"])  # an IPv6 address goes in brackets: '[::1]'
 def test_host_parse_rejects(bad):
     with pytest.raises(ConfigError) as info:
         Host.parse(bad)

@@ -1,9 +1,13 @@
 """The htcluster exception hierarchy.
 
 Everything htcluster raises on its own account derives from
-:class:`HtclusterError`.  The broker's own answers pass through untouched:
-:class:`ClientException` (with its numeric ``code``, protocol.md section 4)
+:class:`HtclusterError`.  The broker's own answers pass through as they came:
+:class:`ClientException` (with its numeric ``code``, :mod:`htcluster.codes`)
 and Thrift's ``TApplicationException``.
+
+:class:`ConfigWarning` (a ``UserWarning``, not an error) flags a setting that is
+accepted but probably not meant: an unknown ``HYPERTABLE_*`` key of a Flask app,
+a millisecond value that looks like seconds.
 
 ==============================  ==================================================
 class                           raised when
@@ -43,6 +47,7 @@ __all__ = [
     "ClientException",
     "ClientResourceError",
     "ConfigError",
+    "ConfigWarning",
     "DeadlineExceeded",
     "HtclusterError",
     "InvalidRequest",
@@ -221,3 +226,12 @@ def _describe(errors: Mapping[str, BaseException]) -> str:
 
 class ConfigError(HtclusterError, ValueError):
     """A configuration value is invalid; the message names the key and what is allowed."""
+
+
+class ConfigWarning(UserWarning):
+    """A setting is accepted but is probably not what was meant; the message says what to write instead.
+
+    Issued with :func:`warnings.warn` (e.g. a misspelled ``HYPERTABLE_HOST_LIST``,
+    a ``HYPERTABLE_TIMEOUT_MSECS`` of 5).  Make it an error in tests with
+    ``-W error::htcluster.errors.ConfigWarning`` or ``warnings.simplefilter('error', ConfigWarning)``.
+    """

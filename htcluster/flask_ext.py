@@ -49,7 +49,7 @@ from flask import Flask, Response, current_app, g, has_app_context
 
 from .errors import ConfigError
 from ._flask.cli import EXTENSION_KEY, hypertable_cli
-from ._flask.config import Settings, read_settings, set_defaults
+from ._flask.config import Settings, check_app_config, read_settings, set_defaults
 from ._flask.encoding import install_json
 from ._flask.queries import QueryRecorder, RecordedQuery, get_recorded_queries
 from ._flask.routing import (
@@ -104,6 +104,10 @@ class Hypertable:
     #: Whether ``with ht`` and :meth:`connect` work outside an
     #: app context (taking the one app the extension serves), as in Flask-Hypertable.
     outside_app_context = False
+    #: Whether :meth:`init_app` refuses an app that configures no broker (``HYPERTABLE_HOSTS``,
+    #: ``HYPERTABLE_SHARDS``, ``HYPERTABLE_HOST`` or ``HYPERTABLE_PORT``) instead of assuming
+    #: ``localhost:15867``; the Flask-Hypertable drop-in classes keep its default.
+    hosts_required = True
 
     def __init__(self, app: Optional[Flask] = None) -> None:
         self._local = threading.local()  # stacks of ``with ht as client`` checkouts
@@ -118,12 +122,16 @@ class Hypertable:
         """Read and check the app's ``HYPERTABLE_*`` settings, build its routing objects, register teardown.
 
         :param app: the Flask app; its state goes to ``app.extensions['hypertable']``.
-        :raises ConfigError: a setting is invalid (nothing is registered then).
+        :raises ConfigError: a setting is invalid, or (:attr:`hosts_required`) no
+            broker is configured (nothing is registered then).
         :raises RuntimeError: a Hypertable extension is already registered on ``app``.
+        :warns ConfigWarning: an unknown ``HYPERTABLE_*`` key (the message names the
+            closest known one), a ``HYPERTABLE_TIMEOUT_MSECS`` below 100 (milliseconds).
         """
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError(f"a Hypertable extension is already registered on app {app.name!r}; "
                                "call init_app once per app")
+        check_app_config(app.config, hosts_required=self.hosts_required)
         set_defaults(app.config)
         settings = read_settings(app.config)
         state = ExtensionState(self, settings, self._make_cluster(settings))
@@ -384,10 +392,12 @@ class FlaskPooledHypertable(Hypertable):
     context, and at exit), ``teardown``, ``client.mns['ns']``,
     ``client.mns.close_namespace('ns')`` and ``client.close()`` behave as they
     did.  What differs, and which of its bugs stay fixed, is listed in
-    README.rst, "Migrating from Flask-Hypertable 0.3.0".
+    README.rst, "Migrating from Flask-Hypertable 0.3.0".  With no host
+    configured it connects to Flask-Hypertable's default, ``localhost:15867``.
     """
 
     outside_app_context = True
+    hosts_required = False
 
 
 class FlaskHypertable(Hypertable):
@@ -402,6 +412,7 @@ class FlaskHypertable(Hypertable):
     """
 
     outside_app_context = True
+    hosts_required = False
 
     def _make_cluster(self, settings: Settings) -> Any:
         if len(settings.hosts) != 1:

@@ -11,10 +11,14 @@ default host.
 """
 from __future__ import annotations
 
+import warnings
+
 import pytest
+from flask import Flask
 
 from htcluster import Pool, Replicas, Resource, Resources, Shards
-from htcluster.errors import ConfigError
+from htcluster.errors import ConfigError, ConfigWarning
+from htcluster.flask_ext import FlaskHypertable, FlaskPooledHypertable, Hypertable
 from htcluster.hosts import DEFAULT_PORT, Host, parse_hosts
 
 # ------------------------------------------------------------------ one host
@@ -127,3 +131,93 @@ def test_comma_and_space_lists_reach_real_brokers(local_cluster_factory):
         Pool(f"{first},{second}")
     with pytest.raises(ConfigError, match=f"'{first}'"):
         Pool(f"http://{first}")
+
+
+# ------------------------------------------------------------------ Flask
+
+
+def _app(**config) -> Flask:
+    app = Flask(f"strict{id(config)}")
+    app.config.update(config)
+    return app
+
+
+def test_flask_hosts_list_element_holding_a_list():
+    with pytest.raises(ConfigError) as info:
+        Hypertable(_app(HYPERTABLE_HOSTS=["h1:1,h2:2"]))
+    assert "HYPERTABLE_HOSTS" in str(info.value) and "['h1:1', 'h2:2']" in str(info.value)
+    with pytest.raises(ConfigError, match="HYPERTABLE_HOSTS.*'h1:1'"):
+        Hypertable(_app(HYPERTABLE_HOSTS="http://h1:1"))
+
+
+def test_flask_hosts_string_of_hosts_stays_valid():
+    for spelling in ("h1:1,h2:2", "h1:1 h2:2"):
+        app = _app(HYPERTABLE_HOSTS=spelling)
+        ext = Hypertable(app)
+        with app.app_context():
+            assert ext.settings.hosts == (Host("h1", 1), Host("h2", 2))
+
+
+def test_hypertable_refuses_an_app_without_hosts():
+    app = _app(HYPERTABLE_NAMESPACE="logs")
+    with pytest.raises(ConfigError) as info:
+        Hypertable(app)
+    assert "HYPERTABLE_HOSTS" in str(info.value) and "localhost" in str(info.value)
+    assert "hypertable" not in app.extensions
+    assert "HYPERTABLE_HOST" not in app.config  # judged before any default was filled in
+
+
+@pytest.mark.parametrize("config, host", [
+    ({"HYPERTABLE_HOST": "ht9"}, Host("ht9", DEFAULT_PORT)),
+    ({"HYPERTABLE_PORT": 38080}, Host("localhost", 38080)),
+    ({"HYPERTABLE_SHARDS": {"eu": "ht1"}}, Host("ht1", DEFAULT_PORT)),
+])
+def test_hypertable_takes_flask_hypertable_keys_and_shards(config, host):
+    app = _app(**config)
+    ext = Hypertable(app)
+    with app.app_context():
+        assert ext.settings.hosts == (host,)
+
+
+@pytest.mark.parametrize("cls", [FlaskHypertable, FlaskPooledHypertable])
+def test_drop_in_classes_keep_flask_hypertables_default(cls):
+    app = _app()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and say nothing about it: old apps run unchanged
+        ext = cls(app)
+    with app.app_context():
+        assert ext.settings.hosts == (Host("localhost", 15867),)
+
+
+def test_unknown_key_warns_naming_the_closest_key():
+    with pytest.warns(ConfigWarning, match="HYPERTABLE_HOST_LIST.*did you mean HYPERTABLE_HOSTS") as record:
+        Hypertable(_app(HYPERTABLE_HOSTS="h1", HYPERTABLE_HOST_LIST="h1,h2"))
+    assert record[0].filename == __file__  # points at the app's line, not inside htcluster
+    with pytest.warns(ConfigWarning, match="did you mean HYPERTABLE_NAMESPACE"):
+        FlaskPooledHypertable(_app(HYPERTABLE_NAMESPCE="logs"))
+    with pytest.warns(ConfigWarning, match="HYPERTABLE_ZZZ.*HYPERTABLE_HOSTS, HYPERTABLE_HOST,"):
+        Hypertable(_app(HYPERTABLE_HOSTS="h1", HYPERTABLE_ZZZ=1))  # nothing close: every key listed
+
+
+@pytest.mark.parametrize("value", [5, 0.5, "30", 99])
+def test_msecs_below_100_warn_that_they_are_milliseconds(value):
+    app = _app(HYPERTABLE_HOSTS="h1", HYPERTABLE_TIMEOUT_MSECS=value)
+    with pytest.warns(ConfigWarning, match="milliseconds.*write") as record:
+        ext = Hypertable(app)
+    assert f"write {float(value) * 1000:g}" in str(record[0].message)
+    with app.app_context():  # still accepted as given
+        assert ext.settings.socket_timeout == float(value) / 1000
+
+
+def test_bind_msecs_warn_with_the_bind_named():
+    app = _app(HYPERTABLE_HOSTS="h1", HYPERTABLE_BINDS={"stats": {"hosts": "h2", "timeout_msecs": 2}})
+    with pytest.warns(ConfigWarning, match=r"HYPERTABLE_BINDS\['stats'\]\['timeout_msecs'\]=2"):
+        Hypertable(app)
+
+
+def test_a_good_config_says_nothing():
+    app = _app(HYPERTABLE_HOSTS=["h1", "h2"], HYPERTABLE_TIMEOUT_MSECS=100, HYPERTABLE_NAMESPACE="logs",
+               HYPERTABLE_BINDS={"stats": {"hosts": "h3", "timeout_msecs": 3000}}, OTHER_KEY=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Hypertable(app)

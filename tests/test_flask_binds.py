@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 from flask import Flask
+from test_flask_config import with_hosts
 
 from htcluster.errors import ConfigError
 from htcluster.flask_ext import EXTENSION_KEY, FlaskHypertable, Hypertable
@@ -93,7 +94,7 @@ def test_flask_hypertable_takes_options_too():
 ])
 def test_option_values_are_checked_at_init_app(config, words):
     app = Flask("badopts")
-    app.config.update(config)
+    app.config.update(with_hosts(config))
     with pytest.raises(ConfigError) as info:
         Hypertable(app)
     assert all(w in str(info.value) for w in words), str(info.value)

@@ -6,6 +6,7 @@ import pytest
 from htcluster.errors import ConfigError
 from htcluster._flask.config import (
     DEFAULTS,
+    HOST_KEYS,
     STRATEGIES,
     option_names,
     read_settings,
@@ -144,6 +145,11 @@ INVALID = [
     ({"HYPERTABLE_RECORD_QUERIES": "sometimes"}, ["HYPERTABLE_RECORD_QUERIES", "True or False"]),
     ({"HYPERTABLE_JSON": 2}, ["HYPERTABLE_JSON"]),
 ]
+
+
+def with_hosts(config: dict) -> dict:
+    """``config``, plus a broker address when it names none (the ``Hypertable`` extension requires one)."""
+    return config if any(key in config for key in HOST_KEYS) else {"HYPERTABLE_HOSTS": "127.0.0.1:1", **config}
 
 
 @pytest.mark.parametrize("config, words", INVALID, ids=[repr(c) for c, _ in INVALID])

@@ -6,7 +6,7 @@ import time
 
 import pytest
 from flask import Flask, jsonify, request
-from test_flask_config import INVALID
+from test_flask_config import INVALID, with_hosts
 
 from htcluster import Replicas, Resources, Shards
 from htcluster.errors import (
@@ -94,7 +94,7 @@ def in_use(ext: Hypertable, app: Flask) -> dict[str, int]:
 @pytest.mark.parametrize("config, words", INVALID, ids=[repr(c) for c, _ in INVALID])
 def test_init_app_rejects_every_invalid_value(config, words):
     app = Flask("bad")
-    app.config.update(config)
+    app.config.update(with_hosts(config))
     with pytest.raises(ConfigError) as info:
         Hypertable(app)
     assert all(word in str(info.value) for word in words)
@@ -104,6 +104,7 @@ def test_init_app_rejects_every_invalid_value(config, words):
 def test_init_app_sets_defaults_without_overriding():
     app = Flask("defaults")
     app.config["HYPERTABLE_POOL_SIZE"] = 2
+    app.config["HYPERTABLE_HOSTS"] = "127.0.0.1:1"
     Hypertable(app)
     assert app.config["HYPERTABLE_POOL_SIZE"] == 2
     assert app.config["HYPERTABLE_MAX_OVERFLOW"] == 10
@@ -154,6 +155,7 @@ def test_outside_app_context_and_before_init_app():
     with pytest.raises(RuntimeError, match="application context"):
         _ = ext.connection
     app = Flask("late")
+    app.config["HYPERTABLE_HOSTS"] = "127.0.0.1:1"
     with app.app_context():
         with pytest.raises(RuntimeError, match="init_app"):
             _ = ext.cluster

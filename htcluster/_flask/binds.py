@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ..errors import ConfigError
-from .config import Getter, Settings, read_cluster
+from .config import Getter, Settings, read_cluster, warn_msecs
 
 __all__ = ["BIND_KEYS", "INHERITED_KEYS", "read_binds"]
 
@@ -68,6 +68,8 @@ def _read_bind(bind: str, spec: Any, app_get: Getter, main: Settings) -> Setting
         raise ConfigError(f"{where}: unknown key(s) {unknown}; a bind takes {', '.join(BIND_KEYS)}")
     if spec.get("hosts") is None and spec.get("shards") is None:
         raise ConfigError(f"{where} needs 'hosts' (a list of 'host[:port]') or 'shards'")
+    if "timeout_msecs" in spec:
+        warn_msecs(spec["timeout_msecs"], f"{where}['timeout_msecs']")
 
     def get(key: str) -> Any:
         own = key.lower()

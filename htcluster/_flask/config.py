@@ -1,11 +1,15 @@
 """Read and check the ``HYPERTABLE_*`` keys of a Flask config.
 
-:func:`set_defaults` fills the defaults in (``setdefault``: values the app set
-win); :func:`read_settings` turns the config into a frozen :class:`Settings`,
+:func:`check_app_config` looks at the app's own keys before anything is
+filled in: hosts must be configured (for the ``Hypertable`` extension), an
+unknown ``HYPERTABLE_*`` key is a :class:`~htcluster.errors.ConfigWarning`
+naming the closest known key, and so is a ``*_MSECS`` value below 100 (it is
+milliseconds).  :func:`set_defaults` fills the defaults in (``setdefault``:
+values the app set win); :func:`read_settings` turns the config into a frozen :class:`Settings`,
 rejecting every invalid value with a :class:`~htcluster.errors.ConfigError`
 that names the key, the value and what is allowed.  Loose input (strings from
 the environment, comma-separated host lists) is normalised here, once; the
-rest of the extension sees typed values only.  The keys (README.rst, "Flask"):
+rest of the extension sees typed values only.  The keys:
 
 =============================  ===============================================
 ``HYPERTABLE_HOSTS``           the brokers: a list of ``'host[:port]'`` or one
@@ -13,8 +17,7 @@ rest of the extension sees typed values only.  The keys (README.rst, "Flask"):
                                ``HYPERTABLE_HOST``/``HYPERTABLE_PORT``)
 ``HYPERTABLE_HOST``            Flask-Hypertable's single host (``'localhost'``)
 ``HYPERTABLE_PORT``            its port, and that of host entries naming none
-                               (15867; 38080 before Hypertable 0.9.8,
-                               protocol.md section 7)
+                               (15867; 38080 before Hypertable 0.9.8)
 ``HYPERTABLE_STRATEGY``        one of :data:`STRATEGIES`; ``None``: ``shards``
                                with ``HYPERTABLE_SHARDS``, else ``pool`` for
                                one host, ``replicas`` for several
@@ -39,17 +42,22 @@ clusters, each checked as the main one is (:mod:`htcluster._flask.binds`).
 """
 from __future__ import annotations
 
+import difflib
 import math
+import os
+import sys
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, MutableMapping, Optional
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ConfigWarning
 from ..hosts import DEFAULT_PORT, Host, parse_hosts
 from .._pool.pool import DEFAULT_MAX_OVERFLOW
 from .._pool.pool import DEFAULT_SIZE as DEFAULT_POOL_SIZE
 from .._routing.base import POOL_OPTIONS, ROUTING_OPTIONS
 
-__all__ = ["DEFAULTS", "STRATEGIES", "Settings", "option_names", "read_settings", "set_defaults"]
+__all__ = ["DEFAULTS", "HOST_KEYS", "STRATEGIES", "Settings", "check_app_config", "option_names", "read_settings",
+           "set_defaults", "warn_msecs"]
 
 #: Names accepted by ``HYPERTABLE_STRATEGY``, in the order the errors list them.
 STRATEGIES = ("pool", "resources", "shards", "replicas")
@@ -79,6 +87,12 @@ DEFAULTS: Mapping[str, Any] = {
     "HYPERTABLE_RECORD_QUERIES": False,
     "HYPERTABLE_JSON": True,
 }
+
+#: The keys that say where the brokers are; the ``Hypertable`` extension needs one of them set.
+HOST_KEYS = ("HYPERTABLE_HOSTS", "HYPERTABLE_SHARDS", "HYPERTABLE_HOST", "HYPERTABLE_PORT")
+
+#: A ``*_MSECS`` value below this many milliseconds is taken for seconds written by habit (a warning).
+MSECS_WARN_BELOW = 100
 
 #: The option names the dedicated keys set; an entry of ``HYPERTABLE_OPTIONS`` wins over them.
 LEGACY_OPTIONS = {"size": "HYPERTABLE_POOL_SIZE", "max_overflow": "HYPERTABLE_MAX_OVERFLOW",
@@ -142,6 +156,62 @@ class Settings:
     def cluster_options(self) -> dict[str, Any]:
         """Return every keyword argument of the routing class: :meth:`pool_options`, then :attr:`options`."""
         return {**self.pool_options(), **self.options}
+
+
+def check_app_config(config: Mapping[str, Any], *, hosts_required: bool) -> None:
+    """Check the app's own ``HYPERTABLE_*`` keys, before :func:`set_defaults` fills any in.
+
+    :param config: the app's ``app.config`` as the app set it.
+    :param hosts_required: refuse a config that names no broker (the
+        ``Hypertable`` extension); the Flask-Hypertable drop-in classes pass
+        ``False`` and keep its default, ``localhost:15867``.
+    :raises ConfigError: ``hosts_required`` and none of :data:`HOST_KEYS` is set.
+    :warns ConfigWarning: a ``HYPERTABLE_*`` key that no setting has (naming
+        the closest known key), or a ``HYPERTABLE_TIMEOUT_MSECS`` below
+        :data:`MSECS_WARN_BELOW` (it is milliseconds).
+    """
+    if hosts_required and all(config.get(key) is None for key in HOST_KEYS):
+        raise ConfigError("no Hypertable brokers configured: set HYPERTABLE_HOSTS to a list such as "
+                          "['ht1:15867', 'ht2:15867'] (or one string 'ht1:15867,ht2:15867'), or HYPERTABLE_SHARDS; "
+                          "the extension does not assume localhost (for a local stand-in broker, run "
+                          "'htcluster broker' and set HYPERTABLE_HOSTS = 'localhost:15867')")
+    for key in config:
+        if isinstance(key, str) and key.startswith("HYPERTABLE_") and key not in DEFAULTS:
+            # Every key shares the 'HYPERTABLE_' prefix: a high cutoff keeps unrelated keys out.
+            close = difflib.get_close_matches(key, list(DEFAULTS), n=1, cutoff=0.8)
+            hint = f"did you mean {close[0]}?" if close else f"the settings are {', '.join(DEFAULTS)}"
+            warnings.warn(f"unknown Flask setting {key}, ignored; {hint}", ConfigWarning,
+                          stacklevel=_caller_level())
+    if "HYPERTABLE_TIMEOUT_MSECS" in config:
+        warn_msecs(config["HYPERTABLE_TIMEOUT_MSECS"], "HYPERTABLE_TIMEOUT_MSECS")
+
+
+def warn_msecs(value: Any, key: str) -> None:
+    """Warn (:class:`~htcluster.errors.ConfigWarning`) when a millisecond ``value`` is below :data:`MSECS_WARN_BELOW`.
+
+    :param value: the setting as given (a number, or a string from the environment).
+    :param key: the setting's name, for the message.
+    """
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return  # not a number: read_cluster refuses it with a ConfigError
+    if 0 < number < MSECS_WARN_BELOW:
+        warnings.warn(f"{key}={value!r} is {number:g} milliseconds ({key} is in milliseconds); "
+                      f"for {number:g} seconds write {number * 1000:g}", ConfigWarning, stacklevel=_caller_level())
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` that makes a warning point at the first frame outside htcluster (the app's code)."""
+    frame = sys._getframe(2)  # the caller of the function that warns
+    level = 2
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 def set_defaults(config: MutableMapping[str, Any]) -> None:

@@ -1,12 +1,14 @@
 """Hypertable error codes as they travel in ``ClientException.code``.
 
 Numbers and texts are Hypertable's (``src/cc/Common/Error.h`` and
-``Error.cc``, restated in protocol.md section 4).  ``ClientException.message``
-reads ``"<text> - <detail>"``.
+``Error.cc``).  ``ClientException.message`` reads ``"<text> - <detail>"``;
+``str()`` of a ``ClientException`` puts the symbolic name first
+(:func:`describe`): ``NAMESPACE_DOES_NOT_EXIST (40): HYPERTABLE namespace
+does not exist - logs``.
 """
 from __future__ import annotations
 
-__all__ = ["TEXTS", "text"]
+__all__ = ["NAMES", "TEXTS", "describe", "name", "text"]
 
 OK = 0
 PROTOCOL_ERROR = 1
@@ -83,3 +85,24 @@ TEXTS: dict[int, str] = {
 def text(code: int) -> str:
     """Return the error text of ``code``, or ``"ERROR NOT REGISTERED"`` as the broker does."""
     return TEXTS.get(code, "ERROR NOT REGISTERED")
+
+
+#: code -> its symbolic name, e.g. ``40: 'NAMESPACE_DOES_NOT_EXIST'``.
+NAMES: dict[int, str] = {value: key for key, value in list(globals().items())
+                         if key.isupper() and isinstance(value, int) and not key.startswith("_")}
+
+
+def name(code: int) -> str:
+    """Return the symbolic name of ``code`` (``'TABLE_NOT_FOUND'``), or ``'UNREGISTERED_ERROR'``."""
+    return NAMES.get(code, "UNREGISTERED_ERROR")
+
+
+def describe(code: int | None, message: str | None) -> str:
+    """Return ``'NAME (code): message'``, how ``str()`` of a ``ClientException`` reads.
+
+    :param code: the numeric code, or ``None`` when the broker sent none.
+    :param message: the broker's message, or ``None``.
+    :returns: e.g. ``'NAMESPACE_DOES_NOT_EXIST (40): HYPERTABLE namespace does not exist - logs'``.
+    """
+    head = "ClientException" if code is None else f"{name(code)} ({code})"
+    return head if message is None else f"{head}: {message}"

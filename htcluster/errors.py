@@ -3,7 +3,11 @@
 Everything htcluster raises on its own account derives from
 :class:`HtclusterError`.  The broker's own answers pass through as they came:
 :class:`ClientException` (with its numeric ``code``, :mod:`htcluster.codes`)
-and Thrift's ``TApplicationException``.
+and Thrift's ``TApplicationException``.  ``str()`` of a ``ClientException``
+names the code, ``NAMESPACE_DOES_NOT_EXIST (40): HYPERTABLE namespace does not
+exist - logs``, and tracebacks show it as ``htcluster.errors.ClientException``
+(the class is generated from the IDL; this module configures its ``__str__``
+and ``__module__`` once, at import).
 
 :class:`ConfigWarning` (a ``UserWarning``, not an error) flags a setting that is
 accepted but probably not meant: an unknown ``HYPERTABLE_*`` key of a Flask app,
@@ -38,6 +42,7 @@ from typing import Any, Mapping
 
 from thrift.transport.TTransport import TTransportException
 
+from . import codes
 from ._thrift.ttypes import ClientException
 
 __all__ = [
@@ -55,6 +60,24 @@ __all__ = [
     "PoolTimeout",
     "WriteOutcomeUnknown",
 ]
+
+
+def _client_exception_str(self: ClientException) -> str:
+    """``'NAME (code): message'`` (:func:`htcluster.codes.describe`)."""
+    return codes.describe(self.code, self.message)
+
+
+def _client_exception_reduce(self: ClientException) -> tuple[Any, ...]:
+    """Pickle by the constructor (the generated ``__setattr__`` refuses the default way back)."""
+    return (type(self), (self.code, self.message))
+
+
+# The generated class is the broker's answer and stays as generated (its fields, its repr, its wire
+# format); only how it prints, pickles and where tracebacks say it lives are set here: a public path,
+# the one users import it from, and the symbolic name of the code instead of a bare number.
+ClientException.__str__ = _client_exception_str  # type: ignore[method-assign]
+ClientException.__reduce__ = _client_exception_reduce  # type: ignore[method-assign,assignment]
+ClientException.__module__ = __name__
 
 
 class HtclusterError(Exception):

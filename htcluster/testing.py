@@ -255,6 +255,7 @@ class LocalCluster:
     :param data_dir: folder of the SQLite files; ``None``: a temporary one,
         deleted on ``close()``.
     :param extra_args: more command-line arguments for every broker.
+    :param base_port: member ``i`` listens on ``base_port + i``; ``None``: free ports.
     :raises ConfigError: ``n`` < 1.
     :raises RuntimeError: a broker did not start (the others are stopped).
 
@@ -275,7 +276,7 @@ class LocalCluster:
     """
 
     def __init__(self, n: int, shared_data: bool = True, data_dir: "str | os.PathLike[str] | None" = None,
-                 extra_args: tuple[str, ...] = ()) -> None:
+                 extra_args: tuple[str, ...] = (), base_port: Optional[int] = None) -> None:
         if n < 1:
             raise ConfigError(f"a LocalCluster needs at least one broker, got n={n}")
         self._tmpdir: Optional[tempfile.TemporaryDirectory[str]] = None
@@ -289,7 +290,8 @@ class LocalCluster:
         try:
             for i in range(n):
                 name = "cluster.sqlite" if shared_data else f"broker{i}.sqlite"
-                self.brokers.append(LocalBroker(self.data_dir / name, extra_args=extra_args, start=False))
+                port = None if base_port is None else base_port + i
+                self.brokers.append(LocalBroker(self.data_dir / name, port=port, extra_args=extra_args, start=False))
             from .broker.storage_client import StorageProcess
             for path in dict.fromkeys(broker.data for broker in self.brokers):
                 self.storages.append(StorageProcess(path).start())

@@ -20,7 +20,7 @@ from typing import Iterator
 
 import pytest
 
-from htcluster import (BroadcastError, ClientResourceError, DeadlineExceeded, NoHostAvailable, Pool, Replicas,
+from htcluster import (BroadcastError, DeadlineExceeded, NoHostAvailable, Pool, Replicas,
                        Resources, events)
 from htcluster.types import Cell, Key
 
@@ -335,10 +335,10 @@ _BIG = textwrap.dedent("""
 """)
 
 
-def test_a_large_write_works_with_descriptors_past_1023(broker_address, client, ns_name):
+def test_a_large_write_works_with_descriptors_past_1023(broker, ns_name):
     if __import__("resource").getrlimit(__import__("resource").RLIMIT_NOFILE)[1] < 2048:
         pytest.skip("the hard descriptor limit is below 2048")
-    proc = subprocess.run([sys.executable, "-c", _BIG, broker_address, ns_name], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", _BIG, broker.address, ns_name], capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(16 * 1024 * 1024)
@@ -359,3 +359,31 @@ def test_no_select_select_in_the_package():
 
 
 _ = BroadcastError  # imported for readers: a broadcast reports per-host errors
+
+
+# ---------------------------------------------------------------- 8. binary row keys
+
+
+def test_binary_row_keys_are_refused_before_anything_is_written(broker, ns_name):
+    """b'\\xff' then b'\\xfe' used to be merged into one row '\\ufffd'; now each is refused, nothing written."""
+    from htcluster import InvalidRequest, Shards
+    from htcluster.types import RowInterval, ScanSpec
+
+    pool = Pool(broker.address, **SLOW)
+    pool.call("hql_query", "CREATE TABLE bin (a)", namespace=ns_name)
+    for row in (b"\xff", b"\xfe", "nul\x00here", b"nul\x00"):
+        with pytest.raises(InvalidRequest, match="row key"):
+            pool.call("set_cells", "bin", [Cell(Key(row, "a", ""), b"A")], namespace=ns_name)
+        with pytest.raises(InvalidRequest, match="row key"):
+            pool.call("get_cell", "bin", row, "a", namespace=ns_name)
+    with pytest.raises(InvalidRequest, match="row key"):
+        pool.call("get_cells", "bin", ScanSpec(row_intervals=[RowInterval(start_row=b"\xff")]), namespace=ns_name)
+    assert pool.call("get_cells", "bin", ScanSpec(), namespace=ns_name) == []  # nothing was written
+    assert pool.idle == 1 and pool.stats()["closed"] == 0  # refused before sending: the connection is kept
+    pool.call("set_cells", "bin", [Cell(Key("é".encode(), "a", ""), b"B")], namespace=ns_name)  # UTF-8 bytes
+    assert pool.call("get_cell", "bin", "é", "a", namespace=ns_name) == b"B"  # read back by its str
+    [cell] = pool.call("get_cells", "bin", ScanSpec(), namespace=ns_name)
+    assert cell.key.row == "é"
+    shards = Shards([("h1:1", "a"), ("h2:1", "b"), ("h3:1", "c")])
+    assert all(shards.locate(f"k{i}é".encode()) == shards.locate(f"k{i}é") for i in range(200))
+    pool.close()

@@ -119,8 +119,10 @@ class Attempt:
             while True:
                 resource = self.begin()
                 try:
-                    result = resource.call(self.method, *self.args, namespace=self.namespace,
-                                           deadline=self.deadline)
+                    ns = self.namespace
+                    result = resource.exchange(self.method, self.args if ns is None else
+                                               (resource.mns.id_of(ns, self.deadline), *self.args),
+                                               None, self.deadline)
                 except BaseException as exc:
                     if self.finish(exc):
                         continue

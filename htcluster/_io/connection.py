@@ -237,9 +237,9 @@ class Connection:
         if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY):
             sock.close()
             self.failed = True
-            exc = OSError(code, os.strerror(code))
-            local = local_failure(exc, self.address, "connecting to")
-            raise (local or self._unavailable(exc, limit)) from None
+            error = OSError(code, os.strerror(code))
+            local = local_failure(error, self.address, "connecting to")
+            raise (local or self._unavailable(error, limit)) from None
         self.sock = sock
         self.connecting = True
         self._end, self._by_deadline = time.monotonic() + limit, by_deadline
@@ -255,8 +255,8 @@ class Connection:
         code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if code:
             self.taint()
-            exc = OSError(code, os.strerror(code))
-            raise (local_failure(exc, self.address, "connecting to") or self._unavailable(exc, 0.0)) from None
+            error = OSError(code, os.strerror(code))
+            raise (local_failure(error, self.address, "connecting to") or self._unavailable(error, 0.0)) from None
         self.connecting = False
         self._adopt(sock)
 

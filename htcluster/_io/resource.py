@@ -327,6 +327,23 @@ class ManagedNamespaces:
         self._ids[name] = ns
         return ns
 
+    def id_of(self, name: str, deadline: Optional[float] = None) -> int:
+        """Return the id of namespace ``name`` on this connection, opening it (before ``deadline``) if needed.
+
+        :raises ClientException: the namespace does not exist.
+        :raises BrokerUnavailable: the connection failed.
+        """
+        try:
+            return self._ids[name]
+        except KeyError:
+            pass
+        resource = self._resource
+        saved, resource.deadline = resource.deadline, deadline
+        try:
+            return self[name]
+        finally:
+            resource.deadline = saved
+
     def named(self, args: tuple[Any, ...]) -> tuple[Optional[str], tuple[Any, ...]]:
         """Split ``args`` into the name of the namespace whose id leads them, and the rest.
 

@@ -24,7 +24,7 @@ class Renewable(Protocol):
         """Re-create locks and reset state that belongs to the parent process."""
 
 
-_objects: "weakref.WeakSet[Renewable]" = weakref.WeakSet()  # type: ignore[type-var]
+_objects: "weakref.WeakSet[Renewable]" = weakref.WeakSet()
 
 
 def renew_after_fork(obj: Renewable) -> None:

@@ -256,8 +256,8 @@ class HostHealth:
 
     @property
     def all_live(self) -> bool:
-        """True when no host has failed since its last success (read without the lock)."""
-        return not self._down
+        """True when no host has failed since its last success, nor lags after a lost hedge (no lock)."""
+        return not self._down and not self._lag
 
     def claim_due(self, hosts: Iterable[str]) -> list[str]:
         """Take the trial of every host of ``hosts`` whose backoff ended and whose trial is free.

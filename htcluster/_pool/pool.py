@@ -353,7 +353,7 @@ class ConnectionPool:
         longer than ``idle_ping``, one ``status()`` round trip.
         """
         r = lease.resource
-        if r.is_stale():
+        if r.connection.is_stale():
             return "stale (the broker closed it, e.g. it restarted)"
         if self.max_age is None and self.idle_ping is None:
             return None

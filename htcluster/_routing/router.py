@@ -227,7 +227,12 @@ class Router:
         :returns: the claimed host, or ``None`` when none can serve.
         """
         health = self.health
-        pending = [h for h in plan.hosts if h not in tried and h not in exclude]
+        hosts = plan.hosts
+        if health.all_live and not tried and not exclude:  # the common case: every host live, first try
+            if len(hosts) == 1 or plan.ordered:
+                return hosts[0]
+            return self.balancer.pick(hosts, self.load, self.rng)
+        pending = [h for h in hosts if h not in tried and h not in exclude]
         if not health.all_live:
             due = health.claim_due(pending)
             if due:
@@ -244,14 +249,14 @@ class Router:
         while pending and force:  # none usable: the soonest back first, each probed
             if deadline is not None and time.monotonic() >= deadline:
                 return None
-            host = health.soonest(pending)
-            assert host is not None
-            pending.remove(host)
-            if not self.spend_retry(f"probe of {host}"):
+            soonest = health.soonest(pending)
+            assert soonest is not None
+            pending.remove(soonest)
+            if not self.spend_retry(f"probe of {soonest}"):
                 return None
-            health.claim(host, force=True)
-            if self.probe([host], deadline, probe_limit)[host] is None and health.claim(host):
-                return host
+            health.claim(soonest, force=True)
+            if self.probe([soonest], deadline, probe_limit)[soonest] is None and health.claim(soonest):
+                return soonest
         return None
 
     def probe(self, hosts: Sequence[str], deadline: Optional[float] = None,

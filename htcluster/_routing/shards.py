@@ -211,7 +211,8 @@ class Shards(Mapping[Hashable, frozenset[str]]):
             failures.update(failed)
             final = {h for h, exc in failed.items()
                      if not isinstance(exc, BrokerUnavailable) or (exc.sent and not idempotent)}
-            unserved, moved = [], set()
+            unserved: list[Hashable] = []
+            moved: set[str] = set()
             for key in pending:
                 mine = self[key].intersection(chosen)
                 if mine.intersection(got):
@@ -251,7 +252,7 @@ class Shards(Mapping[Hashable, frozenset[str]]):
     def _cover(self, keys: Iterable[Hashable], exclude: Iterable[str] = ()) -> list[str]:
         """:meth:`cover` without the hosts of ``exclude``; every key must keep a host."""
         left = set(self.resources.hosts) - set(exclude)
-        needs = [self.hosts(key) & left for key in dict.fromkeys(keys)]
+        needs: list[set[str]] = [set(self.hosts(key) & left) for key in dict.fromkeys(keys)]
         if not needs:
             return []
         priority = {h: self.resources.priority(h) for h in set().union(*needs)}

@@ -36,6 +36,7 @@ from thrift.transport.TTransport import CReadableTransport, TTransportBase, TTra
 from .._thrift import HqlService
 from .._thrift.ttypes import ClientException
 from ..errors import BrokerProtocolError, InvalidRequest
+from .keys import ROW_METHODS, check_rows
 
 __all__ = ["ANSWERS", "BROKER_METHODS", "Codec", "DEFAULT_MAX_FRAME_SIZE", "HARD_MAX_FRAME_SIZE", "LENGTH"]
 
@@ -201,9 +202,12 @@ class Codec:
         :param args: the method's arguments in IDL order (a namespace id first where it takes one).
         :returns: the frame: its 4-byte length, then the message.
         :raises KeyError: ``method`` is not a broker method.
-        :raises InvalidRequest: an argument does not encode, or the frame is over ``max_frame_size``.
+        :raises InvalidRequest: an argument does not encode, a row key is not valid UTF-8 or holds a
+            NUL (:mod:`htcluster._wire.keys`), or the frame is over ``max_frame_size``.
         """
         send = _SEND[method]
+        if method in ROW_METHODS:
+            check_rows(method, args)
         try:
             send(self, *args, **kwargs) if kwargs else send(self, *args)
         except Exception as exc:
@@ -246,7 +250,8 @@ class Codec:
         """
         self.reply.load(body)
         try:
-            result = _RECV.get(self.method, _recv_unknown)(self)
+            recv: Callable[[Any], Any] = _RECV.get(self.method, _recv_unknown)
+            result = recv(self)
         except ANSWERS:
             self.check_consumed()
             raise

@@ -10,8 +10,8 @@ Modules:
 * ``commands`` -- ``broker``, ``cluster``, ``hql``, ``status``; ``loading`` --
   ``load`` and ``demo``; ``options`` -- the shared options (``--hosts``,
   ``--timeout``, ...) and the error wrapper; ``output`` -- error lines and
-  hints, HQL result tables, the progress bar; ``broker_run`` -- bind, report
-  the address (``--port-file``), serve until a signal.
+  hints, HQL result tables, the progress bar.  The ``broker`` command itself
+  is :mod:`htcluster.broker.command` (also ``python -m htcluster.broker``).
 * ``weblog`` (Apache lines -> LogDb rows, synthetic logs), ``tsv``
   (header-line TSV -> ``freebase`` rows), ``logfile`` (plain/gzip/stdin
   input), ``logload`` (batched writes through a Pool, Replicas or Shards),

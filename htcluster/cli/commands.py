@@ -5,95 +5,17 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import click
 
-from ..errors import ConfigError
-from ..hosts import DEFAULT_PORT, Host
-from .broker_run import remove_port_file, serve_broker, write_port_file
+from ..broker.command import broker_command
+from ..hosts import Host
 from .options import DEFAULT_CALL_TIMEOUT, hosts_option, namespace_option, pool_options, timeout_option
 from .output import HOSTS_ENV, explain, format_hql_result
 from .status import DEFAULT_TIMEOUT as STATUS_TIMEOUT, check_hosts, down_message, format_status
 
 __all__ = ["broker_command", "cluster_command", "hql_command", "status_command"]
-
-
-def broker_limits(timeout: Optional[float], given: dict[str, Any]) -> Any:
-    """Return the broker's :class:`~htcluster.broker.limits.Limits` from the CLI options given (others: defaults).
-
-    :param timeout: ``--timeout``, the idle timeout in seconds (``None``: the default, 3600 s).
-    :raises click.BadParameter: a value is out of range (the message says which and why).
-    """
-    from ..broker.limits import Limits
-
-    fields = {name: value for name, value in given.items() if value is not None}
-    if timeout is not None:
-        fields["idle_timeout"] = timeout
-    try:
-        return Limits(**fields)
-    except ConfigError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-@click.command("broker")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535),
-              help="TCP port to listen on (0: any free one; the one bound is printed, see --port-file).")
-@click.option("--port-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the port bound (digits and a newline) to this file once listening, for scripts; "
-                   "removed at exit.")
-@click.option("--data", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="SQLite file holding the cells, shared by the brokers of one cluster "
-                   "(default: a temporary file).")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Seconds a client connection may stay silent before it is closed "
-                   "(ThriftBroker.Timeout; default: never).")
-@click.option("--busy-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
-              help="Seconds a write waits for another broker's write on the same data file.")
-@click.option("--files", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
-              help="The one directory LOAD DATA INFILE and SELECT/DUMP ... INTO FILE may use "
-                   "(default: none, file statements are refused).")
-@click.option("--max-connections", type=int, default=None,
-              help="Connections served at once; more are closed with a log line (default 1000).")
-@click.option("--frame-timeout", type=float, default=None,
-              help="Seconds from a frame's first byte to its last; a slower one closes the connection (default 30).")
-@click.option("--max-frame-size", type=int, default=None, help="Bytes of the largest frame (default 64 MiB).")
-@click.option("--max-inflight-bytes", type=int, default=None,
-              help="Bytes of frames and answers in flight across all connections (default 4 x --max-frame-size).")
-@click.option("--max-answer-size", type=int, default=None,
-              help="Bytes of the largest get_cells / hql_query answer; larger ones ask for a scanner "
-                   "(default: --max-frame-size).")
-@click.option("--workers", type=int, default=None, help="Threads running calls (default 32).")
-@click.option("--stop-grace", type=float, default=None,
-              help="Seconds SIGTERM/SIGINT lets calls in flight finish; a second signal stops at once (default 10).")
-def broker_command(host: str, port: int, port_file: Optional[Path], data: Optional[Path], timeout: Optional[float],
-                   busy_timeout: float, files: Optional[Path], **limit_options: Optional[float]) -> None:
-    """Serve the ThriftBroker protocol over a SQLite file (a local stand-in broker).
-
-    The start line (with the address actually bound) is printed once the
-    port is listening, never before: a port in use prints only the error.
-    """
-    import sqlite3
-
-    def started(address: str, bound_port: int) -> None:
-        click.echo(f"htcluster broker on {address} serving {data or 'a temporary file'}; Ctrl-C stops it",
-                   err=True)
-        if port_file is not None:
-            write_port_file(port_file, bound_port)
-
-    try:
-        serve_broker(host, port, data, started, busy_timeout=busy_timeout, files=files,
-                     limits=broker_limits(timeout, limit_options))
-    except OSError as exc:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
-                                   f"choose another --port or stop what uses it") from None
-    except sqlite3.Error as exc:
-        raise click.ClickException(f"cannot use data file {data}: {exc}; "
-                                   f"give --data a SQLite file or a new path") from None
-    finally:
-        if port_file is not None:
-            remove_port_file(port_file)
 
 
 @click.command("hql")
@@ -111,7 +33,7 @@ def hql_command(hosts: list[Host], namespace: str, broadcast: bool, timeout: flo
     the same timestamp (a reloaded or retried write) is shown once.
     """
     from .. import Replicas, Resources
-    from .._routing.replicas import collapse
+    from .._policy.versions import collapse
 
     if not broadcast:
         replicas = Replicas(hosts, **pool_options(timeout))
@@ -143,14 +65,27 @@ def hql_command(hosts: list[Host], namespace: str, broadcast: bool, timeout: flo
               help="One SQLite file behind every broker (replicas) or one each (shards).")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep the SQLite files here (default: a temporary folder, removed at exit).")
-def cluster_command(brokers: int, shared: bool, data_dir: Optional[Path]) -> None:
-    """Run a local cluster of stand-in brokers in the foreground until Ctrl-C."""
+@click.option("--base-port", type=click.IntRange(1, 65535), default=None,
+              help="Brokers listen on this port and the next ones, the same on every start "
+                   "(default: free ports, new each time).")
+@click.option("--pid-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write each broker's process id, one a line in the order of HYPERTABLE_HOSTS, to this file "
+                   "(removed at exit): stop one with kill PID.")
+def cluster_command(brokers: int, shared: bool, data_dir: Optional[Path], base_port: Optional[int],
+                    pid_file: Optional[Path]) -> None:
+    """Run a local cluster of stand-in brokers in the foreground until Ctrl-C.
+
+    Prints each broker's address and process id, then the HYPERTABLE_HOSTS line.
+    """
     from ..testing import LocalCluster
 
+    if base_port is not None and base_port + brokers - 1 > 65535:
+        raise click.BadParameter(f"ports {base_port}..{base_port + brokers - 1} go past 65535",
+                                 param_hint="--base-port")
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        local = LocalCluster(brokers, shared_data=shared, data_dir=data_dir)
+        local = LocalCluster(brokers, shared_data=shared, data_dir=data_dir, base_port=base_port)
     except RuntimeError as exc:
         raise click.ClickException(f"the brokers did not start: {exc}") from None
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # close the brokers on SIGTERM too
@@ -158,6 +93,11 @@ def cluster_command(brokers: int, shared: bool, data_dir: Optional[Path]) -> Non
         hosts = ",".join(local.hosts)
         click.echo(f"{brokers} broker(s) over {'one shared file' if shared else 'separate files'} "
                    f"in {local.data_dir}")
+        pids = [member.process.pid if member.process is not None else 0 for member in local]
+        for member, pid in zip(local, pids):
+            click.echo(f"broker {member.address} pid {pid}")
+        if pid_file is not None:
+            pid_file.write_text("".join(f"{pid}\n" for pid in pids))
         click.echo(f"export {HOSTS_ENV}={hosts}")
         click.echo("Ctrl-C stops them.", err=True)
         sys.stdout.flush()
@@ -175,6 +115,8 @@ def cluster_command(brokers: int, shared: bool, data_dir: Optional[Path]) -> Non
         click.echo("stopping", err=True)
     finally:
         local.close()
+        if pid_file is not None:
+            pid_file.unlink(missing_ok=True)
 
 
 @click.command("status")

@@ -26,6 +26,7 @@ import time
 from typing import Callable, Optional
 
 from ..errors import ConfigError
+from .forks import renew_after_fork
 from ..types import RetryBudgetStats
 from .._validate import seconds
 
@@ -78,11 +79,16 @@ class RetryBudget:
         self.clock = clock or time.monotonic
         self._buckets = max(1, int(math.ceil(self.ttl)))
         self._lock = threading.Lock()
+        renew_after_fork(self)
         self._deposits = [0] * self._buckets
         self._withdrawals = [0] * self._buckets
         self._stamp = [-1] * self._buckets  # the second each bucket holds
         self._refused = 0
         self._granted = 0
+
+    def after_fork(self) -> None:
+        """Re-create the lock in a forked child (a parent thread may have held it at the fork)."""
+        self._lock = threading.Lock()
 
     def _slot(self, now: float) -> int:
         """Return the bucket of second ``now``, emptied when it held an older second (lock held)."""

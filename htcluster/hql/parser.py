@@ -49,6 +49,15 @@ _lock = threading.Lock()
 _built: Optional[Lark] = None
 
 
+def _new_lock_in_child() -> None:
+    """A forked child gets a new build lock: a parent thread may have held it at the fork."""
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
 def _cache_file() -> "str | bool":
     """Where lark may cache the built parser: a directory only this user can write, else nowhere.
 

@@ -310,4 +310,8 @@ def test_files_must_be_a_directory(tmp_path):
 
     done = subprocess.run([sys.executable, "-m", "htcluster.broker", "--port", "0", "--files",
                            str(tmp_path / "missing")], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and "--files" in done.stderr and "not a directory" in done.stderr
+    assert done.returncode == 2 and "--files" in done.stderr and "does not exist" in done.stderr
+    (tmp_path / "plain").write_text("a file")
+    done = subprocess.run([sys.executable, "-m", "htcluster.broker", "--port", "0", "--files",
+                           str(tmp_path / "plain")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--files" in done.stderr and "is a file" in done.stderr

@@ -182,7 +182,7 @@ def _framed_get_cells(ns: int, table: str) -> bytes:
 
 
 def test_idle_timeout_option_drops_silent_connections(raw_client_factory):
-    with LocalBroker(extra_args=("--timeout", "0.3")) as quick:
+    with LocalBroker(extra_args=("--idle-timeout", "0.3")) as quick:
         with socket.create_connection((quick.host, quick.port), timeout=10) as silent:
             assert connection_closed(silent)
         assert raw_client_factory(quick.address).status().code == 0

@@ -1,12 +1,13 @@
 """A local stand-in for the Hypertable ThriftBroker, backed by SQLite.
 
 Use :class:`BrokerServer` to run one in-process (tests, demos), :func:`serve`
-to run one until SIGTERM/SIGINT, or ``python -m htcluster.broker --port 15867
---data FILE`` from a shell.  Several brokers on one file behave like several
+to run one until SIGTERM/SIGINT, or ``htcluster broker --port 15867 --data
+FILE`` (the same command as ``python -m htcluster.broker``: :mod:`.command`)
+from a shell.  Several brokers on one file behave like several
 ThriftBrokers in front of one Hypertable cluster; what the stand-in does not
 implement answers ``ClientException(NOT_IMPLEMENTED)``.
 
-Modules: ``server`` (listener, store, signals), ``reactor`` + ``connection``
+Modules: ``command`` (the broker command), ``server`` (listener, store, signals), ``reactor`` + ``connection``
 (the selector thread and the worker pool serving every connection),
 ``limits`` (what clients may use), ``wire`` + ``utf8`` (frames, protocol,
 strings that must be UTF-8), ``guard`` (missing arguments), ``handler`` +
@@ -19,6 +20,7 @@ brokers), ``hql_run`` (HQL).
 """
 from __future__ import annotations
 
-from .server import DEFAULT_HOST, DEFAULT_PORT, BrokerServer, main, serve
+from .command import broker_command, main
+from .server import DEFAULT_HOST, DEFAULT_PORT, BrokerServer, serve
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "BrokerServer", "main", "serve"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "BrokerServer", "broker_command", "main", "serve"]

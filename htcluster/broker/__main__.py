@@ -1,6 +1,6 @@
-"""``python -m htcluster.broker``: run the stand-in ThriftBroker (see ``--help``).
+"""``python -m htcluster.broker``: the ``htcluster broker`` command (:mod:`.command`; see ``--help``).
 
-Once :func:`~.server.main` returns (the store is closed, every mutator
+Once :func:`~.command.main` returns (the store is closed, every mutator
 flushed), the process exits without waiting for worker threads that may
 still run a call cut off by a second signal: a second signal stops at once.
 """
@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 
-from .server import main
+from .command import main
 
 if __name__ == "__main__":
     status = main()

@@ -1,14 +1,13 @@
-"""The stand-in broker's resource limits: one frozen value, one command-line option per field.
+"""The stand-in broker's resource limits: one frozen value, one option of the broker command per field.
 
 Upstream's ThriftBroker has none of these (protocol.md 1.1, 1.3: a thread per
 connection, no idle timeout unless ``ThriftBroker.Timeout`` is set); the
 stand-in is also the default of every command and test, so it guards itself
 against clients that hold connections, frames or memory.  Every default is
-a named constant below; ``README.rst`` ("The stand-in ThriftBroker") lists them.
+a named constant below; ``htcluster broker --help`` and ``docs/guide/broker.rst`` list them.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -17,7 +16,7 @@ from ..errors import ConfigError
 from .wire import DEFAULT_MAX_FRAME_SIZE
 
 __all__ = ["DEFAULT_FRAME_TIMEOUT", "DEFAULT_IDLE_TIMEOUT", "DEFAULT_MAX_CONNECTIONS", "DEFAULT_MAX_INFLIGHT_BYTES",
-           "DEFAULT_STOP_GRACE", "DEFAULT_WORKERS", "INFLIGHT_FRAMES", "Limits", "add_arguments", "from_arguments"]
+           "DEFAULT_STOP_GRACE", "DEFAULT_WORKERS", "INFLIGHT_FRAMES", "Limits"]
 
 #: Client connections served at once; one more is accepted and closed at once, with a log line.
 DEFAULT_MAX_CONNECTIONS = 1000
@@ -109,45 +108,3 @@ class Limits:
             if self.max_inflight_bytes < frame:
                 changes["max_inflight_bytes"] = INFLIGHT_FRAMES * frame
         return dataclasses.replace(self, **changes)
-
-
-def _seconds_or_never(text: str) -> Optional[float]:
-    if text.lower() in ("none", "never", "0"):
-        return None
-    return float(text)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one option per :class:`Limits` field to ``parser`` (defaults: this module's constants)."""
-    group = parser.add_argument_group("limits")
-    group.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
-                       help="connections served at once; more are closed with a log line (default %(default)s)")
-    group.add_argument("--idle-timeout", "--timeout", dest="idle_timeout", type=_seconds_or_never,
-                       default=DEFAULT_IDLE_TIMEOUT,
-                       help="seconds a connection may go without a complete frame, 'never' for no limit "
-                            "(default %(default)s)")
-    group.add_argument("--frame-timeout", type=float, default=DEFAULT_FRAME_TIMEOUT,
-                       help="seconds from a frame's first byte to its last (default %(default)s)")
-    group.add_argument("--max-frame-size", type=int, default=DEFAULT_MAX_FRAME_SIZE,
-                       help="bytes of the largest request frame (default %(default)s)")
-    group.add_argument("--max-inflight-bytes", type=int, default=None,
-                       help="bytes of frames and answers in flight across all connections "
-                            f"(default {INFLIGHT_FRAMES} x --max-frame-size, {DEFAULT_MAX_INFLIGHT_BYTES})")
-    group.add_argument("--max-answer-size", type=int, default=None,
-                       help="bytes of the largest get_cells/hql_query answer (default: --max-frame-size)")
-    group.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
-                       help="threads running calls (default %(default)s)")
-    group.add_argument("--stop-grace", type=float, default=DEFAULT_STOP_GRACE,
-                       help="seconds SIGTERM/SIGINT lets calls in flight finish; a second signal stops at once "
-                            "(default %(default)s)")
-
-
-def from_arguments(args: argparse.Namespace) -> Limits:
-    """Return the :class:`Limits` of options parsed with :func:`add_arguments`.
-
-    :raises ConfigError: a value is out of range.
-    """
-    return Limits(max_connections=args.max_connections, idle_timeout=args.idle_timeout,
-                  frame_timeout=args.frame_timeout, max_frame_size=args.max_frame_size,
-                  max_inflight_bytes=args.max_inflight_bytes, max_answer_size=args.max_answer_size,
-                  workers=args.workers, stop_grace=args.stop_grace)

@@ -2,7 +2,7 @@
 
 Use :class:`BrokerServer` in-process (``start()`` returns once listening;
 ``port=0`` picks a free port), :func:`serve` to block until SIGTERM/SIGINT,
-or ``python -m htcluster.broker`` (:func:`main`).  Connections are served by
+or ``htcluster broker`` / ``python -m htcluster.broker`` (:mod:`.command`).  Connections are served by
 one selector thread and a bounded pool of workers (:mod:`.reactor`), within
 the :class:`~.limits.Limits` given; a connection that breaks one (or sends
 garbage, or vanishes mid-call) is logged and dropped, the others go on.
@@ -17,22 +17,18 @@ could block on the lock the interrupted main thread held in ``Event.wait``).
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import selectors
 import shutil
 import signal
 import socket
-import sqlite3
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Union
 
-from ..errors import ConfigError
 from ..hosts import DEFAULT_PORT, Host
-from . import limits as limits_options
 from .limits import Limits
 from .objects import BrokerContext
 from .reactor import Reactor
@@ -40,7 +36,7 @@ from .sqlitedb import BUSY_TIMEOUT
 from .storage_client import RemoteStore
 from .store import CellStore, Store
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "BrokerServer", "main", "serve"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "BrokerServer", "serve"]
 
 log = logging.getLogger("htcluster.broker")
 
@@ -310,45 +306,3 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, data: Optional[Pat
     finally:
         server.stop()
         signals.close()
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m htcluster.broker",
-                                     description="Serve the Hypertable ThriftBroker protocol over a SQLite file.")
-    parser.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default %(default)s)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port, 0 for any (default %(default)s)")
-    parser.add_argument("--data", default=None, help="SQLite file (default: a temporary file)")
-    parser.add_argument("--busy-timeout", type=float, default=BUSY_TIMEOUT,
-                        help="seconds a write waits for another broker holding the data file "
-                             "(default %(default)s)")
-    parser.add_argument("--files", default=None,
-                        help="directory for LOAD DATA INFILE and SELECT ... INTO FILE (default: none allowed)")
-    parser.add_argument("--log-level", default="warning",
-                        choices=["debug", "info", "warning", "error", "critical"], help="default %(default)s")
-    limits_options.add_arguments(parser)  # --max-connections, --idle-timeout/--timeout, ... (limits.py)
-    return parser
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the broker from command-line arguments; return the exit status.
-
-    :returns: 0 after SIGTERM/SIGINT, 1 when the address or data file cannot be used,
-        2 when a limit is out of range.
-    """
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.files is not None and not Path(args.files).is_dir():
-        parser.error(f"--files {args.files}: not a directory")
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        limits = limits_options.from_arguments(args)
-    except ConfigError as exc:
-        parser.print_usage()
-        log.error("%s", exc)
-        return 2
-    try:
-        serve(args.host, args.port, args.data, busy_timeout=args.busy_timeout, files=args.files, limits=limits)
-    except (OSError, sqlite3.Error) as exc:
-        log.error("cannot serve on %s:%d with data %s: %s", args.host, args.port, args.data or "(temporary)", exc)
-        return 1
-    return 0

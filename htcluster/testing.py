@@ -381,10 +381,15 @@ except ImportError:  # pragma: no cover - pytest is a test extra
 if pytest is not None:
 
     def pytest_addoption(parser: pytest.Parser) -> None:
-        """Add ``--broker host:port``: run the broker tests against a real ThriftBroker."""
-        parser.addoption("--broker", action="store", default=None,
-                         help="run htcluster's broker tests against this ThriftBroker "
-                              "(host:port) instead of a local stand-in")
+        """Add ``--htcluster-broker host:port``: point ``broker_address`` at a real ThriftBroker.
+
+        The plugin loads in every project that installs htcluster, so its options carry the
+        ``htcluster-`` prefix and it imports nothing beyond htcluster's own requirements.
+        """
+        group = parser.getgroup("htcluster", "htcluster (local stand-in ThriftBrokers)")
+        group.addoption("--htcluster-broker", action="store", default=None, metavar="HOST:PORT",
+                        help="the ThriftBroker the broker_address fixture gives (host:port) "
+                             "instead of a local stand-in")
 
     @pytest.fixture(scope="session")
     def local_broker() -> Iterator[LocalBroker]:
@@ -393,10 +398,16 @@ if pytest is not None:
             yield broker
 
     @pytest.fixture(scope="session")
-    def broker_address(request: pytest.FixtureRequest, local_broker: LocalBroker) -> str:
-        """``'host:port'`` of the broker under test: ``--broker`` if given, else ``local_broker``."""
-        given: Optional[str] = request.config.getoption("--broker")
-        return given or local_broker.address
+    def broker_address(request: pytest.FixtureRequest) -> str:
+        """``'host:port'`` of the broker under test: ``--htcluster-broker`` if given, else ``local_broker``'s.
+
+        With the option given, no local broker is started.
+        """
+        given: Optional[str] = request.config.getoption("--htcluster-broker")
+        if given:
+            return given
+        local: LocalBroker = request.getfixturevalue("local_broker")
+        return local.address
 
     def _closed_after(cls: Callable[..., T]) -> Iterator[Callable[..., T]]:
         """Yield a function that makes ``cls(...)`` objects; close every one made once the test ends."""

@@ -34,7 +34,7 @@ written for it runs after changing its import line::
 Per-app state lives in ``app.extensions['hypertable']``; the extension never
 keeps an app, so one instance serves any number of apps (app factories,
 tests).  The keys are listed in :mod:`htcluster._flask.config`, which
-checks them, and explained in README.rst ("Flask").  ``flask hypertable status`` prints the
+checks them, and explained in the Flask guide (:doc:`/guide/flask`).  ``flask hypertable status`` prints the
 health and counters of every bind.  The helpers are in :mod:`htcluster._flask`.
 """
 from __future__ import annotations
@@ -90,9 +90,10 @@ class Hypertable:
 
     :param app: the app, or ``None`` to call :meth:`init_app` later (app factory).
 
-    :meth:`init_app` reads and checks the ``HYPERTABLE_*`` keys (README.rst,
-    "Flask"; defaults set with ``setdefault``; an invalid value raises
-    :class:`~htcluster.errors.ConfigError` naming the key).  Per request (more
+    :meth:`init_app` reads and checks the ``HYPERTABLE_*`` keys (:doc:`/guide/flask`;
+    defaults set with ``setdefault``; an invalid value raises
+    :class:`~htcluster.errors.ConfigError` naming the key; an app that names no
+    broker is refused, see :attr:`hosts_required`).  Per request (more
     exactly, per app context): :attr:`connection` is a
     :class:`~htcluster._io.resource.Resource` checked out on first use and given
     back at teardown, or discarded when it failed in transport; calls through
@@ -245,7 +246,7 @@ class Hypertable:
         The call shape of every routing layer, so ``ht.call`` fits where one is
         expected (e.g. :func:`htcluster.cli.logload.ensure_logdb`).
 
-        :param method: a broker method (protocol.md section 2), e.g. ``'get_cell'``.
+        :param method: a broker method (:ref:`broker-methods`), e.g. ``'get_cell'``.
         :param args: its arguments after the namespace id.
         :param namespace: a namespace name whose per-connection id is put before ``args``.
         :param key: the shard key (``'shards'`` only).
@@ -392,7 +393,7 @@ class FlaskPooledHypertable(Hypertable):
     context, and at exit), ``teardown``, ``client.mns['ns']``,
     ``client.mns.close_namespace('ns')`` and ``client.close()`` behave as they
     did.  What differs, and which of its bugs stay fixed, is listed in
-    README.rst, "Migrating from Flask-Hypertable 0.3.0".  With no host
+    the migration guide (:doc:`/migration`, "From Flask-Hypertable 0.3.0").  With no host
     configured it connects to Flask-Hypertable's default, ``localhost:15867``.
     """
 

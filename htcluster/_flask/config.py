@@ -13,9 +13,13 @@ rest of the extension sees typed values only.  The keys:
 
 =============================  ===============================================
 ``HYPERTABLE_HOSTS``           the brokers: a list of ``'host[:port]'`` or one
-                               comma-separated string (``None``: use
-                               ``HYPERTABLE_HOST``/``HYPERTABLE_PORT``)
-``HYPERTABLE_HOST``            Flask-Hypertable's single host (``'localhost'``)
+                               string of them separated by commas or spaces
+                               (``None``: use ``HYPERTABLE_HOST``/
+                               ``HYPERTABLE_PORT``; the ``Hypertable``
+                               extension needs one of the three, or
+                               ``HYPERTABLE_SHARDS``, set by the app)
+``HYPERTABLE_HOST``            Flask-Hypertable's single host (``'localhost'``
+                               for its drop-in classes)
 ``HYPERTABLE_PORT``            its port, and that of host entries naming none
                                (15867; 38080 before Hypertable 0.9.8)
 ``HYPERTABLE_STRATEGY``        one of :data:`STRATEGIES`; ``None``: ``shards``
@@ -24,7 +28,8 @@ rest of the extension sees typed values only.  The keys:
 ``HYPERTABLE_SHARDS``          ``{shard key: hosts}`` for ``shards``
 ``HYPERTABLE_POOL_SIZE``       idle connections kept per host, >= 0 (5)
 ``HYPERTABLE_MAX_OVERFLOW``    extra connections per host under load, >= 0 (10)
-``HYPERTABLE_TIMEOUT_MSECS``   socket timeout in **milliseconds** (5000)
+``HYPERTABLE_TIMEOUT_MSECS``   socket timeout in **milliseconds** (5000; a
+                               value below 100 warns: seconds by habit?)
 ``HYPERTABLE_POOL_TIMEOUT``    seconds to wait for a free connection (10.0)
 ``HYPERTABLE_NAMESPACE``       the namespace of ``ht.namespace()`` (``None``)
 ``HYPERTABLE_OPTIONS``         ``{option: value}`` for the routing class

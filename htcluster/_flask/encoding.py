@@ -1,15 +1,14 @@
 """Cells, keys and HQL results as JSON: one encoding for ``jsonify`` and for streamed scans.
 
-A cell value is bytes on the wire (``Value`` is Thrift ``binary``,
-protocol.md 2.12).  In JSON it becomes:
+A cell value is bytes on the wire (``Value`` is Thrift ``binary``).  In JSON it becomes:
 
 * a string, when the bytes are valid UTF-8 (the usual case: text stored as UTF-8);
 * ``{"base64": "<standard base64, with padding>"}`` when they are not, so that
   binary values travel without loss and a client can tell the two apart
   (``isinstance(value, dict)``);
-* ``""`` for a cell without a value (an absent ``value`` field, protocol.md 5.2).
+* ``""`` for a cell without a value (an absent ``value`` field).
 
-Structs (protocol.md section 3):
+Structs (:mod:`htcluster.types`):
 
 =================  ==============================================================
 ``Cell``           ``{"row", "column": "family[:qualifier]", "timestamp": ns, "value"}``

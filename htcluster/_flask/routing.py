@@ -173,7 +173,7 @@ class AppState:
     def route(self, method: str, args: tuple, namespace: Optional[str], key: Optional[str]) -> Any:
         """Make one call through the routing object (failover is the object's).
 
-        :param method: a broker method (protocol.md section 2).
+        :param method: a broker method (:ref:`broker-methods`).
         :param args: its arguments after the namespace id.
         :param namespace: a namespace name, or ``None`` for calls that take none.
         :param key: the shard key: required with ``shards``, refused otherwise.
@@ -255,7 +255,7 @@ class BoundNamespace:
         self.key = key
 
     def call(self, method: str, *args: Any) -> Any:
-        """Call broker ``method`` (protocol.md section 2) with the namespace id put before ``args``.
+        """Call broker ``method`` (:ref:`broker-methods`) with the namespace id put before ``args``.
 
         :returns: the broker's answer.
         :raises NoHostAvailable: every host the call could use failed.

@@ -1,7 +1,7 @@
 """Stream cells to an HTTP client as one JSON array, a chunk at a time.
 
 :func:`stream_cells` wraps any iterable of cells (typically a scan generator,
-which pulls ``scanner_get_cells`` batches one after another, protocol.md 5.2)
+which pulls ``scanner_get_cells`` batches one after another)
 in a Flask ``Response`` whose body is ``[`` + one JSON object per cell or per
 row, separated by commas + ``]``.  Values are encoded as
 :mod:`htcluster._flask.encoding` says (UTF-8 text, else ``{"base64": ...}``),

@@ -47,8 +47,6 @@ html_title = f"htcluster {release}"
 html_static_path = ["_static"]
 html_css_files = ["htcluster.css"]
 html_theme_options = {"navigation_with_keys": True, "top_of_page_buttons": []}
-pygments_style = "sphinx"
-pygments_dark_style = "monokai"
 
 # autodoc: the docstrings use reST field lists (:param:, :returns:, :raises:), so no napoleon.
 # ``members`` is not a default: a default of True would override a page's explicit ``:members: A, B``

@@ -577,6 +577,37 @@ def _signature(method: Method, name: bool = True) -> str:
     return f"{method.returns} {method.name if name else ''}({args}){throws}"
 
 
+#: Longest line of a code block: furo's content column shows about 88 characters of code at 1280 pixels.
+WIDTH = 84
+
+
+def _signature_lines(method: Method) -> list[str]:
+    """The declaration on one line, or one argument per line when that is wider than :data:`WIDTH`."""
+    one = _signature(method)
+    if len(one) + 4 <= WIDTH:
+        return [one]
+    throws = f" throws ({', '.join(_field_text(t) for t in method.throws)})" if method.throws else ""
+    return ([f"{method.returns} {method.name}("] + [f"    {_field_text(a)}," for a in method.args]
+            + [f"){throws}"])
+
+
+def _call_line(head: str, args: list[str]) -> list[str]:
+    """``head(args)``, wrapped after the opening parenthesis when wider than :data:`WIDTH`."""
+    one = f"{head}({', '.join(args)})"
+    if len(one) + 4 <= WIDTH:
+        return [one]
+    lines, current = [], f"{head}("
+    indent = " " * len(current)
+    for i, arg in enumerate(args):
+        piece = arg + (", " if i < len(args) - 1 else ")")
+        if len(current) + len(piece.rstrip()) + 4 > WIDTH and current.strip() != f"{head}(":
+            lines.append(current.rstrip())
+            current = indent
+        current += piece
+    lines.append(current)
+    return lines
+
+
 def _field_text(f: Field) -> str:
     req = f"{f.requiredness} " if f.requiredness else ""
     default = f" = {f.default}" if f.default is not None else ""
@@ -584,18 +615,28 @@ def _field_text(f: Field) -> str:
 
 
 def _type_ref(type_: str, idl: Idl) -> str:
-    """A type as reST, each named type linked to its entry on the types page."""
+    """A type in words, each named type linked to its entry on the types page: "list of Cell"."""
     known = {s.name for s in idl.structs} | {e.name for e in idl.enums} | {t.name for t in idl.typedefs}
-    parts = re.split(r"([<>, ]+)", type_)
-    out = []
-    for part in parts:
-        if part in known:
-            out.append(f":ref:`{part} <type-{part}>`")
-        elif part and part.strip(" ,<>") == "":
-            out.append(f"``{part}``" if part.strip() else "")
-        elif part:
-            out.append(f"``{part}``")
-    return "\\ ".join(p for p in out if p)
+    container = re.match(r"^(list|set|map)<(.*)>$", type_)
+    if container:
+        kind, inner = container.groups()
+        if kind == "map":
+            key, value = _split_map(inner)
+            return f"map of {_type_ref(key, idl)} to {_type_ref(value, idl)}"
+        return f"{kind} of {_type_ref(inner, idl)}"
+    if type_ in known:
+        return f":ref:`{type_} <type-{type_}>`"
+    return f"``{type_}``"
+
+
+def _split_map(inner: str) -> tuple[str, str]:
+    depth = 0
+    for i, char in enumerate(inner):
+        depth += char == "<"
+        depth -= char == ">"
+        if char == "," and depth == 0:
+            return inner[:i].strip(), inner[i + 1:].strip()
+    raise SystemExit(f"{IDL.name}: cannot read map<{inner}>")
 
 
 def _title(text: str, char: str) -> list[str]:
@@ -632,14 +673,14 @@ def _call_examples(method: Method) -> list[str]:
     if types and types[0] == "Namespace":
         rest = args[1:]
         namespace_id = 'r.mns["logs"]'
-        lines.append(f"    r.{method.name}({', '.join([namespace_id] + rest)})")
+        lines += [f"    {line}" for line in _call_line(f"r.{method.name}", [namespace_id] + rest)]
         if not (opens_object or uses_object or method.name in _NAMESPACE_IDS):
-            routed = ", ".join([f'"{method.name}"'] + rest + ['namespace="logs"'])
-            lines.append(f"    replicas.call({routed})")
+            routed = [f'"{method.name}"'] + rest + ['namespace="logs"']
+            lines += [f"    {line}" for line in _call_line("replicas.call", routed)]
     else:
-        lines.append(f"    r.{method.name}({', '.join(args)})")
+        lines += [f"    {line}" for line in _call_line(f"r.{method.name}", args)]
         if not (opens_object or uses_object or method.name in _NAMESPACE_IDS) and method.name != "shutdown":
-            lines.append(f"    replicas.call({', '.join([f'{chr(34)}{method.name}{chr(34)}'] + args)})")
+            lines += [f"    {line}" for line in _call_line("replicas.call", [f'"{method.name}"'] + args)]
     lines.append("")
     return lines
 
@@ -691,11 +732,12 @@ def render_methods(idl: Idl) -> str:
         "",
         ".. code-block:: python",
         "",
-        "    r.get_cells(r.mns[\"logs\"], \"LogDb\", spec)                     # Resource",
-        "    pool.call(\"get_cells\", \"LogDb\", spec, namespace=\"logs\")         # Pool",
-        "    replicas.call(\"get_cells\", \"LogDb\", spec, namespace=\"logs\")     # Replicas",
+        "    r.get_cells(r.mns[\"logs\"], \"LogDb\", spec)                        # Resource",
+        "    pool.call(\"get_cells\", \"LogDb\", spec, namespace=\"logs\")          # Pool",
+        "    replicas.call(\"get_cells\", \"LogDb\", spec, namespace=\"logs\")      # Replicas",
         "    resources.unicast(\"get_cells\", \"LogDb\", spec, namespace=\"logs\")  # Resources",
-        "    shards.unicast(key, \"get_cells\", \"LogDb\", spec, namespace=\"logs\")  # Shards: the key first",
+        "    shards.unicast(key, \"get_cells\", \"LogDb\", spec,",
+        "                   namespace=\"logs\")                                 # Shards, key first",
         "",
         "Scanner, mutator and future ids are valid only on the connection that opened them, so the",
         "methods that open or use one are not routed call by call: hold one connection for the whole",
@@ -739,7 +781,7 @@ def _method(m: Method, aliases: list[str], idl: Idl) -> list[str]:
     for alias in sorted(aliases):
         out += [f".. _method-{alias}:", ""]
     out += _title(f"``{m.name}``", "~")
-    out += [".. code-block:: text", "", f"    {_signature(m)}", ""]
+    out += [".. code-block:: text", ""] + [f"    {line}" for line in _signature_lines(m)] + [""]
     out += [DESCRIPTIONS[m.name], ""]
     if m.doc:
         out += [m.doc, ""]
@@ -764,7 +806,7 @@ def _method(m: Method, aliases: list[str], idl: Idl) -> list[str]:
     if aliases:
         fields.append(("Alias", ", ".join(f"``{a}``" for a in sorted(aliases))))
     for name, value in fields:
-        out += [f":{name}: {value}"]
+        out += [f"* **{name}**: {value}"]
     out += [""]
     out += _call_examples(m)
     return out

@@ -17,8 +17,10 @@ the same method (``namespace_exists``, and a ``set_cell`` write): raw client,
 ``Resource``, ``Pool.call``, ``Resources.unicast``, ``Replicas.call``, with
 the wall time and the client's own CPU time per call (``time.process_time``:
 the broker runs in another process), medians of interleaved rounds.  The
-targets (issue 7): ``Pool.call`` <= 1.05x raw wall, ``Replicas.call`` read
-<= 1.15x raw wall, ``Replicas.call`` client CPU <= raw + 10 us.
+targets (issue "One call engine"; client CPU binds, wall ratios move by
++-10 % between runs on a loaded machine): ``Pool.call`` <= raw + 3 us of
+client CPU per call (wall <= 1.05x), ``Replicas.call`` read <= raw + 10 us
+(wall about 1.10x).
 
 Run ``python benchmarks/bench_pool.py`` (``--quick`` for a smoke run).
 """
@@ -207,7 +209,7 @@ def main() -> None:
                 results["routing"] = print_table(
                     f"routing layers on one broker: median of {rounds} interleaved rounds of {n} calls; wall and "
                     "client CPU microseconds per call; wall_ratio and cpu_extra_us against the raw client "
-                    "(targets: Pool.call read <= 1.05, Replicas.call read <= 1.15, its cpu_extra <= 10 us)",
+                    "(targets: Pool.call cpu_extra <= 3 us and wall <= 1.05; Replicas.call read cpu_extra <= 10 us)",
                     time_routing(rows, n, rounds), ["client", "wall_us", "cpu_us", "wall_ratio", "cpu_extra_us"])
         raw_sock.close()
         pure_sock.close()

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 
 from ._call.attempt import Pool
+from ._call.scope import deadline
 from ._io.resource import ManagedNamespaces, Resource
 from ._policy.budget import RetryBudget
 from ._policy.health import Backoff, HostHealth, HostState, Retry
@@ -37,6 +38,7 @@ from ._routing.base import RoutingClient
 from ._routing.replicas import Replicas
 from ._routing.resources import Resources
 from ._routing.shards import Shards
+from ._routing.url import from_url
 from .errors import (BroadcastError, BrokerProtocolError, BrokerUnavailable, ClientException, ClientResourceError,
                      ConfigError, DeadlineExceeded, HtclusterError, InvalidRequest, NoHostAvailable, PoolTimeout,
                      WriteOutcomeUnknown)
@@ -72,6 +74,8 @@ __all__ = [
     "RoutingClient",
     "Shards",
     "WriteOutcomeUnknown",
+    "deadline",
+    "from_url",
     "next_timestamp",
     "parse_hosts",
     "stamp_cells",

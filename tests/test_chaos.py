@@ -16,3 +16,12 @@ def test_hql_inserts_survive_kill_pause_and_restart_of_members():
     assert result["acknowledged"] > 0 and result["actions"] >= 3
     assert result["lost"] == 0 and result["duplicated"] == 0
     assert result["found"] == result["acknowledged"]
+
+
+def test_stamped_writes_survive_kill_pause_and_restart_of_members():
+    """The same chaos for set_cells batches that Replicas stamps: nothing lost, nothing repeated."""
+    result = chaos_hql.run(seconds=8.0, period=0.8, seed=12, mode="stamped")
+    assert result["errors"] == 0, result["first_errors"]
+    assert result["acknowledged"] > 0 and result["actions"] >= 3
+    assert result["lost"] == 0 and result["duplicated"] == 0
+    assert result["found"] == result["acknowledged"]

@@ -34,6 +34,7 @@ from .._policy.classify import ANSWERED, FAILED, verdict
 from .._policy.health import HostHealth
 from .._pool.pool import ConnectionPool, Lease
 from .._validate import seconds
+from .scope import earliest
 from ..errors import BrokerUnavailable
 from ..types import Cell, ScanSpec
 
@@ -290,7 +291,8 @@ class Pool(ConnectionPool):
             connection, connecting, and the exchange.  ``None``: the wait is
             bounded by the pool's ``timeout`` and the exchange by ``socket_timeout``.
         :param deadline: the same bound as a ``time.monotonic()`` time (used by
-            the routing layers, which share one deadline across attempts).
+            the routing layers, which share one deadline across attempts).  An
+            enclosing ``htcluster.deadline()`` scope bounds the call too.
         :returns: the broker's answer.
         :raises InvalidRequest: an argument cannot be encoded (nothing sent, connection kept).
         :raises BrokerUnavailable: the broker cannot be reached, or the
@@ -303,7 +305,7 @@ class Pool(ConnectionPool):
         if timeout is not None:
             end = time.monotonic() + seconds("timeout", timeout)
             deadline = end if deadline is None else min(deadline, end)
-        return Attempt(self, method, args, namespace, deadline).run()
+        return Attempt(self, method, args, namespace, earliest(deadline)).run()
 
     def scan(self, table: str, scan_spec: Optional[ScanSpec] = None, *, namespace: str,
              batch: bool = False, timeout: Optional[float] = None) -> Iterator[Union[Cell, list[Cell]]]:

@@ -210,25 +210,24 @@ def run_all(attempts: Sequence[Attempt], judge: Optional[Callable[[Attempt], Non
         flight was cancelled (connection closed, nothing learnt of its host).
     """
     loop = Loop()
+
+    def start(attempt: Attempt) -> None:
+        try:
+            attempt.begin(connect=False)
+        except Exception as exc:  # no connection could be had: reported by the attempt, kept as its error
+            attempt.error = exc
+            return
+        loop.add(attempt)
+
     try:
         for attempt in attempts:
-            try:
-                attempt.begin(connect=False)
-            except Exception as exc:
-                attempt.error = exc
-                continue
-            loop.add(attempt)
+            start(attempt)
         while len(loop):
             for attempt in loop.wait():
                 if judge is not None:
                     judge(attempt)
-                if attempt.finish(attempt.error):
-                    try:
-                        attempt.begin(connect=False)
-                    except Exception as exc:
-                        attempt.error = exc
-                        continue
-                    loop.add(attempt)
+                if attempt.finish(attempt.error):  # a reused connection broke before sending: once more
+                    start(attempt)
     except BaseException as exc:
         loop.abort()
         for attempt in attempts:  # every one still holding a connection, in the loop or not yet

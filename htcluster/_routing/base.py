@@ -19,6 +19,7 @@ from .._io.resource import Resource
 from .._policy.budget import RetryBudget
 from .._policy.health import Backoff, Clock, HostHealth, Retry
 from .._policy.plans import Balancer, Plan, rank
+from .._wire import NAMESPACED_METHODS
 from ..errors import BroadcastError, ConfigError
 from ..events import Listeners
 from ..hosts import Host, HostLike, parse_hosts
@@ -33,7 +34,7 @@ ERROR_MODES = ("raise", "return")
 POOL_OPTIONS = frozenset(inspect.signature(Pool).parameters) - {"host", "listeners"}
 #: Keyword options of the routing classes themselves (besides the pool options).
 ROUTING_OPTIONS = frozenset({"retry", "backoff", "clock", "rng", "call_timeout", "probe_timeout", "hedge",
-                             "hedge_ratio", "retry_budget", "listeners", "balancer"})
+                             "hedge_ratio", "retry_budget", "listeners", "balancer", "namespace"})
 
 
 @runtime_checkable
@@ -88,6 +89,8 @@ class Routed(Mapping[str, Pool]):
         ``ttl``, or ``None`` (20 % of recent calls plus 10 per second over 10 s).
     :param listeners: a :class:`~htcluster.events.Listeners` registry (default: a new one).
     :param balancer: how a host is picked among usable ones (default: random, biased by cached connections).
+    :param namespace: the namespace of calls that take one (``get_cells``, ``hql_query`` ...) and
+        name none with ``namespace=`` (``None``: they must name one).
     :param pool_options: passed to every :class:`~htcluster.Pool` (``size``,
         ``max_overflow``, ``timeout``, ``socket_timeout``, ``connect_timeout``, ...; seconds).
     :raises ConfigError: no hosts, a malformed host, an unknown or invalid option.
@@ -100,7 +103,11 @@ class Routed(Mapping[str, Pool]):
                  hedge_ratio: float = DEFAULT_HEDGE_RATIO,
                  retry_budget: Union[RetryBudget, Mapping[str, float], None] = None,
                  listeners: Optional[Listeners] = None, balancer: Optional[Balancer] = None,
-                 **pool_options: Any) -> None:
+                 namespace: Optional[str] = None, **pool_options: Any) -> None:
+        if namespace is not None and (not isinstance(namespace, str) or not namespace):
+            raise ConfigError(f"namespace must be a namespace name (a non-empty str), got {namespace!r}")
+        #: The namespace of calls that take one and name none (``None``: they must name one).
+        self.namespace = namespace
         unknown = set(pool_options) - POOL_OPTIONS
         if unknown:
             raise ConfigError(f"unknown option(s) {sorted(unknown)} for {type(self).__name__}; it takes "
@@ -204,6 +211,24 @@ class Routed(Mapping[str, Pool]):
         names = tuple(dict.fromkeys(self.host_key(h) for h in hosts))
         return names or self._hosts
 
+    def namespace_for(self, method: str, namespace: Optional[str]) -> Optional[str]:
+        """Return the namespace a call of ``method`` runs in: ``namespace``, else this object's default
+        when ``method`` takes a namespace id (``None`` for the others)."""
+        if namespace is None and method in NAMESPACED_METHODS:
+            return self.namespace
+        return namespace
+
+    def scan_namespace(self, namespace: Optional[str]) -> str:
+        """Return the namespace a scan runs in (``namespace``, else the default).
+
+        :raises ConfigError: neither is set.
+        """
+        name = self.namespace_for("scanner_open", namespace)
+        if name is None:
+            raise ConfigError("a scan needs a namespace: pass namespace='...' or give the routing object "
+                              "a default namespace (namespace= option, or the path of its URL)")
+        return name
+
     # ------------------------------------------------------------ lupyne's choice
 
     def priority(self, host: str) -> Optional[int]:
@@ -269,7 +294,8 @@ class Routed(Mapping[str, Pool]):
         """
         check_error_mode(errors)
         targets = self.host_keys(hosts)
-        results, failures = self.router.fanout(targets, method, args, namespace, self.router.deadline(timeout))
+        results, failures = self.router.fanout(targets, method, args, self.namespace_for(method, namespace),
+                                               self.router.deadline(timeout))
         return settle(results, failures, errors, f"{method} failed on {len(failures)} of {len(targets)} host(s)")
 
     def connect(self, plan: Plan) -> "Connection":

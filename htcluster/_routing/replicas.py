@@ -88,6 +88,7 @@ class Replicas(Routed):
         :raises InvalidRequest: an argument cannot be encoded (no host is blamed).
         :raises ClientException: the broker refused the call.
         """
+        namespace = self.namespace_for(method, namespace)
         converted = hql_write_cells(method, args)
         if converted is not None:  # fails over like any stamped write: it cannot apply twice
             self.call("set_cells", *converted, namespace=namespace, write=True, timeout=timeout)
@@ -130,7 +131,7 @@ class Replicas(Routed):
             return self.connect(Plan((self.host_key(host),), True))
         return self.connect(Plan(self.order, write))
 
-    def scan(self, table: str, scan_spec: Optional[ScanSpec] = None, *, namespace: str,
+    def scan(self, table: str, scan_spec: Optional[ScanSpec] = None, *, namespace: Optional[str] = None,
              host: Optional[HostLike] = None, timeout: Optional[float] = None) -> Iterator[Cell]:
         """Yield the cells of ``table``; when the broker dies mid-scan, resume on another replica.
 
@@ -151,6 +152,7 @@ class Replicas(Routed):
         :raises NoHostAvailable: every replica failed.
         :raises ClientException: e.g. the table does not exist.
         """
+        namespace = self.scan_namespace(namespace)
         spec, keep = widen_versions(scan_spec if scan_spec is not None else ScanSpec(), len(self.order))
         for unit in scan_units(spec):
             yield from self.scan_unit(table, unit, namespace, host, keep, timeout)

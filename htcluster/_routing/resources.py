@@ -68,7 +68,7 @@ class Resources(Routed):
         if idempotent is None:
             idempotent = not is_write(method, args)
         plan = Plan(self.host_keys(hosts) if hosts else self.hosts, False, idempotent)
-        return self.router.call(plan, method, args, namespace, timeout, hedge)
+        return self.router.call(plan, method, args, self.namespace_for(method, namespace), timeout, hedge)
 
     def connection(self, host: Optional[HostLike] = None, *, hosts: Iterable[HostLike] = (),
                    ordered: bool = False) -> Connection:
@@ -88,7 +88,7 @@ class Resources(Routed):
         candidates = (self.host_key(host),) if host is not None else self.host_keys(hosts)
         return self.connect(Plan(candidates, ordered))
 
-    def scan(self, table: str, scan_spec: Optional[ScanSpec] = None, *, namespace: str,
+    def scan(self, table: str, scan_spec: Optional[ScanSpec] = None, *, namespace: Optional[str] = None,
              host: Optional[HostLike] = None, timeout: Optional[float] = None) -> Iterator[Cell]:
         """Yield the cells of ``table`` from one host (scanner opened and always closed).
 
@@ -101,5 +101,6 @@ class Resources(Routed):
         :raises NoHostAvailable: no host could be connected to.
         :raises DeadlineExceeded: a round trip took longer than ``timeout``.
         """
+        name = self.scan_namespace(namespace)
         with self.connection(host) as resource:
-            yield from scan_cells(resource, resource.mns[namespace], table, scan_spec, timeout=timeout)
+            yield from scan_cells(resource, resource.mns[name], table, scan_spec, timeout=timeout)

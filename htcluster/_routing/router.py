@@ -35,6 +35,7 @@ from thrift.transport.TTransport import TTransportException
 
 from .._call.attempt import Attempt, Hold, Pool
 from .._call.loop import run_all
+from .._call.scope import earliest
 from .hedge import hedged_call
 from .._io.resource import Resource
 from .._policy.budget import RetryBudget
@@ -181,16 +182,17 @@ class Router:
     # ------------------------------------------------------------ options
 
     def deadline(self, timeout: Optional[float]) -> Optional[float]:
-        """Return the ``time.monotonic()`` deadline of a call given ``timeout=`` (or ``call_timeout``).
+        """Return the ``time.monotonic()`` deadline of a call given ``timeout=`` (or ``call_timeout``),
+        never later than the current ``htcluster.deadline()`` scope.
 
         :raises ConfigError: ``timeout`` is not a finite positive number of seconds.
         """
         if timeout is None:
             timeout = self.call_timeout
             if timeout is None:
-                return None
-            return time.monotonic() + timeout
-        return time.monotonic() + seconds("timeout", timeout)
+                return earliest(None)
+            return earliest(time.monotonic() + timeout)
+        return earliest(time.monotonic() + seconds("timeout", timeout))
 
     def hedge_delay(self, hedge: Optional[float]) -> Optional[float]:
         """Return the seconds after which a call is hedged, given its ``hedge=`` (``None``: the default; 0: never).

@@ -70,6 +70,9 @@ class Shards(Mapping[Hashable, frozenset[str]]):
         #: The routing object of every host (their pools, health, router).
         self.resources = Resources(hosts, **options)
 
+    def __repr__(self) -> str:
+        return f"<Shards {len(self)} keys over {len(self.resources)} hosts>"
+
     def __getitem__(self, key: Hashable) -> frozenset[str]:
         return self._keys[key]
 
@@ -196,6 +199,7 @@ class Shards(Mapping[Hashable, frozenset[str]]):
         :raises BroadcastError: some key was served by no host and ``errors='raise'``.
         """
         check_error_mode(errors)
+        namespace = self.resources.namespace_for(method, namespace)
         idempotent = not is_write(method, args) if idempotent is None else idempotent
         pending = [key for key in dict.fromkeys(keys) if self.hosts(key)]  # unknown keys fail before any call
         results: dict[str, Any] = {}
@@ -307,7 +311,7 @@ class Shards(Mapping[Hashable, frozenset[str]]):
         return self.resources.connection(hosts=self.hosts(key))
 
     def scan(self, key: Hashable, table: str, scan_spec: Optional[ScanSpec] = None, *,
-             namespace: str, timeout: Optional[float] = None) -> Iterator[Cell]:
+             namespace: Optional[str] = None, timeout: Optional[float] = None) -> Iterator[Cell]:
         """Yield the cells of ``table`` from one host serving ``key`` (scanner opened and always closed).
 
         :param key: a shard key.
@@ -320,8 +324,9 @@ class Shards(Mapping[Hashable, frozenset[str]]):
         :raises NoHostAvailable: no host of the key could be connected to.
         :raises ClientException: e.g. the table does not exist.
         """
+        name = self.resources.scan_namespace(namespace)
         with self.connection(key) as r:
-            yield from scan_cells(r, r.mns[namespace], table, scan_spec, timeout=timeout)
+            yield from scan_cells(r, r.mns[name], table, scan_spec, timeout=timeout)
 
     def close(self) -> None:
         """Close the shared :class:`Resources`."""

@@ -30,15 +30,16 @@ import struct
 from typing import Any, Callable, Optional
 
 from thrift.protocol.TBinaryProtocol import TBinaryProtocol, TBinaryProtocolAccelerated
-from thrift.Thrift import TApplicationException, TMessageType
+from thrift.Thrift import TApplicationException, TMessageType, TType
 from thrift.transport.TTransport import CReadableTransport, TTransportBase, TTransportException
 
-from .._thrift import HqlService
+from .._thrift import ClientService, HqlService
 from .._thrift.ttypes import ClientException
 from ..errors import BrokerProtocolError, InvalidRequest
 from .keys import ROW_METHODS, check_rows
 
-__all__ = ["ANSWERS", "BROKER_METHODS", "Codec", "DEFAULT_MAX_FRAME_SIZE", "HARD_MAX_FRAME_SIZE", "LENGTH"]
+__all__ = ["ANSWERS", "BROKER_METHODS", "Codec", "DEFAULT_MAX_FRAME_SIZE", "HARD_MAX_FRAME_SIZE", "LENGTH",
+           "NAMESPACED_METHODS"]
 
 #: Largest frame, in bytes, that the client reads and the stand-in broker accepts by default: one
 #: constant for both sides, so that anything the broker can answer can be read.
@@ -47,6 +48,16 @@ DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024
 HARD_MAX_FRAME_SIZE = 0x3FFFFFFF
 #: Every method a ThriftBroker serves (``HqlService`` and the ``ClientService`` it extends).
 BROKER_METHODS = frozenset(name for name in dir(HqlService.Iface) if not name.startswith("_"))
+def _takes_namespace(method: str) -> bool:
+    """True when the first argument of ``method`` is a namespace id (an i64 named ``ns`` in the IDL)."""
+    module = HqlService if hasattr(HqlService, method + "_args") else ClientService
+    spec = getattr(module, method + "_args").thrift_spec
+    return len(spec) > 1 and spec[1] is not None and spec[1][2] == "ns" and spec[1][1] == TType.I64
+
+
+#: Methods whose first argument is a namespace id (a routed call names the namespace instead).
+NAMESPACED_METHODS = frozenset(m for m in BROKER_METHODS if _takes_namespace(m)) - {"namespace_close",
+                                                                                     "close_namespace"}
 #: The broker's answers: exceptions that arrive as a reply, after which the connection is in step.
 ANSWERS = (ClientException, TApplicationException)
 #: The frame header: the length of the message that follows, a big-endian signed 32-bit int.

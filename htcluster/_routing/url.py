@@ -1,0 +1,137 @@
+"""Configuration by URL: ``hypertable://h1:15867,h2/logs?strategy=replicas&hedge=0.05``.
+
+:func:`from_url` builds the routing object one string describes (the way
+``redis.from_url`` and SQLAlchemy URLs do): the hosts come from the network
+location (commas between hosts), the path names the default namespace of
+calls that name none, and the query parameters are the constructor's
+keyword options, converted from text and then checked by the constructor
+like any other value.
+"""
+from __future__ import annotations
+
+import difflib
+import urllib.parse
+from typing import Any, Callable, Union
+
+from .._call.attempt import Pool
+from ..errors import ConfigError
+from .base import POOL_OPTIONS, ROUTING_OPTIONS
+from .replicas import Replicas
+from .resources import Resources
+from .shards import Shards
+
+__all__ = ["SCHEME", "STRATEGIES", "from_url"]
+
+#: The URL scheme.
+SCHEME = "hypertable"
+#: ``strategy=`` values and what they build.
+STRATEGIES = ("replicas", "resources", "shards", "pool")
+
+
+def _number(name: str, text: str) -> Union[int, float]:
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"URL option {name}={text!r} must be a number") from None
+
+
+def _boolean_or_int(name: str, text: str) -> Union[bool, int]:
+    lowered = text.lower()
+    if lowered in ("true", "yes", "on"):
+        return True
+    if lowered in ("false", "no", "off"):
+        return False
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"URL option {name}={text!r} must be an int or true/false") from None
+
+
+#: How the text of each option becomes a value (numbers by default).
+_CONVERT: dict[str, Callable[[str, str], Any]] = {
+    "retry": _boolean_or_int,
+    "size": lambda name, text: int(_number(name, text)),
+    "max_overflow": lambda name, text: int(_number(name, text)),
+    "max_frame_size": lambda name, text: int(_number(name, text)),
+}
+#: Options that cannot be spelled in a URL (objects, not text).
+_NOT_IN_URLS = frozenset({"clock", "rng", "listeners", "balancer", "retry_budget", "namespace"})
+
+
+def from_url(url: str, **options: Any) -> Union[Replicas, Resources, Shards, Pool]:
+    """Build the routing object that ``url`` describes.
+
+    ``hypertable://HOST[:PORT][,HOST[:PORT]...][/NAMESPACE][?OPTION=VALUE&...]``
+
+    * ``strategy``: ``replicas`` (the default: brokers in front of the same
+      data), ``resources``, ``shards`` (each host its own shard key, as in the
+      CLI) or ``pool`` (one host);
+    * the path, when present, is the default namespace of calls that take one
+      and name none (``namespace=`` option of the routing classes);
+    * every other parameter is a keyword option of the class, in its units
+      (seconds for durations: ``socket_timeout=5``, ``hedge=0.05``).
+
+    :param url: the URL.
+    :param options: keyword options that override the URL's (objects such as
+        ``listeners`` or ``clock``, which a URL cannot spell).
+    :returns: a :class:`~htcluster.Replicas`, :class:`~htcluster.Resources`,
+        :class:`~htcluster.Shards` or :class:`~htcluster.Pool`.
+    :raises ConfigError: another scheme, no host, an unknown strategy or option
+        (the message names the closest one), or a value the class refuses.
+
+    Example::
+
+        replicas = htcluster.from_url("hypertable://ht1,ht2,ht3/logs?hedge=0.05&socket_timeout=5")
+        replicas.call("get_cells", "LogDb", ScanSpec(row_limit=10))   # in namespace logs
+    """
+    if not isinstance(url, str):
+        raise ConfigError(f"a URL must be a str, got {url!r}")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != SCHEME:
+        raise ConfigError(f"a htcluster URL starts with {SCHEME}://, got {url!r} "
+                          f"(e.g. {SCHEME}://ht1:15867,ht2/namespace?strategy=replicas)")
+    hosts = [h for h in parts.netloc.split(",") if h]
+    if not hosts or "@" in parts.netloc:
+        raise ConfigError(f"no hosts in {url!r}: write {SCHEME}://host[:port][,host[:port]...]"
+                          if not hosts else f"user names and passwords are not part of a {SCHEME} URL: {url!r}")
+    namespace = urllib.parse.unquote(parts.path.strip("/")) or None
+    query = urllib.parse.parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
+    strategy = "replicas"
+    values: dict[str, Any] = {}
+    allowed = (ROUTING_OPTIONS | POOL_OPTIONS) - _NOT_IN_URLS
+    for name, texts in query.items():
+        if len(texts) != 1:
+            raise ConfigError(f"URL option {name} is given {len(texts)} times in {url!r}; give it once")
+        text = texts[0]
+        if name == "strategy":
+            if text not in STRATEGIES:
+                raise ConfigError(f"strategy={text!r} in {url!r}: choose one of {', '.join(STRATEGIES)}")
+            strategy = text
+            continue
+        if name not in allowed:
+            close = difflib.get_close_matches(name, sorted(allowed), n=1)
+            hint = f"; did you mean {close[0]}?" if close else f"; allowed: {', '.join(sorted(allowed))}"
+            raise ConfigError(f"unknown URL option {name!r} in {url!r}{hint}")
+        values[name] = _CONVERT.get(name, _number)(name, text)
+    values.update(options)
+    if strategy == "pool":
+        if len(hosts) != 1:
+            raise ConfigError(f"strategy=pool takes one host, {url!r} names {len(hosts)}: "
+                              "use strategy=replicas, resources or shards")
+        unknown = set(values) - POOL_OPTIONS - {"listeners"}
+        if unknown:
+            raise ConfigError(f"option(s) {sorted(unknown)} do not apply to strategy=pool")
+        if namespace is not None:
+            raise ConfigError(f"strategy=pool has no default namespace; drop the path of {url!r}")
+        return Pool(hosts[0], **values)
+    if namespace is not None:
+        values.setdefault("namespace", namespace)
+    if strategy == "shards":
+        return Shards([(host, host) for host in hosts], **values)
+    if strategy == "resources":
+        return Resources(hosts, **values)
+    return Replicas(hosts, **values)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pkgutil
 import re
 from pathlib import Path
+from typing import Any
 
 import htcluster
 
@@ -166,3 +167,53 @@ def test_no_page_sends_readers_to_a_file_they_do_not_have() -> None:
             if re.search(r"protocol\.md|\.\./shared|README\.rst", line):
                 offending.append(f"{page.relative_to(ROOT)}:{number}: {line.strip()}")
     assert offending == []
+
+
+# ------------------------------------------------------------------ the examples users copy run as written
+
+
+def _code_blocks(page: Path, language: str) -> list[str]:
+    """The code blocks of ``language`` on ``page`` (``.. code-block:: language``), dedented."""
+    import textwrap
+
+    blocks = []
+    text = page.read_text(encoding="utf-8")
+    for match in re.finditer(rf"^\.\. code-block:: {language}\n\n((?:(?:    .*)?\n)+)", text, re.M):
+        blocks.append(textwrap.dedent(match.group(1)).strip("\n"))
+    return blocks
+
+
+def test_every_hql_example_of_the_hql_page_parses() -> None:
+    from htcluster import hql
+
+    statements = []
+    for block in _code_blocks(DOCS / "reference" / "hql.rst", "sql"):
+        for line in block.splitlines():
+            line = re.sub(r"\s+--.*$", "", line)
+            if line.startswith(" ") and statements:
+                statements[-1] += " " + line.strip()
+            elif line.strip():
+                statements.append(line.strip())
+    assert len(statements) > 30
+    for statement in statements:
+        hql.parse(statement)  # raises ClientException(HQL_PARSE_ERROR) naming the statement's error
+
+
+def test_the_landing_page_example_runs(capsys: Any) -> None:
+    (example,) = [b for b in _code_blocks(DOCS / "index.rst", "python") if "LocalCluster" in b]
+    exec(compile(example + "\nreplicas.close()\n", "docs/index.rst", "exec"), {})
+    assert capsys.readouterr().out.strip() == "[('k', b'v')]"
+
+
+def test_getting_started_first_calls_run_twice_in_a_row(broker: Any, capsys: Any) -> None:
+    page = (DOCS / "getting-started.rst").read_text(encoding="utf-8")
+    section = page[page.index("Your first calls"):]
+    (example,) = re.findall(r"and talk to it from Python::\n\n((?:(?:    .*)?\n)+)", section)
+    import textwrap
+
+    code = textwrap.dedent(example).replace("localhost:15867", broker.address)
+    for _ in range(2):
+        namespace: dict[str, Any] = {}
+        exec(compile(code, "docs/getting-started.rst", "exec"), namespace)
+        namespace["pool"].close()
+    assert capsys.readouterr().out.splitlines() == ["[('k1', b'v1')]"] * 2

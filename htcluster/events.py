@@ -92,7 +92,7 @@ class CallStarted(Event):
     :class:`CallFailed` with the same ``host``, ``method`` and ``attempt``.
 
     :param host: ``'host:port'``.
-    :param method: the broker method name (protocol.md section 2), e.g. ``'hql_query'``.
+    :param method: the broker method name (:ref:`broker-methods`), e.g. ``'hql_query'``.
     :param namespace: the namespace name the call runs in, or ``None``.
     :param attempt: 1 for the first try of this call on this pool, 2 for its retry.
     :param args: the method's arguments after the namespace id (not copied: do not mutate).

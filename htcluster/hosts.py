@@ -92,7 +92,7 @@ def parse_hosts(value: Union[str, Iterable[HostLike]], default_port: int = DEFAU
         items: list[object] = [piece for piece in _SEPARATORS.split(text) if piece]
         hosts = [_parse_one(item, default_port) for item in items]
     elif isinstance(value, (bytes, bytearray)) or not isinstance(value, Iterable):
-        raise ConfigError(f"hosts must be a list of {SPELLING} or one string of them separated by commas, "
+        raise ConfigError(f"hosts must be a list of {SPELLING} or one string of them separated by commas or spaces, "
                           f"got {type(value).__name__} {value!r}")
     else:
         items = list(value)

@@ -71,14 +71,14 @@ _SCOPE = "htcluster"
 _SCHEMA_URL = "https://opentelemetry.io/schemas/1.33.0"
 _HQL_METHODS = frozenset({"hql_query", "hql_exec", "hql_query_as_arrays", "hql_exec_as_arrays",
                           "hql_query2", "hql_exec2"})
-#: First words of the HQL statements (protocol.md section 6.2); anything else keeps the method name.
+#: First words of the HQL statements (:ref:`hql`); anything else keeps the method name.
 _HQL_VERBS = frozenset({"ALTER", "COMPACT", "CREATE", "DELETE", "DESCRIBE", "DROP", "DUMP", "EXISTS",
                         "GET", "INSERT", "LOAD", "RENAME", "SELECT", "SHOW", "USE"})
 
 
 def _table_methods() -> frozenset[str]:
     """The methods whose first argument after the namespace id is a table name,
-    read from the generated Thrift argument specs (protocol.md section 2.12)."""
+    read from the generated Thrift argument specs (:ref:`broker-methods`)."""
     found = set()
     for module in (ClientService, HqlService):
         for name in dir(module):
@@ -125,7 +125,7 @@ def operation_name(method: str, command: Optional[str]) -> str:
     return method
 
 
-# Where the one table of an HQL statement is named (protocol.md section 6.2).
+# Where the one table of an HQL statement is named (:ref:`hql`).
 _HQL_TABLE = re.compile(
     r"""\b(?:FROM|INTO(?:\s+TABLE)?|TABLE(?:\s+WITH\s+IDS)?(?:\s+IF\s+(?:NOT\s+)?EXISTS)?)\s+
         (?!(?:IF|WITH|FILE)\b)([A-Za-z_][\w./-]*)""", re.IGNORECASE | re.VERBOSE)
@@ -146,7 +146,7 @@ def query_summary(operation: str, command: Optional[str]) -> Optional[str]:
 
 def error_type(error: BaseException) -> str:
     """The ``error.type`` of a failure: a ``ClientException``'s numeric code
-    (protocol.md section 4) as text, else the exception's qualified class name."""
+    (:ref:`error-codes`) as text, else the exception's qualified class name."""
     if isinstance(error, ClientException) and error.code is not None:
         return str(error.code)
     cls = type(error)

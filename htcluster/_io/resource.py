@@ -1,9 +1,9 @@
 """One connection to one ThriftBroker: :class:`Resource` and its :class:`ManagedNamespaces`.
 
 A :class:`Resource` *is* the generated ``HqlService`` client, so every broker
-method (protocol.md section 2) is a method of it, called positionally as on
+method (:ref:`broker-methods`) is a method of it, called positionally as on
 upstream's ``hypertable.thriftclient.ThriftClient``.  The wire is the same as
-upstream's (protocol.md 1.1): a TCP socket, a framed transport, the binary
+upstream's (:ref:`calling-methods`): a TCP socket, a framed transport, the binary
 protocol (its C-accelerated form when Thrift's extension is installed).
 
 Each call goes the same way, through :class:`~htcluster._io.connection.Connection`:
@@ -96,7 +96,7 @@ class Resource(HqlService.Client, metaclass=_Methods):
     """Open one connection to a ThriftBroker; every broker method is a method of it.
 
     :param host: ``'host[:port]'``, a ``(host, port)`` pair or a :class:`~htcluster.hosts.Host`;
-        the port defaults to 15867 (protocol.md 1.2).
+        the port defaults to 15867 (:ref:`calling-methods`).
     :param port: the port, in upstream ``ThriftClient(host, port)`` order (int);
         ``None``: the one in ``host`` or 15867.
     :param timeout: seconds (float) one call may take: sending the request and
@@ -260,7 +260,7 @@ class Resource(HqlService.Client, metaclass=_Methods):
              deadline: Optional[float] = None) -> Any:
         """Call broker ``method`` with ``args``, the id of ``namespace`` first when one is named.
 
-        :param method: a broker method name (protocol.md section 2), e.g. ``'get_cell'``.
+        :param method: a broker method name (:ref:`broker-methods`), e.g. ``'get_cell'``.
         :param namespace: a namespace name, opened once on this connection via :attr:`mns`.
         :param deadline: a ``time.monotonic()`` time by which the call (and the
             namespace opening) must end, when earlier than ``timeout`` from now.
@@ -274,7 +274,7 @@ class Resource(HqlService.Client, metaclass=_Methods):
         """
         if method not in BROKER_METHODS:
             close = difflib.get_close_matches(str(method), BROKER_METHODS, n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else " (see protocol.md section 2)"
+            hint = f"; did you mean {', '.join(close)}?" if close else " (see :ref:`broker-methods`)"
             raise AttributeError(f"{method!r} is not a ThriftBroker method{hint}")
         fn = getattr(self, method)
         if deadline is None:
@@ -303,7 +303,7 @@ class ManagedNamespaces:
     ``r.mns['test']`` returns the id of namespace ``test`` on connection ``r``
     (opening it with ``namespace_open`` the first time); ``del r.mns['test']``
     or ``r.mns.close_namespace('test')`` closes it and forgets the id.  Ids are
-    valid on their own connection only (protocol.md: ids are per connection).
+    valid on their own connection only (ids are per connection).
     """
 
     def __init__(self, resource: Resource) -> None:
@@ -314,7 +314,7 @@ class ManagedNamespaces:
         """Return the id of namespace ``name``, opening it if this connection has not yet.
 
         :raises TypeError: ``name`` is not a str.
-        :raises ClientException: the namespace does not exist (code 40, protocol.md section 4).
+        :raises ClientException: the namespace does not exist (code 40, :ref:`error-codes`).
         :raises BrokerUnavailable: the connection failed.
         """
         try:
@@ -435,7 +435,7 @@ def scan_cells(resource: Resource, ns: int, table: str, scan_spec: Optional[Scan
     """Scan ``table`` on one connection, yielding cells as the broker sends them batch by batch.
 
     Opens a scanner (``scanner_open``), calls ``scanner_get_cells`` until it
-    returns an empty list (protocol.md 2.12), and always closes the scanner,
+    returns an empty list (:ref:`broker-methods`), and always closes the scanner,
     also when the consumer stops early.  A failure while closing is raised
     only when the scan itself had completed.
 

@@ -47,7 +47,7 @@ def verdict(error: Optional[BaseException]) -> str:
         return FAILED
     return NOTHING
 
-#: Methods that only read (protocol.md section 2); everything else counts as a write.
+#: Methods that only read (:ref:`broker-methods`); everything else counts as a write.
 READ_METHODS = frozenset({
     "namespace_exists", "exists_namespace", "namespace_get_listing", "get_listing", "get_tables",
     "table_exists", "exists_table", "table_get_id", "get_table_id", "table_get_schema_str",
@@ -57,7 +57,7 @@ READ_METHODS = frozenset({
     "get_cells_as_arrays", "get_cells_serialized", "status", "error_get_text", "generate_guid",
 })
 
-#: HQL statements that only read, by their first word(s) (protocol.md section 5.4).
+#: HQL statements that only read, by their first word(s) (:ref:`hql`).
 READ_VERBS: tuple[tuple[str, ...], ...] = (
     ("SELECT",), ("SHOW",), ("DESCRIBE",), ("EXISTS",), ("GET", "LISTING"),
 )
@@ -69,7 +69,7 @@ HQL_METHODS = frozenset({"hql_query", "hql_exec", "hql_query_as_arrays", "hql_ex
 def hql_is_read(command: str) -> bool:
     """True when the HQL ``command`` (a statement) only reads: SELECT, SHOW, DESCRIBE, EXISTS, GET LISTING.
 
-    The verbs are those of protocol.md section 5.4, compared without regard to
+    The verbs are those of :ref:`hql`, compared without regard to
     case.  Only the statement's first words matter, so the answer is cached by
     its first 40 characters (a bounded cache, whatever the statements' size).
     """

@@ -107,7 +107,7 @@ class Routed(Mapping[str, Pool]):
         if namespace is not None and (not isinstance(namespace, str) or not namespace):
             raise ConfigError(f"namespace must be a namespace name (a non-empty str), got {namespace!r}")
         #: The namespace of calls that take one and name none (``None``: they must name one).
-        self.namespace = namespace
+        self.default_namespace = namespace
         unknown = set(pool_options) - POOL_OPTIONS
         if unknown:
             raise ConfigError(f"unknown option(s) {sorted(unknown)} for {type(self).__name__}; it takes "
@@ -215,7 +215,7 @@ class Routed(Mapping[str, Pool]):
         """Return the namespace a call of ``method`` runs in: ``namespace``, else this object's default
         when ``method`` takes a namespace id (``None`` for the others)."""
         if namespace is None and method in NAMESPACED_METHODS:
-            return self.namespace
+            return self.default_namespace
         return namespace
 
     def scan_namespace(self, namespace: Optional[str]) -> str:

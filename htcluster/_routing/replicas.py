@@ -6,7 +6,7 @@ Retrying never duplicates a write: cells written with ``set_cell(s)`` and
 ``mutator_set_cell(s)`` get a client-side timestamp (:func:`next_timestamp`)
 when they have none, so a retried write stores the same versions again, and
 the reads of :class:`Replicas` collapse such repeats (:func:`collapse`,
-protocol.md appendix C).  HQL ``INSERT`` and ``DELETE`` are sent the same way
+:ref:`cell-flags`).  HQL ``INSERT`` and ``DELETE`` are sent the same way
 (:func:`hql_write_cells`).  Other writes are retried only when the request
 never left, else they raise :class:`~htcluster.errors.WriteOutcomeUnknown`.
 One exception: a cell of a ``COUNTER`` family is an increment, and a repeated
@@ -34,6 +34,7 @@ from ..hosts import HostLike
 from ..types import Cell, ScanSpec
 from .base import Connection, Routed
 from .router import Failover
+from .typed import BrokerCalls, NamespaceCalls
 
 __all__ = ["STAMPED_METHODS", "Replicas", "next_timestamp", "stamp_cells"]
 
@@ -67,7 +68,7 @@ class Replicas(Routed):
              timeout: Optional[float] = None, hedge: Optional[float] = None) -> Any:
         """Call ``method`` on a write host or on any read host, failing over as it is safe.
 
-        :param method: a broker method (protocol.md section 2).
+        :param method: a broker method (:ref:`broker-methods`).
         :param namespace: a namespace name whose per-connection id is put before ``args``.
         :param write: route as a write (``True``) or a read (``False``); default
             from the method and, for HQL, its verb (:func:`htcluster._policy.health.is_write`).
@@ -111,6 +112,24 @@ class Replicas(Routed):
                 result.cells = collapse(result.cells)
         return result
 
+    def namespace(self, name: Optional[str] = None) -> NamespaceCalls:
+        """Return the broker methods of namespace ``name``, typed, each a :meth:`call`.
+
+        Writes go to the first healthy replica and are stamped, reads are balanced,
+        as for :meth:`call`.
+
+        :param name: a namespace name (``None``: the default namespace).
+        :returns: a :class:`~htcluster._routing.typed.NamespaceCalls`, e.g.
+            ``replicas.namespace("logs").set_cells("LogDb", cells)``.
+        :raises ConfigError: no name and no default namespace.
+        """
+        return NamespaceCalls(self.call, self.scan_namespace(name))
+
+    @property
+    def broker(self) -> BrokerCalls:
+        """The broker methods that take no namespace, typed, each a :meth:`call` (``replicas.broker.status()``)."""
+        return BrokerCalls(self.call)
+
     def connection(self, host: Optional[HostLike] = None, *, write: bool = True) -> Connection:
         """Check out one connection: to ``host``, else to the write host (``write``) or to any read host.
 
@@ -139,7 +158,7 @@ class Replicas(Routed):
         resumed scan starts just after the last complete row delivered, with
         ``row_limit``/``cell_limit`` reduced by what was delivered.  Several row
         intervals are scanned one after the other, as the broker does (limits
-        apply per interval, protocol.md 5.2).  Repeated versions are collapsed
+        apply per interval, :ref:`broker-types`).  Repeated versions are collapsed
         (with ``versions`` >= 2, more are asked for: :func:`widen_versions`).
 
         :param table: the table name.

@@ -17,6 +17,7 @@ from .._policy.plans import Plan
 from ..hosts import HostLike
 from ..types import Cell, ScanSpec
 from .base import Connection, Routed
+from .typed import BrokerCalls, NamespaceCalls
 
 __all__ = ["Resources"]
 
@@ -69,6 +70,21 @@ class Resources(Routed):
             idempotent = not is_write(method, args)
         plan = Plan(self.host_keys(hosts) if hosts else self.hosts, False, idempotent)
         return self.router.call(plan, method, args, self.namespace_for(method, namespace), timeout, hedge)
+
+    def namespace(self, name: Optional[str] = None) -> NamespaceCalls:
+        """Return the broker methods of namespace ``name``, typed, each a :meth:`unicast`.
+
+        :param name: a namespace name (``None``: the default namespace).
+        :returns: a :class:`~htcluster._routing.typed.NamespaceCalls`, e.g.
+            ``rs.namespace("logs").get_cells("LogDb", spec) -> list[Cell]``.
+        :raises ConfigError: no name and no default namespace.
+        """
+        return NamespaceCalls(self.unicast, self.scan_namespace(name))
+
+    @property
+    def broker(self) -> BrokerCalls:
+        """The broker methods that take no namespace, typed, each a :meth:`unicast` (``rs.broker.status()``)."""
+        return BrokerCalls(self.unicast)
 
     def connection(self, host: Optional[HostLike] = None, *, hosts: Iterable[HostLike] = (),
                    ordered: bool = False) -> Connection:

@@ -16,6 +16,7 @@
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Hashable, Iterable, Iterator, Literal, Mapping, Optional, Union, overload
 
 from .._call.attempt import Pool
@@ -29,6 +30,7 @@ from ..hosts import Host, HostLike
 from ..types import BudgetStats, Cell, Errors, HostStats, Results, ScanSpec
 from .base import Connection, check_error_mode, settle
 from .resources import Resources
+from .typed import NamespaceCalls
 
 __all__ = ["Shards"]
 
@@ -115,7 +117,7 @@ class Shards(Mapping[Hashable, frozenset[str]]):
         """Call ``method`` on one host serving ``key`` (see :meth:`Resources.unicast`).
 
         :param key: a shard key.
-        :param method: a broker method (protocol.md section 2).
+        :param method: a broker method (:ref:`broker-methods`).
         :param namespace: a namespace name whose per-connection id is put before ``args``.
         :param idempotent: may the call be repeated on another host after it
             was sent; default: true for reads.
@@ -147,7 +149,7 @@ class Shards(Mapping[Hashable, frozenset[str]]):
         """Call ``method`` on every host serving ``key``, in parallel (see :meth:`Resources.broadcast`).
 
         :param key: a shard key.
-        :param method: a broker method (protocol.md section 2).
+        :param method: a broker method (:ref:`broker-methods`).
         :param namespace: a namespace name whose per-connection id is put before ``args``.
         :param errors: ``'raise'`` or ``'return'``.
         :param timeout: seconds for the whole broadcast.
@@ -185,7 +187,7 @@ class Shards(Mapping[Hashable, frozenset[str]]):
         ``idempotent``.  A broker's answer (``ClientException``) is final.
 
         :param keys: shard keys (duplicates ignored).
-        :param method: a broker method (protocol.md section 2).
+        :param method: a broker method (:ref:`broker-methods`).
         :param namespace: a namespace name whose per-connection id is put before ``args``.
         :param errors: ``'raise'`` or ``'return'``, as for :meth:`Resources.broadcast`;
             the errors are those of the hosts whose keys stayed unserved.
@@ -299,6 +301,18 @@ class Shards(Mapping[Hashable, frozenset[str]]):
         :raises TypeError: ``row_key`` is neither.
         """
         return self.placement.locate(row_key)
+
+    def namespace(self, key: Hashable, name: Optional[str] = None) -> NamespaceCalls:
+        """Return the broker methods of namespace ``name`` on the hosts of shard ``key``, typed.
+
+        :param key: a shard key (each call is a :meth:`unicast` to one of its hosts).
+        :param name: a namespace name (``None``: the default namespace).
+        :returns: a :class:`~htcluster._routing.typed.NamespaceCalls`.
+        :raises KeyError: unknown key.
+        :raises ConfigError: no name and no default namespace.
+        """
+        self.hosts(key)
+        return NamespaceCalls(functools.partial(self.unicast, key), self.resources.scan_namespace(name))
 
     def connection(self, key: Hashable) -> Connection:
         """Check out one connection to a host serving ``key`` (see :meth:`Resources.connection`).

@@ -4,7 +4,7 @@
 :func:`call_writer`, :func:`pool_writer`, :func:`replicas_writer` and
 :func:`shards_writer` turn a routing object into a function that writes one
 batch of entries with ``set_cells`` (which flushes before it returns,
-protocol.md 2.4, so a batch that returned is acknowledged); :func:`load`
+:ref:`broker-methods`, so a batch that returned is acknowledged); :func:`load`
 drives a writer over a stream of entries and reports what it did.
 
 Example::

@@ -36,7 +36,7 @@ class HostStatus:
     :ivar host: ``'host:port'``.
     :ivar up: the broker answered with a ``Status`` in time.
     :ivar latency: seconds the ``status()`` round trip took, ``None`` when down.
-    :ivar code: ``Status.code`` (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN; protocol.md 3).
+    :ivar code: ``Status.code`` (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN; :ref:`broker-types`).
     :ivar text: ``Status.text``.
     :ivar pool: the pool's state (``"2 in use, 3 idle"``) when a pool was checked, else ``None``.
     :ivar error: ``"ExceptionType: message"`` when down, else ``None``.

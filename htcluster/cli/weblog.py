@@ -50,7 +50,7 @@ __all__ = ["CREATE_TABLE", "FAMILIES", "GENERATED_LINES", "GENERATED_SEED", "TAB
 TABLE = "LogDb"
 #: Column families of LogDb, in schema order.
 FAMILIES = ("ClientIpAddress", "UserId", "Request", "ResponseCode", "ObjectSize", "Referer", "UserAgent")
-#: The HQL that creates LogDb (one statement, no trailing ';', protocol.md 5.4).
+#: The HQL that creates LogDb (one statement, no trailing ';', :ref:`hql`).
 CREATE_TABLE = f"CREATE TABLE {TABLE} ({', '.join(FAMILIES)})"
 
 #: Width of the zero-padded fields of the row key.
@@ -120,7 +120,7 @@ class LogEntry:
         """Return the seven LogDb cells of this request, timestamped with the request time.
 
         :returns: one :class:`~htcluster.types.Cell` per family, in :data:`FAMILIES`
-            order, ``key.timestamp`` = request time in nanoseconds (protocol.md 5.3).
+            order, ``key.timestamp`` = request time in nanoseconds (:ref:`cell-flags`).
         """
         row, ts = self.row, self.epoch * 1_000_000_000
         return [Cell(Key(row, family, "", ts, None, KeyFlag.INSERT), value.encode("utf-8", "surrogateescape"))

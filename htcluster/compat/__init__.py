@@ -29,7 +29,7 @@ upstream module                    is
 =================================  ========================================
 
 The upstream package layout (``hyperthrift/gen``, ``hyperthrift/gen2``)
-is the one protocol.md section 1.1 records.
+is the one :ref:`calling-methods` records.
 
 :func:`install_as_flask_hypertable` does the same for an app written for
 Flask-Hypertable 0.3.0: ``from flask_hypertable import FlaskPooledHypertable``

@@ -1,7 +1,7 @@
 """``hypertable.thriftclient`` for code written against the upstream Python client.
 
 :class:`ThriftClient` takes upstream's arguments, ``(host, port,
-timeout_ms=300000, do_open=1)`` (protocol.md 1.1 and 1.4), and is a
+timeout_ms=300000, do_open=1)`` (:ref:`calling-methods`), and is a
 :class:`~htcluster._io.resource.Resource`: the same framed binary wire, every
 broker method positional as before, plus what htcluster adds (``mns``,
 ``ping()``, typed transport errors).  Its failures are
@@ -31,7 +31,7 @@ from .._io.resource import Resource
 
 __all__ = ["DEFAULT_TIMEOUT_MS", "ThriftClient"]
 
-#: Upstream's default ``timeout_ms`` (protocol.md 1.4), in milliseconds.
+#: Upstream's default ``timeout_ms`` (:ref:`calling-methods`), in milliseconds.
 DEFAULT_TIMEOUT_MS = 300000
 
 

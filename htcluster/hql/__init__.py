@@ -3,7 +3,7 @@
 The broker executes what :func:`parse` returns; clients use :func:`is_read` to
 route a statement and may turn an :class:`Insert` or :class:`Delete` into the
 equivalent ``set_cells`` call (``statement.table``, ``statement.cells``).
-The grammar is ``hql.lark`` (protocol.md section 6.2), built once per process
+The grammar is ``hql.lark`` (:ref:`hql`), built once per process
 on first use.  This package needs only ``htcluster._thrift``, ``htcluster.codes``
 and ``lark``.
 

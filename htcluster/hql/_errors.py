@@ -10,7 +10,7 @@ __all__ = ["client_error", "parse_error"]
 def client_error(code: int, detail: str) -> ClientException:
     """Return ``ClientException(code, "<error text> - <detail>")`` (the broker's message shape).
 
-    :param code: a code of :mod:`htcluster.codes` (protocol.md section 4).
+    :param code: a code of :mod:`htcluster.codes` (:ref:`error-codes`).
     :param detail: what was wrong and, where it helps, what to write instead.
     """
     return ClientException(code=code, message=f"{codes.text(code)} - {detail}")

@@ -1,10 +1,10 @@
-"""``ALTER TABLE`` actions and how they change a Thrift ``Schema`` (protocol.md 6.2).
+"""``ALTER TABLE`` actions and how they change a Thrift ``Schema`` (:ref:`hql`).
 
 The broker answers ``ALTER TABLE`` by reading the table's ``Schema``
 (``table_get_schema``), applying the actions here in order, and handing the
 result to ``table_alter``, so every check ``table_alter`` makes applies to
 HQL too.  The checks made here are HQL's own, answered HQL_BAD_COMMAND
-(protocol.md 4, "modify of an unknown column"): ADD of a family or access
+(:ref:`error-codes`, "modify of an unknown column"): ADD of a family or access
 group that exists, MODIFY / DROP / RENAME of one that does not, RENAME onto
 a name in use, a MODIFY that turns COUNTER on or off.
 

@@ -4,7 +4,7 @@ Callbacks are named after the rules of ``hql.lark``; each returns a value of
 :mod:`htcluster.hql.statements`, :mod:`htcluster.hql.scan` or
 :mod:`htcluster.hql.schema`.  Values are evaluated here, once: ``GUID()``
 in an INSERT becomes one fixed UUID text, so the same parsed statement
-always yields the same cells (protocol.md 6.1 and 6.3).
+always yields the same cells (:ref:`hql`).
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ Children = list[Any]
 
 
 def _trim_quotes(text: str) -> str:
-    """INSERT values and column keys lose every leading and trailing quote (protocol.md 6.1)."""
+    """INSERT values and column keys lose every leading and trailing quote (:ref:`hql`)."""
     return text.strip("'\"")
 
 
@@ -45,7 +45,7 @@ class _Generated(str):
 
 def delete_cells(row: str, columns: Optional[list[str]], timestamp: Optional[int] = None,
                  version: Optional[int] = None) -> list[Cell]:
-    """Return the delete markers of ``DELETE columns FROM t WHERE ROW = row`` (protocol.md 6.3).
+    """Return the delete markers of ``DELETE columns FROM t WHERE ROW = row`` (:ref:`hql`).
 
     :param columns: ``None`` for ``*`` (DELETE_ROW), else ``"cf"`` or ``"cf:q"`` names.
     :param timestamp: nanoseconds of ``TIMESTAMP ts``: DELETE_CELL at ts, even for a bare ``cf``.
@@ -129,7 +129,7 @@ class StatementBuilder(Transformer[Token, Any]):
 
     # terminals
     def STR(self, token: Token) -> str:
-        return token[1:-1]  # a backslash before a quote stays in the text (protocol.md 6.1)
+        return token[1:-1]  # a backslash before a quote stays in the text (:ref:`hql`)
 
     def INT(self, token: Token) -> int:
         if int(token) > MAX_I32:

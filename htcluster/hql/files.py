@@ -1,7 +1,7 @@
 """File statements: their options, and the confinement of file names to one directory.
 
 ``LOAD DATA INFILE``, ``SELECT ... INTO FILE`` and ``DUMP TABLE ... INTO FILE``
-read and write files on the broker host (protocol.md 5.4, 6.3).  The stand-in
+read and write files on the broker host (:ref:`hql`, 6.3).  The stand-in
 broker allows that only inside the directory given with ``htcluster broker
 --files DIR``: :func:`confine` resolves a name there (symlinks and ``..``
 resolved first) and refuses anything that ends up outside (INVALID_OPERATION),
@@ -21,7 +21,7 @@ from .statements import FileFormat, LoadOptions
 
 __all__ = ["FileOption", "check_int", "confine", "file_format", "load_options", "missing", "separator"]
 
-#: Prefixes of the brokered filesystem (protocol.md 6.3); here they name the --files directory.
+#: Prefixes of the brokered filesystem (:ref:`hql`); here they name the --files directory.
 FS_PREFIXES = ("fs://", "dfs://")
 
 
@@ -132,7 +132,7 @@ def confine(base: Union[str, "os.PathLike[str]", None], name: str, statement: st
 
 
 def missing(path: Path, name: str, statement: str) -> Exception:
-    """The FILE_NOT_FOUND answer for ``name`` (protocol.md 4)."""
+    """The FILE_NOT_FOUND answer for ``name`` (:ref:`error-codes`)."""
     return client_error(codes.FILE_NOT_FOUND, f"{statement}: file {name!r} does not exist in the "
                         f"broker's --files directory ({path})")
 

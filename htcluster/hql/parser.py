@@ -30,7 +30,7 @@ from .build import StatementBuilder
 
 __all__ = ["READ_RULES", "is_read", "parse", "warm_up"]
 
-#: Grammar rules (statement kinds) that only read (protocol.md 5.4).
+#: Grammar rules (statement kinds) that only read (:ref:`hql`).
 READ_RULES = frozenset({"select", "show_tables", "describe_table", "show_create_table",
                         "exists_table", "get_listing"})
 #: Distinct statement texts whose classification :func:`is_read` remembers.
@@ -139,7 +139,7 @@ def _tree(command: str) -> Tree[Token]:
 
 
 def parse(command: str) -> ast.Statement:
-    """Parse one HQL statement (protocol.md 6.2) into a typed statement.
+    """Parse one HQL statement (:ref:`hql`) into a typed statement.
 
     Values are evaluated once, here: timestamps become nanoseconds, ``GUID()``
     becomes one fixed UUID, so converting the same ``Insert`` twice sends the
@@ -177,7 +177,7 @@ def is_read(command: str) -> bool:
     """True when the HQL ``command`` only reads, classified with the real grammar.
 
     Reads are SELECT, SHOW TABLES, SHOW CREATE TABLE, DESCRIBE TABLE, EXISTS
-    TABLE and GET LISTING (protocol.md 5.4).  Everything else is a write,
+    TABLE and GET LISTING (:ref:`hql`).  Everything else is a write,
     including text that does not parse and ``SELECT ... INTO FILE`` (it writes
     a file on the broker).  Only syntax is checked: a SELECT whose values are
     bad (a malformed timestamp) still counts as a read; the broker refuses it.

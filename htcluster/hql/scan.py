@@ -1,4 +1,4 @@
-"""SELECT predicates and options turned into one ``ScanSpec`` (protocol.md 6.3).
+"""SELECT predicates and options turned into one ``ScanSpec`` (:ref:`hql`).
 
 Bounds arrive as ``(op, value)`` pairs with the subject (ROW, CELL or
 TIMESTAMP) on the left: ``"a" < ROW`` is passed as ``(">", "a")``.
@@ -34,7 +34,7 @@ def mirror(op: str) -> str:
 def prefix_end(prefix: str) -> Optional[str]:
     """Return the smallest string above every string that starts with ``prefix``.
 
-    protocol.md 6.3 increments the last byte below 0xFF; on ``str`` the same
+    :ref:`hql` increments the last byte below 0xFF; on ``str`` the same
     order (UTF-8 bytes compare like code points) means incrementing the last
     code point below U+10FFFF: ``"abc"`` -> ``"abd"``.
 
@@ -117,7 +117,7 @@ def time_range(bounds: Sequence[Bound[int]]) -> tuple[Optional[int], Optional[in
     """Return ``(start_time, end_time)`` in nanoseconds, the half-open ``[start, end)``.
 
     ``< t`` ends at t, ``<= t`` at t+1, ``> t`` starts at t+1, ``>= t`` at t,
-    ``= t`` is ``[t, t+1)`` (protocol.md 6.3).
+    ``= t`` is ``[t, t+1)`` (:ref:`hql`).
 
     :raises ClientException: HQL_PARSE_ERROR for ``=^`` or conflicting bounds.
     """
@@ -209,7 +209,7 @@ def build_scan_spec(columns: Optional[list[str]], predicates: Sequence[Predicate
     :raises ClientException: HQL_PARSE_ERROR for an option or a TIMESTAMP, ROW
         REGEXP or VALUE REGEXP term given twice, OFFSET with CELL_OFFSET, or
         column predicates mixing AND and OR; BAD_SCAN_SPEC for ROW and CELL
-        terms together (protocol.md 6.3).
+        terms together (:ref:`hql`).
     """
     spec = ScanSpec(columns=columns)
     seen: set[str] = set()

@@ -1,6 +1,6 @@
 """CREATE TABLE definitions to a Thrift ``Schema``, and back to HQL for SHOW CREATE TABLE.
 
-Validation follows protocol.md 6.3: a column family or access group defined
+Validation follows :ref:`hql`: a column family or access group defined
 twice is HQL_BAD_COMMAND, an option given twice for one owner is
 HQL_PARSE_ERROR.
 """
@@ -96,7 +96,7 @@ def _split_options(options: Sequence[SchemaOption], owner: str
 
 
 def check_family_name(name: str) -> None:
-    """Refuse a column family name HQL does not allow (protocol.md 6.3).
+    """Refuse a column family name HQL does not allow (:ref:`hql`).
 
     :raises ClientException: HQL_BAD_COMMAND for an empty name, or one that starts
         with a letter and then has anything but letters, digits, ``_`` or ``-``.

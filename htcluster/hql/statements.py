@@ -41,7 +41,7 @@ class DropNamespace:
 
 @dataclass(frozen=True)
 class UseNamespace:
-    """``USE name``: the broker refuses it (protocol.md 5.4)."""
+    """``USE name``: the broker refuses it (:ref:`hql`)."""
 
     name: str
 
@@ -129,7 +129,7 @@ class Delete:
 
 @dataclass(frozen=True)
 class FileFormat:
-    """How cells are written to (and read from) a file (protocol.md 6.3).
+    """How cells are written to (and read from) a file (:ref:`hql`).
 
     :param separator: between fields, a tab unless ``FS = 'c'``.
     :param escape: backslash escapes for backslash, tab and newline (off with ``NO_ESCAPE``).
@@ -157,7 +157,7 @@ class Select:
 
 @dataclass(frozen=True)
 class LoadOptions:
-    """The options of ``LOAD DATA INFILE`` (protocol.md 6.2), as written.
+    """The options of ``LOAD DATA INFILE`` (:ref:`hql`), as written.
 
     :param row_key_columns: ``ROW_KEY_COLUMN = a + b``; empty: the first column.
     :param timestamp_column: ``TIMESTAMP_COLUMN = c``.

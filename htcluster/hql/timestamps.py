@@ -1,4 +1,4 @@
-"""Timestamps and durations as HQL writes them (protocol.md 6.1 and 6.2).
+"""Timestamps and durations as HQL writes them (:ref:`hql`).
 
 A timestamp literal is a quoted ``'YYYY-MM-DD[ HH:MM[:SS[.fraction|:nanoseconds]]]'``
 read in the broker's local time zone; the wire wants nanoseconds since the

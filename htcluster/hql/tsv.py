@@ -1,6 +1,6 @@
 """Cell files: what ``LOAD DATA INFILE`` reads and ``SELECT``/``DUMP TABLE ... INTO FILE`` write.
 
-The formats are protocol.md 6.3's; the form of a file is told by its first line:
+The formats are :ref:`hql`'s; the form of a file is told by its first line:
 
 * ``#row<TAB>column<TAB>value`` or a first line with 2 tabs: one cell per line,
   ``row, column, value`` (column ``cf`` or ``cf:qualifier``).

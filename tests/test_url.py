@@ -11,7 +11,7 @@ from htcluster.types import Cell, Key, ScanSpec
 def test_the_url_builds_the_routing_object_with_its_options():
     r = htcluster.from_url("hypertable://127.0.0.1:1,[::1]:2/logs?hedge=0.05&socket_timeout=5&retry=1&size=2")
     assert isinstance(r, Replicas) and list(r) == ["127.0.0.1:1", "[::1]:2"]
-    assert r.hedge == 0.05 and r.namespace == "logs" and r.retry.total == 1
+    assert r.hedge == 0.05 and r.default_namespace == "logs" and r.retry.total == 1
     assert r["127.0.0.1:1"].socket_timeout == 5.0 and r["127.0.0.1:1"].size == 2
     shards = htcluster.from_url("hypertable://a:1,b:2?strategy=shards&retry=false")
     assert isinstance(shards, Shards) and dict(shards) == {"a:1": {"a:1"}, "b:2": {"b:2"}}

@@ -294,6 +294,10 @@ class StorageServer:
             threads = list(self._threads)
         if self._listener is not None:
             self._unlink_socket()
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept() (Linux)
+            except OSError:
+                pass
             self._listener.close()
             self._listener = None
         for sock in conns:  # wakes the threads waiting for a request; one running a request finishes it

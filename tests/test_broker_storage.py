@@ -269,3 +269,18 @@ def test_a_garbage_request_drops_only_that_storage_connection(tmp_path):
                 store.call("no_such_request")
         finally:
             store.close()
+
+
+def test_the_storage_lingers_while_a_broker_is_connected_and_ends_after_the_last(tmp_path):
+    from htcluster.broker.storage import StorageServer
+
+    server = StorageServer(tmp_path / "linger.sqlite", linger=0.3).start()
+    try:
+        store = RemoteStore(tmp_path / "linger.sqlite", autostart=False).open()
+        time.sleep(1.0)  # more than the linger time, with a broker connected
+        assert not server.idle_too_long() and server.connections == 1
+        store.close()
+        eventually(server.idle_too_long, timeout=30)
+    finally:
+        server.stop()
+    assert not storage_paths(tmp_path / "linger.sqlite").socket.exists()

@@ -92,15 +92,13 @@ def hedged_call(router: "Router", failover: "Failover", method: str, args: tuple
         except NoHostAvailable:
             return  # no other usable host: nothing spent
         if not router.spend_hedge(method):
-            router.health.release(host)
+            router.unclaim(host)
             return
-        if start(host, hedge=True):
+        if start(host, hedge=True):  # (a full pool: the attempt reported nothing learnt, its claim is back)
             log.debug("hedged %s on %s after %.3f s", method, host, delay)
             router.hedge_sent(host)
             if router.listeners:
                 router.listeners.emit(Hedged(host, method, delay))
-        else:
-            router.health.release(host)
 
     try:
         start(failover.next_host(probe_limit=delay))

@@ -261,6 +261,13 @@ class Router:
                 return soonest
         return None
 
+    def unclaim(self, host: str) -> None:
+        """Give back a claim of :meth:`claim` on which no attempt was made (e.g. a hedge the budget refused).
+
+        Claims are the router's; outcomes are reported by the attempts alone.
+        """
+        self.health.release(host)
+
     def probe(self, hosts: Sequence[str], deadline: Optional[float] = None,
               limit: Optional[float] = None) -> dict[str, Optional[BaseException]]:
         """Send ``status()`` to each of ``hosts`` at once, on fresh connections; the attempts judge them.

@@ -249,4 +249,6 @@ def _url_message(value: str) -> str:
     hosts = [host for host in hosts if host]
     spelled = repr(hosts[0]) if len(hosts) == 1 else f"the list {hosts!r}" if hosts else SPELLING
     tail = f", and name the namespace {namespace!r} in the call (namespace=...)" if namespace else ""
+    if scheme == "hypertable":
+        tail += f"; or build the routing object from the URL itself: htcluster.from_url({text!r})"
     return f"{value!r} is a URL; hosts are written without a scheme ({scheme}://): write {spelled}{tail}"

@@ -27,7 +27,8 @@ from htcluster.hosts import DEFAULT_PORT, Host, parse_hosts
 @pytest.mark.parametrize("make, text, shown", [
     # (what is built, the value, what the message must show: the right spelling)
     (Pool, "http://127.0.0.1:1", ["'127.0.0.1:1'", "http://"]),
-    (Pool, "hypertable://h1:1,h2:2/ns", ["['h1:1', 'h2:2']", "'ns'", "namespace="]),
+    (Pool, "hypertable://h1:1,h2:2/ns", ["['h1:1', 'h2:2']", "'ns'", "namespace=",
+                                         "htcluster.from_url('hypertable://h1:1,h2:2/ns')"]),
     (Pool, "a:1,b:2", ["'a:1'", "['a:1', 'b:2']", "'a:1,b:2'", "Replicas"]),
     (Pool, "h1 h2", ["'h1'", "['h1', 'h2']", "'h1,h2'"]),
     (Resource, "h1:1/logs", ["'h1:1'", "'logs'"]),

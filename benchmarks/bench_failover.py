@@ -50,7 +50,7 @@ NS, TABLE = "bench", "failover"
 def setup(cluster: LocalCluster) -> None:
     """Create the namespace and a fresh table on every broker (shared file or not)."""
     for host in cluster.hosts[: 1 if cluster.shared_data else len(cluster)]:
-        with Resource(host, timeout=60.0) as r:
+        with Resource(host, socket_timeout=60.0) as r:
             r.hql_query(r.namespace_open("/"), f"CREATE NAMESPACE {NS} IF NOT EXISTS")
             ns = r.mns[NS]
             r.hql_query(ns, f"DROP TABLE IF EXISTS {TABLE}")
@@ -62,7 +62,7 @@ def stored(cluster: LocalCluster, prefix: str) -> dict[str, set[int]]:
     spec = ScanSpec(row_intervals=[RowInterval(prefix, True, prefix[:-1] + "0", False)])
     rows: dict[str, set[int]] = {}
     for host in cluster.hosts[: 1 if cluster.shared_data else len(cluster)]:
-        with Resource(host, timeout=60.0) as r:
+        with Resource(host, socket_timeout=60.0) as r:
             for c in r.get_cells(r.mns[NS], TABLE, spec):
                 rows.setdefault(c.key.row, set()).add(c.key.timestamp)
     return rows

@@ -230,7 +230,7 @@ class MisbehavingBroker:
     Example::
 
         with MisbehavingBroker("silent") as bad:
-            Resource(bad.address, timeout=0.5).status()   # BrokerUnavailable: timed out
+            Resource(bad.address, socket_timeout=0.5).status()   # BrokerUnavailable: timed out
     """
 
     def __init__(self, mode: str, upstream: Optional[HostLike] = None, delay: float = 0.1,

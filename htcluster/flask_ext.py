@@ -431,7 +431,7 @@ class FlaskHypertable(Hypertable):
         :raises BrokerUnavailable: the broker cannot be reached.
         """
         settings = self._loose_state().settings
-        return Resource(settings.hosts[0], timeout=settings.socket_timeout)
+        return Resource(settings.hosts[0], socket_timeout=settings.socket_timeout)
 
     def put_back(self, client: Resource) -> None:
         """Close ``client`` (and the namespaces it opened through ``mns``)."""

@@ -20,12 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from brokertest import cell, eventually, make_table, stop_gracefully
+from brokertest import cell, eventually, make_table, raises_code, stop_gracefully
+from htcluster import codes
 from htcluster.broker import BrokerServer
 from htcluster.broker.storage_client import RemoteStore, StorageProcess, StorageUnavailable, connect
 from htcluster.broker.storage_wire import EXIT_BUSY, decode, encode, recv_message, send_message, storage_paths
 from htcluster.testing import LocalBroker, LocalCluster
-from htcluster.types import ClientException, RowInterval, ScanSpec
+from htcluster.types import ClientException, ColumnFamilySpec, RowInterval, ScanSpec, Schema
 
 #: Seconds one call through the broker that was not stopped may take: generous, far below the
 #: stall a stopped broker used to cause (until it resumed, or the 30 s busy timeout).
@@ -284,3 +285,28 @@ def test_the_storage_lingers_while_a_broker_is_connected_and_ends_after_the_last
     finally:
         server.stop()
     assert not storage_paths(tmp_path / "linger.sqlite").socket.exists()
+
+
+def test_a_broker_never_uses_a_table_lookup_another_broker_made_stale(tmp_path, raw_client_factory):
+    """Brokers cache table lookups; the storage checks each one where it is used, so none is ever stale."""
+    data = tmp_path / "stale.sqlite"
+    with LocalBroker(data) as first, LocalBroker(data) as second:
+        a, b = raw_client_factory(first.address), raw_client_factory(second.address)
+        ns_a, ns_b = open_ns(a), open_ns(b)
+        make_table(a, ns_a, "t", "old")
+        b.set_cells(ns_b, "t", [cell("r", "old", "1")])  # b has looked t up (and cached it)
+        assert [c.value for c in b.get_cells(ns_b, "t", ScanSpec())] == [b"1"]
+        a.table_drop(ns_a, "t", False)
+        make_table(a, ns_a, "t", "new")  # the same name, another table, another family
+        b.set_cells(ns_b, "t", [cell("r", "new", "2")])
+        assert [(c.key.column_family, c.value) for c in b.get_cells(ns_b, "t", ScanSpec())] == [("new", b"2")]
+        assert b.get_cell(ns_b, "t", "r", "new") == b"2"
+        a.table_rename(ns_a, "t", "u")
+        raises_code(codes.TABLE_NOT_FOUND, b.get_cells, ns_b, "t", ScanSpec())
+        raises_code(codes.TABLE_NOT_FOUND, b.set_cells, ns_b, "t", [cell("r", "new", "3")])
+        assert [c.value for c in b.get_cells(ns_b, "u", ScanSpec())] == [b"2"]
+        a.table_alter(ns_a, "u", Schema(column_families={"other": ColumnFamilySpec(name="other")}))
+        raises_code(codes.BAD_KEY, b.set_cells, ns_b, "u", [cell("r", "new", "4")])  # "new" was dropped
+        b.set_cells(ns_b, "u", [cell("r", "other", "5")])
+        assert [c.value for c in b.get_cells(ns_b, "u", ScanSpec())] == [b"5"]
+        stop_gracefully(first, second)

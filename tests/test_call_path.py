@@ -31,7 +31,7 @@ def open_fds() -> int:
 @pytest.fixture(scope="module")
 def table(local_broker) -> str:
     """A namespace ``callpath`` with table ``t (f)`` on the module's broker."""
-    with Resource(local_broker.address, timeout=30.0) as r:
+    with Resource(local_broker.address, socket_timeout=30.0) as r:
         if not r.namespace_exists("callpath"):
             r.namespace_create("callpath")
         ns = r.mns["callpath"]
@@ -85,7 +85,7 @@ def test_a_request_over_the_frame_limit_is_refused_before_sending(local_cluster_
 def test_a_value_over_thrifts_default_string_limit_is_written_and_read_back(local_broker, table):
     """17 MB > Thrift's 16,384,000-byte default: both sides share the 64 MiB frame limit now."""
     value = os.urandom(17 * 1000 * 1000)
-    with Resource(local_broker.address, timeout=60.0) as r:
+    with Resource(local_broker.address, socket_timeout=60.0) as r:
         ns = r.mns["callpath"]
         r.set_cell(ns, table, Cell(Key("big", "f", ""), value))
         assert r.get_cell(ns, table, "big", "f") == value
@@ -114,7 +114,7 @@ def test_an_extra_reply_is_never_taken_for_the_next_answer(local_broker, misbeha
 def test_garbage_replies_are_protocol_errors_and_reads_fail_over(local_broker, misbehaving_broker_factory):
     for mode in ("garbage", "framed_garbage", "huge_frame"):
         bad = misbehaving_broker_factory(mode, delay=0.01)
-        with Resource(bad.address, timeout=5.0) as r:
+        with Resource(bad.address, socket_timeout=5.0) as r:
             with pytest.raises(BrokerUnavailable) as excinfo:
                 r.status()
             assert excinfo.value.sent is True and not r.is_open, mode
@@ -144,13 +144,13 @@ def test_every_misbehaviour_is_a_typed_error_in_bounded_time_without_leaking(loc
     while open_fds() > before and time.monotonic() < settle:
         time.sleep(0.05)
     assert open_fds() <= before, mode  # the pool closed what it opened
-    assert Resource(local_broker.address, timeout=30.0).status().code == 0
+    assert Resource(local_broker.address, socket_timeout=30.0).status().code == 0
 
 
 def test_a_trickling_answer_is_bounded_by_the_call_timeout_not_per_read(local_broker, misbehaving_broker_factory):
     """One byte per 100 ms: each read is fast, the whole answer is not (it once "succeeded" after 11 s)."""
     bad = misbehaving_broker_factory("trickle", upstream=local_broker.address, delay=0.1)
-    r = Resource(bad.address, timeout=1.0)
+    r = Resource(bad.address, socket_timeout=1.0)
     start = time.monotonic()
     with pytest.raises(BrokerUnavailable, match="timed out after 1 s") as excinfo:
         r.status()
@@ -170,7 +170,7 @@ def test_a_routed_call_never_runs_past_its_timeout(misbehaving_broker_factory):
 
 
 def test_a_deadline_covers_the_pool_wait(local_broker):
-    with Pool(local_broker.address, size=1, max_overflow=0, timeout=30.0, socket_timeout=30.0) as pool:
+    with Pool(local_broker.address, size=1, max_overflow=0, pool_timeout=30.0, socket_timeout=30.0) as pool:
         with pool.connection():
             start = time.monotonic()
             with pytest.raises(DeadlineExceeded):
@@ -181,9 +181,9 @@ def test_a_deadline_covers_the_pool_wait(local_broker):
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -1.0, True])
 def test_durations_refuse_nan_infinity_negatives_and_bools(bad):
     with pytest.raises(ConfigError):
-        Pool("localhost", timeout=bad)
+        Pool("localhost", pool_timeout=bad)
     with pytest.raises(ConfigError):
-        Resource("localhost", timeout=bad, open=False)
+        Resource("localhost", socket_timeout=bad, open=False)
     with pytest.raises(ConfigError):
         Resources("localhost", call_timeout=bad)
     with pytest.raises(ConfigError):
@@ -202,7 +202,7 @@ def test_resource_second_argument_is_the_port_as_upstream():
 
 def test_checkout_is_first_come_first_served(local_broker):
     """A returned connection goes to the oldest waiter, never back to the thread that returned it."""
-    with Pool(local_broker.address, size=1, max_overflow=0, timeout=30.0, **SLOW_OK) as pool:
+    with Pool(local_broker.address, size=1, max_overflow=0, pool_timeout=30.0, **SLOW_OK) as pool:
         order: list[str] = []
         holder = pool.connection()
         holder.__enter__()
@@ -232,7 +232,7 @@ def test_no_waiter_starves_while_connections_cycle(local_broker):
     threads, rounds = 16, 150
     waits: list[float] = []
     lock = threading.Lock()
-    with Pool(local_broker.address, size=15, max_overflow=0, timeout=60.0, **SLOW_OK) as pool:
+    with Pool(local_broker.address, size=15, max_overflow=0, pool_timeout=60.0, **SLOW_OK) as pool:
         def work() -> None:
             for _ in range(rounds):
                 start = time.monotonic()

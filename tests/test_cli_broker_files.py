@@ -21,7 +21,7 @@ def test_broker_files_option_loads_the_aircraft_table(tmp_path, shared_data):
             assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
             time.sleep(0.05)
         port = int(port_file.read_text())
-        with Resource(f"127.0.0.1:{port}", timeout=60.0) as r:
+        with Resource(f"127.0.0.1:{port}", socket_timeout=60.0) as r:
             r.namespace_create("fb")
             ns = r.mns["fb"]
             r.hql_query(ns, "CREATE TABLE freebase (name, category, property)")

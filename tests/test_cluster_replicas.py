@@ -167,7 +167,7 @@ def fresh_table(replicas: Replicas, name: str) -> None:
 
 def raw_cells(address: str, table: str) -> list[Cell]:
     """Every stored revision, read on one plain connection."""
-    with Resource(address, timeout=10.0) as r:
+    with Resource(address, socket_timeout=10.0) as r:
         return r.get_cells(r.mns[NS], table, ScanSpec())
 
 

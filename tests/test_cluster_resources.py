@@ -137,7 +137,7 @@ def test_choice_is_random_among_equals(cluster):
 
 def test_pool_timeout_is_not_a_host_failure(cluster):
     host = cluster.hosts[0]
-    with Resources([host], size=1, max_overflow=0, timeout=0.2, **FAST) as rs:
+    with Resources([host], size=1, max_overflow=0, pool_timeout=0.2, **FAST) as rs:
         with rs.connection():
             with pytest.raises(PoolTimeout):
                 rs.unicast("status")

@@ -92,14 +92,14 @@ def test_except_client_exception_catches_routed_broker_errors(installed, broker_
 def test_thrift_client_arguments_are_upstreams(broker_address):
     host, port = broker_address.rsplit(":", 1)
     client = compat.ThriftClient(host, int(port), timeout_ms=2500, do_open=0)
-    assert (client.timeout, client.timeout_ms, client.is_active, client.do_close) == (2.5, 2500, False, 0)
+    assert (client.socket_timeout, client.timeout_ms, client.is_active, client.do_close) == (2.5, 2500, False, 0)
     with client:  # upstream's __enter__ opens
         assert client.is_active and client.do_close == 1 and client.status().code == 0
         assert client.transport.isOpen()
     assert not client.is_active
     assert client.open(1000) is client and client.is_active  # open(timeout_ms) as upstream
     client.close()
-    assert compat.ThriftClient(host, int(port)).timeout == 300.0  # upstream's 300000 ms default
+    assert compat.ThriftClient(host, int(port)).socket_timeout == 300.0  # upstream's 300000 ms default
 
 
 @pytest.mark.parametrize("args, words", [

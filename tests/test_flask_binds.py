@@ -27,7 +27,7 @@ def app_with(**config) -> tuple[Flask, Hypertable]:
 
 
 def ensure_schema(address: str) -> None:
-    with Resource(address, timeout=30.0) as r:
+    with Resource(address, socket_timeout=30.0) as r:
         if not r.namespace_exists(NS):
             r.namespace_create(NS)
         if not r.table_exists(r.mns[NS], TABLE):

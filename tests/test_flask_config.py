@@ -23,7 +23,7 @@ def test_defaults_give_one_local_pool():
     assert s.socket_timeout == 5.0  # HYPERTABLE_TIMEOUT_MSECS 5000 ms, converted once
     assert s.pool_timeout == 10.0
     assert s.namespace is None and s.shards == {}
-    assert s.pool_options() == {"size": 5, "max_overflow": 10, "timeout": 10.0, "socket_timeout": 5.0}
+    assert s.pool_options() == {"size": 5, "max_overflow": 10, "pool_timeout": 10.0, "socket_timeout": 5.0}
 
 
 def test_set_defaults_keeps_what_the_app_set():
@@ -144,6 +144,9 @@ INVALID = [
     ({"HYPERTABLE_BINDS": {"a": {"hosts": "h", "namespace": ""}}}, ["HYPERTABLE_BINDS['a']['namespace']"]),
     ({"HYPERTABLE_RECORD_QUERIES": "sometimes"}, ["HYPERTABLE_RECORD_QUERIES", "True or False"]),
     ({"HYPERTABLE_JSON": 2}, ["HYPERTABLE_JSON"]),
+    ({"HYPERTABLE_URL": "http://h1"}, ["HYPERTABLE_URL", "hypertable://"]),
+    ({"HYPERTABLE_URL": "hypertable://h1?sockettimeout=1"}, ["HYPERTABLE_URL", "socket_timeout"]),
+    ({"HYPERTABLE_URL": "hypertable://h1", "HYPERTABLE_NAMESPACE": "x"}, ["HYPERTABLE_URL", "HYPERTABLE_NAMESPACE"]),
 ]
 
 

@@ -122,7 +122,7 @@ def test_every_key_reaches_the_pools():
     with app.app_context():
         pool = ext.cluster
         assert isinstance(pool, Pool) and pool.host == Host("ht9", 38080)
-        assert (pool.size, pool.max_overflow, pool.socket_timeout, pool.timeout) == (3, 4, 1.5, 2.5)
+        assert (pool.size, pool.max_overflow, pool.socket_timeout, pool.pool_timeout) == (3, 4, 1.5, 2.5)
         assert ext.namespace().name == "web" and ext.namespace("other").name == "other"
 
 

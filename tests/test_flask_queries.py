@@ -89,7 +89,7 @@ def test_recording_is_off_by_default_and_refused_without_events(broker_address):
 
 
 def broker_app(address: str, **config) -> tuple[Flask, Hypertable]:
-    with Resource(address, timeout=30.0) as r:
+    with Resource(address, socket_timeout=30.0) as r:
         if not r.namespace_exists(NS):
             r.namespace_create(NS)
         if not r.table_exists(r.mns[NS], "t"):

@@ -98,7 +98,7 @@ def syn_dropper(count: int = 1) -> Iterator[list[str]]:
 
 def test_an_interrupted_pool_wait_loses_no_slot(broker_address):
     """One thread holds the only connection; the main thread is interrupted 0.3 s into its wait."""
-    pool = Pool(broker_address, size=1, max_overflow=0, timeout=5.0)
+    pool = Pool(broker_address, size=1, max_overflow=0, pool_timeout=5.0)
     held, release = threading.Event(), threading.Event()
 
     def holder():
@@ -123,7 +123,7 @@ def test_an_interrupted_pool_wait_loses_no_slot(broker_address):
 @pytest.mark.parametrize("kind", [events.CallStarted, events.PoolCheckedIn, events.ConnectionOpened,
                                   events.PoolCheckedOut, events.CallSucceeded])
 def test_a_listener_that_raises_leaves_the_pool_consistent(broker_address, kind):
-    pool = Pool(broker_address, size=1, max_overflow=0, timeout=5.0)
+    pool = Pool(broker_address, size=1, max_overflow=0, pool_timeout=5.0)
     fired = []
 
     def listener(event):

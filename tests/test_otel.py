@@ -333,7 +333,7 @@ def test_connection_count_and_pending_read_from_real_pool_stats(broker_address, 
 
 
 def test_pending_requests_counts_a_thread_waiting_for_a_connection(broker_address, telemetry):
-    pool = Pool(broker_address, size=1, max_overflow=0, timeout=30.0, socket_timeout=30.0,
+    pool = Pool(broker_address, size=1, max_overflow=0, pool_timeout=30.0, socket_timeout=30.0,
                 connect_timeout=30.0)
     try:
         t = telemetry(pools={broker_address: pool})
@@ -460,7 +460,7 @@ def test_counts_from_pool_events_match_the_pools_own_under_load(broker_address, 
     calls with overflow, its idle/used agree with Pool.stats()."""
     from htcluster import Pool
     t = telemetry(target=events.listeners)
-    pool = Pool(broker_address, size=2, max_overflow=3, timeout=30.0, socket_timeout=30.0,
+    pool = Pool(broker_address, size=2, max_overflow=3, pool_timeout=30.0, socket_timeout=30.0,
                 connect_timeout=30.0)
     try:
         barrier = threading.Barrier(5, timeout=30)

@@ -33,7 +33,7 @@ def counters(pool: Pool) -> dict[str, int]:
 
 @pytest.fixture
 def pool(broker_address: str) -> Iterator[Pool]:
-    with Pool(broker_address, size=2, max_overflow=1, timeout=5.0) as p:
+    with Pool(broker_address, size=2, max_overflow=1, pool_timeout=5.0) as p:
         yield p
 
 
@@ -56,7 +56,7 @@ def test_bad_settings_are_config_errors(broker_address: str) -> None:
     with pytest.raises(ConfigError, match="at least one"):
         Pool(broker_address, size=0, max_overflow=0)
     with pytest.raises(ConfigError, match="timeout"):
-        Pool(broker_address, timeout=-1)
+        Pool(broker_address, pool_timeout=-1)
     with pytest.raises(ConfigError, match="max_age"):
         Pool(broker_address, max_age=0)
 
@@ -66,7 +66,7 @@ def test_overflow_is_capped_and_closed_at_checkin(pool: Pool) -> None:
     resources = [c.__enter__() for c in held]
     assert pool.in_use == 3 and len({local_port(r) for r in resources}) == 3
     with pytest.raises(PoolTimeout) as excinfo:
-        with pool.connection(timeout=0.1):
+        with pool.connection(pool_timeout=0.1):
             pass
     assert not isinstance(excinfo.value, BrokerUnavailable) and excinfo.value.host == str(pool.host)
     assert "size 2 + max_overflow 1" in str(excinfo.value)
@@ -78,7 +78,7 @@ def test_overflow_is_capped_and_closed_at_checkin(pool: Pool) -> None:
 
 
 def test_pool_timeout_waits_then_hands_over_a_freed_connection(broker_address: str) -> None:
-    with Pool(broker_address, size=1, max_overflow=0, timeout=0.5) as p:
+    with Pool(broker_address, size=1, max_overflow=0, pool_timeout=0.5) as p:
         with p.connection():
             start = time.monotonic()
             with pytest.raises(PoolTimeout, match="within 0.5 s"):
@@ -275,7 +275,7 @@ def test_no_slot_leaks_under_threads_and_injected_failures(broker_address: str) 
             except (RuntimeError, Interrupt, BrokerUnavailable):
                 pass
 
-    with Pool(broker_address, size=size, max_overflow=overflow, timeout=30.0) as p:
+    with Pool(broker_address, size=size, max_overflow=overflow, pool_timeout=30.0) as p:
         pool_threads = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
         for t in pool_threads:
             t.start()
@@ -286,11 +286,11 @@ def test_no_slot_leaks_under_threads_and_injected_failures(broker_address: str) 
         assert stats["in_use"] == 0 and stats["idle"] <= size
         assert stats["opened"] - stats["closed"] == stats["idle"]
         assert stats["closed"] >= injected["transport"] > 0
-        held = [p.connection(timeout=5) for _ in range(size + overflow)]  # every slot came back
+        held = [p.connection(pool_timeout=5) for _ in range(size + overflow)]  # every slot came back
         for c in held:
             c.__enter__().status()
         with pytest.raises(PoolTimeout):
-            p.connection(timeout=0.1).__enter__()
+            p.connection(pool_timeout=0.1).__enter__()
         for c in held:
             c.__exit__(None, None, None)
 
@@ -335,7 +335,7 @@ def test_scan_of_a_missing_table_raises_and_keeps_the_connection(pool: Pool, nam
 
 
 def test_unreachable_host_is_broker_unavailable_and_frees_the_slot() -> None:
-    with Pool(f"127.0.0.1:{free_port()}", size=1, max_overflow=0, timeout=1.0) as p:
+    with Pool(f"127.0.0.1:{free_port()}", size=1, max_overflow=0, pool_timeout=1.0) as p:
         for _ in range(3):  # the slot comes back each time, so no PoolTimeout
             with pytest.raises(BrokerUnavailable) as excinfo:
                 p.call("status")

@@ -97,7 +97,7 @@ def test_open_and_close_are_idempotent(broker_address: str) -> None:
 
 def test_timeouts_and_hosts_are_checked() -> None:
     with pytest.raises(ConfigError, match="timeout"):
-        Resource("localhost", timeout=0, open=False)
+        Resource("localhost", socket_timeout=0, open=False)
     with pytest.raises(ConfigError, match="connect_timeout"):
         Resource("localhost", connect_timeout="5", open=False)
     with pytest.raises(ConfigError, match="port"):
@@ -208,7 +208,7 @@ def test_connect_timeout_is_in_seconds_and_not_sent() -> None:
             pytest.skip("the loopback backlog never filled")
         start = time.monotonic()
         with pytest.raises(BrokerUnavailable, match=r"timed out after 0\.3 s") as excinfo:
-            Resource(address, timeout=30.0, connect_timeout=0.3)
+            Resource(address, socket_timeout=30.0, connect_timeout=0.3)
         waited = time.monotonic() - start
         for sock in filler:
             sock.close()
@@ -228,7 +228,7 @@ def test_failure_while_sending_is_not_sent(broker_address: str) -> None:
 
 
 def test_broker_killed_mid_call_is_broker_unavailable_sent(broker: LocalBroker) -> None:
-    r = Resource(broker.address, timeout=30.0)
+    r = Resource(broker.address, socket_timeout=30.0)
     r.status()
     broker.pause()  # (waits until stopped) the request will be written, the answer never comes ...
     killer = threading.Timer(0.3, broker.kill)  # ... and then the broker dies
@@ -250,7 +250,7 @@ def test_broker_killed_mid_call_is_broker_unavailable_sent(broker: LocalBroker) 
 
 
 def test_read_timeout_is_sent_and_names_the_limit(broker: LocalBroker) -> None:
-    r = Resource(broker.address, timeout=0.3)
+    r = Resource(broker.address, socket_timeout=0.3)
     r.status()
     broker.pause()
     with pytest.raises(BrokerUnavailable, match="0.3 s") as excinfo:
@@ -272,7 +272,7 @@ def test_is_stale_sees_a_restarted_broker(broker: LocalBroker) -> None:
 
 def test_ping_answers_fast_or_fails_within_its_timeout(broker_address: str, fault_proxy_factory) -> None:
     proxy = fault_proxy_factory(broker_address)
-    r = Resource(proxy.address, timeout=30.0)
+    r = Resource(proxy.address, socket_timeout=30.0)
     assert r.ping() and r.reusable
     proxy.blackhole()
     start = time.monotonic()

@@ -22,6 +22,11 @@ rest of the extension sees typed values only.  The keys:
                                for its drop-in classes)
 ``HYPERTABLE_PORT``            its port, and that of host entries naming none
                                (15867; 38080 before Hypertable 0.9.8)
+``HYPERTABLE_URL``             one string for the hosts, the strategy, the
+                               namespace and the options, as for
+                               :func:`htcluster.from_url`
+                               (``hypertable://h1,h2/logs?hedge=0.05``); it
+                               replaces those keys (``None``)
 ``HYPERTABLE_STRATEGY``        one of :data:`STRATEGIES`; ``None``: ``shards``
                                with ``HYPERTABLE_SHARDS``, else ``pool`` for
                                one host, ``replicas`` for several
@@ -58,6 +63,7 @@ from typing import Any, Callable, Mapping, MutableMapping, Optional
 from ..errors import ConfigError, ConfigWarning
 from ..hosts import DEFAULT_PORT, Host, parse_hosts
 from .._pool.pool import DEFAULT_MAX_OVERFLOW
+from .._pool.pool import DEFAULT_POOL_TIMEOUT as _POOL_TIMEOUT
 from .._pool.pool import DEFAULT_SIZE as DEFAULT_POOL_SIZE
 from .._routing.base import POOL_OPTIONS, ROUTING_OPTIONS
 
@@ -67,16 +73,19 @@ __all__ = ["DEFAULTS", "HOST_KEYS", "STRATEGIES", "Settings", "check_app_config"
 #: Names accepted by ``HYPERTABLE_STRATEGY``, in the order the errors list them.
 STRATEGIES = ("pool", "resources", "shards", "replicas")
 
-#: Socket timeout in milliseconds (Flask-Hypertable's key and default).
+#: Socket timeout in milliseconds (Flask-Hypertable's key and default).  The library's default is
+#: 30 s; the Flask extensions keep 5 s on purpose: a web request should fail in seconds, not hang
+#: on one broker, and it is what apps written for Flask-Hypertable already run with.
 DEFAULT_TIMEOUT_MSECS = 5000
-#: Seconds a request waits for a free pooled connection: below the 30-60 s
-#: a front proxy usually waits, so the app can still answer 503 itself.
-DEFAULT_POOL_TIMEOUT = 10.0
+#: Seconds a request waits for a free pooled connection (the library's default too): below the
+#: 30-60 s a front proxy usually waits, so the app can still answer 503 itself.
+DEFAULT_POOL_TIMEOUT = _POOL_TIMEOUT
 
 #: What :func:`set_defaults` puts in ``app.config``.  ``HYPERTABLE_HOSTS`` and
 #: ``HYPERTABLE_STRATEGY`` default to ``None``: "use the legacy host and port"
 #: and "choose from the number of hosts".
 DEFAULTS: Mapping[str, Any] = {
+    "HYPERTABLE_URL": None,
     "HYPERTABLE_HOSTS": None,
     "HYPERTABLE_HOST": "localhost",
     "HYPERTABLE_PORT": DEFAULT_PORT,
@@ -94,14 +103,14 @@ DEFAULTS: Mapping[str, Any] = {
 }
 
 #: The keys that say where the brokers are; the ``Hypertable`` extension needs one of them set.
-HOST_KEYS = ("HYPERTABLE_HOSTS", "HYPERTABLE_SHARDS", "HYPERTABLE_HOST", "HYPERTABLE_PORT")
+HOST_KEYS = ("HYPERTABLE_URL", "HYPERTABLE_HOSTS", "HYPERTABLE_SHARDS", "HYPERTABLE_HOST", "HYPERTABLE_PORT")
 
 #: A ``*_MSECS`` value below this many milliseconds is taken for seconds written by habit (a warning).
 MSECS_WARN_BELOW = 100
 
 #: The option names the dedicated keys set; an entry of ``HYPERTABLE_OPTIONS`` wins over them.
 LEGACY_OPTIONS = {"size": "HYPERTABLE_POOL_SIZE", "max_overflow": "HYPERTABLE_MAX_OVERFLOW",
-                  "timeout": "HYPERTABLE_POOL_TIMEOUT", "socket_timeout": "HYPERTABLE_TIMEOUT_MSECS"}
+                  "pool_timeout": "HYPERTABLE_POOL_TIMEOUT", "socket_timeout": "HYPERTABLE_TIMEOUT_MSECS"}
 
 
 def option_names(strategy: str) -> frozenset[str]:
@@ -156,7 +165,7 @@ class Settings:
     def pool_options(self) -> dict[str, Any]:
         """Return the ``Pool`` keyword arguments of the dedicated keys (pool size, overflow, timeouts)."""
         return {"size": self.pool_size, "max_overflow": self.max_overflow,
-                "timeout": self.pool_timeout, "socket_timeout": self.socket_timeout}
+                "pool_timeout": self.pool_timeout, "socket_timeout": self.socket_timeout}
 
     def cluster_options(self) -> dict[str, Any]:
         """Return every keyword argument of the routing class: :meth:`pool_options`, then :attr:`options`."""
@@ -249,6 +258,8 @@ def read_settings(config: Mapping[str, Any]) -> Settings:
     from .binds import read_binds  # binds reuse read_cluster below
 
     merged = {**DEFAULTS, **config}
+    if merged.get("HYPERTABLE_URL") is not None:
+        merged.update(url_settings(config))
 
     def get(key: str) -> Any:
         return merged.get(f"HYPERTABLE_{key}")
@@ -257,6 +268,34 @@ def read_settings(config: Mapping[str, Any]) -> Settings:
     return replace(main, binds=read_binds(merged.get("HYPERTABLE_BINDS"), get, main),
                    record_queries=flag(merged.get("HYPERTABLE_RECORD_QUERIES"), "HYPERTABLE_RECORD_QUERIES"),
                    json=flag(merged.get("HYPERTABLE_JSON"), "HYPERTABLE_JSON"))
+
+
+def url_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the ``HYPERTABLE_*`` keys that ``HYPERTABLE_URL`` stands for.
+
+    :param config: the app's config, with ``HYPERTABLE_URL`` set.
+    :returns: ``HYPERTABLE_HOSTS`` (or ``_SHARDS``: each host its own key), ``_STRATEGY``,
+        ``_NAMESPACE`` and ``_OPTIONS`` (the URL's options over the app's ``HYPERTABLE_OPTIONS``).
+    :raises ConfigError: the URL is malformed, or a key it replaces is set too.
+    """
+    from .._routing.url import parse_url
+
+    url = config["HYPERTABLE_URL"]
+    clash = [key for key in ("HYPERTABLE_HOSTS", "HYPERTABLE_SHARDS", "HYPERTABLE_STRATEGY", "HYPERTABLE_NAMESPACE")
+             if config.get(key) is not None]
+    if clash:
+        raise ConfigError(f"HYPERTABLE_URL replaces {', '.join(clash)}: set one or the other")
+    try:
+        strategy, hosts, namespace, options = parse_url(url)
+    except ConfigError as exc:
+        raise ConfigError(f"HYPERTABLE_URL: {exc}") from exc
+    keys: dict[str, Any] = {"HYPERTABLE_STRATEGY": strategy, "HYPERTABLE_NAMESPACE": namespace,
+                            "HYPERTABLE_OPTIONS": {**(config.get("HYPERTABLE_OPTIONS") or {}), **options}}
+    if strategy == "shards":
+        keys["HYPERTABLE_SHARDS"] = {host: [host] for host in hosts}
+    else:
+        keys["HYPERTABLE_HOSTS"] = hosts
+    return keys
 
 
 def read_cluster(get: Getter, name: Namer, *, legacy_host: bool, label: str = "HYPERTABLE_OPTIONS",

@@ -39,13 +39,17 @@ from ..errors import BrokerUnavailable, ConfigError, DeadlineExceeded
 from ..hosts import Host, HostLike
 from .connection import Connection
 
-__all__ = ["BROKER_METHODS", "DEFAULT_CONNECT_TIMEOUT", "DEFAULT_TIMEOUT", "ManagedNamespaces",
+__all__ = ["BROKER_METHODS", "DEFAULT_CONNECT_TIMEOUT", "DEFAULT_SOCKET_TIMEOUT", "ManagedNamespaces",
            "Resource", "scan_cells"]
 
 log = logging.getLogger(__name__)
 
-#: Seconds a call may take, request and whole answer: upstream ThriftClient's 300000 ms.
-DEFAULT_TIMEOUT = 300.0
+#: Seconds one exchange may take on its connection, request and whole answer.  Upstream's
+#: ThriftClient waits 300 s; htcluster takes 30 s: a broker that has not answered a call in 30 s
+#: is better failed over (reads) or reported (writes) than waited for, and web applications want
+#: their calls bounded by seconds.  Long answers are read with scanners, one bounded round trip
+#: at a time; raise it for long HQL statements (``LOAD DATA``) or give those a ``timeout=``.
+DEFAULT_SOCKET_TIMEOUT = 30.0
 #: Seconds a connection attempt may take.
 DEFAULT_CONNECT_TIMEOUT = 5.0
 
@@ -99,15 +103,15 @@ class Resource(HqlService.Client, metaclass=_Methods):
         the port defaults to 15867 (:ref:`calling-methods`).
     :param port: the port, in upstream ``ThriftClient(host, port)`` order (int);
         ``None``: the one in ``host`` or 15867.
-    :param timeout: seconds (float) one call may take: sending the request and
-        receiving its whole answer.
+    :param socket_timeout: seconds (float) one call may take on the connection: sending
+        the request and receiving its whole answer (default 30 s).
     :param connect_timeout: seconds (float) a connection attempt may take.
     :param max_frame_size: largest request or answer frame in bytes (default
         64 MiB, the stand-in broker's default); also the limit on one string or
         container of an answer, so that anything that fits a frame can be read.
     :param open: connect now (otherwise call :meth:`open`).
     :raises ConfigError: the host, port, a timeout or the frame size is malformed
-        (e.g. ``Resource('h', 2.5)``: the second argument is the port, pass ``timeout=``).
+        (e.g. ``Resource('h', 2.5)``: the second argument is the port, pass ``socket_timeout=``).
     :raises BrokerUnavailable: ``open`` is true and the broker cannot be reached.
 
     One thread at a time may use a Resource; threads share a :class:`~htcluster._pool.pool.Pool`.
@@ -119,18 +123,18 @@ class Resource(HqlService.Client, metaclass=_Methods):
     """
 
     def __init__(self, host: HostLike = "localhost", port: Optional[int] = None, *,
-                 timeout: float = DEFAULT_TIMEOUT, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+                 socket_timeout: float = DEFAULT_SOCKET_TIMEOUT, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
                  max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, open: bool = True) -> None:
         if port is not None:
             if isinstance(port, bool) or not isinstance(port, int):
                 raise ConfigError(f"the second argument of Resource is the port (upstream's ThriftClient(host, port) "
-                                  f"order), got {port!r}; pass a timeout as timeout=<seconds>")
+                                  f"order), got {port!r}; pass a timeout as socket_timeout=<seconds>")
             named = Host.parse(host, default_port=port)
             if named.port != port:
                 raise ConfigError(f"{host!r} names port {named.port} but port={port} was given; give the port once")
             host = named
         self.host = Host.parse(host)
-        self.timeout = seconds("timeout", timeout)
+        self.socket_timeout = seconds("socket_timeout", socket_timeout)
         self.connect_timeout = seconds("connect_timeout", connect_timeout)
         self.max_frame_size = byte_size("max_frame_size", max_frame_size, minimum=1024, maximum=HARD_MAX_FRAME_SIZE)
         #: The ``time.monotonic()`` deadline of the calls made now (set by :meth:`call`), or ``None``.
@@ -146,7 +150,7 @@ class Resource(HqlService.Client, metaclass=_Methods):
 
     def _attach(self) -> Connection:
         """Give this client a new, unconnected connection: nothing of an earlier one carries over."""
-        conn = Connection(self.host, self.timeout, self.connect_timeout, self.max_frame_size)
+        conn = Connection(self.host, self.socket_timeout, self.connect_timeout, self.max_frame_size)
         #: The :class:`~htcluster._io.connection.Connection` of this client (replaced when it reopens).
         self.connection = conn
         # the generated send_*/recv_* of HqlService.Client, for upstream code that calls them directly
@@ -160,7 +164,7 @@ class Resource(HqlService.Client, metaclass=_Methods):
         :param method: a broker method name.
         :param args: its arguments in IDL order (namespace id first where it takes one).
         :param kwargs: keyword arguments by IDL name, if any.
-        :param deadline: ``time.monotonic()`` time by which it must end (``None``: ``timeout`` from now).
+        :param deadline: ``time.monotonic()`` time by which it must end (``None``: ``socket_timeout`` from now).
         :returns: the broker's answer.
         :raises InvalidRequest: an argument cannot be encoded (nothing sent; the connection stays usable).
         :raises BrokerUnavailable: the connection failed (closed); ``BrokerProtocolError``: the reply
@@ -263,7 +267,7 @@ class Resource(HqlService.Client, metaclass=_Methods):
         :param method: a broker method name (:ref:`broker-methods`), e.g. ``'get_cell'``.
         :param namespace: a namespace name, opened once on this connection via :attr:`mns`.
         :param deadline: a ``time.monotonic()`` time by which the call (and the
-            namespace opening) must end, when earlier than ``timeout`` from now.
+            namespace opening) must end, when earlier than ``socket_timeout`` from now.
         :returns: the broker's answer.
         :raises AttributeError: ``method`` is not a broker method.
         :raises InvalidRequest: an argument cannot be encoded (nothing was sent).
@@ -445,7 +449,7 @@ def scan_cells(resource: Resource, ns: int, table: str, scan_spec: Optional[Scan
     :param scan_spec: what to read; ``None`` reads everything.
     :param batch: yield each batch as a list instead of the cells one by one.
     :param timeout: seconds each round trip (opening, each batch) may take;
-        ``None``: the connection's ``timeout``.
+        ``None``: the connection's ``socket_timeout``.
     :returns: a generator of :class:`~htcluster.types.Cell` (or of lists of them).
     :raises ClientException: e.g. the table does not exist.
     :raises BrokerUnavailable: the connection failed.

@@ -33,7 +33,7 @@ from typing import Optional
 
 from .. import events as ev
 from .._io.connection import fork_generation
-from .._io.resource import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, Resource
+from .._io.resource import DEFAULT_CONNECT_TIMEOUT, DEFAULT_SOCKET_TIMEOUT, Resource
 from .._policy.forks import renew_after_fork
 from .._policy.latency import LatencyWindow
 from .._validate import byte_size, optional_seconds, seconds
@@ -50,8 +50,9 @@ log = logging.getLogger("htcluster.pool")
 DEFAULT_SIZE = 5
 #: Connections opened beyond ``size`` under load, closed again when returned.
 DEFAULT_MAX_OVERFLOW = 10
-#: Seconds a checkout waits for a free connection before ``PoolTimeout``.
-DEFAULT_POOL_TIMEOUT = 30.0
+#: Seconds a checkout waits for a free connection before ``PoolTimeout``: long enough to ride out
+#: a burst, short enough that a pool too small for its load shows as an error, not as a stall.
+DEFAULT_POOL_TIMEOUT = 10.0
 
 _UNSET = object()
 
@@ -113,10 +114,10 @@ class ConnectionPool:
     :param size: connections kept open while idle (int, >= 0).
     :param max_overflow: connections opened beyond ``size`` when all are busy,
         closed when returned (int, >= 0).
-    :param timeout: seconds (float) a checkout waits for a free connection
-        (waiters are served first come, first served).
+    :param pool_timeout: seconds (float) a checkout waits for a free connection
+        (waiters are served first come, first served; default 10 s).
     :param socket_timeout: seconds (float) one call may take on its connection,
-        request and whole answer (``Resource`` ``timeout``).
+        request and whole answer (``Resource`` ``socket_timeout``; default 30 s).
     :param connect_timeout: seconds (float) a connection attempt may take.
     :param idle_ping: seconds (float) or ``None``; a connection idle longer
         than this is checked at checkout with a ``status()`` round trip that
@@ -132,7 +133,7 @@ class ConnectionPool:
     """
 
     def __init__(self, host: HostLike, size: int = DEFAULT_SIZE, max_overflow: int = DEFAULT_MAX_OVERFLOW,
-                 timeout: float = DEFAULT_POOL_TIMEOUT, *, socket_timeout: float = DEFAULT_TIMEOUT,
+                 pool_timeout: float = DEFAULT_POOL_TIMEOUT, *, socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, idle_ping: Optional[float] = None,
                  max_age: Optional[float] = None, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
                  listeners: Optional[ev.Listeners] = None) -> None:
@@ -144,7 +145,7 @@ class ConnectionPool:
         self.host = Host.parse(host)
         self.size = size
         self.max_overflow = max_overflow
-        self.timeout = seconds("timeout", timeout, allow_zero=True)
+        self.pool_timeout = seconds("pool_timeout", pool_timeout, allow_zero=True)
         self.socket_timeout = seconds("socket_timeout", socket_timeout)
         self.connect_timeout = seconds("connect_timeout", connect_timeout)
         self.idle_ping = optional_seconds("idle_ping", idle_ping, allow_zero=True)
@@ -222,26 +223,27 @@ class ConnectionPool:
 
     # -- acquire / release --------------------------------------------------
 
-    def acquire(self, deadline: Optional[float] = None, *, timeout: Optional[float] = None,
+    def acquire(self, deadline: Optional[float] = None, *, pool_timeout: Optional[float] = None,
                 fresh: bool = False, connect: bool = True) -> Lease:
         """Borrow a connection: an idle one (checked first), or a new one opened in a free slot.
 
         :param deadline: a ``time.monotonic()`` time by which waiting and connecting must end.
-        :param timeout: seconds to wait for a free slot (``None``: the pool's ``timeout``; 0: do not wait).
+        :param pool_timeout: seconds to wait for a free slot (``None``: the pool's ``pool_timeout``; 0: do not
+            wait).
         :param fresh: open a new connection rather than reuse an idle one (an idle one found is closed).
         :param connect: open a new connection here, blocking; False: a new connection is
             lent unopened (``lease.resource.is_open`` is False) for the caller to open, e.g.
             without blocking (``Connection.begin_connect``); if it fails, releasing the
             lease closes it and frees the slot.
         :returns: a :class:`Lease`; call ``release()`` on it exactly once (or use it in a ``with``).
-        :raises PoolTimeout: no slot became free within ``timeout`` seconds.
+        :raises PoolTimeout: no slot became free within ``pool_timeout`` seconds.
         :raises DeadlineExceeded: ``deadline`` passed while waiting or connecting.
         :raises BrokerUnavailable: a new connection could not be opened.
         :raises ClientResourceError: this process has no descriptor left for a new connection.
         """
         listeners = self.listeners
         started = time.monotonic() if listeners else 0.0
-        wait = self.timeout if timeout is None else seconds("timeout", timeout, allow_zero=True)
+        wait = self.pool_timeout if pool_timeout is None else seconds("pool_timeout", pool_timeout, allow_zero=True)
         lease = self._take(wait, fresh, deadline)
         try:
             if lease is not None:
@@ -310,7 +312,7 @@ class ConnectionPool:
         raise PoolTimeout(
             f"no connection to {self.host} became free within {wait:g} s "
             f"({in_use} in use = size {self.size} + max_overflow {self.max_overflow}); "
-            "raise size, max_overflow or timeout, or hold connections for less time",
+            "raise size, max_overflow or pool_timeout, or hold connections for less time",
             host=self.address)
 
     def _hand_over(self, lease: Optional[Lease], returning: Optional[Lease] = None, closed: bool = False) -> bool:
@@ -366,7 +368,7 @@ class ConnectionPool:
 
     def _connect(self, deadline: Optional[float], connect: bool = True) -> Lease:
         """Open a connection in a slot already taken; the slot is the caller's to give back on failure."""
-        r = Resource(self.host, timeout=self.socket_timeout, connect_timeout=self.connect_timeout,
+        r = Resource(self.host, socket_timeout=self.socket_timeout, connect_timeout=self.connect_timeout,
                      max_frame_size=self.max_frame_size, open=False)
         if connect:
             r.open(deadline)
@@ -421,19 +423,19 @@ class ConnectionPool:
             if self.listeners:
                 self.listeners.emit(ev.PoolCheckedIn(self.address))
 
-    def connection(self, timeout: Optional[float] = None) -> "Checkout":
+    def connection(self, pool_timeout: Optional[float] = None) -> "Checkout":
         """Check a connection out for a ``with`` block: ``with pool.connection() as r:``.
 
         The connection goes back to the pool when the block ends, or is closed
         if it failed in transport.  Its calls are reported to the pool's
         listeners while it is out.
 
-        :param timeout: seconds to wait for a free connection; ``None``: the pool's ``timeout``.
+        :param pool_timeout: seconds to wait for a free connection; ``None``: the pool's ``pool_timeout``.
         :returns: a context manager whose ``__enter__`` gives a :class:`~htcluster._io.resource.Resource`.
         :raises PoolTimeout: none became free in time.
         :raises BrokerUnavailable: a new connection could not be opened.
         """
-        return Checkout(self, timeout)
+        return Checkout(self, pool_timeout)
 
     def close(self) -> None:
         """Close the idle connections now; those lent out are closed when returned.
@@ -461,17 +463,17 @@ class ConnectionPool:
 class Checkout:
     """The context manager of :meth:`ConnectionPool.connection`: acquire on enter, release on exit."""
 
-    __slots__ = ("pool", "timeout", "lease")
+    __slots__ = ("pool", "pool_timeout", "lease")
 
-    def __init__(self, pool: ConnectionPool, timeout: Optional[float]) -> None:
+    def __init__(self, pool: ConnectionPool, pool_timeout: Optional[float]) -> None:
         self.pool = pool
-        self.timeout = timeout
+        self.pool_timeout = pool_timeout
         self.lease: Optional[Lease] = None
 
     def __enter__(self) -> Resource:
         if self.lease is not None:
             raise RuntimeError("this pool.connection() is already in use; call pool.connection() again")
-        self.lease = self.pool.acquire(timeout=self.timeout)
+        self.lease = self.pool.acquire(pool_timeout=self.pool_timeout)
         resource = self.lease.resource
         resource.listeners = self.pool.listeners  # its calls are reported while it is lent out
         return resource

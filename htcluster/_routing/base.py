@@ -20,7 +20,7 @@ from .._policy.budget import RetryBudget
 from .._policy.health import Backoff, Clock, HostHealth, Retry
 from .._policy.plans import Balancer, Plan, rank
 from .._wire import NAMESPACED_METHODS
-from ..errors import BroadcastError, ConfigError
+from ..errors import BroadcastError, ConfigError, InvalidRequest
 from ..events import Listeners
 from ..hosts import Host, HostLike, parse_hosts
 from ..types import BudgetStats, Errors, HealthStats, HostStats, PoolCounters, Results
@@ -213,8 +213,15 @@ class Routed(Mapping[str, Pool]):
 
     def namespace_for(self, method: str, namespace: Optional[str]) -> Optional[str]:
         """Return the namespace a call of ``method`` runs in: ``namespace``, else this object's default
-        when ``method`` takes a namespace id (``None`` for the others)."""
+        when ``method`` takes a namespace id (``None`` for the others).
+
+        :raises InvalidRequest: ``method`` takes a namespace and neither is set (nothing is sent).
+        """
         if namespace is None and method in NAMESPACED_METHODS:
+            if self.default_namespace is None:
+                raise InvalidRequest(f"{method} runs in a namespace: pass namespace='<name>' (its id on the "
+                                     "connection the call takes goes first), or give the routing object a "
+                                     "default namespace (namespace= option, or the path of its URL)", method=method)
             return self.default_namespace
         return namespace
 
@@ -223,7 +230,7 @@ class Routed(Mapping[str, Pool]):
 
         :raises ConfigError: neither is set.
         """
-        name = self.namespace_for("scanner_open", namespace)
+        name = namespace if namespace is not None else self.default_namespace
         if name is None:
             raise ConfigError("a scan needs a namespace: pass namespace='...' or give the routing object "
                               "a default namespace (namespace= option, or the path of its URL)")

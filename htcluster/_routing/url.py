@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import urllib.parse
-from typing import Any, Callable, Union
+from typing import Any, Callable, NamedTuple, Optional, Union
 
 from .._call.attempt import Pool
 from ..errors import ConfigError
@@ -20,7 +20,7 @@ from .replicas import Replicas
 from .resources import Resources
 from .shards import Shards
 
-__all__ = ["SCHEME", "STRATEGIES", "from_url"]
+__all__ = ["SCHEME", "STRATEGIES", "ParsedUrl", "from_url", "parse_url"]
 
 #: The URL scheme.
 SCHEME = "hypertable"
@@ -62,31 +62,20 @@ _CONVERT: dict[str, Callable[[str, str], Any]] = {
 _NOT_IN_URLS = frozenset({"clock", "rng", "listeners", "balancer", "retry_budget", "namespace"})
 
 
-def from_url(url: str, **options: Any) -> Union[Replicas, Resources, Shards, Pool]:
-    """Build the routing object that ``url`` describes.
+class ParsedUrl(NamedTuple):
+    """What a ``hypertable://`` URL says: the strategy, the hosts, the default namespace, the options."""
 
-    ``hypertable://HOST[:PORT][,HOST[:PORT]...][/NAMESPACE][?OPTION=VALUE&...]``
+    strategy: str
+    hosts: list[str]
+    namespace: Optional[str]
+    options: dict[str, Any]
 
-    * ``strategy``: ``replicas`` (the default: brokers in front of the same
-      data), ``resources``, ``shards`` (each host its own shard key, as in the
-      CLI) or ``pool`` (one host);
-    * the path, when present, is the default namespace of calls that take one
-      and name none (``namespace=`` option of the routing classes);
-    * every other parameter is a keyword option of the class, in its units
-      (seconds for durations: ``socket_timeout=5``, ``hedge=0.05``).
 
-    :param url: the URL.
-    :param options: keyword options that override the URL's (objects such as
-        ``listeners`` or ``clock``, which a URL cannot spell).
-    :returns: a :class:`~htcluster.Replicas`, :class:`~htcluster.Resources`,
-        :class:`~htcluster.Shards` or :class:`~htcluster.Pool`.
-    :raises ConfigError: another scheme, no host, an unknown strategy or option
-        (the message names the closest one), or a value the class refuses.
+def parse_url(url: str) -> ParsedUrl:
+    """Read ``url`` without building anything (see :func:`from_url` for the form).
 
-    Example::
-
-        replicas = htcluster.from_url("hypertable://ht1,ht2,ht3/logs?hedge=0.05&socket_timeout=5")
-        replicas.call("get_cells", "LogDb", ScanSpec(row_limit=10))   # in namespace logs
+    :returns: a :class:`ParsedUrl`; option values converted from text, not yet checked by a class.
+    :raises ConfigError: another scheme, no host, an unknown strategy or option, a value that is not a number.
     """
     if not isinstance(url, str):
         raise ConfigError(f"a URL must be a str, got {url!r}")
@@ -117,6 +106,36 @@ def from_url(url: str, **options: Any) -> Union[Replicas, Resources, Shards, Poo
             hint = f"; did you mean {close[0]}?" if close else f"; allowed: {', '.join(sorted(allowed))}"
             raise ConfigError(f"unknown URL option {name!r} in {url!r}{hint}")
         values[name] = _CONVERT.get(name, _number)(name, text)
+    return ParsedUrl(strategy, hosts, namespace, values)
+
+
+def from_url(url: str, **options: Any) -> Union[Replicas, Resources, Shards, Pool]:
+    """Build the routing object that ``url`` describes.
+
+    ``hypertable://HOST[:PORT][,HOST[:PORT]...][/NAMESPACE][?OPTION=VALUE&...]``
+
+    * ``strategy``: ``replicas`` (the default: brokers in front of the same
+      data), ``resources``, ``shards`` (each host its own shard key, as in the
+      CLI) or ``pool`` (one host);
+    * the path, when present, is the default namespace of calls that take one
+      and name none (``namespace=`` option of the routing classes);
+    * every other parameter is a keyword option of the class, in its units
+      (seconds for durations: ``socket_timeout=5``, ``hedge=0.05``).
+
+    :param url: the URL.
+    :param options: keyword options that override the URL's (objects such as
+        ``listeners`` or ``clock``, which a URL cannot spell).
+    :returns: a :class:`~htcluster.Replicas`, :class:`~htcluster.Resources`,
+        :class:`~htcluster.Shards` or :class:`~htcluster.Pool`.
+    :raises ConfigError: another scheme, no host, an unknown strategy or option
+        (the message names the closest one), or a value the class refuses.
+
+    Example::
+
+        replicas = htcluster.from_url("hypertable://ht1,ht2,ht3/logs?hedge=0.05&socket_timeout=5")
+        replicas.call("get_cells", "LogDb", ScanSpec(row_limit=10))   # in namespace logs
+    """
+    strategy, hosts, namespace, values = parse_url(url)
     values.update(options)
     if strategy == "pool":
         if len(hosts) != 1:

@@ -127,7 +127,7 @@ def status_command(hosts: list[Host], timeout: float) -> None:
     """Ping every host in parallel through a pool each; print up/down, latency, pool state; exit 1 if any is down."""
     from .. import Resources
 
-    with Resources(hosts, size=1, max_overflow=0, timeout=timeout, socket_timeout=timeout,
+    with Resources(hosts, size=1, max_overflow=0, pool_timeout=timeout, socket_timeout=timeout,
                    connect_timeout=timeout) as resources:
         statuses = check_hosts(resources, timeout=timeout)
     click.echo(format_status(statuses))

@@ -15,7 +15,7 @@ import click
 
 from ..errors import ConfigError
 from ..hosts import DEFAULT_PORT, Host, parse_hosts
-from .._io.resource import DEFAULT_CONNECT_TIMEOUT
+from .._io.resource import DEFAULT_CONNECT_TIMEOUT, DEFAULT_SOCKET_TIMEOUT
 from .output import HOSTS_ENV, explain
 from .weblog import GENERATED_LINES, open_log
 
@@ -25,9 +25,10 @@ __all__ = ["DEFAULT_CALL_TIMEOUT", "DEFAULT_HOSTS", "NAMESPACE_ENV", "Group", "f
 #: Environment variable holding the default ``--namespace``.
 NAMESPACE_ENV = "HYPERTABLE_NAMESPACE"
 DEFAULT_HOSTS = f"localhost:{DEFAULT_PORT}"
-#: Seconds one broker call of ``hql`` or ``load`` may wait for its answer (not the library's 300 s:
-#: at a terminal, a broker silent for a minute is hung).
-DEFAULT_CALL_TIMEOUT = 60.0
+#: Seconds one broker call of ``hql`` or ``load`` may wait for its answer: the library's socket timeout.
+DEFAULT_CALL_TIMEOUT = DEFAULT_SOCKET_TIMEOUT
+#: Environment variable holding the default ``--url``.
+URL_ENV = "HYPERTABLE_URL"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -69,7 +70,29 @@ def _hosts_default() -> str:
     return os.environ.get(HOSTS_ENV) or DEFAULT_HOSTS
 
 
+def _parse_url_option(ctx: click.Context, param: click.Parameter, value: "str | None") -> None:
+    """Keep the parsed ``--url`` in the context, where ``--hosts``, ``--namespace`` and the options read it."""
+    from .._routing.url import parse_url
+
+    if value:
+        try:
+            ctx.meta["htcluster.url"] = parse_url(value)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+def _url(ctx: "click.Context | None" = None) -> Any:
+    ctx = ctx or click.get_current_context(silent=True)
+    return None if ctx is None else ctx.meta.get("htcluster.url")
+
+
 def _parse_hosts_option(ctx: click.Context, param: click.Parameter, value: str) -> list[Host]:
+    url = _url(ctx)
+    if url is not None:
+        if value != _hosts_default():  # given on the command line (the source is not known yet here)
+            raise click.BadParameter("give --url or --hosts, not both (the URL names the hosts)", ctx=ctx,
+                                     param=param)
+        value = ",".join(url.hosts)
     try:
         return parse_hosts(value)
     except ConfigError as exc:
@@ -77,15 +100,29 @@ def _parse_hosts_option(ctx: click.Context, param: click.Parameter, value: str) 
 
 
 def hosts_option(f: F) -> F:
-    """Add ``--hosts`` (parsed into a list of :class:`~htcluster.hosts.Host`)."""
-    return click.option("--hosts", "hosts", default=_hosts_default, callback=_parse_hosts_option,
-                        show_default=f"${HOSTS_ENV} or {DEFAULT_HOSTS}",
-                        help="Comma-separated brokers, host[:port].")(f)
+    """Add ``--hosts`` (parsed into a list of :class:`~htcluster.hosts.Host`) and ``--url``.
+
+    ``--url hypertable://h1,h2/ns?opt=value`` (default ``$HYPERTABLE_URL``) names
+    the hosts instead, gives ``--namespace`` its default (the path) and the
+    routing object its options (:func:`htcluster.from_url`).
+    """
+    f = click.option("--hosts", "hosts", default=_hosts_default, callback=_parse_hosts_option,
+                     show_default=f"${HOSTS_ENV} or {DEFAULT_HOSTS}",
+                     help="Comma-separated brokers, host[:port].")(f)
+    return click.option("--url", envvar=URL_ENV, callback=_parse_url_option, expose_value=False, is_eager=True,
+                        show_envvar=True, metavar="URL",
+                        help="hypertable://host[:port],.../namespace?option=value: the brokers, the default "
+                             "namespace and routing options in one string (instead of --hosts).")(f)
 
 
 def namespace_option(default: str) -> Callable[[F], F]:
     """Add ``--namespace`` with ``$HYPERTABLE_NAMESPACE`` or ``default`` as its default."""
-    return click.option("--namespace", "-n", default=lambda: os.environ.get(NAMESPACE_ENV) or default,
+    def namespace_default() -> str:
+        url = _url()
+        return (url.namespace if url is not None and url.namespace else None) or \
+            os.environ.get(NAMESPACE_ENV) or default
+
+    return click.option("--namespace", "-n", default=namespace_default,
                         show_default=f"${NAMESPACE_ENV} or {default!r}", help="Namespace to work in.")
 
 
@@ -100,10 +137,15 @@ def pool_options(timeout: float) -> dict[str, Any]:
 
     :param timeout: ``--timeout``, seconds (float > 0).
     :returns: ``socket_timeout`` (the answer of one call), ``connect_timeout``
-        (at most the library's default) and ``timeout`` (a pool checkout), in seconds.
+        (at most the library's default) and ``pool_timeout`` (a pool checkout), in seconds;
+        with ``--url``, its options over these.
     """
-    return {"socket_timeout": timeout, "connect_timeout": min(timeout, DEFAULT_CONNECT_TIMEOUT),
-            "timeout": timeout}
+    options: dict[str, Any] = {"socket_timeout": timeout, "connect_timeout": min(timeout, DEFAULT_CONNECT_TIMEOUT),
+                               "pool_timeout": timeout}
+    url = _url()
+    if url is not None:  # the URL's own options win (they were written for these brokers)
+        options.update(url.options)
+    return options
 
 
 def input_options(f: F) -> F:

@@ -80,7 +80,7 @@ def check_hosts(hosts: Union[Iterable[HostLike], Mapping[str, "Pool"]],
     if isinstance(hosts, Mapping):
         pools = list(hosts.values())
     else:
-        pools = [Pool(Host.parse(h), size=1, max_overflow=0, timeout=timeout, socket_timeout=timeout,
+        pools = [Pool(Host.parse(h), size=1, max_overflow=0, pool_timeout=timeout, socket_timeout=timeout,
                       connect_timeout=timeout) for h in hosts]
     deadline = time.monotonic() + timeout
     attempts = [Attempt(pool, "status", (), None, deadline) for pool in pools]

@@ -59,7 +59,7 @@ class ThriftClient(Resource):
                 or not math.isfinite(timeout_ms) or timeout_ms <= 0:
             raise ConfigError(f"timeout_ms must be a positive number of milliseconds, got {timeout_ms!r}")
         self.timeout_ms = timeout_ms
-        super().__init__(Host.parse((host, port)), timeout=timeout_ms / 1000, open=bool(do_open))
+        super().__init__(Host.parse((host, port)), socket_timeout=timeout_ms / 1000, open=bool(do_open))
 
     def open(self, timeout_ms: Optional[float] = None) -> "ThriftClient":
         """Connect, unless connected (upstream's ``open(timeout_ms)``; the argument is accepted and unused,

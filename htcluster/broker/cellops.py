@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Callable, Iterable, Optional
 from thrift.Thrift import TApplicationException
 
 from .. import codes
-from .._thrift.ttypes import Cell, CellInterval, KeyFlag, MutateSpec, RowInterval, ScanSpec
+from .._thrift.ttypes import Cell, CellInterval, ClientException, KeyFlag, MutateSpec, RowInterval, ScanSpec
 from . import serialized
 from ._errors import client_error
 from .cells import array_to_write, cell_as_array, cell_to_write, to_write
 from .objects import Mutator, Scanner
 from .cell_filter import scan
 from .table_schema import TableSchema, parse_counter
-from .store import WriteCell
+from .store import StaleTable, WriteCell
 
 if TYPE_CHECKING:  # pragma: no cover
     from .objects import BrokerContext
@@ -45,7 +45,7 @@ class CellOperations:
 
     if TYPE_CHECKING:  # pragma: no cover
         def _new_id(self, bits: int) -> int: ...
-        def _table(self, ns: int, name: str) -> tuple[TableRow, TableSchema]: ...
+        def _table(self, ns: int, name: str, cached: bool = False) -> tuple[TableRow, TableSchema]: ...
         def _table_by_id(self, table_id: int) -> tuple[TableRow, TableSchema]: ...
 
     # ------------------------------------------------------------- reads
@@ -99,10 +99,37 @@ class CellOperations:
 
     # ------------------------------------------------------------ writes
 
+    def _write(self, ns: int, table_name: str, convert: Callable[[TableSchema], list[WriteCell]]) -> None:
+        """Write the cells ``convert(schema)`` returns, in one transaction, looking the table up in the cache first.
+
+        The write checks the cached lookup in its own transaction; when it no
+        longer holds (``StaleTable``: nothing was written), the table is looked
+        up again and the cells converted again with its current schema.  Cells
+        refused against a cached schema are checked again against a fresh one
+        before the refusal is answered.
+        """
+        try:
+            for cached in (True, False):
+                table, schema = self._table(ns, table_name, cached)
+                from_cache = self.store.has_check()
+                try:
+                    rows = _counted(convert(schema), schema)
+                except ClientException:
+                    if from_cache:  # perhaps refused by a schema changed since: ask again
+                        continue
+                    raise
+                try:
+                    self.store.write(table.id, rows)
+                    return
+                except StaleTable:
+                    if not from_cache:  # pragma: no cover - a fresh lookup carries no check
+                        raise
+        finally:
+            self.store.forget_check()
+
     def set_cells(self, ns: int, table_name: str, cells: list[Cell]) -> None:
         """Write ``cells`` and flush before returning (all or nothing)."""
-        table, schema = self._table(ns, table_name)
-        self.store.write(table.id, _counted([cell_to_write(c, schema) for c in cells or ()], schema))
+        self._write(ns, table_name, lambda schema: [cell_to_write(c, schema) for c in cells or ()])
 
     def set_cell(self, ns: int, table_name: str, cell: Cell) -> None:
         """Write one cell and flush."""
@@ -110,8 +137,7 @@ class CellOperations:
 
     def set_cells_as_arrays(self, ns: int, table_name: str, cells: list[CellAsArray]) -> None:
         """Write ``[row, cf, cq, value, ts, rev, flag]`` arrays (1-7 items each) and flush."""
-        table, schema = self._table(ns, table_name)
-        self.store.write(table.id, _counted([array_to_write(c, schema) for c in cells or ()], schema))
+        self._write(ns, table_name, lambda schema: [array_to_write(c, schema) for c in cells or ()])
 
     def set_cell_as_array(self, ns: int, table_name: str, cell: CellAsArray) -> None:
         """Write one array cell and flush."""
@@ -119,8 +145,7 @@ class CellOperations:
 
     def set_cells_serialized(self, ns: int, table_name: str, cells: bytes) -> None:
         """Write a serialized-cells buffer and flush (protocol.md appendix A)."""
-        table, schema = self._table(ns, table_name)
-        self.store.write(table.id, _counted([_from_parsed(c, schema) for c in serialized.decode(cells)[0]], schema))
+        self._write(ns, table_name, lambda schema: [_from_parsed(c, schema) for c in serialized.decode(cells)[0]])
 
     # ---------------------------------------------------------- scanners
 

@@ -25,15 +25,15 @@ from typing import Any, Callable, Optional
 
 from .. import codes
 from .._thrift import HqlService
-from .._thrift.ttypes import (Cell, HqlResult, HqlResult2, HqlResultAsArrays, NamespaceListing, ScanSpec, Schema,
-                              Status, TableSplit)
+from .._thrift.ttypes import (Cell, ClientException, HqlResult, HqlResult2, HqlResultAsArrays, NamespaceListing,
+                              ScanSpec, Schema, Status, TableSplit)
 from ._errors import ClientGone, client_error
 from .cellops import CellOperations
 from .cells import cell_as_array
 from .objects import BrokerContext, Mutator, Scanner, cell_size
 from .cell_filter import scan
 from .table_schema import TableSchema
-from .store import TableRow, join_path, split_path
+from .store import StaleTable, TableRow, join_path, split_path
 from .wire import DEFAULT_MAX_FRAME_SIZE
 
 __all__ = ["ALIASES", "Handler"]
@@ -175,13 +175,16 @@ class Handler(CellOperations):
         path = name.strip("/") if name.startswith("/") else join_path(base, name.rstrip("/"))
         return split_path(path)
 
-    def _table(self, ns: int, name: str) -> tuple[TableRow, TableSchema]:
+    def _table(self, ns: int, name: str, cached: bool = False) -> tuple[TableRow, TableSchema]:
         """Return the table and its schema.
 
+        :param cached: the lookup may come from the store's cache
+            (:meth:`~.store.CellStore.cached_table`): the caller's next write or
+            row fetch then raises ``StaleTable`` if it no longer holds.
         :raises ClientException: BAD_NAMESPACE_ID, TABLE_NOT_FOUND.
         """
         namespace, base = self._resolve(ns, name)
-        table = self.store.table(namespace, base)
+        table = self.store.cached_table(namespace, base) if cached else self.store.table(namespace, base)
         if table is None:
             raise client_error(codes.TABLE_NOT_FOUND, f"table '{join_path(namespace, base)}' does not exist")
         return table, parse_schema(table.schema)
@@ -330,7 +333,28 @@ class Handler(CellOperations):
             INVALID_OPERATION when the answer would pass ``max_answer_size`` bytes.
         :raises ClientGone: the client closed its connection meanwhile.
         """
-        table, schema = self._table(ns, table_name)
+        from_cache = [False]
+        try:
+            try:
+                return self._get_cells(ns, table_name, scan_spec, from_cache)
+            except StaleTable:  # the cached lookup no longer holds: nothing was read
+                pass
+            except ClientException:
+                if not from_cache[0]:
+                    raise
+                # refused against a cached schema that may have changed since: read again after a
+                # fresh lookup (a read changes nothing)
+            self.store.forget_check()
+            return self._get_cells(ns, table_name, scan_spec, None)
+        finally:
+            self.store.forget_check()
+
+    def _get_cells(self, ns: int, table_name: str, scan_spec: ScanSpec, from_cache: Optional[list[bool]]
+                   ) -> list[Cell]:
+        """``get_cells``; with ``from_cache``, the lookup may be cached and ``from_cache[0]`` says whether it was."""
+        table, schema = self._table(ns, table_name, from_cache is not None)
+        if from_cache is not None:
+            from_cache[0] = self.store.has_check()
         out: list[Cell] = []
         size, check_at, limit = 0, GONE_CHECK_BYTES, self.max_answer_size
         for found in scan(self.store, table.id, schema, scan_spec):

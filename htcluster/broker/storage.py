@@ -57,7 +57,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from .._thrift.ttypes import ClientException
 from .sqlitedb import BUSY_TIMEOUT
-from .store import Store, WriteCell
+from .store import StaleTable, Store, WriteCell
 from .storage_wire import (DEFAULT_LINGER, EXIT_BUSY, PROTOCOL, StoragePaths, recv_message, send_message,
                            storage_paths)
 
@@ -77,8 +77,21 @@ class StorageBusy(RuntimeError):
     """Another storage process holds the data file's lock (it serves the file, or is starting or ending)."""
 
 
-def _write(store: Store, table_id: int, cells: Sequence[Sequence[Any]]) -> None:
-    store.write(table_id, [WriteCell._make(c) for c in cells])
+def _write(store: Store, table_id: int, cells: Sequence[Sequence[Any]], expect: Optional[Sequence[Any]] = None
+           ) -> None:
+    store.write(table_id, [WriteCell._make(c) for c in cells], None if expect is None else _check(expect))
+
+
+def _fetch_rows(store: Store, table_id: int, start: str, start_inclusive: bool, end: Optional[str],
+                end_inclusive: bool, families: Optional[Sequence[int]], limit: int,
+                expect: Optional[Sequence[Any]] = None) -> list:
+    return store.fetch_rows(table_id, start, start_inclusive, end, end_inclusive, families, limit,
+                            None if expect is None else _check(expect))
+
+
+def _check(expect: Sequence[Any]) -> tuple[str, str, int, str]:
+    namespace, name, table_id, schema = expect
+    return str(namespace), str(name), int(table_id), str(schema)
 
 
 def _row(found: Optional[tuple]) -> Optional[tuple]:
@@ -99,7 +112,7 @@ REQUESTS: dict[str, Callable[..., Any]] = {
     "rename_table": lambda store, table_id, namespace, name: store.rename_table(table_id, namespace, name),
     "set_schema": lambda store, table_id, schema, dropped: store.set_schema(table_id, schema, dropped),
     "write": _write,
-    "fetch_rows": lambda store, *args: store.fetch_rows(*args),
+    "fetch_rows": _fetch_rows,
 }
 
 
@@ -245,6 +258,8 @@ class StorageServer:
             return "ok", run(self.store, *args)
         except ClientException as exc:
             return "error", exc.code, exc.message
+        except StaleTable as exc:  # a broker's cached lookup no longer holds: nothing was done
+            return "stale", str(exc)
         except (sqlite3.Error, TypeError, ValueError) as exc:
             log.error("%s failed: %s", method, exc)
             return "fail", f"{method}: {type(exc).__name__}: {exc}"

@@ -33,7 +33,7 @@ from .._thrift.ttypes import ClientException
 from ._errors import client_error
 from .sqlitedb import BUSY_TIMEOUT
 from .storage_wire import EXIT_BUSY, PROTOCOL, StoragePaths, recv_message, send_message, storage_paths
-from .store import CellStore, RawCell, TableRow, WriteCell
+from .store import CellStore, RawCell, StaleTable, TableCheck, TableRow, WriteCell
 
 __all__ = ["REQUEST_TIMEOUT", "START_TIMEOUT", "RemoteStore", "StorageProcess", "StorageUnavailable",
            "UnusableDataFile"]
@@ -165,6 +165,7 @@ class RemoteStore(CellStore):
         self._mutex = threading.Lock()
         self._socks: set[socket.socket] = set()
         self._closed = False
+        self._tables: dict[tuple[str, str], TableRow] = {}  # cached lookups, checked by the storage when used
 
     def open(self) -> "RemoteStore":
         """Reach the storage process now (starting one if needed), so that a broker fails at its start, not later.
@@ -240,6 +241,7 @@ class RemoteStore(CellStore):
         :param args: its arguments, as plain values.
         :raises ClientException: the store's own answer; REQUEST_TIMEOUT when the
             storage process did not answer (the message says whether a write may have been applied).
+        :raises StaleTable: the cached lookup the request carried no longer holds; nothing was done.
         """
         for attempt in (1, 2):
             try:
@@ -263,7 +265,43 @@ class RemoteStore(CellStore):
             return answer[1]
         if answer[0] == "error":
             raise ClientException(code=answer[1], message=answer[2])
+        if answer[0] == "stale":
+            self._forget_tables()
+            raise StaleTable(answer[1])
         raise client_error(codes.INVALID_OPERATION, f"{method}: the storage process failed: {answer[1]}")
+
+    def cached_table(self, namespace: str, name: str) -> Optional[TableRow]:
+        """Return the table ``name`` of ``namespace`` from this broker's cache, else as :meth:`table` does.
+
+        A cached answer costs no request: the calling thread's next :meth:`write`
+        or :meth:`fetch_rows` carries it, and the storage process checks it there
+        (in the same transaction for a write), raising :class:`~.store.StaleTable`
+        when the table was dropped, renamed or altered meanwhile.
+        """
+        with self._mutex:
+            found = self._tables.get((namespace, name))
+        if found is None:
+            self._local.expect = None
+            return self.table(namespace, name)
+        self._local.expect = (namespace, name, found.id, found.schema)
+        return found
+
+    def forget_check(self) -> None:
+        """Drop the check a :meth:`cached_table` answer left for the calling thread's next request."""
+        self._local.expect = None
+
+    def has_check(self) -> bool:
+        """Return whether the calling thread's last lookup came from the cache and is not checked yet."""
+        return getattr(self._local, "expect", None) is not None
+
+    def _take_check(self) -> Optional[TableCheck]:
+        expect: Optional[TableCheck] = getattr(self._local, "expect", None)
+        self._local.expect = None
+        return expect
+
+    def _forget_tables(self) -> None:
+        with self._mutex:
+            self._tables.clear()
 
     def namespace_id(self, path: str) -> Optional[int]:
         """See :meth:`.Store.namespace_id`."""
@@ -276,6 +314,7 @@ class RemoteStore(CellStore):
 
     def drop_namespace(self, path: str, if_exists: bool) -> None:
         """See :meth:`.Store.drop_namespace`."""
+        self._forget_tables()
         self.call("drop_namespace", path, bool(if_exists))
 
     def listing(self, path: str) -> list[tuple[str, bool]]:
@@ -287,9 +326,16 @@ class RemoteStore(CellStore):
         return list(self.call("table_names", namespace))
 
     def table(self, namespace: str, name: str) -> Optional[TableRow]:
-        """See :meth:`.Store.table`."""
+        """See :meth:`.Store.table` (asked of the storage process; the answer refreshes the cache)."""
+        self._local.expect = None  # a fresh answer: no earlier cached lookup is checked any more
         found = self.call("table", namespace, name)
-        return None if found is None else TableRow(*found)
+        row = None if found is None else TableRow(*found)
+        with self._mutex:
+            if row is None:
+                self._tables.pop((namespace, name), None)
+            else:
+                self._tables[(namespace, name)] = row
+        return row
 
     def table_by_id(self, table_id: int) -> Optional[TableRow]:
         """See :meth:`.Store.table_by_id`."""
@@ -298,31 +344,39 @@ class RemoteStore(CellStore):
 
     def create_table(self, namespace: str, name: str, schema: str) -> int:
         """See :meth:`.Store.create_table`."""
+        self._forget_tables()
         table_id: int = self.call("create_table", namespace, name, schema)
         return table_id
 
     def drop_table(self, table_id: int) -> None:
         """See :meth:`.Store.drop_table`."""
+        self._forget_tables()
         self.call("drop_table", table_id)
 
     def rename_table(self, table_id: int, namespace: str, new_name: str) -> None:
         """See :meth:`.Store.rename_table`."""
+        self._forget_tables()
         self.call("rename_table", table_id, namespace, new_name)
 
     def set_schema(self, table_id: int, schema: str, dropped_families: Sequence[int] = ()) -> None:
         """See :meth:`.Store.set_schema`."""
+        self._forget_tables()
         self.call("set_schema", table_id, schema, list(dropped_families))
 
-    def write(self, table_id: int, cells: Sequence[WriteCell]) -> None:
-        """See :meth:`.Store.write`: the cells are written in one transaction of the storage process."""
-        if cells:
-            self.call("write", table_id, [tuple(c) for c in cells])
+    def write(self, table_id: int, cells: Sequence[WriteCell], expect: Optional[TableCheck] = None) -> None:
+        """See :meth:`.Store.write`: one transaction of the storage process, which checks a cached lookup too."""
+        expect = expect or self._take_check()
+        if cells or expect is not None:
+            self.call("write", table_id, [tuple(c) for c in cells], *(() if expect is None else (expect,)))
 
     def fetch_rows(self, table_id: int, start: str, start_inclusive: bool, end: Optional[str],
-                   end_inclusive: bool, families: Optional[Sequence[int]], limit: int) -> list[RawCell]:
-        """See :meth:`.Store.fetch_rows`."""
+                   end_inclusive: bool, families: Optional[Sequence[int]], limit: int,
+                   expect: Optional[TableCheck] = None) -> list[RawCell]:
+        """See :meth:`.Store.fetch_rows`; the storage process checks a cached lookup first."""
+        expect = expect or self._take_check()
         rows: list[RawCell] = self.call("fetch_rows", table_id, start, start_inclusive, end, end_inclusive,
-                                        None if families is None else list(families), limit)
+                                        None if families is None else list(families), limit,
+                                        *(() if expect is None else (expect,)))
         return rows
 
 

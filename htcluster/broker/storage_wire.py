@@ -12,8 +12,10 @@ A message is a 4-byte big-endian length and a pickle that holds only
 ``None``, booleans, numbers, ``str``, ``bytes``, lists, tuples and dicts: the
 reader refuses every class (:func:`decode`), so a message can build nothing
 else.  A request is ``(method, args)``; an answer is ``("ok", result)``,
-``("error", code, message)`` (a ``ClientException`` to raise) or
-``("fail", text)`` (the storage could not run the request).
+``("error", code, message)`` (a ``ClientException`` to raise),
+``("stale", text)`` (the cached table lookup the request carried no longer
+holds; nothing was done) or ``("fail", text)`` (the storage could not run
+the request).
 """
 from __future__ import annotations
 

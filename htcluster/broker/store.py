@@ -42,7 +42,7 @@ from .._thrift.ttypes import ClientException
 from ._errors import client_error
 from .sqlitedb import BUSY_TIMEOUT, Database
 
-__all__ = ["CellStore", "RawCell", "Store", "TableRow", "WriteCell"]
+__all__ = ["CellStore", "RawCell", "StaleTable", "Store", "TableCheck", "TableRow", "WriteCell"]
 
 log = logging.getLogger("htcluster.broker")
 
@@ -129,6 +129,24 @@ class TableRow(NamedTuple):
     schema: str
 
 
+#: ``(namespace, name, table id, schema JSON)``: what a broker's cached table lookup assumed.
+TableCheck = tuple[str, str, int, str]
+
+
+class StaleTable(Exception):
+    """A cached table lookup no longer holds (the table was dropped, renamed or altered): nothing was done."""
+
+
+def _check_table(conn: sqlite3.Connection, expect: Optional[TableCheck]) -> None:
+    """Raise :class:`StaleTable` unless ``expect`` still names the same table with the same schema."""
+    if expect is None:
+        return
+    namespace, name, table_id, schema = expect
+    found = conn.execute("SELECT id, schema FROM tables WHERE namespace = ? AND name = ?", (namespace, name)).fetchone()
+    if found is None or found[0] != table_id or found[1] != schema:
+        raise StaleTable(f"table '{join_path(namespace, name)}' changed")
+
+
 def join_path(namespace: str, name: str) -> str:
     """Return ``namespace/name`` (just ``name`` at the root)."""
     return f"{namespace}/{name}" if namespace else name
@@ -177,6 +195,24 @@ class CellStore:
         """Return the table with numeric id ``table_id``, or ``None`` once it was dropped."""
         raise NotImplementedError
 
+    def cached_table(self, namespace: str, name: str) -> Optional[TableRow]:
+        """Return the table ``name`` of ``namespace``, or ``None``, perhaps from a cache.
+
+        A cached answer is checked by the calling thread's next :meth:`write` or
+        :meth:`fetch_rows`, which raises :class:`StaleTable` (having done nothing)
+        when it no longer holds; the caller then looks the table up again with
+        :meth:`table`.  Call :meth:`forget_check` when no such request follows.
+        This store has no cache: it answers :meth:`table`.
+        """
+        return self.table(namespace, name)
+
+    def forget_check(self) -> None:
+        """Drop the check a :meth:`cached_table` answer left for the calling thread's next request."""
+
+    def has_check(self) -> bool:
+        """Return whether the calling thread's last lookup came from a cache and is not checked yet."""
+        return False
+
     def create_table(self, namespace: str, name: str, schema: str) -> int:
         """Create a table and return its numeric id."""
         raise NotImplementedError
@@ -193,17 +229,22 @@ class CellStore:
         """Replace a table's schema JSON, then purge the cells of ``dropped_families``."""
         raise NotImplementedError
 
-    def write(self, table_id: int, cells: Sequence[WriteCell]) -> None:
-        """Store ``cells`` atomically, assigning revisions and missing timestamps."""
+    def write(self, table_id: int, cells: Sequence[WriteCell], expect: Optional[TableCheck] = None) -> None:
+        """Store ``cells`` atomically, assigning revisions and missing timestamps.
+
+        :param expect: a cached lookup to check in the same transaction (:class:`StaleTable`).
+        """
         raise NotImplementedError
 
     def fetch_rows(self, table_id: int, start: str, start_inclusive: bool, end: Optional[str],
-                   end_inclusive: bool, families: Optional[Sequence[int]], limit: int) -> list[RawCell]:
+                   end_inclusive: bool, families: Optional[Sequence[int]], limit: int,
+                   expect: Optional[TableCheck] = None) -> list[RawCell]:
         """Return at most ``limit`` stored cells from row ``start`` on, in key order (one query).
 
         :param end: last row, ``None`` for the end of the table.
         :param families: ids of the families to read (DELETE_ROW markers, family
             0, always come); ``None`` for every family.
+        :param expect: a cached lookup to check first (:class:`StaleTable`).
         """
         raise NotImplementedError
 
@@ -418,7 +459,7 @@ class Store(Database, CellStore):
 
     # ------------------------------------------------------------------ cells
 
-    def write(self, table_id: int, cells: Sequence[WriteCell]) -> None:
+    def write(self, table_id: int, cells: Sequence[WriteCell], expect: Optional[TableCheck] = None) -> None:
         """Store ``cells`` atomically, assigning revisions and missing timestamps.
 
         A revision is ``max(now in ns, last revision + 1)``, taken from the
@@ -426,13 +467,16 @@ class Store(Database, CellStore):
         strictly across all processes on this file.  An auto timestamp equals
         the revision (protocol.md 5.3).
 
+        :param expect: a cached lookup to check inside the same transaction.
+        :raises StaleTable: ``expect`` no longer holds; nothing was written.
         :raises ClientException: TABLE_NOT_FOUND (dropped meanwhile),
             RANGESERVER_REVISION_ORDER_ERROR (a supplied revision not above the
             last one), REQUEST_TIMEOUT (file locked too long).
         """
-        if not cells:
+        if not cells and expect is None:
             return
         with self.transaction() as c:
+            _check_table(c, expect)
             if not c.execute("SELECT 1 FROM tables WHERE id = ?", (table_id,)).fetchone():
                 raise client_error(codes.TABLE_NOT_FOUND, f"table id {table_id} was dropped")
             last = max(c.execute("SELECT last FROM clock WHERE id = 0").fetchone()[0], time.time_ns() - 1)
@@ -453,8 +497,10 @@ class Store(Database, CellStore):
             c.execute("UPDATE clock SET last = ? WHERE id = 0", (last,))
 
     def fetch_rows(self, table_id: int, start: str, start_inclusive: bool, end: Optional[str],
-                   end_inclusive: bool, families: Optional[Sequence[int]], limit: int) -> list[RawCell]:
+                   end_inclusive: bool, families: Optional[Sequence[int]], limit: int,
+                   expect: Optional[TableCheck] = None) -> list[RawCell]:
         """Return at most ``limit`` stored cells from row ``start`` on, in key order (one query)."""
+        _check_table(self.conn(), expect)
         hi = "" if end is None else (" AND row <= ?" if end_inclusive else " AND row < ?")
         in_families = "" if families is None else f" AND family IN (0{', ?' * len(families)})"
         tail = ([] if end is None else [end]) + list(families or ())

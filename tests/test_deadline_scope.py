@@ -44,3 +44,28 @@ def test_a_scope_bounds_calls_that_name_no_timeout(local_broker, fault_proxy_fac
         assert time.monotonic() - start < 10.0
     pool.close()
     replicas.close()
+
+
+def test_a_pool_pointed_at_an_http_server_fails_fast():
+    """Once blocked for more than 60 s (a 300 s default): an HTTP server waits for a request line that
+    never comes, so the socket timeout is what ends the call; it defaults to 30 s now, and it is kept."""
+    import http.server
+    import threading
+
+    from htcluster import BrokerUnavailable
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        address = f"127.0.0.1:{server.server_address[1]}"
+        assert Pool(address).socket_timeout == 30.0  # the library's default (was 300 s)
+        pool = Pool(address, socket_timeout=1.0)
+        start = time.monotonic()
+        with pytest.raises(BrokerUnavailable, match="timed out after 1 s"):
+            pool.call("status")
+        assert time.monotonic() - start < 15.0
+        pool.close()
+    finally:
+        server.shutdown()
+        server.server_close()

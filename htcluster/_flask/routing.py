@@ -26,6 +26,7 @@ from .._routing.replicas import Replicas
 from .._io.resource import Resource
 from .._routing.resources import Resources
 from .._routing.shards import Shards
+from .._routing.typed import NamespaceCalls
 from ..types import Cell, ScanSpec
 from .config import Settings
 from .stream import RowJson, row_to_json, stream_cells
@@ -239,8 +240,13 @@ class ExtensionState(AppState):
             raise errors[0]
 
 
-class BoundNamespace:
+class BoundNamespace(NamespaceCalls):
     """Broker calls with one namespace filled in, each routed by the app's strategy.
+
+    Every broker method that runs in a namespace is a typed method (generated
+    from the IDL: :class:`~htcluster._routing.typed.NamespaceCalls`), so an IDE
+    completes ``ht.namespace('logs').get_cells(...)`` and mypy checks it;
+    :meth:`call` stays for names given at run time.
 
     ``ht.namespace('logs').get_row('LogDb', 'r1')`` is
     ``get_row(<id of logs>, 'LogDb', 'r1')`` on a connection the strategy
@@ -250,9 +256,12 @@ class BoundNamespace:
     """
 
     def __init__(self, state: AppState, name: str, key: Optional[str] = None) -> None:
+        super().__init__(self._routed, name)
         self._state = state
-        self.name = name
         self.key = key
+
+    def _routed(self, method: str, *args: Any, namespace: Optional[str] = None) -> Any:
+        return self._state.route(method, args, namespace, self.key)
 
     def call(self, method: str, *args: Any) -> Any:
         """Call broker ``method`` (:ref:`broker-methods`) with the namespace id put before ``args``.

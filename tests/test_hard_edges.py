@@ -24,7 +24,7 @@ from htcluster import (BroadcastError, DeadlineExceeded, NoHostAvailable, Pool, 
                        Resources, events)
 from htcluster.types import Cell, Key
 
-SLOW = dict(socket_timeout=30.0, connect_timeout=10.0, timeout=30.0)
+SLOW = dict(socket_timeout=30.0, connect_timeout=10.0, pool_timeout=30.0)
 
 
 class Interrupt(BaseException):

@@ -355,6 +355,8 @@ class Routed(Mapping[str, Pool]):
         self.close()
 
     def __repr__(self) -> str:
+        if "router" not in vars(self):  # construction failed part way
+            return f"<{type(self).__name__} (not built)>"
         down = len(self.health.down())
         return f"<{type(self).__name__} {len(self)} hosts, {down} down: {', '.join(self._hosts)}>"
 

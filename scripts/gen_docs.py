@@ -32,6 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
+
+from htcluster.broker.handler import ALIASES as BROKER_ALIASES  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 IDL = ROOT / "htcluster" / "hypertable.thrift"
 OUT = ROOT / "docs" / "reference"
@@ -342,33 +345,8 @@ def parse(text: str) -> Idl:
 
 # ---------------------------------------------------------------------------------------------- what the IDL lacks
 
-#: The pre-0.9.5.4 names the broker still accepts, each forwarded to its canonical method.
-ALIASES: dict[str, str] = {
-    "create_namespace": "namespace_create", "open_namespace": "namespace_open",
-    "close_namespace": "namespace_close", "exists_namespace": "namespace_exists",
-    "drop_namespace": "namespace_drop", "get_listing": "namespace_get_listing",
-    "exists_table": "table_exists", "get_table_id": "table_get_id", "get_schema_str": "table_get_schema_str",
-    "get_schema_str_with_ids": "table_get_schema_str_with_ids", "get_schema": "table_get_schema",
-    "get_table_splits": "table_get_splits", "rename_table": "table_rename", "drop_table": "table_drop",
-    "open_scanner": "scanner_open", "next_cells": "scanner_get_cells",
-    "next_cells_as_arrays": "scanner_get_cells_as_arrays", "next_cells_serialized": "scanner_get_cells_serialized",
-    "next_row": "scanner_get_row", "next_row_as_arrays": "scanner_get_row_as_arrays",
-    "next_row_serialized": "scanner_get_row_serialized", "close_scanner": "scanner_close",
-    "open_future": "future_open", "get_future_result": "future_get_result",
-    "get_future_result_as_arrays": "future_get_result_as_arrays",
-    "get_future_result_serialized": "future_get_result_serialized", "cancel_future": "future_cancel",
-    "close_future": "future_close", "open_scanner_async": "async_scanner_open",
-    "cancel_scanner_async": "async_scanner_cancel", "close_scanner_async": "async_scanner_close",
-    "open_mutator": "mutator_open", "flush_mutator": "mutator_flush", "close_mutator": "mutator_close",
-    "open_mutator_async": "async_mutator_open", "set_cell_async": "async_mutator_set_cell",
-    "set_cell_as_array_async": "async_mutator_set_cell_as_array", "set_cells_async": "async_mutator_set_cells",
-    "set_cells_as_arrays_async": "async_mutator_set_cells_as_arrays",
-    "set_cells_serialized_async": "async_mutator_set_cells_serialized", "flush_mutator_async": "async_mutator_flush",
-    "cancel_mutator_async": "async_mutator_cancel", "close_mutator_async": "async_mutator_close",
-    "refresh_shared_mutator": "shared_mutator_refresh", "offer_cells": "shared_mutator_set_cells",
-    "offer_cell": "shared_mutator_set_cell", "offer_cells_as_arrays": "shared_mutator_set_cells_as_arrays",
-    "offer_cell_as_array": "shared_mutator_set_cell_as_array",
-}
+#: The pre-0.9.5.4 names the broker still accepts, each forwarded to its canonical method (the broker's table).
+ALIASES: dict[str, str] = dict(BROKER_ALIASES)
 
 _ARRAY = "Cells as arrays: each cell is ``[row, family, qualifier, value, timestamp]`` (strings)."
 _SERIALIZED = "The cells in one serialized buffer (little-endian records, see :ref:`cells-serialized`)."

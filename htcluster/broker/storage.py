@@ -414,8 +414,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     server = StorageServer(Path(args.data), args.busy_timeout, linger, args.owner_pid)
     if args.detach:
         return _detach(server)
+    return _run(server, sys.stdout.fileno())
+
+
+def _run(server: StorageServer, ready_fd: int, close_ready: bool = False) -> int:
+    """Start ``server`` (telling ``ready_fd``, closed after when ``close_ready``: its reader waits for the
+    end), serve it until a signal stops it; return the exit status."""
     signals = _Signals()
-    status = _start(server, sys.stdout.fileno())
+    status = _start(server, ready_fd)
+    if close_ready:
+        os.close(ready_fd)
     if status:
         return status
     try:
@@ -453,16 +461,7 @@ def _detach(server: StorageServer) -> int:
         os.dup2(null, 0)
         os.dup2(null, 1)  # whoever waits for the launcher's output must see its end
         os.close(null)
-        signals = _Signals()
-        status = _start(server, write_fd)
-        os.close(write_fd)
-        if status:
-            return status
-        try:
-            server.serve_until_stopped(signals.read_fd, lambda: signals.received > 0)
-        finally:
-            server.stop()
-        return 0
+        return _run(server, write_fd, close_ready=True)
     os.close(write_fd)
     chunks = []
     while True:

@@ -1,7 +1,8 @@
 """Regenerate ``htcluster/_thrift`` from ``htcluster/hypertable.thrift``.
 
 Needs the Apache Thrift compiler (Debian/Ubuntu: ``apt-get install
-thrift-compiler``).  The generated package is committed, so users never need
+thrift-compiler``).  Then it rewrites ``htcluster/_routing/typed.py``, the
+typed broker methods of routed calls (``scripts/gen_typed.py``).  The generated package is committed, so users never need
 the compiler; run this only after editing the IDL::
 
     python scripts/gen_thrift.py
@@ -37,7 +38,10 @@ def main() -> int:
     init = TARGET / "__init__.py"
     init.write_text(HEADER + init.read_text())
     print(f"regenerated {TARGET.relative_to(ROOT)}")
-    return 0
+    # the typed surface of routed calls comes from the same IDL (no compiler needed for it)
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import gen_typed
+    return gen_typed.main([])
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 Needs the Apache Thrift compiler (Debian/Ubuntu: ``apt-get install
 thrift-compiler``).  Then it rewrites ``htcluster/_routing/typed.py``, the
-typed broker methods of routed calls (``scripts/gen_typed.py``).  The generated package is committed, so users never need
-the compiler; run this only after editing the IDL::
+typed broker methods of routed calls (``scripts/gen_typed.py``).  The
+generated package is committed, so users never need the compiler; run this
+only after editing the IDL::
 
     python scripts/gen_thrift.py
 """

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import traceback
 import threading
 import time
 from typing import Iterator
@@ -158,14 +159,16 @@ def test_interrupts_at_random_points_of_routed_calls_keep_every_pool_consistent(
     interrupted = 0
     for i in range(80):
         op = operations[i % len(operations)]
+        where = ""
         try:
             with interrupt_after(0.0002 * (1 + i % 13)):
                 op()
         except Interrupt:
             interrupted += 1
+            where = traceback.format_exc()
         for pool in rs.values():
+            assert pool.in_use == 0, where  # the interrupt's traceback says where a slot was lost
             consistent(pool)
-            assert pool.in_use == 0
     assert interrupted > 0
     assert rs.call("status", timeout=10.0) is not None and rs.health.down() == {}
     rs.close()

@@ -81,7 +81,7 @@ class Lease:
     and releases it at the end.
     """
 
-    __slots__ = ("pool", "resource", "reused", "fork", "generation", "created", "returned", "out")
+    __slots__ = ("pool", "resource", "reused", "fork", "generation", "created", "returned", "out", "counted")
 
     def __init__(self, pool: "ConnectionPool", resource: Resource, generation: int) -> None:
         self.pool = pool
@@ -91,6 +91,7 @@ class Lease:
         self.generation = generation
         self.created = self.returned = time.monotonic()
         self.out = False  # lent out right now
+        self.counted = False  # counted in the pool's "opened" (and not yet in its "closed")
 
     def release(self) -> None:
         """Give the connection back: kept idle when it is in step, else closed; idempotent."""
@@ -244,18 +245,24 @@ class ConnectionPool:
         listeners = self.listeners
         started = time.monotonic() if listeners else 0.0
         wait = self.pool_timeout if pool_timeout is None else seconds("pool_timeout", pool_timeout, allow_zero=True)
-        lease = self._take(wait, fresh, deadline)
+        # The slot taken, and what is in it, live in ``slot`` (a list, so that a step cut by an
+        # interrupt between a call and an assignment cannot lose it): the except path gives it back.
+        slot: list[Optional[Lease]] = []
         try:
+            self._take(wait, fresh, deadline, slot)
+            lease = slot[0]
             if lease is not None:
                 why = "a fresh one was asked for" if fresh else self._unusable(lease)
                 if why is not None:
                     if not fresh:
                         log.info("replacing a connection to %s idle for %.1f s: %s",
                                  self.host, time.monotonic() - lease.returned, why)
-                    old, lease = lease, None
-                    self._close(old, replaced=not fresh, reason=why)
+                    self._close(lease, replaced=not fresh, reason=why)  # (idempotent: counted once)
+                    slot[0] = lease = None
             if lease is None:
                 lease = self._connect(deadline, connect)
+                slot[0] = lease
+                self._opened_one(lease)
             else:
                 lease.reused = True
             lease.out = True
@@ -263,23 +270,31 @@ class ConnectionPool:
                 listeners.emit(ev.PoolCheckedOut(self.address, time.monotonic() - started))
             return lease
         except BaseException:
-            if lease is not None and lease.out:  # handed out, then a listener raised
-                lease.release()
-            else:
-                if lease is not None:  # an idle connection whose check was interrupted
-                    self._close(lease)
-                self._hand_over(None)
+            if slot:
+                held = slot[0]
+                if held is not None and held.out:  # handed out, then a listener raised
+                    held.release()
+                else:
+                    if held is not None:  # an idle connection whose check was interrupted, or a new one
+                        self._close(held)
+                    self._hand_over(None)
             raise
 
-    def _take(self, wait: float, fresh: bool, deadline: Optional[float]) -> Optional[Lease]:
-        """Take a slot (an idle lease, or ``None``: permission to connect), waiting in line for one."""
+    def _take(self, wait: float, fresh: bool, deadline: Optional[float], slot: list[Optional[Lease]]) -> None:
+        """Take a slot into ``slot`` (an idle lease, or ``None``: permission to connect), waiting in line."""
         with self._lock:
-            if self._stack and not self._waiters:
-                lease = self._stack.popleft() if fresh and self._stack[0] is None else self._stack.pop()
+            stack = self._stack
+            if stack and not self._waiters:
+                # Subscripts, not pop(): a signal handler runs only at calls and loops, so this
+                # step cannot be interrupted half done (a slot taken but not counted).
+                at = 0 if fresh and stack[0] is None else -1
+                lease = stack[at]
+                del stack[at]
                 self._in_use += 1
                 if lease is not None:
                     self._idle -= 1
-                return lease
+                slot.append(lease)  # the last step: an interrupt after it leaves the slot with the caller
+                return
             waiter = _Waiter()
             self._waiters.append(waiter)
         now = time.monotonic()
@@ -287,20 +302,21 @@ class ConnectionPool:
         if deadline is not None and deadline < end:
             end, by_deadline = deadline, True
         try:
-            got = waiter.gate.acquire(timeout=max(0.0, end - now))
+            if waiter.gate.acquire(timeout=max(0.0, end - now)):
+                slot.append(waiter.item)  # type: ignore[arg-type]
+                return
         except BaseException:  # interrupted while waiting (KeyboardInterrupt ...): leave the line first
             with self._lock:
                 item = waiter.item
                 if item is _UNSET:
                     self._waiters.remove(waiter)
-            if item is not _UNSET:  # a slot was handed over meanwhile: pass it on
+            if item is not _UNSET and not slot:  # a slot was handed over meanwhile: pass it on
                 self._hand_over(item)  # type: ignore[arg-type]
             raise
-        if got:
-            return waiter.item  # type: ignore[return-value]
         with self._lock:
             if waiter.item is not _UNSET:  # handed over just as the wait ended: take it
-                return waiter.item  # type: ignore[return-value]
+                slot.append(waiter.item)  # type: ignore[arg-type]
+                return
             self._waiters.remove(waiter)
             self._timeouts += 1
             in_use = self._in_use
@@ -326,25 +342,28 @@ class ConnectionPool:
         :returns: False when ``lease`` was not taken (no waiter, and ``size`` connections
             are idle already): the caller closes it and hands over an empty slot instead.
         """
+        now = time.monotonic()  # before the lock: the locked steps below make no call until the last
         with self._lock:
             if lease is not None and not self._waiters and self._idle >= self.size:
                 return False
             if returning is not None:
                 returning.out = False
-            if closed:
-                self._closed += 1
+                if closed and returning.counted:
+                    returning.counted = False
+                    self._closed += 1
             if self._waiters:
-                waiter = self._waiters.popleft()
+                waiter = self._waiters[0]
                 waiter.item = lease
-                waiter.gate.release()
+                del self._waiters[0]
+                waiter.gate.release()  # (interrupted before this: the waiter takes the item when its wait ends)
                 return True
-            if lease is None:
-                self._stack.appendleft(None)
-            else:
-                lease.returned = time.monotonic()
-                self._stack.append(lease)
-                self._idle += 1
             self._in_use -= 1
+            if lease is None:
+                self._stack.appendleft(None)  # the last step: a signal may only land after it
+            else:
+                lease.returned = now
+                self._idle += 1
+                self._stack.append(lease)
             return True
 
     def _unusable(self, lease: Lease) -> Optional[str]:
@@ -372,22 +391,24 @@ class ConnectionPool:
                      max_frame_size=self.max_frame_size, open=False)
         if connect:
             r.open(deadline)
-        lease = Lease(self, r, self._generation)
+        return Lease(self, r, self._generation)
+
+    def _opened_one(self, lease: Lease) -> None:
+        """Count a connection opened for ``lease`` (once) and report it; the caller's except path closes it."""
         with self._lock:
-            self._opened += 1
+            if not lease.counted:
+                self._opened += 1
+                lease.counted = True
         if self.listeners:
-            try:
-                self.listeners.emit(ev.ConnectionOpened(self.address))
-            except BaseException:
-                self._close(lease)
-                raise
-        return lease
+            self.listeners.emit(ev.ConnectionOpened(self.address))
 
     def _close(self, lease: Lease, replaced: bool = False, reason: str = "interrupted") -> None:
-        """Close a connection counted as open; its slot stays with the caller."""
+        """Close a connection; count it closed if it was counted open (once); its slot stays with the caller."""
         with self._lock:
-            self._closed += 1
-            self._replaced += replaced
+            if lease.counted:
+                lease.counted = False
+                self._closed += 1
+                self._replaced += replaced
         lease.resource.close()
         if self.listeners:
             self.listeners.emit(ev.ConnectionReplaced(self.address, reason) if replaced
@@ -447,7 +468,10 @@ class ConnectionPool:
             self._stack = deque([None] * len(self._stack))
             self._idle = 0
             self._generation += 1
-            self._closed += len(leases)
+            for lease in leases:
+                if lease.counted:
+                    lease.counted = False
+                    self._closed += 1
         for lease in leases:
             lease.resource.close()
             if self.listeners:

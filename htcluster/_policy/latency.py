@@ -6,28 +6,15 @@ by nearest rank, the figures each host shows in ``stats()``.
 from __future__ import annotations
 
 import math
-import os
 import threading
-import weakref
 from collections import deque
 from typing import Optional
 
 from ..errors import ConfigError
+from .forks import renew_after_fork
 from ..types import Latency
 
 __all__ = ["DEFAULT_WINDOW", "LatencyWindow"]
-
-_windows: "weakref.WeakSet[LatencyWindow]" = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    """A child gets fresh locks, in case a thread of the parent held one at fork time."""
-    for window in list(_windows):
-        window._lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 #: Samples a :class:`LatencyWindow` keeps.
@@ -51,9 +38,13 @@ class LatencyWindow:
             raise ConfigError(f"LatencyWindow size must be an int >= 1 (samples kept), got {size!r}")
         self._samples: deque[float] = deque(maxlen=size)
         self._lock = threading.Lock()
-        _windows.add(self)
+        renew_after_fork(self)
         #: Samples recorded since creation, also those that fell out of the window.
         self.total = 0
+
+    def after_fork(self) -> None:
+        """A forked child gets a fresh lock, in case a thread of the parent held it at the fork."""
+        self._lock = threading.Lock()
 
     @property
     def size(self) -> int:

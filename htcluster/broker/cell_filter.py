@@ -1,4 +1,4 @@
-"""Reading cells: a ``ScanSpec`` applied to the store (protocol.md 5.2 and 5.3).
+"""Reading cells: a ``ScanSpec`` applied to the store (:ref:`broker-types`).
 
 The store yields the stored cells of each row of an interval in key order;
 this module applies, per row: delete markers (a marker with timestamp T hides
@@ -18,7 +18,7 @@ it (all of them with ``and_column_predicates``).
 ``return_deletes`` adds the delete markers (``key.flag`` 0..3, an empty
 family for DELETE_ROW) to the result; the cells they delete stay hidden, as
 upstream's ``MergeScannerAccessGroup`` applies deletes to inserts whatever the
-flag (protocol.md 5.2 "also returns").  A marker is returned when its family
+flag (:ref:`broker-types` "also returns").  A marker is returned when its family
 is selected and it lies in the interval, at or after ``start_time`` and within
 the family's TTL; ``end_time``, versions, qualifier selection, value regexp
 and column predicates filter only inserts (upstream returns a delete "even if

@@ -4,7 +4,7 @@ One-shot writes (``set_cell*``) are validated as a whole and written in one
 transaction before they return; mutators buffer until ``mutator_flush``,
 ``mutator_close``, their flush interval, or the end of the connection;
 shared mutators are broker-wide and flushed every ``MutateSpec.flush_interval``
-milliseconds (protocol.md 5.1, 5.3).
+milliseconds (:ref:`broker-methods`, 5.3).
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ class CellOperations:
     # ------------------------------------------------------------- reads
 
     def get_cells(self, ns: int, table_name: str, scan_spec: ScanSpec) -> list[Cell]:
-        """Return every cell ``scan_spec`` selects, all versions unless limited (protocol.md 5.2)."""
+        """Return every cell ``scan_spec`` selects, all versions unless limited (:ref:`broker-types`)."""
         table, schema = self._table(ns, table_name)
         return list(scan(self.store, table.id, schema, scan_spec))
 
@@ -77,7 +77,7 @@ class CellOperations:
         """Return the newest value of ``row``/``column`` ('cf' or 'cf:q'), ``b''`` when there is none.
 
         An empty row fails outside the declared exceptions, as a
-        ``TApplicationException`` (protocol.md 1.1).
+        ``TApplicationException`` (:ref:`calling-methods`).
         """
         if not row:
             raise TApplicationException(TApplicationException.UNKNOWN, f"{codes.text(codes.BAD_KEY)} - empty row")
@@ -90,7 +90,7 @@ class CellOperations:
         return (cells[0].value or b"") if cells else b""
 
     def get_cells_serialized(self, ns: int, name: str, scan_spec: ScanSpec) -> bytes:
-        """``get_cells`` as one serialized-cells buffer (protocol.md appendix A)."""
+        """``get_cells`` as one serialized-cells buffer (:ref:`cells-serialized`)."""
         return serialized.encode(self.get_cells(ns, name, scan_spec), finished=True)
 
     def get_row_serialized(self, ns: int, table_name: str, row: str) -> bytes:
@@ -144,13 +144,13 @@ class CellOperations:
         self.set_cells_as_arrays(ns, table_name, [cell])
 
     def set_cells_serialized(self, ns: int, table_name: str, cells: bytes) -> None:
-        """Write a serialized-cells buffer and flush (protocol.md appendix A)."""
+        """Write a serialized-cells buffer and flush (:ref:`cells-serialized`)."""
         self._write(ns, table_name, lambda schema: [_from_parsed(c, schema) for c in serialized.decode(cells)[0]])
 
     # ---------------------------------------------------------- scanners
 
     def scanner_open(self, ns: int, table_name: str, scan_spec: ScanSpec) -> int:
-        """Open a scanner; errors of the scan itself come with the first fetch (protocol.md 5.2)."""
+        """Open a scanner; errors of the scan itself come with the first fetch (:ref:`broker-types`)."""
         table, schema = self._table(ns, table_name)
         cells = scan(self.store, table.id, schema, scan_spec)
         sid = self._new_id(62)
@@ -248,7 +248,7 @@ class CellOperations:
         self._mutator(mutator).flush()
 
     def mutator_close(self, mutator: int) -> None:
-        """Flush, then close; if the flush fails the mutator stays open (protocol.md 5.1)."""
+        """Flush, then close; if the flush fails the mutator stays open (:ref:`broker-methods`)."""
         found = self._mutator(mutator)
         found.flush()
         self.context.flusher.discard(found)
@@ -296,7 +296,7 @@ def _counted(cells: list[WriteCell], schema: TableSchema) -> list[WriteCell]:
     """Return ``cells`` once every insert into a COUNTER family holds a counter write.
 
     :raises ClientException: INVALID_ARGUMENT naming the row, family and value
-        (protocol.md names no code for it; the stand-in's choice), before
+        (the protocol names no code for it; the stand-in's choice), before
         anything is written or buffered.
     """
     if schema.counter_ids:

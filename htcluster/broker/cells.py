@@ -1,10 +1,10 @@
 """Conversion of cells between the wire (``Cell``, ``CellAsArray``) and the store.
 
-Input rules are protocol.md 5.3: a missing timestamp means "assigned by the
+Input rules are :ref:`cell-flags`: a missing timestamp means "assigned by the
 server", an empty row or an unknown column family is BAD_KEY, deletes need
 what their flag needs.  A NUL byte inside a row key, family or qualifier is
 BAD_KEY naming its byte offset: upstream keys are C strings, which would cut
-the key there and store another one (issue 10).  Output rules are protocol.md 5.2: the qualifier is
+the key there and store another one (issue 10).  Output rules are :ref:`broker-types`: the qualifier is
 ``''`` when empty, the value ``None`` when empty, timestamp and revision are
 always set.
 """
@@ -87,7 +87,7 @@ def to_write(schema: TableSchema, row: Optional[str], family: Optional[str], qua
 
 
 def cell_to_write(cell: Cell, schema: TableSchema) -> WriteCell:
-    """Convert a Thrift ``Cell`` (only fields present count; protocol.md 5.3)."""
+    """Convert a Thrift ``Cell`` (only fields present count; :ref:`cell-flags`)."""
     key = cell.key if cell is not None else None
     if key is None:
         raise client_error(codes.BAD_KEY, "a cell has no key")
@@ -113,7 +113,7 @@ def _number(text: str, what: str) -> int:
 
 
 def array_to_write(array: Sequence[str], schema: TableSchema) -> WriteCell:
-    """Convert a ``CellAsArray`` ``[row, cf, cq, value, ts, rev, flag]`` (1-7 items; protocol.md 5.3).
+    """Convert a ``CellAsArray`` ``[row, cf, cq, value, ts, rev, flag]`` (1-7 items; :ref:`cell-flags`).
 
     With 4 items or fewer the timestamp is automatic; a revision of 0 means
     "assigned by the server".
@@ -131,7 +131,7 @@ def array_to_write(array: Sequence[str], schema: TableSchema) -> WriteCell:
 
 def make_cell(row: str, family: str, qualifier: str, ts: int, rev: int, flag: int,
               value: Optional[bytes]) -> Cell:
-    """Build an output ``Cell`` (protocol.md 5.2: empty value -> ``None``).
+    """Build an output ``Cell`` (:ref:`broker-types`: empty value -> ``None``).
 
     :param ts: timestamp in nanoseconds since the epoch.
     :param flag: the ``KeyFlag`` value.
@@ -141,7 +141,7 @@ def make_cell(row: str, family: str, qualifier: str, ts: int, rev: int, flag: in
 
 
 def cell_as_array(cell: Cell) -> list[str]:
-    """Return ``[row, cf, qualifier, value, timestamp]``, all strings (protocol.md 5.2)."""
+    """Return ``[row, cf, qualifier, value, timestamp]``, all strings (:ref:`broker-types`)."""
     key = cell.key
     value = cell.value
     if isinstance(value, (bytes, bytearray)):

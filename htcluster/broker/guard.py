@@ -6,7 +6,7 @@ broker then sees an empty string or zero; a Python handler would fail inside
 answer an opaque "Internal error".  :class:`ArgumentGuard` stands between the
 processor and the :class:`~htcluster.broker.handler.Handler` and answers
 ``ClientException(INVALID_ARGUMENT)`` naming the method and the argument
-instead (INVALID_ARGUMENT, 56, protocol.md section 4 "Other codes").
+instead (INVALID_ARGUMENT, 56, :ref:`error-codes` "Other codes").
 
 An argument is required when the handler method gives it no default, except
 the ones in :data:`MAY_BE_ABSENT`, which have a meaning when absent.

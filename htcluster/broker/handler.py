@@ -1,9 +1,9 @@
 """The ``HqlService`` of the stand-in broker, one ``Handler`` per client connection.
 
-Ids of namespaces, scanners and mutators belong to the connection (protocol.md
+Ids of namespaces, scanners and mutators belong to the connection (:ref:`broker-methods`
 5.1, "per-connection is simpler but stricter"); :meth:`Handler.close` flushes
 the connection's mutators and forgets its ids.  Namespace and table methods
-live here, cell methods in :mod:`.cellops`.  The 48 legacy aliases (protocol.md
+live here, cell methods in :mod:`.cellops`.  The 48 legacy aliases (:ref:`broker-methods`
 2) forward to their canonical methods; every other method of the IDL that the
 stand-in lacks answers ``ClientException(NOT_IMPLEMENTED)`` naming it.
 
@@ -40,7 +40,7 @@ __all__ = ["ALIASES", "Handler"]
 
 log = logging.getLogger("htcluster.broker")
 
-#: Legacy name -> canonical name (protocol.md 2.1-2.9).
+#: Legacy name -> canonical name (:ref:`broker-methods`).
 ALIASES = {
     "create_namespace": "namespace_create", "open_namespace": "namespace_open",
     "close_namespace": "namespace_close", "exists_namespace": "namespace_exists",
@@ -99,7 +99,7 @@ class Handler(CellOperations):
     """The service one client connection talks to.
 
     Every method answers failures as ``ClientException(code, "<text> - <detail>")``
-    with the codes of protocol.md section 4: an unknown id is
+    with the codes of :ref:`error-codes`: an unknown id is
     THRIFTBROKER_BAD_{NAMESPACE,SCANNER,MUTATOR}_ID, a missing table
     TABLE_NOT_FOUND, a bad cell BAD_KEY, a bad ScanSpec BAD_SCAN_SPEC; the
     per-cause list is the table in ``tests/test_broker_errors.py``.
@@ -123,7 +123,7 @@ class Handler(CellOperations):
         self._mutators: dict[int, Mutator] = {}
 
     def close(self) -> None:
-        """Flush this connection's mutators and release all its ids (protocol.md 5.1)."""
+        """Flush this connection's mutators and release all its ids (:ref:`broker-methods`)."""
         for mid, mutator in list(self._mutators.items()):
             self.context.flusher.discard(mutator)
             try:
@@ -209,7 +209,7 @@ class Handler(CellOperations):
         return self.store.namespace_id(_path(ns)) is not None
 
     def namespace_open(self, ns: str) -> int:
-        """Return a new random non-zero 32-bit id for namespace ``ns`` (protocol.md 5.1).
+        """Return a new random non-zero 32-bit id for namespace ``ns`` (:ref:`broker-methods`).
 
         ``''`` and ``'/'`` name the root; an absent name (``None``) is refused
         rather than taken for the root.
@@ -247,7 +247,7 @@ class Handler(CellOperations):
     # ------------------------------------------------------------- tables
 
     def table_create(self, ns: int, table_name: str, schema: Schema) -> None:
-        """Create a table from a Thrift ``Schema`` (protocol.md 5.4)."""
+        """Create a table from a Thrift ``Schema`` (:ref:`hql`)."""
         namespace, base = self._resolve(ns, table_name)
         if not base or base.startswith("^"):
             raise client_error(codes.SYNTAX_ERROR, f"bad table name {table_name!r}: it must be non-empty "
@@ -276,7 +276,7 @@ class Handler(CellOperations):
         return f"{self.store.namespace_id(table.namespace)}/{table.id}"
 
     def table_get_schema_str(self, ns: int, table_name: str) -> str:
-        """Return the schema as XML (protocol.md 5.4)."""
+        """Return the schema as XML (:ref:`hql`)."""
         return self._table(ns, table_name)[1].to_xml()
 
     def table_get_schema_str_with_ids(self, ns: int, table_name: str) -> str:
@@ -327,7 +327,7 @@ class Handler(CellOperations):
     # ------------------------------------------------------------- reads
 
     def get_cells(self, ns: int, table_name: str, scan_spec: ScanSpec) -> list[Cell]:
-        """Return every cell ``scan_spec`` selects, all versions unless limited (protocol.md 5.2).
+        """Return every cell ``scan_spec`` selects, all versions unless limited (:ref:`broker-types`).
 
         :raises ClientException: the scan's errors (see :func:`.cell_filter.scan`);
             INVALID_OPERATION when the answer would pass ``max_answer_size`` bytes.
@@ -374,7 +374,7 @@ class Handler(CellOperations):
     # --------------------------------------------------------------- HQL
 
     def hql_exec(self, ns: int, command: str, noflush: bool = False, unbuffered: bool = False) -> HqlResult:
-        """Run one HQL statement in namespace ``ns`` (protocol.md 5.4; :func:`.hql_run.execute`)."""
+        """Run one HQL statement in namespace ``ns`` (:ref:`hql`; :func:`.hql_run.execute`)."""
         from . import hql_run  # imports lark: loaded by the first statement, or by the server's warm-up
 
         return hql_run.execute(self, ns, command, noflush=bool(noflush), unbuffered=bool(unbuffered))
@@ -403,7 +403,7 @@ class Handler(CellOperations):
     # -------------------------------------------------------------- misc
 
     def status(self) -> Status:
-        """Return ``Status(code=0, text='')``, as the broker always does (protocol.md 5.1)."""
+        """Return ``Status(code=0, text='')``, as the broker always does (:ref:`broker-methods`)."""
         return Status(code=0, text="")
 
     def error_get_text(self, error_code: int) -> str:

@@ -1,11 +1,11 @@
 """HQL for the stand-in broker: parse one statement (:mod:`htcluster.hql`), run it through the handler.
 
 :func:`execute` is what ``hql_query`` / ``hql_exec`` call; it returns the
-``HqlResult`` of protocol.md 5.4.  The grammar and parser live in
+``HqlResult`` of :ref:`hql`.  The grammar and parser live in
 :mod:`htcluster.hql`.  Only handler calls happen here (``table_create``,
 ``get_cells``, ``set_cells``, ...); their ``ClientException`` answers pass
 through unchanged.  Which ``HqlResult`` fields each statement fills is
-protocol.md 5.4.
+:ref:`hql`.
 """
 from __future__ import annotations
 
@@ -311,7 +311,7 @@ def run(handler: Any, ns: int, statement: ast.Statement, noflush: bool = False,
         unbuffered: bool = False) -> HqlResult:
     """Run one parsed statement; see :func:`execute`.
 
-    :returns: ``HqlResult`` with only the fields protocol.md 5.4 sets for it.
+    :returns: ``HqlResult`` with only the fields :ref:`hql` sets for it.
     :raises ClientException: BAD_NAMESPACE for USE, NOT_IMPLEMENTED, or the handler's errors.
     """
     return _RUNNERS[type(statement)](handler, ns, statement, noflush=noflush, unbuffered=unbuffered)
@@ -326,7 +326,7 @@ def execute(handler: Any, ns: int, command: str, noflush: bool = False,
     :param command: one HQL statement.
     :param noflush: INSERT/DELETE leave a mutator open and return its id.
     :param unbuffered: SELECT returns a scanner id instead of the cells.
-    :returns: ``HqlResult`` filled as protocol.md 5.4 says for the statement.
+    :returns: ``HqlResult`` filled as :ref:`hql` says for the statement.
     :raises ClientException: THRIFTBROKER_BAD_NAMESPACE_ID for an unknown ``ns``,
         any error of :func:`htcluster.hql.parse`, BAD_NAMESPACE for USE,
         NOT_IMPLEMENTED for statements the stand-in does not run, and whatever

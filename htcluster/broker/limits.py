@@ -1,6 +1,6 @@
 """The stand-in broker's resource limits: one frozen value, one option of the broker command per field.
 
-Upstream's ThriftBroker has none of these (protocol.md 1.1, 1.3: a thread per
+Upstream's ThriftBroker has none of these (:ref:`calling-methods`, 1.3: a thread per
 connection, no idle timeout unless ``ThriftBroker.Timeout`` is set); the
 stand-in is also the default of every command and test, so it guards itself
 against clients that hold connections, frames or memory.  Every default is

@@ -21,7 +21,7 @@ __all__ = ["BrokerContext", "Flusher", "Mutator", "Scanner", "SharedMutators"]
 
 log = logging.getLogger("htcluster.broker")
 
-#: Approximate bytes of one ``scanner_get_cells`` batch (ThriftBroker.NextThreshold, protocol.md 1.3).
+#: Approximate bytes of one ``scanner_get_cells`` batch (ThriftBroker.NextThreshold, :ref:`calling-methods`).
 NEXT_THRESHOLD = 512_000
 #: Per-cell bytes added to key and value lengths in the batch estimate.
 CELL_OVERHEAD = 48
@@ -39,7 +39,7 @@ def cell_size(cell: Cell) -> int:
 
 
 class Scanner:
-    """Pages a cell iterator: ``next_cells`` by size, ``next_row`` by row (protocol.md 5.2).
+    """Pages a cell iterator: ``next_cells`` by size, ``next_row`` by row (:ref:`broker-types`).
 
     :param cells: the iterator; its first ``next()`` may raise the scan's
         deferred error, which then reaches the client on the first fetch.
@@ -101,7 +101,7 @@ class Scanner:
 
 
 class Mutator:
-    """Buffered writes to one table, visible once flushed (protocol.md 5.3).
+    """Buffered writes to one table, visible once flushed (:ref:`cell-flags`).
 
     Thread-safe: the flusher thread may flush while the connection adds.
 
@@ -200,7 +200,7 @@ class Flusher:
 
 
 class SharedMutators:
-    """The broker-global shared mutators, keyed by (namespace, table, appname, interval, flags) (protocol.md 5.1)."""
+    """The broker-global shared mutators, keyed by (namespace, table, appname, interval, flags)."""
 
     def __init__(self, flusher: Flusher) -> None:
         self.flusher = flusher

@@ -1,6 +1,6 @@
 """The broker's connections: one selector thread moves bytes, a bounded pool of workers runs calls.
 
-Upstream's ThriftBroker gives every connection a thread (protocol.md 1.1);
+Upstream's ThriftBroker gives every connection a thread (:ref:`calling-methods`);
 here one thread (:class:`Reactor`) accepts, reads frames incrementally and
 writes answers for every connection, so an idle connection costs a socket,
 not a thread, and :class:`~.limits.Limits` are enforced where bytes arrive:

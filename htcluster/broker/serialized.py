@@ -1,4 +1,4 @@
-"""The serialized-cells buffer of the ``*_serialized`` methods (protocol.md appendix A).
+"""The serialized-cells buffer of the ``*_serialized`` methods (:ref:`cells-serialized`).
 
 Layout, little-endian: ``i32 version (1)``, then per cell a flag byte,
 ``[i64 timestamp]``, ``[i64 revision]``, row NUL, family NUL, qualifier NUL,

@@ -1,4 +1,4 @@
-"""A ``ScanSpec`` checked against a table schema and compiled into a :class:`Plan` (protocol.md 5.2).
+"""A ``ScanSpec`` checked against a table schema and compiled into a :class:`Plan` (:ref:`broker-types`).
 
 :func:`check` raises the ScanSpec errors the broker reports at once
 (``scanner_open``); :func:`compile_spec` raises those it reports with the
@@ -33,7 +33,7 @@ from .table_schema import Family, TableSchema
 __all__ = ["MAX_PREDICATES", "FamilyPlan", "Interval", "Plan", "Predicate", "Test", "check", "compile_spec",
            "in_bounds"]
 
-#: Upstream refuses more column predicates than this (protocol.md 4).
+#: Upstream refuses more column predicates than this (:ref:`error-codes`).
 MAX_PREDICATES = 32
 NANOS_PER_SECOND = 1_000_000_000
 
@@ -146,7 +146,7 @@ class Plan:
 
 
 def check(spec: Optional[ScanSpec]) -> None:
-    """Raise the ScanSpec errors the broker reports immediately (protocol.md 5.2).
+    """Raise the ScanSpec errors the broker reports immediately (:ref:`broker-types`).
 
     :raises ClientException: BAD_SCAN_SPEC (row and cell intervals together,
         both offsets), FAILED_EXPECTATION (more than 32 column predicates).
@@ -241,7 +241,7 @@ def _parse_column(schema: TableSchema, column: str) -> tuple[Family, Optional[Te
     return fam, _test("exact", qualifier)
 
 
-#: ColumnPredicateOperation bits -> test kind, value bits then qualifier bits (protocol.md 3).
+#: ColumnPredicateOperation bits -> test kind, value bits then qualifier bits (:ref:`broker-types`).
 _VALUE_KINDS = ((Op.EXACT_MATCH, "exact"), (Op.PREFIX_MATCH, "prefix"), (Op.REGEX_MATCH, "regex"))
 _QUALIFIER_KINDS = ((Op.QUALIFIER_EXACT_MATCH, "exact"), (Op.QUALIFIER_PREFIX_MATCH, "prefix"),
                     (Op.QUALIFIER_REGEX_MATCH, "regex"))

@@ -4,7 +4,7 @@
 are not shared) in WAL mode, so readers never wait for the single writer;
 ``with db.transaction() as c:`` runs a ``BEGIN IMMEDIATE`` transaction that waits
 at most ``busy_timeout`` seconds for another writer and then answers the
-broker's REQUEST_TIMEOUT (protocol.md 4) instead of hanging.
+broker's REQUEST_TIMEOUT (:ref:`error-codes`) instead of hanging.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ storage process as one request.
 Several threads of the storage process use the file at once: every write is
 one ``BEGIN IMMEDIATE`` transaction, the file is in WAL mode so readers never
 wait for writers, and revisions come from a counter row bumped inside the
-write transaction, so they are strictly increasing (protocol.md 5.3).  Other
+write transaction, so they are strictly increasing (:ref:`cell-flags`).  Other
 processes opening the file directly (the tests' plain ``sqlite3`` readers,
 an older broker) wait at most ``busy_timeout`` seconds for its write lock.
 
@@ -24,7 +24,7 @@ a file locked too long) is finished by the next drop or alter, or when a
 store next opens the file.
 
 Cells are stored in key order (row, family id, qualifier, flag, timestamp
-descending, revision descending; protocol.md 5.2), so a row range is one
+descending, revision descending; :ref:`broker-types`), so a row range is one
 indexed range query (:meth:`CellStore.fetch_rows`, a bounded chunk at a
 time); everything else is filtered in Python by ``cell_filter.py``.
 """
@@ -55,7 +55,7 @@ FIRST_CHUNK = 256
 PURGE_CHUNK = 2000
 #: ``purges.family`` value meaning "every family of the table".
 ALL_FAMILIES = -1
-#: Namespaces that exist in every store and cannot be dropped (protocol.md 4).
+#: Namespaces that exist in every store and cannot be dropped (:ref:`error-codes`).
 SYSTEM_NAMESPACES = ("sys", "tmp")
 
 _DDL = """
@@ -465,7 +465,7 @@ class Store(Database, CellStore):
         A revision is ``max(now in ns, last revision + 1)``, taken from the
         shared counter inside the write transaction, so revisions increase
         strictly across all processes on this file.  An auto timestamp equals
-        the revision (protocol.md 5.3).
+        the revision (:ref:`cell-flags`).
 
         :param expect: a cached lookup to check inside the same transaction.
         :raises StaleTable: ``expect`` no longer holds; nothing was written.

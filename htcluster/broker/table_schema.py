@@ -1,11 +1,11 @@
 """Table schemas of the stand-in broker: validation, family ids, JSON and XML.
 
 A Thrift ``Schema`` given to ``table_create`` is checked and normalised the
-way the broker does it (protocol.md 5.4): a ``default`` access group is added,
+way the broker does it (:ref:`hql`): a ``default`` access group is added,
 families with no access group go into it, a family naming an unknown group is
 BAD_SCHEMA, and family names come from ``ColumnFamilySpec.name``.  Family ids
 are 1, 2, ... in schema order (access groups in order, then their families in
-definition order; protocol.md 5.2); cells are stored under these ids, which
+definition order; :ref:`broker-types`); cells are stored under these ids, which
 survive renames of other families and are never reused.
 """
 from __future__ import annotations
@@ -206,7 +206,7 @@ class TableSchema:
         return cls(**data)
 
     def to_thrift(self) -> Schema:
-        """Return the Thrift ``Schema``, with only the fields that are set (protocol.md 5.4)."""
+        """Return the Thrift ``Schema``, with only the fields that are set (:ref:`hql`)."""
         groups = {g.name: AccessGroupSpec(name=g.name, generation=g.generation,
                                           options=AccessGroupOptions(**g.options) if g.options else None,
                                           defaults=ColumnFamilyOptions(**g.defaults) if g.defaults else None)
@@ -222,7 +222,7 @@ class TableSchema:
                       column_family_defaults=ColumnFamilyOptions(**self.cf_defaults) if self.cf_defaults else None)
 
     def to_xml(self, with_ids: bool = False) -> str:
-        """Render the schema as the broker's XML (protocol.md 5.4, two spaces per level)."""
+        """Render the schema as the broker's XML (:ref:`hql`, two spaces per level)."""
         out = ["<Schema>"]
         if with_ids:
             out.append(f"  <Generation>{self.generation}</Generation>")

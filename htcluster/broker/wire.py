@@ -5,7 +5,7 @@ call is decoded: :func:`run_frame` decodes one request from the bytes of one
 frame only, so a frame holding a truncated message fails on its own instead
 of reading into the next frame (issue 10).
 
-One quirk needs care (protocol.md 5.2): the broker counts an interval end as
+One quirk needs care (:ref:`broker-types`): the broker counts an interval end as
 inclusive only if its ``*_inclusive`` field is *present on the wire* and true,
 but the generated classes fill an absent field with the IDL default ``True``.
 :class:`BrokerProtocol` therefore decodes ``RowInterval`` and

@@ -18,6 +18,13 @@ rest of the extension sees typed values only.  The keys:
                                ``HYPERTABLE_PORT``; the ``Hypertable``
                                extension needs one of the three, or
                                ``HYPERTABLE_SHARDS``, set by the app)
+``HYPERTABLE_HOSTS_FILE``      a file holding the hosts (one or more a line,
+                               ``#`` comments), read at ``init_app`` and again
+                               when it changes (:mod:`htcluster._flask.hostsfile`);
+                               replaces ``HYPERTABLE_HOSTS`` (``None``)
+``HYPERTABLE_HOSTS_RELOAD``    seconds between checks of that file's
+                               ``mtime``, at the start of a request; 0: every
+                               request (1.0)
 ``HYPERTABLE_HOST``            Flask-Hypertable's single host (``'localhost'``
                                for its drop-in classes)
 ``HYPERTABLE_PORT``            its port, and that of host entries naming none
@@ -87,6 +94,8 @@ DEFAULT_POOL_TIMEOUT = _POOL_TIMEOUT
 DEFAULTS: Mapping[str, Any] = {
     "HYPERTABLE_URL": None,
     "HYPERTABLE_HOSTS": None,
+    "HYPERTABLE_HOSTS_FILE": None,
+    "HYPERTABLE_HOSTS_RELOAD": 1.0,
     "HYPERTABLE_HOST": "localhost",
     "HYPERTABLE_PORT": DEFAULT_PORT,
     "HYPERTABLE_STRATEGY": None,
@@ -103,7 +112,8 @@ DEFAULTS: Mapping[str, Any] = {
 }
 
 #: The keys that say where the brokers are; the ``Hypertable`` extension needs one of them set.
-HOST_KEYS = ("HYPERTABLE_URL", "HYPERTABLE_HOSTS", "HYPERTABLE_SHARDS", "HYPERTABLE_HOST", "HYPERTABLE_PORT")
+HOST_KEYS = ("HYPERTABLE_URL", "HYPERTABLE_HOSTS", "HYPERTABLE_HOSTS_FILE", "HYPERTABLE_SHARDS", "HYPERTABLE_HOST",
+             "HYPERTABLE_PORT")
 
 #: A ``*_MSECS`` value below this many milliseconds is taken for seconds written by habit (a warning).
 MSECS_WARN_BELOW = 100
@@ -146,6 +156,8 @@ class Settings:
     :ivar json: ``HYPERTABLE_JSON``: make ``jsonify`` encode cells and cell values.
     :ivar label: how errors name this configuration: ``'HYPERTABLE_OPTIONS'``
         or ``"HYPERTABLE_BINDS['name']"``.
+    :ivar hosts_file: ``HYPERTABLE_HOSTS_FILE``: the file the hosts were read from, or ``None``.
+    :ivar hosts_reload: ``HYPERTABLE_HOSTS_RELOAD``: seconds between checks of that file.
     """
 
     hosts: tuple[Host, ...]
@@ -161,6 +173,8 @@ class Settings:
     record_queries: bool = False
     json: bool = True
     label: str = "HYPERTABLE_OPTIONS"
+    hosts_file: Optional[str] = None
+    hosts_reload: float = 1.0
 
     def pool_options(self) -> dict[str, Any]:
         """Return the ``Pool`` keyword arguments of the dedicated keys (pool size, overflow, timeouts)."""
@@ -260,11 +274,21 @@ def read_settings(config: Mapping[str, Any]) -> Settings:
     merged = {**DEFAULTS, **config}
     if merged.get("HYPERTABLE_URL") is not None:
         merged.update(url_settings(config))
+    hosts_file = merged.get("HYPERTABLE_HOSTS_FILE")
+    if hosts_file is not None:
+        from .hostsfile import file_settings  # the file's format and checks live there
+
+        merged.update(file_settings(merged))
 
     def get(key: str) -> Any:
         return merged.get(f"HYPERTABLE_{key}")
 
     main = read_cluster(get, _app_name, legacy_host=True)
+    from .hostsfile import reload_interval
+
+    reload = reload_interval(merged.get("HYPERTABLE_HOSTS_RELOAD"))
+    if hosts_file is not None:
+        main = replace(main, hosts_file=str(hosts_file), hosts_reload=reload)
     return replace(main, binds=read_binds(merged.get("HYPERTABLE_BINDS"), get, main),
                    record_queries=flag(merged.get("HYPERTABLE_RECORD_QUERIES"), "HYPERTABLE_RECORD_QUERIES"),
                    json=flag(merged.get("HYPERTABLE_JSON"), "HYPERTABLE_JSON"))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 from contextlib import AbstractContextManager
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Hashable, Iterator, Optional
 
 from flask import Response
 
@@ -29,6 +29,7 @@ from .._routing.shards import Shards
 from .._routing.typed import NamespaceCalls
 from ..types import Cell, ScanSpec
 from .config import Settings
+from .hostsfile import HostsFile
 from .stream import RowJson, row_to_json, stream_cells
 
 __all__ = ["AppState", "BoundNamespace", "ExtensionState", "Lease", "build_cluster", "listeners_of", "pools_of"]
@@ -126,6 +127,51 @@ class AppState:
         """Close the idle connections of the routing object (checked-out ones close at checkin)."""
         self.cluster.close()
 
+    # ------------------------------------------------------------ membership (htcluster._routing.members)
+
+    def _changeable(self, what: str) -> Any:
+        if isinstance(self.cluster, Pool):
+            raise ConfigError(f"{what}: HYPERTABLE_STRATEGY 'pool' has one fixed host; use 'replicas' or "
+                              "'resources' for hosts that change")
+        return self.cluster
+
+    def set_hosts(self, hosts: Any, drain: bool = True) -> None:
+        """Make ``hosts`` the cluster's hosts (``set_hosts`` of the routing object; pairs for ``shards``).
+
+        :raises ConfigError: the strategy is ``pool``, or the hosts are malformed (nothing changes).
+        """
+        self._changeable("set_hosts").set_hosts(hosts, drain)
+
+    def add_host(self, host: Any, key: Optional[Hashable] = None) -> None:
+        """Add ``host`` (with ``shards``: as a host of shard ``key``).
+
+        :raises ConfigError: the strategy is ``pool``, the host is malformed.
+        :raises TypeError: ``key`` missing with ``shards``, or given without.
+        """
+        cluster = self._changeable("add_host")
+        if isinstance(cluster, Shards):
+            if key is None:
+                raise TypeError("add_host: with HYPERTABLE_STRATEGY 'shards' name the shard: add_host(host, key='...')")
+            cluster.add(host, key)
+        elif key is not None:
+            raise TypeError("add_host: key= is for HYPERTABLE_STRATEGY 'shards' only")
+        else:
+            cluster.add(host)
+
+    def remove_host(self, host: Any, drain: bool = True, key: Optional[Hashable] = None) -> None:
+        """Remove ``host`` (with ``shards``: from shard ``key``, or from every shard when ``None``).
+
+        :raises ConfigError: the strategy is ``pool``, the host is not one of the hosts, or it is the last one.
+        :raises TypeError: ``key`` given with another strategy than ``shards``.
+        """
+        cluster = self._changeable("remove_host")
+        if isinstance(cluster, Shards):
+            cluster.remove(host, drain, key=key)
+        elif key is not None:
+            raise TypeError("remove_host: key= is for HYPERTABLE_STRATEGY 'shards' only")
+        else:
+            cluster.remove(host, drain)
+
     def stats(self) -> Optional[dict[str, Any]]:
         """Return ``cluster.stats()`` (``{host: {...}}``), or ``None`` when the strategy has none."""
         stats = getattr(self.cluster, "stats", None)
@@ -209,6 +255,8 @@ class ExtensionState(AppState):
                  binds: Optional[dict[str, AppState]] = None) -> None:
         super().__init__(owner, settings, cluster)
         self.binds: dict[str, AppState] = dict(binds or {})
+        #: The watcher of ``HYPERTABLE_HOSTS_FILE`` (:mod:`htcluster._flask.hostsfile`), or ``None``.
+        self.hosts_file: Optional[HostsFile] = None
         self.recorder: Any = None  # the query recorder when HYPERTABLE_RECORD_QUERIES is on
 
     def bind(self, name: Optional[str]) -> AppState:

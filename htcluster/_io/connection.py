@@ -164,6 +164,19 @@ class Connection:
             return True
         return False
 
+    def interrupt(self) -> None:
+        """Shut the socket down, from any thread: an exchange waiting on it ends at once with end-of-file.
+
+        The exchange then fails as a broken connection (``BrokerUnavailable``,
+        ``sent=True`` once the request left) and taints it; nothing happens on a closed connection.
+        """
+        sock = self.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:  # not connected (yet), or closed meanwhile
+                pass
+
     # ------------------------------------------------------------ open / close
 
     def _unavailable(self, exc: OSError, limit: float) -> BrokerUnavailable:

@@ -155,6 +155,7 @@ class ConnectionPool:
         self.address = str(self.host)
         self.listeners = ev.Listeners() if listeners is None else listeners
         self._generation = 0
+        self._cut = 0  # abort(): connections of a generation below this one are shut
         self.after_fork()
         renew_after_fork(self)
 
@@ -169,6 +170,7 @@ class ConnectionPool:
         self._closed = 0
         self._replaced = 0
         self._timeouts = 0
+        self._lent: set[Lease] = set()  # the leases out, for abort()
         self._calls = 0
         self._errors = 0
         #: The latencies of the recent call attempts on this pool (seconds).
@@ -185,6 +187,11 @@ class ConnectionPool:
     def in_use(self) -> int:
         """Connections lent out right now."""
         return self._in_use
+
+    @property
+    def generation(self) -> int:
+        """How many times the pool was closed (:meth:`close`, :meth:`abort`); a lease remembers the one it began in."""
+        return self._generation
 
     @property
     def waiting(self) -> int:
@@ -266,6 +273,9 @@ class ConnectionPool:
             else:
                 lease.reused = True
             lease.out = True
+            self._lent.add(lease)
+            if lease.generation < self._cut:  # abort() ran while this lease was being taken
+                lease.resource.connection.interrupt()
             if listeners:
                 listeners.emit(ev.PoolCheckedOut(self.address, time.monotonic() - started))
             return lease
@@ -424,6 +434,7 @@ class ConnectionPool:
         if lease.fork != fork_generation():
             lease.out = False
             return  # the parent's connection, seen in a forked child: not ours to use or close
+        self._lent.discard(lease)
         r = lease.resource
         conn = r.connection
         keep = conn.reusable and lease.generation == self._generation
@@ -476,6 +487,22 @@ class ConnectionPool:
             lease.resource.close()
             if self.listeners:
                 self.listeners.emit(ev.ConnectionClosed(self.address, "pool closed"))
+
+    def abort(self) -> int:
+        """Close every connection at once: the idle ones, and those lent out, whose calls in flight fail.
+
+        A call in flight fails as when the broker goes away (``BrokerUnavailable``,
+        ``sent=True``), and its connection is closed when it comes back.  The pool
+        stays usable (a host removed with ``remove(host, drain=False)``).
+
+        :returns: how many lent connections were shut.
+        """
+        self.close()
+        self._cut = self._generation  # leases of older generations are cut, also those being taken now
+        lent = [lease for lease in list(self._lent) if lease.out]
+        for lease in lent:
+            lease.resource.connection.interrupt()
+        return len(lent)
 
     def __enter__(self) -> "ConnectionPool":
         return self

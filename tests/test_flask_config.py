@@ -147,6 +147,13 @@ INVALID = [
     ({"HYPERTABLE_URL": "http://h1"}, ["HYPERTABLE_URL", "hypertable://"]),
     ({"HYPERTABLE_URL": "hypertable://h1?sockettimeout=1"}, ["HYPERTABLE_URL", "socket_timeout"]),
     ({"HYPERTABLE_URL": "hypertable://h1", "HYPERTABLE_NAMESPACE": "x"}, ["HYPERTABLE_URL", "HYPERTABLE_NAMESPACE"]),
+    ({"HYPERTABLE_HOSTS_FILE": "/nonexistent/htcluster-hosts"}, ["HYPERTABLE_HOSTS_FILE", "cannot be read"]),
+    ({"HYPERTABLE_HOSTS_FILE": 5}, ["HYPERTABLE_HOSTS_FILE", "path"]),
+    ({"HYPERTABLE_HOSTS_FILE": "/dev/null", "HYPERTABLE_HOSTS": "h1"}, ["HYPERTABLE_HOSTS_FILE", "HYPERTABLE_HOSTS"]),
+    ({"HYPERTABLE_HOSTS_FILE": "/dev/null"}, ["HYPERTABLE_HOSTS_FILE", "no host"]),
+    ({"HYPERTABLE_HOSTS_FILE": "/dev/null", "HYPERTABLE_STRATEGY": "pool"}, ["HYPERTABLE_HOSTS_FILE", "'pool'"]),
+    ({"HYPERTABLE_HOSTS_RELOAD": -1}, ["HYPERTABLE_HOSTS_RELOAD", ">= 0"]),
+    ({"HYPERTABLE_HOSTS_RELOAD": "often"}, ["HYPERTABLE_HOSTS_RELOAD"]),
 ]
 
 

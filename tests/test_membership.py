@@ -277,3 +277,70 @@ def test_a_name_is_resolved_again_for_each_new_connection(cluster, monkeypatch):
         replicas.close()  # idle connections go (a restart of the old address would do the same)
         with replicas.connection(write=True) as r:
             assert r.connection.sock.getpeername()[1] == target["port"]
+
+
+# ---------------------------------------------------------------- the Flask extension
+
+
+def test_flask_reads_the_hosts_file_again_when_it_changes(cluster, tmp_path, caplog):
+    from flask import Flask, jsonify
+
+    from htcluster.flask_ext import Hypertable
+
+    a, b, c = cluster.hosts[:3]
+    path = tmp_path / "hosts"
+    path.write_text(f"# the brokers\n{a}\n")
+    ext = Hypertable()
+    app = Flask("members")
+    app.config.update(HYPERTABLE_HOSTS_FILE=str(path), HYPERTABLE_HOSTS_RELOAD=0)
+    ext.init_app(app)
+
+    @app.get("/hosts")
+    def hosts():
+        ext.call("status")
+        return jsonify(list(ext.cluster.hosts))
+
+    def replace_file(text: str) -> None:
+        new = tmp_path / "hosts.new"
+        new.write_text(text)
+        new.replace(path)  # atomically, as documented
+
+    client = app.test_client()
+    assert client.get("/hosts").json == [a]
+    with app.app_context():
+        assert isinstance(ext.cluster, Replicas)  # one host, yet not a fixed pool: its hosts may change
+    replace_file(f"{b}, {c}  # two now\n")
+    assert client.get("/hosts").json == [b, c]
+    replace_file("not a:port\n")
+    with caplog.at_level("WARNING", logger="htcluster.flask_ext"):
+        assert client.get("/hosts").json == [b, c]  # a broken file keeps the hosts
+    assert "keeping the current hosts" in caplog.text and "HYPERTABLE_HOSTS_FILE" in caplog.text
+    with app.app_context():
+        ext.add_host(a)
+        ext.remove_host(b)
+        assert ext.cluster.hosts == (c, a)
+        ext.set_hosts([a])
+        assert ext.cluster.hosts == (a,)
+        with pytest.raises(TypeError, match="shards"):
+            ext.add_host(b, key="eu")
+        with pytest.raises(ConfigError, match="last host"):
+            ext.remove_host(a)
+    ext.close_app(app)
+
+
+def test_flask_checks_the_hosts_file_at_most_once_per_interval(cluster, tmp_path):
+    from htcluster._flask.hostsfile import HostsFile
+
+    a, b = cluster.hosts[:2]
+    path = tmp_path / "hosts"
+    path.write_text(a)
+    applied: list[list[str]] = []
+    now = [0.0]
+    watcher = HostsFile(str(path), 1.0, 15867, lambda hosts: applied.append([str(h) for h in hosts]),
+                        clock=lambda: now[0])
+    path.write_text(f"{a} {b}")
+    assert not watcher.poll()  # not due yet: not even a stat
+    now[0] = 1.0
+    assert watcher.poll() and applied == [[a, b]]
+    now[0] = 5.0
+    assert not watcher.poll() and watcher.reloads == 1  # unchanged

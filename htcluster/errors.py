@@ -18,7 +18,7 @@ class                           raised when
 ==============================  ==================================================
 :class:`BrokerUnavailable`      a socket or framing failure talking to one broker
                                 (also a ``TTransportException``)
-:class:`TLSError`              a TLS handshake failed: certificate not trusted,
+:class:`TLSError`               a TLS handshake failed: certificate not trusted,
                                 expired or for another name, client certificate
                                 refused, TLS on one side only; a
                                 ``BrokerUnavailable`` (``sent=False``) that

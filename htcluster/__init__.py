@@ -40,8 +40,8 @@ from ._routing.resources import Resources
 from ._routing.shards import Shards
 from ._routing.url import from_url
 from .errors import (BroadcastError, BrokerProtocolError, BrokerUnavailable, ClientException, ClientResourceError,
-                     ConfigError, DeadlineExceeded, HtclusterError, InvalidRequest, NoHostAvailable, PoolTimeout,
-                     WriteOutcomeUnknown)
+                     ConfigError, DeadlineExceeded, FlushError, HtclusterError, InvalidRequest, MutatorFull,
+                     NoHostAvailable, PoolTimeout, WriteOutcomeUnknown)
 from .hosts import DEFAULT_PORT, Host, parse_hosts
 
 __version__ = "0.1.0"
@@ -56,6 +56,7 @@ __all__ = [
     "ClientResourceError",
     "ConfigError",
     "DeadlineExceeded",
+    "FlushError",
     "Host",
     "HostHealth",
     "HostState",
@@ -63,6 +64,8 @@ __all__ = [
     "InvalidRequest",
     "Lease",
     "ManagedNamespaces",
+    "Mutator",
+    "MutatorFull",
     "NoHostAvailable",
     "Pool",
     "PoolTimeout",

@@ -9,6 +9,8 @@ Use :class:`Shards` when keys map to sets of hosts: ``unicast``, ``broadcast``,
 ``multicast`` over a minimal cover of hosts, ``locate(row)`` by rendezvous hashing.
 Use :class:`Replicas` for brokers in front of the same data: writes fail over
 in order, reads are balanced, retried writes never duplicate a version.
+Use :class:`Mutator` (``replicas.mutator(table)``, ``shards.mutator(table)``) for
+bulk writes: cells buffered, flushed as stamped ``set_cells`` that fail over.
 Use ``htcluster.flask_ext.Hypertable`` in a Flask app, ``htcluster.testing``
 for local stand-in brokers, ``htcluster.types`` for the wire structs and the
 shapes of ``stats()``, ``htcluster.events`` for listeners.
@@ -36,13 +38,14 @@ from ._policy.health import Backoff, HostHealth, HostState, Retry
 from ._policy.stamps import next_timestamp, stamp_cells
 from ._pool.pool import Lease
 from ._routing.base import RoutingClient
+from ._routing.mutator import Mutator
 from ._routing.replicas import Replicas
 from ._routing.resources import Resources
 from ._routing.shards import Shards
 from ._routing.url import from_url
 from .errors import (BroadcastError, BrokerProtocolError, BrokerUnavailable, ClientException, ClientResourceError,
-                     ConfigError, DeadlineExceeded, HtclusterError, InvalidRequest, NoHostAvailable, PoolTimeout,
-                     TLSError, WriteOutcomeUnknown)
+                     ConfigError, DeadlineExceeded, FlushError, HtclusterError, InvalidRequest, MutatorFull,
+                     NoHostAvailable, PoolTimeout, TLSError, WriteOutcomeUnknown)
 from ._io.tls import tls_context
 from .hosts import DEFAULT_PORT, Host, parse_hosts
 
@@ -58,6 +61,7 @@ __all__ = [
     "ClientResourceError",
     "ConfigError",
     "DeadlineExceeded",
+    "FlushError",
     "Host",
     "HostHealth",
     "HostState",
@@ -65,6 +69,8 @@ __all__ = [
     "InvalidRequest",
     "Lease",
     "ManagedNamespaces",
+    "Mutator",
+    "MutatorFull",
     "NoHostAvailable",
     "Pool",
     "PoolTimeout",

@@ -38,6 +38,10 @@ class                           raised when
                                 ``OSError``; no host is blamed
 :class:`NoHostAvailable`        every host a call could use failed
 :class:`BroadcastError`         some hosts of a broadcast failed
+:class:`FlushError`             a mutator's flush left cells unacknowledged
+                                (they are in the error, stamped, safe to resend)
+:class:`MutatorFull`            a mutator's buffer is full while a flush is in
+                                flight, and it was made with ``block=False``
 :class:`ConfigError`            a setting is invalid (also a ``ValueError``)
 ==============================  ==================================================
 """
@@ -59,8 +63,10 @@ __all__ = [
     "ConfigError",
     "ConfigWarning",
     "DeadlineExceeded",
+    "FlushError",
     "HtclusterError",
     "InvalidRequest",
+    "MutatorFull",
     "NoHostAvailable",
     "PoolTimeout",
     "TLSError",
@@ -285,6 +291,44 @@ class BroadcastError(HtclusterError):
         self.results = dict(results)
         self.errors = dict(errors)
         super().__init__(f"{message} ({_describe(self.errors)})")
+
+
+class FlushError(HtclusterError):
+    """A mutator's flush could not get every cell acknowledged; nothing is lost silently.
+
+    The cells are stamped (each carries a timestamp), so sending them again
+    (``mutator.set_cells(error.cells)``, or any ``set_cells``) stores the
+    same versions: a cell the broker did apply is not duplicated.
+
+    :ivar cells: the :class:`~htcluster.types.Cell` s not acknowledged, in the
+        order they were buffered (per shard for ``Shards.mutator``).
+    :ivar errors: ``{shard key or host: exception}``: why each batch failed
+        (``None`` is the key of a ``Replicas`` mutator's single batch).
+    """
+
+    def __init__(self, message: str, cells: list[Any], errors: Mapping[Any, BaseException] | None = None) -> None:
+        self.cells = list(cells)
+        self.errors = dict(errors or {})
+        self.message = message
+        detail = _describe(self.errors)
+        super().__init__(f"{message} ({detail})" if detail else message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.message, self.cells, self.errors))
+
+
+class MutatorFull(HtclusterError):
+    """A mutator made with ``block=False`` is full while a flush is in flight (the brokers are slow).
+
+    :ivar cells: the cells of the call that were not taken (the earlier ones were buffered).
+    """
+
+    def __init__(self, message: str, cells: list[Any]) -> None:
+        self.cells = list(cells)
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.args[0], self.cells))
 
 
 def _describe(errors: Mapping[str, BaseException]) -> str:

@@ -211,7 +211,7 @@ def check_app_config(config: Mapping[str, Any], *, hosts_required: bool) -> None
             # Every key shares the 'HYPERTABLE_' prefix: a high cutoff keeps unrelated keys out.
             close = difflib.get_close_matches(key, list(DEFAULTS), n=1, cutoff=0.8)
             hint = f"did you mean {close[0]}?" if close else f"the settings are {', '.join(DEFAULTS)}"
-            warnings.warn(f"unknown Flask setting {key}, ignored; {hint}", ConfigWarning,
+            warnings.warn(f"unknown setting {key}, ignored; {hint}", ConfigWarning,
                           stacklevel=_caller_level())
     if "HYPERTABLE_TIMEOUT_MSECS" in config:
         warn_msecs(config["HYPERTABLE_TIMEOUT_MSECS"], "HYPERTABLE_TIMEOUT_MSECS")

@@ -9,6 +9,8 @@ Use :class:`Shards` when keys map to sets of hosts: ``unicast``, ``broadcast``,
 ``multicast`` over a minimal cover of hosts, ``locate(row)`` by rendezvous hashing.
 Use :class:`Replicas` for brokers in front of the same data: writes fail over
 in order, reads are balanced, retried writes never duplicate a version.
+Use :class:`Mutator` (``replicas.mutator(table)``, ``shards.mutator(table)``) for
+bulk writes: cells buffered, flushed as stamped ``set_cells`` that fail over.
 Use ``htcluster.flask_ext.Hypertable`` in a Flask app, ``htcluster.testing``
 for local stand-in brokers, ``htcluster.types`` for the wire structs and the
 shapes of ``stats()``, ``htcluster.events`` for listeners.
@@ -21,7 +23,8 @@ capped, jittered backoff, then probed with ``status()`` within
 failovers and hedges (``hedge=`` seconds) draw on a retry budget, and every
 routed call carries one deadline (``timeout=`` seconds).
 
-Every duration in this API is in seconds (float).
+Every duration in this API is in seconds (float).  For brokers behind TLS,
+give any of these ``ssl_context=`` (:func:`tls_context` builds one).
 """
 from __future__ import annotations
 
@@ -35,13 +38,15 @@ from ._policy.health import Backoff, HostHealth, HostState, Retry
 from ._policy.stamps import next_timestamp, stamp_cells
 from ._pool.pool import Lease
 from ._routing.base import RoutingClient
+from ._routing.mutator import Mutator
 from ._routing.replicas import Replicas
 from ._routing.resources import Resources
 from ._routing.shards import Shards
 from ._routing.url import from_url
 from .errors import (BroadcastError, BrokerProtocolError, BrokerUnavailable, ClientException, ClientResourceError,
-                     ConfigError, DeadlineExceeded, HtclusterError, InvalidRequest, NoHostAvailable, PoolTimeout,
-                     WriteOutcomeUnknown)
+                     ConfigError, DeadlineExceeded, FlushError, HtclusterError, InvalidRequest, MutatorFull,
+                     NoHostAvailable, PoolTimeout, TLSError, WriteOutcomeUnknown)
+from ._io.tls import tls_context
 from .hosts import DEFAULT_PORT, Host, parse_hosts
 
 __version__ = "0.1.0"
@@ -56,6 +61,7 @@ __all__ = [
     "ClientResourceError",
     "ConfigError",
     "DeadlineExceeded",
+    "FlushError",
     "Host",
     "HostHealth",
     "HostState",
@@ -63,6 +69,8 @@ __all__ = [
     "InvalidRequest",
     "Lease",
     "ManagedNamespaces",
+    "Mutator",
+    "MutatorFull",
     "NoHostAvailable",
     "Pool",
     "PoolTimeout",
@@ -73,12 +81,14 @@ __all__ = [
     "RetryBudget",
     "RoutingClient",
     "Shards",
+    "TLSError",
     "WriteOutcomeUnknown",
     "deadline",
     "from_url",
     "next_timestamp",
     "parse_hosts",
     "stamp_cells",
+    "tls_context",
 ]
 
 logging.getLogger("htcluster").addHandler(logging.NullHandler())

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 from contextlib import AbstractContextManager
-from typing import Any, Callable, Hashable, Iterator, Optional
+from typing import Any, Callable, Hashable, Iterator, NamedTuple, Optional
 
 from flask import Response
 
@@ -32,32 +32,72 @@ from .config import Settings
 from .hostsfile import HostsFile
 from .stream import RowJson, row_to_json, stream_cells
 
-__all__ = ["AppState", "BoundNamespace", "ExtensionState", "Lease", "build_cluster", "listeners_of", "pools_of"]
+__all__ = ["SYNC_CLASSES", "AppState", "BoundNamespace", "ClusterClasses", "ExtensionState", "Lease", "build_cluster",
+           "listeners_of", "pools_of", "shard_args"]
 
 log = logging.getLogger(__name__)
 
 
-def build_cluster(settings: Settings) -> Any:
+class ClusterClasses(NamedTuple):
+    """The class (or factory) behind each ``HYPERTABLE_STRATEGY``: the sync ones, or the asyncio twins.
+
+    Each is called as the sync class is: ``pool(host, **options)``,
+    ``resources(hosts, **options)``, ``shards([(host, key), ...], **options)``,
+    ``replicas(hosts, **options)``.
+    """
+
+    pool: Callable[..., Any]
+    resources: Callable[..., Any]
+    shards: Callable[..., Any]
+    replicas: Callable[..., Any]
+
+
+#: The classes of the Flask extension.
+SYNC_CLASSES = ClusterClasses(pool=Pool, resources=Resources, shards=Shards, replicas=Replicas)
+
+
+def build_cluster(settings: Settings, classes: ClusterClasses = SYNC_CLASSES) -> Any:
     """Return the routing object of ``HYPERTABLE_STRATEGY`` (the table behind ``ht.cluster``).
 
     :param settings: checked settings; the object is built with
         :meth:`Settings.cluster_options` (the pool keys, then ``HYPERTABLE_OPTIONS``).
-    :returns: a ``Pool`` (``pool``), ``Resources``, ``Shards`` or ``Replicas``.
+    :param classes: which classes to build: :data:`SYNC_CLASSES` (Flask), or the
+        ``htcluster.aio`` twins (the Quart extension).
+    :returns: a ``Pool`` (``pool``), ``Resources``, ``Shards`` or ``Replicas`` (or their twins).
     :raises ConfigError: the routing class refused an option value; the message
         names the options key (``HYPERTABLE_OPTIONS`` or the bind's).
     """
     options = settings.cluster_options()
     table: dict[str, Callable[[], Any]] = {
-        "pool": lambda: Pool(settings.hosts[0], **options),
-        "resources": lambda: Resources(settings.hosts, **options),
-        "shards": lambda: Shards([(h, key) for key, hosts in settings.shards.items() for h in hosts], **options),
-        "replicas": lambda: Replicas(settings.hosts, **options),
+        "pool": lambda: classes.pool(settings.hosts[0], **options),
+        "resources": lambda: classes.resources(settings.hosts, **options),
+        "shards": lambda: classes.shards([(h, key) for key, hosts in settings.shards.items() for h in hosts],
+                                         **options),
+        "replicas": lambda: classes.replicas(settings.hosts, **options),
     }
     try:
         return table[settings.strategy]()
     except (ConfigError, TypeError, ValueError) as exc:
         raise ConfigError(f"{settings.label} (strategy {settings.strategy!r}, options "
                           f"{sorted(settings.options)}): {exc}") from exc
+
+
+def shard_args(shards: bool, what: str, key: Optional[str]) -> tuple[str, ...]:
+    """Return ``(key,)``, the leading argument of a ``Shards`` call, or ``()`` for the other strategies.
+
+    :param shards: whether the cluster is a ``Shards`` (or its asyncio twin).
+    :param what: the call, for the message.
+    :param key: the shard key: required with ``shards``, refused otherwise.
+    :raises TypeError: ``key`` missing with ``shards``, or given without.
+    """
+    if shards:
+        if key is None:
+            raise TypeError(f"{what}: with HYPERTABLE_STRATEGY 'shards' name the shard: "
+                            "ht.namespace(name, key='...')")
+        return (key,)
+    if key is not None:
+        raise TypeError(f"{what}: key= is for HYPERTABLE_STRATEGY 'shards' only")
+    return ()
 
 
 def listeners_of(cluster: Any) -> Any:
@@ -202,20 +242,8 @@ class AppState:
         return self.cluster.connection()
 
     def _shard(self, what: str, key: Optional[str]) -> tuple[str, ...]:
-        """Return ``(key,)``, the leading argument of a ``Shards`` call, or ``()`` for the other strategies.
-
-        :param what: the call, for the message.
-        :param key: the shard key: required with ``shards``, refused otherwise.
-        :raises TypeError: ``key`` missing with ``shards``, or given without.
-        """
-        if isinstance(self.cluster, Shards):
-            if key is None:
-                raise TypeError(f"{what}: with HYPERTABLE_STRATEGY 'shards' name the shard: "
-                                "ht.namespace(name, key='...')")
-            return (key,)
-        if key is not None:
-            raise TypeError(f"{what}: key= is for HYPERTABLE_STRATEGY 'shards' only")
-        return ()
+        """Return ``(key,)`` for a ``Shards`` call, ``()`` otherwise (:func:`shard_args`)."""
+        return shard_args(isinstance(self.cluster, Shards), what, key)
 
     def route(self, method: str, args: tuple, namespace: Optional[str], key: Optional[str]) -> Any:
         """Make one call through the routing object (failover is the object's).

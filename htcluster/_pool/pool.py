@@ -26,6 +26,7 @@ This class makes no calls: :class:`htcluster.Pool` adds ``call`` and
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from collections import deque
@@ -34,6 +35,7 @@ from typing import Optional
 from .. import events as ev
 from .._io.connection import fork_generation
 from .._io.resource import DEFAULT_CONNECT_TIMEOUT, DEFAULT_SOCKET_TIMEOUT, Resource
+from .._io.tls import check_context
 from .._policy.forks import renew_after_fork
 from .._policy.latency import LatencyWindow
 from .._validate import byte_size, optional_seconds, seconds
@@ -130,6 +132,9 @@ class ConnectionPool:
     :param listeners: the :class:`~htcluster.events.Listeners` that get this
         pool's events (calls, checkouts, connections); default: a registry of
         its own (its parent is the process-wide one).
+    :param ssl_context: a client ``ssl.SSLContext`` for TLS (``Resource``;
+        hostname checked by default, handshake within ``connect_timeout``);
+        ``None``: plaintext.
     :raises ConfigError: a value is out of range (NaN, infinite, negative, a bool...).
     """
 
@@ -137,7 +142,7 @@ class ConnectionPool:
                  pool_timeout: float = DEFAULT_POOL_TIMEOUT, *, socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, idle_ping: Optional[float] = None,
                  max_age: Optional[float] = None, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
-                 listeners: Optional[ev.Listeners] = None) -> None:
+                 listeners: Optional[ev.Listeners] = None, ssl_context: Optional[ssl.SSLContext] = None) -> None:
         for name, value in (("size", size), ("max_overflow", max_overflow)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
@@ -153,6 +158,7 @@ class ConnectionPool:
         self.max_age = optional_seconds("max_age", max_age)
         self.max_frame_size = byte_size("max_frame_size", max_frame_size, minimum=1024)
         self.address = str(self.host)
+        self.ssl_context = check_context(ssl_context)  # TLS (htcluster._io.tls)
         self.listeners = ev.Listeners() if listeners is None else listeners
         self._generation = 0
         self._cut = 0  # abort(): connections of a generation below this one are shut
@@ -398,7 +404,7 @@ class ConnectionPool:
     def _connect(self, deadline: Optional[float], connect: bool = True) -> Lease:
         """Open a connection in a slot already taken; the slot is the caller's to give back on failure."""
         r = Resource(self.host, socket_timeout=self.socket_timeout, connect_timeout=self.connect_timeout,
-                     max_frame_size=self.max_frame_size, open=False)
+                     max_frame_size=self.max_frame_size, open=False, ssl_context=self.ssl_context)
         if connect:
             r.open(deadline)
         return Lease(self, r, self._generation)

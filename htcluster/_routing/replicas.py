@@ -21,19 +21,19 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Optional
 
-from .._call.attempt import Hold
-from .._io.resource import scan_cells
 from .._policy.classify import is_write
 from .._policy.hql_writes import HQL_WRITE_ANSWERS, all_stamped, hql_write_cells
+from .._policy.batches import DEFAULT_MAX_BYTES, DEFAULT_MAX_CELLS
 from .._policy.plans import Plan
-from .._policy.resume import ScanProgress, scan_units
+from .._policy.resume import scan_units
 from .._policy.stamps import next_timestamp, stamp_batch, stamp_cells
 from .._policy.versions import COLLAPSED_METHODS, collapse, widen_versions
-from ..errors import BrokerUnavailable, ConfigError, DeadlineExceeded
+from ..errors import ConfigError
 from ..hosts import HostLike
 from ..types import Cell, ScanSpec
 from .base import Connection, Routed
-from .router import Failover
+from .mutator import Mutator, replicas_mutator
+from .scan_all import resumable_scan
 from .typed import BrokerCalls, NamespaceCalls
 
 __all__ = ["STAMPED_METHODS", "Replicas", "next_timestamp", "stamp_cells"]
@@ -150,6 +150,28 @@ class Replicas(Routed):
             return self.connect(Plan((self.host_key(host),), True))
         return self.connect(Plan(self.order, write))
 
+    def mutator(self, table: str, *, namespace: Optional[str] = None, flush_interval: Optional[float] = None,
+                max_cells: int = DEFAULT_MAX_CELLS, max_bytes: int = DEFAULT_MAX_BYTES, block: bool = True,
+                timeout: Optional[float] = None) -> Mutator:
+        """Return a buffered mutator of ``table``: each flush is a stamped ``set_cells`` that fails over in order.
+
+        See :class:`~htcluster.Mutator` (``set_cell``, ``set_cells``, ``flush``,
+        ``close``, ``stats``; a context manager that flushes on leaving).
+
+        :param table: the table name.
+        :param namespace: the namespace name (default: the routing object's).
+        :param flush_interval: seconds between flushes by a timer thread (``None``: none).
+        :param max_cells: buffered cells at which the writer flushes (int >= 1).
+        :param max_bytes: buffered bytes at which the writer flushes (int >= 1).
+        :param block: a writer finding the buffer full while a flush is in flight
+            waits (``True``) or gets :class:`~htcluster.errors.MutatorFull`.
+        :param timeout: seconds each flush may take, failovers included (``None``: ``call_timeout``).
+        :returns: a :class:`~htcluster.Mutator`.
+        :raises ConfigError: no namespace, or an invalid option.
+        """
+        return replicas_mutator(self, table, namespace, flush_interval=flush_interval, max_cells=max_cells,
+                                max_bytes=max_bytes, block=block, timeout=timeout)
+
     def scan(self, table: str, scan_spec: Optional[ScanSpec] = None, *, namespace: Optional[str] = None,
              host: Optional[HostLike] = None, timeout: Optional[float] = None) -> Iterator[Cell]:
         """Yield the cells of ``table``; when the broker dies mid-scan, resume on another replica.
@@ -179,25 +201,7 @@ class Replicas(Routed):
     def scan_unit(self, table: str, spec: ScanSpec, namespace: str, host: Optional[HostLike],
                   keep: int, timeout: Optional[float]) -> Iterator[Cell]:
         """Scan one interval of ``table``, resuming on another replica after a failure (see :meth:`scan`)."""
-        progress = ScanProgress(spec, keep)
         first = (self.host_key(host),) if host is not None else ()
         plan = Plan(first + tuple(h for h in self.order if h not in first), bool(first))
-        failover = Failover(self.router, f"scan of {table}", plan)
-        while progress.spec is not None:
-            name = failover.next_host()
-            hold = Hold(self[name], self.health, name)
-            r = hold.begin()
-            try:
-                for batch in scan_cells(r, r.mns[namespace], table, progress.spec, batch=True, timeout=timeout):
-                    yield from progress.feed(batch)
-                yield from progress.finish()
-            except (BrokerUnavailable, DeadlineExceeded) as exc:
-                hold.end(exc)
-                failover.failed(name, exc)
-                progress.resume()
-                continue
-            except BaseException as exc:
-                hold.end(exc)
-                raise
-            hold.end(None)
-            return
+        for cells in resumable_scan(self, plan.hosts, table, spec, namespace, keep, timeout, plan):
+            yield from cells

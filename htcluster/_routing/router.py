@@ -44,7 +44,7 @@ from .._policy.forks import renew_after_fork
 from .._policy.health import Backoff, Clock, HostHealth, Retry
 from .._policy.plans import Balancer, CachedBalancer, Load, Plan
 from .._validate import fraction, optional_seconds, seconds
-from ..errors import BrokerUnavailable, ConfigError, DeadlineExceeded, NoHostAvailable, WriteOutcomeUnknown
+from ..errors import BrokerUnavailable, ConfigError, DeadlineExceeded, NoHostAvailable, TLSError, WriteOutcomeUnknown
 from ..events import BudgetExhausted, FailedOver, Listeners
 from ..types import BudgetStats, Errors, Results
 
@@ -439,8 +439,8 @@ def _probe_error(host: str, timeout: float, exc: Optional[BaseException], cut: b
 
     A probe cut short by the caller's deadline (``cut``) stays a ``DeadlineExceeded``: nothing was learnt.
     """
-    if exc is None or (cut and isinstance(exc, DeadlineExceeded)):
-        return exc
+    if exc is None or (cut and isinstance(exc, DeadlineExceeded)) or isinstance(exc, TLSError):
+        return exc  # a TLS configuration mistake stays itself: it says nothing of the host
     if isinstance(exc, DeadlineExceeded) or (isinstance(exc, BrokerUnavailable)
                                               and exc.type == TTransportException.TIMED_OUT):
         error = BrokerUnavailable(f"ThriftBroker {host} did not answer a status() probe within {timeout:g} s "

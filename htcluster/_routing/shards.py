@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import functools
 import threading
-from typing import Any, Hashable, Iterable, Iterator, Literal, Mapping, Optional, Union, overload
+from typing import Any, Callable, Hashable, Iterable, Iterator, Literal, Mapping, Optional, Union, overload
 
 from .._call.attempt import Pool
 from .._io.resource import scan_cells
 from .._policy.classify import is_write
 from .._policy.cover import EXACT_COVER_LIMIT, Rank, greedy_cover, smallest_cover
+from .._policy.batches import DEFAULT_MAX_BYTES, DEFAULT_MAX_CELLS
 from .._policy.placement import Placement
 from .members import Layout
 from .._policy.health import HostHealth
@@ -31,7 +32,9 @@ from ..errors import BrokerUnavailable, ConfigError
 from ..hosts import Host, HostLike
 from ..types import BudgetStats, Cell, Errors, HostStats, Results, ScanSpec
 from .base import Connection, check_error_mode, settle
+from .mutator import Mutator, shards_mutator
 from .resources import Resources
+from .scan_all import scan_all
 from .typed import NamespaceCalls
 
 __all__ = ["Shards"]
@@ -347,6 +350,53 @@ class Shards(Mapping[Hashable, frozenset[str]]):
         name = self.resources.scan_namespace(namespace)
         with self.connection(key) as r:
             yield from scan_cells(r, r.mns[name], table, scan_spec, timeout=timeout)
+
+    def mutator(self, table: str, *, namespace: Optional[str] = None,
+                key: Optional[Callable[[str], Hashable]] = None, flush_interval: Optional[float] = None,
+                max_cells: int = DEFAULT_MAX_CELLS, max_bytes: int = DEFAULT_MAX_BYTES, block: bool = True,
+                timeout: Optional[float] = None) -> Mutator:
+        """Return a buffered mutator of ``table`` that sends each cell to the shard of its row.
+
+        Cells are buffered per shard; a flush sends every shard's batch at once
+        (one round trip for all), each a stamped ``set_cells`` failing over
+        among the hosts of its shard.  See :class:`~htcluster.Mutator`;
+        ``stats()["shards"]`` has the counts per shard key.
+
+        :param table: the table name.
+        :param namespace: the namespace name (default: the routing object's).
+        :param key: ``row key -> shard key`` (default :meth:`locate`), e.g.
+            ``lambda row: shards.locate(row.split(" ")[0])`` to keep rows with one prefix together.
+        :param flush_interval: seconds between flushes by a timer thread (``None``: none).
+        :param max_cells: buffered cells (all shards) at which the writer flushes (int >= 1).
+        :param max_bytes: buffered bytes at which the writer flushes (int >= 1).
+        :param block: a writer finding the buffer full while a flush is in flight
+            waits (``True``) or gets :class:`~htcluster.errors.MutatorFull`.
+        :param timeout: seconds each flush may take, failovers included (``None``: ``call_timeout``).
+        :returns: a :class:`~htcluster.Mutator`.
+        :raises ConfigError: no namespace, or an invalid option.
+        """
+        return shards_mutator(self, table, namespace, key, flush_interval=flush_interval, max_cells=max_cells,
+                              max_bytes=max_bytes, block=block, timeout=timeout)
+
+    def scan_all(self, table: str, scan_spec: Optional[ScanSpec] = None, *, namespace: Optional[str] = None,
+                 timeout: Optional[float] = None) -> Iterator[Cell]:
+        """Yield the cells of ``table`` from every shard, merged in row-key order.
+
+        One scanner per shard runs in parallel (a thread each, a few batches
+        ahead); each resumes on another host of its shard after a failure,
+        after the last complete row it delivered (as :meth:`Replicas.scan
+        <htcluster.Replicas.scan>`).  Closing the generator (or leaving a loop
+        early) stops the threads and closes every scanner.
+
+        :param table: the table name.
+        :param scan_spec: what to read (``None``: everything); limits apply per shard.
+        :param namespace: the namespace name.
+        :param timeout: seconds each round trip (opening, each batch) may take.
+        :returns: a generator of :class:`~htcluster.types.Cell`, in row-key order.
+        :raises NoHostAvailable: every host of some shard failed.
+        :raises ClientException: e.g. the table does not exist.
+        """
+        return scan_all(self, table, scan_spec, self.resources.scan_namespace(namespace), timeout)
 
     # ------------------------------------------------------------ membership (htcluster._routing.members)
 

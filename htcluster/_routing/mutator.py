@@ -1,0 +1,332 @@
+"""Buffered mutators over ``Replicas`` and ``Shards``: cells buffered, flushed as stamped ``set_cells`` that fail over.
+
+A :class:`Mutator` is what ``Replicas.mutator(...)`` and ``Shards.mutator(...)``
+return.  Unlike the broker-side mutator of one connection (``mutator_open``,
+whose buffered cells die with its broker), it buffers on the client
+(:class:`~htcluster._policy.batches.Buffer`: per destination, counted and
+weighed) and every flush is one stamped ``set_cells`` per destination, sent
+at once to all of them and failed over like any routed call
+(:class:`~htcluster._routing.scatter.Scatter`); a batch repeated on another
+host stores the same versions.
+
+* Writers call :meth:`Mutator.set_cell` / :meth:`Mutator.set_cells`; when the
+  buffer reaches ``max_cells`` or ``max_bytes``, the writer that filled it
+  flushes it (blocking for that one flush).  While a flush is in flight, other
+  writers keep buffering; a writer that finds the buffer full waits for the
+  flush in flight (``block=True``) or gets :class:`~htcluster.errors.MutatorFull`
+  (``block=False``): memory stays bounded by about twice the limits.
+* ``flush_interval`` (seconds) flushes from a timer thread; its failures are
+  raised by the next call of a writer (``set_cell(s)``, ``flush``, ``close``).
+* A flush that leaves cells unacknowledged raises
+  :class:`~htcluster.errors.FlushError` with those cells (stamped: send them
+  again to retry).  An interrupt (``KeyboardInterrupt``) during a flush puts the
+  cells whose outcome is unknown back at the front of the buffer
+  (:meth:`Mutator.pending`) and propagates.
+* Leaving the ``with`` block flushes and closes (after an ``Exception`` too;
+  after a ``KeyboardInterrupt`` it closes without flushing, the cells stay in
+  :meth:`Mutator.pending`).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Mapping, Optional, Sequence
+
+from .._policy.batches import DEFAULT_MAX_BYTES, DEFAULT_MAX_CELLS, Batch, Buffer, FlushReport, MutatorStats
+from .._policy.plans import Plan
+from .._validate import optional_seconds
+from ..errors import ConfigError, FlushError, InvalidRequest, MutatorFull
+from ..types import Cell
+from .router import Router
+from .scatter import Scatter
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .replicas import Replicas
+    from .shards import Shards
+
+__all__ = ["Mutator", "replicas_mutator", "shards_mutator"]
+
+log = logging.getLogger("htcluster.mutator")
+
+#: ``cell -> destination key``; ``None``: a single destination.
+Route = Optional[Callable[[Cell], Hashable]]
+
+
+class Mutator:
+    """A client-side buffered mutator: ``set_cell(s)`` buffer, ``flush`` sends stamped batches that fail over.
+
+    Made by :meth:`Replicas.mutator <htcluster.Replicas.mutator>` and
+    :meth:`Shards.mutator <htcluster.Shards.mutator>`; thread-safe.
+
+    :param router: the router of the routing object (pools, health, retry, budgets).
+    :param table: the table written.
+    :param namespace: the namespace name.
+    :param plans: ``{destination key: Plan}`` of the hosts each batch may go to.
+    :param route: ``cell -> destination key`` (``None``: the one key ``None``).
+    :param flush_interval: seconds between flushes by a timer thread (``None``: no timer).
+    :param max_cells: buffered cells at which a flush is due (int >= 1).
+    :param max_bytes: buffered bytes at which a flush is due (int >= 1, see
+        :func:`~htcluster._policy.batches.cell_size`).
+    :param block: when the buffer is full while a flush is in flight, wait (``True``)
+        or raise :class:`~htcluster.errors.MutatorFull` (``False``).
+    :param timeout: seconds each flush may take in all, failovers included
+        (``None``: the routing object's ``call_timeout``).
+    :raises ConfigError: a limit, ``flush_interval`` or ``timeout`` is invalid.
+    """
+
+    def __init__(self, router: Router, table: str, namespace: str, plans: Mapping[Hashable, Plan],
+                 route: Route = None, *, flush_interval: Optional[float] = None,
+                 max_cells: int = DEFAULT_MAX_CELLS, max_bytes: int = DEFAULT_MAX_BYTES, block: bool = True,
+                 timeout: Optional[float] = None) -> None:
+        if not isinstance(table, str) or not table:
+            raise ConfigError(f"table must be a table name (a non-empty str), got {table!r}")
+        if not isinstance(block, bool):
+            raise ConfigError(f"block must be True or False, got {block!r}")
+        self.router, self.table, self.namespace = router, table, namespace
+        self.plans, self.route, self.block = plans, route, block
+        self.timeout = optional_seconds("timeout", timeout)
+        interval = optional_seconds("flush_interval", flush_interval)
+        #: Seconds between timer flushes (``None``: no timer).
+        self.flush_interval = interval
+        self.buffer = Buffer(max_cells, max_bytes)
+        self._cond = threading.Condition()
+        self._flushing = False
+        self._closed = False
+        self._deferred: list[FlushError] = []
+        self._stop = threading.Event()
+        self._timer: Optional[threading.Thread] = None
+        if interval is not None:
+            self._timer = threading.Thread(target=self._tick, args=(interval,), daemon=True,
+                                           name=f"htcluster-mutator-{table}")
+            self._timer.start()
+
+    # ------------------------------------------------------------ writing
+
+    def set_cell(self, cell: Cell) -> None:
+        """Buffer one cell (see :meth:`set_cells`)."""
+        self.set_cells((cell,))
+
+    def set_cells(self, cells: Sequence[Cell]) -> None:
+        """Buffer ``cells``; flush when the buffer fills (this call then returns after that flush).
+
+        A cell's ``key.flag`` selects a delete (``KeyFlag.DELETE_ROW`` ...), as for
+        the broker's ``set_cells``; cells without a timestamp are stamped when
+        their batch is flushed (one stamp per batch of distinct keys, later
+        stamps for repeated keys, so the last write of a cell wins).  The cells
+        are not copied: do not change them until flushed.
+
+        :param cells: :class:`~htcluster.types.Cell` values (a list or tuple).
+        :raises FlushError: a flush (this one, or an earlier one of the timer)
+            left cells unacknowledged; they are in the error.
+        :raises MutatorFull: ``block=False``, the buffer is full and a flush is
+            in flight; ``error.cells`` are the cells of this call not taken.
+        :raises TypeError: an item is not a Cell (the cells before it were taken).
+        :raises RuntimeError: the mutator is closed.
+        """
+        if not isinstance(cells, (list, tuple)):
+            cells = list(cells)
+        i, end = 0, len(cells)
+        cond, buffer = self._cond, self.buffer
+        while True:
+            with cond:
+                self._check_open()
+                if not buffer.full:
+                    if i >= end:
+                        return
+                    i = buffer.fill(cells, i, self.route)
+                    continue
+                if self._flushing:
+                    if i >= end:
+                        return  # everything taken; the flush in flight makes room
+                    if not self.block:
+                        raise MutatorFull(f"the mutator of {self.table} is full ({buffer.count:,} cells, "
+                                          f"{buffer.size:,} bytes) while a flush is in flight; "
+                                          f"{end - i:,} cell(s) of this call were not taken", list(cells[i:]))
+                    cond.wait()
+                    continue
+                batches = self._take()
+            self._send(batches, raise_error=True)
+
+    def flush(self) -> None:
+        """Send everything buffered (after the flush in flight, if any) and wait for the answers.
+
+        :raises FlushError: cells were left unacknowledged (also by an earlier
+            timer flush); ``error.cells`` holds them, stamped.
+        :raises RuntimeError: the mutator is closed.
+        """
+        with self._cond:
+            self._check_open()
+            batches = self._wait_and_take()
+        self._send(batches, raise_error=True)
+
+    def close(self, flush: bool = True) -> None:
+        """Stop the timer, flush what is buffered (unless ``flush`` is false), and refuse further cells.
+
+        Idempotent.  With ``flush=False`` buffered cells stay in :meth:`pending`.
+
+        :raises FlushError: the last flush left cells unacknowledged.
+        """
+        self._stop.set()
+        timer, self._timer = self._timer, None
+        if timer is not None and timer is not threading.current_thread():
+            timer.join()
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            if not flush:
+                return
+            deferred = self._pop_deferred()
+            batches = self._wait_and_take()
+        report = self._send(batches, raise_error=False)
+        error = _merge(self.table, deferred + [e for e in [report.error(self.table)] if e is not None])
+        if error is not None:
+            raise error
+
+    def pending(self) -> list[Cell]:
+        """Return the cells buffered and not yet sent (e.g. after an interrupt); the buffer keeps them."""
+        with self._cond:
+            return self.buffer.pending()
+
+    def stats(self) -> MutatorStats:
+        """Return the counters: buffered cells and bytes, acknowledged, flushes, failovers, failed, per shard.
+
+        :returns: a :class:`~htcluster._policy.batches.MutatorStats` dict; ``shards`` maps each
+            destination (a shard key; ``None`` for ``Replicas``) to its ``cells``, ``bytes``,
+            ``flushes``, ``failovers`` and ``failed`` counts.
+        """
+        with self._cond:
+            return self.buffer.snapshot()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def __enter__(self) -> "Mutator":
+        return self
+
+    def __exit__(self, exc_type: Optional[type], exc: Optional[BaseException], tb: object) -> None:
+        self.close(flush=exc_type is None or issubclass(exc_type, Exception))
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{self.buffer.count} cells buffered"
+        return f"<Mutator {self.namespace}/{self.table} [{state}, {len(self.plans)} destination(s)]>"
+
+    # ------------------------------------------------------------ flushing
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"the mutator of {self.table} is closed; make a new one")
+        if self._deferred:
+            error = _merge(self.table, self._pop_deferred())
+            assert error is not None
+            raise error
+
+    def _pop_deferred(self) -> list[FlushError]:
+        deferred, self._deferred = self._deferred, []
+        return deferred
+
+    def _take(self) -> list[Batch]:
+        """Take the buffer out for a flush (under the lock, no flush in flight)."""
+        batches = self.buffer.take()
+        self._flushing = bool(batches)
+        return batches
+
+    def _wait_and_take(self) -> list[Batch]:
+        while self._flushing:
+            self._cond.wait()
+        return self._take()
+
+    def _send(self, batches: list[Batch], raise_error: bool) -> FlushReport:
+        """Send ``batches`` (taken under the lock), book the outcome, wake the waiting writers."""
+        if not batches:
+            return FlushReport()
+        scatter = Scatter(self.router, self.table, self.namespace, {b.key: b.cells for b in batches},
+                          {b.key: self.plans[b.key] for b in batches}, self.router.deadline(self.timeout))
+        try:
+            scatter.run()
+        except BaseException:
+            with self._cond:
+                answered = [b for b in batches if b.key in scatter.acked]
+                self.buffer.settle(answered, {}, scatter.failovers)
+                self.buffer.put_back(b for b in batches if b.key not in scatter.acked)
+                self._flushing = False
+                self._cond.notify_all()
+            raise
+        errors = {key: exc for key, exc in scatter.errors.items() if key not in scatter.acked}
+        with self._cond:
+            report = self.buffer.settle(batches, errors, scatter.failovers)
+            self._flushing = False
+            self._cond.notify_all()
+        error = report.error(self.table)
+        if error is not None and raise_error:
+            raise error
+        return report
+
+    def _tick(self, interval: float) -> None:
+        """The timer thread: every ``interval`` seconds, flush what is buffered unless a flush is in flight."""
+        while not self._stop.wait(interval):
+            with self._cond:
+                if self._flushing or self._closed or not len(self.buffer):
+                    continue
+                batches = self._take()
+            try:
+                report = self._send(batches, raise_error=False)
+            except BaseException as exc:  # the cells are back in the buffer; the next writer call flushes them
+                log.error("timer flush of %s failed: %r", self.table, exc)
+                continue
+            error = report.error(self.table)
+            if error is not None:
+                with self._cond:
+                    self._deferred.append(error)
+
+
+def _merge(table: str, errors: list[FlushError]) -> Optional[FlushError]:
+    """One FlushError for several (timer flushes and the last one)."""
+    if not errors:
+        return None
+    if len(errors) == 1:
+        return errors[0]
+    cells = [cell for error in errors for cell in error.cells]
+    causes = {key: exc for error in errors for key, exc in error.errors.items()}
+    return FlushError(f"flushes to {table} left {len(cells):,} cell(s) unacknowledged; they are in .cells, "
+                      "stamped: sending them again cannot apply them twice", cells, causes)
+
+
+def replicas_mutator(replicas: "Replicas", table: str, namespace: Optional[str] = None,
+                     **options: Any) -> Mutator:
+    """Return a :class:`Mutator` writing to the first healthy replica, failing over in order."""
+    plan = Plan(replicas.order, True, True)  # stamped batches: idempotent
+    return Mutator(replicas.router, table, replicas.scan_namespace(namespace), {None: plan}, None, **options)
+
+
+def shards_mutator(shards: "Shards", table: str, namespace: Optional[str] = None,
+                   key: Optional[Callable[[str], Hashable]] = None, **options: Any) -> Mutator:
+    """Return a :class:`Mutator` sending each cell to the shard of its row (``key(row)``, default ``shards.locate``)."""
+    plans = {k: Plan(tuple(sorted(hosts)), False, True) for k, hosts in shards.items()}
+    return Mutator(shards.resources.router, table, shards.resources.scan_namespace(namespace), plans,
+                   _router_of(plans, key or shards.locate), **options)
+
+
+def _router_of(plans: Mapping[Hashable, Plan], locate: Callable[[Any], Hashable]) -> Callable[[Cell], Hashable]:
+    """Return ``cell -> shard key`` by ``locate(row)``, remembering the last row (a row's cells come together)."""
+    last_row: list[object] = [object()]
+    last_key: list[Hashable] = [None]
+
+    def route(cell: Cell) -> Hashable:
+        key = cell.key
+        if key is None:
+            raise InvalidRequest("a cell without a key has no row to route by: give every cell a Key",
+                                 method="set_cells")
+        row = key.row
+        if row == last_row[0]:
+            return last_key[0]
+        shard = locate(row)
+        if shard not in plans:
+            raise KeyError(f"key= returned {shard!r} for row {row!r}, not a shard key here; "
+                           f"the keys are {sorted(map(str, plans))}")
+        last_row[0], last_key[0] = row, shard
+        return shard
+
+    return route

@@ -1,0 +1,171 @@
+"""Scans that resume on another host, and the scan of every shard merged in row-key order.
+
+:func:`resumable_scan` reads one interval of a table on one host of a group
+(the replicas of ``Replicas``, the hosts of one shard), and when that host
+fails, goes on on another one just after the last complete row it delivered
+(:class:`~htcluster._policy.resume.ScanProgress`).  ``Replicas.scan`` runs it
+for each interval.
+
+:func:`scan_all` (``Shards.scan_all``) runs one such scan per shard, each in
+a thread of its own that keeps up to :data:`AHEAD` batches ready, and merges
+the shards' streams by row key (:func:`heapq.merge`; a row lives on one
+shard, and each stream is in row order).  Leaving the merged generator early
+stops every thread and closes every scanner.
+"""
+from __future__ import annotations
+
+import heapq
+import queue
+import threading
+from typing import TYPE_CHECKING, Generator, Iterator, Optional, Sequence, Union
+
+from .._call.attempt import Hold
+from .._io.resource import scan_cells
+from .._policy.plans import Plan
+from .._policy.resume import ScanProgress, scan_units
+from .._policy.versions import widen_versions
+from ..errors import BrokerUnavailable, DeadlineExceeded
+from ..types import Cell, ScanSpec
+from .router import Failover
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .base import Routed
+    from .shards import Shards
+
+__all__ = ["AHEAD", "resumable_scan", "scan_all"]
+
+#: Batches (one ``scanner_get_cells`` round trip each) a shard's thread reads ahead of the merge.
+AHEAD = 4
+#: Seconds between a blocked reader thread's checks that the merge was closed.
+_POLL = 0.1
+
+
+def resumable_scan(routed: "Routed", hosts: Sequence[str], table: str, spec: ScanSpec, namespace: str, keep: int,
+                   timeout: Optional[float], plan: Optional[Plan] = None) -> Generator[list[Cell], None, None]:
+    """Scan one interval of ``table`` on a host of ``hosts``, resuming on another after a failure.
+
+    :param routed: the routing object owning the hosts' pools and health.
+    :param hosts: the candidate hosts (balanced, unless ``plan`` says otherwise).
+    :param spec: one interval's scan (see :func:`~htcluster._policy.resume.scan_units`).
+    :param keep: versions per column kept by the collapse (0: all).
+    :param timeout: seconds each round trip may take.
+    :param plan: the plan to walk (default: ``hosts``, balanced).
+    :returns: a generator of lists of cells, each of whole rows, collapsed.
+    :raises NoHostAvailable: every host failed.
+    """
+    progress = ScanProgress(spec, keep)
+    failover = Failover(routed.router, f"scan of {table}", plan or Plan(tuple(hosts), False))
+    while progress.spec is not None:
+        name = failover.next_host()
+        hold = Hold(routed[name], routed.health, name)
+        try:
+            r = hold.begin()
+        except BrokerUnavailable as exc:  # reported by the hold
+            failover.failed(name, exc)
+            continue
+        try:
+            for batch in scan_cells(r, r.mns[namespace], table, progress.spec, batch=True, timeout=timeout):
+                cells = list(progress.feed(batch))
+                if cells:
+                    yield cells
+            cells = list(progress.finish())
+            if cells:
+                yield cells
+        except (BrokerUnavailable, DeadlineExceeded) as exc:
+            hold.end(exc)
+            failover.failed(name, exc)
+            progress.resume()
+            continue
+        except BaseException as exc:
+            hold.end(exc)
+            raise
+        hold.end(None)
+        return
+
+
+class _Failure:
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_END = object()
+
+
+class _ShardReader(threading.Thread):
+    """Reads one shard's scan into a bounded queue, in a thread of its own."""
+
+    def __init__(self, shards: "Shards", key: object, table: str, spec: ScanSpec, namespace: str,
+                 timeout: Optional[float]) -> None:
+        super().__init__(name=f"htcluster-scan-{table}-{key}", daemon=True)
+        self.shards, self.key, self.table, self.spec = shards, key, table, spec
+        self.namespace, self.timeout = namespace, timeout
+        self.queue: queue.Queue[Union[list[Cell], _Failure, object]] = queue.Queue(AHEAD)
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        hosts = tuple(sorted(self.shards[self.key]))
+        spec, keep = widen_versions(self.spec, len(hosts))
+        try:
+            for unit in scan_units(spec):
+                scan = resumable_scan(self.shards.resources, hosts, self.table, unit, self.namespace, keep,
+                                      self.timeout)
+                try:
+                    for cells in scan:
+                        if not self._put(cells):
+                            return
+                finally:
+                    scan.close()  # the scanner and the connection, also when the merge stopped early
+            self._put(_END)
+        except BaseException as exc:  # handed to the merge, which raises it
+            self._put(_Failure(exc))
+
+    def _put(self, item: object) -> bool:
+        while not self.stopped.is_set():
+            try:
+                self.queue.put(item, timeout=_POLL)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def cells(self) -> Iterator[Cell]:
+        """Yield the shard's cells as the thread reads them; raise its error."""
+        get = self.queue.get
+        while True:
+            item = get()
+            if item is _END:
+                return
+            if isinstance(item, _Failure):
+                raise item.error
+            yield from item  # type: ignore[misc]
+
+    def stop(self) -> None:
+        self.stopped.set()
+        try:
+            while True:
+                self.queue.get_nowait()
+        except queue.Empty:
+            pass
+
+
+def _row(cell: Cell) -> str:
+    return cell.key.row  # type: ignore[no-any-return]
+
+
+def scan_all(shards: "Shards", table: str, scan_spec: Optional[ScanSpec], namespace: str,
+             timeout: Optional[float]) -> Iterator[Cell]:
+    """Yield the cells of ``table`` from every shard, merged in row-key order (see ``Shards.scan_all``)."""
+    spec = scan_spec if scan_spec is not None else ScanSpec()
+    readers = [_ShardReader(shards, key, table, spec, namespace, timeout) for key in shards]
+    try:
+        for reader in readers:
+            reader.start()
+        yield from heapq.merge(*(reader.cells() for reader in readers), key=_row)
+    finally:
+        for reader in readers:
+            reader.stop()
+        for reader in readers:
+            if reader.is_alive():
+                reader.join()

@@ -42,21 +42,21 @@ SOCKET_TIMEOUT = 10.0
 NS, TABLE = "bench", "membership"
 
 
-def setup(host: str) -> None:
-    """Create the namespace and a fresh table (one data file: every broker sees it)."""
+def setup(host: str, table: str) -> None:
+    """Create the namespace and a fresh ``table`` (one data file: every broker sees it)."""
     with Resource(host, socket_timeout=60.0) as r:
         r.hql_query(r.namespace_open("/"), f"CREATE NAMESPACE {NS} IF NOT EXISTS")
         ns = r.mns[NS]
-        r.hql_query(ns, f"DROP TABLE IF EXISTS {TABLE}")
-        r.hql_query(ns, f"CREATE TABLE {TABLE} (c)")
+        r.hql_query(ns, f"DROP TABLE IF EXISTS {table}")
+        r.hql_query(ns, f"CREATE TABLE {table} (c)")
 
 
-def stored(host: str, prefix: str) -> dict[str, set[int]]:
-    """Return ``{row: {timestamps}}`` of the rows under ``prefix``."""
+def stored(host: str, table: str, prefix: str) -> dict[str, set[int]]:
+    """Return ``{row: {timestamps}}`` of the rows of ``table`` under ``prefix``."""
     spec = ScanSpec(row_intervals=[RowInterval(prefix, True, prefix[:-1] + "0", False)])
     rows: dict[str, set[int]] = {}
     with Resource(host, socket_timeout=60.0) as r:
-        for c in r.get_cells(r.mns[NS], TABLE, spec):
+        for c in r.get_cells(r.mns[NS], table, spec):
             rows.setdefault(c.key.row, set()).add(c.key.timestamp)
     return rows
 
@@ -93,9 +93,13 @@ class Changer:
 def run(cluster: LocalCluster, mode: str, seconds: float, period: float, prefix: str = "") -> dict[str, Any]:
     """Write from :data:`THREADS` threads for ``seconds`` while ``mode`` changes the hosts; measure.
 
-    :param prefix: the rows' prefix (default: the mode's name).
+    Each run writes to a fresh table of its own, so no run pays for the rows of another.
+
+    :param prefix: the rows' prefix and the table's suffix (default: the mode's name).
     """
-    prefix = f"{prefix or mode}/"
+    name = prefix or mode
+    prefix, table = f"{name}/", f"{TABLE}_{name}"
+    setup(cluster.hosts[0], table)
     hosts = cluster.hosts
     acks: list[float] = []
     latencies: list[float] = []
@@ -114,7 +118,7 @@ def run(cluster: LocalCluster, mode: str, seconds: float, period: float, prefix:
                 row = f"{prefix}{n}-{i:07d}"
                 t0 = time.perf_counter()
                 try:
-                    replicas.call("set_cell", TABLE, Cell(Key(row, "c", ""), b"v"), namespace=NS)
+                    replicas.call("set_cell", table, Cell(Key(row, "c", ""), b"v"), namespace=NS)
                 except Exception as exc:  # counted: the target is none
                     with lock:
                         errors.append(exc)
@@ -144,7 +148,7 @@ def run(cluster: LocalCluster, mode: str, seconds: float, period: float, prefix:
         failovers = replicas.failovers
     times = sorted([start, *acks, stopped])
     gap = max(b - a for a, b in zip(times, times[1:]))
-    found = stored(hosts[0], prefix)
+    found = stored(hosts[0], table, prefix)
     return {"mode": mode, "seconds": stopped - start, "changes": changer.step if changer else 0,
             "writes": len(acks), "per_s": len(acks) / (stopped - start),
             "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000,
@@ -162,7 +166,6 @@ def main() -> None:
     seconds = args.seconds or (QUICK_SECONDS if args.quick else SECONDS)
     period = args.period or (QUICK_PERIOD if args.quick else PERIOD)
     with LocalCluster(5, shared_data=True) as cluster:
-        setup(cluster.hosts[0])
         run(cluster, "static", min(seconds, 1.0), period, prefix="warmup")  # brokers and storage warm
         rows = [run(cluster, mode, seconds, period) for mode in ("static", "drain", "cut")]
     table = print_table(

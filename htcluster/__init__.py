@@ -23,7 +23,8 @@ capped, jittered backoff, then probed with ``status()`` within
 failovers and hedges (``hedge=`` seconds) draw on a retry budget, and every
 routed call carries one deadline (``timeout=`` seconds).
 
-Every duration in this API is in seconds (float).
+Every duration in this API is in seconds (float).  For brokers behind TLS,
+give any of these ``ssl_context=`` (:func:`tls_context` builds one).
 """
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ from ._routing.shards import Shards
 from ._routing.url import from_url
 from .errors import (BroadcastError, BrokerProtocolError, BrokerUnavailable, ClientException, ClientResourceError,
                      ConfigError, DeadlineExceeded, FlushError, HtclusterError, InvalidRequest, MutatorFull,
-                     NoHostAvailable, PoolTimeout, WriteOutcomeUnknown)
+                     NoHostAvailable, PoolTimeout, TLSError, WriteOutcomeUnknown)
+from ._io.tls import tls_context
 from .hosts import DEFAULT_PORT, Host, parse_hosts
 
 __version__ = "0.1.0"
@@ -79,12 +81,14 @@ __all__ = [
     "RetryBudget",
     "RoutingClient",
     "Shards",
+    "TLSError",
     "WriteOutcomeUnknown",
     "deadline",
     "from_url",
     "next_timestamp",
     "parse_hosts",
     "stamp_cells",
+    "tls_context",
 ]
 
 logging.getLogger("htcluster").addHandler(logging.NullHandler())

@@ -18,6 +18,11 @@ class                           raised when
 ==============================  ==================================================
 :class:`BrokerUnavailable`      a socket or framing failure talking to one broker
                                 (also a ``TTransportException``)
+:class:`TLSError`               a TLS handshake failed: certificate not trusted,
+                                expired or for another name, client certificate
+                                refused, TLS on one side only; a
+                                ``BrokerUnavailable`` (``sent=False``) that
+                                never marks the host down
 :class:`BrokerProtocolError`    a reply that is not the answer of the call (stale,
                                 extra, undecodable, oversized); a
                                 ``BrokerUnavailable``
@@ -64,6 +69,7 @@ __all__ = [
     "MutatorFull",
     "NoHostAvailable",
     "PoolTimeout",
+    "TLSError",
     "WriteOutcomeUnknown",
 ]
 
@@ -132,6 +138,45 @@ class BrokerProtocolError(BrokerUnavailable):
     def __init__(self, message: str, host: str | None = None, sent: bool = True,
                  type: int = TTransportException.UNKNOWN) -> None:
         super().__init__(message, host, True, type)
+
+
+class TLSError(BrokerUnavailable):
+    """A TLS connection to a ThriftBroker could not be set up: a configuration mistake, not a host failure.
+
+    Raised within ``connect_timeout`` (the handshake is part of connecting);
+    the request never reached the broker (``sent`` is False), so another host
+    may be tried, but the host is never marked down for it: the same
+    configuration fails the same way whatever the broker's health.
+    :attr:`reason` says which mistake it is, the message what to do:
+
+    ======================  ===========================================================
+    ``untrusted``           the broker's certificate is not signed by a CA the client's
+                            ``ssl_context`` trusts (wrong or missing CA file)
+    ``expired``             the broker's certificate has expired (or is not valid yet)
+    ``hostname``            the certificate does not name the host connected to
+    ``client-certificate``  the broker refused the client's certificate, or wanted one
+    ``not-tls``             the broker does not speak TLS (a plaintext port): it closed
+                            the connection or answered the handshake with something else
+    ``tls-required``        a plaintext client called a broker that requires TLS
+    ``version``             no TLS version or cipher both sides accept
+    ``handshake``           any other handshake failure
+    ======================  ===========================================================
+
+    :param message: what went wrong and what to do, naming the host.
+    :param host: the ``host:port`` concerned, or ``None``.
+    :param reason: one of the names above.
+    """
+
+    REASONS = ("untrusted", "expired", "hostname", "client-certificate", "not-tls", "tls-required", "version",
+               "handshake")
+
+    def __init__(self, message: str, host: str | None = None, sent: bool = False,
+                 type: int = TTransportException.NOT_OPEN, reason: str = "handshake") -> None:
+        super().__init__(message, host, sent, type)
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.message, self.host, self.sent, self.type, self.reason))
 
 
 class WriteOutcomeUnknown(BrokerUnavailable):

@@ -61,6 +61,7 @@ __all__ = [
     "LatencyWindow",
     "Listener",
     "Listeners",
+    "MembershipChanged",
     "PoolCheckedIn",
     "PoolCheckedOut",
     "PoolTimedOut",
@@ -167,6 +168,23 @@ class HostUp(Event):
 
 
 @dataclass(frozen=True, **_SLOTS)
+class MembershipChanged(Event):
+    """The hosts of a routing object changed (``add``, ``remove``, ``set_hosts``).
+
+    :param added: the hosts added, ``'host:port'``.
+    :param removed: the hosts removed (draining, or shut at once without ``drain``).
+    :param hosts: every host now, in order (for ``Replicas``, the write order).
+    :param drain: whether removed hosts finish their calls in flight.
+    """
+
+    kind: ClassVar[str] = "membership_changed"
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    hosts: tuple[str, ...]
+    drain: bool
+
+
+@dataclass(frozen=True, **_SLOTS)
 class PoolCheckedOut(Event):
     """A connection to ``host`` was handed out after waiting ``wait`` seconds (float) for it."""
 
@@ -252,7 +270,7 @@ EVENT_KINDS: dict[str, type[Event]] = {
     cls.kind: cls for cls in (
         CallStarted, CallSucceeded, CallFailed, FailedOver, HostDown, HostUp,
         PoolCheckedOut, PoolCheckedIn, PoolTimedOut, ConnectionOpened, ConnectionClosed,
-        ConnectionReplaced, Hedged, BudgetExhausted)
+        ConnectionReplaced, Hedged, BudgetExhausted, MembershipChanged)
 }
 
 

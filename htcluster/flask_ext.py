@@ -51,6 +51,7 @@ from .errors import ConfigError
 from ._flask.cli import EXTENSION_KEY, hypertable_cli
 from ._flask.config import Settings, check_app_config, read_settings, set_defaults
 from ._flask.encoding import install_json
+from ._flask.hostsfile import HostsFile, file_port
 from ._flask.queries import QueryRecorder, RecordedQuery, get_recorded_queries
 from ._flask.routing import (
     AppState,
@@ -149,6 +150,10 @@ class Hypertable:
         app.extensions[EXTENSION_KEY] = state
         self._states.add(state)
         app.teardown_appcontext(self._teardown)
+        if settings.hosts_file is not None:
+            state.hosts_file = HostsFile(settings.hosts_file, settings.hosts_reload, file_port(app.config),
+                                         state.set_hosts)
+            app.before_request(self._check_hosts_file)
         app.cli.add_command(hypertable_cli)
 
     def _make_cluster(self, settings: Settings) -> Any:
@@ -302,6 +307,43 @@ class Hypertable:
         """
         return self.namespace(namespace, key=key, bind=bind).stream(table, scan_spec, by_row=by_row,
                                                                     row_json=row_json)
+
+    # -- membership (htcluster._routing.members) ------------------------------
+
+    def set_hosts(self, hosts: Any, *, bind: Optional[str] = None, drain: bool = True) -> None:
+        """Make ``hosts`` the hosts of the main cluster (or of ``bind``): ``set_hosts`` of its routing object.
+
+        :param hosts: ``'host[:port],...'`` or a list of hosts; for ``shards``, ``(host, key)``
+            pairs or ``{host: [keys]}``.  For ``replicas`` the order is the new write order.
+        :param bind: a ``HYPERTABLE_BINDS`` name; ``None``: the main cluster.
+        :param drain: ``True``: calls in flight on removed hosts finish; ``False``: they are cut and fail over.
+        :raises ConfigError: the strategy is ``pool``, or the hosts are malformed (nothing changes).
+        :raises RuntimeError: outside an app context, or before :meth:`init_app`.
+        """
+        self._state().bind(bind).set_hosts(hosts, drain)
+
+    def add_host(self, host: Any, *, key: Optional[str] = None, bind: Optional[str] = None) -> None:
+        """Add ``host`` to the main cluster (or ``bind``); with ``shards``, as a host of shard ``key``.
+
+        :raises ConfigError: the strategy is ``pool``, or the host is malformed.
+        :raises TypeError: ``key`` missing with ``shards``, or given without.
+        """
+        self._state().bind(bind).add_host(host, key)
+
+    def remove_host(self, host: Any, *, drain: bool = True, key: Optional[str] = None,
+                    bind: Optional[str] = None) -> None:
+        """Remove ``host`` from the main cluster (or ``bind``); with ``shards``, from shard ``key`` (``None``: all).
+
+        :raises ConfigError: the strategy is ``pool``, the host is not there, or it is the last one.
+        """
+        self._state().bind(bind).remove_host(host, drain, key)
+
+    def _check_hosts_file(self) -> None:
+        """Before each request: re-read ``HYPERTABLE_HOSTS_FILE`` if it changed (checked at most every
+        ``HYPERTABLE_HOSTS_RELOAD`` seconds; :mod:`htcluster._flask.hostsfile`)."""
+        watcher = self._state().hosts_file
+        if watcher is not None:
+            watcher.poll()
 
     @staticmethod
     def get_recorded_queries() -> list[RecordedQuery]:

@@ -102,6 +102,11 @@ class LocalBroker:
     :param host: address to bind, loopback by default.
     :param extra_args: more command-line arguments for ``python -m htcluster.broker``.
     :param start: start the broker now (otherwise call :meth:`start`).
+    :param tls_cert: PEM file of the broker's certificate: serve TLS only
+        (``--tls-cert``); ``None``: plaintext.
+    :param tls_key: PEM file of its private key (``--tls-key``), when not in ``tls_cert``.
+    :param tls_client_ca: PEM file of the CA whose client certificates are
+        required (``--tls-client-ca``).
     :raises RuntimeError: ``start`` is true and the broker did not start.
 
     Example::
@@ -111,7 +116,9 @@ class LocalBroker:
     """
 
     def __init__(self, data: "str | os.PathLike[str] | None" = None, port: Optional[int] = None,
-                 host: str = "127.0.0.1", extra_args: tuple[str, ...] = (), start: bool = True) -> None:
+                 host: str = "127.0.0.1", extra_args: tuple[str, ...] = (), start: bool = True,
+                 tls_cert: "str | os.PathLike[str] | None" = None, tls_key: "str | os.PathLike[str] | None" = None,
+                 tls_client_ca: "str | os.PathLike[str] | None" = None) -> None:
         self.host = host
         self.port = port or free_port(host)
         self._tmpdir: Optional[tempfile.TemporaryDirectory[str]] = None
@@ -125,7 +132,11 @@ class LocalBroker:
         if self._tmpdir is not None:
             from .broker.storage_client import StorageProcess
             self.storage = StorageProcess(self.data)
-        self.extra_args = tuple(extra_args)
+        tls = (("--tls-cert", tls_cert), ("--tls-key", tls_key), ("--tls-client-ca", tls_client_ca))
+        self.extra_args = tuple(extra_args) + tuple(arg for flag, path in tls if path is not None
+                                                    for arg in (flag, os.fspath(path)))
+        #: True when the broker serves TLS (``tls_cert`` given).
+        self.tls = tls_cert is not None
         self.process: Optional[subprocess.Popen[bytes]] = None
         self.paused = False
         _live.add(self)
@@ -256,6 +267,8 @@ class LocalCluster:
         deleted on ``close()``.
     :param extra_args: more command-line arguments for every broker.
     :param base_port: member ``i`` listens on ``base_port + i``; ``None``: free ports.
+    :param tls: keyword arguments of :class:`LocalBroker` for TLS (``tls_cert``,
+        ``tls_key``, ``tls_client_ca``), the same for every member.
     :raises ConfigError: ``n`` < 1.
     :raises RuntimeError: a broker did not start (the others are stopped).
 
@@ -276,7 +289,8 @@ class LocalCluster:
     """
 
     def __init__(self, n: int, shared_data: bool = True, data_dir: "str | os.PathLike[str] | None" = None,
-                 extra_args: tuple[str, ...] = (), base_port: Optional[int] = None) -> None:
+                 extra_args: tuple[str, ...] = (), base_port: Optional[int] = None,
+                 **tls: "str | os.PathLike[str] | None") -> None:
         if n < 1:
             raise ConfigError(f"a LocalCluster needs at least one broker, got n={n}")
         self._tmpdir: Optional[tempfile.TemporaryDirectory[str]] = None
@@ -291,7 +305,8 @@ class LocalCluster:
             for i in range(n):
                 name = "cluster.sqlite" if shared_data else f"broker{i}.sqlite"
                 port = None if base_port is None else base_port + i
-                self.brokers.append(LocalBroker(self.data_dir / name, port=port, extra_args=extra_args, start=False))
+                self.brokers.append(LocalBroker(self.data_dir / name, port=port, extra_args=extra_args, start=False,
+                                                **tls))  # type: ignore[arg-type]
             from .broker.storage_client import StorageProcess
             for path in dict.fromkeys(broker.data for broker in self.brokers):
                 self.storages.append(StorageProcess(path).start())

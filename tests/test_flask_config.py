@@ -100,6 +100,10 @@ INVALID = [
     ({"HYPERTABLE_PORT": 70000}, ["HYPERTABLE_PORT", "1..65535"]),
     ({"HYPERTABLE_PORT": "http"}, ["HYPERTABLE_PORT", "integer"]),
     ({"HYPERTABLE_PORT": True}, ["HYPERTABLE_PORT"]),
+    ({"HYPERTABLE_SSL_CA": "/nonexistent/ca.pem"}, ["HYPERTABLE_SSL_CA", "CA file"]),
+    ({"HYPERTABLE_SSL_CA": 3}, ["HYPERTABLE_SSL_CA", "PEM file"]),
+    ({"HYPERTABLE_SSL_CERT": "/nonexistent/client.pem"}, ["HYPERTABLE_SSL_CERT", "client certificate"]),
+    ({"HYPERTABLE_SSL_KEY": "/nonexistent/key.pem"}, ["HYPERTABLE_SSL_KEY", "needs its certificate"]),
     ({"HYPERTABLE_STRATEGY": "roundrobin"}, ["HYPERTABLE_STRATEGY", "'pool'", "'resources'",
                                              "'shards'", "'replicas'"]),
     ({"HYPERTABLE_STRATEGY": 3}, ["HYPERTABLE_STRATEGY", "'replicas'"]),
@@ -147,6 +151,13 @@ INVALID = [
     ({"HYPERTABLE_URL": "http://h1"}, ["HYPERTABLE_URL", "hypertable://"]),
     ({"HYPERTABLE_URL": "hypertable://h1?sockettimeout=1"}, ["HYPERTABLE_URL", "socket_timeout"]),
     ({"HYPERTABLE_URL": "hypertable://h1", "HYPERTABLE_NAMESPACE": "x"}, ["HYPERTABLE_URL", "HYPERTABLE_NAMESPACE"]),
+    ({"HYPERTABLE_HOSTS_FILE": "/nonexistent/htcluster-hosts"}, ["HYPERTABLE_HOSTS_FILE", "cannot be read"]),
+    ({"HYPERTABLE_HOSTS_FILE": 5}, ["HYPERTABLE_HOSTS_FILE", "path"]),
+    ({"HYPERTABLE_HOSTS_FILE": "/dev/null", "HYPERTABLE_HOSTS": "h1"}, ["HYPERTABLE_HOSTS_FILE", "HYPERTABLE_HOSTS"]),
+    ({"HYPERTABLE_HOSTS_FILE": "/dev/null"}, ["HYPERTABLE_HOSTS_FILE", "no host"]),
+    ({"HYPERTABLE_HOSTS_FILE": "/dev/null", "HYPERTABLE_STRATEGY": "pool"}, ["HYPERTABLE_HOSTS_FILE", "'pool'"]),
+    ({"HYPERTABLE_HOSTS_RELOAD": -1}, ["HYPERTABLE_HOSTS_RELOAD", ">= 0"]),
+    ({"HYPERTABLE_HOSTS_RELOAD": "often"}, ["HYPERTABLE_HOSTS_RELOAD"]),
 ]
 
 

@@ -146,7 +146,8 @@ class Attempt:
         assert lease is not None, "finish() without begin()"
         self.took = took = time.monotonic() - self.started
         again = (error is not None and self.number == 1 and lease.reused and isinstance(error, BrokerUnavailable)
-                 and not error.sent and lease.resource.failed)
+                 and not error.sent and lease.resource.failed
+                 and lease.generation == self.pool.generation)  # not when the pool was closed meanwhile
         lease.release()  # idempotent: a finish interrupted before this line is made again by cancel()
         self.lease = None
         try:

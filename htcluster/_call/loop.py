@@ -3,7 +3,8 @@
 A :class:`Loop` takes attempts that have a leased connection
 (:meth:`Attempt.begin <htcluster._call.attempt.Attempt.begin>` with
 ``connect=False``) and drives each one through its steps without blocking:
-connect (non-blocking, when the pool lent a new connection), open the call's
+connect (non-blocking, when the pool lent a new connection; with TLS, the
+handshake too, stepped on the same ``poll``), open the call's
 namespace on the connection if it is not open yet, send the request frame,
 read the reply frame, decode it (:mod:`htcluster._wire`).  :meth:`Loop.wait`
 returns the attempts that finished, with :attr:`~Attempt.result` or
@@ -113,7 +114,10 @@ class Loop:
         conn = attempt.resource.connection
         try:
             if attempt.phase == _CONNECTING:
-                conn.finish_connect()
+                want = conn.finish_connect()  # TLS: one handshake step per readiness, all hosts at once
+                if want:
+                    self.poller.modify(attempt.fd, want)
+                    return
                 self._send_first(attempt)
                 return
             if attempt.phase == _SENDING:

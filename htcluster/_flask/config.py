@@ -18,6 +18,13 @@ rest of the extension sees typed values only.  The keys:
                                ``HYPERTABLE_PORT``; the ``Hypertable``
                                extension needs one of the three, or
                                ``HYPERTABLE_SHARDS``, set by the app)
+``HYPERTABLE_HOSTS_FILE``      a file holding the hosts (one or more a line,
+                               ``#`` comments), read at ``init_app`` and again
+                               when it changes (:mod:`htcluster._flask.hostsfile`);
+                               replaces ``HYPERTABLE_HOSTS`` (``None``)
+``HYPERTABLE_HOSTS_RELOAD``    seconds between checks of that file's
+                               ``mtime``, at the start of a request; 0: every
+                               request (1.0)
 ``HYPERTABLE_HOST``            Flask-Hypertable's single host (``'localhost'``
                                for its drop-in classes)
 ``HYPERTABLE_PORT``            its port, and that of host entries naming none
@@ -40,6 +47,12 @@ rest of the extension sees typed values only.  The keys:
 ``HYPERTABLE_OPTIONS``         ``{option: value}`` for the routing class
                                (:func:`option_names`; ``None``)
 ``HYPERTABLE_BINDS``           more clusters (:mod:`htcluster._flask.binds`)
+``HYPERTABLE_SSL_CA``          TLS: a PEM file of the CA(s) of the brokers'
+                               certificates, or ``True`` for the system's CAs
+                               (``None``: plaintext)
+``HYPERTABLE_SSL_CERT``        TLS: a PEM file of the client certificate
+                               (and key), for brokers that require one
+``HYPERTABLE_SSL_KEY``         TLS: the PEM file of its key, when apart
 ``HYPERTABLE_RECORD_QUERIES``  record each request's calls (False)
 ``HYPERTABLE_JSON``            ``jsonify`` encodes cells and values (True)
 =============================  ===============================================
@@ -55,6 +68,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import ssl
 import sys
 import warnings
 from dataclasses import dataclass, field, replace
@@ -66,6 +80,7 @@ from .._pool.pool import DEFAULT_MAX_OVERFLOW
 from .._pool.pool import DEFAULT_POOL_TIMEOUT as _POOL_TIMEOUT
 from .._pool.pool import DEFAULT_SIZE as DEFAULT_POOL_SIZE
 from .._routing.base import POOL_OPTIONS, ROUTING_OPTIONS
+from .._io.tls import tls_context
 
 __all__ = ["DEFAULTS", "HOST_KEYS", "STRATEGIES", "Settings", "check_app_config", "option_names", "read_settings",
            "set_defaults", "warn_msecs"]
@@ -87,6 +102,8 @@ DEFAULT_POOL_TIMEOUT = _POOL_TIMEOUT
 DEFAULTS: Mapping[str, Any] = {
     "HYPERTABLE_URL": None,
     "HYPERTABLE_HOSTS": None,
+    "HYPERTABLE_HOSTS_FILE": None,
+    "HYPERTABLE_HOSTS_RELOAD": 1.0,
     "HYPERTABLE_HOST": "localhost",
     "HYPERTABLE_PORT": DEFAULT_PORT,
     "HYPERTABLE_STRATEGY": None,
@@ -98,12 +115,16 @@ DEFAULTS: Mapping[str, Any] = {
     "HYPERTABLE_NAMESPACE": None,
     "HYPERTABLE_OPTIONS": None,
     "HYPERTABLE_BINDS": None,
+    "HYPERTABLE_SSL_CA": None,
+    "HYPERTABLE_SSL_CERT": None,
+    "HYPERTABLE_SSL_KEY": None,
     "HYPERTABLE_RECORD_QUERIES": False,
     "HYPERTABLE_JSON": True,
 }
 
 #: The keys that say where the brokers are; the ``Hypertable`` extension needs one of them set.
-HOST_KEYS = ("HYPERTABLE_URL", "HYPERTABLE_HOSTS", "HYPERTABLE_SHARDS", "HYPERTABLE_HOST", "HYPERTABLE_PORT")
+HOST_KEYS = ("HYPERTABLE_URL", "HYPERTABLE_HOSTS", "HYPERTABLE_HOSTS_FILE", "HYPERTABLE_SHARDS", "HYPERTABLE_HOST",
+             "HYPERTABLE_PORT")
 
 #: A ``*_MSECS`` value below this many milliseconds is taken for seconds written by habit (a warning).
 MSECS_WARN_BELOW = 100
@@ -146,6 +167,10 @@ class Settings:
     :ivar json: ``HYPERTABLE_JSON``: make ``jsonify`` encode cells and cell values.
     :ivar label: how errors name this configuration: ``'HYPERTABLE_OPTIONS'``
         or ``"HYPERTABLE_BINDS['name']"``.
+    :ivar hosts_file: ``HYPERTABLE_HOSTS_FILE``: the file the hosts were read from, or ``None``.
+    :ivar hosts_reload: ``HYPERTABLE_HOSTS_RELOAD``: seconds between checks of that file.
+    :ivar ssl_context: the client ``ssl.SSLContext`` built from ``HYPERTABLE_SSL_CA``,
+        ``_CERT`` and ``_KEY``, or ``None`` (plaintext).
     """
 
     hosts: tuple[Host, ...]
@@ -161,11 +186,17 @@ class Settings:
     record_queries: bool = False
     json: bool = True
     label: str = "HYPERTABLE_OPTIONS"
+    hosts_file: Optional[str] = None
+    hosts_reload: float = 1.0
+    ssl_context: Optional[ssl.SSLContext] = field(default=None, compare=False)
 
     def pool_options(self) -> dict[str, Any]:
-        """Return the ``Pool`` keyword arguments of the dedicated keys (pool size, overflow, timeouts)."""
-        return {"size": self.pool_size, "max_overflow": self.max_overflow,
-                "pool_timeout": self.pool_timeout, "socket_timeout": self.socket_timeout}
+        """Return the ``Pool`` keyword arguments of the dedicated keys (pool size, overflow, timeouts, TLS)."""
+        options: dict[str, Any] = {"size": self.pool_size, "max_overflow": self.max_overflow,
+                                   "pool_timeout": self.pool_timeout, "socket_timeout": self.socket_timeout}
+        if self.ssl_context is not None:
+            options["ssl_context"] = self.ssl_context
+        return options
 
     def cluster_options(self) -> dict[str, Any]:
         """Return every keyword argument of the routing class: :meth:`pool_options`, then :attr:`options`."""
@@ -194,7 +225,7 @@ def check_app_config(config: Mapping[str, Any], *, hosts_required: bool) -> None
             # Every key shares the 'HYPERTABLE_' prefix: a high cutoff keeps unrelated keys out.
             close = difflib.get_close_matches(key, list(DEFAULTS), n=1, cutoff=0.8)
             hint = f"did you mean {close[0]}?" if close else f"the settings are {', '.join(DEFAULTS)}"
-            warnings.warn(f"unknown Flask setting {key}, ignored; {hint}", ConfigWarning,
+            warnings.warn(f"unknown setting {key}, ignored; {hint}", ConfigWarning,
                           stacklevel=_caller_level())
     if "HYPERTABLE_TIMEOUT_MSECS" in config:
         warn_msecs(config["HYPERTABLE_TIMEOUT_MSECS"], "HYPERTABLE_TIMEOUT_MSECS")
@@ -260,11 +291,21 @@ def read_settings(config: Mapping[str, Any]) -> Settings:
     merged = {**DEFAULTS, **config}
     if merged.get("HYPERTABLE_URL") is not None:
         merged.update(url_settings(config))
+    hosts_file = merged.get("HYPERTABLE_HOSTS_FILE")
+    if hosts_file is not None:
+        from .hostsfile import file_settings  # the file's format and checks live there
+
+        merged.update(file_settings(merged))
 
     def get(key: str) -> Any:
         return merged.get(f"HYPERTABLE_{key}")
 
     main = read_cluster(get, _app_name, legacy_host=True)
+    from .hostsfile import reload_interval
+
+    reload = reload_interval(merged.get("HYPERTABLE_HOSTS_RELOAD"))
+    if hosts_file is not None:
+        main = replace(main, hosts_file=str(hosts_file), hosts_reload=reload)
     return replace(main, binds=read_binds(merged.get("HYPERTABLE_BINDS"), get, main),
                    record_queries=flag(merged.get("HYPERTABLE_RECORD_QUERIES"), "HYPERTABLE_RECORD_QUERIES"),
                    json=flag(merged.get("HYPERTABLE_JSON"), "HYPERTABLE_JSON"))
@@ -326,10 +367,33 @@ def read_cluster(get: Getter, name: Namer, *, legacy_host: bool, label: str = "H
         hosts=hosts, strategy=strategy, shards=shards, pool_size=size, max_overflow=overflow,
         socket_timeout=positive(get("TIMEOUT_MSECS"), name("TIMEOUT_MSECS"), "milliseconds") / 1000.0,
         pool_timeout=positive(get("POOL_TIMEOUT"), name("POOL_TIMEOUT"), "seconds"),
-        namespace=_namespace(get("NAMESPACE"), name("NAMESPACE")), options=options, label=label)
+        namespace=_namespace(get("NAMESPACE"), name("NAMESPACE")), options=options, label=label,
+        ssl_context=_tls(get, name))
 
 
 # ------------------------------------------------------------------ one key each
+
+def _tls(get: Getter, name: Namer) -> Optional[ssl.SSLContext]:
+    """Build the ``ssl_context`` of ``SSL_CA``/``SSL_CERT``/``SSL_KEY`` (``None`` when none is set)."""
+    files: dict[str, Any] = {}
+    for key in ("SSL_CA", "SSL_CERT", "SSL_KEY"):
+        value = get(key)
+        if value is None or value is False or value == "":
+            continue
+        if value is True and key == "SSL_CA":
+            files[key] = None  # the system's CAs
+        elif isinstance(value, (str, os.PathLike)):
+            files[key] = value
+        else:
+            raise ConfigError(f"{name(key)} must be the path of a PEM file{' or True' if key == 'SSL_CA' else ''}, "
+                              f"got {value!r}")
+    if not files:
+        return None
+    try:
+        return tls_context(ca=files.get("SSL_CA"), cert=files.get("SSL_CERT"), key=files.get("SSL_KEY"))
+    except ConfigError as exc:
+        raise ConfigError(f"{name('SSL_CA')}/{name('SSL_CERT')}/{name('SSL_KEY')}: {exc}") from exc
+
 
 def _options(value: Any, key: str, strategy: str) -> dict[str, Any]:
     if value is None:

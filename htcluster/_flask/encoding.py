@@ -27,7 +27,7 @@ import base64
 import logging
 from typing import Any, Callable, Union
 
-from flask import Flask
+from flask.sansio.app import App
 from flask.json.provider import DefaultJSONProvider
 
 from ..types import Cell, HqlResult, Key
@@ -138,7 +138,7 @@ def chain_default(previous: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return default
 
 
-def install_json(app: Flask) -> bool:
+def install_json(app: App) -> bool:
     """Make ``jsonify`` and ``app.json.dumps`` of ``app`` encode cells, results and cell values.
 
     The app's JSON provider keeps everything else it does: only its
@@ -146,7 +146,7 @@ def install_json(app: Flask) -> bool:
     own).  A provider that is not a Flask ``DefaultJSONProvider`` is left as
     it is (a warning is logged); call :func:`json_default` from it.
 
-    :param app: the Flask app.
+    :param app: the Flask app (or a Quart app: Quart uses Flask's JSON provider).
     :returns: True when the provider now knows htcluster's types.
     """
     provider = app.json

@@ -24,12 +24,13 @@ from flask import g, has_app_context
 
 from ..types import Cell
 
-__all__ = ["RecordedQuery", "QueryRecorder", "get_recorded_queries", "summarize"]
+__all__ = ["QueryRecorder", "RecordedQuery", "app_location", "get_recorded_queries", "recorded_query", "summarize"]
 
 _QUERIES = "_htcluster_queries"  # attribute of ``flask.g``
 #: Modules whose frames are never "the app code" of a call.
 _LIBRARY_PREFIXES = ("htcluster.", "flask.", "flask_", "werkzeug.", "click.", "threading", "contextlib",
-                     "functools", "concurrent.", "jinja2.", "importlib", "runpy", "_pytest.", "pluggy.")
+                     "functools", "concurrent.", "jinja2.", "importlib", "runpy", "_pytest.", "pluggy.",
+                     "quart.", "hypercorn.", "asyncio.", "pytest_asyncio.", "anyio.", "starlette.", "fastapi.")
 #: Longest argument summary kept, in characters.
 SUMMARY_CHARS = 300
 
@@ -122,12 +123,37 @@ def app_location(import_name: str, depth: int = 2) -> str:
         module = frame.f_globals.get("__name__", "")
         here = f"{frame.f_code.co_filename}:{frame.f_lineno} ({frame.f_code.co_name})"
         if module == root or module.startswith(root + "."):
-            if root not in ("__main__", "htcluster", "flask"):
+            if root not in ("__main__", "htcluster", "flask", "quart"):
                 return here
         if fallback is None and module != "htcluster" and not module.startswith(_LIBRARY_PREFIXES):
             fallback = here
         frame = frame.f_back  # type: ignore[assignment]
     return fallback or "unknown"
+
+
+def recorded_query(event: Any, import_name: str, bind: Optional[str] = None) -> Optional[RecordedQuery]:
+    """Return the :class:`RecordedQuery` of an event that ends a call, or ``None`` for any other event.
+
+    The framework-neutral part of recording (the Flask recorder below and the
+    Quart one, :mod:`htcluster._quart.queries`, each keep the records in their
+    own app context).
+
+    :param event: an event of :mod:`htcluster.events`; only those with a ``duration``
+        (``CallSucceeded``, ``CallFailed``) end a call.
+    :param import_name: the app's ``import_name`` (for :func:`app_location`).
+    :param bind: the bind the event came from (``None``: the main cluster).
+    """
+    duration = getattr(event, "duration", None)
+    if duration is None:
+        return None
+    error = getattr(event, "error", None)
+    method = str(getattr(event, "method", "?"))
+    return RecordedQuery(
+        method=method, statement=summarize(method, getattr(event, "args", ())),
+        host=str(getattr(event, "host", "?")), namespace=getattr(event, "namespace", None),
+        duration=float(duration), location=app_location(import_name, depth=3),
+        attempt=int(getattr(event, "attempt", 1) or 1),
+        error=None if error is None else f"{type(error).__name__}: {error}", bind=bind)
 
 
 class QueryRecorder:
@@ -143,17 +169,11 @@ class QueryRecorder:
 
     def __call__(self, event: Any) -> None:
         """Record ``event`` when it ends a call (it has a ``duration``) and an app context is active."""
-        duration = getattr(event, "duration", None)
-        if duration is None or not has_app_context():
+        if not has_app_context():
             return
-        error = getattr(event, "error", None)
-        method = str(getattr(event, "method", "?"))
-        record = RecordedQuery(
-            method=method, statement=summarize(method, getattr(event, "args", ())),
-            host=str(getattr(event, "host", "?")), namespace=getattr(event, "namespace", None),
-            duration=float(duration), location=app_location(self.import_name),
-            attempt=int(getattr(event, "attempt", 1) or 1),
-            error=None if error is None else f"{type(error).__name__}: {error}", bind=self.bind)
+        record = recorded_query(event, self.import_name, self.bind)
+        if record is None:
+            return
         queries = g.get(_QUERIES)
         if queries is None:
             queries = []

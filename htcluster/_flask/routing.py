@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 from contextlib import AbstractContextManager
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Hashable, Iterator, NamedTuple, Optional
 
 from flask import Response
 
@@ -29,34 +29,75 @@ from .._routing.shards import Shards
 from .._routing.typed import NamespaceCalls
 from ..types import Cell, ScanSpec
 from .config import Settings
+from .hostsfile import HostsFile
 from .stream import RowJson, row_to_json, stream_cells
 
-__all__ = ["AppState", "BoundNamespace", "ExtensionState", "Lease", "build_cluster", "listeners_of", "pools_of"]
+__all__ = ["SYNC_CLASSES", "AppState", "BoundNamespace", "ClusterClasses", "ExtensionState", "Lease", "build_cluster",
+           "listeners_of", "pools_of", "shard_args"]
 
 log = logging.getLogger(__name__)
 
 
-def build_cluster(settings: Settings) -> Any:
+class ClusterClasses(NamedTuple):
+    """The class (or factory) behind each ``HYPERTABLE_STRATEGY``: the sync ones, or the asyncio twins.
+
+    Each is called as the sync class is: ``pool(host, **options)``,
+    ``resources(hosts, **options)``, ``shards([(host, key), ...], **options)``,
+    ``replicas(hosts, **options)``.
+    """
+
+    pool: Callable[..., Any]
+    resources: Callable[..., Any]
+    shards: Callable[..., Any]
+    replicas: Callable[..., Any]
+
+
+#: The classes of the Flask extension.
+SYNC_CLASSES = ClusterClasses(pool=Pool, resources=Resources, shards=Shards, replicas=Replicas)
+
+
+def build_cluster(settings: Settings, classes: ClusterClasses = SYNC_CLASSES) -> Any:
     """Return the routing object of ``HYPERTABLE_STRATEGY`` (the table behind ``ht.cluster``).
 
     :param settings: checked settings; the object is built with
         :meth:`Settings.cluster_options` (the pool keys, then ``HYPERTABLE_OPTIONS``).
-    :returns: a ``Pool`` (``pool``), ``Resources``, ``Shards`` or ``Replicas``.
+    :param classes: which classes to build: :data:`SYNC_CLASSES` (Flask), or the
+        ``htcluster.aio`` twins (the Quart extension).
+    :returns: a ``Pool`` (``pool``), ``Resources``, ``Shards`` or ``Replicas`` (or their twins).
     :raises ConfigError: the routing class refused an option value; the message
         names the options key (``HYPERTABLE_OPTIONS`` or the bind's).
     """
     options = settings.cluster_options()
     table: dict[str, Callable[[], Any]] = {
-        "pool": lambda: Pool(settings.hosts[0], **options),
-        "resources": lambda: Resources(settings.hosts, **options),
-        "shards": lambda: Shards([(h, key) for key, hosts in settings.shards.items() for h in hosts], **options),
-        "replicas": lambda: Replicas(settings.hosts, **options),
+        "pool": lambda: classes.pool(settings.hosts[0], **options),
+        "resources": lambda: classes.resources(settings.hosts, **options),
+        "shards": lambda: classes.shards([(h, key) for key, hosts in settings.shards.items() for h in hosts],
+                                         **options),
+        "replicas": lambda: classes.replicas(settings.hosts, **options),
     }
     try:
         return table[settings.strategy]()
     except (ConfigError, TypeError, ValueError) as exc:
         raise ConfigError(f"{settings.label} (strategy {settings.strategy!r}, options "
                           f"{sorted(settings.options)}): {exc}") from exc
+
+
+def shard_args(shards: bool, what: str, key: Optional[str]) -> tuple[str, ...]:
+    """Return ``(key,)``, the leading argument of a ``Shards`` call, or ``()`` for the other strategies.
+
+    :param shards: whether the cluster is a ``Shards`` (or its asyncio twin).
+    :param what: the call, for the message.
+    :param key: the shard key: required with ``shards``, refused otherwise.
+    :raises TypeError: ``key`` missing with ``shards``, or given without.
+    """
+    if shards:
+        if key is None:
+            raise TypeError(f"{what}: with HYPERTABLE_STRATEGY 'shards' name the shard: "
+                            "ht.namespace(name, key='...')")
+        return (key,)
+    if key is not None:
+        raise TypeError(f"{what}: key= is for HYPERTABLE_STRATEGY 'shards' only")
+    return ()
 
 
 def listeners_of(cluster: Any) -> Any:
@@ -126,6 +167,51 @@ class AppState:
         """Close the idle connections of the routing object (checked-out ones close at checkin)."""
         self.cluster.close()
 
+    # ------------------------------------------------------------ membership (htcluster._routing.members)
+
+    def _changeable(self, what: str) -> Any:
+        if isinstance(self.cluster, Pool):
+            raise ConfigError(f"{what}: HYPERTABLE_STRATEGY 'pool' has one fixed host; use 'replicas' or "
+                              "'resources' for hosts that change")
+        return self.cluster
+
+    def set_hosts(self, hosts: Any, drain: bool = True) -> None:
+        """Make ``hosts`` the cluster's hosts (``set_hosts`` of the routing object; pairs for ``shards``).
+
+        :raises ConfigError: the strategy is ``pool``, or the hosts are malformed (nothing changes).
+        """
+        self._changeable("set_hosts").set_hosts(hosts, drain)
+
+    def add_host(self, host: Any, key: Optional[Hashable] = None) -> None:
+        """Add ``host`` (with ``shards``: as a host of shard ``key``).
+
+        :raises ConfigError: the strategy is ``pool``, the host is malformed.
+        :raises TypeError: ``key`` missing with ``shards``, or given without.
+        """
+        cluster = self._changeable("add_host")
+        if isinstance(cluster, Shards):
+            if key is None:
+                raise TypeError("add_host: with HYPERTABLE_STRATEGY 'shards' name the shard: add_host(host, key='...')")
+            cluster.add(host, key)
+        elif key is not None:
+            raise TypeError("add_host: key= is for HYPERTABLE_STRATEGY 'shards' only")
+        else:
+            cluster.add(host)
+
+    def remove_host(self, host: Any, drain: bool = True, key: Optional[Hashable] = None) -> None:
+        """Remove ``host`` (with ``shards``: from shard ``key``, or from every shard when ``None``).
+
+        :raises ConfigError: the strategy is ``pool``, the host is not one of the hosts, or it is the last one.
+        :raises TypeError: ``key`` given with another strategy than ``shards``.
+        """
+        cluster = self._changeable("remove_host")
+        if isinstance(cluster, Shards):
+            cluster.remove(host, drain, key=key)
+        elif key is not None:
+            raise TypeError("remove_host: key= is for HYPERTABLE_STRATEGY 'shards' only")
+        else:
+            cluster.remove(host, drain)
+
     def stats(self) -> Optional[dict[str, Any]]:
         """Return ``cluster.stats()`` (``{host: {...}}``), or ``None`` when the strategy has none."""
         stats = getattr(self.cluster, "stats", None)
@@ -156,20 +242,8 @@ class AppState:
         return self.cluster.connection()
 
     def _shard(self, what: str, key: Optional[str]) -> tuple[str, ...]:
-        """Return ``(key,)``, the leading argument of a ``Shards`` call, or ``()`` for the other strategies.
-
-        :param what: the call, for the message.
-        :param key: the shard key: required with ``shards``, refused otherwise.
-        :raises TypeError: ``key`` missing with ``shards``, or given without.
-        """
-        if isinstance(self.cluster, Shards):
-            if key is None:
-                raise TypeError(f"{what}: with HYPERTABLE_STRATEGY 'shards' name the shard: "
-                                "ht.namespace(name, key='...')")
-            return (key,)
-        if key is not None:
-            raise TypeError(f"{what}: key= is for HYPERTABLE_STRATEGY 'shards' only")
-        return ()
+        """Return ``(key,)`` for a ``Shards`` call, ``()`` otherwise (:func:`shard_args`)."""
+        return shard_args(isinstance(self.cluster, Shards), what, key)
 
     def route(self, method: str, args: tuple, namespace: Optional[str], key: Optional[str]) -> Any:
         """Make one call through the routing object (failover is the object's).
@@ -209,6 +283,8 @@ class ExtensionState(AppState):
                  binds: Optional[dict[str, AppState]] = None) -> None:
         super().__init__(owner, settings, cluster)
         self.binds: dict[str, AppState] = dict(binds or {})
+        #: The watcher of ``HYPERTABLE_HOSTS_FILE`` (:mod:`htcluster._flask.hostsfile`), or ``None``.
+        self.hosts_file: Optional[HostsFile] = None
         self.recorder: Any = None  # the query recorder when HYPERTABLE_RECORD_QUERIES is on
 
     def bind(self, name: Optional[str]) -> AppState:

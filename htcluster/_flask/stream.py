@@ -22,7 +22,8 @@ from flask import Response
 from ..types import Cell
 from .encoding import cell_to_json, column, json_default, value_to_json
 
-__all__ = ["CHUNK_BYTES", "JsonArrayStream", "RowJson", "cell_to_json", "row_to_json", "stream_cells"]
+__all__ = ["CHUNK_BYTES", "CUT_SHORT", "NO_ROW", "JsonArrayEncoder", "JsonArrayStream", "RowGrouper", "RowJson",
+           "cell_to_json", "row_to_json", "stream_cells"]
 
 #: Bytes gathered before a chunk is handed to the server: big enough to keep
 #: the per-write overhead low, small enough to keep memory flat.
@@ -32,6 +33,9 @@ CHUNK_BYTES = 32 * 1024
 RowJson = Callable[[str, list[Cell]], Any]
 
 log = logging.getLogger(__name__)
+
+#: What is logged when a streamed array fails after its first byte.
+CUT_SHORT = "streamed JSON array cut short after it had started: the client gets no closing ']'"
 
 
 def row_to_json(row: str, cells: list[Cell]) -> dict[str, Any]:
@@ -43,18 +47,98 @@ def row_to_json(row: str, cells: list[Cell]) -> dict[str, Any]:
                                    "value": value_to_json(c.value)} for c in cells]}
 
 
+class RowGrouper:
+    """Group consecutive cells of one row (a scan returns them row by row) into one object each.
+
+    The pure part of a stream by row, shared by the Flask stream and the Quart
+    one (:mod:`htcluster._quart.stream`): feed cells in scan order to
+    :meth:`add`, then call :meth:`finish` once.
+
+    :param row_json: turns ``(row key, its cells)`` into the object sent.
+    """
+
+    def __init__(self, row_json: RowJson = row_to_json) -> None:
+        self._row_json = row_json
+        self._row: Optional[str] = None
+        self._group: list[Cell] = []
+
+    def add(self, cell: Cell) -> Any:
+        """Take the next cell; return the finished previous row's object, or :data:`NO_ROW`."""
+        done: Any = NO_ROW
+        if cell.key.row != self._row and self._group:
+            done = self._row_json(self._row, self._group)  # type: ignore[arg-type]
+            self._group = []
+        self._row = cell.key.row
+        self._group.append(cell)
+        return done
+
+    def finish(self) -> Any:
+        """Return the last row's object, or :data:`NO_ROW` when no cell came."""
+        if not self._group:
+            return NO_ROW
+        done = self._row_json(self._row, self._group)  # type: ignore[arg-type]
+        self._group = []
+        return done
+
+
+#: What :class:`RowGrouper` returns when no row is finished yet (a row object may be any value, even ``None``).
+NO_ROW: Any = object()
+
+
 def _rows(cells: Iterable[Cell], row_json: RowJson) -> Iterator[Any]:
-    """Group consecutive cells of one row (a scan returns them row by row) and convert each group."""
-    row: Optional[str] = None
-    group: list[Cell] = []
+    """Yield one object per row of ``cells`` (see :class:`RowGrouper`)."""
+    grouper = RowGrouper(row_json)
     for cell in cells:
-        if cell.key.row != row and group:
-            yield row_json(row, group)  # type: ignore[arg-type]
-            group = []
-        row = cell.key.row
-        group.append(cell)
-    if group:
-        yield row_json(row, group)  # type: ignore[arg-type]
+        row = grouper.add(cell)
+        if row is not NO_ROW:
+            yield row
+    row = grouper.finish()
+    if row is not NO_ROW:
+        yield row
+
+
+class JsonArrayEncoder:
+    """Encode objects one at a time into the ``bytes`` chunks of one JSON array (no I/O).
+
+    The pure part of every streamed JSON array (the Flask stream, the Quart
+    one): :meth:`add` each object, send what it returns when it returns
+    bytes, then send :meth:`finish`.  Values of htcluster's types are encoded
+    by :func:`~htcluster._flask.encoding.json_default`.
+
+    :param chunk_bytes: bytes gathered before a chunk is returned; the first
+        object is returned alone, at once, so that the response starts.
+    """
+
+    def __init__(self, chunk_bytes: int = CHUNK_BYTES) -> None:
+        self._encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=json_default).encode
+        self._chunk_bytes = chunk_bytes
+        self._parts: list[str] = ["["]
+        self._size = 1
+        self._separator = ""
+
+    def add(self, item: Any) -> Optional[bytes]:
+        """Encode ``item``; return a chunk to send when enough has gathered (always after the first item).
+
+        :raises TypeError: ``item`` holds a value JSON cannot encode.
+        """
+        text = self._encode(item)
+        first = not self._separator
+        self._parts.append(self._separator + text)
+        self._size += len(text) + 1
+        self._separator = ","
+        if self._size >= self._chunk_bytes or first:
+            return self._flush()
+        return None
+
+    def finish(self) -> bytes:
+        """Return the last chunk: what is left and the closing ``]``."""
+        self._parts.append("]")
+        return self._flush()
+
+    def _flush(self) -> bytes:
+        chunk = "".join(self._parts).encode("utf-8")
+        self._parts, self._size = [], 0
+        return chunk
 
 
 class JsonArrayStream:
@@ -80,22 +164,15 @@ class JsonArrayStream:
         self.closed = False
 
     def __iter__(self) -> Iterator[bytes]:
-        encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=json_default).encode
-        parts: list[str] = ["["]
-        size, separator = 1, ""
+        encoder = JsonArrayEncoder(self._chunk_bytes)
         try:
             for item in self._items:
-                text = encode(item)
-                parts.append(separator + text)
-                size += len(text) + 1
-                if size >= self._chunk_bytes or not separator:  # the first object goes out at once
-                    yield "".join(parts).encode("utf-8")
-                    parts, size = [], 0
-                separator = ","
-            parts.append("]")
-            yield "".join(parts).encode("utf-8")
+                chunk = encoder.add(item)
+                if chunk is not None:
+                    yield chunk
+            yield encoder.finish()
         except Exception:
-            log.exception("streamed JSON array cut short after it had started: the client gets no closing ']'")
+            log.exception(CUT_SHORT)
             raise
         finally:
             self.close()

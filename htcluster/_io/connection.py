@@ -35,6 +35,7 @@ import errno
 import os
 import select
 import socket
+import ssl
 import time
 from typing import Optional
 
@@ -43,6 +44,7 @@ from thrift.transport.TTransport import TTransportException
 from .._wire import DEFAULT_MAX_FRAME_SIZE, Codec, FrameReader
 from ..errors import BrokerUnavailable, ClientResourceError, DeadlineExceeded
 from ..hosts import Host
+from . import tls
 
 __all__ = ["Connection", "fork_generation", "local_failure"]
 
@@ -98,16 +100,20 @@ class Connection:
     :param connect_timeout: seconds (float) a connection attempt may take.
     :param max_frame_size: largest frame in bytes, sent or received; also the
         protocol's limit on one string or container.
+    :param ssl_context: a client ``ssl.SSLContext``: speak TLS, with the
+        handshake (to the host's name, :mod:`htcluster._io.tls`) counted in
+        ``connect_timeout``; ``None``: plaintext.
 
     :attr:`codec` encodes the calls and decodes the replies; :meth:`exchange`
     moves one frame out and one in.  Not thread-safe: one call at a time.
     """
 
     __slots__ = ("host", "address", "timeout", "connect_timeout", "max_frame_size", "codec", "reader", "sock",
-                 "failed", "pending", "connecting", "fork", "pid", "_poll", "_out", "_sent", "_end", "_by_deadline")
+                 "failed", "pending", "connecting", "fork", "pid", "_poll", "_out", "_sent", "_end", "_by_deadline",
+                 "ssl_context", "handshaking")
 
     def __init__(self, host: Host, timeout: float, connect_timeout: float,
-                 max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+                 max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, ssl_context: Optional[ssl.SSLContext] = None) -> None:
         self.host = host
         self.address = str(host)
         self.timeout = timeout
@@ -125,6 +131,8 @@ class Connection:
         self._out: bytearray = bytearray()
         self._sent = 0
         self._end, self._by_deadline = 0.0, False
+        self.ssl_context = ssl_context
+        self.handshaking = False  # TLS: the TCP connect is done, the handshake is under way
 
     # ------------------------------------------------------------ state
 
@@ -153,16 +161,31 @@ class Connection:
 
         An idle connection has nothing to read: a readable socket means the
         broker closed it (end-of-file, reset) or sent bytes nobody asked for.
-        Either way it is closed here.
+        Either way it is closed here.  Over TLS, records for the TLS layer
+        alone (TLS 1.3 session tickets) are read and the connection kept.
 
         :returns: True when the connection is not :attr:`reusable` or the broker left it.
         """
         if not self.reusable:
             return True
         if self._poll is not None and self._poll.poll(0):
-            self.close()
-            return True
+            if self.ssl_context is None or tls.idle_is_stale(self.sock):  # type: ignore[arg-type]
+                self.close()
+                return True
         return False
+
+    def interrupt(self) -> None:
+        """Shut the socket down, from any thread: an exchange waiting on it ends at once with end-of-file.
+
+        The exchange then fails as a broken connection (``BrokerUnavailable``,
+        ``sent=True`` once the request left) and taints it; nothing happens on a closed connection.
+        """
+        sock = self.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:  # not connected (yet), or closed meanwhile
+                pass
 
     # ------------------------------------------------------------ open / close
 
@@ -185,7 +208,7 @@ class Connection:
 
     def _reset_state(self) -> None:
         self.close()
-        self.failed = self.pending = self.connecting = False
+        self.failed = self.pending = self.connecting = self.handshaking = False
         self.reader = FrameReader(self.max_frame_size, self.address)
         self.fork, self.pid = _forks[0], os.getpid()
 
@@ -193,11 +216,13 @@ class Connection:
         """Connect within ``connect_timeout`` (and before ``deadline``, a ``time.monotonic`` time), blocking.
 
         :raises BrokerUnavailable: refused, unreachable or timed out (``sent=False``).
+        :raises TLSError: with an ``ssl_context``, the handshake failed (a configuration mistake).
         :raises DeadlineExceeded: ``deadline`` passed before the connection was made.
         :raises ClientResourceError: no descriptor or buffer left in this process.
         """
         self._reset_state()
         limit, by_deadline = self._connect_limit(deadline)
+        started = time.monotonic()
         try:
             sock = socket.create_connection((self.host.host, self.host.port), limit)
         except OSError as exc:
@@ -209,7 +234,65 @@ class Connection:
                 raise DeadlineExceeded(f"the call's deadline passed while connecting to ThriftBroker "
                                        f"{self.address}", sent=False) from exc
             raise self._unavailable(exc, limit) from exc
+        if self.ssl_context is not None:
+            sock = self._handshake(sock, started + limit, by_deadline)
         self._adopt(sock)
+
+    # -- TLS (htcluster._io.tls) ---------------------------------------------------------------------
+
+    def _handshake(self, sock: socket.socket, end: float, by_deadline: bool) -> socket.socket:
+        """Wrap ``sock`` and complete the TLS handshake by ``end`` (blocking, with ``poll``); return the TLS socket."""
+        sock.setblocking(False)
+        self.sock, self.connecting = sock, True
+        try:
+            self._start_tls()
+            poller = select.poll()
+            assert self.sock is not None
+            poller.register(self.sock, _POLLOUT)
+            while True:
+                want = self._tls_step()
+                if not want:
+                    break
+                poller.modify(self.sock, want)
+                left = end - time.monotonic()
+                if left <= 0 or not poller.poll(left * 1000.0 + 1):
+                    self._end, self._by_deadline = end, by_deadline
+                    raise self.connect_expired()
+        except BaseException:
+            self.taint()
+            raise
+        sock, self.sock = self.sock, None
+        self.connecting = self.handshaking = False
+        return sock
+
+    def _start_tls(self) -> None:
+        assert self.sock is not None and self.ssl_context is not None
+        try:
+            self.sock = tls.wrap(self.sock, self.ssl_context, self.host.host)
+        except (OSError, ValueError) as exc:
+            self.taint()
+            raise self._tls_error(exc) from exc
+        self.handshaking = True
+
+    def _tls_step(self) -> int:
+        """Advance the handshake: 0 once done, else the ``poll`` mask to wait for."""
+        try:
+            return tls.handshake_step(self.sock)  # type: ignore[arg-type]
+        except OSError as exc:
+            self.taint()
+            raise self._tls_error(exc) from exc
+
+    def _tls_error(self, exc: BaseException) -> Exception:
+        error = tls.tls_failure(exc, self.address, handshake=True)
+        if error is not None:
+            return error
+        local = local_failure(exc, self.address, "in the TLS handshake with")
+        if local is not None:
+            return local
+        return BrokerUnavailable(f"the TLS handshake with ThriftBroker {self.address} failed: {exc}",
+                                 host=self.address, sent=False, type=TTransportException.NOT_OPEN)
+
+    # ------------------------------------------------------------------------------------------------
 
     def begin_connect(self, deadline: Optional[float] = None) -> float:
         """Start a non-blocking connect; return the ``time.monotonic()`` time it must be done by.
@@ -245,30 +328,46 @@ class Connection:
         self._end, self._by_deadline = time.monotonic() + limit, by_deadline
         return self._end
 
-    def finish_connect(self) -> None:
-        """Complete a connect started by :meth:`begin_connect` once its socket is writable.
+    def finish_connect(self) -> int:
+        """Complete a connect started by :meth:`begin_connect` once ``poll`` reported its socket ready.
 
+        With an ``ssl_context``, the TLS handshake follows, one step per call:
+        call it again when the socket is ready for what it returned.
+
+        :returns: 0 once connected (and the handshake done), else the ``poll``
+            mask (``POLLIN`` or ``POLLOUT`` with errors) to wait for before calling again.
         :raises BrokerUnavailable: the connect failed (refused, unreachable; ``sent=False``).
+        :raises TLSError: the TLS handshake failed (a configuration mistake, ``sent=False``).
         """
         sock = self.sock
         assert sock is not None and self.connecting
-        code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if code:
-            self.taint()
-            error = OSError(code, os.strerror(code))
-            raise (local_failure(error, self.address, "connecting to") or self._unavailable(error, 0.0)) from None
+        if not self.handshaking:
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code:
+                self.taint()
+                error = OSError(code, os.strerror(code))
+                raise (local_failure(error, self.address, "connecting to") or self._unavailable(error, 0.0)) from None
+            if self.ssl_context is not None:
+                self._start_tls()
+        if self.handshaking:
+            want = self._tls_step()
+            if want:
+                return want
+            self.handshaking = False
         self.connecting = False
-        self._adopt(sock)
+        self._adopt(self.sock)  # type: ignore[arg-type]
+        return 0
 
     def connect_expired(self) -> Exception:
-        """Taint a connect that ran out of time and return its error."""
+        """Taint a connect (or its TLS handshake) that ran out of time and return its error."""
+        doing = "in the TLS handshake with" if self.handshaking else "connecting to"
         self.taint()
         if self._by_deadline:
-            return DeadlineExceeded(f"the call's deadline passed while connecting to ThriftBroker {self.address}",
+            return DeadlineExceeded(f"the call's deadline passed while {doing} ThriftBroker {self.address}",
                                     sent=False)
         return BrokerUnavailable(f"cannot connect to ThriftBroker {self.address}: timed out after "
-                                 f"{self.connect_timeout:g} s", host=self.address, sent=False,
-                                 type=TTransportException.TIMED_OUT)
+                                 f"{self.connect_timeout:g} s{' in the TLS handshake' if self.handshaking else ''}",
+                                 host=self.address, sent=False, type=TTransportException.TIMED_OUT)
 
     def _adopt(self, sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -365,11 +464,12 @@ class Connection:
         """
         try:
             self._sent += self.sock.send(memoryview(self._out)[self._sent:] if self._sent else self._out)  # type: ignore[union-attr]
-        except BlockingIOError:
+        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
             return False
         except OSError as exc:
             self.taint()
             raise (local_failure(exc, self.address, f"sending {self.codec.method} to")
+                   or (self.ssl_context is not None and tls.tls_failure(exc, self.address, handshake=False))
                    or self._broken(exc, "lost the connection while sending", sent=False)) from exc
         return self._sent >= len(self._out)
 
@@ -382,11 +482,17 @@ class Connection:
         reader = self.reader
         try:
             chunk = self.sock.recv(reader.want())  # type: ignore[union-attr]
-        except BlockingIOError:
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):  # TLS: e.g. a session ticket
             return None
         except OSError as exc:
             self.taint()
-            raise self._broken(exc, "lost the connection while waiting for the answer of", sent=True) from exc
+            raise ((self.ssl_context is not None and tls.tls_failure(exc, self.address, handshake=False))
+                   or self._broken(exc, "lost the connection while waiting for the answer of", sent=True)) from exc
+        if self.ssl_context is None and not reader.data and tls.looks_like_tls(chunk):
+            self.taint()
+            raise tls.tls_required(self.address)
+        if self.ssl_context is not None and self.sock.pending():  # type: ignore[union-attr]
+            chunk += self.sock.recv(self.sock.pending())  # type: ignore[union-attr]  # poll cannot see these
         if not chunk:
             self.taint()
             raise BrokerUnavailable(f"lost the connection while waiting for the answer of {self.codec.method} "

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import ssl
 import time
 from typing import Any, Callable, Iterator, Literal, Optional, Union, overload
 
@@ -38,6 +39,7 @@ from .._wire import ANSWERS, BROKER_METHODS, DEFAULT_MAX_FRAME_SIZE, HARD_MAX_FR
 from ..errors import BrokerUnavailable, ConfigError, DeadlineExceeded
 from ..hosts import Host, HostLike
 from .connection import Connection
+from .tls import check_context
 
 __all__ = ["BROKER_METHODS", "DEFAULT_CONNECT_TIMEOUT", "DEFAULT_SOCKET_TIMEOUT", "ManagedNamespaces",
            "Resource", "scan_cells"]
@@ -110,9 +112,15 @@ class Resource(HqlService.Client, metaclass=_Methods):
         64 MiB, the stand-in broker's default); also the limit on one string or
         container of an answer, so that anything that fits a frame can be read.
     :param open: connect now (otherwise call :meth:`open`).
-    :raises ConfigError: the host, port, a timeout or the frame size is malformed
+    :param ssl_context: a client ``ssl.SSLContext`` (:func:`htcluster.tls_context`,
+        ``ssl.create_default_context(cafile=...)``) to speak TLS, the server's
+        certificate checked against the host's name unless the context says
+        otherwise (``check_hostname = False``); the handshake counts in
+        ``connect_timeout``.  ``None`` (the default): plaintext.
+    :raises ConfigError: the host, port, a timeout, the frame size or ``ssl_context`` is malformed
         (e.g. ``Resource('h', 2.5)``: the second argument is the port, pass ``socket_timeout=``).
-    :raises BrokerUnavailable: ``open`` is true and the broker cannot be reached.
+    :raises BrokerUnavailable: ``open`` is true and the broker cannot be reached
+        (:class:`~htcluster.errors.TLSError`: the TLS handshake failed).
 
     One thread at a time may use a Resource; threads share a :class:`~htcluster._pool.pool.Pool`.
 
@@ -124,7 +132,8 @@ class Resource(HqlService.Client, metaclass=_Methods):
 
     def __init__(self, host: HostLike = "localhost", port: Optional[int] = None, *,
                  socket_timeout: float = DEFAULT_SOCKET_TIMEOUT, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-                 max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, open: bool = True) -> None:
+                 max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, open: bool = True,
+                 ssl_context: Optional[ssl.SSLContext] = None) -> None:
         if port is not None:
             if isinstance(port, bool) or not isinstance(port, int):
                 raise ConfigError(f"the second argument of Resource is the port (upstream's ThriftClient(host, port) "
@@ -137,6 +146,8 @@ class Resource(HqlService.Client, metaclass=_Methods):
         self.socket_timeout = seconds("socket_timeout", socket_timeout)
         self.connect_timeout = seconds("connect_timeout", connect_timeout)
         self.max_frame_size = byte_size("max_frame_size", max_frame_size, minimum=1024, maximum=HARD_MAX_FRAME_SIZE)
+        #: The client ``ssl.SSLContext`` of its connections, or ``None`` (plaintext).
+        self.ssl_context = check_context(ssl_context)
         #: The ``time.monotonic()`` deadline of the calls made now (set by :meth:`call`), or ``None``.
         self.deadline: Optional[float] = None
         #: The :class:`~htcluster.events.Listeners` told of each call while a pool has lent this
@@ -150,7 +161,8 @@ class Resource(HqlService.Client, metaclass=_Methods):
 
     def _attach(self) -> Connection:
         """Give this client a new, unconnected connection: nothing of an earlier one carries over."""
-        conn = Connection(self.host, self.socket_timeout, self.connect_timeout, self.max_frame_size)
+        conn = Connection(self.host, self.socket_timeout, self.connect_timeout, self.max_frame_size,
+                          self.ssl_context)
         #: The :class:`~htcluster._io.connection.Connection` of this client (replaced when it reopens).
         self.connection = conn
         # the generated send_*/recv_* of HqlService.Client, for upstream code that calls them directly

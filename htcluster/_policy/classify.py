@@ -14,7 +14,9 @@ verdict                outcomes
 :data:`NOTHING`        anything that says nothing about the host: the caller's deadline
                        (``DeadlineExceeded``), a bad argument (``InvalidRequest``), a full
                        pool (``PoolTimeout``), a local limit (``ClientResourceError``),
-                       an interrupt or cancellation (``KeyboardInterrupt``, ``GeneratorExit``)
+                       a TLS configuration mistake (``TLSError``: certificate not trusted,
+                       expired or for another name, TLS on one side only), an interrupt
+                       or cancellation (``KeyboardInterrupt``, ``GeneratorExit``)
 =====================  ==============================================================
 """
 from __future__ import annotations
@@ -23,7 +25,7 @@ import functools
 from typing import Any, Optional, Sequence
 
 from .._wire import ANSWERS
-from ..errors import BrokerUnavailable
+from ..errors import BrokerUnavailable, TLSError
 
 __all__ = ["ANSWERED", "FAILED", "HQL_METHODS", "NOTHING", "READ_METHODS", "READ_VERBS", "hql_is_read", "is_write",
            "verdict"]
@@ -43,6 +45,8 @@ def verdict(error: Optional[BaseException]) -> str:
     """
     if error is None or isinstance(error, ANSWERS):
         return ANSWERED
+    if isinstance(error, TLSError):  # a configuration mistake: the host's health is not in question
+        return NOTHING
     if isinstance(error, BrokerUnavailable):
         return FAILED
     return NOTHING

@@ -239,6 +239,7 @@ class HostHealth:
         self._states: dict[str, HostState] = {host: LIVE for host in hosts}
         self._down: set[str] = set()  # hosts whose state is not LIVE (failed, or revived by a probe)
         self._lag: dict[str, tuple[int, float]] = {}  # host -> (hedges lost in a row, ranked last until)
+        self._tracked: Optional[frozenset[str]] = None  # set by track(): verdicts on other hosts are ignored
         #: an :class:`~htcluster.events.Listeners` told of ``HostDown``/``HostUp``, or ``None``.
         self.listeners = listeners
 
@@ -258,6 +259,33 @@ class HostHealth:
     def all_live(self) -> bool:
         """True when no host has failed since its last success, nor lags after a lost hedge (no lock)."""
         return not self._down and not self._lag
+
+    def track(self, hosts: Iterable[str]) -> None:
+        """Follow exactly ``hosts`` from now on (a membership change): new hosts start live, the others are forgotten.
+
+        A forgotten host's state, backoff and lag are dropped, and what calls
+        still in flight on it report later (:meth:`failed`, :meth:`succeeded`,
+        :meth:`lagged`) is ignored, so no event is emitted for it; a host
+        tracked again starts live.  Before the first ``track`` every host is
+        followed (the hosts given at construction, others on first use).
+
+        :param hosts: ``'host:port'`` keys.
+        """
+        keep = frozenset(hosts)
+        with self._lock:
+            for host in [h for h in self._states if h not in keep]:
+                del self._states[host]
+                self._down.discard(host)
+            for host in [h for h in self._lag if h not in keep]:
+                del self._lag[host]
+            for host in keep:
+                self._states.setdefault(host, LIVE)
+            self._tracked = keep
+
+    def _ignored(self, host: str) -> bool:
+        """True when ``host`` was forgotten by :meth:`track` (no lock: one attribute read)."""
+        tracked = self._tracked
+        return tracked is not None and host not in tracked
 
     def claim_due(self, hosts: Iterable[str]) -> list[str]:
         """Take the trial of every host of ``hosts`` whose backoff ended and whose trial is free.
@@ -324,6 +352,8 @@ class HostHealth:
             the backoff from there (a host that answers probes and fails calls does not
             come back every ``base`` seconds).  Otherwise its failure count (and lag) restart at 0.
         """
+        if self._ignored(host):
+            return
         if probe:
             with self._lock:
                 was = self._states.get(host, LIVE)
@@ -350,8 +380,10 @@ class HostHealth:
 
         :param host: ``'host:port'``.
         :param error: the failure, kept for :meth:`describe` and ``NoHostAvailable``.
-        :returns: seconds (float) until the host may be tried again.
+        :returns: seconds (float) until the host may be tried again (0.0 for a host forgotten by :meth:`track`).
         """
+        if self._ignored(host):
+            return 0.0
         with self._lock:
             now = self.clock()
             state = self._states.get(host, LIVE)
@@ -379,6 +411,8 @@ class HostHealth:
         :param host: ``'host:port'``.
         :returns: seconds (float) during which :meth:`lagging` is true.
         """
+        if self._ignored(host):
+            return 0.0
         with self._lock:
             count = self._lag.get(host, (0, 0.0))[0] + 1
             delay = self.backoff.delay(count, self.rng)

@@ -26,6 +26,7 @@ This class makes no calls: :class:`htcluster.Pool` adds ``call`` and
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from collections import deque
@@ -34,6 +35,7 @@ from typing import Optional
 from .. import events as ev
 from .._io.connection import fork_generation
 from .._io.resource import DEFAULT_CONNECT_TIMEOUT, DEFAULT_SOCKET_TIMEOUT, Resource
+from .._io.tls import check_context
 from .._policy.forks import renew_after_fork
 from .._policy.latency import LatencyWindow
 from .._validate import byte_size, optional_seconds, seconds
@@ -130,6 +132,9 @@ class ConnectionPool:
     :param listeners: the :class:`~htcluster.events.Listeners` that get this
         pool's events (calls, checkouts, connections); default: a registry of
         its own (its parent is the process-wide one).
+    :param ssl_context: a client ``ssl.SSLContext`` for TLS (``Resource``;
+        hostname checked by default, handshake within ``connect_timeout``);
+        ``None``: plaintext.
     :raises ConfigError: a value is out of range (NaN, infinite, negative, a bool...).
     """
 
@@ -137,7 +142,7 @@ class ConnectionPool:
                  pool_timeout: float = DEFAULT_POOL_TIMEOUT, *, socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, idle_ping: Optional[float] = None,
                  max_age: Optional[float] = None, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
-                 listeners: Optional[ev.Listeners] = None) -> None:
+                 listeners: Optional[ev.Listeners] = None, ssl_context: Optional[ssl.SSLContext] = None) -> None:
         for name, value in (("size", size), ("max_overflow", max_overflow)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
@@ -153,8 +158,10 @@ class ConnectionPool:
         self.max_age = optional_seconds("max_age", max_age)
         self.max_frame_size = byte_size("max_frame_size", max_frame_size, minimum=1024)
         self.address = str(self.host)
+        self.ssl_context = check_context(ssl_context)  # TLS (htcluster._io.tls)
         self.listeners = ev.Listeners() if listeners is None else listeners
         self._generation = 0
+        self._cut = 0  # abort(): connections of a generation below this one are shut
         self.after_fork()
         renew_after_fork(self)
 
@@ -169,6 +176,7 @@ class ConnectionPool:
         self._closed = 0
         self._replaced = 0
         self._timeouts = 0
+        self._lent: set[Lease] = set()  # the leases out, for abort()
         self._calls = 0
         self._errors = 0
         #: The latencies of the recent call attempts on this pool (seconds).
@@ -185,6 +193,11 @@ class ConnectionPool:
     def in_use(self) -> int:
         """Connections lent out right now."""
         return self._in_use
+
+    @property
+    def generation(self) -> int:
+        """How many times the pool was closed (:meth:`close`, :meth:`abort`); a lease remembers the one it began in."""
+        return self._generation
 
     @property
     def waiting(self) -> int:
@@ -266,6 +279,9 @@ class ConnectionPool:
             else:
                 lease.reused = True
             lease.out = True
+            self._lent.add(lease)
+            if lease.generation < self._cut:  # abort() ran while this lease was being taken
+                lease.resource.connection.interrupt()
             if listeners:
                 listeners.emit(ev.PoolCheckedOut(self.address, time.monotonic() - started))
             return lease
@@ -388,7 +404,7 @@ class ConnectionPool:
     def _connect(self, deadline: Optional[float], connect: bool = True) -> Lease:
         """Open a connection in a slot already taken; the slot is the caller's to give back on failure."""
         r = Resource(self.host, socket_timeout=self.socket_timeout, connect_timeout=self.connect_timeout,
-                     max_frame_size=self.max_frame_size, open=False)
+                     max_frame_size=self.max_frame_size, open=False, ssl_context=self.ssl_context)
         if connect:
             r.open(deadline)
         return Lease(self, r, self._generation)
@@ -424,6 +440,7 @@ class ConnectionPool:
         if lease.fork != fork_generation():
             lease.out = False
             return  # the parent's connection, seen in a forked child: not ours to use or close
+        self._lent.discard(lease)
         r = lease.resource
         conn = r.connection
         keep = conn.reusable and lease.generation == self._generation
@@ -476,6 +493,22 @@ class ConnectionPool:
             lease.resource.close()
             if self.listeners:
                 self.listeners.emit(ev.ConnectionClosed(self.address, "pool closed"))
+
+    def abort(self) -> int:
+        """Close every connection at once: the idle ones, and those lent out, whose calls in flight fail.
+
+        A call in flight fails as when the broker goes away (``BrokerUnavailable``,
+        ``sent=True``), and its connection is closed when it comes back.  The pool
+        stays usable (a host removed with ``remove(host, drain=False)``).
+
+        :returns: how many lent connections were shut.
+        """
+        self.close()
+        self._cut = self._generation  # leases of older generations are cut, also those being taken now
+        lent = [lease for lease in list(self._lent) if lease.out]
+        for lease in lent:
+            lease.resource.connection.interrupt()
+        return len(lent)
 
     def __enter__(self) -> "ConnectionPool":
         return self

@@ -24,6 +24,7 @@ from ..errors import BroadcastError, ConfigError, InvalidRequest
 from ..events import Listeners
 from ..hosts import Host, HostLike, parse_hosts
 from ..types import BudgetStats, Errors, HealthStats, HostStats, PoolCounters, Results
+from .members import Membership
 from .router import DEFAULT_HEDGE_RATIO, DEFAULT_PROBE_TIMEOUT, Router
 
 __all__ = ["ERROR_MODES", "POOL_OPTIONS", "ROUTING_OPTIONS", "Routed", "RoutingClient", "check_error_mode", "settle"]
@@ -67,8 +68,12 @@ class RoutingClient(Protocol):
         """Close every pool's idle connections."""
 
 
-class Routed(Mapping[str, Pool]):
+class Routed(Membership, Mapping[str, Pool]):
     """Pools to many brokers and the router over them: the base of ``Resources`` and ``Replicas``.
+
+    The hosts change while calls flow with :meth:`add`, :meth:`remove` and
+    :meth:`set_hosts` (:mod:`htcluster._routing.members`): each change swaps one
+    immutable snapshot (:attr:`members`), which the mapping view follows.
 
     :param hosts: ``'host[:port],...'`` or an iterable of hosts.
     :param retry: other hosts one call may try after a connection failure
@@ -114,18 +119,34 @@ class Routed(Mapping[str, Pool]):
                               f"{', '.join(sorted(ROUTING_OPTIONS))} and the Pool options {sorted(POOL_OPTIONS)}")
         parsed = parse_hosts(hosts)
         registry = Listeners() if listeners is None else listeners
-        pools = {str(host): Pool(host, listeners=registry, **pool_options) for host in parsed}  # nothing opened yet
+        self._pool_options = pool_options
+        self._registry = registry
+        pools = {str(host): self.new_pool(host) for host in parsed}  # nothing opened yet
         #: The router that runs this object's plans (claims, probes, failover, hedging, fan-out).
         self.router = Router(pools, retry=retry, backoff=backoff, clock=clock, rng=rng, call_timeout=call_timeout,
                              probe_timeout=probe_timeout, hedge=hedge, hedge_ratio=hedge_ratio,
                              retry_budget=retry_budget, listeners=registry, balancer=balancer)
-        self._pools = pools
-        self._hosts = tuple(pools)
+
+    def new_pool(self, host: Host) -> Pool:
+        """Return a new pool to ``host`` with this object's pool options and listeners (nothing opened)."""
+        return Pool(host, listeners=self._registry, **self._pool_options)
+
+    @property
+    def _pools(self) -> Mapping[str, Pool]:
+        """The current hosts' pools (the membership snapshot, read once per use)."""
+        return self.router.pools
+
+    @property
+    def _hosts(self) -> tuple[str, ...]:
+        """The current hosts, in order."""
+        hosts: tuple[str, ...] = self.router.pools.hosts
+        return hosts
 
     # ------------------------------------------------------------ the mapping
 
     def __getitem__(self, host: str) -> Pool:
-        return self._pools[host]
+        pool: Pool = self.router.pools.pools[host]  # current hosts only (not those draining)
+        return pool
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._hosts)
@@ -143,7 +164,7 @@ class Routed(Mapping[str, Pool]):
 
     @property
     def hosts(self) -> tuple[str, ...]:
-        """Every ``'host:port'``, in the order given."""
+        """Every ``'host:port'``, in the order given (by the constructor or the last ``set_hosts``)."""
         return self._hosts
 
     @property
@@ -207,8 +228,17 @@ class Routed(Mapping[str, Pool]):
         return name
 
     def host_keys(self, hosts: Iterable[HostLike]) -> tuple[str, ...]:
-        """Normalise a subset of hosts; the empty subset means every host."""
-        names = tuple(dict.fromkeys(self.host_key(h) for h in hosts))
+        """Normalise a subset of hosts; the empty subset means every host.
+
+        A host removed but still draining is accepted too (a caller that listed it
+        before a membership change, e.g. ``Shards``): calls go to the current
+        hosts of the subset, or to the draining ones when none is left.
+
+        :raises ConfigError: a host is malformed, or neither one of these hosts nor draining.
+        """
+        retired = self.router.pools.retired
+        names = tuple(dict.fromkeys(name if (name := str(Host.parse(h))) in retired else self.host_key(name)
+                                    for h in hosts))
         return names or self._hosts
 
     def namespace_for(self, method: str, namespace: Optional[str]) -> Optional[str]:

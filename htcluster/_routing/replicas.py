@@ -19,7 +19,7 @@ complete row it delivered.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Optional, Union
+from typing import Any, Iterator, Optional
 
 from .._policy.classify import is_write
 from .._policy.hql_writes import HQL_WRITE_ANSWERS, all_stamped, hql_write_cells
@@ -59,10 +59,10 @@ class Replicas(Routed):
         replicas.call('hql_query', 'SELECT * FROM logs', namespace='web')  # any live host
     """
 
-    def __init__(self, hosts: Union[str, Iterable[HostLike]], **options: Any) -> None:
-        super().__init__(hosts, **options)
-        #: The write order: the hosts as given.
-        self.order = self.hosts
+    @property
+    def order(self) -> tuple[str, ...]:
+        """The write order: the hosts as given (by the constructor, or the last ``set_hosts``)."""
+        return self.hosts
 
     def call(self, method: str, *args: Any, namespace: Optional[str] = None, write: Optional[bool] = None,
              timeout: Optional[float] = None, hedge: Optional[float] = None) -> Any:

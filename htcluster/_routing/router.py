@@ -37,13 +37,14 @@ from .._call.attempt import Attempt, Hold, Pool
 from .._call.loop import run_all
 from .._call.scope import earliest
 from .hedge import hedged_call
+from .members import Members
 from .._io.resource import Resource
 from .._policy.budget import RetryBudget
 from .._policy.forks import renew_after_fork
 from .._policy.health import Backoff, Clock, HostHealth, Retry
 from .._policy.plans import Balancer, CachedBalancer, Load, Plan
 from .._validate import fraction, optional_seconds, seconds
-from ..errors import BrokerUnavailable, ConfigError, DeadlineExceeded, NoHostAvailable, WriteOutcomeUnknown
+from ..errors import BrokerUnavailable, ConfigError, DeadlineExceeded, NoHostAvailable, TLSError, WriteOutcomeUnknown
 from ..events import BudgetExhausted, FailedOver, Listeners
 from ..types import BudgetStats, Errors, Results
 
@@ -71,6 +72,9 @@ class Failover:
     __slots__ = ("router", "what", "plan", "deadline", "retry", "errors")
 
     def __init__(self, router: "Router", what: str, plan: Plan, deadline: Optional[float] = None) -> None:
+        hosts = router.pools.restrict(plan.hosts)  # the current members only (membership changes)
+        if hosts is not plan.hosts:
+            plan = plan._replace(hosts=hosts)
         self.router, self.what, self.plan, self.deadline = router, what, plan, deadline
         self.retry = router.retry
         self.errors: dict[str, BaseException] = {}
@@ -135,7 +139,8 @@ class Failover:
 class Router:
     """Route calls over pools: claim, probe, fail over, hedge, fan out; one instance per routing object.
 
-    :param pools: ``{'host:port': Pool}``, in host order (kept, never changed here).
+    :param pools: ``{'host:port': Pool}``, in host order; :attr:`pools` is a
+        :class:`~htcluster._routing.members.Members` snapshot that membership changes swap.
     :param retry: other hosts one call may try after a connection failure (see ``Retry.from_int``).
     :param backoff: how long a failed host is left alone (see ``Backoff.coerce``).
     :param clock: callable returning seconds, for backoffs and budgets (``time.monotonic``).
@@ -156,7 +161,8 @@ class Router:
                  hedge_ratio: float = DEFAULT_HEDGE_RATIO,
                  retry_budget: Union[RetryBudget, Mapping[str, float], None] = None,
                  listeners: Optional[Listeners] = None, balancer: Optional[Balancer] = None) -> None:
-        self.pools = pools
+        #: The membership snapshot (``'host:port' -> Pool``), swapped as a whole by ``add``/``remove``/``set_hosts``.
+        self.pools: Members[Pool] = pools if isinstance(pools, Members) else Members(pools)
         self.retry = Retry.from_int(retry)
         self.rng = rng or random.Random()
         self.listeners = listeners if listeners is not None else Listeners()
@@ -385,11 +391,13 @@ class Router:
         A host in its backoff is not called (its error says why it is down)
         unless ``force``, or unless every host is down; hosts whose backoff
         ended are probed first, all at once, within the deadline.  Both dicts
-        follow the order of ``hosts``; a host is in exactly one.
+        follow the order of ``hosts``; a host is in exactly one, unless it was
+        removed from the members meanwhile (then in neither: it is not called).
 
         :param force: call the hosts in their backoff too (nothing else serves what they serve).
         """
         health = self.health
+        hosts = self.pools.restrict(hosts)  # a host removed since the caller listed it is not called
         due = health.claim_due(hosts)
         if due:
             self.probe(due, deadline)
@@ -431,8 +439,8 @@ def _probe_error(host: str, timeout: float, exc: Optional[BaseException], cut: b
 
     A probe cut short by the caller's deadline (``cut``) stays a ``DeadlineExceeded``: nothing was learnt.
     """
-    if exc is None or (cut and isinstance(exc, DeadlineExceeded)):
-        return exc
+    if exc is None or (cut and isinstance(exc, DeadlineExceeded)) or isinstance(exc, TLSError):
+        return exc  # a TLS configuration mistake stays itself: it says nothing of the host
     if isinstance(exc, DeadlineExceeded) or (isinstance(exc, BrokerUnavailable)
                                               and exc.type == TTransportException.TIMED_OUT):
         error = BrokerUnavailable(f"ThriftBroker {host} did not answer a status() probe within {timeout:g} s "

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any, Callable, Hashable, Iterable, Iterator, Literal, Mapping, Optional, Union, overload
 
 from .._call.attempt import Pool
@@ -25,6 +26,7 @@ from .._policy.classify import is_write
 from .._policy.cover import EXACT_COVER_LIMIT, Rank, greedy_cover, smallest_cover
 from .._policy.batches import DEFAULT_MAX_BYTES, DEFAULT_MAX_CELLS
 from .._policy.placement import Placement
+from .members import Layout
 from .._policy.health import HostHealth
 from ..errors import BrokerUnavailable, ConfigError
 from ..hosts import Host, HostLike
@@ -68,24 +70,27 @@ class Shards(Mapping[Hashable, frozenset[str]]):
             keys.setdefault(key, set()).add(str(Host.parse(host)))
         if not keys:
             raise ConfigError("Shards needs at least one (host, key) pair")
-        self._keys = {key: frozenset(hosts) for key, hosts in keys.items()}
-        #: Where rows go (:meth:`locate`); refuses shard keys without a stable encoding.
-        self.placement = Placement(self._keys)
-        hosts = sorted({host for hosts in keys.values() for host in hosts})
+        self._layout = Layout.of(keys)
+        self._membership_lock = threading.Lock()
         #: The routing object of every host (their pools, health, router).
-        self.resources = Resources(hosts, **options)
+        self.resources = Resources(self._layout.hosts(), **options)
 
     def __repr__(self) -> str:
         return f"<Shards {len(self)} keys over {len(self.resources)} hosts>"
 
     def __getitem__(self, key: Hashable) -> frozenset[str]:
-        return self._keys[key]
+        return self._layout.keys[key]
 
     def __iter__(self) -> Iterator[Hashable]:
-        return iter(self._keys)
+        return iter(self._layout.keys)
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._layout.keys)
+
+    @property
+    def placement(self) -> Placement:
+        """Where rows go (:meth:`locate`): the placement of the current shard keys."""
+        return self._layout.placement
 
     @property
     def pools(self) -> Mapping[str, Pool]:
@@ -109,10 +114,7 @@ class Shards(Mapping[Hashable, frozenset[str]]):
         :returns: the set of ``'host:port'`` (the mapping's own value).
         :raises KeyError: ``key`` is not a shard key here (the message lists them).
         """
-        try:
-            return self[key]
-        except KeyError:
-            raise KeyError(f"unknown shard key {key!r}; the keys are {sorted(map(str, self))}") from None
+        return _hosts_of(self._layout.keys, key)
 
     def unicast(self, key: Hashable, method: str, *args: Any, namespace: Optional[str] = None,
                 idempotent: Optional[bool] = None, timeout: Optional[float] = None,
@@ -207,6 +209,7 @@ class Shards(Mapping[Hashable, frozenset[str]]):
         namespace = self.resources.namespace_for(method, namespace)
         idempotent = not is_write(method, args) if idempotent is None else idempotent
         pending = [key for key in dict.fromkeys(keys) if self.hosts(key)]  # unknown keys fail before any call
+        keymap = self._layout.keys  # one snapshot for the whole multicast (membership changes)
         results: dict[str, Any] = {}
         failures: dict[str, BaseException] = {}
         lost: list[Hashable] = []
@@ -214,7 +217,7 @@ class Shards(Mapping[Hashable, frozenset[str]]):
         retry = router.retry
         deadline = router.deadline(timeout)
         while pending:
-            chosen = self._cover(pending, exclude=failures)
+            chosen = self._cover(pending, exclude=failures, keymap=keymap)
             got, failed = router.fanout(chosen, method, args, namespace, deadline, force=True)
             results.update(got)
             failures.update(failed)
@@ -223,10 +226,10 @@ class Shards(Mapping[Hashable, frozenset[str]]):
             unserved: list[Hashable] = []
             moved: set[str] = set()
             for key in pending:
-                mine = self[key].intersection(chosen)
+                mine = keymap[key].intersection(chosen)
                 if mine.intersection(got):
                     continue  # served
-                if mine & final or self[key] <= set(failures):
+                if mine & final or keymap[key] <= set(failures):
                     lost.append(key)  # an answer, an unsafe repeat, or no host left
                 else:
                     unserved.append(key)
@@ -239,7 +242,7 @@ class Shards(Mapping[Hashable, frozenset[str]]):
                     break
                 router.failed_over(f"multicast {method}", host, failures[host])
             pending = unserved
-        blamed = {h: exc for h, exc in failures.items() if any(h in self[key] for key in lost)}
+        blamed = {h: exc for h, exc in failures.items() if any(h in keymap[key] for key in lost)}
         return settle(results, blamed, errors, f"{method} reached no host for key(s) {', '.join(map(str, lost))}")
 
     def cover(self, keys: Iterable[Hashable]) -> list[str]:
@@ -258,10 +261,13 @@ class Shards(Mapping[Hashable, frozenset[str]]):
         """
         return self._cover(keys)
 
-    def _cover(self, keys: Iterable[Hashable], exclude: Iterable[str] = ()) -> list[str]:
-        """:meth:`cover` without the hosts of ``exclude``; every key must keep a host."""
-        left = set(self.resources.hosts) - set(exclude)
-        needs: list[set[str]] = [set(self.hosts(key) & left) for key in dict.fromkeys(keys)]
+    def _cover(self, keys: Iterable[Hashable], exclude: Iterable[str] = (),
+               keymap: Optional[Mapping[Hashable, frozenset[str]]] = None) -> list[str]:
+        """:meth:`cover` without the hosts of ``exclude``, over ``keymap`` (default: the current
+        keys); every key must keep a host."""
+        keymap = self._layout.keys if keymap is None else keymap
+        excluded = set(exclude)
+        needs: list[set[str]] = [set(_hosts_of(keymap, key) - excluded) for key in dict.fromkeys(keys)]
         if not needs:
             return []
         priority = {h: self.resources.priority(h) for h in set().union(*needs)}
@@ -392,6 +398,82 @@ class Shards(Mapping[Hashable, frozenset[str]]):
         """
         return scan_all(self, table, scan_spec, self.resources.scan_namespace(namespace), timeout)
 
+    # ------------------------------------------------------------ membership (htcluster._routing.members)
+
+    @property
+    def pairs(self) -> list[tuple[str, Hashable]]:
+        """Every ``(host, key)`` pair now (what ``set_hosts`` takes), key by key, hosts sorted."""
+        return self._layout.pairs()
+
+    def add(self, host: HostLike, key: Hashable) -> None:
+        """Let ``host`` serve ``key`` too; calls and covers use it at once.
+
+        A host new here gets a pool; a key new here is a new shard, so
+        :meth:`locate` places about ``1/n`` of the rows on it from now on.
+
+        :param host: ``'host[:port]'``, a pair or a :class:`~htcluster.Host`.
+        :param key: a shard key (str, bytes, int or tuples of them).
+        :raises ConfigError: a malformed host, or a key without a stable encoding (nothing changes).
+        """
+        self.set_hosts([*self.pairs, (host, key)])
+
+    def remove(self, host: HostLike, drain: bool = True, *, key: Optional[Hashable] = None) -> None:
+        """Stop ``host`` serving ``key`` (``None``: every key); a host that serves no key any more is removed.
+
+        :param host: one of the hosts.
+        :param drain: as for ``Resources.remove``: ``True``, calls in flight on a removed
+            host finish; ``False``, its connections are shut at once and they fail over.
+        :param key: the one key it stops serving (``None``: all of them).
+        :raises ConfigError: ``host`` does not serve ``key`` (or any key), a key would be
+            left without a host (add its new host first, or drop the key with
+            :meth:`set_hosts`), or ``drain`` is not a bool.
+        """
+        name = str(Host.parse(host))
+        with self._membership_lock:
+            pairs = self.pairs
+            kept = [(h, k) for h, k in pairs if not (h == name and (key is None or k == key))]
+            if len(kept) == len(pairs):
+                what = "any key" if key is None else f"key {key!r}"
+                raise ConfigError(f"cannot remove {name}: it does not serve {what}")
+            orphans = set(self) - {k for _, k in kept}
+            if orphans:
+                raise ConfigError(f"removing {name} would leave shard key(s) {sorted(map(str, orphans))} without a "
+                                  "host: add their new host first, or drop them with set_hosts([...])")
+            self._relayout(kept, drain)
+
+    def set_hosts(self, pairs: Union[Iterable[tuple[HostLike, Hashable]], Mapping[HostLike, Iterable[Hashable]]],
+                  drain: bool = True) -> None:
+        """Make ``pairs`` the ``(host, key)`` pairs: hosts and keys are added and removed to match, then re-covered.
+
+        Hosts kept keep their pools and health; removed hosts drain (see :meth:`remove`);
+        keys added or dropped change :meth:`locate` (rendezvous hashing: only the
+        rows of the keys added or dropped move).
+
+        :param pairs: as the constructor takes: ``(host, key)`` pairs or ``{host: [keys]}``.
+        :param drain: how removed hosts go (see :meth:`remove`).
+        :raises ConfigError: no pair, a malformed pair or host, a key without a stable
+            encoding, or ``drain`` not a bool (nothing changes then).
+        """
+        with self._membership_lock:
+            self._relayout(pairs, drain)
+
+    def _relayout(self, pairs: Union[Iterable[tuple[HostLike, Hashable]], Mapping[HostLike, Iterable[Hashable]]],
+                  drain: bool) -> None:
+        """Swap in the layout of ``pairs`` (the lock held): hosts added first, removed last."""
+        if not isinstance(drain, bool):
+            raise ConfigError(f"drain must be True or False, got {drain!r}")
+        keys: dict[Hashable, set[str]] = {}
+        for host, key in _pairs(pairs):
+            keys.setdefault(key, set()).add(str(Host.parse(host)))
+        layout = Layout.of(keys)  # refuses bad keys before anything changes
+        old, new = self._layout.hosts(), layout.hosts()
+        union = sorted({*old, *new})
+        if union != old:
+            self.resources.set_hosts(union, drain)
+        self._layout = layout
+        if new != union:
+            self.resources.set_hosts(new, drain)
+
     def close(self) -> None:
         """Close the shared :class:`Resources`."""
         self.resources.close()
@@ -424,6 +506,14 @@ def _pairs(pairs: Union[Iterable[tuple[HostLike, Hashable]], Mapping[HostLike, I
         except (TypeError, ValueError):
             raise ConfigError(f"Shards items must be (host, key) pairs, got {item!r}") from None
         yield host, key
+
+
+def _hosts_of(keymap: Mapping[Hashable, frozenset[str]], key: Hashable) -> frozenset[str]:
+    """The hosts of ``key`` in ``keymap``; a ``KeyError`` naming the keys when it has none."""
+    try:
+        return keymap[key]
+    except KeyError:
+        raise KeyError(f"unknown shard key {key!r}; the keys are {sorted(map(str, keymap))}") from None
 
 
 def _soonest(resources: Resources, hosts: set[str]) -> set[str]:

@@ -5,7 +5,8 @@
 location (commas between hosts), the path names the default namespace of
 calls that name none, and the query parameters are the constructor's
 keyword options, converted from text and then checked by the constructor
-like any other value.
+like any other value.  ``tls=true`` (or any of ``tls_ca``, ``tls_cert``,
+``tls_key``: PEM files) builds the ``ssl_context`` (:func:`htcluster.tls_context`).
 """
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ import urllib.parse
 from typing import Any, Callable, NamedTuple, Optional, Union
 
 from .._call.attempt import Pool
+from .._io.tls import tls_context
 from ..errors import ConfigError
 from .base import POOL_OPTIONS, ROUTING_OPTIONS
 from .replicas import Replicas
 from .resources import Resources
 from .shards import Shards
 
-__all__ = ["SCHEME", "STRATEGIES", "ParsedUrl", "from_url", "parse_url"]
+__all__ = ["SCHEME", "STRATEGIES", "TLS_PARAMETERS", "ParsedUrl", "from_url", "parse_url"]
 
 #: The URL scheme.
 SCHEME = "hypertable"
@@ -59,7 +61,9 @@ _CONVERT: dict[str, Callable[[str, str], Any]] = {
     "max_frame_size": lambda name, text: int(_number(name, text)),
 }
 #: Options that cannot be spelled in a URL (objects, not text).
-_NOT_IN_URLS = frozenset({"clock", "rng", "listeners", "balancer", "retry_budget", "namespace"})
+_NOT_IN_URLS = frozenset({"clock", "rng", "listeners", "balancer", "retry_budget", "namespace", "ssl_context"})
+#: The TLS parameters: ``tls=true`` and the PEM files of :func:`~htcluster._io.tls.tls_context`.
+TLS_PARAMETERS = ("tls", "tls_ca", "tls_cert", "tls_key")
 
 
 class ParsedUrl(NamedTuple):
@@ -91,6 +95,7 @@ def parse_url(url: str) -> ParsedUrl:
     query = urllib.parse.parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
     strategy = "replicas"
     values: dict[str, Any] = {}
+    tls: dict[str, str] = {}
     allowed = (ROUTING_OPTIONS | POOL_OPTIONS) - _NOT_IN_URLS
     for name, texts in query.items():
         if len(texts) != 1:
@@ -101,12 +106,28 @@ def parse_url(url: str) -> ParsedUrl:
                 raise ConfigError(f"strategy={text!r} in {url!r}: choose one of {', '.join(STRATEGIES)}")
             strategy = text
             continue
+        if name in TLS_PARAMETERS:
+            tls[name] = text
+            continue
         if name not in allowed:
             close = difflib.get_close_matches(name, sorted(allowed), n=1)
             hint = f"; did you mean {close[0]}?" if close else f"; allowed: {', '.join(sorted(allowed))}"
             raise ConfigError(f"unknown URL option {name!r} in {url!r}{hint}")
         values[name] = _CONVERT.get(name, _number)(name, text)
+    if tls:
+        values["ssl_context"] = _tls(tls, url)
     return ParsedUrl(strategy, hosts, namespace, values)
+
+
+def _tls(given: dict[str, str], url: str) -> Any:
+    """Build the ``ssl_context`` of the URL's ``tls``/``tls_ca``/``tls_cert``/``tls_key`` parameters."""
+    switch = given.get("tls", "true").lower()
+    if switch not in ("true", "yes", "on", "1"):
+        if switch in ("false", "no", "off", "0") and len(given) == 1:
+            return None
+        raise ConfigError(f"tls={given['tls']!r} in {url!r}: write tls=true, or leave out tls and its files")
+    return tls_context(ca=given.get("tls_ca") or None, cert=given.get("tls_cert") or None,
+                       key=given.get("tls_key") or None)
 
 
 def from_url(url: str, **options: Any) -> Union[Replicas, Resources, Shards, Pool]:
@@ -119,6 +140,9 @@ def from_url(url: str, **options: Any) -> Union[Replicas, Resources, Shards, Poo
       CLI) or ``pool`` (one host);
     * the path, when present, is the default namespace of calls that take one
       and name none (``namespace=`` option of the routing classes);
+    * ``tls=true`` speaks TLS (with the system's CAs), ``tls_ca=FILE`` with
+      the CA(s) of that PEM file, ``tls_cert=FILE`` and ``tls_key=FILE`` add a
+      client certificate (:func:`htcluster.tls_context`; server hostnames are checked);
     * every other parameter is a keyword option of the class, in its units
       (seconds for durations: ``socket_timeout=5``, ``hedge=0.05``).
 

@@ -31,6 +31,7 @@ from .limits import Limits
 from .server import DEFAULT_HOST, serve
 from .sqlitedb import BUSY_TIMEOUT
 from .storage_client import StorageUnavailable
+from .tls import server_context
 
 __all__ = ["LOG_LEVELS", "Seconds", "broker_command", "main", "remove_port_file", "write_port_file"]
 
@@ -135,10 +136,19 @@ def _limits(**given: Any) -> Limits:
               help="Seconds SIGTERM/SIGINT lets calls in flight finish; a second signal stops at once.")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default="warning", show_default=True,
               help="Least severe log messages shown (on standard error).")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="PEM file of the broker's certificate (chain): serve TLS 1.2 or later only (its key: "
+                   "in the same file or given by --tls-key)  [default: plaintext]")
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="PEM file of the private key of the certificate (when not in its file).")
+@click.option("--tls-client-ca", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="PEM file of the CA(s) whose client certificates are accepted; clients without one are "
+                   "refused  [default: no client certificate asked]")
 def broker_command(host: str, port: int, port_file: Optional[Path], data: Optional[Path], files: Optional[Path],
                    idle_timeout: Optional[float], frame_timeout: float, busy_timeout: float, max_connections: int,
                    max_frame_size: int, max_inflight_bytes: Optional[int], max_answer_size: Optional[int],
-                   workers: int, stop_grace: float, log_level: str) -> None:
+                   workers: int, stop_grace: float, log_level: str, tls_cert: Optional[Path] = None,
+                   tls_key: Optional[Path] = None, tls_client_ca: Optional[Path] = None) -> None:
     """Serve the ThriftBroker protocol over a SQLite file (a local stand-in broker).
 
     The start line (with the address actually bound) is printed once the
@@ -149,15 +159,26 @@ def broker_command(host: str, port: int, port_file: Optional[Path], data: Option
                      max_frame_size=max_frame_size, max_inflight_bytes=max_inflight_bytes,
                      max_answer_size=max_answer_size, workers=workers, stop_grace=stop_grace)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    context = None
+    if tls_cert is not None:
+        try:
+            context = server_context(tls_cert, tls_key, tls_client_ca)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="--tls-cert") from None
+    elif tls_key is not None or tls_client_ca is not None:
+        raise click.BadParameter("--tls-key and --tls-client-ca need --tls-cert (the broker's certificate)",
+                                 param_hint="--tls-cert")
 
     def started(server: Any) -> None:
-        click.echo(f"htcluster broker on {server.address} serving {data or 'a temporary file'}; Ctrl-C stops it",
-                   err=True)
+        tls = " over TLS" if context is not None else ""
+        click.echo(f"htcluster broker on {server.address}{tls} serving {data or 'a temporary file'}; "
+                   "Ctrl-C stops it", err=True)
         if port_file is not None:
             write_port_file(port_file, server.port)
 
     try:
-        serve(host, port, data, busy_timeout=busy_timeout, files=files, limits=limits, on_start=started)
+        serve(host, port, data, busy_timeout=busy_timeout, files=files, limits=limits, on_start=started,
+              ssl_context=context)
     except StorageUnavailable as exc:
         raise click.ClickException(f"cannot serve data file {data}: {exc}") from None
     except sqlite3.Error as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import select
 import socket
+import ssl
 import time
 from typing import Any, Callable, Optional
 
@@ -73,15 +74,30 @@ class Connection:
         self.last_answer = False  # the answer being sent is followed by the end of the connection
         self.events = 0
         self.closed = False
+        #: TLS: the socket is an ``ssl.SSLSocket`` (no peeking at frames, no sticky worker).
+        self.tls = isinstance(sock, ssl.SSLSocket)
+        self.handshaking = self.tls  # the TLS handshake is under way (the loop steps it)
+        self.discarding = False  # a failed handshake: its alert is sent, input is read and dropped until EOF
+        self.greeted = False  # TLS: the first byte received was that of a TLS handshake record
 
     def gone(self) -> bool:
         """Return True once the client has closed or reset its connection (a non-blocking peek)."""
-        try:
-            return self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        try:  # the raw socket's bytes (encrypted over TLS): only the end of file matters
+            return socket.socket.recv(self.sock, 1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
         except (BlockingIOError, InterruptedError):
             return False
         except OSError:
             return True
+
+    def pending(self) -> int:
+        """Return the decrypted bytes waiting inside the TLS layer (``select`` cannot see them); 0 without TLS."""
+        sock = self.sock
+        return sock.pending() if isinstance(sock, ssl.SSLSocket) else 0
+
+    def handshake(self) -> None:
+        """Take one non-blocking step of the TLS handshake (``ssl.SSLWantReadError``/``SSLWantWriteError``: wait)."""
+        assert isinstance(self.sock, ssl.SSLSocket)
+        self.sock.do_handshake()
 
     def wanted(self) -> int:
         """Return how many bytes to read next: the rest of the header, else the next piece of the body."""
@@ -100,6 +116,9 @@ class Connection:
         """
         if self.busy:
             return None
+        if (self.handshaking or self.discarding) and now - self.active > limits.frame_timeout:
+            return logging.INFO, (f"did not finish its TLS handshake within the frame timeout "
+                                  f"({limits.frame_timeout:g} s, --frame-timeout); closing its connection")
         if self.out is not None:
             if now - self.out_started > limits.frame_timeout:
                 return logging.WARNING, (f"did not take its answer within {limits.frame_timeout:g} s "
@@ -161,7 +180,7 @@ class Connection:
         """Send what the socket takes of ``answer`` without waiting; return the bytes sent, ``None`` if it broke."""
         try:
             return self.sock.send(answer)
-        except (BlockingIOError, InterruptedError):
+        except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
             return 0
         except OSError:
             return None
@@ -172,8 +191,10 @@ class Connection:
         Nothing is consumed otherwise (the bytes are only peeked at), so the
         loop reads that frame with every rule applied.
 
-        :returns: the frame's body, or ``None``.
+        :returns: the frame's body, or ``None`` (always over TLS: its bytes cannot be peeked at).
         """
+        if self.tls:
+            return None
         deadline = time.monotonic() + wait
         poller = select.poll()
         poller.register(self.sock, select.POLLIN)

@@ -37,6 +37,7 @@ import logging
 import os
 import selectors
 import socket
+import ssl
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +47,7 @@ from ._errors import ClientGone
 from .connection import DISCONNECTED, Connection, refuse_frame
 from .limits import Limits
 from .objects import BrokerContext
+from .tls import PLAINTEXT_ALERT, is_tls_record
 
 __all__ = ["LINGER", "Reactor"]
 
@@ -63,6 +65,8 @@ REFUSAL_LOG_INTERVAL = 5.0
 ACCEPT_BATCH = 64
 #: Seconds the listener is left alone after accepting failed (out of file descriptors).
 ACCEPT_PAUSE = 1.0
+#: Bytes read (and dropped) at a time from a connection whose TLS handshake was refused.
+READ_AWAY = 65536
 _CLOSED = object()  # a worker's result: the connection's handler is closed
 
 
@@ -72,10 +76,14 @@ class Reactor:
     :param listener: the bound, listening socket.
     :param context: what the connections share (store, flusher, shared mutators).
     :param limits: the limits enforced.
+    :param ssl_context: a server ``ssl.SSLContext``: every connection speaks TLS, its
+        handshake stepped by this loop without blocking; ``None``: plaintext.
     """
 
-    def __init__(self, listener: socket.socket, context: BrokerContext, limits: Limits) -> None:
+    def __init__(self, listener: socket.socket, context: BrokerContext, limits: Limits,
+                 ssl_context: Optional[ssl.SSLContext] = None) -> None:
         self.listener: Optional[socket.socket] = listener
+        self.ssl_context = ssl_context
         self.context = context
         self.limits = limits
         assert limits.max_inflight_bytes is not None  # resolved by Limits
@@ -155,6 +163,9 @@ class Reactor:
                     self._drain_wake()
                 else:
                     conn = key.data
+                    if conn.handshaking or conn.discarding:
+                        self._tls_event(conn)
+                        continue
                     if mask & selectors.EVENT_WRITE and not conn.closed:
                         self._send(conn)
                     if mask & selectors.EVENT_READ and not conn.closed:
@@ -196,6 +207,8 @@ class Reactor:
                 continue
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.ssl_context is not None:  # the handshake is stepped by _tls_event
+                sock = self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
             conn = Connection(sock, peer, self.context, self.limits, time.monotonic())
             self._conns[sock.fileno()] = conn
             self._unclosed.add(conn)
@@ -211,12 +224,95 @@ class Reactor:
                         "connections (--max-connections)", self._refused, peer, self.limits.max_connections)
             self._refused, self._refusal_logged = 0, now
 
+    # --------------------------------------------------------- TLS
+
+    def _tls_event(self, conn: Connection) -> None:
+        """Step the TLS handshake of ``conn`` (or drop the input after a failed one); never blocks."""
+        raw = socket.socket  # the socket's own bytes, under the TLS layer
+        if conn.discarding:
+            try:
+                data = raw.recv(conn.sock, READ_AWAY)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._close(conn, logging.DEBUG, "left after its refused TLS handshake")
+            return
+        if not conn.greeted:  # the first bytes: a TLS ClientHello, or a plaintext frame header?
+            try:
+                head = raw.recv(conn.sock, 1, socket.MSG_PEEK)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._close(conn, logging.DEBUG, f"disconnected before its TLS handshake ({exc})")
+                return
+            if not head:
+                self._close(conn, logging.DEBUG, "disconnected before its TLS handshake")
+                return
+            if head[0] != 0x16:  # a TLS handshake record starts with 22
+                self._refuse_plaintext(conn)
+                return
+            conn.greeted = True
+        try:
+            conn.handshake()
+        except ssl.SSLWantReadError:
+            self._watch(conn, selectors.EVENT_READ)
+            return
+        except ssl.SSLWantWriteError:
+            self._watch(conn, selectors.EVENT_WRITE)
+            return
+        except ssl.SSLError as exc:  # its alert is on the way: read what the client still sends, then close
+            log.info("%s: TLS handshake failed: %s", conn.peer, exc)
+            self._discard(conn)
+            return
+        except OSError as exc:
+            self._close(conn, logging.DEBUG, f"disconnected during the TLS handshake ({exc})")
+            return
+        conn.handshaking = False
+        conn.active = time.monotonic()
+        self._watch(conn, selectors.EVENT_READ)
+        if conn.pending():
+            self._receive(conn)
+
+    def _refuse_plaintext(self, conn: Connection) -> None:
+        """Answer a plaintext client with a TLS alert and the end of the connection (it can tell why)."""
+        log.info("%s: sent plaintext to this TLS broker; answered with a TLS alert and closed", conn.peer)
+        raw = socket.socket
+        try:
+            while raw.recv(conn.sock, READ_AWAY):  # read what it sent, so that closing resets nothing
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            self._close(conn, logging.DEBUG, "disconnected")
+            return
+        try:
+            raw.send(conn.sock, PLAINTEXT_ALERT)
+        except OSError:
+            pass
+        self._discard(conn)
+
+    def _discard(self, conn: Connection) -> None:
+        """End the output of a refused TLS connection and drop its input until the client closes (or times out)."""
+        conn.handshaking, conn.discarding = False, True
+        try:
+            socket.socket.shutdown(conn.sock, socket.SHUT_WR)
+        except OSError:
+            pass
+        self._watch(conn, selectors.EVENT_READ)
+
     # --------------------------------------------------------- reading
 
     def _receive(self, conn: Connection) -> None:
+        self._receive_some(conn)
+        while conn.tls and not conn.closed and not conn.busy and conn.pending():  # poll cannot see these
+            self._receive_some(conn)
+
+    def _receive_some(self, conn: Connection) -> None:
         try:
             data = conn.sock.recv(conn.wanted())
-        except (BlockingIOError, InterruptedError):
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return
         except OSError as exc:
             self._close(conn, logging.DEBUG, f"disconnected ({exc})")
@@ -241,6 +337,10 @@ class Reactor:
             self._dispatch(conn, now)
 
     def _start_body(self, conn: Connection) -> None:
+        if not conn.tls and is_tls_record(bytes(conn.header)):
+            self._close(conn, logging.INFO, "began a TLS handshake, but this broker serves plaintext (start it with "
+                                            "--tls-cert and --tls-key to serve TLS); closing its connection")
+            return
         size = int.from_bytes(conn.header, "big", signed=True)
         refusal = refuse_frame(size, self.limits, self.inflight, self.budget)
         if refusal is not None:
@@ -310,7 +410,7 @@ class Reactor:
         assert conn.out is not None
         try:
             sent = conn.sock.send(conn.out)
-        except (BlockingIOError, InterruptedError):
+        except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
             sent = 0
         except OSError as exc:
             self._close(conn, logging.DEBUG, f"disconnected before taking its answer ({exc})")
@@ -334,6 +434,8 @@ class Reactor:
     def _idle(self, conn: Connection, now: float) -> None:
         conn.active = now
         self._watch(conn, selectors.EVENT_READ)
+        if conn.tls and conn.pending():  # decrypted bytes already inside the TLS layer: no event will come
+            self._receive(conn)
 
     def _watch(self, conn: Connection, events: int) -> None:
         if events == conn.events:

@@ -23,6 +23,7 @@ import selectors
 import shutil
 import signal
 import socket
+import ssl
 import tempfile
 import threading
 from pathlib import Path
@@ -105,6 +106,8 @@ class BrokerServer:
         SELECT/DUMP ... INTO FILE) may use; ``None`` refuses them all.
     :param limits: every limit (:class:`~.limits.Limits`); ``timeout`` and
         ``max_frame_size`` override theirs.
+    :param ssl_context: a server ``ssl.SSLContext`` (:func:`.tls.server_context`):
+        serve TLS only; ``None``: plaintext.
 
     Example::
 
@@ -115,8 +118,9 @@ class BrokerServer:
     def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, data: Optional[PathLike] = None,
                  *, timeout: Optional[float] = None, max_frame_size: Optional[int] = None,
                  busy_timeout: float = BUSY_TIMEOUT, files: Optional[PathLike] = None,
-                 limits: Optional[Limits] = None) -> None:
+                 limits: Optional[Limits] = None, ssl_context: Optional[ssl.SSLContext] = None) -> None:
         self.host = host
+        self.ssl_context = ssl_context
         self.files = Path(files).resolve() if files is not None else None
         self.port = port
         self.data = Path(data) if data is not None else None
@@ -175,11 +179,12 @@ class BrokerServer:
             self._remove_temporary_data()
             raise
         self.port = listener.getsockname()[1]
-        self._reactor = Reactor(listener, self.context, self.limits)
+        self._reactor = Reactor(listener, self.context, self.limits, self.ssl_context)
         self._reactor.start()
         # building the HQL parser takes ~0.2 s: do it now, not in the first hql_query
         threading.Thread(target=_warm_hql, name="htcluster-broker-hql-warmup", daemon=True).start()
-        log.info("htcluster stand-in broker listening on %s (data %s)", self.address, self.data)
+        log.info("htcluster stand-in broker listening on %s%s (data %s)", self.address,
+                 " (TLS)" if self.ssl_context is not None else "", self.data)
         return self
 
     def request_stop(self, grace: Optional[float] = None) -> None:
@@ -274,7 +279,8 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, data: Optional[Pat
           *, timeout: Optional[float] = None, max_frame_size: Optional[int] = None,
           busy_timeout: float = BUSY_TIMEOUT, stop: Optional[threading.Event] = None,
           files: Optional[PathLike] = None, limits: Optional[Limits] = None,
-          on_start: Optional[Callable[["BrokerServer"], None]] = None) -> None:
+          on_start: Optional[Callable[["BrokerServer"], None]] = None,
+          ssl_context: Optional[ssl.SSLContext] = None) -> None:
     """Serve until SIGTERM or SIGINT (or ``stop`` is set), then stop gracefully; a second signal stops at once.
 
     The other parameters are :class:`BrokerServer`'s.  Signals can only be
@@ -286,7 +292,7 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, data: Optional[Pat
     :raises OSError: the address cannot be bound.
     """
     server = BrokerServer(host, port, data, timeout=timeout, max_frame_size=max_frame_size,
-                          busy_timeout=busy_timeout, files=files, limits=limits)
+                          busy_timeout=busy_timeout, files=files, limits=limits, ssl_context=ssl_context)
     signals = _SignalPipe(install=threading.current_thread() is threading.main_thread())
     try:
         server.start()

@@ -11,7 +11,7 @@ import click
 
 from ..broker.command import broker_command
 from ..hosts import Host
-from .options import DEFAULT_CALL_TIMEOUT, hosts_option, namespace_option, pool_options, timeout_option
+from .options import DEFAULT_CALL_TIMEOUT, hosts_option, namespace_option, pool_options, timeout_option, tls_options
 from .output import HOSTS_ENV, explain, format_hql_result
 from .status import DEFAULT_TIMEOUT as STATUS_TIMEOUT, check_hosts, down_message, format_status
 
@@ -128,7 +128,7 @@ def status_command(hosts: list[Host], timeout: float) -> None:
     from .. import Resources
 
     with Resources(hosts, size=1, max_overflow=0, pool_timeout=timeout, socket_timeout=timeout,
-                   connect_timeout=timeout) as resources:
+                   connect_timeout=timeout, **tls_options()) as resources:
         statuses = check_hosts(resources, timeout=timeout)
     click.echo(format_status(statuses))
     problem = down_message(statuses)

@@ -16,11 +16,12 @@ import click
 from ..errors import ConfigError
 from ..hosts import DEFAULT_PORT, Host, parse_hosts
 from .._io.resource import DEFAULT_CONNECT_TIMEOUT, DEFAULT_SOCKET_TIMEOUT
+from .._io.tls import tls_context
 from .output import HOSTS_ENV, explain
 from .weblog import GENERATED_LINES, open_log
 
-__all__ = ["DEFAULT_CALL_TIMEOUT", "DEFAULT_HOSTS", "NAMESPACE_ENV", "Group", "friendly", "hosts_option",
-           "input_options", "namespace_option", "open_input", "pool_options", "timeout_option"]
+__all__ = ["DEFAULT_CALL_TIMEOUT", "DEFAULT_HOSTS", "NAMESPACE_ENV", "TLS_ENV", "Group", "friendly", "hosts_option",
+           "input_options", "namespace_option", "open_input", "pool_options", "timeout_option", "tls_options"]
 
 #: Environment variable holding the default ``--namespace``.
 NAMESPACE_ENV = "HYPERTABLE_NAMESPACE"
@@ -29,6 +30,8 @@ DEFAULT_HOSTS = f"localhost:{DEFAULT_PORT}"
 DEFAULT_CALL_TIMEOUT = DEFAULT_SOCKET_TIMEOUT
 #: Environment variable holding the default ``--url``.
 URL_ENV = "HYPERTABLE_URL"
+#: The TLS options and the environment variables of their defaults (the Flask settings' names).
+TLS_ENV = {"--tls-ca": "HYPERTABLE_SSL_CA", "--tls-cert": "HYPERTABLE_SSL_CERT", "--tls-key": "HYPERTABLE_SSL_KEY"}
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -100,12 +103,16 @@ def _parse_hosts_option(ctx: click.Context, param: click.Parameter, value: str) 
 
 
 def hosts_option(f: F) -> F:
-    """Add ``--hosts`` (parsed into a list of :class:`~htcluster.hosts.Host`) and ``--url``.
+    """Add ``--hosts`` (parsed into a list of :class:`~htcluster.hosts.Host`), ``--url`` and the TLS options.
 
     ``--url hypertable://h1,h2/ns?opt=value`` (default ``$HYPERTABLE_URL``) names
     the hosts instead, gives ``--namespace`` its default (the path) and the
     routing object its options (:func:`htcluster.from_url`).
     """
+    f = _tls_option("--tls-key", "PEM file of the client certificate's key, when not in --tls-cert's file.")(f)
+    f = _tls_option("--tls-cert", "PEM file of a client certificate (and key), for brokers that require one.")(f)
+    f = _tls_option("--tls-ca", "PEM file of the CA(s) of the brokers' certificates: speak TLS to them "
+                                "(certificates and host names checked).")(f)
     f = click.option("--hosts", "hosts", default=_hosts_default, callback=_parse_hosts_option,
                      show_default=f"${HOSTS_ENV} or {DEFAULT_HOSTS}",
                      help="Comma-separated brokers, host[:port].")(f)
@@ -113,6 +120,31 @@ def hosts_option(f: F) -> F:
                         show_envvar=True, metavar="URL",
                         help="hypertable://host[:port],.../namespace?option=value: the brokers, the default "
                              "namespace and routing options in one string (instead of --hosts).")(f)
+
+
+def _keep_tls(ctx: click.Context, param: click.Parameter, value: "str | None") -> None:
+    if value:
+        ctx.meta.setdefault("htcluster.tls", {})[param.name] = value
+
+
+def _tls_option(name: str, help: str) -> Callable[[F], F]:
+    return click.option(name, envvar=TLS_ENV[name], show_envvar=True, metavar="FILE", expose_value=False,
+                        callback=_keep_tls, help=help)
+
+
+def tls_options() -> dict[str, Any]:
+    """Return ``{'ssl_context': ...}`` from ``--tls-ca``/``--tls-cert``/``--tls-key``, or ``{}`` (plaintext).
+
+    :raises click.BadParameter: a file cannot be read or holds no certificate or key.
+    """
+    ctx = click.get_current_context(silent=True)
+    given = {} if ctx is None else ctx.meta.get("htcluster.tls")
+    if not given:
+        return {}
+    try:
+        return {"ssl_context": tls_context(given.get("tls_ca"), given.get("tls_cert"), given.get("tls_key"))}
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--tls-ca/--tls-cert/--tls-key") from None
 
 
 def namespace_option(default: str) -> Callable[[F], F]:
@@ -138,10 +170,10 @@ def pool_options(timeout: float) -> dict[str, Any]:
     :param timeout: ``--timeout``, seconds (float > 0).
     :returns: ``socket_timeout`` (the answer of one call), ``connect_timeout``
         (at most the library's default) and ``pool_timeout`` (a pool checkout), in seconds;
-        with ``--url``, its options over these.
+        ``ssl_context`` with ``--tls-ca``/``--tls-cert``; with ``--url``, its options over these.
     """
     options: dict[str, Any] = {"socket_timeout": timeout, "connect_timeout": min(timeout, DEFAULT_CONNECT_TIMEOUT),
-                               "pool_timeout": timeout}
+                               "pool_timeout": timeout, **tls_options()}
     url = _url()
     if url is not None:  # the URL's own options win (they were written for these brokers)
         options.update(url.options)

@@ -3,10 +3,10 @@
 1. Start a local cluster: three replica brokers over one SQLite file and two
    shard brokers with a file each, on free loopback ports.
 2. Load an Apache log (a file, or a generated one) into ``logs/LogDb``
-   through :class:`~htcluster.Replicas`, SIGKILLing the primary
-   replica half-way while a batch is in flight to it, and through
-   :class:`~htcluster.Shards`, routed by client address so that one
-   client's rows stay on one shard.
+   through ``Replicas.mutator``, SIGKILLing the primary replica half-way
+   while a flush is in flight to it, and through ``Shards.mutator``, routed
+   by client address so that one client's rows stay on one shard (every
+   shard's batch of a flush sent at once).
 3. Query, with timings: requests per response code, the ten most requested
    paths, every request of the busiest client by row-key prefix, and a count
    per response code broadcast to the shards.
@@ -147,13 +147,17 @@ def run_demo(input_: Optional[str] = None, count: int = GENERATED_LINES, echo: E
             logload.ensure_logdb(pool.call, NAMESPACE)
 
         echo("\nloading through Replicas ...")
-        writer = _killing_writer(logload.replicas_writer(replicas, NAMESPACE), replicas, replica_cluster,
-                                 len(entries) // 2, echo)
-        to_replicas = logload.load(entries, writer)
+        with replicas.mutator(TABLE, namespace=NAMESPACE) as mutator:
+            writer = _killing_writer(logload.mutator_writer(mutator), replicas, replica_cluster,
+                                     len(entries) // 2, echo)
+            to_replicas = logload.load(entries, writer)
         echo(f"  {to_replicas.cells:,} cells acknowledged in {to_replicas.seconds:.2f} s "
              f"({to_replicas.cells_per_s:,.0f} cells/s)")
         echo("loading through Shards (located by client address) ...")
-        to_shards = logload.load(entries, logload.shards_writer(shards, NAMESPACE, route=logload.by_client))
+        located = shards
+        with shards.mutator(TABLE, namespace=NAMESPACE,
+                            key=lambda row: located.locate(logload.row_client(row))) as mutator:
+            to_shards = logload.load(entries, logload.mutator_writer(mutator))
         echo(f"  {to_shards.cells:,} cells acknowledged in {to_shards.seconds:.2f} s "
              f"({to_shards.cells_per_s:,.0f} cells/s)")
 

@@ -30,35 +30,37 @@ EXPECTED = ("expected an Apache access log (common or combined format, plain or 
 
 
 def _open_writer(strategy: str, hosts: list[Host], namespace: str, table: str, shard_by: str,
-                 ensure: Callable[[Callable[..., Any]], None], timeout: float) -> tuple[Any, Callable[..., int]]:
-    """Build the routing object of ``strategy``, create the table behind it, return it and its writer."""
+                 ensure: Callable[[Callable[..., Any]], None], timeout: float) -> tuple[Any, Any]:
+    """Build the routing object of ``strategy``, create the table behind it, return it and its mutator.
+
+    Every strategy writes through a buffered mutator (``Replicas.mutator``, one host for ``pool``;
+    ``Shards.mutator`` located by row key or by client address).
+    """
     from .. import Replicas, Shards
-    from .._call.attempt import Pool
 
     target: Any
-    if strategy == "pool":
-        if len(hosts) > 1:
+    if strategy in ("pool", "replicas"):
+        if strategy == "pool" and len(hosts) > 1:
             raise click.UsageError(f"--strategy pool writes to one host, got {len(hosts)}: "
                                    f"use --strategy replicas or shards, or give one host")
-        target = Pool(hosts[0], **pool_options(timeout))
-        creators: list[Callable[..., Any]] = [target.call]
-        writer = logload.pool_writer(target, namespace, table)
-    elif strategy == "replicas":
         target = Replicas(hosts, **pool_options(timeout))
-        creators = [functools.partial(target.call, write=True)]
-        writer = logload.replicas_writer(target, namespace, table)
+        creators: list[Callable[..., Any]] = [functools.partial(target.call, write=True)]
     else:  # every shard is one host, its own shard key
         target = Shards([(host, str(host)) for host in hosts], **pool_options(timeout))
         creators = [pool.call for pool in target.pools.values()]
-        route = logload.by_client if shard_by == "client" else logload.by_row
-        writer = logload.shards_writer(target, namespace, table, route)
     try:
         for create in creators:
             ensure(create)
+        if strategy == "shards":
+            shards = target
+            key = (lambda row: shards.locate(logload.row_client(row))) if shard_by == "client" else None
+            mutator = shards.mutator(table, namespace=namespace, key=key)
+        else:
+            mutator = target.mutator(table, namespace=namespace)
     except BaseException:
         target.close()
         raise
-    return target, writer
+    return target, mutator
 
 
 def _records(fmt: str, lines: Iterator[str], input_: Optional[str], category: Optional[str],
@@ -143,10 +145,11 @@ def load_command(hosts: list[Host], namespace: str, table: Optional[str], input_
                                        "use --shard-by row for a TSV")
             table = table or (tsv.TABLE if fmt == "tsv" else TABLE)
             wanted, kind = (tsv.schema(), "freebase") if fmt == "tsv" else (schema(), "LogDb")
-            target, writer = _open_writer(strategy, hosts, namespace, table, shard_by,
-                                          lambda call: logload.ensure_table(call, namespace, table, wanted, kind),
-                                          timeout)
+            target, mutator = _open_writer(strategy, hosts, namespace, table, shard_by,
+                                           lambda call: logload.ensure_table(call, namespace, table, wanted, kind),
+                                           timeout)
             stack.callback(target.close)
+            writer = logload.mutator_writer(stack.enter_context(mutator))
             on_batch = progress_bar(stack, text, None if input_ else count)
             try:
                 report = logload.load(itertools.chain([first], records), writer, batch=batch, stats=stats,

@@ -1,26 +1,25 @@
-"""Write Apache log entries into LogDb through a Pool, Replicas or Shards.
+"""Write Apache log entries into LogDb through a mutator of Replicas or Shards, or any ``call``.
 
 :func:`ensure_logdb` creates the namespace and the table when missing;
-:func:`call_writer`, :func:`pool_writer`, :func:`replicas_writer` and
-:func:`shards_writer` turn a routing object into a function that writes one
-batch of entries with ``set_cells`` (which flushes before it returns,
-:ref:`broker-methods`, so a batch that returned is acknowledged); :func:`load`
-drives a writer over a stream of entries and reports what it did.
+:func:`mutator_writer` (over ``Replicas.mutator`` / ``Shards.mutator``) and
+:func:`call_writer` (over any routing layer's ``call``) turn a target into a
+function that writes one batch of entries and returns once it is
+acknowledged; :func:`load` drives a writer over a stream of entries and
+reports what it did.
 
 Example::
 
     with open_log("access.log.gz") as lines:
         stats = LogStats()
-        pool = Pool("127.0.0.1:15867")
-        ensure_logdb(pool.call, "logs")
-        report = load(iter_entries(lines, stats), pool_writer(pool, "logs"), stats=stats)
+        replicas = Replicas("127.0.0.1:15867")
+        ensure_logdb(functools.partial(replicas.call, write=True), "logs")
+        with replicas.mutator("LogDb", namespace="logs") as mutator:
+            report = load(iter_entries(lines, stats), mutator_writer(mutator), stats=stats)
 """
 from __future__ import annotations
 
-import functools
 import itertools
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
@@ -30,12 +29,10 @@ from ..types import Cell, ClientException, Schema
 from .weblog import TABLE, LogEntry, LogStats, schema
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .. import Replicas, Shards
-    from .._call.attempt import Pool
+    from .. import Mutator
 
-__all__ = ["DEFAULT_BATCH", "LoadReport", "Writer", "by_client", "by_row", "call_writer", "ensure_logdb",
-           "ensure_table", "load",
-           "pool_writer", "replicas_writer", "shards_writer"]
+__all__ = ["DEFAULT_BATCH", "LoadReport", "Writer", "call_writer", "ensure_logdb", "ensure_table", "load",
+           "mutator_writer", "row_client"]
 
 #: Requests per ``set_cells`` call (seven cells each).
 DEFAULT_BATCH = 200
@@ -138,64 +135,31 @@ def call_writer(call: Call, namespace: str, table: str = TABLE) -> Writer:
     return write
 
 
-def pool_writer(pool: "Pool", namespace: str, table: str = TABLE) -> Writer:
-    """Return a writer sending each batch to one host through ``pool``.
+def mutator_writer(mutator: "Mutator") -> Writer:
+    """Return a writer that puts each batch's cells into ``mutator`` and flushes it.
 
-    :param pool: the :class:`~htcluster._pool.pool.Pool` of the host.
-    :param namespace: namespace name, e.g. ``"logs"``.
-    :param table: table name.
+    Every flush is a stamped ``set_cells`` per destination, failed over by the
+    routing object (``Replicas.mutator``: the first healthy replica;
+    ``Shards.mutator``: every shard at once), so a batch that returned is
+    acknowledged.
+
+    :param mutator: a :class:`~htcluster.Mutator` (from ``Replicas.mutator``
+        or ``Shards.mutator``); make its ``max_cells`` at least a batch's cells
+        to send each batch in one flush.
     :returns: a :data:`Writer`: batch of entries -> cells acknowledged.
+    :raises FlushError: a flush left cells unacknowledged (they are in the error).
     """
-    return call_writer(pool.call, namespace, table)
-
-
-def replicas_writer(replicas: "Replicas", namespace: str, table: str = TABLE) -> Writer:
-    """Return a writer sending each batch to the first healthy replica (failing over on errors).
-
-    The cells carry client-assigned timestamps (the request time), so a batch
-    retried on another replica rewrites the same versions (design.md,
-    "Choosing a host").
-
-    :param replicas: the :class:`~htcluster._routing.replicas.Replicas` to write through.
-    :param namespace: namespace name.
-    :param table: table name.
-    :returns: a :data:`Writer`.
-    """
-    return call_writer(functools.partial(replicas.call, write=True), namespace, table)
-
-
-def by_row(entry: LogEntry) -> str:
-    """Shard by the whole row key: requests spread evenly over the shards."""
-    return entry.row
-
-
-def by_client(entry: LogEntry) -> str:
-    """Shard by client address: one client's rows stay on one shard."""
-    return entry.client
-
-
-def shards_writer(shards: "Shards", namespace: str, table: str = TABLE,
-                  route: Callable[[LogEntry], str] = by_row) -> Writer:
-    """Return a writer splitting each batch by ``shards.locate(route(entry))``, one ``set_cells`` per shard.
-
-    :param shards: the :class:`~htcluster._routing.shards.Shards` to write through.
-    :param namespace: namespace name.
-    :param table: table name.
-    :param route: the string located for an entry; :func:`by_row` (default)
-        or :func:`by_client`.
-    :returns: a :data:`Writer`.
-    """
-    def write(entries: list[LogEntry]) -> int:
-        groups: dict[Any, list[LogEntry]] = defaultdict(list)
-        for entry in entries:
-            groups[shards.locate(route(entry))].append(entry)
-        written = 0
-        for key, group in groups.items():
-            cells = _cells(group)
-            shards.unicast(key, "set_cells", table, cells, namespace=namespace)
-            written += len(cells)
-        return written
+    def write(entries: list[Any]) -> int:
+        before = mutator.stats()["acknowledged"]
+        mutator.set_cells(_cells(entries))
+        mutator.flush()
+        return mutator.stats()["acknowledged"] - before
     return write
+
+
+def row_client(row: str) -> str:
+    """Return the client address a LogDb row key starts with (see :func:`~htcluster.cli.weblog.row_key`)."""
+    return row.split(" ", 1)[0]
 
 
 def load(entries: Iterable[LogEntry], write: Writer, batch: int = DEFAULT_BATCH,

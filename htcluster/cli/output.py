@@ -17,7 +17,8 @@ import click
 from thrift.Thrift import TApplicationException
 from thrift.transport.TTransport import TTransportException
 
-from ..errors import BroadcastError, BrokerUnavailable, ConfigError, HtclusterError, NoHostAvailable, PoolTimeout
+from ..errors import (BroadcastError, BrokerUnavailable, ConfigError, FlushError, HtclusterError, NoHostAvailable,
+                      PoolTimeout)
 from ..hosts import Host
 from .status import render_table
 from ..types import ClientException
@@ -85,6 +86,9 @@ def explain(exc: BaseException, timeout: Optional[float] = None) -> Optional[str
     """
     if isinstance(exc, (BrokerUnavailable, NoHostAvailable)):
         return unreachable(exc, timeout)
+    if isinstance(exc, FlushError) and exc.errors:  # why the first batch failed, as that error is told
+        cause = explain(next(iter(exc.errors.values())), timeout)
+        return f"{len(exc.cells):,} cells were not acknowledged: {cause or exc}"
     if isinstance(exc, BroadcastError):
         return f"some hosts failed: {exc}; check them with 'htcluster status'"
     if isinstance(exc, PoolTimeout):

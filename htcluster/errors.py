@@ -43,6 +43,9 @@ class                           raised when
 :class:`MutatorFull`            a mutator's buffer is full while a flush is in
                                 flight, and it was made with ``block=False``
 :class:`ConfigError`            a setting is invalid (also a ``ValueError``)
+:class:`WrongEventLoop`         an ``htcluster.aio`` object was used from another
+                                event loop than the one it is bound to (also a
+                                ``RuntimeError``)
 ==============================  ==================================================
 """
 from __future__ import annotations
@@ -71,6 +74,7 @@ __all__ = [
     "PoolTimeout",
     "TLSError",
     "WriteOutcomeUnknown",
+    "WrongEventLoop",
 ]
 
 
@@ -338,6 +342,16 @@ def _describe(errors: Mapping[str, BaseException]) -> str:
 
 class ConfigError(HtclusterError, ValueError):
     """A configuration value is invalid; the message names the key and what is allowed."""
+
+
+class WrongEventLoop(HtclusterError, RuntimeError):
+    """An ``htcluster.aio`` object was used from an event loop other than the one it first ran on.
+
+    Pools, their connections and their waiters belong to one loop; the message
+    says which object and what to do (make one object per loop, e.g. in an
+    application's startup or lifespan hook, not at import time in code run by
+    several loops).
+    """
 
 
 class ConfigWarning(UserWarning):

@@ -49,7 +49,7 @@ DOCS = ROOT / "docs"
 #: What users import by path; everything else is internal (``_``-prefixed) or a package's implementation.
 PUBLIC_MODULES = {"htcluster", "htcluster.types", "htcluster.errors", "htcluster.events", "htcluster.flask_ext",
                   "htcluster.compat", "htcluster.otel", "htcluster.testing", "htcluster.faults", "htcluster.broker",
-                  "htcluster.codes", "htcluster.hosts", "htcluster.hql"}
+                  "htcluster.codes", "htcluster.hosts", "htcluster.hql", "htcluster.aio"}
 
 
 def test_the_api_reference_documents_the_public_modules_and_no_internal_one() -> None:

@@ -26,19 +26,20 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Iterator, NamedTuple, Optional, Union
 
 from .. import events as ev
 from .._io.resource import Resource, scan_cells
 from .._policy.classify import ANSWERED, FAILED, verdict
 from .._policy.health import HostHealth
+from .._policy.steps import Steps, drive
 from .._pool.pool import ConnectionPool, Lease
 from .._validate import seconds
 from .scope import earliest
 from ..errors import BrokerUnavailable
 from ..types import Cell, ScanSpec
 
-__all__ = ["Attempt", "Hold", "Pool"]
+__all__ = ["Attempt", "Hold", "Pool", "Run", "call_deadline"]
 
 log = logging.getLogger("htcluster.attempt")
 
@@ -95,8 +96,12 @@ class Attempt:
         :raises PoolTimeout, DeadlineExceeded, BrokerUnavailable, ClientResourceError: no
             connection could be had (reported to health before it is raised).
         """
+        return drive(self.begin_steps(connect))
+
+    def begin_steps(self, connect: bool = True) -> Steps[Resource]:
+        """:meth:`begin` as a generator of its waits (:mod:`htcluster._policy.steps`), for every I/O flavour."""
         try:
-            self.lease = lease = self.pool.acquire(self.deadline, fresh=self.fresh, connect=connect)
+            self.lease = lease = yield from self.pool.acquire_steps(self.deadline, None, self.fresh, connect)
         except BaseException as exc:
             self.report(exc)
             raise
@@ -224,6 +229,16 @@ class Attempt:
         return f"<Attempt {self.method} on {self.host}: {state}>"
 
 
+class Run(NamedTuple):
+    """A step (:mod:`htcluster._policy.steps`): make ``attempt`` to its end; its answer, or its error raised."""
+
+    attempt: Attempt
+
+    def run(self) -> Any:
+        """Blocking: :meth:`Attempt.run`."""
+        return self.attempt.run()
+
+
 class Hold:
     """An attempt whose exchanges are the caller's own ``with`` block on one leased connection.
 
@@ -240,9 +255,13 @@ class Hold:
 
     def begin(self) -> Resource:
         """Lease the connection (blocking connect); it reports the pool's calls while held."""
+        return drive(self.begin_steps())
+
+    def begin_steps(self) -> Steps[Resource]:
+        """:meth:`begin` as a generator of its waits, for every I/O flavour."""
         attempt = self.attempt
         try:
-            attempt.lease = lease = attempt.pool.acquire(attempt.deadline)
+            attempt.lease = lease = yield from attempt.pool.acquire_steps(attempt.deadline)
         except BaseException as exc:
             attempt.report(exc)
             raise
@@ -258,6 +277,18 @@ class Hold:
             lease.release()
             attempt.lease = None
         attempt.report(error)
+
+
+def call_deadline(timeout: Optional[float], deadline: Optional[float]) -> Optional[float]:
+    """Return the deadline of a ``Pool.call``: the earliest of ``timeout`` seconds from now, ``deadline``
+    and the enclosing ``htcluster.deadline()`` scope (``None``: none bounds it).
+
+    :raises ConfigError: ``timeout`` is not a finite positive number of seconds.
+    """
+    if timeout is not None:
+        end = time.monotonic() + seconds("timeout", timeout)
+        deadline = end if deadline is None else min(deadline, end)
+    return earliest(deadline)
 
 
 class Pool(ConnectionPool):
@@ -303,10 +334,7 @@ class Pool(ConnectionPool):
         :raises ClientResourceError: no descriptor left in this process for a connection.
         :raises ClientException: the broker refused the call.
         """
-        if timeout is not None:
-            end = time.monotonic() + seconds("timeout", timeout)
-            deadline = end if deadline is None else min(deadline, end)
-        return Attempt(self, method, args, namespace, earliest(deadline)).run()
+        return Attempt(self, method, args, namespace, call_deadline(timeout, deadline)).run()
 
     def scan(self, table: str, scan_spec: Optional[ScanSpec] = None, *, namespace: str,
              batch: bool = False, timeout: Optional[float] = None) -> Iterator[Union[Cell, list[Cell]]]:

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import select
 import time
-from typing import Callable, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
+from .._policy.steps import Steps, drive
 from .._wire import ANSWERS
 from .attempt import Attempt
 
-__all__ = ["Loop", "run_all"]
+__all__ = ["Loop", "LoopWait", "NewLoop", "run_all", "run_all_steps"]
 
 _READ = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 _WRITE = select.POLLOUT | select.POLLERR | select.POLLHUP
@@ -56,23 +57,27 @@ class Loop:
             if not conn.is_open and not conn.connecting:
                 attempt.end = conn.begin_connect(attempt.deadline)
                 attempt.phase = _CONNECTING
-                self._watch(attempt, conn.fileno(), _WRITE)
+                self.watch(attempt, conn.fileno(), _WRITE)
                 return
-            self._send_first(attempt)
+            self.send_first(attempt)
         except Exception as exc:
-            self._fail(attempt, exc)
+            self.fail(attempt, exc)
 
-    def _watch(self, attempt: Attempt, fd: int, mask: int) -> None:
+    def watch(self, attempt: Attempt, fd: int, mask: int) -> None:
         if attempt.fd != fd:
             if attempt.fd >= 0:
-                self._unwatch(attempt)
+                self.unwatch(attempt)
             self.poller.register(fd, mask)
             attempt.fd = fd
             self.live[fd] = attempt
         else:
-            self.poller.modify(fd, mask)
+            self.modify(attempt, mask)
 
-    def _unwatch(self, attempt: Attempt) -> None:
+    def modify(self, attempt: Attempt, mask: int) -> None:
+        """Wait for ``mask`` (``poll`` flags) on the socket ``attempt`` already watches."""
+        self.poller.modify(attempt.fd, mask)
+
+    def unwatch(self, attempt: Attempt) -> None:
         fd, attempt.fd = attempt.fd, -1
         if fd >= 0 and self.live.get(fd) is attempt:
             del self.live[fd]
@@ -81,18 +86,18 @@ class Loop:
             except KeyError:  # pragma: no cover - registered with the live entry
                 pass
 
-    def _send_first(self, attempt: Attempt) -> None:
+    def send_first(self, attempt: Attempt) -> None:
         """Send the namespace opening (when needed) or the call itself."""
         resource = attempt.resource
         ns = attempt.namespace
         if ns is not None and ns not in resource.mns:
             attempt.opening = True
-            self._send(attempt, "namespace_open", (ns,))
+            self.send(attempt, "namespace_open", (ns,))
         else:
             attempt.opening = False
-            self._send(attempt, attempt.method, attempt.args if ns is None else (resource.mns[ns], *attempt.args))
+            self.send(attempt, attempt.method, attempt.args if ns is None else (resource.mns[ns], *attempt.args))
 
-    def _send(self, attempt: Attempt, method: str, args: tuple[object, ...]) -> None:
+    def send(self, attempt: Attempt, method: str, args: tuple[object, ...]) -> None:
         conn = attempt.resource.connection
         conn.check_ready()
         frame = conn.codec.encode(method, args)
@@ -100,30 +105,30 @@ class Loop:
         attempt.phase = _SENDING
         if conn.send_some():
             attempt.phase = _RECEIVING
-            self._watch(attempt, conn.fileno(), _READ)
+            self.watch(attempt, conn.fileno(), _READ)
         else:
-            self._watch(attempt, conn.fileno(), _WRITE)
+            self.watch(attempt, conn.fileno(), _WRITE)
 
-    def _fail(self, attempt: Attempt, exc: BaseException) -> None:
-        self._unwatch(attempt)
+    def fail(self, attempt: Attempt, exc: BaseException) -> None:
+        self.unwatch(attempt)
         attempt.error, attempt.phase = exc, _DONE
         self.ready.append(attempt)
 
-    def _step(self, attempt: Attempt, mask: int) -> None:
+    def step(self, attempt: Attempt, mask: int) -> None:
         """Move ``attempt`` on after ``poll`` reported ``mask`` for its socket."""
         conn = attempt.resource.connection
         try:
             if attempt.phase == _CONNECTING:
                 want = conn.finish_connect()  # TLS: one handshake step per readiness, all hosts at once
                 if want:
-                    self.poller.modify(attempt.fd, want)
+                    self.modify(attempt, want)
                     return
-                self._send_first(attempt)
+                self.send_first(attempt)
                 return
             if attempt.phase == _SENDING:
                 if conn.send_some():
                     attempt.phase = _RECEIVING
-                    self.poller.modify(attempt.fd, _READ)
+                    self.modify(attempt, _READ)
                 return
             body = conn.recv_some()
             if body is None:
@@ -137,19 +142,19 @@ class Loop:
                 raise
             if attempt.opening:
                 attempt.resource.mns.remember(str(attempt.namespace), answer)
-                self._send_first(attempt)
+                self.send_first(attempt)
                 return
         except Exception as exc:
-            self._fail(attempt, exc)
+            self.fail(attempt, exc)
             return
-        self._unwatch(attempt)
+        self.unwatch(attempt)
         attempt.result, attempt.phase = answer, _DONE
         self.ready.append(attempt)
 
-    def _expire(self, now: float) -> None:
+    def expire_due(self, now: float) -> None:
         for attempt in [a for a in self.live.values() if a.end <= now]:
             conn = attempt.resource.connection
-            self._fail(attempt, conn.connect_expired() if attempt.phase == _CONNECTING else conn.expire())
+            self.fail(attempt, conn.connect_expired() if attempt.phase == _CONNECTING else conn.expire())
 
     def wait(self, until: Optional[float] = None) -> list[Attempt]:
         """Drive the attempts in flight until at least one finishes, or until ``until`` passes.
@@ -168,12 +173,12 @@ class Loop:
                         break
                     soonest = until
                 if soonest <= now:
-                    self._expire(now)
+                    self.expire_due(now)
                     continue
                 for fd, mask in self.poller.poll((soonest - now) * 1000.0 + 1):
                     attempt = self.live.get(fd)
                     if attempt is not None:
-                        self._step(attempt, mask)
+                        self.step(attempt, mask)
                 if until is not None and time.monotonic() >= until:
                     break
         except BaseException:
@@ -184,7 +189,7 @@ class Loop:
 
     def remove(self, attempt: Attempt) -> None:
         """Stop driving ``attempt`` (e.g. it lost a hedge); its connection is the caller's to close."""
-        self._unwatch(attempt)
+        self.unwatch(attempt)
         if attempt in self.ready:
             self.ready.remove(attempt)
 
@@ -192,10 +197,31 @@ class Loop:
         """Taint every connection in flight and forget the attempts; return them (to be finished)."""
         pending = list(self.live.values())
         for attempt in pending:
-            self._unwatch(attempt)
+            self.unwatch(attempt)
             if attempt.lease is not None:
                 attempt.resource.connection.taint()
         return pending
+
+
+class NewLoop:
+    """A step (:mod:`htcluster._policy.steps`): a new multiplexing loop of the driver's I/O flavour."""
+
+    __slots__ = ()
+
+    def run(self) -> Loop:
+        """A blocking :class:`Loop`."""
+        return Loop()
+
+
+class LoopWait(NamedTuple):
+    """A step: drive ``loop`` until an attempt finishes or ``until`` passes (:meth:`Loop.wait`)."""
+
+    loop: Loop
+    until: Optional[float]
+
+    def run(self) -> list[Attempt]:
+        """Wait blocking."""
+        return self.loop.wait(self.until)
 
 
 def run_all(attempts: Sequence[Attempt], judge: Optional[Callable[[Attempt], None]] = None) -> None:
@@ -213,11 +239,16 @@ def run_all(attempts: Sequence[Attempt], judge: Optional[Callable[[Attempt], Non
     :raises BaseException: an interrupt propagates after every attempt in
         flight was cancelled (connection closed, nothing learnt of its host).
     """
-    loop = Loop()
+    drive(run_all_steps(attempts, judge))
 
-    def start(attempt: Attempt) -> None:
+
+def run_all_steps(attempts: Sequence[Attempt], judge: Optional[Callable[[Attempt], None]] = None) -> Steps[None]:
+    """:func:`run_all` as a generator of its waits (:mod:`htcluster._policy.steps`), for every I/O flavour."""
+    loop: Loop = yield NewLoop()
+
+    def start(attempt: Attempt) -> Steps[None]:
         try:
-            attempt.begin(connect=False)
+            yield from attempt.begin_steps(connect=False)
         except Exception as exc:  # no connection could be had: reported by the attempt, kept as its error
             attempt.error = exc
             return
@@ -225,13 +256,14 @@ def run_all(attempts: Sequence[Attempt], judge: Optional[Callable[[Attempt], Non
 
     try:
         for attempt in attempts:
-            start(attempt)
+            yield from start(attempt)
         while len(loop):
-            for attempt in loop.wait():
+            done: list[Attempt] = yield LoopWait(loop, None)
+            for attempt in done:
                 if judge is not None:
                     judge(attempt)
                 if attempt.finish(attempt.error):  # a reused connection broke before sending: once more
-                    start(attempt)
+                    yield from start(attempt)
     except BaseException as exc:
         loop.abort()
         for attempt in attempts:  # every one still holding a connection, in the loop or not yet

@@ -37,7 +37,7 @@ import select
 import socket
 import ssl
 import time
-from typing import Optional
+from typing import Any, Optional, Sequence
 
 from thrift.transport.TTransport import TTransportException
 
@@ -196,6 +196,11 @@ class Connection:
         return BrokerUnavailable(f"cannot connect to ThriftBroker {self.address}: {reason}",
                                  host=self.address, sent=False, type=kind)
 
+    def cannot_connect(self, exc: OSError) -> Exception:
+        """Mark the connection failed; return the typed error of a connect (or name lookup) that raised ``exc``."""
+        self.failed = True
+        return local_failure(exc, self.address, "connecting to") or self._unavailable(exc, self.connect_timeout)
+
     def _connect_limit(self, deadline: Optional[float]) -> tuple[float, bool]:
         limit, by_deadline = self.connect_timeout, False
         if deadline is not None:
@@ -294,13 +299,15 @@ class Connection:
 
     # ------------------------------------------------------------------------------------------------
 
-    def begin_connect(self, deadline: Optional[float] = None) -> float:
+    def begin_connect(self, deadline: Optional[float] = None, resolved: Optional[Sequence[Any]] = None) -> float:
         """Start a non-blocking connect; return the ``time.monotonic()`` time it must be done by.
 
         Wait for the socket to become writable (``poll`` ``POLLOUT``), then call
         :meth:`finish_connect`.  The name is resolved first (blocking; instant
-        for an IP address).
+        for an IP address) unless ``resolved`` is given.
 
+        :param resolved: one ``getaddrinfo`` entry ``(family, type, proto, canonname, sockaddr)``
+            for the host, resolved by the caller (e.g. on an event loop's resolver).
         :raises BrokerUnavailable: the name does not resolve or the connect failed at once.
         :raises DeadlineExceeded: no time left.
         :raises ClientResourceError: no descriptor left in this process.
@@ -308,8 +315,9 @@ class Connection:
         self._reset_state()
         limit, by_deadline = self._connect_limit(deadline)
         try:
-            family, kind, proto, _, address = socket.getaddrinfo(self.host.host, self.host.port, 0,
-                                                                 socket.SOCK_STREAM)[0]
+            if resolved is None:
+                resolved = socket.getaddrinfo(self.host.host, self.host.port, 0, socket.SOCK_STREAM)[0]
+            family, kind, proto, _, address = resolved
             sock = socket.socket(family, kind, proto)
         except OSError as exc:
             self.failed = True

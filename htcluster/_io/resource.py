@@ -29,11 +29,12 @@ import difflib
 import logging
 import ssl
 import time
-from typing import Any, Callable, Iterator, Literal, Optional, Union, overload
+from typing import Any, Callable, Iterator, Literal, NamedTuple, Optional, Union, overload
 
 from .. import events as ev
 from .._thrift import HqlService
 from .._thrift.ttypes import Cell, ScanSpec
+from .._policy.steps import Deliver, Steps, drive, stream
 from .._validate import byte_size, seconds
 from .._wire import ANSWERS, BROKER_METHODS, DEFAULT_MAX_FRAME_SIZE, HARD_MAX_FRAME_SIZE
 from ..errors import BrokerUnavailable, ConfigError, DeadlineExceeded
@@ -41,8 +42,8 @@ from ..hosts import Host, HostLike
 from .connection import Connection
 from .tls import check_context
 
-__all__ = ["BROKER_METHODS", "DEFAULT_CONNECT_TIMEOUT", "DEFAULT_SOCKET_TIMEOUT", "ManagedNamespaces",
-           "Resource", "scan_cells"]
+__all__ = ["BROKER_METHODS", "DEFAULT_CONNECT_TIMEOUT", "DEFAULT_SOCKET_TIMEOUT", "Exchange", "ManagedNamespaces",
+           "NamespaceId", "Resource", "check_method", "reported_steps", "scan_cells", "scan_steps"]
 
 log = logging.getLogger(__name__)
 
@@ -70,22 +71,55 @@ def _broker_method(name: str) -> Callable[..., Any]:
     return method
 
 
+class Exchange(NamedTuple):
+    """A step (:mod:`htcluster._policy.steps`): one call on ``resource``'s connection (:meth:`Resource.exchange`)."""
+
+    resource: "Resource"
+    method: str
+    args: tuple[Any, ...]
+    kwargs: Optional[dict[str, Any]]
+    deadline: Optional[float]
+
+    def run(self) -> Any:
+        """Blocking: :meth:`Resource.exchange`."""
+        return self.resource.exchange(self.method, self.args, self.kwargs, self.deadline)
+
+
 def _reported(resource: "Resource", name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """One call of a connection handed out by a pool, reported to the pool's listeners as attempt 1."""
+    return drive(reported_steps(resource, name, args, kwargs, resource.deadline))
+
+
+def reported_steps(resource: "Resource", name: str, args: tuple[Any, ...], kwargs: Optional[dict[str, Any]],
+                   deadline: Optional[float]) -> Steps[Any]:
+    """One call of a connection handed out by a pool, reported to the pool's listeners as attempt 1.
+
+    A generator of one :class:`Exchange` step, for every I/O flavour (:mod:`htcluster._policy.steps`).
+    """
     listeners = resource.listeners
     if not listeners:
-        return resource.exchange(name, args, kwargs, resource.deadline)
+        return (yield Exchange(resource, name, args, kwargs, deadline))
     host = resource.connection.address
     namespace, call_args = resource.mns.named(args)
     listeners.emit(ev.CallStarted(host, name, namespace, 1, call_args))
     start = time.monotonic()
     try:
-        result = resource.exchange(name, args, kwargs, resource.deadline)
+        result = yield Exchange(resource, name, args, kwargs, deadline)
     except BaseException as exc:
         listeners.emit(ev.CallFailed(host, name, namespace, 1, time.monotonic() - start, exc, call_args))
         raise
     listeners.emit(ev.CallSucceeded(host, name, namespace, 1, time.monotonic() - start, call_args))
     return result
+
+
+def check_method(method: str) -> None:
+    """Refuse a name that is not a broker method, suggesting the closest ones.
+
+    :raises AttributeError: ``method`` is not a broker method.
+    """
+    if method not in BROKER_METHODS:
+        close = difflib.get_close_matches(str(method), BROKER_METHODS, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else " (see :ref:`broker-methods`)"
+        raise AttributeError(f"{method!r} is not a ThriftBroker method{hint}")
 
 
 class _Methods(type):
@@ -154,13 +188,13 @@ class Resource(HqlService.Client, metaclass=_Methods):
         #: connection out through ``connection()``; ``None`` otherwise (a pool's ``call`` reports itself).
         self.listeners: Any = None
         super().__init__(None)  # type: ignore[no-untyped-call]  # the protocols come with each connection
-        self.connection = self._attach()
+        self.connection = self.attach()
         self.mns = ManagedNamespaces(self)
         if open:
             self.connection.open()
 
-    def _attach(self) -> Connection:
-        """Give this client a new, unconnected connection: nothing of an earlier one carries over."""
+    def attach(self) -> Connection:
+        """Give this client a new, unconnected connection (nothing of an earlier one carries over); return it."""
         conn = Connection(self.host, self.socket_timeout, self.connect_timeout, self.max_frame_size,
                           self.ssl_context)
         #: The :class:`~htcluster._io.connection.Connection` of this client (replaced when it reopens).
@@ -259,7 +293,7 @@ class Resource(HqlService.Client, metaclass=_Methods):
         if self.reusable:
             return self
         self.close()
-        self._attach().open(deadline)
+        self.attach().open(deadline)
         return self
 
     def close(self) -> None:
@@ -288,10 +322,7 @@ class Resource(HqlService.Client, metaclass=_Methods):
         :raises DeadlineExceeded: ``deadline`` passed (the connection is closed).
         :raises ClientException: the broker refused the call (its ``code`` says why).
         """
-        if method not in BROKER_METHODS:
-            close = difflib.get_close_matches(str(method), BROKER_METHODS, n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else " (see :ref:`broker-methods`)"
-            raise AttributeError(f"{method!r} is not a ThriftBroker method{hint}")
+        check_method(method)
         fn = getattr(self, method)
         if deadline is None:
             return fn(*args) if namespace is None else fn(self.mns[namespace], *args)
@@ -386,9 +417,13 @@ class ManagedNamespaces:
         :raises ClientException: the broker refused (e.g. the id is unknown to it).
         :raises BrokerUnavailable: the connection failed.
         """
-        ns = self._ids.pop(name, None)
+        ns = self.pop(name)
         if ns is not None:
             self._resource.namespace_close(ns)
+
+    def pop(self, name: str) -> Optional[int]:
+        """Forget namespace ``name`` without telling the broker; return its id (``None``: it was not open)."""
+        return self._ids.pop(name, None)
 
     def __delitem__(self, name: str) -> None:
         """Close namespace ``name`` and forget its id; a name not open is ignored.
@@ -431,6 +466,18 @@ class ManagedNamespaces:
         return f"<ManagedNamespaces {self._ids!r}>"
 
 
+class NamespaceId(NamedTuple):
+    """A step: the id of namespace ``name`` on ``resource``'s connection, opened before ``deadline`` if needed."""
+
+    resource: "Resource"
+    name: str
+    deadline: Optional[float]
+
+    def run(self) -> int:
+        """Blocking: :meth:`ManagedNamespaces.id_of`."""
+        return self.resource.mns.id_of(self.name, self.deadline)
+
+
 @overload
 def scan_cells(resource: Resource, ns: int, table: str, scan_spec: Optional[ScanSpec] = None, *,
                batch: Literal[False] = False, timeout: Optional[float] = None) -> Iterator[Cell]: ...
@@ -468,27 +515,41 @@ def scan_cells(resource: Resource, ns: int, table: str, scan_spec: Optional[Scan
     :raises DeadlineExceeded: a round trip took longer than ``timeout``.
     """
     limit = None if timeout is None else seconds("timeout", timeout)
+    for cells in stream(scan_steps(resource, ns, table, scan_spec, limit)):
+        if batch:
+            yield cells
+        else:
+            yield from cells
+
+
+def scan_steps(resource: Resource, ns: int, table: str, scan_spec: Optional[ScanSpec], limit: Optional[float],
+               feed: Optional[Callable[[list[Cell]], list[Cell]]] = None) -> Steps[None]:
+    """The scanner loop of :func:`scan_cells` as a streaming engine generator, for every I/O flavour.
+
+    Delivers (:class:`~htcluster._policy.steps.Deliver`) each batch (``feed(batch)`` when given,
+    if not empty); ``limit``: seconds per round trip (``None``: ``socket_timeout``).
+    """
 
     def deadline() -> Optional[float]:
         return None if limit is None else time.monotonic() + limit
 
     spec = scan_spec if scan_spec is not None else ScanSpec()
-    scanner = resource.call("scanner_open", ns, table, spec, deadline=deadline())
+    scanner = yield from reported_steps(resource, "scanner_open", (ns, table, spec), None, deadline())
     finished = False
     try:
         while True:
-            cells = resource.call("scanner_get_cells", scanner, deadline=deadline())
+            cells: list[Cell] = yield from reported_steps(resource, "scanner_get_cells", (scanner,), None, deadline())
             if not cells:
                 break
-            if batch:
-                yield cells
-            else:
-                yield from cells
+            if feed is not None:
+                cells = feed(cells)
+            if cells:
+                yield Deliver(cells)
         finished = True
     finally:
         if resource.reusable:
             try:
-                resource.scanner_close(scanner)
+                yield from reported_steps(resource, "scanner_close", (scanner,), None, None)
             except Exception as exc:
                 if finished:
                     raise

@@ -16,7 +16,8 @@ verdict                outcomes
                        pool (``PoolTimeout``), a local limit (``ClientResourceError``),
                        a TLS configuration mistake (``TLSError``: certificate not trusted,
                        expired or for another name, TLS on one side only), an interrupt
-                       or cancellation (``KeyboardInterrupt``, ``GeneratorExit``)
+                       or cancellation (``KeyboardInterrupt``, ``GeneratorExit``,
+                       ``asyncio.CancelledError``)
 =====================  ==============================================================
 """
 from __future__ import annotations

@@ -30,7 +30,7 @@ import ssl
 import threading
 import time
 from collections import deque
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from .. import events as ev
 from .._io.connection import fork_generation
@@ -38,13 +38,15 @@ from .._io.resource import DEFAULT_CONNECT_TIMEOUT, DEFAULT_SOCKET_TIMEOUT, Reso
 from .._io.tls import check_context
 from .._policy.forks import renew_after_fork
 from .._policy.latency import LatencyWindow
+from .._policy.steps import Steps, drive
 from .._validate import byte_size, optional_seconds, seconds
 from .._wire import DEFAULT_MAX_FRAME_SIZE
 from ..errors import ConfigError, DeadlineExceeded, PoolTimeout
 from ..hosts import Host, HostLike
 from ..types import PoolStats
 
-__all__ = ["DEFAULT_MAX_OVERFLOW", "DEFAULT_POOL_TIMEOUT", "DEFAULT_SIZE", "ConnectionPool", "Lease"]
+__all__ = ["DEFAULT_MAX_OVERFLOW", "DEFAULT_POOL_TIMEOUT", "DEFAULT_SIZE", "ConnectionPool", "Lease", "Open", "Ping",
+           "UNSET", "Wait", "Waiter"]
 
 log = logging.getLogger("htcluster.pool")
 
@@ -56,18 +58,64 @@ DEFAULT_MAX_OVERFLOW = 10
 #: a burst, short enough that a pool too small for its load shows as an error, not as a stall.
 DEFAULT_POOL_TIMEOUT = 10.0
 
-_UNSET = object()
+#: What :attr:`Waiter.item` holds until a slot is handed over.
+UNSET = object()
+_UNSET = UNSET
 
 
-class _Waiter:
-    """One thread waiting for a slot; ``gate`` is released once :attr:`item` is set."""
+class Waiter:
+    """One thread waiting for a slot; ``gate`` is released (:meth:`wake`) once :attr:`item` is set.
+
+    Another I/O flavour subclasses it and overrides :meth:`wake` (the pool's
+    ``new_waiter`` makes them); the hand-over is the same for every flavour.
+    """
 
     __slots__ = ("gate", "item")
 
     def __init__(self) -> None:
         self.gate = threading.Lock()
         self.gate.acquire()
-        self.item: object = _UNSET
+        #: The slot handed over (a ``Lease`` or ``None``: an empty slot), or :data:`UNSET`.
+        self.item: object = UNSET
+
+    def wake(self) -> None:
+        """Tell the waiter that :attr:`item` is set (called under the pool's lock, never blocks)."""
+        self.gate.release()
+
+
+_Waiter = Waiter
+
+
+class Wait(NamedTuple):
+    """A step of :meth:`ConnectionPool.acquire_steps`: wait up to ``timeout`` seconds for ``waiter`` to be woken."""
+
+    waiter: Waiter
+    timeout: float
+
+    def run(self) -> bool:
+        """Wait blocking; True when woken in time."""
+        return self.waiter.gate.acquire(timeout=self.timeout)
+
+
+class Open(NamedTuple):
+    """A step of :meth:`ConnectionPool.acquire_steps`: connect ``resource`` before ``deadline``."""
+
+    resource: Resource
+    deadline: Optional[float]
+
+    def run(self) -> None:
+        """Connect blocking."""
+        self.resource.open(self.deadline)
+
+
+class Ping(NamedTuple):
+    """A step of :meth:`ConnectionPool.acquire_steps`: a ``status()`` round trip on an idle ``resource``."""
+
+    resource: Resource
+
+    def run(self) -> bool:
+        """Ping blocking; True when it answered."""
+        return self.resource.ping()
 
 
 class Lease:
@@ -169,7 +217,7 @@ class ConnectionPool:
         """Start from an empty pool: all slots free, nothing open, counters at zero (a new process)."""
         self._lock = threading.Lock()
         self._stack: deque[Optional[Lease]] = deque([None] * (self.size + self.max_overflow))
-        self._waiters: deque[_Waiter] = deque()
+        self._waiters: deque[Waiter] = deque()
         self._idle = 0
         self._in_use = 0
         self._opened = 0
@@ -255,6 +303,17 @@ class ConnectionPool:
         :raises BrokerUnavailable: a new connection could not be opened.
         :raises ClientResourceError: this process has no descriptor left for a new connection.
         """
+        return drive(self.acquire_steps(deadline, pool_timeout, fresh, connect))
+
+    def acquire_steps(self, deadline: Optional[float] = None, pool_timeout: Optional[float] = None,
+                      fresh: bool = False, connect: bool = True) -> Steps[Lease]:
+        """:meth:`acquire` as a generator of its waits (:class:`Wait`, :class:`Ping`, :class:`Open`).
+
+        The one checkout logic of every I/O flavour (:mod:`htcluster._policy.steps`):
+        the blocking :meth:`acquire` drives it with ``run()``, the asyncio pool with ``await``.
+        An exception thrown in at a wait (an interrupt, a cancelled task) leaves the
+        pool consistent: the slot goes back, the waiter leaves the line.
+        """
         listeners = self.listeners
         started = time.monotonic() if listeners else 0.0
         wait = self.pool_timeout if pool_timeout is None else seconds("pool_timeout", pool_timeout, allow_zero=True)
@@ -262,10 +321,12 @@ class ConnectionPool:
         # interrupt between a call and an assignment cannot lose it): the except path gives it back.
         slot: list[Optional[Lease]] = []
         try:
-            self._take(wait, fresh, deadline, slot)
+            yield from self._take(wait, fresh, deadline, slot)
             lease = slot[0]
             if lease is not None:
                 why = "a fresh one was asked for" if fresh else self._unusable(lease)
+                if why is None and self._ping_due(lease) and not (yield Ping(lease.resource)):
+                    why = f"no answer to the idle ping within {lease.resource.connect_timeout:g} s"
                 if why is not None:
                     if not fresh:
                         log.info("replacing a connection to %s idle for %.1f s: %s",
@@ -273,7 +334,9 @@ class ConnectionPool:
                     self._close(lease, replaced=not fresh, reason=why)  # (idempotent: counted once)
                     slot[0] = lease = None
             if lease is None:
-                lease = self._connect(deadline, connect)
+                lease = self._connect()
+                if connect:
+                    yield Open(lease.resource, deadline)  # (a connect that fails leaves nothing open)
                 slot[0] = lease
                 self._opened_one(lease)
             else:
@@ -296,7 +359,12 @@ class ConnectionPool:
                     self._hand_over(None)
             raise
 
-    def _take(self, wait: float, fresh: bool, deadline: Optional[float], slot: list[Optional[Lease]]) -> None:
+    def new_waiter(self) -> Waiter:
+        """Return a waiter for a checkout that must wait in line (an I/O flavour overrides it)."""
+        return Waiter()
+
+    def _take(self, wait: float, fresh: bool, deadline: Optional[float],
+              slot: list[Optional[Lease]]) -> Steps[None]:
         """Take a slot into ``slot`` (an idle lease, or ``None``: permission to connect), waiting in line."""
         with self._lock:
             stack = self._stack
@@ -311,14 +379,14 @@ class ConnectionPool:
                     self._idle -= 1
                 slot.append(lease)  # the last step: an interrupt after it leaves the slot with the caller
                 return
-            waiter = _Waiter()
+            waiter = self.new_waiter()
             self._waiters.append(waiter)
         now = time.monotonic()
         end, by_deadline = now + wait, False
         if deadline is not None and deadline < end:
             end, by_deadline = deadline, True
         try:
-            if waiter.gate.acquire(timeout=max(0.0, end - now)):
+            if (yield Wait(waiter, max(0.0, end - now))):
                 slot.append(waiter.item)  # type: ignore[arg-type]
                 return
         except BaseException:  # interrupted while waiting (KeyboardInterrupt ...): leave the line first
@@ -371,7 +439,7 @@ class ConnectionPool:
                 waiter = self._waiters[0]
                 waiter.item = lease
                 del self._waiters[0]
-                waiter.gate.release()  # (interrupted before this: the waiter takes the item when its wait ends)
+                waiter.wake()  # (interrupted before this: the waiter takes the item when its wait ends)
                 return True
             self._in_use -= 1
             if lease is None:
@@ -383,30 +451,27 @@ class ConnectionPool:
             return True
 
     def _unusable(self, lease: Lease) -> Optional[str]:
-        """Check an idle connection before lending it again: why it must be replaced, or ``None``.
+        """Check an idle connection before lending it again, without I/O: why it must be replaced, or ``None``.
 
-        Free checks first (its age, one non-blocking poll that sees a broker
-        that closed the connection, e.g. by restarting); then, when it sat idle
-        longer than ``idle_ping``, one ``status()`` round trip.
+        Free checks: its age, and one non-blocking poll that sees a broker that
+        closed the connection (e.g. by restarting).  The idle ping, when due
+        (:meth:`_ping_due`), is a step of :meth:`acquire_steps`.
         """
         r = lease.resource
         if r.connection.is_stale():
             return "stale (the broker closed it, e.g. it restarted)"
-        if self.max_age is None and self.idle_ping is None:
-            return None
-        now = time.monotonic()
-        if self.max_age is not None and now - lease.created > self.max_age:
+        if self.max_age is not None and time.monotonic() - lease.created > self.max_age:
             return f"older than max_age {self.max_age:g} s"
-        if self.idle_ping is not None and now - lease.returned > self.idle_ping and not r.ping():
-            return f"no answer to the idle ping within {r.connect_timeout:g} s"
         return None
 
-    def _connect(self, deadline: Optional[float], connect: bool = True) -> Lease:
-        """Open a connection in a slot already taken; the slot is the caller's to give back on failure."""
+    def _ping_due(self, lease: Lease) -> bool:
+        """True when ``lease`` sat idle longer than ``idle_ping``: a ``status()`` round trip must vouch for it."""
+        return self.idle_ping is not None and time.monotonic() - lease.returned > self.idle_ping
+
+    def _connect(self) -> Lease:
+        """A lease with a new, unopened connection, for a slot already taken (the caller gives it back on failure)."""
         r = Resource(self.host, socket_timeout=self.socket_timeout, connect_timeout=self.connect_timeout,
                      max_frame_size=self.max_frame_size, open=False, ssl_context=self.ssl_context)
-        if connect:
-            r.open(deadline)
         return Lease(self, r, self._generation)
 
     def _opened_one(self, lease: Lease) -> None:

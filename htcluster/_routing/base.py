@@ -19,6 +19,7 @@ from .._io.resource import Resource
 from .._policy.budget import RetryBudget
 from .._policy.health import Backoff, Clock, HostHealth, Retry
 from .._policy.plans import Balancer, Plan, rank
+from .._policy.steps import Steps, drive
 from .._wire import NAMESPACED_METHODS
 from ..errors import BroadcastError, ConfigError, InvalidRequest
 from ..events import Listeners
@@ -127,9 +128,12 @@ class Routed(Membership, Mapping[str, Pool]):
                              probe_timeout=probe_timeout, hedge=hedge, hedge_ratio=hedge_ratio,
                              retry_budget=retry_budget, listeners=registry, balancer=balancer)
 
+    #: The class of the pools made for the hosts (the asyncio twins make ``AsyncPool`` s).
+    pool_class: type[Pool] = Pool
+
     def new_pool(self, host: Host) -> Pool:
         """Return a new pool to ``host`` with this object's pool options and listeners (nothing opened)."""
-        return Pool(host, listeners=self._registry, **self._pool_options)
+        return self.pool_class(host, listeners=self._registry, **self._pool_options)
 
     @property
     def _pools(self) -> Mapping[str, Pool]:
@@ -329,10 +333,16 @@ class Routed(Membership, Mapping[str, Pool]):
         :raises ConfigError: ``errors`` is not one of :data:`ERROR_MODES`.
         :raises BroadcastError: some host failed and ``errors='raise'``.
         """
+        return drive(self.broadcast_steps(method, args, namespace, hosts, errors, timeout))
+
+    def broadcast_steps(self, method: str, args: tuple[Any, ...], namespace: Optional[str] = None,
+                        hosts: Iterable[HostLike] = (), errors: str = "raise",
+                        timeout: Optional[float] = None) -> Steps[Union[Results, tuple[Results, Errors]]]:
+        """:meth:`broadcast` as a generator of its waits (:mod:`htcluster._policy.steps`), for every I/O flavour."""
         check_error_mode(errors)
         targets = self.host_keys(hosts)
-        results, failures = self.router.fanout(targets, method, args, self.namespace_for(method, namespace),
-                                               self.router.deadline(timeout))
+        results, failures = yield from self.router.fanout_steps(
+            targets, method, args, self.namespace_for(method, namespace), self.router.deadline(timeout))
         return settle(results, failures, errors, f"{method} failed on {len(failures)} of {len(targets)} host(s)")
 
     def connect(self, plan: Plan) -> "Connection":

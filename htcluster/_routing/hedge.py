@@ -26,7 +26,8 @@ import time
 from typing import TYPE_CHECKING, Any, Optional
 
 from .._call.attempt import Attempt
-from .._call.loop import Loop
+from .._call.loop import Loop, LoopWait, NewLoop
+from .._policy.steps import Steps, drive
 from .._policy.classify import ANSWERED, verdict
 from ..errors import BrokerUnavailable, DeadlineExceeded, NoHostAvailable, PoolTimeout
 from ..events import Hedged
@@ -34,7 +35,7 @@ from ..events import Hedged
 if TYPE_CHECKING:
     from .router import Failover, Router
 
-__all__ = ["hedged_call"]
+__all__ = ["hedged_call", "hedged_steps"]
 
 log = logging.getLogger("htcluster.hedge")
 
@@ -55,22 +56,28 @@ def hedged_call(router: "Router", failover: "Failover", method: str, args: tuple
     :raises InvalidRequest: an argument does not encode (nothing sent, no host blamed).
     :raises ClientException: the first answer was the broker's error.
     """
-    loop = Loop()
+    return drive(hedged_steps(router, failover, method, args, namespace, delay))
+
+
+def hedged_steps(router: "Router", failover: "Failover", method: str, args: tuple[Any, ...],
+                 namespace: Optional[str], delay: float) -> Steps[Any]:
+    """:func:`hedged_call` as a generator of its waits (:mod:`htcluster._policy.steps`), for every I/O flavour."""
+    loop: Loop = yield NewLoop()
     legs: list[Attempt] = []  # in flight
     begun: list[Attempt] = []  # every attempt made: cancel() ends any still holding a connection
     deadline = failover.deadline
 
-    def start(host: str, hedge: bool = False) -> bool:
+    def start(host: str, hedge: bool = False) -> Steps[bool]:
         attempt = Attempt(router.pools[host], method, args, namespace, deadline, router.health, host)
         begun.append(attempt)
         try:
-            attempt.begin(connect=False)  # (a hedge takes a slot only if one is free: PoolTimeout below)
+            yield from attempt.begin_steps(connect=False)  # (a hedge takes a free slot only: PoolTimeout below)
         except PoolTimeout:
             if hedge:
                 return False
             raise
         except BrokerUnavailable as exc:
-            lost(host, exc)
+            yield from lost(host, exc)
             return True
         except DeadlineExceeded as exc:
             raise failover.deadline_exceeded(exc.sent) from exc
@@ -78,38 +85,40 @@ def hedged_call(router: "Router", failover: "Failover", method: str, args: tuple
         loop.add(attempt)
         return True
 
-    def lost(host: str, exc: BaseException) -> None:
+    def lost(host: str, exc: BaseException) -> Steps[None]:
         """``host`` failed (already reported by its attempt): fail over when no other leg is left."""
         if legs:
             failover.errors[host] = exc
             return
         failover.failed(host, exc)  # raises when the retry or the budget is spent
-        start(failover.next_host(probe_limit=delay))
+        yield from start((yield from failover.next_host_steps(probe_limit=delay)))
 
-    def hedge_now() -> None:
+    def hedge_now() -> Steps[None]:
         try:
-            host = failover.next_host(exclude=[leg.host for leg in legs], force=False, probe_limit=delay)
+            host = yield from failover.next_host_steps(exclude=[leg.host for leg in legs], force=False,
+                                                       probe_limit=delay)
         except NoHostAvailable:
             return  # no other usable host: nothing spent
         if not router.spend_hedge(method):
             router.unclaim(host)
             return
-        if start(host, hedge=True):  # (a full pool: the attempt reported nothing learnt, its claim is back)
+        if (yield from start(host, hedge=True)):  # (a full pool: nothing learnt reported, its claim is back)
             log.debug("hedged %s on %s after %.3f s", method, host, delay)
             router.hedge_sent(host)
             if router.listeners:
                 router.listeners.emit(Hedged(host, method, delay))
 
     try:
-        start(failover.next_host(probe_limit=delay))
+        yield from start((yield from failover.next_host_steps(probe_limit=delay)))
         hedge_at = time.monotonic() + delay
         hedged = False
         while True:
             if not legs:  # defensive: a failed leg always starts the next one or raises
-                start(failover.next_host(probe_limit=delay))
+                yield from start((yield from failover.next_host_steps(probe_limit=delay)))
                 continue
             until = hedge_at if not hedged and len(legs) == 1 else deadline
-            for attempt in loop.wait(until):
+            done: list[Attempt] = yield LoopWait(loop, until)
+            for attempt in done:
                 legs.remove(attempt)
                 error = attempt.error
                 if verdict(error) is ANSWERED:
@@ -122,7 +131,7 @@ def hedged_call(router: "Router", failover: "Failover", method: str, args: tuple
                         raise error
                     return attempt.result
                 if attempt.finish(error):  # a reused connection broke before sending: once more, fresh
-                    attempt.begin(connect=False)
+                    yield from attempt.begin_steps(connect=False)
                     legs.append(attempt)
                     loop.add(attempt)
                     continue
@@ -131,13 +140,13 @@ def hedged_call(router: "Router", failover: "Failover", method: str, args: tuple
                     raise failover.deadline_exceeded(sent=True) from error
                 if not isinstance(error, BrokerUnavailable):
                     raise error  # type: ignore[misc]  # InvalidRequest, ClientResourceError: the caller's
-                lost(attempt.host, error)
+                yield from lost(attempt.host, error)
             now = time.monotonic()
             if deadline is not None and now >= deadline and legs:
                 raise failover.deadline_exceeded(sent=True)
             if not hedged and len(legs) == 1 and now >= hedge_at:
                 hedged = True
-                hedge_now()
+                yield from hedge_now()
     except BaseException as exc:
         loop.abort()
         for attempt in begun:

@@ -25,6 +25,7 @@ from .._policy.classify import is_write
 from .._policy.hql_writes import HQL_WRITE_ANSWERS, all_stamped, hql_write_cells
 from .._policy.batches import DEFAULT_MAX_BYTES, DEFAULT_MAX_CELLS
 from .._policy.plans import Plan
+from .._policy.steps import Steps, drive, stream
 from .._policy.resume import scan_units
 from .._policy.stamps import next_timestamp, stamp_batch, stamp_cells
 from .._policy.versions import COLLAPSED_METHODS, collapse, widen_versions
@@ -33,7 +34,7 @@ from ..hosts import HostLike
 from ..types import Cell, ScanSpec
 from .base import Connection, Routed
 from .mutator import Mutator, replicas_mutator
-from .scan_all import resumable_scan
+from .scan_all import resumable_scan_steps
 from .typed import BrokerCalls, NamespaceCalls
 
 __all__ = ["STAMPED_METHODS", "Replicas", "next_timestamp", "stamp_cells"]
@@ -89,10 +90,16 @@ class Replicas(Routed):
         :raises InvalidRequest: an argument cannot be encoded (no host is blamed).
         :raises ClientException: the broker refused the call.
         """
+        return drive(self.call_steps(method, args, namespace, write, timeout, hedge))
+
+    def call_steps(self, method: str, args: tuple[Any, ...], namespace: Optional[str] = None,
+                   write: Optional[bool] = None, timeout: Optional[float] = None,
+                   hedge: Optional[float] = None) -> Steps[Any]:
+        """:meth:`call` as a generator of its waits (:mod:`htcluster._policy.steps`), for every I/O flavour."""
         namespace = self.namespace_for(method, namespace)
         converted = hql_write_cells(method, args)
         if converted is not None:  # fails over like any stamped write: it cannot apply twice
-            self.call("set_cells", *converted, namespace=namespace, write=True, timeout=timeout)
+            yield from self.call_steps("set_cells", converted, namespace, True, timeout)
             return HQL_WRITE_ANSWERS[method]()
         writes = is_write(method, args)
         write = writes if write is None else write
@@ -104,7 +111,8 @@ class Replicas(Routed):
         elif method == "get_cells" and args and isinstance(args[-1], ScanSpec):
             spec, keep = widen_versions(args[-1], len(self.order))
             args = (*args[:-1], spec)
-        result = self.router.call(Plan(self.order, write, idempotent), method, args, namespace, timeout, hedge)
+        result = yield from self.router.call_steps(Plan(self.order, write, idempotent), method, args, namespace,
+                                                   timeout, hedge)
         if method in COLLAPSED_METHODS:
             if isinstance(result, list):
                 return collapse(result, keep)
@@ -193,15 +201,16 @@ class Replicas(Routed):
         :raises NoHostAvailable: every replica failed.
         :raises ClientException: e.g. the table does not exist.
         """
+        for cells in stream(self.scan_steps(table, scan_spec, namespace, host, timeout)):
+            yield from cells
+
+    def scan_steps(self, table: str, scan_spec: Optional[ScanSpec] = None, namespace: Optional[str] = None,
+                   host: Optional[HostLike] = None, timeout: Optional[float] = None) -> Steps[None]:
+        """:meth:`scan` as a streaming engine generator (:mod:`htcluster._policy.steps`), for every I/O
+        flavour: delivers lists of cells, whole rows at a time."""
         namespace = self.scan_namespace(namespace)
         spec, keep = widen_versions(scan_spec if scan_spec is not None else ScanSpec(), len(self.order))
-        for unit in scan_units(spec):
-            yield from self.scan_unit(table, unit, namespace, host, keep, timeout)
-
-    def scan_unit(self, table: str, spec: ScanSpec, namespace: str, host: Optional[HostLike],
-                  keep: int, timeout: Optional[float]) -> Iterator[Cell]:
-        """Scan one interval of ``table``, resuming on another replica after a failure (see :meth:`scan`)."""
         first = (self.host_key(host),) if host is not None else ()
         plan = Plan(first + tuple(h for h in self.order if h not in first), bool(first))
-        for cells in resumable_scan(self, plan.hosts, table, spec, namespace, keep, timeout, plan):
-            yield from cells
+        for unit in scan_units(spec):
+            yield from resumable_scan_steps(self, plan.hosts, table, unit, namespace, keep, timeout, plan)

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Iterator, Optional
 from .._io.resource import scan_cells
 from .._policy.classify import is_write
 from .._policy.plans import Plan
+from .._policy.steps import Steps, drive
 from ..hosts import HostLike
 from ..types import Cell, ScanSpec
 from .base import Connection, Routed
@@ -66,10 +67,17 @@ class Resources(Routed):
         :raises ClientResourceError: this process is out of descriptors or memory (no host is blamed).
         :raises ClientException: the broker refused the call.
         """
+        return drive(self.unicast_steps(method, args, namespace, hosts, idempotent, timeout, hedge))
+
+    def unicast_steps(self, method: str, args: tuple[Any, ...], namespace: Optional[str] = None,
+                      hosts: Iterable[HostLike] = (), idempotent: Optional[bool] = None,
+                      timeout: Optional[float] = None, hedge: Optional[float] = None) -> Steps[Any]:
+        """:meth:`unicast` as a generator of its waits (:mod:`htcluster._policy.steps`), for every I/O flavour."""
         if idempotent is None:
             idempotent = not is_write(method, args)
         plan = Plan(self.host_keys(hosts) if hosts else self.hosts, False, idempotent)
-        return self.router.call(plan, method, args, self.namespace_for(method, namespace), timeout, hedge)
+        return (yield from self.router.call_steps(plan, method, args, self.namespace_for(method, namespace),
+                                                  timeout, hedge))
 
     def namespace(self, name: Optional[str] = None) -> NamespaceCalls:
         """Return the broker methods of namespace ``name``, typed, each a :meth:`unicast`.

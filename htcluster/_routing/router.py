@@ -33,10 +33,11 @@ from typing import Any, Container, Mapping, Optional, Sequence, Union
 
 from thrift.transport.TTransport import TTransportException
 
-from .._call.attempt import Attempt, Hold, Pool
-from .._call.loop import run_all
+from .._call.attempt import Attempt, Hold, Pool, Run
+from .._call.loop import run_all_steps
 from .._call.scope import earliest
-from .hedge import hedged_call
+from .._policy.steps import Steps, drive
+from .hedge import hedged_steps
 from .members import Members
 from .._io.resource import Resource
 from .._policy.budget import RetryBudget
@@ -91,9 +92,14 @@ class Failover:
         :raises DeadlineExceeded: the deadline passed.
         :raises NoHostAvailable: every host was tried, or failed its probe.
         """
+        return drive(self.next_host_steps(exclude, force, probe_limit))
+
+    def next_host_steps(self, exclude: Container[str] = (), force: bool = True,
+                        probe_limit: Optional[float] = None) -> Steps[str]:
+        """:meth:`next_host` as a generator of its waits (probes), for every I/O flavour."""
         if self.deadline is not None and time.monotonic() >= self.deadline:
             raise self.deadline_exceeded(sent=bool(self.errors))
-        host = self.router.claim(self.plan, self.errors, exclude, self.deadline, force, probe_limit)
+        host = yield from self.router.claim_steps(self.plan, self.errors, exclude, self.deadline, force, probe_limit)
         if host is None:
             if self.deadline is not None and time.monotonic() >= self.deadline:
                 raise self.deadline_exceeded(sent=bool(self.errors))
@@ -234,6 +240,12 @@ class Router:
         :param probe_limit: seconds a probe may take at most (``None``: :attr:`probe_timeout`).
         :returns: the claimed host, or ``None`` when none can serve.
         """
+        return drive(self.claim_steps(plan, tried, exclude, deadline, force, probe_limit))
+
+    def claim_steps(self, plan: Plan, tried: Container[str], exclude: Container[str] = (),
+                    deadline: Optional[float] = None, force: bool = True,
+                    probe_limit: Optional[float] = None) -> Steps[Optional[str]]:
+        """:meth:`claim` as a generator of its waits (probes), for every I/O flavour."""
         health = self.health
         hosts = plan.hosts
         if health.all_live and not tried and not exclude:  # the common case: every host live, first try
@@ -244,7 +256,7 @@ class Router:
         if not health.all_live:
             due = health.claim_due(pending)
             if due:
-                self.probe(due, deadline, probe_limit)
+                yield from self.probe_steps(due, deadline, probe_limit)
         while pending:
             usable = [h for h in pending if health.usable(h)]
             if not usable:
@@ -263,7 +275,8 @@ class Router:
             if not self.spend_retry(f"probe of {soonest}"):
                 return None
             health.claim(soonest, force=True)
-            if self.probe([soonest], deadline, probe_limit)[soonest] is None and health.claim(soonest):
+            if (yield from self.probe_steps([soonest], deadline, probe_limit))[soonest] is None \
+                    and health.claim(soonest):
                 return soonest
         return None
 
@@ -284,6 +297,11 @@ class Router:
         :returns: ``{host: None}`` for a host that answered (it is live again),
             ``{host: exception}`` for one that did not (it is down again, or its pool was full).
         """
+        return drive(self.probe_steps(hosts, deadline, limit))
+
+    def probe_steps(self, hosts: Sequence[str], deadline: Optional[float] = None,
+                    limit: Optional[float] = None) -> Steps[dict[str, Optional[BaseException]]]:
+        """:meth:`probe` as a generator of its waits, for every I/O flavour."""
         timeout = self.probe_timeout if limit is None else min(limit, self.probe_timeout)
         end = time.monotonic() + timeout
         cut = deadline is not None and deadline < end  # the caller's deadline, not the probe's, ends it
@@ -294,7 +312,7 @@ class Router:
         def judge(attempt: Attempt) -> None:
             attempt.error = _probe_error(attempt.host, timeout, attempt.error, cut)
 
-        run_all(attempts, judge)
+        yield from run_all_steps(attempts, judge)
         verdicts: dict[str, Optional[BaseException]] = {a.host: a.error for a in attempts}
         return verdicts
 
@@ -368,16 +386,21 @@ class Router:
         :raises NoHostAvailable, DeadlineExceeded, WriteOutcomeUnknown, InvalidRequest,
             ClientResourceError, ClientException: see ``Resources.unicast``.
         """
+        return drive(self.call_steps(plan, method, args, namespace, timeout, hedge))
+
+    def call_steps(self, plan: Plan, method: str, args: tuple[Any, ...], namespace: Optional[str],
+                   timeout: Optional[float] = None, hedge: Optional[float] = None) -> Steps[Any]:
+        """:meth:`call` as a generator of its waits (:mod:`htcluster._policy.steps`), for every I/O flavour."""
         deadline = self.deadline(timeout)
         delay = self.hedge_delay(hedge) if plan.idempotent else None
         failover = Failover(self, method, plan, deadline)
         if delay is not None:
-            return hedged_call(self, failover, method, args, namespace, delay)
+            return (yield from hedged_steps(self, failover, method, args, namespace, delay))
         pools, health = self.pools, self.health
         while True:
-            host = failover.next_host()
+            host = yield from failover.next_host_steps()
             try:
-                return Attempt(pools[host], method, args, namespace, deadline, health, host).run()
+                return (yield Run(Attempt(pools[host], method, args, namespace, deadline, health, host)))
             except BrokerUnavailable as exc:
                 failover.failed(host, exc)
             except DeadlineExceeded as exc:
@@ -396,11 +419,16 @@ class Router:
 
         :param force: call the hosts in their backoff too (nothing else serves what they serve).
         """
+        return drive(self.fanout_steps(hosts, method, args, namespace, deadline, force))
+
+    def fanout_steps(self, hosts: Sequence[str], method: str, args: tuple[Any, ...], namespace: Optional[str],
+                     deadline: Optional[float] = None, force: bool = False) -> Steps[tuple[Results, Errors]]:
+        """:meth:`fanout` as a generator of its waits, for every I/O flavour."""
         health = self.health
         hosts = self.pools.restrict(hosts)  # a host removed since the caller listed it is not called
         due = health.claim_due(hosts)
         if due:
-            self.probe(due, deadline)
+            yield from self.probe_steps(due, deadline)
         claimed = [h for h in hosts if health.claim(h, force)]
         if not claimed:
             claimed = [h for h in hosts if health.claim(h, force=True)]
@@ -408,7 +436,7 @@ class Router:
             h: BrokerUnavailable(health.describe(h), host=h, sent=False, type=TTransportException.NOT_OPEN)
             for h in hosts if h not in claimed}
         attempts = [Attempt(self.pools[h], method, args, namespace, deadline, health, h) for h in claimed]
-        run_all(attempts)
+        yield from run_all_steps(attempts)
         results: dict[str, Any] = {}
         for attempt in attempts:
             if attempt.error is None:
@@ -424,12 +452,17 @@ class Router:
         :returns: ``(host, hold, resource)``; end the block with ``hold.end(exception or None)``.
         :raises NoHostAvailable: no host could be connected to.
         """
+        return drive(self.hold_steps(plan, what, deadline))
+
+    def hold_steps(self, plan: Plan, what: str = "connection",
+                   deadline: Optional[float] = None) -> Steps[tuple[str, Hold, Resource]]:
+        """:meth:`hold` as a generator of its waits, for every I/O flavour."""
         failover = Failover(self, what, plan, deadline)
         while True:
-            host = failover.next_host()
+            host = yield from failover.next_host_steps()
             hold = Hold(self.pools[host], self.health, host, deadline)
             try:
-                return host, hold, hold.begin()
+                return host, hold, (yield from hold.begin_steps())
             except BrokerUnavailable as exc:
                 failover.failed(host, exc)
 

@@ -20,7 +20,9 @@ import threading
 from typing import TYPE_CHECKING, Generator, Iterator, Optional, Sequence, Union
 
 from .._call.attempt import Hold
-from .._io.resource import scan_cells
+from .._io.resource import NamespaceId, scan_steps
+from .._policy.steps import Deliver, Steps, stream
+from .._validate import seconds
 from .._policy.plans import Plan
 from .._policy.resume import ScanProgress, scan_units
 from .._policy.versions import widen_versions
@@ -32,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .base import Routed
     from .shards import Shards
 
-__all__ = ["AHEAD", "resumable_scan", "scan_all"]
+__all__ = ["AHEAD", "resumable_scan", "resumable_scan_steps", "scan_all"]
 
 #: Batches (one ``scanner_get_cells`` round trip each) a shard's thread reads ahead of the merge.
 AHEAD = 4
@@ -53,24 +55,34 @@ def resumable_scan(routed: "Routed", hosts: Sequence[str], table: str, spec: Sca
     :returns: a generator of lists of cells, each of whole rows, collapsed.
     :raises NoHostAvailable: every host failed.
     """
+    yield from stream(resumable_scan_steps(routed, hosts, table, spec, namespace, keep, timeout, plan))
+
+
+def resumable_scan_steps(routed: "Routed", hosts: Sequence[str], table: str, spec: ScanSpec, namespace: str,
+                         keep: int, timeout: Optional[float], plan: Optional[Plan] = None) -> Steps[None]:
+    """:func:`resumable_scan` as a streaming engine generator (:mod:`htcluster._policy.steps`), for every
+    I/O flavour: delivers lists of cells, each of whole rows."""
     progress = ScanProgress(spec, keep)
     failover = Failover(routed.router, f"scan of {table}", plan or Plan(tuple(hosts), False))
+    limit = None if timeout is None else seconds("timeout", timeout)
+
+    def feed(batch: list[Cell]) -> list[Cell]:
+        return list(progress.feed(batch))
+
     while progress.spec is not None:
-        name = failover.next_host()
+        name = yield from failover.next_host_steps()
         hold = Hold(routed[name], routed.health, name)
         try:
-            r = hold.begin()
+            r = yield from hold.begin_steps()
         except BrokerUnavailable as exc:  # reported by the hold
             failover.failed(name, exc)
             continue
         try:
-            for batch in scan_cells(r, r.mns[namespace], table, progress.spec, batch=True, timeout=timeout):
-                cells = list(progress.feed(batch))
-                if cells:
-                    yield cells
+            ns = yield NamespaceId(r, namespace, None)
+            yield from scan_steps(r, ns, table, progress.spec, limit, feed)
             cells = list(progress.finish())
             if cells:
-                yield cells
+                yield Deliver(cells)
         except (BrokerUnavailable, DeadlineExceeded) as exc:
             hold.end(exc)
             failover.failed(name, exc)

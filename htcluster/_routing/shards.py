@@ -26,6 +26,7 @@ from .._policy.classify import is_write
 from .._policy.cover import EXACT_COVER_LIMIT, Rank, greedy_cover, smallest_cover
 from .._policy.batches import DEFAULT_MAX_BYTES, DEFAULT_MAX_CELLS
 from .._policy.placement import Placement
+from .._policy.steps import Steps, drive
 from .members import Layout
 from .._policy.health import HostHealth
 from ..errors import BrokerUnavailable, ConfigError
@@ -73,7 +74,11 @@ class Shards(Mapping[Hashable, frozenset[str]]):
         self._layout = Layout.of(keys)
         self._membership_lock = threading.Lock()
         #: The routing object of every host (their pools, health, router).
-        self.resources = Resources(self._layout.hosts(), **options)
+        self.resources = self.make_resources(self._layout.hosts(), options)
+
+    def make_resources(self, hosts: list[str], options: Mapping[str, Any]) -> Resources:
+        """Return the routing object of every host (the async twin makes an ``AsyncResources``)."""
+        return Resources(hosts, **options)
 
     def __repr__(self) -> str:
         return f"<Shards {len(self)} keys over {len(self.resources)} hosts>"
@@ -205,6 +210,12 @@ class Shards(Mapping[Hashable, frozenset[str]]):
         :raises ConfigError: ``errors`` is not ``'raise'`` or ``'return'``.
         :raises BroadcastError: some key was served by no host and ``errors='raise'``.
         """
+        return drive(self.multicast_steps(keys, method, args, namespace, errors, idempotent, timeout))
+
+    def multicast_steps(self, keys: Iterable[Hashable], method: str, args: tuple[Any, ...],
+                        namespace: Optional[str] = None, errors: str = "raise", idempotent: Optional[bool] = None,
+                        timeout: Optional[float] = None) -> Steps[Union[Results, tuple[Results, Errors]]]:
+        """:meth:`multicast` as a generator of its waits (:mod:`htcluster._policy.steps`), for every I/O flavour."""
         check_error_mode(errors)
         namespace = self.resources.namespace_for(method, namespace)
         idempotent = not is_write(method, args) if idempotent is None else idempotent
@@ -218,7 +229,7 @@ class Shards(Mapping[Hashable, frozenset[str]]):
         deadline = router.deadline(timeout)
         while pending:
             chosen = self._cover(pending, exclude=failures, keymap=keymap)
-            got, failed = router.fanout(chosen, method, args, namespace, deadline, force=True)
+            got, failed = yield from router.fanout_steps(chosen, method, args, namespace, deadline, force=True)
             results.update(got)
             failures.update(failed)
             final = {h for h, exc in failed.items()

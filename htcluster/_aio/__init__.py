@@ -1,0 +1,1 @@
+"""The asyncio front end (``htcluster.aio``): the same engine, driven with ``await``."""

@@ -26,7 +26,7 @@ from typing import Any, AsyncIterator, Optional, Sequence
 
 from .._call.attempt import Attempt, Run
 from .._call.loop import LoopWait, NewLoop, run_all_steps
-from .._io.resource import Exchange, NamespaceId, Resource
+from .._io.resource import Call, Exchange, NamespaceId, Resource, reported_steps
 from .._policy.steps import ConsumerLeft, Deliver, Step, Steps, T
 from .._pool.pool import Open, Ping, Wait, Waiter
 from .._wire import ANSWERS
@@ -214,6 +214,9 @@ async def _step(step: Step) -> Any:
     kind = type(step)
     if kind is Exchange:  # the most frequent step first
         return await exchange(*step)  # type: ignore[misc]
+    if kind is Call:
+        return await adrive(reported_steps(step.resource, step.method, step.args, None,  # type: ignore[attr-defined]
+                                           step.deadline))  # type: ignore[attr-defined]
     if kind is Run:
         return await run_attempt(step.attempt)  # type: ignore[attr-defined]
     if kind is LoopWait:

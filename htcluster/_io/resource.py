@@ -42,8 +42,8 @@ from ..hosts import Host, HostLike
 from .connection import Connection
 from .tls import check_context
 
-__all__ = ["BROKER_METHODS", "DEFAULT_CONNECT_TIMEOUT", "DEFAULT_SOCKET_TIMEOUT", "Exchange", "ManagedNamespaces",
-           "NamespaceId", "Resource", "check_method", "reported_steps", "scan_cells", "scan_steps"]
+__all__ = ["BROKER_METHODS", "Call", "DEFAULT_CONNECT_TIMEOUT", "DEFAULT_SOCKET_TIMEOUT", "Exchange",
+           "ManagedNamespaces", "NamespaceId", "Resource", "check_method", "reported_steps", "scan_cells", "scan_steps"]
 
 log = logging.getLogger(__name__)
 
@@ -466,6 +466,19 @@ class ManagedNamespaces:
         return f"<ManagedNamespaces {self._ids!r}>"
 
 
+class Call(NamedTuple):
+    """A step: ``resource.call(method, *args, deadline=deadline)`` (its own method, reported when lent by a pool)."""
+
+    resource: "Resource"
+    method: str
+    args: tuple[Any, ...]
+    deadline: Optional[float]
+
+    def run(self) -> Any:
+        """Blocking: :meth:`Resource.call` (a subclass's override of the method is honoured)."""
+        return self.resource.call(self.method, *self.args, deadline=self.deadline)
+
+
 class NamespaceId(NamedTuple):
     """A step: the id of namespace ``name`` on ``resource``'s connection, opened before ``deadline`` if needed."""
 
@@ -534,11 +547,11 @@ def scan_steps(resource: Resource, ns: int, table: str, scan_spec: Optional[Scan
         return None if limit is None else time.monotonic() + limit
 
     spec = scan_spec if scan_spec is not None else ScanSpec()
-    scanner = yield from reported_steps(resource, "scanner_open", (ns, table, spec), None, deadline())
+    scanner = yield Call(resource, "scanner_open", (ns, table, spec), deadline())
     finished = False
     try:
         while True:
-            cells: list[Cell] = yield from reported_steps(resource, "scanner_get_cells", (scanner,), None, deadline())
+            cells: list[Cell] = yield Call(resource, "scanner_get_cells", (scanner,), deadline())
             if not cells:
                 break
             if feed is not None:
@@ -549,7 +562,7 @@ def scan_steps(resource: Resource, ns: int, table: str, scan_spec: Optional[Scan
     finally:
         if resource.reusable:
             try:
-                yield from reported_steps(resource, "scanner_close", (scanner,), None, None)
+                yield Call(resource, "scanner_close", (scanner,), None)
             except Exception as exc:
                 if finished:
                     raise

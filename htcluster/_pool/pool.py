@@ -395,7 +395,7 @@ class ConnectionPool:
                 if item is _UNSET:
                     self._waiters.remove(waiter)
             if item is not _UNSET and not slot:  # a slot was handed over meanwhile: pass it on
-                self._hand_over(item)  # type: ignore[arg-type]
+                self._pass_on(item)  # type: ignore[arg-type]
             raise
         with self._lock:
             if waiter.item is not _UNSET:  # handed over just as the wait ended: take it
@@ -449,6 +449,16 @@ class ConnectionPool:
                 self._idle += 1
                 self._stack.append(lease)
             return True
+
+    def _pass_on(self, item: Optional[Lease]) -> None:
+        """Give on a slot handed to a waiter that left: to the next waiter, back to the pool, or closed.
+
+        A connection the pool has no room to keep idle (``size`` already idle, nobody
+        waiting) is closed and its slot freed, so that it is neither lost nor counted in use.
+        """
+        if not self._hand_over(item) and item is not None:
+            self._close(item, reason="overflow")
+            self._hand_over(None)
 
     def _unusable(self, lease: Lease) -> Optional[str]:
         """Check an idle connection before lending it again, without I/O: why it must be replaced, or ``None``.

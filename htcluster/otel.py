@@ -42,6 +42,7 @@ conventions' advice, since the events describe attempts).
 """
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 import time
@@ -173,7 +174,7 @@ class Instrumentation:
 
     Made by :func:`instrument`; call :meth:`uninstrument` (or leave its
     ``with`` block) to stop.  Thread-safe: spans are matched to their call
-    per thread, by ``(host, method, attempt)``.
+    per thread (per asyncio task under ``htcluster.aio``), by ``(host, method, attempt)``.
 
     :param registry: the :class:`~htcluster.events.Listeners` it listens on.
     :param pools: ``{'host:port': Pool}`` whose ``stats()`` give the connection
@@ -262,11 +263,27 @@ class Instrumentation:
     # -- spans and the duration metric -------------------------------------------
 
     def open_spans(self) -> dict[tuple[str, str, int], list[tuple[Any, int, dict[str, Any]]]]:
-        """Return this thread's spans still open, by ``(host, method, attempt)`` (empty when every call ended)."""
-        spans = getattr(self._local, "spans", None)
+        """Return the spans still open of this thread, or of the running asyncio task (``htcluster.aio``:
+        concurrent tasks share a thread), by ``(host, method, attempt)`` (empty when every call ended)."""
+        owners = getattr(self._local, "owners", None)
+        if owners is None:
+            owners = self._local.owners = {}
+        try:
+            owner = asyncio.current_task()
+        except RuntimeError:  # no event loop runs in this thread
+            owner = None
+        spans = owners.get(owner)
         if spans is None:
-            spans = self._local.spans = {}
+            spans = owners[owner] = {}
         return spans
+
+    def _done_with(self, spans: dict[Any, Any]) -> None:
+        """Forget an owner (thread or task) whose spans all ended, so that ended tasks are not kept."""
+        if not spans:
+            owners = self._local.owners
+            for owner, held in list(owners.items()):
+                if held is spans:
+                    del owners[owner]
 
     def _attributes(self, event: events.CallStarted) -> tuple[str, dict[str, Any], Optional[str]]:
         """The span name, the attributes shared by span and metric, and the HQL text."""
@@ -310,6 +327,7 @@ class Instrumentation:
             span, start, attrs = stack.pop()
             if not stack:
                 del spans[key]
+                self._done_with(spans)
         else:  # instrumented mid-call: no span, but the duration still counts
             span, start = None, 0
             attrs = self._attributes(events.CallStarted(event.host, event.method, event.namespace,

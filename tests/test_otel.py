@@ -1,6 +1,8 @@
 """htcluster.otel: spans and metrics from events, checked with the SDK's in-memory exporters."""
 from __future__ import annotations
 
+import asyncio
+
 import threading
 import time
 
@@ -232,6 +234,11 @@ def test_spans_are_matched_per_thread_host_and_attempt(telemetry):
     b.join(60)
     b_ended.set()
     a.join(60)
+    check_paired(t, parents)
+
+
+def check_paired(t, parents):
+    """Span A (2 s, failed) and span B (0.5 s, answered), each the child of its caller's span."""
     calls = {s.parent.span_id: s for s in t.finished() if s.name.startswith("status")}
     assert set(calls) == set(parents.values())
     span_a, span_b = calls[parents["A"]], calls[parents["B"]]
@@ -239,6 +246,37 @@ def test_spans_are_matched_per_thread_host_and_attempt(telemetry):
     assert span_a.status.status_code is StatusCode.ERROR
     assert span_b.end_time - span_b.start_time == 500_000_000
     assert span_b.status.status_code is StatusCode.UNSET
+    assert not t.instrumentation.open_spans()
+
+
+@pytest.mark.asyncio
+async def test_spans_are_matched_per_asyncio_task(telemetry):
+    """The same interleaving as above by two tasks of one thread (htcluster.aio): B starts, A starts,
+    B ends, A ends; each span keeps its own task's parent, duration and outcome."""
+    t = telemetry()
+    app = t.tracer_provider.get_tracer("app")
+    b_started, a_started, b_ended = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    parents = {}
+
+    async def caller(name, before, after_start, before_end, duration, error):
+        with app.start_as_current_span(f"request {name}") as parent:
+            parents[name] = parent.get_span_context().span_id
+            if before is not None:
+                await before.wait()
+            t.registry.emit(CallStarted(HOST, "status", None, 1, ()))
+            after_start.set()
+            if before_end is not None:
+                await before_end.wait()
+            if error is None:
+                t.registry.emit(CallSucceeded(HOST, "status", None, 1, duration, ()))
+            else:
+                t.registry.emit(CallFailed(HOST, "status", None, 1, duration, error, ()))
+            if name == "B":
+                b_ended.set()
+
+    await asyncio.gather(caller("A", b_started, a_started, b_ended, 2.0, OSError("x")),
+                         caller("B", None, b_started, a_started, 0.5, None))
+    check_paired(t, parents)
 
 
 def test_retry_on_the_same_thread_is_a_second_span(telemetry):

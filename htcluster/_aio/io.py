@@ -25,7 +25,7 @@ import time
 from typing import Any, AsyncIterator, Optional, Sequence
 
 from .._call.attempt import Attempt, Run
-from .._call.loop import LoopWait, NewLoop, run_all_steps
+from .._call.loop import LoopWait, NewLoop
 from .._io.resource import Call, Exchange, NamespaceId, Resource, reported_steps
 from .._policy.steps import ConsumerLeft, Deliver, Step, Steps, T
 from .._pool.pool import Open, Ping, Wait, Waiter
@@ -202,11 +202,8 @@ async def ping(resource: Resource, timeout: Optional[float] = None) -> bool:
 
 
 async def run_attempt(attempt: Attempt) -> Any:
-    """Make ``attempt`` on the loop (the one-attempt case of the multiplexing loop); its answer, or its error."""
-    await adrive(run_all_steps([attempt]))
-    if attempt.error is not None:
-        raise attempt.error
-    return attempt.result
+    """Make ``attempt`` on the loop, on one connection (``Attempt.run_steps``); its answer, or its error raised."""
+    return await adrive(attempt.run_steps())
 
 
 async def _step(step: Step) -> Any:

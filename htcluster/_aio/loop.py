@@ -28,8 +28,9 @@ _READ = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 class AsyncLoop(Loop):
     """Attempts in flight on the running event loop (create it inside a coroutine)."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self) -> None:  # (no poll object: the event loop watches the sockets)
+        self.live: dict[int, Attempt] = {}
+        self.ready: list[Attempt] = []
         self.aloop = asyncio.get_running_loop()
         self.writing: dict[int, bool] = {}  # fd -> watched for writing (else reading)
         self.waker: Optional[asyncio.Future[None]] = None

@@ -29,7 +29,7 @@ import time
 from typing import Any, Iterator, NamedTuple, Optional, Union
 
 from .. import events as ev
-from .._io.resource import Resource, scan_cells
+from .._io.resource import Exchange, NamespaceId, Resource, scan_cells
 from .._policy.classify import ANSWERED, FAILED, verdict
 from .._policy.health import HostHealth
 from .._policy.steps import Steps, drive
@@ -121,14 +121,23 @@ class Attempt:
 
     def run(self) -> Any:
         """Make the call blocking, on one connection; return the answer (see :meth:`Pool.call`)."""
+        return drive(self.run_steps())
+
+    def run_steps(self) -> Steps[Any]:
+        """:meth:`run` as a generator of its waits (:mod:`htcluster._policy.steps`), for every I/O flavour:
+        lease (connecting if needed), open the namespace if needed, one exchange, finish."""
         try:
             while True:
-                resource = self.begin()
+                resource = yield from self.begin_steps()
                 try:
                     ns = self.namespace
-                    result = resource.exchange(self.method, self.args if ns is None else
-                                               (resource.mns.id_of(ns, self.deadline), *self.args),
-                                               None, self.deadline)
+                    if ns is None:
+                        args = self.args
+                    else:
+                        mns = resource.mns
+                        args = (mns.id_of(ns) if ns in mns else (yield NamespaceId(resource, ns, self.deadline)),
+                                *self.args)
+                    result = yield Exchange(resource, self.method, args, None, self.deadline)
                 except BaseException as exc:
                     if self.finish(exc):
                         continue

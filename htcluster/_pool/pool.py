@@ -321,7 +321,9 @@ class ConnectionPool:
         # interrupt between a call and an assignment cannot lose it): the except path gives it back.
         slot: list[Optional[Lease]] = []
         try:
-            yield from self._take(wait, fresh, deadline, slot)
+            waiter = self._take(fresh, slot)
+            if waiter is not None:
+                yield from self._wait_in_line(waiter, wait, deadline, slot)
             lease = slot[0]
             if lease is not None:
                 why = "a fresh one was asked for" if fresh else self._unusable(lease)
@@ -363,9 +365,11 @@ class ConnectionPool:
         """Return a waiter for a checkout that must wait in line (an I/O flavour overrides it)."""
         return Waiter()
 
-    def _take(self, wait: float, fresh: bool, deadline: Optional[float],
-              slot: list[Optional[Lease]]) -> Steps[None]:
-        """Take a slot into ``slot`` (an idle lease, or ``None``: permission to connect), waiting in line."""
+    def _take(self, fresh: bool, slot: list[Optional[Lease]]) -> Optional[Waiter]:
+        """Take a slot into ``slot`` (an idle lease, or ``None``: permission to connect), or get in line.
+
+        :returns: ``None`` with the slot taken, or the waiter now in line (see :meth:`_wait_in_line`).
+        """
         with self._lock:
             stack = self._stack
             if stack and not self._waiters:
@@ -378,9 +382,14 @@ class ConnectionPool:
                 if lease is not None:
                     self._idle -= 1
                 slot.append(lease)  # the last step: an interrupt after it leaves the slot with the caller
-                return
+                return None
             waiter = self.new_waiter()
             self._waiters.append(waiter)
+            return waiter
+
+    def _wait_in_line(self, waiter: Waiter, wait: float, deadline: Optional[float],
+                      slot: list[Optional[Lease]]) -> Steps[None]:
+        """Wait (a :class:`Wait` step) until a slot is handed to ``waiter``; leave the line on any way out."""
         now = time.monotonic()
         end, by_deadline = now + wait, False
         if deadline is not None and deadline < end:

@@ -94,6 +94,15 @@ class Failover:
         """
         return drive(self.next_host_steps(exclude, force, probe_limit))
 
+    def first_host(self) -> Optional[str]:
+        """The first host of a call when it needs no wait (no probe: every host live), else ``None``.
+
+        The common case of :meth:`next_host_steps`, without a generator (routed calls take it first).
+        """
+        if self.errors or (self.deadline is not None and time.monotonic() >= self.deadline):
+            return None
+        return self.router.first_claim(self.plan)
+
     def next_host_steps(self, exclude: Container[str] = (), force: bool = True,
                         probe_limit: Optional[float] = None) -> Steps[str]:
         """:meth:`next_host` as a generator of its waits (probes), for every I/O flavour."""
@@ -248,10 +257,10 @@ class Router:
         """:meth:`claim` as a generator of its waits (probes), for every I/O flavour."""
         health = self.health
         hosts = plan.hosts
-        if health.all_live and not tried and not exclude:  # the common case: every host live, first try
-            if len(hosts) == 1 or plan.ordered:
-                return hosts[0]
-            return self.balancer.pick(hosts, self.load, self.rng)
+        if not tried and not exclude:
+            first = self.first_claim(plan)
+            if first is not None:
+                return first
         pending = [h for h in hosts if h not in tried and h not in exclude]
         if not health.all_live:
             due = health.claim_due(pending)
@@ -279,6 +288,15 @@ class Router:
                     and health.claim(soonest):
                 return soonest
         return None
+
+    def first_claim(self, plan: Plan) -> Optional[str]:
+        """The host of a first try when every host is live (no probe, no claim to take), else ``None``."""
+        if not self.health.all_live:
+            return None
+        hosts = plan.hosts
+        if len(hosts) == 1 or plan.ordered:
+            return hosts[0]
+        return self.balancer.pick(hosts, self.load, self.rng)
 
     def unclaim(self, host: str) -> None:
         """Give back a claim of :meth:`claim` on which no attempt was made (e.g. a hedge the budget refused).
@@ -397,12 +415,15 @@ class Router:
         if delay is not None:
             return (yield from hedged_steps(self, failover, method, args, namespace, delay))
         pools, health = self.pools, self.health
+        host = failover.first_host()
         while True:
-            host = yield from failover.next_host_steps()
+            if host is None:
+                host = yield from failover.next_host_steps()
             try:
                 return (yield Run(Attempt(pools[host], method, args, namespace, deadline, health, host)))
             except BrokerUnavailable as exc:
                 failover.failed(host, exc)
+                host = None
             except DeadlineExceeded as exc:
                 failover.errors[host] = exc
                 raise failover.deadline_exceeded(exc.sent) from exc

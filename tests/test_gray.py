@@ -12,7 +12,7 @@ import pytest
 
 from htcluster import Backoff, Replicas, Resources, Shards, codes, from_url
 from htcluster._policy.balance import P2CBalancer
-from htcluster.errors import ClientException, ConfigError
+from htcluster.errors import ClientException, ConfigError, NoHostAvailable
 from htcluster.faults import FaultProxy, ManualClock, MisbehavingBroker
 from htcluster.testing import LocalCluster
 from htcluster.types import Cell, Key, ScanSpec
@@ -143,7 +143,7 @@ def test_a_host_back_from_a_probe_ramps_up(cluster):
     try:
         with Resources(hosts, clock=clock, slow_start=10.0, rng=random.Random(3), **FAST) as rs:
             proxy.close()
-            with pytest.raises(Exception):
+            with pytest.raises(NoHostAvailable):
                 rs.unicast("status", hosts=[proxy.address])
             assert not rs.health.state(proxy.address).live
             proxy = FaultProxy(cluster.hosts[1], port=port)

@@ -13,7 +13,6 @@ import ssl
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import trustme
@@ -21,7 +20,7 @@ import trustme
 from htcluster import Pool, tls_context
 from htcluster.errors import BrokerUnavailable, PoolTimeout
 from htcluster.events import ConnectionClosed, Listeners
-from htcluster.testing import FaultProxy, LocalBroker
+from htcluster.testing import LocalBroker
 
 from pooltest import local_port
 

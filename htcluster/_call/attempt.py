@@ -30,7 +30,7 @@ from typing import Any, Iterator, Optional, Union
 
 from .. import events as ev
 from .._io.resource import Resource, scan_cells
-from .._policy.classify import ANSWERED, FAILED, verdict
+from .._policy.classify import ANSWERED, FAILED, NOTHING, is_transient, verdict
 from .._policy.health import HostHealth
 from .._pool.pool import ConnectionPool, Lease
 from .._validate import seconds
@@ -157,6 +157,11 @@ class Attempt:
             if not self.probe:
                 pool = self.pool
                 pool.record(took, error is not None)
+                health = self.health
+                if health is not None and health.meter is not None and not again:
+                    judged = verdict(error)
+                    if judged is not NOTHING:  # the caller's deadline or mistake says nothing of the host's speed
+                        health.measured(self.host, took, judged is FAILED or is_transient(error))
                 listeners = pool.listeners
                 if listeners:
                     listeners.emit(
@@ -205,6 +210,8 @@ class Attempt:
             self.lease = None
         if self.health is not None:
             self.health.release(self.host)
+            if self.started:  # it took at least this long: a lower bound of its latency for the meter
+                self.health.measured(self.host, time.monotonic() - self.started, False)
             lag = self.health.lagged(self.host)
             log.info("%s lost a hedge of %s; ranked last for %.2f s", self.host, self.method, lag)
 
@@ -223,7 +230,7 @@ class Attempt:
         if health is None:
             return
         if judged is ANSWERED:
-            health.succeeded(self.host, probe=self.probe)
+            health.succeeded(self.host, probe=self.probe, transient=error is not None and is_transient(error))
         elif judged is FAILED:
             delay = health.failed(self.host, error)
             log.warning("%s marked down for %.2f s: %s", self.host, delay, error)

@@ -59,6 +59,7 @@ _CONVERT: dict[str, Callable[[str, str], Any]] = {
     "size": lambda name, text: int(_number(name, text)),
     "max_overflow": lambda name, text: int(_number(name, text)),
     "max_frame_size": lambda name, text: int(_number(name, text)),
+    "balance": lambda name, text: text,
 }
 #: Options that cannot be spelled in a URL (objects, not text).
 _NOT_IN_URLS = frozenset({"clock", "rng", "listeners", "balancer", "retry_budget", "namespace", "ssl_context"})

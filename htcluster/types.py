@@ -107,6 +107,8 @@ class PoolCounters(TypedDict):
     idle: int
     in_use: int
     waiting: int
+    connecting: int  #: connects in progress now (at most ``max_connecting``)
+    generation: int  #: times the pool was cleared (a host failure, ``close()``)
     timeouts: int
 
 

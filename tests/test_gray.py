@@ -162,3 +162,29 @@ def test_a_host_back_from_a_probe_ramps_up(cluster):
             assert second >= 60, second
     finally:
         proxy.close()
+
+
+def test_the_flask_extension_takes_the_options(cluster):
+    from flask import Flask
+
+    from htcluster.flask_ext import Hypertable
+
+    ext = Hypertable()
+    app = Flask("gray")
+    app.config.update(HYPERTABLE_HOSTS=cluster.hosts, HYPERTABLE_NAMESPACE=NS,
+                      HYPERTABLE_OPTIONS={"balance": "p2c", "max_ejection": 0.4, "slow_start": 3.0})
+    ext.init_app(app)
+    with app.app_context():
+        replicas = ext.cluster
+        assert isinstance(replicas, Replicas) and isinstance(replicas.router.balancer, P2CBalancer)
+        assert (replicas.health.outliers.max_ejection, replicas.health.outliers.slow_start) == (0.4, 3.0)
+        assert replicas.call("get_cells", TABLE, SPEC, namespace=NS)[0].value == b"v"
+    url_app = Flask("gray-url")
+    url_app.config["HYPERTABLE_URL"] = f"hypertable://{','.join(cluster.hosts)}/{NS}?balance=p2c"
+    url_ext = Hypertable(url_app)
+    with url_app.app_context():
+        assert isinstance(url_ext.cluster.router.balancer, P2CBalancer)
+    bad = Flask("gray-bad")
+    bad.config.update(HYPERTABLE_HOSTS=cluster.hosts, HYPERTABLE_OPTIONS={"balance": "fastest"})
+    with pytest.raises(ConfigError, match="HYPERTABLE_OPTIONS.*cached, p2c"):
+        Hypertable(bad)  # checked at init_app, naming the key

@@ -248,3 +248,61 @@ async def test_the_hosts_file_is_read_again_before_a_request(one, tmp_path):
         assert (await client.get("/rows/r0")).status_code in (200, 502)  # reached a broker
         async with app.app_context():
             assert list(ht.pools()) == [one]
+
+
+def slow_app(ht: Hypertable, address: str) -> Quart:
+    """An app on one host (strategy ``resources``, so the host has a health to keep) with a slow route."""
+    app = build(ht, HYPERTABLE_HOSTS=address, HYPERTABLE_STRATEGY="resources")
+
+    @app.get("/slow")
+    async def slow():
+        r = await ht.connection()
+        return jsonify(code=(await r.call("status")).code)
+
+    return app
+
+
+def host_stats(ht: Hypertable, app: Quart) -> dict:
+    (stats,) = app.extensions["hypertable"].stats().values()
+    return stats
+
+
+@pytest.mark.asyncio
+async def test_a_request_cut_in_the_middle_of_a_call_gives_its_connection_back_and_leaves_the_host_up(
+        one, fault_proxy_factory):
+    proxy = fault_proxy_factory(one, latency=0.3)  # each call takes >= 0.6 s
+    ht = Hypertable()
+    app = slow_app(ht, proxy.address)
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+        async with client.request("/slow") as connection:
+            await connection.send_complete()
+            await asyncio.sleep(0.25)  # the view is waiting for the broker's answer
+            await connection.disconnect()  # the client goes away: Quart cancels the request's task
+        stats = host_stats(ht, app)
+        assert stats["pool"]["in_use"] == 0  # the lease was released at teardown
+        assert stats["health"]["live"] is True  # the caller left; the host did not fail
+        assert stats["pool"]["idle"] == 0  # the cut connection was closed, not pooled
+        answer = await client.get("/slow")  # the next request gets a clean connection
+        assert answer.status_code == 200 and (await answer.get_json()) == {"code": 0}
+
+
+@pytest.mark.asyncio
+async def test_a_client_that_leaves_a_stream_closes_its_scan(one):
+    ht = Hypertable()
+    app = build(ht, HYPERTABLE_HOSTS=one, HYPERTABLE_STRATEGY="resources")
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+        for i in range(5):
+            await client.post(f"/rows/left{i}", data="x" * 40_000)  # a few chunks of 32 KiB
+        async with client.request(f"/stream/{TABLE}") as connection:
+            await connection.send_complete()
+            first = await connection.receive()
+            assert first.startswith(b"[")
+            await connection.disconnect()
+        for _ in range(100):  # the generator is closed as the response task ends
+            if host_stats(ht, app)["pool"]["in_use"] == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert host_stats(ht, app)["pool"]["in_use"] == 0
+        assert (await client.get("/rows/left0")).status_code == 200

@@ -159,6 +159,7 @@ def test_a_storm_of_threads_opens_at_most_max_connecting_at_once(broker_address:
                   connect_timeout=10.0) as pool:
             assert hammer(pool, 16, 1.0) == []
             assert front.peak <= 2 and front.accepted >= 2, (front.peak, front.accepted)
+            assert 1 <= pool.stats()["connecting_peak"] <= 2
             assert pool.stats()["opened"] == front.accepted
             check_consistent(pool)
     finally:

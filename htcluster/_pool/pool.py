@@ -236,6 +236,7 @@ class ConnectionPool:
         self._idle = 0
         self._in_use = 0
         self._connecting = 0  # connect permits out (at most max_connecting)
+        self._connecting_peak = 0  # the most permits out at once
         self._failing = False  # the last connect failed: jitter the next ones
         self._opened = 0
         self._closed = 0
@@ -281,13 +282,15 @@ class ConnectionPool:
         """Return the counters of this process's connections and calls.
 
         :returns: ``{"opened", "closed", "replaced", "idle", "in_use", "waiting",
-            "connecting", "generation", "timeouts", "calls", "errors"}`` (ints) and ``"latency"``: the
+            "connecting", "connecting_peak", "generation", "timeouts", "calls", "errors"}``
+            (ints) and ``"latency"``: the
             snapshot of the recent call attempts (``count``, ``p50``, ``p99``,
             ``max``; seconds).  ``replaced`` counts idle connections found
             unusable at checkout (stale, too old, no answer to the idle ping),
             ``timeouts`` the checkouts that ended in ``PoolTimeout``, ``errors``
             the call attempts that raised (broker answers included), ``connecting``
-            the connects in progress now, ``generation`` how many times the pool
+            the connects in progress now (``connecting_peak``: the most at once since the
+            pool was made, at most ``max_connecting``), ``generation`` how many times the pool
             was cleared (:attr:`generation`).  Always
             ``opened - closed == idle + in_use``.
         """
@@ -295,7 +298,8 @@ class ConnectionPool:
             counters: PoolStats = {
                 "opened": self._opened, "closed": self._closed, "replaced": self._replaced,
                 "idle": self._idle, "in_use": self._in_use, "waiting": len(self._waiters),
-                "connecting": self._connecting, "generation": self._generation,
+                "connecting": self._connecting, "connecting_peak": self._connecting_peak,
+                "generation": self._generation,
                 "timeouts": self._timeouts, "calls": self._calls, "errors": self._errors,
                 "latency": {"count": 0, "p50": None, "p99": None, "max": None}}
         counters["latency"] = self.latency.snapshot()
@@ -407,16 +411,22 @@ class ConnectionPool:
                 raise
             self._failing = False
             self.connected(lease)
-        self._opened_one(lease)
+        self._opened_one(lease, report=connect)
         return lease
 
     def connected(self, lease: Lease) -> None:
-        """Give back the connect permit of ``lease`` (its connection is open): the next connect may start."""
+        """Give back the connect permit of ``lease`` (its connection is open): the next connect may start.
+
+        A lease lent unopened (``Lease.opened``) is reported as ``ConnectionOpened`` here, once it is up.
+        """
         with self._lock:
-            if lease.permit:
-                lease.permit = False
-                self._connecting -= 1
-                self._serve()
+            if not lease.permit:
+                return
+            lease.permit = False
+            self._connecting -= 1
+            self._serve()
+        if lease.out and self.listeners:  # lent unopened: its connection is up now
+            self.listeners.emit(ev.ConnectionOpened(self.address))
 
     def _permit_for(self, slot: list[Optional[Lease]]) -> bool:
         """Take a connect permit for the slot of ``slot`` (its connection just closed): True if one was free.
@@ -426,6 +436,8 @@ class ConnectionPool:
         with self._lock:
             if self._connecting < self.max_connecting:
                 self._connecting += 1
+                if self._connecting > self._connecting_peak:
+                    self._connecting_peak = self._connecting
                 slot[0] = None  # the last step: the slot now carries the permit
                 return True
             self._in_use -= 1
@@ -458,6 +470,8 @@ class ConnectionPool:
             del stack[0]
             self._in_use += 1
             self._connecting += 1
+            if self._connecting > self._connecting_peak:
+                self._connecting_peak = self._connecting
             waiter.item = None
             del waiters[0]
             waiter.gate.release()
@@ -592,13 +606,17 @@ class ConnectionPool:
             return f"no answer to the idle ping within {r.connect_timeout:g} s"
         return None
 
-    def _opened_one(self, lease: Lease) -> None:
-        """Count a connection opened for ``lease`` (once) and report it; the caller's except path closes it."""
+    def _opened_one(self, lease: Lease, report: bool = True) -> None:
+        """Count a connection opened for ``lease`` (once) and report it; the caller's except path closes it.
+
+        :param report: emit ``ConnectionOpened`` now; False for a connection lent unopened, reported
+            when it is up (:meth:`connected`).
+        """
         with self._lock:
             if not lease.counted:
                 self._opened += 1
                 lease.counted = True
-        if self.listeners:
+        if report and self.listeners:
             self.listeners.emit(ev.ConnectionOpened(self.address))
 
     def _close(self, lease: Lease, replaced: bool = False, reason: str = "interrupted") -> None:
@@ -694,6 +712,8 @@ class ConnectionPool:
             del stack[0]
             self._in_use += 1
             self._connecting += 1
+            if self._connecting > self._connecting_peak:
+                self._connecting_peak = self._connecting
             slot.append(None)  # the last step
             return True
         return False

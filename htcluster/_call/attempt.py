@@ -30,7 +30,7 @@ from typing import Any, Iterator, Optional, Union
 
 from .. import events as ev
 from .._io.resource import Resource, scan_cells
-from .._policy.classify import ANSWERED, FAILED, verdict
+from .._policy.classify import ANSWERED, FAILED, NOTHING, is_transient, verdict
 from .._policy.health import HostHealth
 from .._pool.pool import ConnectionPool, Lease
 from .._validate import seconds
@@ -60,7 +60,7 @@ class Attempt:
     """
 
     __slots__ = ("pool", "host", "method", "args", "namespace", "deadline", "health", "probe", "number", "fresh",
-                 "lease", "started", "took", "result", "error", "opening", "end", "fd", "phase")
+                 "lease", "started", "took", "result", "error", "opening", "end", "fd", "phase", "generation")
 
     def __init__(self, pool: ConnectionPool, method: str, args: tuple[Any, ...], namespace: Optional[str] = None,
                  deadline: Optional[float] = None, health: Optional[HostHealth] = None, host: Optional[str] = None,
@@ -80,6 +80,7 @@ class Attempt:
         self.end = 0.0  # the loop: when the step in progress must end (time.monotonic())
         self.fd = -1  # the loop: the socket watched
         self.phase = 0  # the loop: 0 connecting, 1 sending, 2 receiving, 3 done
+        self.generation = -1  # the pool generation of the connection used (a failure clears only that one)
 
     @property
     def resource(self) -> Resource:
@@ -95,11 +96,13 @@ class Attempt:
         :raises PoolTimeout, DeadlineExceeded, BrokerUnavailable, ClientResourceError: no
             connection could be had (reported to health before it is raised).
         """
+        self.generation = self.pool.generation
         try:
             self.lease = lease = self.pool.acquire(self.deadline, fresh=self.fresh, connect=connect)
         except BaseException as exc:
             self.report(exc)
             raise
+        self.generation = lease.generation
         self.started = time.monotonic()
         self.result, self.error = None, None
         if not self.probe:
@@ -154,6 +157,11 @@ class Attempt:
             if not self.probe:
                 pool = self.pool
                 pool.record(took, error is not None)
+                health = self.health
+                if health is not None and health.meter is not None and not again:
+                    judged = verdict(error)
+                    if judged is not NOTHING:  # the caller's deadline or mistake says nothing of the host's speed
+                        health.measured(self.host, took, judged is FAILED or is_transient(error))
                 listeners = pool.listeners
                 if listeners:
                     listeners.emit(
@@ -202,17 +210,27 @@ class Attempt:
             self.lease = None
         if self.health is not None:
             self.health.release(self.host)
+            if self.started:  # it took at least this long: a lower bound of its latency for the meter
+                self.health.measured(self.host, time.monotonic() - self.started, False)
             lag = self.health.lagged(self.host)
             log.info("%s lost a hedge of %s; ranked last for %.2f s", self.host, self.method, lag)
 
     def report(self, error: Optional[BaseException]) -> None:
-        """Tell host health what the attempt says about the host (once per attempt)."""
+        """Tell host health what the attempt says about the host (once per attempt).
+
+        A failure (a transport error: the host may have restarted) also clears
+        the host's pool (:meth:`ConnectionPool.clear <htcluster._pool.pool.ConnectionPool.clear>`),
+        with or without health behind it, unless the connection used was of an
+        older generation already (a failure found by many calls at once starts one new generation).
+        """
         health = self.health
+        judged = verdict(error)
+        if judged is FAILED and self.generation == self.pool.generation:
+            self.pool.clear(f"{self.host} failed: {type(error).__name__}")
         if health is None:
             return
-        judged = verdict(error)
         if judged is ANSWERED:
-            health.succeeded(self.host, probe=self.probe)
+            health.succeeded(self.host, probe=self.probe, transient=error is not None and is_transient(error))
         elif judged is FAILED:
             delay = health.failed(self.host, error)
             log.warning("%s marked down for %.2f s: %s", self.host, delay, error)
@@ -241,11 +259,13 @@ class Hold:
     def begin(self) -> Resource:
         """Lease the connection (blocking connect); it reports the pool's calls while held."""
         attempt = self.attempt
+        attempt.generation = attempt.pool.generation
         try:
             attempt.lease = lease = attempt.pool.acquire(attempt.deadline)
         except BaseException as exc:
             attempt.report(exc)
             raise
+        attempt.generation = lease.generation
         lease.resource.listeners = attempt.pool.listeners
         return lease.resource
 

@@ -53,6 +53,15 @@ def _boolean_or_int(name: str, text: str) -> Union[bool, int]:
         raise ConfigError(f"URL option {name}={text!r} must be an int or true/false") from None
 
 
+def _boolean_or_number(name: str, text: str) -> Union[bool, int, float]:
+    lowered = text.lower()
+    if lowered in ("true", "yes", "on"):
+        return True
+    if lowered in ("false", "no", "off"):
+        return False
+    return _number(name, text)
+
+
 #: How the text of each option becomes a value (numbers by default).
 _CONVERT: dict[str, Callable[[str, str], Any]] = {
     "retry": _boolean_or_int,

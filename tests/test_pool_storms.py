@@ -391,3 +391,17 @@ def test_keepalive_is_on_by_default_and_can_be_tuned_or_turned_off(broker_addres
     for bad in ("yes", {"idel": 3}, {"count": 0}, -5):
         with pytest.raises(ConfigError, match="keepalive"):
             Pool(broker_address, keepalive=bad)
+
+
+def test_the_options_reach_the_pools_of_routing_classes_and_urls(broker_address: str) -> None:
+    from htcluster import Replicas, from_url
+
+    with Replicas([broker_address], max_connecting=3, min_size=1, keepalive=20, size=2) as replicas:
+        pool = replicas.pools[broker_address]
+        assert (pool.max_connecting, pool.min_size, pool.keepalive.idle) == (3, 1, 20.0)
+        assert wait_until(lambda: pool.idle == 1)
+        stats = replicas.stats()[broker_address]["pool"]
+        assert stats["generation"] == 0 and stats["connecting"] == 0 and stats["connecting_peak"] == 1
+    with from_url(f"hypertable://{broker_address}?max_connecting=4&keepalive=false&reconnect_jitter=0") as r:
+        pool = r.pools[broker_address]
+        assert (pool.max_connecting, pool.keepalive, pool.reconnect_jitter) == (4, None, 0.0)

@@ -69,6 +69,9 @@ _CONVERT: dict[str, Callable[[str, str], Any]] = {
     "max_overflow": lambda name, text: int(_number(name, text)),
     "max_frame_size": lambda name, text: int(_number(name, text)),
     "balance": lambda name, text: text,
+    "max_connecting": lambda name, text: int(_number(name, text)),
+    "min_size": lambda name, text: int(_number(name, text)),
+    "keepalive": _boolean_or_number,
 }
 #: Options that cannot be spelled in a URL (objects, not text).
 _NOT_IN_URLS = frozenset({"clock", "rng", "listeners", "balancer", "retry_budget", "namespace", "ssl_context"})

@@ -50,7 +50,7 @@ HOSTS, QUICK_HOSTS, BROADCASTS, QUICK_BROADCASTS = 256, 16, 10, 3
 
 
 def serve_proxies(targets: list[str], count: int, latency: float) -> None:
-    """The child process: ``count`` proxies over ``targets`` round robin; print their addresses, run until stdin ends."""
+    """The child: ``count`` proxies over ``targets`` round robin; print their addresses, run until stdin ends."""
     from htcluster.faults import FaultProxy
 
     proxies = [FaultProxy(targets[i % len(targets)], latency=latency, max_connections=256, lifetime=3600.0)

@@ -8,12 +8,15 @@ does not exist - logs``.
 """
 from __future__ import annotations
 
-__all__ = ["NAMES", "TEXTS", "describe", "name", "text"]
+__all__ = ["NAMES", "TEXTS", "describe", "is_comm", "name", "text"]
 
 OK = 0
 PROTOCOL_ERROR = 1
 REQUEST_TRUNCATED = 2
 REQUEST_TIMEOUT = 4
+COMM_NOT_CONNECTED = 0x00010001
+COMM_BROKEN_CONNECTION = 0x00010002
+COMM_CONNECT_ERROR = 0x00010003
 BAD_SCHEMA = 7
 BAD_KEY = 9
 HQL_PARSE_ERROR = 11
@@ -50,6 +53,9 @@ TEXTS: dict[int, str] = {
     PROTOCOL_ERROR: "HYPERTABLE protocol error",
     REQUEST_TRUNCATED: "HYPERTABLE request truncated",
     REQUEST_TIMEOUT: "HYPERTABLE request timeout",
+    COMM_NOT_CONNECTED: "COMM not connected",
+    COMM_BROKEN_CONNECTION: "COMM broken connection",
+    COMM_CONNECT_ERROR: "COMM connect error",
     BAD_SCHEMA: "HYPERTABLE bad schema",
     BAD_KEY: "HYPERTABLE bad key",
     HQL_PARSE_ERROR: "HYPERTABLE HQL parse error",
@@ -90,6 +96,12 @@ def text(code: int) -> str:
 #: code -> its symbolic name, e.g. ``40: 'NAMESPACE_DOES_NOT_EXIST'``.
 NAMES: dict[int, str] = {value: key for key, value in list(globals().items())
                          if key.isupper() and isinstance(value, int) and not key.startswith("_")}
+
+
+def is_comm(code: int) -> bool:
+    """True when ``code`` is one of the ``COMM_*`` codes (``0x0001xxxx``: a connection problem
+    between the broker and the cluster, :ref:`error-codes`)."""
+    return code >> 16 == 0x0001
 
 
 def name(code: int) -> str:

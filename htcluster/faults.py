@@ -13,15 +13,23 @@ the ``fault_proxy_factory`` fixture.
 from __future__ import annotations
 
 import os
+import random
 import socket
 import struct
 import threading
 import time
 from typing import Optional
 
+from thrift.protocol.TBinaryProtocol import TBinaryProtocol
+from thrift.Thrift import TMessageType
+from thrift.transport.TTransport import TMemoryBuffer
+
+from . import codes
+from ._thrift import ClientService, HqlService
+from .errors import ClientException
 from .hosts import Host, HostLike
 
-__all__ = ["MISBEHAVIOURS", "FaultProxy", "ManualClock", "MisbehavingBroker"]
+__all__ = ["MISBEHAVIOURS", "FaultProxy", "ManualClock", "MisbehavingBroker", "error_reply"]
 
 
 class ManualClock:
@@ -57,6 +65,10 @@ class FaultProxy:
     :param port: the port to listen on; ``None``: a free one.
     :param max_connections: connections held at once; more are closed at accept.
     :param lifetime: seconds after which the proxy closes itself.
+    :param spike: seconds added, on top of ``latency``, to a share ``spike_rate`` of the
+        chunks sent towards the broker (a gray failure: most calls fast, some very slow).
+    :param spike_rate: the share (0 to 1) of those chunks that get ``spike``.
+    :param seed: seed of the random draw of the spikes (``None``: unseeded).
     :raises ConfigError: ``target`` is malformed.
     :raises OSError: ``host:port`` cannot be bound.
 
@@ -66,15 +78,20 @@ class FaultProxy:
             r = Resource(proxy.address)
             proxy.reset()            # every open connection gets an RST
             proxy.blackhole()        # bytes vanish: calls time out
+
+        FaultProxy(broker.address, spike=0.2, spike_rate=0.1)   # +200 ms on 10 % of the requests
     """
 
     POLL = 0.1  #: seconds between checks of the stop flag by blocked threads
     CHUNK = 65536
 
     def __init__(self, target: HostLike, latency: float = 0.0, host: str = "127.0.0.1", port: Optional[int] = None,
-                 max_connections: int = 64, lifetime: float = 600.0) -> None:
+                 max_connections: int = 64, lifetime: float = 600.0, spike: float = 0.0,
+                 spike_rate: float = 0.0, seed: Optional[int] = None) -> None:
         self.target = Host.parse(target)
         self.latency = latency
+        self.spike, self.spike_rate = spike, spike_rate
+        self._spikes = random.Random(seed)
         self.max_connections = max_connections
         self._blackholed = False
         self._stop = threading.Event()
@@ -152,11 +169,15 @@ class FaultProxy:
                 self._pairs[pair] = 2
             for src, dst in (pair, pair[::-1]):
                 src.settimeout(self.POLL)
-                threading.Thread(target=self._pump, args=(src, dst, pair), daemon=True,
+                threading.Thread(target=self._pump, args=(src, dst, pair, src is client), daemon=True,
                                  name=f"FaultProxy-{self.port}-pump").start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket, pair: tuple[socket.socket, socket.socket]) -> None:
-        """Copy ``src`` to ``dst``; pass an end-of-file on, and a failure to both peers."""
+    def _pump(self, src: socket.socket, dst: socket.socket, pair: tuple[socket.socket, socket.socket],
+              upstream: bool = False) -> None:
+        """Copy ``src`` to ``dst``; pass an end-of-file on, and a failure to both peers.
+
+        :param upstream: ``src`` is the client (chunks towards the broker may get a spike).
+        """
         broken = False
         try:
             while not self._stop.is_set():
@@ -169,7 +190,10 @@ class FaultProxy:
                     return
                 if self._blackholed:
                     continue
-                if self.latency > 0 and self._stop.wait(self.latency):
+                delay = self.latency
+                if upstream and self.spike_rate > 0 and self._spikes.random() < self.spike_rate:
+                    delay += self.spike
+                if delay > 0 and self._stop.wait(delay):
                     return
                 self._send_all(dst, data)
         except OSError:  # a reset, or closed by drop()/reset()/close()
@@ -214,6 +238,7 @@ MISBEHAVIOURS = {
     "trickle": "forwards the real broker's answer one byte per delay (a slow but correct broker)",
     "stale": "forwards the real answer, then sends it once more (an extra, stale reply)",
     "double": "forwards the real answer with a second copy of it inside the same frame",
+    "error": "answers every request with ClientException(code) (a broker that cannot reach its cluster)",
 }
 
 
@@ -225,6 +250,8 @@ class MisbehavingBroker:
         modes forward to (``'host:port'``).
     :param delay: seconds between bytes in the ``trickle`` and ``huge_frame`` modes.
     :param lifetime: seconds after which it closes itself (tests must end).
+    :param code: the ``ClientException.code`` of the ``error`` mode (``REQUEST_TIMEOUT`` by default;
+        :mod:`htcluster.codes`).
     :raises ValueError: unknown ``mode``, or a forwarding mode without ``upstream``.
 
     Example::
@@ -234,12 +261,14 @@ class MisbehavingBroker:
     """
 
     def __init__(self, mode: str, upstream: Optional[HostLike] = None, delay: float = 0.1,
-                 lifetime: float = 120.0) -> None:
+                 lifetime: float = 120.0, code: int = codes.REQUEST_TIMEOUT) -> None:
         if mode not in MISBEHAVIOURS:
             raise ValueError(f"mode must be one of {sorted(MISBEHAVIOURS)}, got {mode!r}")
         if mode in ("trickle", "stale", "double") and upstream is None:
             raise ValueError(f"mode {mode!r} forwards to a real broker: give upstream='host:port'")
-        self.mode, self.delay = mode, delay
+        self.mode, self.delay, self.code = mode, delay, code
+        #: Requests answered so far (every mode that reads them).
+        self.requests = 0
         self.upstream = None if upstream is None else Host.parse(upstream)
         self._stop = threading.Event()
         self._socks: list[socket.socket] = []
@@ -305,7 +334,11 @@ class MisbehavingBroker:
                 request = self._read_frame(client)
                 if request is None:
                     return
+                self.requests += 1
                 if self.mode == "silent":
+                    continue
+                if self.mode == "error":
+                    client.sendall(error_reply(request, self.code))
                     continue
                 if self.mode == "garbage":
                     client.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\nthis is not a Thrift frame")
@@ -348,6 +381,24 @@ class MisbehavingBroker:
 
     def __repr__(self) -> str:
         return f"<MisbehavingBroker {self.address} {self.mode}>"
+
+
+def error_reply(request: bytes, code: int) -> bytes:
+    """Return the frame answering the request frame ``request`` with ``ClientException(code)``.
+
+    :param request: one whole request frame (its 4-byte length first).
+    :param code: the error code (:mod:`htcluster.codes`); the message is its text and ``"(injected)"``.
+    :returns: the reply frame, as a broker would send it.
+    """
+    name, _, seqid = TBinaryProtocol(TMemoryBuffer(request[4:])).readMessageBegin()
+    result = getattr(HqlService, f"{name}_result", None) or getattr(ClientService, f"{name}_result")
+    out = TMemoryBuffer()
+    protocol = TBinaryProtocol(out)
+    protocol.writeMessageBegin(name, TMessageType.REPLY, seqid)
+    result(e=ClientException(code=code, message=f"{codes.text(code)} - (injected)")).write(protocol)
+    protocol.writeMessageEnd()
+    body: bytes = out.getvalue()
+    return struct.pack("!i", len(body)) + body
 
 
 def _close_socket(sock: socket.socket, abort: bool) -> None:

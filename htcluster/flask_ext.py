@@ -49,7 +49,7 @@ from flask import Flask, Response, current_app, g, has_app_context
 
 from .errors import ConfigError
 from ._flask.cli import EXTENSION_KEY, hypertable_cli
-from ._flask.config import Settings, check_app_config, read_settings, set_defaults
+from ._flask.config import Settings
 from ._flask.encoding import install_json
 from ._flask.hostsfile import HostsFile, file_port
 from ._flask.queries import QueryRecorder, RecordedQuery, get_recorded_queries
@@ -59,9 +59,8 @@ from ._flask.routing import (
     ExtensionState,
     Lease,
     build_cluster,
-    listeners_of,
-    pools_of,
 )
+from ._flask.setup import app_settings, build_state, record_calls, refuse_second, state_of
 from ._flask.stream import RowJson, row_to_json
 from ._call.attempt import Pool
 from ._io.resource import Resource
@@ -130,21 +129,17 @@ class Hypertable:
         :warns ConfigWarning: an unknown ``HYPERTABLE_*`` key (the message names the
             closest known one), a ``HYPERTABLE_TIMEOUT_MSECS`` below 100 (milliseconds).
         """
-        if EXTENSION_KEY in app.extensions:
-            raise RuntimeError(f"a Hypertable extension is already registered on app {app.name!r}; "
-                               "call init_app once per app")
-        check_app_config(app.config, hosts_required=self.hosts_required)
-        set_defaults(app.config)
-        settings = read_settings(app.config)
-        state = ExtensionState(self, settings, self._make_cluster(settings))
-        try:
-            for name, bind in settings.binds.items():
-                state.binds[name] = AppState(self, bind, build_cluster(bind), name)
-            if settings.record_queries:
-                self._record(app, state)
-        except BaseException:
-            state.close()
-            raise
+        refuse_second(app.extensions, app.name)
+        settings = app_settings(app.config, hosts_required=self.hosts_required)
+        state: ExtensionState = build_state(
+            lambda: ExtensionState(self, settings, self._make_cluster(settings)),
+            lambda name, bind: AppState(self, bind, build_cluster(bind), name), settings, ExtensionState.close)
+        if settings.record_queries:
+            try:
+                record_calls(state, lambda bind: QueryRecorder(app.import_name, bind))
+            except BaseException:
+                state.close()
+                raise
         if settings.json:
             install_json(app)
         app.extensions[EXTENSION_KEY] = state
@@ -159,29 +154,13 @@ class Hypertable:
     def _make_cluster(self, settings: Settings) -> Any:
         return build_cluster(settings)
 
-    @staticmethod
-    def _record(app: Flask, state: ExtensionState) -> None:
-        """Register a :class:`~htcluster._flask.queries.QueryRecorder` on every cluster of ``app``."""
-        for cluster in state.every():
-            registry = listeners_of(cluster.cluster)
-            if registry is None:
-                raise ConfigError(f"HYPERTABLE_RECORD_QUERIES: the {cluster.settings.strategy!r} routing "
-                                  "object has no event listeners (htcluster.events) to record from")
-            registry.register(QueryRecorder(app.import_name, cluster.bind_name))
-
     def _state(self, app: Optional[Flask] = None) -> ExtensionState:
         """Return the state of ``app`` (default: the current app) that :meth:`init_app` registered.
 
         :raises RuntimeError: no ``app`` and no app context, or not registered on the app.
         """
-        if app is None and not has_app_context():
-            raise RuntimeError("Hypertable used outside of an application context: use it in a request, "
-                               "a CLI command, or inside 'with app.app_context():'")
-        target: Flask = app if app is not None else current_app
-        state: Optional[ExtensionState] = target.extensions.get(EXTENSION_KEY)
-        if state is None or state.owner is not self:
-            raise RuntimeError(f"this Hypertable extension is not registered on app {target.name!r}: "
-                               "call ht.init_app(app) first")
+        target = app if app is not None else current_app if has_app_context() else None
+        state: ExtensionState = state_of(self, target)
         return state
 
     def _loose_state(self) -> ExtensionState:
@@ -219,7 +198,8 @@ class Hypertable:
 
     def pools(self, bind: Optional[str] = None) -> dict[str, Pool]:
         """Return the pools of the main cluster (or of ``bind``), ``{'host:port': Pool}``."""
-        return pools_of(self.cluster_for(bind))
+        pools: dict[str, Pool] = self._state().bind(bind).pools()
+        return pools
 
     def _lease(self, write: bool) -> Resource:
         state = self._state()

@@ -9,8 +9,13 @@ drops, resets or swallows traffic) and ``ManualClock`` (a clock that moves
 only when told) come from :mod:`htcluster.faults` and are re-exported here.
 
 This module is also a pytest plugin (entry point ``htcluster``): the fixtures
-``local_broker``, ``broker_address``, ``local_cluster_factory`` and
-``fault_proxy_factory`` are available to any project that installs htcluster.
+``local_broker``, ``broker_address``, ``local_cluster``, ``local_cluster_factory``,
+``fault_proxy_factory`` and ``misbehaving_broker_factory`` are available to any
+project that installs htcluster.  With pytest-asyncio installed, so are the
+async fixtures over the same brokers, for :mod:`htcluster.aio`:
+``async_pool``, ``async_replicas``, ``async_pool_factory`` and
+``async_replicas_factory`` (declared with ``@pytest_asyncio.fixture``, so
+they work in pytest-asyncio's strict mode).
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ import tempfile
 import time
 import weakref
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, TypeVar
+from typing import Any, AsyncIterator, Callable, Iterator, Optional, TypeVar
 
 from .errors import ConfigError
 from .faults import FaultProxy, ManualClock, MisbehavingBroker
@@ -450,3 +455,81 @@ if pytest is not None:
     def misbehaving_broker_factory() -> Iterator[Callable[..., MisbehavingBroker]]:
         """Call ``misbehaving_broker_factory(mode, upstream=None)``; every server made is closed after the test."""
         yield from _closed_after(MisbehavingBroker)
+
+    @pytest.fixture
+    def local_cluster(local_cluster_factory: Callable[..., LocalCluster]) -> LocalCluster:
+        """Three stand-in brokers in front of one data file (replicas), for this test; stopped after it.
+
+        A test that takes both ``local_cluster`` and ``async_replicas`` gets the
+        replicas of this very cluster, so it can ``local_cluster.kill(0)`` under them.
+        """
+        return local_cluster_factory(3, shared_data=True)
+
+
+try:
+    import pytest_asyncio
+except ImportError:  # pragma: no cover - pytest-asyncio is a test extra
+    pytest_asyncio = None  # type: ignore[assignment]
+
+
+async def aclose_all(made: list[Any]) -> None:
+    """Close every ``htcluster.aio`` object of ``made`` as ``async with`` does on the way out, the last made first.
+
+    Every one is closed even when one fails; the first failure is raised after.
+    """
+    errors: list[BaseException] = []
+    for obj in reversed(made):
+        try:
+            await obj.__aexit__(None, None, None)
+        except Exception as exc:  # close the others anyway
+            errors.append(exc)
+    made.clear()
+    if errors:
+        raise errors[0]
+
+
+def _aio_factory(cls_name: str, made: list[Any]) -> Callable[..., Any]:
+    """Return ``make(*args, **options)``: a new ``htcluster.aio.<cls_name>``, remembered in ``made``."""
+
+    def make(*args: Any, **options: Any) -> Any:
+        import importlib
+
+        obj = getattr(importlib.import_module("htcluster.aio"), cls_name)(*args, **options)
+        made.append(obj)
+        return obj
+
+    return make
+
+
+if pytest is not None and pytest_asyncio is not None:
+
+    @pytest_asyncio.fixture
+    async def async_pool_factory() -> AsyncIterator[Callable[..., Any]]:
+        """Call ``async_pool_factory(address, **options)`` for an ``htcluster.aio.AsyncPool``; closed after the test.
+
+        The pools bind to the test's event loop on first use and are closed
+        in that loop after the test, as ``async with`` closes them.  Give it the address of any
+        fixture's server: ``local_broker``, ``fault_proxy_factory(...)``,
+        ``misbehaving_broker_factory(mode)`` (e.g. ``socket_timeout=0.5`` against
+        a ``'silent'`` one).
+        """
+        made: list[Any] = []
+        yield _aio_factory("AsyncPool", made)
+        await aclose_all(made)
+
+    @pytest_asyncio.fixture
+    async def async_replicas_factory() -> AsyncIterator[Callable[..., Any]]:
+        """Call ``async_replicas_factory(hosts, **options)`` for an ``htcluster.aio.AsyncReplicas``; closed after it."""
+        made: list[Any] = []
+        yield _aio_factory("AsyncReplicas", made)
+        await aclose_all(made)
+
+    @pytest_asyncio.fixture
+    async def async_pool(broker_address: str, async_pool_factory: Callable[..., Any]) -> Any:
+        """An ``htcluster.aio.AsyncPool`` of ``broker_address`` (the session's broker, or ``--htcluster-broker``)."""
+        return async_pool_factory(broker_address)
+
+    @pytest_asyncio.fixture
+    async def async_replicas(local_cluster: LocalCluster, async_replicas_factory: Callable[..., Any]) -> Any:
+        """An ``htcluster.aio.AsyncReplicas`` over ``local_cluster`` (three brokers, one data file), for this test."""
+        return async_replicas_factory(local_cluster.hosts)

@@ -107,6 +107,9 @@ class PoolCounters(TypedDict):
     idle: int
     in_use: int
     waiting: int
+    connecting: int  #: connects in progress now (at most ``max_connecting``)
+    connecting_peak: int  #: the most connects in progress at once so far
+    generation: int  #: times the pool was cleared (a host failure, ``close()``)
     timeouts: int
 
 
@@ -132,10 +135,19 @@ class HealthStats(HealthBase, total=False):
 
     ``live``, ``failures``, ``retry_in`` and ``error`` are always there;
     ``lagging`` (it lost its last hedge and ranks last for now) where the
-    routing object hedges.
+    routing object hedges; ``ejected_for`` (seconds left of an outlier
+    ejection, 0.0 when none) and ``ramp`` (the share of its traffic a host
+    back from a probe gets during its slow start, 1.0 when none) from the
+    routing classes; ``cost`` (the peak-EWMA latency estimate, seconds) and
+    ``score`` (``cost x (in-flight + 1)``, what P2C compares) with
+    ``balance="p2c"``.
     """
 
     lagging: bool
+    ejected_for: float
+    ramp: float
+    cost: float
+    score: float
 
 
 class HostStats(TypedDict):

@@ -48,6 +48,7 @@ def test_ci_runs_exactly_the_readme_test_command_then_the_checks() -> None:
 DOCS = ROOT / "docs"
 #: What users import by path; everything else is internal (``_``-prefixed) or a package's implementation.
 PUBLIC_MODULES = {"htcluster", "htcluster.types", "htcluster.errors", "htcluster.events", "htcluster.flask_ext",
+                  "htcluster.quart_ext",
                   "htcluster.compat", "htcluster.otel", "htcluster.testing", "htcluster.faults", "htcluster.broker",
                   "htcluster.codes", "htcluster.hosts", "htcluster.hql", "htcluster.aio"}
 

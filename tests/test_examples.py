@@ -55,6 +55,15 @@ def test_the_example_app_test_passes_with_the_plugins_fixtures():
     assert "3 passed" in result.stdout
 
 
+def test_the_fastapi_example_answers_while_a_replica_is_killed():
+    pytest.importorskip("fastapi")  # the fastapi extra, and httpx for its TestClient
+    pytest.importorskip("httpx")
+    pytest.importorskip("htcluster.aio")
+    result = run(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--no-cov",
+                 str(EXAMPLES / "test_fastapi_app.py"))
+    assert "3 passed" in result.stdout
+
+
 def test_the_main_suite_does_not_collect_the_examples():
     result = run(sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "--no-cov")
     assert "examples/" not in result.stdout and "tests/test_examples.py" in result.stdout

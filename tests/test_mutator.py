@@ -158,10 +158,18 @@ def test_a_flush_that_cannot_complete_raises_flush_error_with_the_cells(tmp_path
             m.flush()
         assert len(info.value.cells) == 30 and all(c.key.timestamp for c in info.value.cells)
         assert m.stats()["failed"] == 30 and m.pending() == []
+        m2 = r.mutator(TABLE, namespace=NS, max_cells=10)
+        given = [cell(f"g{i:02d}") for i in range(35)]
+        with pytest.raises(FlushError) as rest:  # the first 10 fail; the 25 after them were never taken
+            m2.set_cells(given)
+        assert [c.key.row for c in rest.value.cells] == [c.key.row for c in given] and m2.pending() == []
+        assert all(c.key.timestamp for c in rest.value.cells[:10]) and rest.value.cells[10:] == given[10:]
         cluster.start(0)
         m.set_cells(info.value.cells)  # stamped: a resend is safe
         m.close()
-        assert len(rows_of(r)) == 30
+        m2.set_cells(rest.value.cells)
+        m2.close()
+        assert len(rows_of(r)) == 65
 
 
 def test_ctrl_c_during_a_flush_leaves_cells_acknowledged_or_pending(replicas):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import time
 from typing import Any, AsyncIterator, Optional, Sequence
 
@@ -28,7 +29,7 @@ from .._call.attempt import Attempt, Run
 from .._call.loop import LoopWait, NewLoop
 from .._io.resource import Call, Exchange, NamespaceId, Resource, reported_steps
 from .._policy.steps import ConsumerLeft, Deliver, Step, Steps, T
-from .._pool.pool import Open, Ping, Wait, Waiter
+from .._pool.pool import Open, Ping, Sleep, Wait, Waiter
 from .._wire import ANSWERS
 from ..errors import BrokerUnavailable, DeadlineExceeded
 
@@ -41,16 +42,22 @@ _POLLOUT = 0x004  # select.POLLOUT: a mask asking for writability (Connection.fi
 class AsyncWaiter(Waiter):
     """A pool waiter that is a future of the pool's event loop (woken by the one hand-over of the pool)."""
 
-    __slots__ = ("future",)
+    __slots__ = ("future", "thread")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__()
         self.future: asyncio.Future[bool] = loop.create_future()
+        self.thread = threading.get_ident()  # the loop's thread
 
     def wake(self) -> None:
-        """Resolve the future (a waiter cancelled meanwhile finds :attr:`item` set and passes it on)."""
-        if not self.future.done():
-            self.future.set_result(True)
+        """Resolve the future (a waiter cancelled meanwhile finds :attr:`item` set and passes it on).
+
+        From another thread (the pool's maintenance thread) the loop is asked to do it.
+        """
+        if threading.get_ident() == self.thread:
+            _expire_true(self.future)
+        else:
+            self.future.get_loop().call_soon_threadsafe(_expire_true, self.future)
 
 
 def _expire(future: "asyncio.Future[bool]") -> None:
@@ -232,6 +239,8 @@ async def _step(step: Step) -> Any:
         return AsyncLoop()
     if kind is Open:
         return await connect(step.resource, step.deadline)  # type: ignore[attr-defined]
+    if kind is Sleep:
+        return await asyncio.sleep(step.seconds)  # type: ignore[attr-defined]
     if kind is Ping:
         return await ping(step.resource)  # type: ignore[attr-defined]
     if kind is NamespaceId:

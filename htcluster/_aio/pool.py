@@ -18,7 +18,9 @@ from typing import Any, AsyncIterator, Optional, Union
 from .. import events as ev
 from .._call.attempt import Attempt, Pool, call_deadline
 from .._io.resource import DEFAULT_CONNECT_TIMEOUT, DEFAULT_SOCKET_TIMEOUT
-from .._pool.pool import DEFAULT_MAX_OVERFLOW, DEFAULT_POOL_TIMEOUT, DEFAULT_SIZE, Lease, Waiter
+from .._io.keepalive import KeepAliveLike
+from .._pool.pool import (DEFAULT_MAX_CONNECTING, DEFAULT_MAX_OVERFLOW, DEFAULT_POOL_TIMEOUT, DEFAULT_RECONNECT_JITTER,
+                          DEFAULT_SIZE, Lease, Waiter)
 from .._wire import DEFAULT_MAX_FRAME_SIZE
 from ..hosts import HostLike
 from ..types import Cell, ScanSpec
@@ -34,7 +36,8 @@ class AsyncPool(Pool):
 
     The arguments are :class:`~htcluster.Pool`'s (``size``, ``max_overflow``,
     ``pool_timeout``, ``socket_timeout``, ``connect_timeout``, ``idle_ping``,
-    ``max_age``, ``max_frame_size``, ``listeners``, ``ssl_context``; seconds);
+    ``max_age``, ``max_frame_size``, ``listeners``, ``ssl_context``,
+    ``max_connecting``, ``reconnect_jitter``, ``min_size``, ``keepalive``; seconds);
     so are ``stats()``, the events and the errors.  It may be made before any
     event loop runs; it belongs to the loop that first uses it
     (:class:`~htcluster.errors.WrongEventLoop` from another one).
@@ -51,10 +54,14 @@ class AsyncPool(Pool):
                  pool_timeout: float = DEFAULT_POOL_TIMEOUT, *, socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, idle_ping: Optional[float] = None,
                  max_age: Optional[float] = None, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
-                 listeners: Optional[ev.Listeners] = None, ssl_context: Optional[ssl.SSLContext] = None) -> None:
+                 listeners: Optional[ev.Listeners] = None, ssl_context: Optional[ssl.SSLContext] = None,
+                 max_connecting: int = DEFAULT_MAX_CONNECTING, reconnect_jitter: float = DEFAULT_RECONNECT_JITTER,
+                 min_size: int = 0, keepalive: KeepAliveLike = True) -> None:
         super().__init__(host, size, max_overflow, pool_timeout, socket_timeout=socket_timeout,
                          connect_timeout=connect_timeout, idle_ping=idle_ping, max_age=max_age,
-                         max_frame_size=max_frame_size, listeners=listeners, ssl_context=ssl_context)
+                         max_frame_size=max_frame_size, listeners=listeners, ssl_context=ssl_context,
+                         max_connecting=max_connecting, reconnect_jitter=reconnect_jitter, min_size=min_size,
+                         keepalive=keepalive)
         #: The event loop this pool belongs to (bound on first use).
         self.binding = LoopBinding(f"AsyncPool({self.address})")
 

@@ -18,6 +18,7 @@ import ssl
 import time
 from typing import Any, AsyncIterator, Callable, Coroutine, Iterator, Optional
 
+from .._io.keepalive import KeepAliveLike
 from .._io.resource import (BROKER_METHODS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_SOCKET_TIMEOUT, Resource, check_method,
                             reported_steps)
 from .._validate import seconds
@@ -44,7 +45,7 @@ class AsyncResource:
 
     The arguments are :class:`~htcluster.Resource`'s (``host``, ``port``,
     ``socket_timeout``, ``connect_timeout``, ``max_frame_size``,
-    ``ssl_context``; seconds), without ``open``: connect with ``await r.open()``
+    ``ssl_context``, ``keepalive``; seconds), without ``open``: connect with ``await r.open()``
     or ``async with AsyncResource(...) as r``.
 
     :raises ConfigError: as ``Resource``.
@@ -59,10 +60,12 @@ class AsyncResource:
 
     def __init__(self, host: HostLike = "localhost", port: Optional[int] = None, *,
                  socket_timeout: float = DEFAULT_SOCKET_TIMEOUT, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-                 max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, ssl_context: Optional[ssl.SSLContext] = None) -> None:
+                 max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, ssl_context: Optional[ssl.SSLContext] = None,
+                 keepalive: KeepAliveLike = True) -> None:
         #: The :class:`~htcluster.Resource` holding the connection, its codec and namespace ids.
         self.resource = Resource(host, port, socket_timeout=socket_timeout, connect_timeout=connect_timeout,
-                                 max_frame_size=max_frame_size, open=False, ssl_context=ssl_context)
+                                 max_frame_size=max_frame_size, open=False, ssl_context=ssl_context,
+                                 keepalive=keepalive)
         self.mns = AsyncNamespaces(self)
 
     @classmethod

@@ -30,7 +30,7 @@ from typing import Any, Iterator, NamedTuple, Optional, Union
 
 from .. import events as ev
 from .._io.resource import Exchange, NamespaceId, Resource, scan_cells
-from .._policy.classify import ANSWERED, FAILED, verdict
+from .._policy.classify import ANSWERED, FAILED, NOTHING, is_transient, verdict
 from .._policy.health import HostHealth
 from .._policy.steps import Steps, drive
 from .._pool.pool import ConnectionPool, Lease
@@ -61,7 +61,7 @@ class Attempt:
     """
 
     __slots__ = ("pool", "host", "method", "args", "namespace", "deadline", "health", "probe", "number", "fresh",
-                 "lease", "started", "took", "result", "error", "opening", "end", "fd", "phase")
+                 "lease", "started", "took", "result", "error", "opening", "end", "fd", "phase", "generation")
 
     def __init__(self, pool: ConnectionPool, method: str, args: tuple[Any, ...], namespace: Optional[str] = None,
                  deadline: Optional[float] = None, health: Optional[HostHealth] = None, host: Optional[str] = None,
@@ -81,6 +81,7 @@ class Attempt:
         self.end = 0.0  # the loop: when the step in progress must end (time.monotonic())
         self.fd = -1  # the loop: the socket watched
         self.phase = 0  # the loop: 0 connecting, 1 sending, 2 receiving, 3 done
+        self.generation = -1  # the pool generation of the connection used (a failure clears only that one)
 
     @property
     def resource(self) -> Resource:
@@ -100,11 +101,13 @@ class Attempt:
 
     def begin_steps(self, connect: bool = True) -> Steps[Resource]:
         """:meth:`begin` as a generator of its waits (:mod:`htcluster._policy.steps`), for every I/O flavour."""
+        self.generation = self.pool.generation
         try:
             self.lease = lease = yield from self.pool.acquire_steps(self.deadline, None, self.fresh, connect)
         except BaseException as exc:
             self.report(exc)
             raise
+        self.generation = lease.generation
         self.started = time.monotonic()
         self.result, self.error = None, None
         if not self.probe:
@@ -168,6 +171,11 @@ class Attempt:
             if not self.probe:
                 pool = self.pool
                 pool.record(took, error is not None)
+                health = self.health
+                if health is not None and health.meter is not None and not again:
+                    judged = verdict(error)
+                    if judged is not NOTHING:  # the caller's deadline or mistake says nothing of the host's speed
+                        health.measured(self.host, took, judged is FAILED or is_transient(error))
                 listeners = pool.listeners
                 if listeners:
                     listeners.emit(
@@ -216,17 +224,27 @@ class Attempt:
             self.lease = None
         if self.health is not None:
             self.health.release(self.host)
+            if self.started:  # it took at least this long: a lower bound of its latency for the meter
+                self.health.measured(self.host, time.monotonic() - self.started, False)
             lag = self.health.lagged(self.host)
             log.info("%s lost a hedge of %s; ranked last for %.2f s", self.host, self.method, lag)
 
     def report(self, error: Optional[BaseException]) -> None:
-        """Tell host health what the attempt says about the host (once per attempt)."""
+        """Tell host health what the attempt says about the host (once per attempt).
+
+        A failure (a transport error: the host may have restarted) also clears
+        the host's pool (:meth:`ConnectionPool.clear <htcluster._pool.pool.ConnectionPool.clear>`),
+        with or without health behind it, unless the connection used was of an
+        older generation already (a failure found by many calls at once starts one new generation).
+        """
         health = self.health
+        judged = verdict(error)
+        if judged is FAILED and self.generation == self.pool.generation:
+            self.pool.clear(f"{self.host} failed: {type(error).__name__}")
         if health is None:
             return
-        judged = verdict(error)
         if judged is ANSWERED:
-            health.succeeded(self.host, probe=self.probe)
+            health.succeeded(self.host, probe=self.probe, transient=error is not None and is_transient(error))
         elif judged is FAILED:
             delay = health.failed(self.host, error)
             log.warning("%s marked down for %.2f s: %s", self.host, delay, error)
@@ -269,11 +287,13 @@ class Hold:
     def begin_steps(self) -> Steps[Resource]:
         """:meth:`begin` as a generator of its waits, for every I/O flavour."""
         attempt = self.attempt
+        attempt.generation = attempt.pool.generation
         try:
             attempt.lease = lease = yield from attempt.pool.acquire_steps(attempt.deadline)
         except BaseException as exc:
             attempt.report(exc)
             raise
+        attempt.generation = lease.generation
         lease.resource.listeners = attempt.pool.listeners
         return lease.resource
 

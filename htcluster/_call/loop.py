@@ -18,6 +18,12 @@ plain call is its one-connection case, made by the blocking
 :meth:`Connection.exchange <htcluster._io.connection.Connection.exchange>`.
 Each connection's own timeouts (``connect_timeout``, ``socket_timeout``) and
 the attempt's deadline bound its steps; one that runs out is tainted (closed).
+
+Connects here honour the pool's ``max_connecting`` like blocking ones: the
+lease lent unopened holds a connect permit from checkout until its connection
+is up (TLS handshake included; ``Lease.opened``) or the lease is released, and
+a broadcast waits for a permit at checkout like any caller, within its
+deadline.  Hosts differ per attempt, so a loop never waits for its own permits.
 """
 from __future__ import annotations
 
@@ -123,6 +129,7 @@ class Loop:
                 if want:
                     self.modify(attempt, want)
                     return
+                attempt.lease.opened()  # type: ignore[union-attr]  # its connect permit goes to the next connect
                 self.send_first(attempt)
                 return
             if attempt.phase == _SENDING:

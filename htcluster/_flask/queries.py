@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from flask import g, has_app_context
 
 from ..types import Cell
 
-__all__ = ["QueryRecorder", "RecordedQuery", "app_location", "get_recorded_queries", "recorded_query", "summarize"]
+__all__ = ["QueryRecorder", "RecordedQuery", "app_location", "flask_g", "get_recorded_queries", "queries_of",
+           "recorded_query", "summarize"]
 
 _QUERIES = "_htcluster_queries"  # attribute of ``flask.g``
 #: Modules whose frames are never "the app code" of a call.
@@ -61,15 +62,25 @@ class RecordedQuery:
     bind: Optional[str] = None
 
 
+def flask_g() -> Any:
+    """Return Flask's ``g`` of the current app context, or ``None`` outside one."""
+    return g if has_app_context() else None
+
+
+def queries_of(store: Any) -> list[RecordedQuery]:
+    """Return a new list of the calls recorded in ``store`` (an app context's ``g``; ``None``: none)."""
+    if store is None:
+        return []
+    return list(getattr(store, _QUERIES, ()))
+
+
 def get_recorded_queries() -> list[RecordedQuery]:
     """Return the broker calls recorded in the current app context (a request), oldest first.
 
     :returns: a new list of :class:`RecordedQuery`; empty outside an app
         context or when ``HYPERTABLE_RECORD_QUERIES`` is off.
     """
-    if not has_app_context():
-        return []
-    return list(g.get(_QUERIES, ()))
+    return queries_of(flask_g())
 
 
 def _short(value: Any) -> str:
@@ -161,23 +172,28 @@ class QueryRecorder:
 
     :param import_name: the app's ``import_name`` (for :func:`app_location`).
     :param bind: the bind this recorder listens to (``None``: the main cluster).
+    :param context: returns the current app context's ``g`` (or ``None`` outside
+        one): :func:`flask_g` for Flask; the Quart extension passes Quart's.
     """
 
-    def __init__(self, import_name: str, bind: Optional[str] = None) -> None:
+    def __init__(self, import_name: str, bind: Optional[str] = None,
+                 context: Callable[[], Any] = flask_g) -> None:
         self.import_name = import_name
         self.bind = bind
+        self.context = context
 
     def __call__(self, event: Any) -> None:
         """Record ``event`` when it ends a call (it has a ``duration``) and an app context is active."""
-        if not has_app_context():
+        store = self.context()
+        if store is None:
             return
         record = recorded_query(event, self.import_name, self.bind)
         if record is None:
             return
-        queries = g.get(_QUERIES)
+        queries = getattr(store, _QUERIES, None)
         if queries is None:
             queries = []
-            setattr(g, _QUERIES, queries)
+            setattr(store, _QUERIES, queries)
         queries.append(record)
 
     def __repr__(self) -> str:

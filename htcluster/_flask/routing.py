@@ -32,8 +32,8 @@ from .config import Settings
 from .hostsfile import HostsFile
 from .stream import RowJson, row_to_json, stream_cells
 
-__all__ = ["SYNC_CLASSES", "AppState", "BoundNamespace", "ClusterClasses", "ExtensionState", "Lease", "build_cluster",
-           "listeners_of", "pools_of", "shard_args"]
+__all__ = ["KINDS", "SYNC_CLASSES", "AppState", "BindTable", "BoundNamespace", "ClusterClasses", "ClusterState",
+           "ExtensionState", "Lease", "build_cluster", "kind_of", "listeners_of", "pools_of", "shard_args"]
 
 log = logging.getLogger(__name__)
 
@@ -147,30 +147,53 @@ class Lease:
             log.exception("returning the connection to %s", r.host)
 
 
-class AppState:
-    """One cluster of an app: its settings, its routing object, the extension that owns them.
+#: The strategies in the order a routing object is matched against a :class:`ClusterClasses` table.
+KINDS = ("pool", "replicas", "shards", "resources")
+
+
+def kind_of(cluster: Any, classes: ClusterClasses = SYNC_CLASSES, default: str = "resources") -> str:
+    """Return the strategy whose class (of ``classes``) ``cluster`` is an instance of, else ``default``.
+
+    :param cluster: a routing object :func:`build_cluster` made (or one an extension built itself).
+    :param classes: the table it was built from (:data:`SYNC_CLASSES`, or the ``htcluster.aio`` twins).
+    :param default: the answer when no class of the table matches (a factory, not a class).
+    :returns: ``'pool'``, ``'replicas'``, ``'shards'`` or ``'resources'``.
+    """
+    for kind in KINDS:
+        cls = getattr(classes, kind)
+        if isinstance(cls, type) and isinstance(cluster, cls):
+            return kind
+    return default
+
+
+class ClusterState:
+    """One cluster of an app, whatever the framework: settings, routing object, strategy, membership.
+
+    The part of a cluster that does no broker I/O, shared by the Flask
+    extension (:class:`AppState` adds blocking calls) and the Quart one
+    (``htcluster._quart.routing`` adds awaitable calls).
 
     :param owner: the extension that made it (any object: this module does not
-        import :mod:`htcluster.flask_ext`).
+        import the extensions).
     :param settings: the cluster's checked settings.
     :param cluster: what :func:`build_cluster` made of them.
     :param bind: the name in ``HYPERTABLE_BINDS``, ``None`` for the app's main cluster.
+    :param classes: the table ``cluster`` was built from (for :attr:`kind`).
     """
 
-    def __init__(self, owner: object, settings: Settings, cluster: Any, bind: Optional[str] = None) -> None:
+    def __init__(self, owner: object, settings: Settings, cluster: Any, bind: Optional[str] = None,
+                 classes: ClusterClasses = SYNC_CLASSES) -> None:
         self.owner = owner
         self.settings = settings
         self.cluster = cluster
         self.bind_name = bind
-
-    def close(self) -> None:
-        """Close the idle connections of the routing object (checked-out ones close at checkin)."""
-        self.cluster.close()
+        #: ``'pool'``, ``'replicas'``, ``'shards'`` or ``'resources'``: what ``cluster`` is.
+        self.kind = kind_of(cluster, classes, default=settings.strategy)
 
     # ------------------------------------------------------------ membership (htcluster._routing.members)
 
     def _changeable(self, what: str) -> Any:
-        if isinstance(self.cluster, Pool):
+        if self.kind == "pool":
             raise ConfigError(f"{what}: HYPERTABLE_STRATEGY 'pool' has one fixed host; use 'replicas' or "
                               "'resources' for hosts that change")
         return self.cluster
@@ -189,7 +212,7 @@ class AppState:
         :raises TypeError: ``key`` missing with ``shards``, or given without.
         """
         cluster = self._changeable("add_host")
-        if isinstance(cluster, Shards):
+        if self.kind == "shards":
             if key is None:
                 raise TypeError("add_host: with HYPERTABLE_STRATEGY 'shards' name the shard: add_host(host, key='...')")
             cluster.add(host, key)
@@ -205,7 +228,7 @@ class AppState:
         :raises TypeError: ``key`` given with another strategy than ``shards``.
         """
         cluster = self._changeable("remove_host")
-        if isinstance(cluster, Shards):
+        if self.kind == "shards":
             cluster.remove(host, drain, key=key)
         elif key is not None:
             raise TypeError("remove_host: key= is for HYPERTABLE_STRATEGY 'shards' only")
@@ -218,14 +241,38 @@ class AppState:
         if not callable(stats):
             return None
         result = stats()
-        if isinstance(self.cluster, Pool) and str(self.cluster.host) not in result:
-            return {str(self.cluster.host): result}  # Pool.stats() is the counters of its one host
+        host = str(getattr(self.cluster, "host", ""))
+        if self.kind == "pool" and host not in result:
+            return {host: result}  # a pool's stats() is the counters of its one host
         return result
+
+    def pools(self) -> dict[str, Any]:
+        """Return ``{'host:port': pool}`` of the routing object (a pool strategy: its one pool)."""
+        if self.kind == "pool":
+            return {str(self.cluster.host): self.cluster}
+        return dict(self.cluster.pools)
 
     @property
     def separate_reads(self) -> bool:
         """True when reads go to other hosts than writes (``Replicas``)."""
-        return isinstance(self.cluster, Replicas)
+        return self.kind == "replicas"
+
+    def shard(self, what: str, key: Optional[str]) -> tuple[str, ...]:
+        """Return ``(key,)`` for a ``Shards`` call, ``()`` otherwise (:func:`shard_args`)."""
+        return shard_args(self.kind == "shards", what, key)
+
+    def no_shard_connection(self) -> RuntimeError:
+        """Return the error of a per-request connection asked of a ``shards`` cluster."""
+        return RuntimeError("with HYPERTABLE_STRATEGY 'shards' a connection depends on the shard: "
+                            "use ht.namespace(key=...) or ht.cluster.connection(key)")
+
+
+class AppState(ClusterState):
+    """One cluster of a Flask app: :class:`ClusterState` with blocking checkouts, calls and scans."""
+
+    def close(self) -> None:
+        """Close the idle connections of the routing object (checked-out ones close at checkin)."""
+        self.cluster.close()
 
     def connection(self, write: bool = True) -> AbstractContextManager:
         """Return the checkout (not yet entered) of a connection for writing, or reading.
@@ -234,16 +281,11 @@ class AppState:
         :returns: a context manager giving a :class:`~htcluster._io.resource.Resource`.
         :raises RuntimeError: with ``shards``, where a connection depends on the shard key.
         """
-        if isinstance(self.cluster, Replicas):
+        if self.kind == "replicas":
             return self.cluster.connection(write=write)
-        if isinstance(self.cluster, Shards):
-            raise RuntimeError("with HYPERTABLE_STRATEGY 'shards' a connection depends on the shard: "
-                               "use ht.namespace(key=...) or ht.cluster.connection(key)")
+        if self.kind == "shards":
+            raise self.no_shard_connection()
         return self.cluster.connection()
-
-    def _shard(self, what: str, key: Optional[str]) -> tuple[str, ...]:
-        """Return ``(key,)`` for a ``Shards`` call, ``()`` otherwise (:func:`shard_args`)."""
-        return shard_args(isinstance(self.cluster, Shards), what, key)
 
     def route(self, method: str, args: tuple, namespace: Optional[str], key: Optional[str]) -> Any:
         """Make one call through the routing object (failover is the object's).
@@ -257,8 +299,8 @@ class AppState:
         :raises NoHostAvailable: every host the call could use failed.
         :raises ClientException: the broker refused the call.
         """
-        shard = self._shard(method, key)
-        if isinstance(self.cluster, (Pool, Replicas)):  # Replicas.call picks a write or a read host
+        shard = self.shard(method, key)
+        if self.kind in ("pool", "replicas"):  # Replicas.call picks a write or a read host
             return self.cluster.call(method, *args, namespace=namespace)
         return self.cluster.unicast(*shard, method, *args, namespace=namespace)  # Resources or Shards
 
@@ -270,10 +312,37 @@ class AppState:
             closes the scanner and gives the connection back.
         :raises TypeError: ``key`` missing with ``shards``, or given without.
         """
-        return self.cluster.scan(*self._shard("scan", key), table, scan_spec, namespace=namespace)
+        return self.cluster.scan(*self.shard("scan", key), table, scan_spec, namespace=namespace)
 
 
-class ExtensionState(AppState):
+class BindTable:
+    """The lookup of an app's clusters: itself (the main one) and ``self.binds`` (``HYPERTABLE_BINDS``).
+
+    Mixed into what an extension keeps in ``app.extensions['hypertable']``
+    (:class:`ExtensionState`; the Quart extension's twin).
+    """
+
+    binds: dict[str, Any]
+
+    def bind(self, name: Optional[str]) -> Any:
+        """Return the cluster of bind ``name`` (``None``: the main one, this object).
+
+        :raises ConfigError: ``name`` is not in ``HYPERTABLE_BINDS``.
+        """
+        if name is None:
+            return self
+        try:
+            return self.binds[name]
+        except KeyError:
+            known = ", ".join(repr(b) for b in self.binds) or "none"
+            raise ConfigError(f"no bind {name!r} in HYPERTABLE_BINDS (configured: {known})") from None
+
+    def every(self) -> list[Any]:
+        """Return the main cluster, then every bind."""
+        return [self, *self.binds.values()]
+
+
+class ExtensionState(BindTable, AppState):
     """What ``app.extensions['hypertable']`` holds: the main cluster (this object) and the binds.
 
     :param binds: ``{bind name: AppState}`` of ``HYPERTABLE_BINDS``.
@@ -286,23 +355,6 @@ class ExtensionState(AppState):
         #: The watcher of ``HYPERTABLE_HOSTS_FILE`` (:mod:`htcluster._flask.hostsfile`), or ``None``.
         self.hosts_file: Optional[HostsFile] = None
         self.recorder: Any = None  # the query recorder when HYPERTABLE_RECORD_QUERIES is on
-
-    def bind(self, name: Optional[str]) -> AppState:
-        """Return the cluster of bind ``name`` (``None``: the main one).
-
-        :raises ConfigError: ``name`` is not in ``HYPERTABLE_BINDS``.
-        """
-        if name is None:
-            return self
-        try:
-            return self.binds[name]
-        except KeyError:
-            known = ", ".join(repr(b) for b in self.binds) or "none"
-            raise ConfigError(f"no bind {name!r} in HYPERTABLE_BINDS (configured: {known})") from None
-
-    def every(self) -> list[AppState]:
-        """Return the main cluster, then every bind."""
-        return [self, *self.binds.values()]
 
     def close(self) -> None:
         """Close the idle connections of every cluster, the binds' too."""

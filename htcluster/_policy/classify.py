@@ -19,6 +19,24 @@ verdict                outcomes
                        or cancellation (``KeyboardInterrupt``, ``GeneratorExit``,
                        ``asyncio.CancelledError``)
 =====================  ==============================================================
+
+:func:`is_transient` picks, among the broker's answers, the errors that say
+"this broker could not reach the cluster right now" rather than "this call
+is wrong" (:ref:`error-codes`):
+
+========================  ===========================================================
+transient (fail over)     ``REQUEST_TIMEOUT`` (4) and every ``COMM_*`` code
+                          (``0x0001xxxx``: ``COMM_NOT_CONNECTED``,
+                          ``COMM_BROKEN_CONNECTION``, ``COMM_CONNECT_ERROR`` ...)
+final (raised at once)    every other code: ``TABLE_NOT_FOUND``, ``NAMESPACE_DOES_NOT_EXIST``,
+                          ``BAD_KEY``, ``HQL_PARSE_ERROR``, ``SYNTAX_ERROR``, ``BAD_SCAN_SPEC``,
+                          ``BAD_SCHEMA``, the ``THRIFTBROKER_BAD_*_ID`` codes ..., and
+                          ``TApplicationException``
+========================  ===========================================================
+
+A transient error is still an answer for host health (the host is alive),
+but it counts towards outlier ejection (:mod:`htcluster._policy.outliers`),
+and a read or a stamped write that gets one is retried on another host.
 """
 from __future__ import annotations
 
@@ -26,10 +44,11 @@ import functools
 from typing import Any, Optional, Sequence
 
 from .._wire import ANSWERS
-from ..errors import BrokerUnavailable, TLSError
+from ..codes import REQUEST_TIMEOUT, is_comm
+from ..errors import BrokerUnavailable, ClientException, TLSError
 
-__all__ = ["ANSWERED", "FAILED", "HQL_METHODS", "NOTHING", "READ_METHODS", "READ_VERBS", "hql_is_read", "is_write",
-           "verdict"]
+__all__ = ["ANSWERED", "FAILED", "HQL_METHODS", "NOTHING", "READ_METHODS", "READ_VERBS", "hql_is_read",
+           "is_transient", "is_write", "verdict"]
 
 #: The host answered (the broker's error answers included).
 ANSWERED = "answered"
@@ -51,6 +70,16 @@ def verdict(error: Optional[BaseException]) -> str:
     if isinstance(error, BrokerUnavailable):
         return FAILED
     return NOTHING
+
+
+def is_transient(error: Optional[BaseException]) -> bool:
+    """True when ``error`` is a broker's answer meaning "could not reach the cluster right now":
+    a ``ClientException`` whose code is ``REQUEST_TIMEOUT`` or a ``COMM_*`` code (see the table above)."""
+    if not isinstance(error, ClientException):
+        return False
+    code = error.code
+    return isinstance(code, int) and (code == REQUEST_TIMEOUT or is_comm(code))
+
 
 #: Methods that only read (:ref:`broker-methods`); everything else counts as a write.
 READ_METHODS = frozenset({

@@ -22,8 +22,11 @@ host gets one trial (half-open), which the routing layer spends on a short
 success revives it; answers from the broker (``ClientException``,
 ``TApplicationException``) are not failures, nor is a local ``PoolTimeout``.
 A host that lost a hedge is not dead but *lags*: it ranks last for a backoff's
-length, and its next answer ends that.  Clocks and random sources are injectable, so all of this
-is tested without sleeping.
+length, and its next answer ends that.  Gray failures (a host that answers, but slowly or with
+transient errors) are not deaths: :attr:`HostHealth.outliers` (:mod:`htcluster._policy.outliers`)
+sets aside hosts whose answers keep failing, within a cap, and ramps up hosts back from a probe;
+:attr:`HostHealth.meter` (a load-aware balancer, :mod:`htcluster._policy.balance`) learns every
+call's latency.  Clocks and random sources are injectable, so all of this is tested without sleeping.
 """
 from __future__ import annotations
 
@@ -38,6 +41,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Union
 from ..errors import ConfigError
 from ..events import HostDown, HostUp
 from .forks import renew_after_fork
+from .outliers import Outliers
 
 __all__ = ["Backoff", "Clock", "HostHealth", "HostState", "Retry"]
 
@@ -230,10 +234,15 @@ class HostHealth:
 
     def __init__(self, hosts: Iterable[str] = (), backoff: Union[Backoff, float, Mapping[str, float], None] = None,
                  clock: Optional[Clock] = None, rng: Optional[random.Random] = None,
-                 listeners: Any = None) -> None:
+                 listeners: Any = None, outliers: Optional[Outliers] = None) -> None:
         self.backoff = Backoff.coerce(backoff)
         self.clock: Clock = clock or time.monotonic
         self.rng = rng or random.Random()
+        #: Ejection of hosts whose answers keep failing, and slow start (:class:`~htcluster._policy.outliers.Outliers`).
+        self.outliers = outliers if outliers is not None else Outliers(clock=self.clock, rng=self.rng)
+        #: What learns each call's latency (a :class:`~htcluster._policy.balance.Meter`: ``observe``,
+        #: ``forget``), or ``None``; set by the router when its balancer learns.
+        self.meter: Any = None
         self._lock = threading.Lock()
         renew_after_fork(self)
         self._states: dict[str, HostState] = {host: LIVE for host in hosts}
@@ -257,8 +266,9 @@ class HostHealth:
 
     @property
     def all_live(self) -> bool:
-        """True when no host has failed since its last success, nor lags after a lost hedge (no lock)."""
-        return not self._down and not self._lag
+        """True when no host has failed since its last success, nor lags after a lost hedge, nor is
+        ejected or warming up (no lock)."""
+        return not self._down and not self._lag and not self.outliers.active
 
     def track(self, hosts: Iterable[str]) -> None:
         """Follow exactly ``hosts`` from now on (a membership change): new hosts start live, the others are forgotten.
@@ -281,6 +291,7 @@ class HostHealth:
             for host in keep:
                 self._states.setdefault(host, LIVE)
             self._tracked = keep
+        self.outliers.forget(keep)
 
     def _ignored(self, host: str) -> bool:
         """True when ``host`` was forgotten by :meth:`track` (no lock: one attribute read)."""
@@ -343,10 +354,20 @@ class HostHealth:
             candidates = [(self._states.get(h, LIVE).dead_until, i, h) for i, h in enumerate(hosts)]
         return min(candidates)[2] if candidates else None
 
-    def succeeded(self, host: str, probe: bool = False) -> None:
+    def measured(self, host: str, took: float, failed: bool) -> None:
+        """Record that a call on ``host`` took ``took`` seconds (``failed``: it failed, or answered a
+        transient error), for the :attr:`meter` (a load-aware balancer); nothing without one."""
+        meter = self.meter
+        if meter is not None and not self._ignored(host):
+            meter.observe(host, took, failed)
+
+    def succeeded(self, host: str, probe: bool = False, transient: bool = False) -> None:
         """Record that ``host`` answered (a broker error is an answer too).
 
         :param host: ``'host:port'``.
+        :param transient: the answer was a transient broker error
+            (:func:`~htcluster._policy.classify.is_transient`): the host is alive, but
+            such answers in a row eject it for a while (:attr:`outliers`).
         :param probe: the answer was a probe's: the host is live again but keeps its
             failures as strikes, so a user call that fails before one succeeds resumes
             the backoff from there (a host that answers probes and fails calls does not
@@ -360,11 +381,19 @@ class HostHealth:
                 if was.live:
                     return
                 self._set(host, HostState(strikes=was.failures))
+            self.outliers.revived(host)
+            meter = self.meter
+            if meter is not None:
+                meter.forget(host)  # unmeasured again: the prior, not its cost from before it failed
             if self.listeners:
                 self.listeners.emit(HostUp(host))
             return
-        if self._states.get(host) is LIVE and host not in self._lag:
-            return
+        if not transient and self.outliers.clean(host):
+            if self._states.get(host) is LIVE and host not in self._lag:
+                return
+        elif self.outliers.answered(host, transient):
+            log.warning("%s ejected for %.2f s: its answers keep failing (transient broker errors)",
+                        host, self.outliers.ejected(host))
         with self._lock:
             self._lag.pop(host, None)
             was = self._states.get(host, LIVE)

@@ -16,8 +16,10 @@ from typing import Any, Iterable, Iterator, Literal, Mapping, Optional, Protocol
 
 from .._call.attempt import Hold, Pool
 from .._io.resource import Resource
+from .._policy.balance import costs_of
 from .._policy.budget import RetryBudget
 from .._policy.health import Backoff, Clock, HostHealth, Retry
+from .._policy.outliers import DEFAULT_MAX_EJECTION
 from .._policy.plans import Balancer, Plan, rank
 from .._policy.steps import Steps, drive
 from .._wire import NAMESPACED_METHODS
@@ -36,7 +38,8 @@ ERROR_MODES = ("raise", "return")
 POOL_OPTIONS = frozenset(inspect.signature(Pool).parameters) - {"host", "listeners"}
 #: Keyword options of the routing classes themselves (besides the pool options).
 ROUTING_OPTIONS = frozenset({"retry", "backoff", "clock", "rng", "call_timeout", "probe_timeout", "hedge",
-                             "hedge_ratio", "retry_budget", "listeners", "balancer", "namespace"})
+                             "hedge_ratio", "retry_budget", "listeners", "balancer", "balance", "max_ejection",
+                             "slow_start", "namespace"})
 
 
 @runtime_checkable
@@ -94,7 +97,16 @@ class Routed(Membership, Mapping[str, Pool]):
         :class:`~htcluster.RetryBudget`, a mapping of its ``ratio``, ``floor``,
         ``ttl``, or ``None`` (20 % of recent calls plus 10 per second over 10 s).
     :param listeners: a :class:`~htcluster.events.Listeners` registry (default: a new one).
-    :param balancer: how a host is picked among usable ones (default: random, biased by cached connections).
+    :param balancer: how a host is picked among usable ones: an object with ``pick``
+        (:mod:`htcluster._policy.plans`); wins over ``balance``.
+    :param balance: ``"cached"`` (the default: at random, biased by cached connections, lupyne's
+        policy) or ``"p2c"``: power of two choices over a score of peak-EWMA latency x (calls in
+        flight + 1), so a slow replica gets few calls (:mod:`htcluster._policy.balance`).
+    :param max_ejection: fraction (0 to 1) of a call's candidate hosts that outlier ejection may
+        set aside at once; past it the least bad keep serving (default 0.5;
+        :mod:`htcluster._policy.outliers`).
+    :param slow_start: seconds (>= 0) over which a host back from a probe ramps up from 10 % of
+        its share of balanced calls to all of it (default 0: at once).
     :param namespace: the namespace of calls that take one (``get_cells``, ``hql_query`` ...) and
         name none with ``namespace=`` (``None``: they must name one).
     :param pool_options: passed to every :class:`~htcluster.Pool` (``size``,
@@ -109,7 +121,8 @@ class Routed(Membership, Mapping[str, Pool]):
                  hedge_ratio: float = DEFAULT_HEDGE_RATIO,
                  retry_budget: Union[RetryBudget, Mapping[str, float], None] = None,
                  listeners: Optional[Listeners] = None, balancer: Optional[Balancer] = None,
-                 namespace: Optional[str] = None, **pool_options: Any) -> None:
+                 balance: Optional[str] = None, max_ejection: float = DEFAULT_MAX_EJECTION,
+                 slow_start: float = 0.0, namespace: Optional[str] = None, **pool_options: Any) -> None:
         if namespace is not None and (not isinstance(namespace, str) or not namespace):
             raise ConfigError(f"namespace must be a namespace name (a non-empty str), got {namespace!r}")
         #: The namespace of calls that take one and name none (``None``: they must name one).
@@ -126,7 +139,8 @@ class Routed(Membership, Mapping[str, Pool]):
         #: The router that runs this object's plans (claims, probes, failover, hedging, fan-out).
         self.router = Router(pools, retry=retry, backoff=backoff, clock=clock, rng=rng, call_timeout=call_timeout,
                              probe_timeout=probe_timeout, hedge=hedge, hedge_ratio=hedge_ratio,
-                             retry_budget=retry_budget, listeners=registry, balancer=balancer)
+                             retry_budget=retry_budget, listeners=registry, balancer=balancer, balance=balance,
+                             max_ejection=max_ejection, slow_start=slow_start)
 
     #: The class of the pools made for the hosts (the asyncio twins make ``AsyncPool`` s).
     pool_class: type[Pool] = Pool
@@ -358,11 +372,16 @@ class Routed(Membership, Mapping[str, Pool]):
             "latency": {"count", "p50", "p99", "max"}}}`` in host order.  ``pool``
             is ``Pool.stats()`` without the call figures; ``health`` is
             ``{"live": bool, "failures": int, "retry_in": seconds (float, 0.0 when live),
-            "error": str or None, "lagging": bool}``; latencies are seconds (``None`` before any call).
+            "error": str or None, "lagging": bool, "ejected_for": seconds, "ramp": share}`` plus, with
+            ``balance="p2c"``, ``"cost"`` (the host's peak-EWMA latency, seconds) and ``"score"``
+            (``cost x (in-flight + 1)``, what the balancer compares); latencies are seconds (``None``
+            before any call).
         """
         out: dict[str, HostStats] = {}
         health = self.health
         now = health.clock()
+        outliers = health.outliers
+        costs = costs_of(self.router.balancer, self._hosts)
         for host, pool in self._pools.items():
             figures = pool.stats()
             state = health.state(host)
@@ -370,10 +389,16 @@ class Routed(Membership, Mapping[str, Pool]):
                                    "retry_in": 0.0 if state.live else max(0.0, state.dead_until - now),
                                    "error": None if state.error is None else
                                    f"{type(state.error).__name__}: {state.error}",
-                                   "lagging": health.lagging(host)}
+                                   "lagging": health.lagging(host), "ejected_for": outliers.ejected(host),
+                                   "ramp": outliers.ramp(host)}
+            if host in costs:
+                judged["cost"] = costs[host]
+                judged["score"] = costs[host] * (pool.in_use + 1)
             counters: PoolCounters = {
                 "opened": figures["opened"], "closed": figures["closed"], "replaced": figures["replaced"],
                 "idle": figures["idle"], "in_use": figures["in_use"], "waiting": figures["waiting"],
+                "connecting": figures["connecting"], "connecting_peak": figures["connecting_peak"],
+                "generation": figures["generation"],
                 "timeouts": figures["timeouts"]}
             out[host] = {"pool": counters, "health": judged, "calls": figures["calls"], "errors": figures["errors"],
                          "latency": figures["latency"]}

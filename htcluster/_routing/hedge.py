@@ -12,8 +12,10 @@ on the multiplexing loop (:mod:`htcluster._call.loop`), in the calling thread:
    answer too); every other attempt is abandoned: its connection closed (a
    reply may still come), its host *lags* (ranks below the others for a
    while) without being marked dead;
-4. an attempt that fails in transport is reported like any other and the
-   call fails over as usual (within the ``Retry`` and the retry budget).
+4. an attempt that fails in transport, or answers a transient broker error
+   (``REQUEST_TIMEOUT``, ``COMM_*``), is reported like any other; the other
+   leg, if any, may still win, else the call fails over as usual (within the
+   ``Retry`` and the retry budget).
 
 Each connection's ``socket_timeout`` and the call's deadline still bound
 every exchange, so a stopped or slow host costs a hedged call about
@@ -28,8 +30,8 @@ from typing import TYPE_CHECKING, Any, Optional
 from .._call.attempt import Attempt
 from .._call.loop import Loop, LoopWait, NewLoop
 from .._policy.steps import Steps, drive
-from .._policy.classify import ANSWERED, verdict
-from ..errors import BrokerUnavailable, DeadlineExceeded, NoHostAvailable, PoolTimeout
+from .._policy.classify import ANSWERED, is_transient, verdict
+from ..errors import BrokerUnavailable, ClientException, DeadlineExceeded, NoHostAvailable, PoolTimeout
 from ..events import Hedged
 
 if TYPE_CHECKING:
@@ -90,7 +92,10 @@ def hedged_steps(router: "Router", failover: "Failover", method: str, args: tupl
         if legs:
             failover.errors[host] = exc
             return
-        failover.failed(host, exc)  # raises when the retry or the budget is spent
+        if isinstance(exc, ClientException):
+            failover.answered_transient(host, exc)  # raises it when the retry or the budget is spent
+        else:
+            failover.failed(host, exc)  # raises when the retry or the budget is spent
         yield from start((yield from failover.next_host_steps(probe_limit=delay)))
 
     def hedge_now() -> Steps[None]:
@@ -121,6 +126,10 @@ def hedged_steps(router: "Router", failover: "Failover", method: str, args: tupl
             for attempt in done:
                 legs.remove(attempt)
                 error = attempt.error
+                if verdict(error) is ANSWERED and isinstance(error, ClientException) and is_transient(error):
+                    attempt.finish(error)  # the broker could not reach the cluster: another leg or host may
+                    yield from lost(attempt.host, error)
+                    continue
                 if verdict(error) is ANSWERED:
                     for other in legs:
                         loop.remove(other)

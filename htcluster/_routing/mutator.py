@@ -117,7 +117,10 @@ class Mutator:
 
         :param cells: :class:`~htcluster.types.Cell` values (a list or tuple).
         :raises FlushError: a flush (this one, or an earlier one of the timer)
-            left cells unacknowledged; they are in the error.
+            left cells unacknowledged; ``error.cells`` holds them (stamped),
+            followed by the cells of this call not taken yet (as given): every
+            cell of the call is then acknowledged, in :meth:`pending`, or in
+            the error.
         :raises MutatorFull: ``block=False``, the buffer is full and a flush is
             in flight; ``error.cells`` are the cells of this call not taken.
         :raises TypeError: an item is not a Cell (the cells before it were taken).
@@ -129,11 +132,14 @@ class Mutator:
         cond, buffer = self._cond, self.buffer
         while True:
             with cond:
-                self._check_open()
+                try:
+                    self._check_open()
+                except FlushError as exc:  # an earlier timer flush's error
+                    raise _not_taken(exc, cells[i:]) from None
                 if not buffer.full:
-                    if i >= end:
-                        return
                     i = buffer.fill(cells, i, self.route)
+                    if i >= end and not buffer.full:
+                        return
                     continue
                 if self._flushing:
                     if i >= end:
@@ -145,7 +151,10 @@ class Mutator:
                     cond.wait()
                     continue
                 batches = self._take()
-            self._send(batches, raise_error=True)
+            try:
+                self._send(batches, raise_error=True)
+            except FlushError as exc:
+                raise _not_taken(exc, cells[i:]) from None
 
     def flush(self) -> None:
         """Send everything buffered (after the flush in flight, if any) and wait for the answers.
@@ -280,6 +289,14 @@ class Mutator:
             if error is not None:
                 with self._cond:
                     self._deferred.append(error)
+
+
+def _not_taken(error: FlushError, rest: Sequence[Cell]) -> FlushError:
+    """``error`` with the cells of the writer's call that were not taken yet appended to its cells."""
+    if not rest:
+        return error
+    return FlushError(f"{error.message}; the last {len(rest):,} cell(s) of .cells are those of this set_cells call "
+                      "that were not taken (not stamped)", error.cells + list(rest), error.errors)
 
 
 def _merge(table: str, errors: list[FlushError]) -> Optional[FlushError]:

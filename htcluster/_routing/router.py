@@ -40,12 +40,16 @@ from .._policy.steps import Steps, drive
 from .hedge import hedged_steps
 from .members import Members
 from .._io.resource import Resource
+from .._policy.balance import Meter, coerce_balancer
 from .._policy.budget import RetryBudget
+from .._policy.classify import is_transient
+from .._policy.outliers import DEFAULT_MAX_EJECTION, Outliers
 from .._policy.forks import renew_after_fork
 from .._policy.health import Backoff, Clock, HostHealth, Retry
-from .._policy.plans import Balancer, CachedBalancer, Load, Plan
+from .._policy.plans import Balancer, Load, Plan
 from .._validate import fraction, optional_seconds, seconds
-from ..errors import BrokerUnavailable, ConfigError, DeadlineExceeded, NoHostAvailable, TLSError, WriteOutcomeUnknown
+from ..errors import (BrokerUnavailable, ClientException, ConfigError, DeadlineExceeded, NoHostAvailable, TLSError,
+                      WriteOutcomeUnknown)
 from ..events import BudgetExhausted, FailedOver, Listeners
 from ..types import BudgetStats, Errors, Results
 
@@ -70,7 +74,7 @@ class Failover:
     :param deadline: ``time.monotonic()`` time after which no attempt starts (``None``: none).
     """
 
-    __slots__ = ("router", "what", "plan", "deadline", "retry", "errors")
+    __slots__ = ("router", "what", "plan", "deadline", "retry", "errors", "transient")
 
     def __init__(self, router: "Router", what: str, plan: Plan, deadline: Optional[float] = None) -> None:
         hosts = router.pools.restrict(plan.hosts)  # the current members only (membership changes)
@@ -79,6 +83,8 @@ class Failover:
         self.router, self.what, self.plan, self.deadline = router, what, plan, deadline
         self.retry = router.retry
         self.errors: dict[str, BaseException] = {}
+        #: The last transient broker error answered (raised again when no other host is left).
+        self.transient: Optional[ClientException] = None
         router.routed()
 
     def next_host(self, exclude: Container[str] = (), force: bool = True, probe_limit: Optional[float] = None) -> str:
@@ -91,6 +97,7 @@ class Failover:
         :returns: the ``'host:port'`` claimed.
         :raises DeadlineExceeded: the deadline passed.
         :raises NoHostAvailable: every host was tried, or failed its probe.
+        :raises ClientException: a host answered a transient error and no other host is left (that answer).
         """
         return drive(self.next_host_steps(exclude, force, probe_limit))
 
@@ -112,8 +119,24 @@ class Failover:
         if host is None:
             if self.deadline is not None and time.monotonic() >= self.deadline:
                 raise self.deadline_exceeded(sent=bool(self.errors))
+            if self.transient is not None and force:
+                raise self.transient
             raise self.no_host()
         return host
+
+    def answered_transient(self, host: str, exc: ClientException) -> None:
+        """Record that ``host`` answered a transient broker error (:func:`~htcluster._policy.classify.is_transient`),
+        and count the move to another host: the same rules as :meth:`failed`, but when no retry is left the
+        broker's answer itself is raised.
+
+        :raises ClientException: ``exc``, when the retry allows no other host or the retry budget is spent.
+        """
+        self.errors[host] = exc
+        self.transient = exc
+        self.retry = self.retry.increment(host)
+        if self.retry.exhausted or not self.router.spend_retry(self.what):
+            raise exc
+        self.router.failed_over(self.what, host, exc)
 
     def failed(self, host: str, exc: BaseException) -> None:
         """Record that ``host`` failed to serve the call, and count the move to another host.
@@ -166,7 +189,11 @@ class Router:
     :param hedge_ratio: hedges allowed per routed call (fraction), plus :data:`HEDGE_FLOOR` per second.
     :param retry_budget: see :func:`coerce_budget`.
     :param listeners: the :class:`~htcluster.events.Listeners` of the routing object.
-    :param balancer: picks a host among usable candidates (default :class:`CachedBalancer`).
+    :param balancer: picks a host among usable candidates (an object with ``pick``; wins over ``balance``).
+    :param balance: ``"cached"`` (lupyne's policy, the default) or ``"p2c"`` (power of two choices over
+        a peak-EWMA latency x in-flight score, :class:`~htcluster._policy.balance.P2CBalancer`).
+    :param max_ejection: fraction of a call's candidates that outlier ejection may set aside at once (0.5).
+    :param slow_start: seconds of the traffic ramp of a host back from a probe (0: none).
     """
 
     def __init__(self, pools: Mapping[str, Pool], *, retry: Union[Retry, int, bool, None] = None,
@@ -175,13 +202,16 @@ class Router:
                  probe_timeout: float = DEFAULT_PROBE_TIMEOUT, hedge: Optional[float] = None,
                  hedge_ratio: float = DEFAULT_HEDGE_RATIO,
                  retry_budget: Union[RetryBudget, Mapping[str, float], None] = None,
-                 listeners: Optional[Listeners] = None, balancer: Optional[Balancer] = None) -> None:
+                 listeners: Optional[Listeners] = None, balancer: Optional[Balancer] = None,
+                 balance: Optional[str] = None, max_ejection: float = DEFAULT_MAX_EJECTION,
+                 slow_start: float = 0.0) -> None:
         #: The membership snapshot (``'host:port' -> Pool``), swapped as a whole by ``add``/``remove``/``set_hosts``.
         self.pools: Members[Pool] = pools if isinstance(pools, Members) else Members(pools)
         self.retry = Retry.from_int(retry)
         self.rng = rng or random.Random()
         self.listeners = listeners if listeners is not None else Listeners()
-        self.health = HostHealth(list(pools), backoff, clock, self.rng, listeners=self.listeners)
+        outliers = Outliers(max_ejection=max_ejection, slow_start=slow_start, clock=clock, rng=self.rng)
+        self.health = HostHealth(list(pools), backoff, clock, self.rng, listeners=self.listeners, outliers=outliers)
         self.call_timeout = optional_seconds("call_timeout", call_timeout)
         self.probe_timeout = seconds("probe_timeout", probe_timeout)
         self.hedge = None if hedge is None else seconds("hedge", hedge)
@@ -189,7 +219,10 @@ class Router:
         self.retry_budget = coerce_budget(retry_budget, self.health.clock)
         #: The cap on hedges: ``hedge_ratio`` of the routed calls, plus :data:`HEDGE_FLOOR` per second.
         self.hedge_budget = RetryBudget(fraction("hedge_ratio", hedge_ratio), HEDGE_FLOOR, clock=self.health.clock)
-        self.balancer: Balancer = balancer or CachedBalancer()
+        #: Picks a host among usable candidates (:mod:`htcluster._policy.plans`, :mod:`htcluster._policy.balance`).
+        self.balancer: Balancer = coerce_balancer(balance, balancer, self.health.clock)
+        if isinstance(self.balancer, Meter):  # a load-aware balancer learns from every attempt
+            self.health.meter = self.balancer
         self.after_fork()
         renew_after_fork(self)
 
@@ -271,6 +304,8 @@ class Router:
             if not usable:
                 break
             prompt = [h for h in usable if not health.lagging(h)] or usable
+            if health.outliers.active:  # ejected hosts set aside (within the cap), warming ones ramped up
+                prompt = health.outliers.serving(prompt, self.rng, len(hosts), ramp=not plan.ordered)
             host = prompt[0] if plan.ordered else self.balancer.pick(prompt, self.load, self.rng)
             pending.remove(host)
             if health.claim(host):
@@ -423,6 +458,11 @@ class Router:
                 return (yield Run(Attempt(pools[host], method, args, namespace, deadline, health, host)))
             except BrokerUnavailable as exc:
                 failover.failed(host, exc)
+                host = None
+            except ClientException as exc:
+                if not (plan.idempotent and is_transient(exc)):
+                    raise  # a semantic error (no such table, bad key ...): final
+                failover.answered_transient(host, exc)
                 host = None
             except DeadlineExceeded as exc:
                 failover.errors[host] = exc

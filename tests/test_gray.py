@@ -1,0 +1,190 @@
+"""Gray failures against real local brokers: a slow replica, transient broker errors, ejection, slow start.
+
+Slow and failing hosts come from :mod:`htcluster.faults` (a latency proxy, a
+broker that answers every call with a transient error).  Shares are asserted
+with generous bounds; nothing is timed.
+"""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from htcluster import Backoff, Replicas, Resources, Shards, codes, from_url
+from htcluster._policy.balance import P2CBalancer
+from htcluster.errors import ClientException, ConfigError, NoHostAvailable
+from htcluster.faults import FaultProxy, ManualClock, MisbehavingBroker
+from htcluster.testing import LocalCluster
+from htcluster.types import Cell, Key, ScanSpec
+
+FAST = dict(socket_timeout=30.0, connect_timeout=5.0, backoff=Backoff(base=0.5, cap=2.0, jitter=0.0))
+NS, TABLE = "gray", "t"
+SPEC = ScanSpec(row_limit=1)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with LocalCluster(3, shared_data=True) as c:
+        with Replicas(c.hosts, **FAST) as setup:
+            setup.call("hql_query", f"CREATE NAMESPACE {NS} IF NOT EXISTS", namespace="/")
+            setup.call("hql_query", f"DROP TABLE IF EXISTS {TABLE}", namespace=NS)
+            setup.call("hql_query", f"CREATE TABLE {TABLE} (c)", namespace=NS)
+            setup.call("set_cell", TABLE, Cell(Key("row", "c", ""), b"v"), namespace=NS)
+        yield c
+
+
+@pytest.fixture
+def slow(cluster):
+    with FaultProxy(cluster.hosts[2], latency=0.01) as proxy:  # +20 ms a round trip
+        yield proxy
+
+
+def served(routed, hosts):
+    return {h: routed.pools[h].stats()["calls"] for h in hosts}
+
+
+def test_p2c_sends_few_reads_to_a_slow_replica_and_never_marks_it_down(cluster, slow):
+    hosts = [cluster.hosts[0], cluster.hosts[1], slow.address]
+    with Replicas(hosts, balance="p2c", rng=random.Random(1), **FAST) as replicas:
+        for _ in range(300):
+            assert replicas.call("get_cells", TABLE, SPEC, namespace=NS)[0].value == b"v"
+        calls = served(replicas, hosts)
+        assert calls[slow.address] <= 30, calls  # a third would be 100; it is measured, then avoided
+        stats = replicas.stats()
+        assert all(s["health"]["live"] for s in stats.values())  # slow is not dead
+        scores = {h: s["health"]["score"] for h, s in stats.items()}
+        assert scores[slow.address] > max(scores[cluster.hosts[0]], scores[cluster.hosts[1]])
+        assert stats[slow.address]["health"]["cost"] >= 0.015
+
+
+def test_cached_stays_the_default_and_shows_no_score(cluster):
+    with Replicas(cluster.hosts, **FAST) as replicas:
+        replicas.call("status")
+        health = replicas.stats()[cluster.hosts[0]]["health"]
+        assert "score" not in health and health["ejected_for"] == 0.0 and health["ramp"] == 1.0
+
+
+def test_the_option_reaches_every_routing_class_and_the_url(cluster):
+    with Resources(cluster.hosts, balance="p2c") as rs:
+        assert isinstance(rs.router.balancer, P2CBalancer)
+    shards = Shards([(h, "k") for h in cluster.hosts], balance="p2c", max_ejection=0.3, slow_start=2.0)
+    assert isinstance(shards.resources.router.balancer, P2CBalancer)
+    assert shards.health.outliers.max_ejection == 0.3 and shards.health.outliers.slow_start == 2.0
+    shards.close()
+    url = f"hypertable://{','.join(cluster.hosts)}/{NS}?balance=p2c&max_ejection=0.25&slow_start=5"
+    with from_url(url) as replicas:
+        assert isinstance(replicas.router.balancer, P2CBalancer)
+        assert replicas.health.outliers.max_ejection == 0.25
+        assert replicas.call("get_cells", TABLE, SPEC)[0].value == b"v"
+    with pytest.raises(ConfigError, match="cached, p2c"):
+        from_url(f"hypertable://{cluster.hosts[0]}?balance=fastest")
+    with pytest.raises(ConfigError, match="max_ejection"):
+        Resources(cluster.hosts, max_ejection=1.5)
+
+
+def test_a_transient_error_fails_over_and_a_semantic_one_is_final(cluster):
+    with MisbehavingBroker("error", code=codes.REQUEST_TIMEOUT) as bad:
+        with Replicas([bad.address, cluster.hosts[0]], **FAST) as replicas:
+            for _ in range(4):  # reads go to either; those on bad fail over to the good one
+                assert replicas.call("get_cells", TABLE, SPEC, namespace=NS)[0].value == b"v"
+            # a stamped write goes to bad first (write order), gets REQUEST_TIMEOUT, fails over
+            replicas.call("set_cell", TABLE, Cell(Key("row2", "c", ""), b"w"), namespace=NS)
+            assert replicas.failovers >= 1 and bad.requests >= 1
+            assert replicas.health.state(bad.address).live  # it answered: not down
+    with MisbehavingBroker("error", code=codes.COMM_BROKEN_CONNECTION) as bad:
+        with Resources([bad.address, cluster.hosts[0]], **FAST) as rs:
+            assert rs.unicast("status", hosts=[bad.address, cluster.hosts[0]]) is not None
+            with pytest.raises(ClientException) as caught:  # not idempotent: the answer is final
+                rs.unicast("set_cell", TABLE, Cell(Key("r", "c", ""), b"x"), namespace=NS, hosts=[bad.address])
+            assert caught.value.code == codes.COMM_BROKEN_CONNECTION
+    with MisbehavingBroker("error", code=codes.TABLE_NOT_FOUND) as bad:
+        with Resources([bad.address], **FAST) as rs:
+            with pytest.raises(ClientException) as caught:
+                rs.unicast("get_cells", TABLE, SPEC, namespace=NS)
+            assert caught.value.code == codes.TABLE_NOT_FOUND and rs.failovers == 0
+
+
+def test_the_last_transient_answer_is_raised_when_no_host_is_left(cluster):
+    with MisbehavingBroker("error") as one, MisbehavingBroker("error") as two:
+        with Resources([one.address, two.address], **FAST) as rs:
+            with pytest.raises(ClientException) as caught:
+                rs.unicast("status")
+            assert caught.value.code == codes.REQUEST_TIMEOUT
+            assert one.requests >= 1 and two.requests >= 1  # both were asked
+
+
+def test_a_host_whose_answers_keep_failing_is_ejected_within_the_cap(cluster):
+    with MisbehavingBroker("error") as bad:
+        hosts = [bad.address, cluster.hosts[0], cluster.hosts[1]]
+        with Resources(hosts, rng=random.Random(2), **FAST) as rs:
+            for _ in range(60):
+                assert rs.unicast("status") is not None  # every one answered, failing over when needed
+            asked = bad.requests
+            assert asked == 5, asked  # five transient errors in a row eject it
+            for _ in range(30):
+                rs.unicast("status")
+            assert bad.requests == asked  # ejected: not asked again for now
+            assert rs.stats()[bad.address]["health"]["ejected_for"] > 0
+            assert rs.health.state(bad.address).live  # ejected is not dead
+    with MisbehavingBroker("error") as one, MisbehavingBroker("error") as two:
+        with Resources([one.address, two.address], max_ejection=0.5, **FAST) as rs:
+            for _ in range(6):
+                with pytest.raises(ClientException):
+                    rs.unicast("status")
+            # both qualify, but half of two hosts is one: the other keeps serving (panic mode)
+            assert len(rs.health.outliers.serving(rs.hosts, random.Random(1))) == 1
+
+
+def test_a_host_back_from_a_probe_ramps_up(cluster):
+    clock = ManualClock()
+    proxy = FaultProxy(cluster.hosts[1])
+    port = proxy.port
+    hosts = [cluster.hosts[0], proxy.address]
+    try:
+        with Resources(hosts, clock=clock, slow_start=10.0, rng=random.Random(3), **FAST) as rs:
+            proxy.close()
+            with pytest.raises(NoHostAvailable):
+                rs.unicast("status", hosts=[proxy.address])
+            assert not rs.health.state(proxy.address).live
+            proxy = FaultProxy(cluster.hosts[1], port=port)
+            clock.advance(5.0)  # its backoff is over: the next call probes it
+            before = served(rs, hosts)
+            for _ in range(200):
+                rs.unicast("status")
+            first = served(rs, hosts)[proxy.address] - before[proxy.address]
+            assert rs.health.state(proxy.address).live
+            assert 2 <= first <= 50, first  # about 10 % of a half share at first, not 100
+            clock.advance(10.0)  # the window is over: its full share again
+            before = served(rs, hosts)
+            for _ in range(200):
+                rs.unicast("status")
+            second = served(rs, hosts)[proxy.address] - before[proxy.address]
+            assert second >= 60, second
+    finally:
+        proxy.close()
+
+
+def test_the_flask_extension_takes_the_options(cluster):
+    from flask import Flask
+
+    from htcluster.flask_ext import Hypertable
+
+    ext = Hypertable()
+    app = Flask("gray")
+    app.config.update(HYPERTABLE_HOSTS=cluster.hosts, HYPERTABLE_NAMESPACE=NS,
+                      HYPERTABLE_OPTIONS={"balance": "p2c", "max_ejection": 0.4, "slow_start": 3.0})
+    ext.init_app(app)
+    with app.app_context():
+        replicas = ext.cluster
+        assert isinstance(replicas, Replicas) and isinstance(replicas.router.balancer, P2CBalancer)
+        assert (replicas.health.outliers.max_ejection, replicas.health.outliers.slow_start) == (0.4, 3.0)
+        assert replicas.call("get_cells", TABLE, SPEC, namespace=NS)[0].value == b"v"
+    url_app = Flask("gray-url")
+    url_app.config["HYPERTABLE_URL"] = f"hypertable://{','.join(cluster.hosts)}/{NS}?balance=p2c"
+    url_ext = Hypertable(url_app)
+    with url_app.app_context():
+        assert isinstance(url_ext.cluster.router.balancer, P2CBalancer)
+    bad = Flask("gray-bad")
+    bad.config.update(HYPERTABLE_HOSTS=cluster.hosts, HYPERTABLE_OPTIONS={"balance": "fastest"})
+    with pytest.raises(ConfigError, match="HYPERTABLE_OPTIONS.*cached, p2c"):
+        Hypertable(bad)  # checked at init_app, naming the key

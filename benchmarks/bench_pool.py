@@ -22,6 +22,13 @@ targets (issue "One call engine"; client CPU binds, wall ratios move by
 client CPU per call (wall <= 1.05x), ``Replicas.call`` read <= raw + 10 us
 (wall about 1.10x).
 
+A TLS table puts a second broker of the same data, serving TLS
+(``--tls-cert``/``--tls-key``, certificates made with ``trustme``), beside the
+plaintext one: ``Pool.call`` over TLS against plaintext (the handshake is
+paid once per pooled connection: the per-call overhead is the record
+encryption), and connect per call over TLS (a handshake every call: what the
+pool saves).
+
 Run ``python benchmarks/bench_pool.py`` (``--quick`` for a smoke run).
 """
 from __future__ import annotations
@@ -29,7 +36,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 from _common import parser, print_table, time_calls, write_json
 from thrift.protocol.TBinaryProtocol import TBinaryProtocol, TBinaryProtocolAccelerated
@@ -41,6 +50,7 @@ from htcluster import Pool
 from htcluster import Replicas
 from htcluster import Resource
 from htcluster import Resources
+from htcluster import tls_context
 from htcluster.testing import LocalBroker
 from htcluster.types import Cell, ColumnFamilySpec, Key, Schema
 
@@ -170,6 +180,58 @@ def time_routing(rows: dict[str, Callable[[], Any]], calls: int, rounds: int) ->
     return out
 
 
+def tls_rows(plain: str, secure: str, context: Any) -> dict[str, Callable[[], Any]]:
+    """Plaintext and TLS, pooled and connect-per-call, on brokers of the same data; the first row is the baseline."""
+    plain_pool = Pool(plain, size=POOL_SIZE)
+    tls_pool = Pool(secure, size=POOL_SIZE, ssl_context=context)
+
+    def per_call(address: str, ssl_context: Any) -> Callable[[], Any]:
+        def call() -> Any:
+            with Resource(address, ssl_context=ssl_context) as r:
+                return r.namespace_exists(NAMESPACE)
+        return call
+
+    return {
+        "Pool.call, plaintext": lambda: plain_pool.call("namespace_exists", NAMESPACE),
+        "Pool.call, TLS": lambda: tls_pool.call("namespace_exists", NAMESPACE),
+        "connect per call, plaintext": per_call(plain, None),
+        "connect per call, TLS": per_call(secure, context),
+    }
+
+
+def time_tls(broker: LocalBroker, calls: int, rounds: int) -> list[dict[str, Any]]:
+    """Start a TLS broker on ``broker``'s data and time :func:`tls_rows` (median microseconds per call)."""
+    import trustme
+
+    with tempfile.TemporaryDirectory(prefix="bench-tls-") as folder:
+        ca = trustme.CA()
+        ca_file, cert = Path(folder) / "ca.pem", Path(folder) / "server.pem"
+        ca.cert_pem.write_to_path(str(ca_file))
+        ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(cert))
+        with LocalBroker(broker.data, tls_cert=cert) as secure:
+            rows = tls_rows(broker.address, secure.address, tls_context(ca=ca_file))
+            wall: dict[str, list[float]] = {name: [] for name in rows}
+            cpu: dict[str, list[float]] = {name: [] for name in rows}
+            for fn in rows.values():
+                for _ in range(WARMUP):
+                    fn()
+            for _ in range(rounds):
+                for name, fn in rows.items():
+                    n = calls if name.startswith("Pool") else max(1, calls // 5)
+                    w0, c0 = time.perf_counter(), time.process_time()
+                    for _ in range(n):
+                        fn()
+                    wall[name].append((time.perf_counter() - w0) / n * 1e6)
+                    cpu[name].append((time.process_time() - c0) / n * 1e6)
+    out = []
+    base = statistics.median(wall["Pool.call, plaintext"])
+    for name in rows:
+        w, c = statistics.median(wall[name]), statistics.median(cpu[name])
+        out.append({"client": name, "wall_us": round(w, 1), "cpu_us": round(c, 1),
+                    "extra_us": round(w - base, 1), "per_s": round(1e6 / w)})
+    return out
+
+
 def main() -> None:
     args = parser(__doc__.splitlines()[0]).parse_args()
     calls = QUICK_CALLS if args.quick else CALLS
@@ -213,6 +275,12 @@ def main() -> None:
                     time_routing(rows, n, rounds), ["client", "wall_us", "cpu_us", "wall_ratio", "cpu_extra_us"])
         raw_sock.close()
         pure_sock.close()
+        n, rounds = (QUICK_CALLS, 3) if args.quick else (1000, 7)
+        results["tls"] = print_table(
+            f"TLS against plaintext, brokers of the same data: median of {rounds} interleaved rounds of {n} calls "
+            f"({max(1, n // 5)} for connect per call); wall and client CPU microseconds per call, extra_us = wall "
+            "minus Pool.call plaintext; ratio = calls/s vs Pool.call plaintext",
+            time_tls(broker, n, rounds), ["client", "wall_us", "cpu_us", "extra_us", "per_s"], ratio_of="per_s")
     write_json("bench_pool", {"quick": args.quick, "pool_size": POOL_SIZE, "results": results}, args.json)
 
 

@@ -473,14 +473,14 @@ except ImportError:  # pragma: no cover - pytest-asyncio is a test extra
 
 
 async def aclose_all(made: list[Any]) -> None:
-    """Close every ``htcluster.aio`` object of ``made`` (``await obj.aclose()``), the last made first.
+    """Close every ``htcluster.aio`` object of ``made`` as ``async with`` does on the way out, the last made first.
 
     Every one is closed even when one fails; the first failure is raised after.
     """
     errors: list[BaseException] = []
     for obj in reversed(made):
         try:
-            await obj.aclose()
+            await obj.__aexit__(None, None, None)
         except Exception as exc:  # close the others anyway
             errors.append(exc)
     made.clear()
@@ -508,7 +508,7 @@ if pytest is not None and pytest_asyncio is not None:
         """Call ``async_pool_factory(address, **options)`` for an ``htcluster.aio.AsyncPool``; closed after the test.
 
         The pools bind to the test's event loop on first use and are closed
-        (``await pool.aclose()``) in that loop.  Give it the address of any
+        in that loop after the test, as ``async with`` closes them.  Give it the address of any
         fixture's server: ``local_broker``, ``fault_proxy_factory(...)``,
         ``misbehaving_broker_factory(mode)`` (e.g. ``socket_timeout=0.5`` against
         a ``'silent'`` one).

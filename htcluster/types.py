@@ -108,6 +108,7 @@ class PoolCounters(TypedDict):
     in_use: int
     waiting: int
     connecting: int  #: connects in progress now (at most ``max_connecting``)
+    connecting_peak: int  #: the most connects in progress at once so far
     generation: int  #: times the pool was cleared (a host failure, ``close()``)
     timeouts: int
 

@@ -87,6 +87,21 @@ def test_numbers_from_environment_strings():
         (3, 0, 0.25, 0.5, "logs")
 
 
+def test_connection_storm_settings_from_environment_strings():
+    from htcluster._io.keepalive import KeepAlive
+
+    s = read_settings({"HYPERTABLE_MAX_CONNECTING": "4", "HYPERTABLE_POOL_MIN_SIZE": "2",
+                       "HYPERTABLE_KEEPALIVE": "30", "HYPERTABLE_HOSTS": "a:1"})
+    assert (s.max_connecting, s.min_size, s.keepalive) == (4, 2, KeepAlive(idle=30.0))
+    options = s.pool_options()
+    assert (options["max_connecting"], options["min_size"], options["keepalive"]) == (4, 2, KeepAlive(idle=30.0))
+    assert read_settings({"HYPERTABLE_KEEPALIVE": "off", "HYPERTABLE_HOSTS": "a:1"}).pool_options()["keepalive"] \
+        is False
+    binds = read_settings({"HYPERTABLE_HOSTS": "a:1", "HYPERTABLE_MAX_CONNECTING": 3,
+                           "HYPERTABLE_BINDS": {"b": {"hosts": "b:1", "pool_min_size": 1}}}).binds
+    assert (binds["b"].max_connecting, binds["b"].min_size) == (3, 1)  # inherited, and its own
+
+
 # Every invalid value: (config, words the message must contain)
 INVALID = [
     ({"HYPERTABLE_HOSTS": ""}, ["HYPERTABLE_HOSTS", "host[:port]"]),
@@ -122,6 +137,13 @@ INVALID = [
     ({"HYPERTABLE_MAX_OVERFLOW": -3}, ["HYPERTABLE_MAX_OVERFLOW", ">= 0"]),
     ({"HYPERTABLE_MAX_OVERFLOW": "many"}, ["HYPERTABLE_MAX_OVERFLOW"]),
     ({"HYPERTABLE_POOL_SIZE": 0, "HYPERTABLE_MAX_OVERFLOW": 0}, ["at least 1"]),
+    ({"HYPERTABLE_MAX_CONNECTING": 0}, ["HYPERTABLE_MAX_CONNECTING", ">= 1"]),
+    ({"HYPERTABLE_MAX_CONNECTING": "two"}, ["HYPERTABLE_MAX_CONNECTING"]),
+    ({"HYPERTABLE_POOL_MIN_SIZE": 6}, ["HYPERTABLE_POOL_MIN_SIZE", "0..5"]),
+    ({"HYPERTABLE_POOL_MIN_SIZE": -1}, ["HYPERTABLE_POOL_MIN_SIZE"]),
+    ({"HYPERTABLE_KEEPALIVE": "sometimes"}, ["HYPERTABLE_KEEPALIVE", "seconds"]),
+    ({"HYPERTABLE_KEEPALIVE": {"idle": 0}}, ["HYPERTABLE_KEEPALIVE", "idle"]),
+    ({"HYPERTABLE_KEEPALIVE": [60]}, ["HYPERTABLE_KEEPALIVE"]),
     ({"HYPERTABLE_TIMEOUT_MSECS": 0}, ["HYPERTABLE_TIMEOUT_MSECS", "milliseconds"]),
     ({"HYPERTABLE_TIMEOUT_MSECS": -5}, ["HYPERTABLE_TIMEOUT_MSECS"]),
     ({"HYPERTABLE_TIMEOUT_MSECS": float("inf")}, ["HYPERTABLE_TIMEOUT_MSECS"]),

@@ -159,6 +159,7 @@ def test_a_storm_of_threads_opens_at_most_max_connecting_at_once(broker_address:
                   connect_timeout=10.0) as pool:
             assert hammer(pool, 16, 1.0) == []
             assert front.peak <= 2 and front.accepted >= 2, (front.peak, front.accepted)
+            assert 1 <= pool.stats()["connecting_peak"] <= 2
             assert pool.stats()["opened"] == front.accepted
             check_consistent(pool)
     finally:
@@ -291,3 +292,116 @@ def test_bad_max_connecting_is_a_config_error(broker_address: str) -> None:
             Pool(broker_address, max_connecting=bad)
     with pytest.raises(ConfigError, match="reconnect_jitter"):
         Pool(broker_address, reconnect_jitter=-1)
+
+
+# ---------------------------------------------------------------- min_size
+
+def wait_until(predicate, seconds: float = 15.0) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def test_min_size_is_kept_by_the_maintenance_thread_not_by_calls(broker_address: str) -> None:
+    from htcluster._pool.maintenance import maintainer
+
+    with Pool(broker_address, size=4, max_overflow=0, min_size=3) as pool:
+        assert wait_until(lambda: pool.idle == 3)  # no call was made: the thread opened them
+        assert maintainer.running
+        assert pool.stats()["opened"] == 3 and pool.stats()["calls"] == 0
+        pool.clear("test")  # e.g. a host failure: the minimum is opened again in the background
+        assert wait_until(lambda: pool.idle == 3)
+        assert pool.stats()["opened"] == 6
+        check_consistent(pool)
+    assert pool.idle == 0
+    time.sleep(3 * maintainer.interval)
+    assert pool.idle == 0  # closed: no longer kept warm
+    assert wait_until(lambda: not maintainer.running)  # no pool left to keep: the thread ended
+
+
+def test_min_size_is_kept_in_a_forked_child(broker_address: str) -> None:
+    from pooltest import run_in_child
+
+    with Pool(broker_address, size=2, max_overflow=0, min_size=2) as pool:
+        assert wait_until(lambda: pool.idle == 2)
+        def ports() -> list[int]:
+            leases = [pool.acquire(), pool.acquire()]
+            for lease in leases:
+                lease.release()
+            return sorted(local_port(lease.resource) for lease in leases)
+
+        parent_ports = ports()
+
+        def child() -> dict:
+            warmed = wait_until(lambda: pool.idle == 2)
+            opened = pool.stats()["opened"]
+            return {"warmed": warmed, "ports": ports(), "opened": opened}
+
+        result = run_in_child(child)
+        assert result["warmed"] and result["opened"] == 2  # opened by the child's own maintenance thread
+        assert set(result["ports"]).isdisjoint(parent_ports)  # its own connections
+        assert pool.call("status") is not None  # the parent's are untouched
+        check_consistent(pool)
+
+
+def test_min_size_against_a_down_host_backs_off_and_counts_right() -> None:
+    from htcluster.testing import free_port
+
+    with Pool(f"127.0.0.1:{free_port()}", size=2, max_overflow=0, min_size=2, connect_timeout=1.0) as pool:
+        time.sleep(1.0)
+        stats = pool.stats()
+        assert stats["opened"] == 0 and stats["idle"] == 0 and stats["connecting"] == 0
+        check_consistent(pool)
+
+
+def test_bad_min_size_is_a_config_error(broker_address: str) -> None:
+    from htcluster.errors import ConfigError
+
+    for bad in (-1, 6, 1.0, True):
+        with pytest.raises(ConfigError, match="min_size"):
+            Pool(broker_address, size=5, min_size=bad)
+
+
+# ---------------------------------------------------------------- keepalive
+
+def test_keepalive_is_on_by_default_and_can_be_tuned_or_turned_off(broker_address: str) -> None:
+    from htcluster.errors import ConfigError
+
+    def options(r) -> tuple[int, ...]:
+        sock = r.connection.sock
+        got = [sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)]
+        for name in ("TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT"):
+            if hasattr(socket, name):
+                got.append(sock.getsockopt(socket.IPPROTO_TCP, getattr(socket, name)))
+        return tuple(got)
+
+    with Pool(broker_address, size=1) as pool, pool.connection() as r:
+        assert options(r)[0] == 1
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            assert options(r)[1:] == (60, 10, 3)
+    with Pool(broker_address, size=1, keepalive={"idle": 30, "interval": 5, "count": 4}) as pool:
+        with pool.connection() as r:
+            if hasattr(socket, "TCP_KEEPIDLE"):
+                assert options(r) == (1, 30, 5, 4)
+    with Pool(broker_address, size=1, keepalive=False) as pool, pool.connection() as r:
+        assert options(r)[0] == 0
+    for bad in ("yes", {"idel": 3}, {"count": 0}, -5):
+        with pytest.raises(ConfigError, match="keepalive"):
+            Pool(broker_address, keepalive=bad)
+
+
+def test_the_options_reach_the_pools_of_routing_classes_and_urls(broker_address: str) -> None:
+    from htcluster import Replicas, from_url
+
+    with Replicas([broker_address], max_connecting=3, min_size=1, keepalive=20, size=2) as replicas:
+        pool = replicas.pools[broker_address]
+        assert (pool.max_connecting, pool.min_size, pool.keepalive.idle) == (3, 1, 20.0)
+        assert wait_until(lambda: pool.idle == 1)
+        stats = replicas.stats()[broker_address]["pool"]
+        assert stats["generation"] == 0 and stats["connecting"] == 0 and stats["connecting_peak"] == 1
+    with from_url(f"hypertable://{broker_address}?max_connecting=4&keepalive=false&reconnect_jitter=0") as r:
+        pool = r.pools[broker_address]
+        assert (pool.max_connecting, pool.keepalive, pool.reconnect_jitter) == (4, None, 0.0)

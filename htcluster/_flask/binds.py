@@ -11,7 +11,8 @@ app's ``HYPERTABLE_*`` keys in lower case without the prefix::
         "geo": {"shards": {"eu": "ht1", "us": "ht2"}, "pool_size": 2},
     }
 
-``port``, ``pool_size``, ``max_overflow``, ``timeout_msecs``,
+``port``, ``pool_size``, ``max_overflow``, ``max_connecting``,
+``pool_min_size``, ``keepalive``, ``timeout_msecs``,
 ``pool_timeout`` and the TLS files ``ssl_ca``, ``ssl_cert``, ``ssl_key``
 default to the app's values; ``options`` to the entries of
 the app's ``HYPERTABLE_OPTIONS`` that the bind's strategy accepts (a bind's
@@ -30,10 +31,11 @@ __all__ = ["BIND_KEYS", "INHERITED_KEYS", "read_binds"]
 
 #: Keys a bind's mapping may have.
 BIND_KEYS = ("hosts", "shards", "strategy", "namespace", "options", "port", "pool_size", "max_overflow",
-             "timeout_msecs", "pool_timeout", "ssl_ca", "ssl_cert", "ssl_key")
+             "max_connecting", "pool_min_size", "keepalive", "timeout_msecs", "pool_timeout", "ssl_ca", "ssl_cert",
+             "ssl_key")
 #: Keys a bind takes from the app's own configuration when it does not set them.
-INHERITED_KEYS = ("port", "pool_size", "max_overflow", "timeout_msecs", "pool_timeout", "ssl_ca", "ssl_cert",
-                  "ssl_key")
+INHERITED_KEYS = ("port", "pool_size", "max_overflow", "max_connecting", "pool_min_size", "keepalive",
+                  "timeout_msecs", "pool_timeout", "ssl_ca", "ssl_cert", "ssl_key")
 
 
 def read_binds(value: Any, app_get: Getter, main: Settings) -> dict[str, Settings]:

@@ -40,6 +40,12 @@ rest of the extension sees typed values only.  The keys:
 ``HYPERTABLE_SHARDS``          ``{shard key: hosts}`` for ``shards``
 ``HYPERTABLE_POOL_SIZE``       idle connections kept per host, >= 0 (5)
 ``HYPERTABLE_MAX_OVERFLOW``    extra connections per host under load, >= 0 (10)
+``HYPERTABLE_MAX_CONNECTING``  connects in progress at once per host, >= 1 (2)
+``HYPERTABLE_POOL_MIN_SIZE``   connections kept open per host by the
+                               maintenance thread, 0 to ``POOL_SIZE`` (0)
+``HYPERTABLE_KEEPALIVE``       TCP keepalive: ``True``, ``False``, seconds
+                               of idleness before the first probe, or
+                               ``{idle, interval, count}`` (``True``)
 ``HYPERTABLE_TIMEOUT_MSECS``   socket timeout in **milliseconds** (5000; a
                                value below 100 warns: seconds by habit?)
 ``HYPERTABLE_POOL_TIMEOUT``    seconds to wait for a free connection (10.0)
@@ -76,7 +82,8 @@ from typing import Any, Callable, Mapping, MutableMapping, Optional
 
 from ..errors import ConfigError, ConfigWarning
 from ..hosts import DEFAULT_PORT, Host, parse_hosts
-from .._pool.pool import DEFAULT_MAX_OVERFLOW
+from .._pool.pool import DEFAULT_MAX_CONNECTING, DEFAULT_MAX_OVERFLOW
+from .._io.keepalive import DEFAULT_KEEPALIVE, KeepAlive
 from .._pool.pool import DEFAULT_POOL_TIMEOUT as _POOL_TIMEOUT
 from .._pool.pool import DEFAULT_SIZE as DEFAULT_POOL_SIZE
 from .._routing.base import POOL_OPTIONS, ROUTING_OPTIONS
@@ -110,6 +117,9 @@ DEFAULTS: Mapping[str, Any] = {
     "HYPERTABLE_SHARDS": None,
     "HYPERTABLE_POOL_SIZE": DEFAULT_POOL_SIZE,
     "HYPERTABLE_MAX_OVERFLOW": DEFAULT_MAX_OVERFLOW,
+    "HYPERTABLE_MAX_CONNECTING": DEFAULT_MAX_CONNECTING,
+    "HYPERTABLE_POOL_MIN_SIZE": 0,
+    "HYPERTABLE_KEEPALIVE": True,
     "HYPERTABLE_TIMEOUT_MSECS": DEFAULT_TIMEOUT_MSECS,
     "HYPERTABLE_POOL_TIMEOUT": DEFAULT_POOL_TIMEOUT,
     "HYPERTABLE_NAMESPACE": None,
@@ -131,6 +141,8 @@ MSECS_WARN_BELOW = 100
 
 #: The option names the dedicated keys set; an entry of ``HYPERTABLE_OPTIONS`` wins over them.
 LEGACY_OPTIONS = {"size": "HYPERTABLE_POOL_SIZE", "max_overflow": "HYPERTABLE_MAX_OVERFLOW",
+                  "max_connecting": "HYPERTABLE_MAX_CONNECTING", "min_size": "HYPERTABLE_POOL_MIN_SIZE",
+                  "keepalive": "HYPERTABLE_KEEPALIVE",
                   "pool_timeout": "HYPERTABLE_POOL_TIMEOUT", "socket_timeout": "HYPERTABLE_TIMEOUT_MSECS"}
 
 
@@ -157,6 +169,9 @@ class Settings:
     :ivar shards: ``{shard key: hosts}`` for ``shards``, else empty.
     :ivar pool_size: idle connections kept per host.
     :ivar max_overflow: extra connections per host beyond ``pool_size``.
+    :ivar max_connecting: connects in progress at once per host.
+    :ivar min_size: connections kept open per host by the maintenance thread.
+    :ivar keepalive: TCP keepalive timings, or ``None`` (off).
     :ivar socket_timeout: seconds a socket read or write may take.
     :ivar pool_timeout: seconds to wait for a free pooled connection.
     :ivar namespace: default namespace of ``ht.namespace()``, or ``None``.
@@ -178,6 +193,9 @@ class Settings:
     shards: Mapping[str, tuple[Host, ...]] = field(default_factory=dict)
     pool_size: int = DEFAULT_POOL_SIZE
     max_overflow: int = DEFAULT_MAX_OVERFLOW
+    max_connecting: int = DEFAULT_MAX_CONNECTING
+    min_size: int = 0
+    keepalive: Optional[KeepAlive] = DEFAULT_KEEPALIVE
     socket_timeout: float = DEFAULT_TIMEOUT_MSECS / 1000.0
     pool_timeout: float = DEFAULT_POOL_TIMEOUT
     namespace: Optional[str] = None
@@ -191,9 +209,15 @@ class Settings:
     ssl_context: Optional[ssl.SSLContext] = field(default=None, compare=False)
 
     def pool_options(self) -> dict[str, Any]:
-        """Return the ``Pool`` keyword arguments of the dedicated keys (pool size, overflow, timeouts, TLS)."""
+        """Return the ``Pool`` keyword arguments of the dedicated keys (pool size, overflow, timeouts, TLS...)."""
         options: dict[str, Any] = {"size": self.pool_size, "max_overflow": self.max_overflow,
                                    "pool_timeout": self.pool_timeout, "socket_timeout": self.socket_timeout}
+        if self.max_connecting != DEFAULT_MAX_CONNECTING:
+            options["max_connecting"] = self.max_connecting
+        if self.min_size:
+            options["min_size"] = self.min_size
+        if self.keepalive != DEFAULT_KEEPALIVE:
+            options["keepalive"] = self.keepalive or False
         if self.ssl_context is not None:
             options["ssl_context"] = self.ssl_context
         return options
@@ -360,11 +384,15 @@ def read_cluster(get: Getter, name: Namer, *, legacy_host: bool, label: str = "H
     if size + overflow < 1:
         raise ConfigError(f"{name('POOL_SIZE')} + {name('MAX_OVERFLOW')} must be at least 1, "
                           f"got {size} + {overflow}: no connection could ever be opened")
+    max_connecting = integer(get("MAX_CONNECTING"), name("MAX_CONNECTING"), 1)
+    min_size = integer(get("POOL_MIN_SIZE"), name("POOL_MIN_SIZE"), 0, size)
+    keepalive = _keepalive(get("KEEPALIVE"), name("KEEPALIVE"))
     allowed = option_names(strategy)
     options = {k: v for k, v in (inherited or {}).items() if k in allowed}
     options.update(_options(get("OPTIONS"), name("OPTIONS"), strategy))
     return Settings(
         hosts=hosts, strategy=strategy, shards=shards, pool_size=size, max_overflow=overflow,
+        max_connecting=max_connecting, min_size=min_size, keepalive=keepalive,
         socket_timeout=positive(get("TIMEOUT_MSECS"), name("TIMEOUT_MSECS"), "milliseconds") / 1000.0,
         pool_timeout=positive(get("POOL_TIMEOUT"), name("POOL_TIMEOUT"), "seconds"),
         namespace=_namespace(get("NAMESPACE"), name("NAMESPACE")), options=options, label=label,
@@ -519,6 +547,24 @@ def flag(value: Any, key: str) -> bool:
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
     raise ConfigError(f"{key} must be True or False, got {value!r}")
+
+
+def _keepalive(value: Any, key: str) -> Optional[KeepAlive]:
+    """Read ``KEEPALIVE``: a bool (or its string from the environment), seconds, or a mapping of the timings."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE | _FALSE:
+            value = text in _TRUE
+        else:
+            try:
+                value = float(text)
+            except ValueError:
+                raise ConfigError(f"{key} must be True, False, seconds of idleness before the first probe, or "
+                                  f"{{'idle': s, 'interval': s, 'count': n}}, got {value!r}") from None
+    try:
+        return KeepAlive.coerce(value)
+    except ConfigError as exc:
+        raise ConfigError(f"{key}: {exc}") from exc
 
 
 def _namespace(value: Any, key: str) -> Optional[str]:

@@ -45,6 +45,7 @@ from .._wire import DEFAULT_MAX_FRAME_SIZE, Codec, FrameReader
 from ..errors import BrokerUnavailable, ClientResourceError, DeadlineExceeded
 from ..hosts import Host
 from . import tls
+from .keepalive import DEFAULT_KEEPALIVE, KeepAlive, apply_keepalive
 
 __all__ = ["Connection", "fork_generation", "local_failure"]
 
@@ -103,6 +104,8 @@ class Connection:
     :param ssl_context: a client ``ssl.SSLContext``: speak TLS, with the
         handshake (to the host's name, :mod:`htcluster._io.tls`) counted in
         ``connect_timeout``; ``None``: plaintext.
+    :param keepalive: TCP keepalive timings (:class:`~htcluster._io.keepalive.KeepAlive`),
+        set on the socket once connected; ``None``: off.
 
     :attr:`codec` encodes the calls and decodes the replies; :meth:`exchange`
     moves one frame out and one in.  Not thread-safe: one call at a time.
@@ -110,11 +113,13 @@ class Connection:
 
     __slots__ = ("host", "address", "timeout", "connect_timeout", "max_frame_size", "codec", "reader", "sock",
                  "failed", "pending", "connecting", "fork", "pid", "_poll", "_out", "_sent", "_end", "_by_deadline",
-                 "ssl_context", "handshaking")
+                 "ssl_context", "handshaking", "keepalive")
 
     def __init__(self, host: Host, timeout: float, connect_timeout: float,
-                 max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, ssl_context: Optional[ssl.SSLContext] = None) -> None:
+                 max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, ssl_context: Optional[ssl.SSLContext] = None,
+                 keepalive: Optional[KeepAlive] = DEFAULT_KEEPALIVE) -> None:
         self.host = host
+        self.keepalive = keepalive
         self.address = str(host)
         self.timeout = timeout
         self.connect_timeout = connect_timeout
@@ -371,6 +376,7 @@ class Connection:
 
     def _adopt(self, sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        apply_keepalive(sock, self.keepalive)  # an idle connection a middle box dropped is found (and not dropped)
         sock.setblocking(False)
         self.sock = sock
         self._poll = select.poll()

@@ -39,6 +39,7 @@ from .._wire import ANSWERS, BROKER_METHODS, DEFAULT_MAX_FRAME_SIZE, HARD_MAX_FR
 from ..errors import BrokerUnavailable, ConfigError, DeadlineExceeded
 from ..hosts import Host, HostLike
 from .connection import Connection
+from .keepalive import KeepAlive, KeepAliveLike
 from .tls import check_context
 
 __all__ = ["BROKER_METHODS", "DEFAULT_CONNECT_TIMEOUT", "DEFAULT_SOCKET_TIMEOUT", "ManagedNamespaces",
@@ -117,6 +118,10 @@ class Resource(HqlService.Client, metaclass=_Methods):
         certificate checked against the host's name unless the context says
         otherwise (``check_hostname = False``); the handshake counts in
         ``connect_timeout``.  ``None`` (the default): plaintext.
+    :param keepalive: TCP keepalive on the socket (:mod:`htcluster._io.keepalive`): ``True``
+        (the default: first probe after 60 s idle, then every 10 s, dead after 3 unanswered),
+        ``False`` (off), seconds of idleness before the first probe, or a mapping of
+        ``idle``, ``interval`` (seconds) and ``count``.
     :raises ConfigError: the host, port, a timeout, the frame size or ``ssl_context`` is malformed
         (e.g. ``Resource('h', 2.5)``: the second argument is the port, pass ``socket_timeout=``).
     :raises BrokerUnavailable: ``open`` is true and the broker cannot be reached
@@ -133,7 +138,7 @@ class Resource(HqlService.Client, metaclass=_Methods):
     def __init__(self, host: HostLike = "localhost", port: Optional[int] = None, *,
                  socket_timeout: float = DEFAULT_SOCKET_TIMEOUT, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
                  max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, open: bool = True,
-                 ssl_context: Optional[ssl.SSLContext] = None) -> None:
+                 ssl_context: Optional[ssl.SSLContext] = None, keepalive: KeepAliveLike = True) -> None:
         if port is not None:
             if isinstance(port, bool) or not isinstance(port, int):
                 raise ConfigError(f"the second argument of Resource is the port (upstream's ThriftClient(host, port) "
@@ -148,6 +153,8 @@ class Resource(HqlService.Client, metaclass=_Methods):
         self.max_frame_size = byte_size("max_frame_size", max_frame_size, minimum=1024, maximum=HARD_MAX_FRAME_SIZE)
         #: The client ``ssl.SSLContext`` of its connections, or ``None`` (plaintext).
         self.ssl_context = check_context(ssl_context)
+        #: The TCP keepalive timings of its connections (:class:`~htcluster._io.keepalive.KeepAlive`), or ``None``.
+        self.keepalive = KeepAlive.coerce(keepalive)
         #: The ``time.monotonic()`` deadline of the calls made now (set by :meth:`call`), or ``None``.
         self.deadline: Optional[float] = None
         #: The :class:`~htcluster.events.Listeners` told of each call while a pool has lent this
@@ -162,7 +169,7 @@ class Resource(HqlService.Client, metaclass=_Methods):
     def _attach(self) -> Connection:
         """Give this client a new, unconnected connection: nothing of an earlier one carries over."""
         conn = Connection(self.host, self.socket_timeout, self.connect_timeout, self.max_frame_size,
-                          self.ssl_context)
+                          self.ssl_context, self.keepalive)
         #: The :class:`~htcluster._io.connection.Connection` of this client (replaced when it reopens).
         self.connection = conn
         # the generated send_*/recv_* of HqlService.Client, for upstream code that calls them directly

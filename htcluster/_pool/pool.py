@@ -36,9 +36,12 @@ from typing import Optional
 from .. import events as ev
 from .._io.connection import fork_generation
 from .._io.resource import DEFAULT_CONNECT_TIMEOUT, DEFAULT_SOCKET_TIMEOUT, Resource
+from .._io.keepalive import KeepAlive, KeepAliveLike
 from .._io.tls import check_context
+from .._policy.health import Backoff
 from .._policy.forks import renew_after_fork
 from .._policy.latency import LatencyWindow
+from .maintenance import maintainer
 from .._validate import byte_size, optional_seconds, seconds
 from .._wire import DEFAULT_MAX_FRAME_SIZE
 from ..errors import BrokerUnavailable, ConfigError, DeadlineExceeded, PoolTimeout, TLSError
@@ -58,6 +61,8 @@ DEFAULT_MAX_OVERFLOW = 10
 DEFAULT_MAX_CONNECTING = 2
 #: Seconds, at most, of the random pause before a reconnect to a host whose last connect failed.
 DEFAULT_RECONNECT_JITTER = 0.05
+#: How long a pool whose top-up (``min_size``) failed is left alone: about 1, 2, 4 ... 30 s, jittered.
+_TOPUP_BACKOFF = Backoff(base=1.0, cap=30.0, jitter=0.5)
 #: Seconds a checkout waits for a free connection before ``PoolTimeout``: long enough to ride out
 #: a burst, short enough that a pool too small for its load shows as an error, not as a stall.
 DEFAULT_POOL_TIMEOUT = 10.0
@@ -160,6 +165,14 @@ class ConnectionPool:
         failed, each blocking connect first pauses a random time up to this long,
         until one succeeds, so that many threads and processes do not hit a
         restarting broker in step (default 0.05 s; 0: no pause).
+    :param min_size: connections kept open at least (int, 0 to ``size``; default 0):
+        the process's one maintenance thread (:mod:`htcluster._pool.maintenance`)
+        opens what is missing in the background, within ``max_connecting``, so
+        that calls after a quiet spell or a restart find warm connections; user
+        calls never open connections for the minimum.  :meth:`close` stops it.
+    :param keepalive: TCP keepalive on every connection (``Resource``'s
+        ``keepalive``): ``True`` (the default: first probe after 60 s idle),
+        ``False``, seconds of idleness, or a mapping of ``idle``, ``interval``, ``count``.
     :raises ConfigError: a value is out of range (NaN, infinite, negative, a bool...).
     """
 
@@ -169,13 +182,17 @@ class ConnectionPool:
                  max_age: Optional[float] = None, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
                  listeners: Optional[ev.Listeners] = None, ssl_context: Optional[ssl.SSLContext] = None,
                  max_connecting: int = DEFAULT_MAX_CONNECTING,
-                 reconnect_jitter: float = DEFAULT_RECONNECT_JITTER) -> None:
+                 reconnect_jitter: float = DEFAULT_RECONNECT_JITTER, min_size: int = 0,
+                 keepalive: KeepAliveLike = True) -> None:
         for name, value in (("size", size), ("max_overflow", max_overflow)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
         if isinstance(max_connecting, bool) or not isinstance(max_connecting, int) or max_connecting < 1:
             raise ConfigError(f"max_connecting must be an integer >= 1 (connects in progress at once), "
                               f"got {max_connecting!r}")
+        if isinstance(min_size, bool) or not isinstance(min_size, int) or not 0 <= min_size <= size:
+            raise ConfigError(f"min_size must be an integer from 0 to size ({size}): connections kept open at "
+                              f"least, got {min_size!r}")
         if size + max_overflow < 1:
             raise ConfigError("size + max_overflow must allow at least one connection, got 0")
         self.host = Host.parse(host)
@@ -189,6 +206,8 @@ class ConnectionPool:
         self.max_frame_size = byte_size("max_frame_size", max_frame_size, minimum=1024)
         self.max_connecting = max_connecting
         self.reconnect_jitter = seconds("reconnect_jitter", reconnect_jitter, allow_zero=True)
+        self.min_size = min_size
+        self.keepalive = KeepAlive.coerce(keepalive)
         self.address = str(self.host)
         self.ssl_context = check_context(ssl_context)  # TLS (htcluster._io.tls)
         self.listeners = ev.Listeners() if listeners is None else listeners
@@ -196,8 +215,18 @@ class ConnectionPool:
         self._cleared_by = "pool closed"  # why the last generation ended
         self._rng = random.Random()
         self._cut = 0  # abort(): connections of a generation below this one are shut
+        self._kept = False  # registered with the maintenance thread (min_size)
+        self._topup_failures = 0
+        self._topup_after = 0.0  # time.monotonic() before which a failed top-up is not tried again
         self.after_fork()
         renew_after_fork(self)
+        self._keep()
+
+    def _keep(self) -> None:
+        """Have the maintenance thread keep ``min_size`` connections open (no-op without a minimum)."""
+        if self.min_size and not self._kept:
+            self._kept = True
+            maintainer.watch(self)
 
     def after_fork(self) -> None:
         """Start from an empty pool: all slots free, nothing open, counters at zero (a new process)."""
@@ -207,6 +236,7 @@ class ConnectionPool:
         self._idle = 0
         self._in_use = 0
         self._connecting = 0  # connect permits out (at most max_connecting)
+        self._connecting_peak = 0  # the most permits out at once
         self._failing = False  # the last connect failed: jitter the next ones
         self._opened = 0
         self._closed = 0
@@ -252,13 +282,15 @@ class ConnectionPool:
         """Return the counters of this process's connections and calls.
 
         :returns: ``{"opened", "closed", "replaced", "idle", "in_use", "waiting",
-            "connecting", "generation", "timeouts", "calls", "errors"}`` (ints) and ``"latency"``: the
+            "connecting", "connecting_peak", "generation", "timeouts", "calls", "errors"}``
+            (ints) and ``"latency"``: the
             snapshot of the recent call attempts (``count``, ``p50``, ``p99``,
             ``max``; seconds).  ``replaced`` counts idle connections found
             unusable at checkout (stale, too old, no answer to the idle ping),
             ``timeouts`` the checkouts that ended in ``PoolTimeout``, ``errors``
             the call attempts that raised (broker answers included), ``connecting``
-            the connects in progress now, ``generation`` how many times the pool
+            the connects in progress now (``connecting_peak``: the most at once since the
+            pool was made, at most ``max_connecting``), ``generation`` how many times the pool
             was cleared (:attr:`generation`).  Always
             ``opened - closed == idle + in_use``.
         """
@@ -266,7 +298,8 @@ class ConnectionPool:
             counters: PoolStats = {
                 "opened": self._opened, "closed": self._closed, "replaced": self._replaced,
                 "idle": self._idle, "in_use": self._in_use, "waiting": len(self._waiters),
-                "connecting": self._connecting, "generation": self._generation,
+                "connecting": self._connecting, "connecting_peak": self._connecting_peak,
+                "generation": self._generation,
                 "timeouts": self._timeouts, "calls": self._calls, "errors": self._errors,
                 "latency": {"count": 0, "p50": None, "p99": None, "max": None}}
         counters["latency"] = self.latency.snapshot()
@@ -312,6 +345,8 @@ class ConnectionPool:
         """
         listeners = self.listeners
         started = time.monotonic()
+        if self.min_size and not self._kept:  # used again after close()
+            self._keep()
         wait = self.pool_timeout if pool_timeout is None else seconds("pool_timeout", pool_timeout, allow_zero=True)
         # The slot taken, and what is in it, live in ``slot`` (a list, so that a step cut by an
         # interrupt between a call and an assignment cannot lose it): the except path gives it back.
@@ -363,7 +398,8 @@ class ConnectionPool:
                 pause = min(pause, max(0.0, deadline - time.monotonic()))
             time.sleep(pause)  # spread the reconnects of many threads (and processes) to a failing host
         r = Resource(self.host, socket_timeout=self.socket_timeout, connect_timeout=self.connect_timeout,
-                     max_frame_size=self.max_frame_size, open=False, ssl_context=self.ssl_context)
+                     max_frame_size=self.max_frame_size, open=False, ssl_context=self.ssl_context,
+                     keepalive=self.keepalive)
         lease = Lease(self, r, self._generation)
         lease.permit = True
         slot[0] = lease  # the permit moves with it (the except path gives back the lease's permit)
@@ -375,16 +411,22 @@ class ConnectionPool:
                 raise
             self._failing = False
             self.connected(lease)
-        self._opened_one(lease)
+        self._opened_one(lease, report=connect)
         return lease
 
     def connected(self, lease: Lease) -> None:
-        """Give back the connect permit of ``lease`` (its connection is open): the next connect may start."""
+        """Give back the connect permit of ``lease`` (its connection is open): the next connect may start.
+
+        A lease lent unopened (``Lease.opened``) is reported as ``ConnectionOpened`` here, once it is up.
+        """
         with self._lock:
-            if lease.permit:
-                lease.permit = False
-                self._connecting -= 1
-                self._serve()
+            if not lease.permit:
+                return
+            lease.permit = False
+            self._connecting -= 1
+            self._serve()
+        if lease.out and self.listeners:  # lent unopened: its connection is up now
+            self.listeners.emit(ev.ConnectionOpened(self.address))
 
     def _permit_for(self, slot: list[Optional[Lease]]) -> bool:
         """Take a connect permit for the slot of ``slot`` (its connection just closed): True if one was free.
@@ -394,6 +436,8 @@ class ConnectionPool:
         with self._lock:
             if self._connecting < self.max_connecting:
                 self._connecting += 1
+                if self._connecting > self._connecting_peak:
+                    self._connecting_peak = self._connecting
                 slot[0] = None  # the last step: the slot now carries the permit
                 return True
             self._in_use -= 1
@@ -414,15 +458,9 @@ class ConnectionPool:
             del stack[at]
             self._in_use += 1
             self._idle -= 1
-        elif stack[0] is None and self._connecting < self.max_connecting:
-            lease = None
-            del stack[0]
-            self._in_use += 1
-            self._connecting += 1
-        else:
-            return False
-        slot.append(lease)  # the last step: an interrupt after it leaves the slot with the caller
-        return True
+            slot.append(lease)  # the last step: an interrupt after it leaves the slot with the caller
+            return True
+        return self._grab_empty(slot)
 
     def _serve(self) -> None:
         """Give empty slots, each with a connect permit, to the oldest waiters while both last (the lock held)."""
@@ -432,6 +470,8 @@ class ConnectionPool:
             del stack[0]
             self._in_use += 1
             self._connecting += 1
+            if self._connecting > self._connecting_peak:
+                self._connecting_peak = self._connecting
             waiter.item = None
             del waiters[0]
             waiter.gate.release()
@@ -566,13 +606,17 @@ class ConnectionPool:
             return f"no answer to the idle ping within {r.connect_timeout:g} s"
         return None
 
-    def _opened_one(self, lease: Lease) -> None:
-        """Count a connection opened for ``lease`` (once) and report it; the caller's except path closes it."""
+    def _opened_one(self, lease: Lease, report: bool = True) -> None:
+        """Count a connection opened for ``lease`` (once) and report it; the caller's except path closes it.
+
+        :param report: emit ``ConnectionOpened`` now; False for a connection lent unopened, reported
+            when it is up (:meth:`connected`).
+        """
         with self._lock:
             if not lease.counted:
                 self._opened += 1
                 lease.counted = True
-        if self.listeners:
+        if report and self.listeners:
             self.listeners.emit(ev.ConnectionOpened(self.address))
 
     def _close(self, lease: Lease, replaced: bool = False, reason: str = "interrupted") -> None:
@@ -618,6 +662,62 @@ class ConnectionPool:
             if self.listeners:
                 self.listeners.emit(ev.PoolCheckedIn(self.address))
 
+    def top_up(self) -> int:
+        """Open connections until ``min_size`` are open (idle or lent), as the maintenance thread does.
+
+        Takes free slots and connect permits without waiting (never more than
+        ``max_connecting`` connects at once, never ahead of a waiting caller);
+        stops at the first failure, after which the pool is not topped up again
+        for a jittered, growing backoff.
+
+        :returns: how many connections were opened.
+        """
+        opened = 0
+        now = time.monotonic()
+        if now < self._topup_after:
+            return 0
+        while True:
+            slot: list[Optional[Lease]] = []
+            with self._lock:
+                if (self._idle + self._in_use >= self.min_size or self._waiters
+                        or not self._grab_empty(slot)):
+                    return opened
+            try:
+                lease = self._new_lease(time.monotonic() + self.connect_timeout, True, slot)
+            except BaseException as exc:
+                if slot:
+                    held = slot[0]
+                    if held is not None:
+                        self._close(held, reason="min_size connect failed")
+                    self._hand_over(None, held, permit=held is None)
+                if not isinstance(exc, Exception):
+                    raise
+                self._topup_failures += 1
+                delay = _TOPUP_BACKOFF.delay(self._topup_failures, self._rng)
+                self._topup_after = time.monotonic() + delay
+                log.info("could not open a connection to %s for min_size %d (retried in %.1f s): %s",
+                         self.host, self.min_size, delay, exc)
+                return opened
+            self._topup_failures = 0
+            opened += 1
+            if not self._hand_over(lease, lease):  # the pool was cleared meanwhile: not of this generation
+                self._close(lease, reason=self._cleared_by)
+                self._hand_over(None)
+                return opened
+
+    def _grab_empty(self, slot: list[Optional[Lease]]) -> bool:
+        """Take an empty slot and a connect permit if both are free now (the lock held)."""
+        stack = self._stack
+        if stack and stack[0] is None and self._connecting < self.max_connecting:
+            del stack[0]
+            self._in_use += 1
+            self._connecting += 1
+            if self._connecting > self._connecting_peak:
+                self._connecting_peak = self._connecting
+            slot.append(None)  # the last step
+            return True
+        return False
+
     def connection(self, pool_timeout: Optional[float] = None) -> "Checkout":
         """Check a connection out for a ``with`` block: ``with pool.connection() as r:``.
 
@@ -635,8 +735,12 @@ class ConnectionPool:
     def close(self) -> None:
         """Close the idle connections now; those lent out are closed when returned.
 
-        The pool stays usable: later checkouts open new connections.
+        The pool stays usable: later checkouts open new connections.  The
+        maintenance thread stops keeping ``min_size`` open until the pool is used again.
         """
+        if self._kept:
+            self._kept = False
+            maintainer.forget(self)
         self.clear("pool closed")
 
     def clear(self, reason: str = "host failed") -> int:

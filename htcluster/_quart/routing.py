@@ -50,9 +50,8 @@ def build_async_cluster(settings: Settings) -> Any:
 
 
 async def close_cluster(cluster: Any) -> None:
-    """Close a routing object of either flavour: ``await cluster.aclose()``, else ``cluster.close()`` (awaited)."""
-    closer = getattr(cluster, "aclose", None) or cluster.close
-    result = closer()
+    """Close a routing object's idle connections: ``cluster.close()``, awaited when it returns an awaitable."""
+    result = cluster.close()
     if inspect.isawaitable(result):
         await result
 

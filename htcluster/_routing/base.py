@@ -387,7 +387,8 @@ class Routed(Membership, Mapping[str, Pool]):
             counters: PoolCounters = {
                 "opened": figures["opened"], "closed": figures["closed"], "replaced": figures["replaced"],
                 "idle": figures["idle"], "in_use": figures["in_use"], "waiting": figures["waiting"],
-                "connecting": figures["connecting"], "generation": figures["generation"],
+                "connecting": figures["connecting"], "connecting_peak": figures["connecting_peak"],
+                "generation": figures["generation"],
                 "timeouts": figures["timeouts"]}
             out[host] = {"pool": counters, "health": judged, "calls": figures["calls"], "errors": figures["errors"],
                          "latency": figures["latency"]}

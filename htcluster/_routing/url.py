@@ -53,6 +53,15 @@ def _boolean_or_int(name: str, text: str) -> Union[bool, int]:
         raise ConfigError(f"URL option {name}={text!r} must be an int or true/false") from None
 
 
+def _boolean_or_number(name: str, text: str) -> Union[bool, int, float]:
+    lowered = text.lower()
+    if lowered in ("true", "yes", "on"):
+        return True
+    if lowered in ("false", "no", "off"):
+        return False
+    return _number(name, text)
+
+
 #: How the text of each option becomes a value (numbers by default).
 _CONVERT: dict[str, Callable[[str, str], Any]] = {
     "retry": _boolean_or_int,
@@ -60,6 +69,9 @@ _CONVERT: dict[str, Callable[[str, str], Any]] = {
     "max_overflow": lambda name, text: int(_number(name, text)),
     "max_frame_size": lambda name, text: int(_number(name, text)),
     "balance": lambda name, text: text,
+    "max_connecting": lambda name, text: int(_number(name, text)),
+    "min_size": lambda name, text: int(_number(name, text)),
+    "keepalive": _boolean_or_number,
 }
 #: Options that cannot be spelled in a URL (objects, not text).
 _NOT_IN_URLS = frozenset({"clock", "rng", "listeners", "balancer", "retry_budget", "namespace", "ssl_context"})

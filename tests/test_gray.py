@@ -13,6 +13,7 @@ import pytest
 from htcluster import Backoff, Replicas, Resources, Shards, codes, from_url
 from htcluster._policy.balance import P2CBalancer
 from htcluster.errors import ClientException, ConfigError, NoHostAvailable
+from htcluster.events import HostEjected
 from htcluster.faults import FaultProxy, ManualClock, MisbehavingBroker
 from htcluster.testing import LocalCluster
 from htcluster.types import Cell, Key, ScanSpec
@@ -117,6 +118,8 @@ def test_a_host_whose_answers_keep_failing_is_ejected_within_the_cap(cluster):
     with MisbehavingBroker("error") as bad:
         hosts = [bad.address, cluster.hosts[0], cluster.hosts[1]]
         with Resources(hosts, rng=random.Random(2), **FAST) as rs:
+            ejected = []
+            rs.listeners.register(lambda e: ejected.append(e) if isinstance(e, HostEjected) else None)
             for _ in range(60):
                 assert rs.unicast("status") is not None  # every one answered, failing over when needed
             asked = bad.requests
@@ -125,6 +128,8 @@ def test_a_host_whose_answers_keep_failing_is_ejected_within_the_cap(cluster):
                 rs.unicast("status")
             assert bad.requests == asked  # ejected: not asked again for now
             assert rs.stats()[bad.address]["health"]["ejected_for"] > 0
+            [event] = ejected
+            assert event.host == bad.address and event.ejected_for > 0 and event.error.code == codes.REQUEST_TIMEOUT
             assert rs.health.state(bad.address).live  # ejected is not dead
     with MisbehavingBroker("error") as one, MisbehavingBroker("error") as two:
         with Resources([one.address, two.address], max_ejection=0.5, **FAST) as rs:

@@ -172,7 +172,7 @@ def test_health_feeds_the_meter_and_ramps_after_a_probe():
     assert "a:1" not in balancer.costs(["b:1"])  # forgotten: the prior again
     assert health.outliers.ramp("a:1") == MIN_RAMP
     assert not health.all_live  # the router leaves its fast path while a host warms up
-    health.succeeded("b:1", transient=True)
+    health.succeeded("b:1", transient=ClientException(code=codes.REQUEST_TIMEOUT, message="x"))
     assert not health.outliers.clean("b:1")
     health.succeeded("b:1")
     assert health.outliers.clean("b:1")

@@ -188,3 +188,22 @@ def test_the_flask_extension_takes_the_options(cluster):
     bad.config.update(HYPERTABLE_HOSTS=cluster.hosts, HYPERTABLE_OPTIONS={"balance": "fastest"})
     with pytest.raises(ConfigError, match="HYPERTABLE_OPTIONS.*cached, p2c"):
         Hypertable(bad)  # checked at init_app, naming the key
+
+
+def test_a_hedged_read_that_gets_a_transient_error_moves_on(cluster):
+    with MisbehavingBroker("error", code=codes.COMM_NOT_CONNECTED) as bad:
+        with Replicas([bad.address, cluster.hosts[0]], hedge=0.05, rng=random.Random(4), **FAST) as replicas:
+            for _ in range(6):
+                assert replicas.call("get_cells", TABLE, SPEC, namespace=NS)[0].value == b"v"
+            assert bad.requests >= 1 and replicas.failovers >= 1
+
+
+def test_a_replicas_scan_resumes_elsewhere_after_a_transient_error(cluster):
+    with MisbehavingBroker("error") as bad:
+        with Replicas([bad.address, cluster.hosts[0]], **FAST) as replicas:
+            cells = list(replicas.scan(TABLE, SPEC, namespace=NS, host=bad.address))
+            assert [c.value for c in cells] == [b"v"] and bad.requests >= 1
+    with MisbehavingBroker("error", code=codes.TABLE_NOT_FOUND) as bad:
+        with Replicas([bad.address, cluster.hosts[0]], **FAST) as replicas:
+            with pytest.raises(ClientException):
+                list(replicas.scan(TABLE, SPEC, namespace=NS, host=bad.address))

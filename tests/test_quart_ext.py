@@ -14,7 +14,7 @@ aio = pytest.importorskip("htcluster.aio")
 from quart import Quart, jsonify, request  # noqa: E402
 
 from htcluster import Resource  # noqa: E402
-from htcluster.errors import ConfigError, ConfigWarning, NoHostAvailable  # noqa: E402
+from htcluster.errors import BrokerUnavailable, ConfigError, ConfigWarning, NoHostAvailable  # noqa: E402
 from htcluster.quart_ext import Hypertable, get_recorded_queries  # noqa: E402
 from htcluster.testing import LocalCluster  # noqa: E402
 from htcluster._thrift.ttypes import ClientException  # noqa: E402
@@ -51,6 +51,7 @@ def build(ext: Hypertable, **config) -> Quart:
     ext.init_app(app)
 
     @app.errorhandler(NoHostAvailable)
+    @app.errorhandler(BrokerUnavailable)
     async def unavailable(e):
         return jsonify(error=str(e)), 503
 
@@ -306,3 +307,52 @@ async def test_a_client_that_leaves_a_stream_closes_its_scan(one):
             await asyncio.sleep(0.02)
         assert host_stats(ht, app)["pool"]["in_use"] == 0
         assert (await client.get("/rows/left0")).status_code == 200
+
+
+@pytest.mark.asyncio
+async def test_binds_and_shards_route_as_in_flask(one):
+    ht = Hypertable()
+    app = build(ht, HYPERTABLE_SHARDS={"eu": one}, HYPERTABLE_BINDS={"plain": {"hosts": one, "namespace": NS}})
+
+    @app.get("/shard/<key>/<row>")
+    async def shard(key, row):
+        value = await ht.namespace(key=key).get_cell(TABLE, row, "a")
+        plain = await ht.namespace(bind="plain").get_cell(TABLE, row, "a")
+        return jsonify(value=value.decode(), plain=plain.decode(), status=(await ht.call("status", key=key)).code)
+
+    @app.get("/shard-stream/<key>")
+    async def shard_stream(key):
+        return await ht.stream(TABLE, key=key)
+
+    @app.get("/no-key")
+    async def no_key():
+        await ht.call("status")
+
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+        async with app.app_context():
+            await ht.call("hql_query", f"INSERT INTO {TABLE} VALUES ('s1', 'a', 'sv')", namespace=NS, key="eu")
+        got = await (await client.get("/shard/eu/s1")).get_json()
+        assert got == {"value": "sv", "plain": "sv", "status": 0}
+        cells = json.loads(await body(await client.get("/shard-stream/eu")))
+        assert {"row": "s1", "value": "sv"}.items() <= next(c for c in cells if c["row"] == "s1").items()
+        assert (await client.get("/no-key")).status_code == 500  # TypeError: name the shard
+
+
+@pytest.mark.asyncio
+async def test_the_tls_settings_reach_a_tls_broker(tmp_path):
+    trustme = pytest.importorskip("trustme")
+    from htcluster.testing import LocalBroker
+
+    ca = trustme.CA()
+    ca_file, server = tmp_path / "ca.pem", tmp_path / "server.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(server))
+    with LocalBroker(tls_cert=server) as broker:
+        app = build(Hypertable(), HYPERTABLE_HOSTS=broker.address, HYPERTABLE_SSL_CA=str(ca_file))
+        async with app.test_app() as test_app:
+            answer = await test_app.test_client().get("/connection")
+            assert (await answer.get_json())["status"] == 0
+        plain = build(Hypertable(), HYPERTABLE_HOSTS=broker.address, HYPERTABLE_TIMEOUT_MSECS=2000)
+        async with plain.test_app() as test_app:  # a plaintext client against a TLS broker: no answer
+            assert (await test_app.test_client().get("/rows/r0")).status_code == 503

@@ -85,10 +85,11 @@ def run(cluster: LocalCluster, options: dict[str, Any], threads: int, steady: fl
         down = time.monotonic()
         for broker in cluster:
             broker.spawn()
+        spawned = time.monotonic()  # a connect made just before the kill may report after it: not before this
         for broker in cluster:
             broker.wait()
-        # the brokers are back from the first connection opened after the kill (wait() polls, so it is late)
-        up = min([time.monotonic(), *[t for times in list(opened.values()) for t in times if t > down]])
+        # the brokers are back from the first connection opened after they were started (wait() polls: late)
+        up = min([time.monotonic(), *[t for times in list(opened.values()) for t in times if t > spawned]])
         time.sleep(max(0.0, after - (time.monotonic() - up)))
         stop.set()
         for t in workers:

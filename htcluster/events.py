@@ -57,6 +57,7 @@ __all__ = [
     "FailedOver",
     "Hedged",
     "HostDown",
+    "HostEjected",
     "HostUp",
     "LatencyWindow",
     "Listener",
@@ -168,6 +169,20 @@ class HostUp(Event):
 
 
 @dataclass(frozen=True, **_SLOTS)
+class HostEjected(Event):
+    """``host`` answered transient broker errors in a row and is set aside for ``ejected_for`` seconds
+    (outlier ejection; it is not down, and still serves past the ``max_ejection`` cap).
+
+    :param error: the last of those answers (a ``ClientException``).
+    """
+
+    kind: ClassVar[str] = "host_ejected"
+    host: str
+    error: Optional[BaseException]
+    ejected_for: float
+
+
+@dataclass(frozen=True, **_SLOTS)
 class MembershipChanged(Event):
     """The hosts of a routing object changed (``add``, ``remove``, ``set_hosts``).
 
@@ -268,7 +283,7 @@ class BudgetExhausted(Event):
 #: ``{kind: event class}`` of every event htcluster emits.
 EVENT_KINDS: dict[str, type[Event]] = {
     cls.kind: cls for cls in (
-        CallStarted, CallSucceeded, CallFailed, FailedOver, HostDown, HostUp,
+        CallStarted, CallSucceeded, CallFailed, FailedOver, HostDown, HostUp, HostEjected,
         PoolCheckedOut, PoolCheckedIn, PoolTimedOut, ConnectionOpened, ConnectionClosed,
         ConnectionReplaced, Hedged, BudgetExhausted, MembershipChanged)
 }

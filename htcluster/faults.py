@@ -29,7 +29,7 @@ from ._thrift import ClientService, HqlService
 from .errors import ClientException
 from .hosts import Host, HostLike
 
-__all__ = ["MISBEHAVIOURS", "FaultProxy", "ManualClock", "MisbehavingBroker", "error_reply"]
+__all__ = ["ERROR_MODES", "MISBEHAVIOURS", "FaultProxy", "ManualClock", "MisbehavingBroker", "error_reply"]
 
 
 class ManualClock:
@@ -238,14 +238,18 @@ MISBEHAVIOURS = {
     "trickle": "forwards the real broker's answer one byte per delay (a slow but correct broker)",
     "stale": "forwards the real answer, then sends it once more (an extra, stale reply)",
     "double": "forwards the real answer with a second copy of it inside the same frame",
-    "error": "answers every request with ClientException(code) (a broker that cannot reach its cluster)",
+}
+
+#: What a :class:`MisbehavingBroker` can answer instead of misbehaving: well-formed broker errors.
+ERROR_MODES = {
+    "error": "answers every request with ClientException(code) (e.g. a broker that cannot reach its cluster)",
 }
 
 
 class MisbehavingBroker:
     """A loopback server that misbehaves in one way, for testing every client error path.
 
-    :param mode: one of :data:`MISBEHAVIOURS`.
+    :param mode: one of :data:`MISBEHAVIOURS`, or of :data:`ERROR_MODES` (a broker error as every answer).
     :param upstream: the real broker the ``trickle``, ``stale`` and ``double``
         modes forward to (``'host:port'``).
     :param delay: seconds between bytes in the ``trickle`` and ``huge_frame`` modes.
@@ -262,8 +266,8 @@ class MisbehavingBroker:
 
     def __init__(self, mode: str, upstream: Optional[HostLike] = None, delay: float = 0.1,
                  lifetime: float = 120.0, code: int = codes.REQUEST_TIMEOUT) -> None:
-        if mode not in MISBEHAVIOURS:
-            raise ValueError(f"mode must be one of {sorted(MISBEHAVIOURS)}, got {mode!r}")
+        if mode not in MISBEHAVIOURS and mode not in ERROR_MODES:
+            raise ValueError(f"mode must be one of {sorted({**MISBEHAVIOURS, **ERROR_MODES})}, got {mode!r}")
         if mode in ("trickle", "stale", "double") and upstream is None:
             raise ValueError(f"mode {mode!r} forwards to a real broker: give upstream='host:port'")
         self.mode, self.delay, self.code = mode, delay, code

@@ -228,6 +228,7 @@ class Instrumentation:
             "failed_over": self._note,
             "host_down": self._note,
             "host_up": self._note,
+            "host_ejected": self._note,
             "hedged": self._note,
             "budget_exhausted": self._note,
         }
@@ -361,7 +362,7 @@ class Instrumentation:
             attrs["server.address"] = address
             if port is not None:
                 attrs["server.port"] = port
-        for name in ("what", "method", "failures", "backoff", "after"):
+        for name in ("what", "method", "failures", "backoff", "after", "ejected_for"):
             value = getattr(event, name, None)
             if value is not None:
                 attrs[f"htcluster.{name}"] = value

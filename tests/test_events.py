@@ -29,7 +29,7 @@ def started(host="h:1", attempt=1):
 # -- the events --------------------------------------------------------------
 
 def test_every_event_is_a_frozen_slotted_dataclass_with_a_unique_kind():
-    assert len(EVENT_KINDS) == 15
+    assert len(EVENT_KINDS) == 16
     for kind, cls in EVENT_KINDS.items():
         assert issubclass(cls, Event) and cls.kind == kind
         assert dataclasses.is_dataclass(cls)

@@ -13,6 +13,7 @@ import pytest
 from htcluster import Backoff, Replicas, Resources, Shards, codes, from_url
 from htcluster._policy.balance import P2CBalancer
 from htcluster.errors import ClientException, ConfigError, NoHostAvailable
+from htcluster.events import HostEjected
 from htcluster.faults import FaultProxy, ManualClock, MisbehavingBroker
 from htcluster.testing import LocalCluster
 from htcluster.types import Cell, Key, ScanSpec
@@ -117,6 +118,8 @@ def test_a_host_whose_answers_keep_failing_is_ejected_within_the_cap(cluster):
     with MisbehavingBroker("error") as bad:
         hosts = [bad.address, cluster.hosts[0], cluster.hosts[1]]
         with Resources(hosts, rng=random.Random(2), **FAST) as rs:
+            ejected = []
+            rs.listeners.register(lambda e: ejected.append(e) if isinstance(e, HostEjected) else None)
             for _ in range(60):
                 assert rs.unicast("status") is not None  # every one answered, failing over when needed
             asked = bad.requests
@@ -125,6 +128,8 @@ def test_a_host_whose_answers_keep_failing_is_ejected_within_the_cap(cluster):
                 rs.unicast("status")
             assert bad.requests == asked  # ejected: not asked again for now
             assert rs.stats()[bad.address]["health"]["ejected_for"] > 0
+            [event] = ejected
+            assert event.host == bad.address and event.ejected_for > 0 and event.error.code == codes.REQUEST_TIMEOUT
             assert rs.health.state(bad.address).live  # ejected is not dead
     with MisbehavingBroker("error") as one, MisbehavingBroker("error") as two:
         with Resources([one.address, two.address], max_ejection=0.5, **FAST) as rs:
@@ -188,3 +193,22 @@ def test_the_flask_extension_takes_the_options(cluster):
     bad.config.update(HYPERTABLE_HOSTS=cluster.hosts, HYPERTABLE_OPTIONS={"balance": "fastest"})
     with pytest.raises(ConfigError, match="HYPERTABLE_OPTIONS.*cached, p2c"):
         Hypertable(bad)  # checked at init_app, naming the key
+
+
+def test_a_hedged_read_that_gets_a_transient_error_moves_on(cluster):
+    with MisbehavingBroker("error", code=codes.COMM_NOT_CONNECTED) as bad:
+        with Replicas([bad.address, cluster.hosts[0]], hedge=0.05, rng=random.Random(4), **FAST) as replicas:
+            for _ in range(6):
+                assert replicas.call("get_cells", TABLE, SPEC, namespace=NS)[0].value == b"v"
+            assert bad.requests >= 1 and replicas.failovers >= 1
+
+
+def test_a_replicas_scan_resumes_elsewhere_after_a_transient_error(cluster):
+    with MisbehavingBroker("error") as bad:
+        with Replicas([bad.address, cluster.hosts[0]], **FAST) as replicas:
+            cells = list(replicas.scan(TABLE, SPEC, namespace=NS, host=bad.address))
+            assert [c.value for c in cells] == [b"v"] and bad.requests >= 1
+    with MisbehavingBroker("error", code=codes.TABLE_NOT_FOUND) as bad:
+        with Replicas([bad.address, cluster.hosts[0]], **FAST) as replicas:
+            with pytest.raises(ClientException):
+                list(replicas.scan(TABLE, SPEC, namespace=NS, host=bad.address))

@@ -172,7 +172,38 @@ def test_health_feeds_the_meter_and_ramps_after_a_probe():
     assert "a:1" not in balancer.costs(["b:1"])  # forgotten: the prior again
     assert health.outliers.ramp("a:1") == MIN_RAMP
     assert not health.all_live  # the router leaves its fast path while a host warms up
-    health.succeeded("b:1", transient=True)
+    health.succeeded("b:1", transient=ClientException(code=codes.REQUEST_TIMEOUT, message="x"))
     assert not health.outliers.clean("b:1")
     health.succeeded("b:1")
     assert health.outliers.clean("b:1")
+
+
+def test_many_threads_share_one_balancer_and_one_outliers():
+    import threading
+
+    balancer = P2CBalancer()
+    outliers = Outliers(eject_after=2, slow_start=0.5)
+    errors: list[BaseException] = []
+
+    def work(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for i in range(2000):
+                host = HOSTS[i % 3]
+                balancer.observe(host, rng.random() / 100, failed=rng.random() < 0.1)
+                assert balancer.pick(HOSTS, idle, rng) in HOSTS
+                outliers.answered(host, error=rng.random() < 0.3)
+                if i % 100 == 0:
+                    balancer.forget(host)
+                    outliers.revived(host)
+                assert outliers.serving(HOSTS, rng)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert all(0 <= cost < 2.0 for cost in balancer.costs(HOSTS).values())

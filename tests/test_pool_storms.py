@@ -405,3 +405,31 @@ def test_the_options_reach_the_pools_of_routing_classes_and_urls(broker_address:
     with from_url(f"hypertable://{broker_address}?max_connecting=4&keepalive=false&reconnect_jitter=0") as r:
         pool = r.pools[broker_address]
         assert (pool.max_connecting, pool.keepalive, pool.reconnect_jitter) == (4, None, 0.0)
+
+
+# ---------------------------------------------------------------- interrupts
+
+def test_an_interrupt_while_waiting_for_a_permit_or_connecting_loses_neither(broker_address: str,
+                                                                              cert_files) -> None:
+    from test_hard_edges import Interrupt, interrupt_after
+
+    ca, server = cert_files
+    front = SlowTlsFront(broker_address, server, delay=0.6)
+    try:
+        with Pool(front.address, size=4, max_overflow=0, max_connecting=1, ssl_context=tls_context(ca=ca),
+                  connect_timeout=10.0, pool_timeout=10.0) as pool:
+            slow = threading.Thread(target=pool.call, args=("status",))
+            slow.start()
+            while pool.connecting == 0:
+                time.sleep(0.005)
+            with pytest.raises(Interrupt), interrupt_after(0.1):
+                pool.acquire()  # waits for the only permit
+            assert (pool.waiting, pool.connecting) == (0, 1)
+            slow.join(30)
+            with pytest.raises(Interrupt), interrupt_after(0.2):
+                pool.acquire(fresh=True)  # holds the permit, in the slow handshake
+            assert (pool.connecting, pool.in_use) == (0, 0)
+            assert pool.call("status") is not None  # the permit and the slot came back
+            check_consistent(pool)
+    finally:
+        front.close()

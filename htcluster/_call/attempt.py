@@ -244,7 +244,7 @@ class Attempt:
         if health is None:
             return
         if judged is ANSWERED:
-            health.succeeded(self.host, probe=self.probe, transient=error is not None and is_transient(error))
+            health.succeeded(self.host, probe=self.probe, transient=error if is_transient(error) else None)
         elif judged is FAILED:
             delay = health.failed(self.host, error)
             log.warning("%s marked down for %.2f s: %s", self.host, delay, error)

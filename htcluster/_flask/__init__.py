@@ -5,7 +5,9 @@ module              holds
 ==================  ===========================================================
 ``config``          the ``HYPERTABLE_*`` keys: defaults, checks, :class:`Settings`
 ``binds``           ``HYPERTABLE_BINDS``: more named clusters, checked as the main one
-``routing``         routing objects per strategy, checkouts (``Lease``), ``ht.namespace()``
+``routing``         routing objects per strategy, checkouts (``Lease``), ``ht.namespace()``;
+                    ``ClusterState``, the part of a cluster the Quart extension shares
+``setup``           the steps of ``init_app`` and the state lookup, shared with Quart
 ``encoding``        cells, results and cell values as JSON; the app's JSON provider hook
 ``stream``          a scan streamed as one JSON array
 ``queries``         ``HYPERTABLE_RECORD_QUERIES`` and ``get_recorded_queries()``

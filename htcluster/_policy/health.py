@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 from ..errors import ConfigError
-from ..events import HostDown, HostUp
+from ..events import HostDown, HostEjected, HostUp
 from .forks import renew_after_fork
 from .outliers import Outliers
 
@@ -361,13 +361,14 @@ class HostHealth:
         if meter is not None and not self._ignored(host):
             meter.observe(host, took, failed)
 
-    def succeeded(self, host: str, probe: bool = False, transient: bool = False) -> None:
+    def succeeded(self, host: str, probe: bool = False, transient: Optional[BaseException] = None) -> None:
         """Record that ``host`` answered (a broker error is an answer too).
 
         :param host: ``'host:port'``.
-        :param transient: the answer was a transient broker error
+        :param transient: the answer, when it was a transient broker error
             (:func:`~htcluster._policy.classify.is_transient`): the host is alive, but
-            such answers in a row eject it for a while (:attr:`outliers`).
+            such answers in a row eject it for a while (:attr:`outliers`, a
+            :class:`~htcluster.events.HostEjected` event).
         :param probe: the answer was a probe's: the host is live again but keeps its
             failures as strikes, so a user call that fails before one succeeds resumes
             the backoff from there (a host that answers probes and fails calls does not
@@ -388,12 +389,14 @@ class HostHealth:
             if self.listeners:
                 self.listeners.emit(HostUp(host))
             return
-        if not transient and self.outliers.clean(host):
+        if transient is None and self.outliers.clean(host):
             if self._states.get(host) is LIVE and host not in self._lag:
                 return
-        elif self.outliers.answered(host, transient):
-            log.warning("%s ejected for %.2f s: its answers keep failing (transient broker errors)",
-                        host, self.outliers.ejected(host))
+        elif self.outliers.answered(host, transient is not None):
+            ejected_for = self.outliers.ejected(host)
+            log.warning("%s ejected for %.2f s: its answers keep failing (%s)", host, ejected_for, transient)
+            if self.listeners:
+                self.listeners.emit(HostEjected(host, transient, ejected_for))
         with self._lock:
             self._lag.pop(host, None)
             was = self._states.get(host, LIVE)

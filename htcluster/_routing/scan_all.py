@@ -26,7 +26,8 @@ from .._validate import seconds
 from .._policy.plans import Plan
 from .._policy.resume import ScanProgress, scan_units
 from .._policy.versions import widen_versions
-from ..errors import BrokerUnavailable, DeadlineExceeded
+from .._policy.classify import is_transient
+from ..errors import BrokerUnavailable, ClientException, DeadlineExceeded
 from ..types import Cell, ScanSpec
 from .router import Failover
 
@@ -44,7 +45,8 @@ _POLL = 0.1
 
 def resumable_scan(routed: "Routed", hosts: Sequence[str], table: str, spec: ScanSpec, namespace: str, keep: int,
                    timeout: Optional[float], plan: Optional[Plan] = None) -> Generator[list[Cell], None, None]:
-    """Scan one interval of ``table`` on a host of ``hosts``, resuming on another after a failure.
+    """Scan one interval of ``table`` on a host of ``hosts``, resuming on another after a failure
+    (a connection failure, or a transient broker error: ``REQUEST_TIMEOUT``, ``COMM_*``).
 
     :param routed: the routing object owning the hosts' pools and health.
     :param hosts: the candidate hosts (balanced, unless ``plan`` says otherwise).
@@ -86,6 +88,13 @@ def resumable_scan_steps(routed: "Routed", hosts: Sequence[str], table: str, spe
         except (BrokerUnavailable, DeadlineExceeded) as exc:
             hold.end(exc)
             failover.failed(name, exc)
+            progress.resume()
+            continue
+        except ClientException as exc:
+            hold.end(exc)
+            if not is_transient(exc):
+                raise  # a semantic error (no such table ...): final
+            failover.answered_transient(name, exc)  # the broker could not reach the cluster: another host
             progress.resume()
             continue
         except BaseException as exc:

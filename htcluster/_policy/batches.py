@@ -30,7 +30,7 @@ from ..types import Cell
 from .stamps import Stamper, default_stamper
 
 __all__ = ["CELL_OVERHEAD", "DEFAULT_MAX_BYTES", "DEFAULT_MAX_CELLS", "Batch", "BatchStats", "Buffer", "FlushReport",
-           "MutatorStats", "cell_size"]
+           "MutatorStats", "cell_size", "merge_errors", "with_rest"]
 
 #: Cells buffered before a flush is due (a mutator's ``max_cells``).
 DEFAULT_MAX_CELLS = 10_000
@@ -256,3 +256,27 @@ class Buffer:
                 "acknowledged": sum(s["cells"] for s in shards.values()), "flushes": self.flushes,
                 "failovers": sum(s["failovers"] for s in shards.values()),
                 "failed": sum(s["failed"] for s in shards.values()), "shards": shards}
+
+
+def with_rest(error: FlushError, rest: Sequence[Cell]) -> FlushError:
+    """Return ``error`` with ``rest`` (the cells of a writer's call not taken yet) appended to its cells.
+
+    So that a ``set_cells`` that raises leaves every cell it was given
+    acknowledged, in the buffer, or in the error.
+    """
+    if not rest:
+        return error
+    return FlushError(f"{error.message}; the last {len(rest):,} cell(s) of .cells are those of this set_cells call "
+                      "that were not taken (not stamped)", error.cells + list(rest), error.errors)
+
+
+def merge_errors(table: str, errors: list[FlushError]) -> Optional[FlushError]:
+    """Return one :class:`FlushError` for several (timer flushes and the last one), ``None`` for none."""
+    if not errors:
+        return None
+    if len(errors) == 1:
+        return errors[0]
+    cells = [cell for error in errors for cell in error.cells]
+    causes = {key: exc for error in errors for key, exc in error.errors.items()}
+    return FlushError(f"flushes to {table} left {len(cells):,} cell(s) unacknowledged; they are in .cells, "
+                      "stamped: sending them again cannot apply them twice", cells, causes)

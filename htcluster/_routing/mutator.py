@@ -32,7 +32,8 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Hashable, Mapping, Optional, Sequence
 
-from .._policy.batches import DEFAULT_MAX_BYTES, DEFAULT_MAX_CELLS, Batch, Buffer, FlushReport, MutatorStats
+from .._policy.batches import (DEFAULT_MAX_BYTES, DEFAULT_MAX_CELLS, Batch, Buffer, FlushReport, MutatorStats,
+                               merge_errors, with_rest)
 from .._policy.plans import Plan
 from .._validate import optional_seconds
 from ..errors import ConfigError, FlushError, InvalidRequest, MutatorFull
@@ -135,7 +136,7 @@ class Mutator:
                 try:
                     self._check_open()
                 except FlushError as exc:  # an earlier timer flush's error
-                    raise _not_taken(exc, cells[i:]) from None
+                    raise with_rest(exc, cells[i:]) from None
                 if not buffer.full:
                     i = buffer.fill(cells, i, self.route)
                     if i >= end and not buffer.full:
@@ -154,7 +155,7 @@ class Mutator:
             try:
                 self._send(batches, raise_error=True)
             except FlushError as exc:
-                raise _not_taken(exc, cells[i:]) from None
+                raise with_rest(exc, cells[i:]) from None
 
     def flush(self) -> None:
         """Send everything buffered (after the flush in flight, if any) and wait for the answers.
@@ -188,7 +189,7 @@ class Mutator:
             deferred = self._pop_deferred()
             batches = self._wait_and_take()
         report = self._send(batches, raise_error=False)
-        error = _merge(self.table, deferred + [e for e in [report.error(self.table)] if e is not None])
+        error = merge_errors(self.table, deferred + [e for e in [report.error(self.table)] if e is not None])
         if error is not None:
             raise error
 
@@ -228,7 +229,7 @@ class Mutator:
         if self._closed:
             raise RuntimeError(f"the mutator of {self.table} is closed; make a new one")
         if self._deferred:
-            error = _merge(self.table, self._pop_deferred())
+            error = merge_errors(self.table, self._pop_deferred())
             assert error is not None
             raise error
 
@@ -289,26 +290,6 @@ class Mutator:
             if error is not None:
                 with self._cond:
                     self._deferred.append(error)
-
-
-def _not_taken(error: FlushError, rest: Sequence[Cell]) -> FlushError:
-    """``error`` with the cells of the writer's call that were not taken yet appended to its cells."""
-    if not rest:
-        return error
-    return FlushError(f"{error.message}; the last {len(rest):,} cell(s) of .cells are those of this set_cells call "
-                      "that were not taken (not stamped)", error.cells + list(rest), error.errors)
-
-
-def _merge(table: str, errors: list[FlushError]) -> Optional[FlushError]:
-    """One FlushError for several (timer flushes and the last one)."""
-    if not errors:
-        return None
-    if len(errors) == 1:
-        return errors[0]
-    cells = [cell for error in errors for cell in error.cells]
-    causes = {key: exc for error in errors for key, exc in error.errors.items()}
-    return FlushError(f"flushes to {table} left {len(cells):,} cell(s) unacknowledged; they are in .cells, "
-                      "stamped: sending them again cannot apply them twice", cells, causes)
 
 
 def replicas_mutator(replicas: "Replicas", table: str, namespace: Optional[str] = None,

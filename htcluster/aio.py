@@ -40,7 +40,8 @@ from __future__ import annotations
 
 from ._aio.pool import AsyncPool
 from ._aio.resource import AsyncNamespaces, AsyncResource
+from ._aio.mutator import AsyncMutator, ScanAll
 from ._aio.routing import AsyncConnection, AsyncReplicas, AsyncResources, AsyncShards
 from ._aio.scan import ScanBlock
-__all__ = ["AsyncConnection", "AsyncNamespaces", "AsyncPool", "AsyncReplicas", "AsyncResource", "AsyncResources",
-           "AsyncShards", "ScanBlock"]
+__all__ = ["AsyncConnection", "AsyncMutator", "AsyncNamespaces", "AsyncPool", "AsyncReplicas", "AsyncResource",
+           "AsyncResources", "AsyncShards", "ScanAll", "ScanBlock"]

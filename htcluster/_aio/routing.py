@@ -14,10 +14,12 @@ first uses it (:class:`~htcluster.errors.WrongEventLoop` from another).
 """
 from __future__ import annotations
 
-from typing import Any, Hashable, Iterable, Literal, Mapping, Optional, Union, overload
+from typing import Any, Callable, Hashable, Iterable, Literal, Mapping, Optional, Union, overload
 
 from .._call.attempt import Hold
+from .._policy.batches import DEFAULT_MAX_BYTES, DEFAULT_MAX_CELLS
 from .._policy.plans import Plan
+from .._routing.mutator import replicas_mutator, shards_mutator
 from .._routing.replicas import Replicas
 from .._routing.resources import Resources
 from .._routing.router import Router
@@ -26,14 +28,12 @@ from ..hosts import HostLike
 from ..types import Errors, Results, ScanSpec
 from .bind import LoopBinding
 from .io import adrive
+from .mutator import AsyncMutator, ScanAll
 from .pool import AsyncPool
 from .resource import AsyncResource
 from .scan import ScanBlock, resource_scan, replicas_scan
 
 __all__ = ["AsyncConnection", "AsyncReplicas", "AsyncResources", "AsyncShards"]
-
-_NOT_YET = ("is not in the asyncio layer yet; use the blocking {0} from a thread "
-            "(await asyncio.to_thread(...)) meanwhile")
 
 
 class AsyncConnection:
@@ -211,12 +211,20 @@ class AsyncReplicas(Replicas):
         replica after a failure, just after the last complete row delivered (see :meth:`htcluster.Replicas.scan`)."""
         return replicas_scan(self, table, scan_spec, namespace, host, timeout)
 
-    def mutator(self, *args: Any, **kwargs: Any) -> Any:
-        """Not in the asyncio layer yet (see the blocking ``Replicas.mutator``).
+    def mutator(self, table: str, *, namespace: Optional[str] = None,  # type: ignore[override]
+                flush_interval: Optional[float] = None, max_cells: int = DEFAULT_MAX_CELLS,
+                max_bytes: int = DEFAULT_MAX_BYTES, block: bool = True,
+                timeout: Optional[float] = None) -> AsyncMutator:
+        """``async with replicas.mutator(table, namespace=...) as m: await m.set_cells(cells)``: a buffered
+        mutator whose flushes are stamped ``set_cells`` failing over in order (see :meth:`htcluster.Replicas.mutator`;
+        the same options, limits and errors).
 
-        :raises NotImplementedError: always.
+        :returns: an :class:`~htcluster.aio.AsyncMutator`.
+        :raises ConfigError: no namespace, or an invalid option.
         """
-        raise NotImplementedError("AsyncReplicas.mutator " + _NOT_YET.format("Replicas.mutator"))
+        return replicas_mutator(self, table, namespace, AsyncMutator, binding=self.binding,
+                                flush_interval=flush_interval, max_cells=max_cells, max_bytes=max_bytes, block=block,
+                                timeout=timeout)
 
     async def __aenter__(self) -> "AsyncReplicas":
         return self
@@ -295,19 +303,30 @@ class AsyncShards(Shards):
         return resource_scan(self.connection(key), self.resources.scan_namespace(namespace), table, scan_spec,
                              timeout)
 
-    def mutator(self, *args: Any, **kwargs: Any) -> Any:
-        """Not in the asyncio layer yet (see the blocking ``Shards.mutator``).
+    def mutator(self, table: str, *, namespace: Optional[str] = None,  # type: ignore[override]
+                key: Optional[Callable[[str], Hashable]] = None, flush_interval: Optional[float] = None,
+                max_cells: int = DEFAULT_MAX_CELLS, max_bytes: int = DEFAULT_MAX_BYTES, block: bool = True,
+                timeout: Optional[float] = None) -> AsyncMutator:
+        """``async with shards.mutator(table, namespace=...) as m: await m.set_cells(cells)``: each cell to
+        the shard of its row, every shard's batch of a flush sent at once (see :meth:`htcluster.Shards.mutator`;
+        the same options, ``key=``, limits, per-shard ``stats()`` and errors).
 
-        :raises NotImplementedError: always.
+        :returns: an :class:`~htcluster.aio.AsyncMutator`.
+        :raises ConfigError: no namespace, or an invalid option.
         """
-        raise NotImplementedError("AsyncShards.mutator " + _NOT_YET.format("Shards.mutator"))
+        return shards_mutator(self, table, namespace, key, AsyncMutator, binding=self.binding,
+                              flush_interval=flush_interval, max_cells=max_cells, max_bytes=max_bytes, block=block,
+                              timeout=timeout)
 
-    def scan_all(self, *args: Any, **kwargs: Any) -> Any:
-        """Not in the asyncio layer yet (see the blocking ``Shards.scan_all``).
+    def scan_all(self, table: str, scan_spec: Optional[ScanSpec] = None, *,  # type: ignore[override]
+                 namespace: Optional[str] = None, timeout: Optional[float] = None) -> ScanAll:
+        """``async with shards.scan_all(table, ...) as cells: async for cell in cells:``: every shard's cells,
+        merged in row-key order, each shard read by a task of its own and resuming on another host of the
+        shard after a failure (see :meth:`htcluster.Shards.scan_all`); leaving the block closes every scanner.
 
-        :raises NotImplementedError: always.
+        :returns: a :class:`~htcluster.aio.ScanAll` (an async context manager).
         """
-        raise NotImplementedError("AsyncShards.scan_all " + _NOT_YET.format("Shards.scan_all"))
+        return ScanAll(self, table, scan_spec, self.resources.scan_namespace(namespace), timeout)
 
     async def __aenter__(self) -> "AsyncShards":
         return self

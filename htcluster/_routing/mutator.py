@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Hashable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Mapping, Optional, Sequence, TypeVar
 
 from .._policy.batches import (DEFAULT_MAX_BYTES, DEFAULT_MAX_CELLS, Batch, Buffer, FlushReport, MutatorStats,
                                merge_errors, with_rest)
@@ -45,15 +45,96 @@ if TYPE_CHECKING:  # pragma: no cover
     from .replicas import Replicas
     from .shards import Shards
 
-__all__ = ["Mutator", "replicas_mutator", "shards_mutator"]
+__all__ = ["Mutator", "MutatorCore", "Route", "replicas_mutator", "shards_mutator"]
 
 log = logging.getLogger("htcluster.mutator")
 
 #: ``cell -> destination key``; ``None``: a single destination.
 Route = Optional[Callable[[Cell], Hashable]]
+M = TypeVar("M", bound="MutatorCore")
 
 
-class Mutator:
+class MutatorCore:
+    """What the blocking :class:`Mutator` and its asyncio twin (``htcluster._aio.mutator.AsyncMutator``) share:
+    the options, the buffer and its books, the deferred errors, a flush's batches and how its outcome is booked.
+
+    No I/O and no lock: each flavour holds its own lock (a thread lock; the
+    event loop) around these methods.  See :class:`Mutator` for the parameters.
+    """
+
+    def __init__(self, router: Router, table: str, namespace: str, plans: Mapping[Hashable, Plan],
+                 route: Route = None, *, flush_interval: Optional[float] = None,
+                 max_cells: int = DEFAULT_MAX_CELLS, max_bytes: int = DEFAULT_MAX_BYTES, block: bool = True,
+                 timeout: Optional[float] = None) -> None:
+        if not isinstance(table, str) or not table:
+            raise ConfigError(f"table must be a table name (a non-empty str), got {table!r}")
+        if not isinstance(block, bool):
+            raise ConfigError(f"block must be True or False, got {block!r}")
+        self.router, self.table, self.namespace = router, table, namespace
+        self.plans, self.route, self.block = plans, route, block
+        self.timeout = optional_seconds("timeout", timeout)
+        #: Seconds between timer flushes (``None``: no timer).
+        self.flush_interval = optional_seconds("flush_interval", flush_interval)
+        self.buffer = Buffer(max_cells, max_bytes)
+        self._flushing = False
+        self._closed = False
+        self._deferred: list[FlushError] = []
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{self.buffer.count} cells buffered"
+        return f"<{type(self).__name__} {self.namespace}/{self.table} [{state}, {len(self.plans)} destination(s)]>"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"the mutator of {self.table} is closed; make a new one")
+        if self._deferred:
+            error = merge_errors(self.table, self._pop_deferred())
+            assert error is not None
+            raise error
+
+    def _pop_deferred(self) -> list[FlushError]:
+        deferred, self._deferred = self._deferred, []
+        return deferred
+
+    def _full(self, cells: Sequence[Cell], i: int) -> MutatorFull:
+        """The error of a ``block=False`` writer finding the buffer full while a flush is in flight."""
+        buffer = self.buffer
+        return MutatorFull(f"the mutator of {self.table} is full ({buffer.count:,} cells, {buffer.size:,} bytes) "
+                           f"while a flush is in flight; {len(cells) - i:,} cell(s) of this call were not taken",
+                           list(cells[i:]))
+
+    def _take(self) -> list[Batch]:
+        """Take the buffer out for a flush (under the lock, no flush in flight)."""
+        batches = self.buffer.take()
+        self._flushing = bool(batches)
+        return batches
+
+    def _scatter(self, batches: list[Batch]) -> Scatter:
+        """The :class:`~htcluster._routing.scatter.Scatter` that sends ``batches``, within the flush's timeout."""
+        return Scatter(self.router, self.table, self.namespace, {b.key: b.cells for b in batches},
+                       {b.key: self.plans[b.key] for b in batches}, self.router.deadline(self.timeout))
+
+    def _book(self, batches: list[Batch], scatter: Scatter, interrupted: bool) -> FlushReport:
+        """Book how ``scatter`` ended (under the lock); the flush is no longer in flight.
+
+        After an interrupt (or a cancellation) the batches answered count as
+        acknowledged and the others go back to the front of the buffer.
+        """
+        self._flushing = False
+        if interrupted:
+            self.buffer.settle([b for b in batches if b.key in scatter.acked], {}, scatter.failovers)
+            self.buffer.put_back(b for b in batches if b.key not in scatter.acked)
+            return FlushReport()
+        errors = {key: exc for key, exc in scatter.errors.items() if key not in scatter.acked}
+        return self.buffer.settle(batches, errors, scatter.failovers)
+
+
+class Mutator(MutatorCore):
     """A client-side buffered mutator: ``set_cell(s)`` buffer, ``flush`` sends stamped batches that fail over.
 
     Made by :meth:`Replicas.mutator <htcluster.Replicas.mutator>` and
@@ -76,28 +157,13 @@ class Mutator:
     """
 
     def __init__(self, router: Router, table: str, namespace: str, plans: Mapping[Hashable, Plan],
-                 route: Route = None, *, flush_interval: Optional[float] = None,
-                 max_cells: int = DEFAULT_MAX_CELLS, max_bytes: int = DEFAULT_MAX_BYTES, block: bool = True,
-                 timeout: Optional[float] = None) -> None:
-        if not isinstance(table, str) or not table:
-            raise ConfigError(f"table must be a table name (a non-empty str), got {table!r}")
-        if not isinstance(block, bool):
-            raise ConfigError(f"block must be True or False, got {block!r}")
-        self.router, self.table, self.namespace = router, table, namespace
-        self.plans, self.route, self.block = plans, route, block
-        self.timeout = optional_seconds("timeout", timeout)
-        interval = optional_seconds("flush_interval", flush_interval)
-        #: Seconds between timer flushes (``None``: no timer).
-        self.flush_interval = interval
-        self.buffer = Buffer(max_cells, max_bytes)
+                 route: Route = None, **options: Any) -> None:
+        super().__init__(router, table, namespace, plans, route, **options)
         self._cond = threading.Condition()
-        self._flushing = False
-        self._closed = False
-        self._deferred: list[FlushError] = []
         self._stop = threading.Event()
         self._timer: Optional[threading.Thread] = None
-        if interval is not None:
-            self._timer = threading.Thread(target=self._tick, args=(interval,), daemon=True,
+        if self.flush_interval is not None:
+            self._timer = threading.Thread(target=self._tick, args=(self.flush_interval,), daemon=True,
                                            name=f"htcluster-mutator-{table}")
             self._timer.start()
 
@@ -146,9 +212,7 @@ class Mutator:
                     if i >= end:
                         return  # everything taken; the flush in flight makes room
                     if not self.block:
-                        raise MutatorFull(f"the mutator of {self.table} is full ({buffer.count:,} cells, "
-                                          f"{buffer.size:,} bytes) while a flush is in flight; "
-                                          f"{end - i:,} cell(s) of this call were not taken", list(cells[i:]))
+                        raise self._full(cells, i)
                     cond.wait()
                     continue
                 batches = self._take()
@@ -208,40 +272,13 @@ class Mutator:
         with self._cond:
             return self.buffer.snapshot()
 
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._closed
-
     def __enter__(self) -> "Mutator":
         return self
 
     def __exit__(self, exc_type: Optional[type], exc: Optional[BaseException], tb: object) -> None:
         self.close(flush=exc_type is None or issubclass(exc_type, Exception))
 
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else f"{self.buffer.count} cells buffered"
-        return f"<Mutator {self.namespace}/{self.table} [{state}, {len(self.plans)} destination(s)]>"
-
     # ------------------------------------------------------------ flushing
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError(f"the mutator of {self.table} is closed; make a new one")
-        if self._deferred:
-            error = merge_errors(self.table, self._pop_deferred())
-            assert error is not None
-            raise error
-
-    def _pop_deferred(self) -> list[FlushError]:
-        deferred, self._deferred = self._deferred, []
-        return deferred
-
-    def _take(self) -> list[Batch]:
-        """Take the buffer out for a flush (under the lock, no flush in flight)."""
-        batches = self.buffer.take()
-        self._flushing = bool(batches)
-        return batches
 
     def _wait_and_take(self) -> list[Batch]:
         while self._flushing:
@@ -252,22 +289,16 @@ class Mutator:
         """Send ``batches`` (taken under the lock), book the outcome, wake the waiting writers."""
         if not batches:
             return FlushReport()
-        scatter = Scatter(self.router, self.table, self.namespace, {b.key: b.cells for b in batches},
-                          {b.key: self.plans[b.key] for b in batches}, self.router.deadline(self.timeout))
+        scatter = self._scatter(batches)
         try:
             scatter.run()
         except BaseException:
             with self._cond:
-                answered = [b for b in batches if b.key in scatter.acked]
-                self.buffer.settle(answered, {}, scatter.failovers)
-                self.buffer.put_back(b for b in batches if b.key not in scatter.acked)
-                self._flushing = False
+                self._book(batches, scatter, interrupted=True)
                 self._cond.notify_all()
             raise
-        errors = {key: exc for key, exc in scatter.errors.items() if key not in scatter.acked}
         with self._cond:
-            report = self.buffer.settle(batches, errors, scatter.failovers)
-            self._flushing = False
+            report = self._book(batches, scatter, interrupted=False)
             self._cond.notify_all()
         error = report.error(self.table)
         if error is not None and raise_error:
@@ -293,17 +324,20 @@ class Mutator:
 
 
 def replicas_mutator(replicas: "Replicas", table: str, namespace: Optional[str] = None,
-                     **options: Any) -> Mutator:
-    """Return a :class:`Mutator` writing to the first healthy replica, failing over in order."""
+                     kind: Callable[..., M] = Mutator, **options: Any) -> M:  # type: ignore[assignment]
+    """Return a :class:`Mutator` (or ``kind``: its asyncio twin) writing to the first healthy replica, failing
+    over in order."""
     plan = Plan(replicas.order, True, True)  # stamped batches: idempotent
-    return Mutator(replicas.router, table, replicas.scan_namespace(namespace), {None: plan}, None, **options)
+    return kind(replicas.router, table, replicas.scan_namespace(namespace), {None: plan}, None, **options)
 
 
 def shards_mutator(shards: "Shards", table: str, namespace: Optional[str] = None,
-                   key: Optional[Callable[[str], Hashable]] = None, **options: Any) -> Mutator:
-    """Return a :class:`Mutator` sending each cell to the shard of its row (``key(row)``, default ``shards.locate``)."""
+                   key: Optional[Callable[[str], Hashable]] = None, kind: Callable[..., M] = Mutator,  # type: ignore[assignment]
+                   **options: Any) -> M:
+    """Return a :class:`Mutator` (or ``kind``: its asyncio twin) sending each cell to the shard of its row
+    (``key(row)``, default ``shards.locate``)."""
     plans = {k: Plan(tuple(sorted(hosts)), False, True) for k, hosts in shards.items()}
-    return Mutator(shards.resources.router, table, shards.resources.scan_namespace(namespace), plans,
+    return kind(shards.resources.router, table, shards.resources.scan_namespace(namespace), plans,
                    _router_of(plans, key or shards.locate), **options)
 
 

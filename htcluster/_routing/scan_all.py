@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 import queue
 import threading
-from typing import TYPE_CHECKING, Generator, Iterator, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Generator, Iterator, Optional, Sequence, Union, cast
 
 from .._call.attempt import Hold
 from .._io.resource import NamespaceId, scan_steps
@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .base import Routed
     from .shards import Shards
 
-__all__ = ["AHEAD", "resumable_scan", "resumable_scan_steps", "scan_all"]
+__all__ = ["AHEAD", "resumable_scan", "resumable_scan_steps", "scan_all", "shard_scan_steps"]
 
 #: Batches (one ``scanner_get_cells`` round trip each) a shard's thread reads ahead of the merge.
 AHEAD = 4
@@ -104,6 +104,18 @@ def resumable_scan_steps(routed: "Routed", hosts: Sequence[str], table: str, spe
         return
 
 
+def shard_scan_steps(shards: "Shards", key: object, table: str, spec: ScanSpec, namespace: str,
+                     timeout: Optional[float]) -> Steps[None]:
+    """One shard's part of :func:`scan_all` as a streaming engine generator (:mod:`htcluster._policy.steps`):
+    every interval of ``spec`` on a host of the shard, resuming on another after a failure; delivers lists
+    of cells, each of whole rows, collapsed.  A thread streams it for ``Shards.scan_all``, a task for
+    ``AsyncShards.scan_all``."""
+    hosts = tuple(sorted(shards[key]))
+    wide, keep = widen_versions(spec, len(hosts))
+    for unit in scan_units(wide):
+        yield from resumable_scan_steps(shards.resources, hosts, table, unit, namespace, keep, timeout)
+
+
 class _Failure:
     __slots__ = ("error",)
 
@@ -126,21 +138,17 @@ class _ShardReader(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        hosts = tuple(sorted(self.shards[self.key]))
-        spec, keep = widen_versions(self.spec, len(hosts))
+        steps = shard_scan_steps(self.shards, self.key, self.table, self.spec, self.namespace, self.timeout)
+        scan = cast(Generator[list[Cell], None, None], stream(steps))  # stream() is a generator: it has close()
         try:
-            for unit in scan_units(spec):
-                scan = resumable_scan(self.shards.resources, hosts, self.table, unit, self.namespace, keep,
-                                      self.timeout)
-                try:
-                    for cells in scan:
-                        if not self._put(cells):
-                            return
-                finally:
-                    scan.close()  # the scanner and the connection, also when the merge stopped early
+            for cells in scan:
+                if not self._put(cells):
+                    return
             self._put(_END)
         except BaseException as exc:  # handed to the merge, which raises it
             self._put(_Failure(exc))
+        finally:
+            scan.close()  # the scanner and the connection, also when the merge stopped early
 
     def _put(self, item: object) -> bool:
         while not self.stopped.is_set():

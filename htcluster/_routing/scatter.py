@@ -14,15 +14,19 @@ goes again in the next round to another host of its plan; an answer (a
 Batches are stamped (:mod:`htcluster._policy.batches`), so a batch sent
 again after its host failed mid-call stores the same versions: plans are
 idempotent.  Acknowledgements are recorded as they arrive, so a
-``KeyboardInterrupt`` leaves the caller knowing which batches were answered.
+``KeyboardInterrupt`` (or, on the event loop, a cancellation) leaves the
+caller knowing which batches were answered.  The rounds are written once, as
+a generator of steps (:meth:`Scatter.run_steps`): :meth:`Scatter.run` makes
+them blocking, ``htcluster._aio`` awaits them.
 """
 from __future__ import annotations
 
 from typing import Any, Hashable, Mapping, Optional
 
 from .._call.attempt import Attempt
-from .._call.loop import run_all
+from .._call.loop import run_all_steps
 from .._policy.plans import Plan
+from .._policy.steps import Steps, drive
 from ..errors import BrokerUnavailable, DeadlineExceeded, NoHostAvailable, WriteOutcomeUnknown
 from ..types import Cell
 from .router import Failover, Router
@@ -60,17 +64,22 @@ class Scatter:
 
         :raises BaseException: an interrupt; :attr:`acked` holds what was answered before it.
         """
+        drive(self.run_steps())
+
+    def run_steps(self) -> Steps[None]:
+        """:meth:`run` as a generator of its waits (:mod:`htcluster._policy.steps`), for every I/O flavour
+        (``htcluster._aio`` drives it on the event loop; a cancellation acts as an interrupt)."""
         pending = list(self.batches)
         while pending:
-            pending = self._round(pending)
+            pending = yield from self._round(pending)
 
-    def _round(self, keys: list[Hashable]) -> list[Hashable]:
+    def _round(self, keys: list[Hashable]) -> Steps[list[Hashable]]:
         """Send the batches of ``keys`` once, at once; return the keys to send again (elsewhere)."""
         router = self.router
         hosts: dict[str, list[Hashable]] = {}
         for key in keys:
             try:
-                host = self.failover[key].next_host()
+                host = yield from self.failover[key].next_host_steps()
             except (NoHostAvailable, DeadlineExceeded) as exc:
                 self.errors[key] = exc
                 continue
@@ -87,7 +96,7 @@ class Scatter:
             if attempt.error is None:
                 self.acked.update(hosts[attempt.host])
 
-        run_all(list(attempts.values()), judge)
+        yield from run_all_steps(list(attempts.values()), judge)
         again: list[Hashable] = []
         for host, attempt in attempts.items():
             error = attempt.error

@@ -492,9 +492,9 @@ def _aio_factory(cls_name: str, made: list[Any]) -> Callable[..., Any]:
     """Return ``make(*args, **options)``: a new ``htcluster.aio.<cls_name>``, remembered in ``made``."""
 
     def make(*args: Any, **options: Any) -> Any:
-        import importlib
+        from . import aio  # imported when a test asks for it, not when the plugin loads
 
-        obj = getattr(importlib.import_module("htcluster.aio"), cls_name)(*args, **options)
+        obj = getattr(aio, cls_name)(*args, **options)
         made.append(obj)
         return obj
 

@@ -9,11 +9,10 @@ import warnings
 import pytest
 
 quart = pytest.importorskip("quart")
-aio = pytest.importorskip("htcluster.aio")
 
 from quart import Quart, jsonify, request  # noqa: E402
 
-from htcluster import Resource  # noqa: E402
+from htcluster import Resource, aio  # noqa: E402
 from htcluster.errors import BrokerUnavailable, ConfigError, ConfigWarning, NoHostAvailable  # noqa: E402
 from htcluster.quart_ext import Hypertable, get_recorded_queries  # noqa: E402
 from htcluster.testing import LocalCluster  # noqa: E402

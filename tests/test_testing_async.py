@@ -11,8 +11,8 @@ import asyncio
 import pytest
 
 pytest.importorskip("pytest_asyncio")
-aio = pytest.importorskip("htcluster.aio")
 
+from htcluster import aio  # noqa: E402
 from htcluster.errors import BrokerUnavailable, NoHostAvailable  # noqa: E402
 
 

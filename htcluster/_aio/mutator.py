@@ -93,7 +93,7 @@ class AsyncMutator(MutatorCore):
         buffer = self.buffer
         while True:
             try:
-                self._check_open()
+                self.check_open()
             except FlushError as exc:  # an earlier timer flush's error
                 raise with_rest(exc, cells[i:]) from None
             if not buffer.full:
@@ -101,15 +101,15 @@ class AsyncMutator(MutatorCore):
                 if i >= end and not buffer.full:
                     return
                 continue
-            if self._flushing:
+            if self.flushing:
                 if i >= end:
                     return  # everything taken; the flush in flight makes room
                 if not self.block:
-                    raise self._full(cells, i)
+                    raise self.full(cells, i)
                 await self._wait_idle()
                 continue
             try:
-                await self._send(self._take(), raise_error=True)
+                await self._send(self.take(), raise_error=True)
             except FlushError as exc:
                 raise with_rest(exc, cells[i:]) from None
 
@@ -120,9 +120,9 @@ class AsyncMutator(MutatorCore):
         :raises RuntimeError: the mutator is closed.
         """
         self._start()
-        self._check_open()
+        self.check_open()
         await self._wait_idle()
-        await self._send(self._take(), raise_error=True)
+        await self._send(self.take(), raise_error=True)
 
     async def close(self, flush: bool = True) -> None:
         """Stop the timer, flush what is buffered (unless ``flush`` is false), and refuse further cells.
@@ -147,8 +147,8 @@ class AsyncMutator(MutatorCore):
         if not flush:
             return
         await self._wait_idle()
-        deferred = self._pop_deferred()
-        report = await self._send(self._take(), raise_error=False)
+        deferred = self.pop_deferred()
+        report = await self._send(self.take(), raise_error=False)
         error = merge_errors(self.table, deferred + [e for e in [report.error(self.table)] if e is not None])
         if error is not None:
             raise error
@@ -183,7 +183,7 @@ class AsyncMutator(MutatorCore):
 
     async def _wait_idle(self) -> None:
         """Wait until no flush is in flight."""
-        while self._flushing:
+        while self.flushing:
             assert self._idle is not None
             await self._idle.wait()
 
@@ -193,14 +193,14 @@ class AsyncMutator(MutatorCore):
             return FlushReport()
         assert self._idle is not None
         self._idle.clear()
-        scatter = self._scatter(batches)
+        scatter = self.scatter(batches)
         try:
             await adrive(scatter.run_steps())
         except BaseException:
-            self._book(batches, scatter, interrupted=True)
+            self.book(batches, scatter, interrupted=True)
             self._idle.set()
             raise
-        report = self._book(batches, scatter, interrupted=False)
+        report = self.book(batches, scatter, interrupted=False)
         self._idle.set()
         error = report.error(self.table)
         if error is not None and raise_error:
@@ -211,10 +211,10 @@ class AsyncMutator(MutatorCore):
         """The timer task: every ``interval`` seconds, flush what is buffered unless a flush is in flight."""
         while True:
             await asyncio.sleep(interval)
-            if self._flushing or self._closed or not len(self.buffer):
+            if self.flushing or self._closed or not len(self.buffer):
                 continue
             try:
-                report = await self._send(self._take(), raise_error=False)
+                report = await self._send(self.take(), raise_error=False)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the cells are back in the buffer; the next writer call flushes them
@@ -222,7 +222,7 @@ class AsyncMutator(MutatorCore):
                 continue
             error = report.error(self.table)
             if error is not None:
-                self._deferred.append(error)
+                self.deferred.append(error)
 
 
 # ---------------------------------------------------------------- the scan of every shard

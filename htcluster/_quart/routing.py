@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import importlib
 import inspect
 import logging
 from typing import Any, AsyncContextManager, Awaitable, Callable, Optional
 
+from ..aio import AsyncPool, AsyncReplicas, AsyncResources, AsyncShards
 from ..errors import BrokerUnavailable
 from ..types import ScanSpec
 from .._flask.config import Settings
@@ -32,10 +32,8 @@ log = logging.getLogger(__name__)
 
 
 def aio_classes() -> ClusterClasses:
-    """Return the :mod:`htcluster.aio` class behind each ``HYPERTABLE_STRATEGY`` (imported on first use)."""
-    aio: Any = importlib.import_module("htcluster.aio")
-    return ClusterClasses(pool=aio.AsyncPool, resources=aio.AsyncResources, shards=aio.AsyncShards,
-                          replicas=aio.AsyncReplicas)
+    """Return the :mod:`htcluster.aio` class behind each ``HYPERTABLE_STRATEGY``."""
+    return ClusterClasses(pool=AsyncPool, resources=AsyncResources, shards=AsyncShards, replicas=AsyncReplicas)
 
 
 def build_async_cluster(settings: Settings) -> Any:

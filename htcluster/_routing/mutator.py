@@ -76,9 +76,9 @@ class MutatorCore:
         #: Seconds between timer flushes (``None``: no timer).
         self.flush_interval = optional_seconds("flush_interval", flush_interval)
         self.buffer = Buffer(max_cells, max_bytes)
-        self._flushing = False
+        self.flushing = False
         self._closed = False
-        self._deferred: list[FlushError] = []
+        self.deferred: list[FlushError] = []
 
     @property
     def closed(self) -> bool:
@@ -89,43 +89,43 @@ class MutatorCore:
         state = "closed" if self._closed else f"{self.buffer.count} cells buffered"
         return f"<{type(self).__name__} {self.namespace}/{self.table} [{state}, {len(self.plans)} destination(s)]>"
 
-    def _check_open(self) -> None:
+    def check_open(self) -> None:
         if self._closed:
             raise RuntimeError(f"the mutator of {self.table} is closed; make a new one")
-        if self._deferred:
-            error = merge_errors(self.table, self._pop_deferred())
+        if self.deferred:
+            error = merge_errors(self.table, self.pop_deferred())
             assert error is not None
             raise error
 
-    def _pop_deferred(self) -> list[FlushError]:
-        deferred, self._deferred = self._deferred, []
+    def pop_deferred(self) -> list[FlushError]:
+        deferred, self.deferred = self.deferred, []
         return deferred
 
-    def _full(self, cells: Sequence[Cell], i: int) -> MutatorFull:
+    def full(self, cells: Sequence[Cell], i: int) -> MutatorFull:
         """The error of a ``block=False`` writer finding the buffer full while a flush is in flight."""
         buffer = self.buffer
         return MutatorFull(f"the mutator of {self.table} is full ({buffer.count:,} cells, {buffer.size:,} bytes) "
                            f"while a flush is in flight; {len(cells) - i:,} cell(s) of this call were not taken",
                            list(cells[i:]))
 
-    def _take(self) -> list[Batch]:
+    def take(self) -> list[Batch]:
         """Take the buffer out for a flush (under the lock, no flush in flight)."""
         batches = self.buffer.take()
-        self._flushing = bool(batches)
+        self.flushing = bool(batches)
         return batches
 
-    def _scatter(self, batches: list[Batch]) -> Scatter:
+    def scatter(self, batches: list[Batch]) -> Scatter:
         """The :class:`~htcluster._routing.scatter.Scatter` that sends ``batches``, within the flush's timeout."""
         return Scatter(self.router, self.table, self.namespace, {b.key: b.cells for b in batches},
                        {b.key: self.plans[b.key] for b in batches}, self.router.deadline(self.timeout))
 
-    def _book(self, batches: list[Batch], scatter: Scatter, interrupted: bool) -> FlushReport:
+    def book(self, batches: list[Batch], scatter: Scatter, interrupted: bool) -> FlushReport:
         """Book how ``scatter`` ended (under the lock); the flush is no longer in flight.
 
         After an interrupt (or a cancellation) the batches answered count as
         acknowledged and the others go back to the front of the buffer.
         """
-        self._flushing = False
+        self.flushing = False
         if interrupted:
             self.buffer.settle([b for b in batches if b.key in scatter.acked], {}, scatter.failovers)
             self.buffer.put_back(b for b in batches if b.key not in scatter.acked)
@@ -200,7 +200,7 @@ class Mutator(MutatorCore):
         while True:
             with cond:
                 try:
-                    self._check_open()
+                    self.check_open()
                 except FlushError as exc:  # an earlier timer flush's error
                     raise with_rest(exc, cells[i:]) from None
                 if not buffer.full:
@@ -208,14 +208,14 @@ class Mutator(MutatorCore):
                     if i >= end and not buffer.full:
                         return
                     continue
-                if self._flushing:
+                if self.flushing:
                     if i >= end:
                         return  # everything taken; the flush in flight makes room
                     if not self.block:
-                        raise self._full(cells, i)
+                        raise self.full(cells, i)
                     cond.wait()
                     continue
-                batches = self._take()
+                batches = self.take()
             try:
                 self._send(batches, raise_error=True)
             except FlushError as exc:
@@ -229,7 +229,7 @@ class Mutator(MutatorCore):
         :raises RuntimeError: the mutator is closed.
         """
         with self._cond:
-            self._check_open()
+            self.check_open()
             batches = self._wait_and_take()
         self._send(batches, raise_error=True)
 
@@ -250,7 +250,7 @@ class Mutator(MutatorCore):
             self._closed = True
             if not flush:
                 return
-            deferred = self._pop_deferred()
+            deferred = self.pop_deferred()
             batches = self._wait_and_take()
         report = self._send(batches, raise_error=False)
         error = merge_errors(self.table, deferred + [e for e in [report.error(self.table)] if e is not None])
@@ -281,24 +281,24 @@ class Mutator(MutatorCore):
     # ------------------------------------------------------------ flushing
 
     def _wait_and_take(self) -> list[Batch]:
-        while self._flushing:
+        while self.flushing:
             self._cond.wait()
-        return self._take()
+        return self.take()
 
     def _send(self, batches: list[Batch], raise_error: bool) -> FlushReport:
         """Send ``batches`` (taken under the lock), book the outcome, wake the waiting writers."""
         if not batches:
             return FlushReport()
-        scatter = self._scatter(batches)
+        scatter = self.scatter(batches)
         try:
             scatter.run()
         except BaseException:
             with self._cond:
-                self._book(batches, scatter, interrupted=True)
+                self.book(batches, scatter, interrupted=True)
                 self._cond.notify_all()
             raise
         with self._cond:
-            report = self._book(batches, scatter, interrupted=False)
+            report = self.book(batches, scatter, interrupted=False)
             self._cond.notify_all()
         error = report.error(self.table)
         if error is not None and raise_error:
@@ -309,9 +309,9 @@ class Mutator(MutatorCore):
         """The timer thread: every ``interval`` seconds, flush what is buffered unless a flush is in flight."""
         while not self._stop.wait(interval):
             with self._cond:
-                if self._flushing or self._closed or not len(self.buffer):
+                if self.flushing or self._closed or not len(self.buffer):
                     continue
-                batches = self._take()
+                batches = self.take()
             try:
                 report = self._send(batches, raise_error=False)
             except BaseException as exc:  # the cells are back in the buffer; the next writer call flushes them
@@ -320,7 +320,7 @@ class Mutator(MutatorCore):
             error = report.error(self.table)
             if error is not None:
                 with self._cond:
-                    self._deferred.append(error)
+                    self.deferred.append(error)
 
 
 def replicas_mutator(replicas: "Replicas", table: str, namespace: Optional[str] = None,

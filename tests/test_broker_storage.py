@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import socket
 import subprocess
 import sys
@@ -310,3 +311,38 @@ def test_a_broker_never_uses_a_table_lookup_another_broker_made_stale(tmp_path, 
         b.set_cells(ns_b, "u", [cell("r", "other", "5")])
         assert [c.value for c in b.get_cells(ns_b, "u", ScanSpec())] == [b"5"]
         stop_gracefully(first, second)
+
+
+def test_a_detached_storage_process_holds_none_of_its_launchers_streams(tmp_path):
+    """Reading the launcher's output to its end must not wait for the storage process to linger out.
+
+    (It kept the launcher's standard error: ``subprocess.run(..., capture_output=True)`` of a broker
+    returned only ``--linger`` seconds after the broker exited.)
+    """
+    data = tmp_path / "detached.sqlite"
+    command = [sys.executable, "-m", "htcluster.broker.storage", "--data", str(data), "--detach",
+               "--linger", "600"]
+    done = subprocess.run(command, capture_output=True, timeout=120, check=False)  # hangs 600 s if a stream is held
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(b"ready")
+    pid = int(done.stdout.split()[1])
+    try:
+        assert _storage_pid(data) == pid
+        assert storage_paths(data).log.exists()  # where its log goes instead
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    eventually(lambda: _gone(pid), timeout=60)
+
+
+def test_a_broker_that_cannot_listen_starts_no_storage_process(tmp_path):
+    taken = socket.create_server(("127.0.0.1", 0))
+    try:
+        port = taken.getsockname()[1]
+        data = tmp_path / "never.sqlite"
+        done = subprocess.run([sys.executable, "-m", "htcluster.broker", "--port", str(port), "--data", str(data)],
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in done.stderr
+        paths = storage_paths(data)
+        assert not paths.socket.exists() and not paths.lock.exists()
+    finally:
+        taken.close()

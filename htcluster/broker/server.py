@@ -89,6 +89,22 @@ def _file_descriptors_for(connections: int) -> None:
                     "connections can be served", target, connections)
 
 
+
+def _bound_socket(host: str, port: int) -> socket.socket:
+    """Return a TCP socket bound to ``host:port`` (0: any free port), not yet listening.
+
+    :raises OSError: the address cannot be bound (in use, not this machine's).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as socket.create_server on POSIX
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
 class BrokerServer:
     """A stand-in ThriftBroker serving one SQLite file.
 
@@ -152,7 +168,7 @@ class BrokerServer:
         return self._reactor is None or self._reactor.finished.is_set()
 
     def start(self) -> "BrokerServer":
-        """Open the store, bind, and serve in background threads; return once listening.
+        """Bind, open the store, and serve in background threads; return once listening.
 
         :raises OSError: the address cannot be bound; :class:`~.storage_client.StorageUnavailable`:
             the data file's storage process could not be reached or started.
@@ -162,22 +178,23 @@ class BrokerServer:
         if self._reactor is not None:
             return self
         _file_descriptors_for(self.limits.max_connections)
-        if self.data is None:
-            self._tmpdir = tempfile.mkdtemp(prefix="htcluster-broker-")
-            self.data = Path(self._tmpdir, "broker.sqlite")
-            self.store = Store(str(self.data), self.busy_timeout)
-        else:
-            self.store = RemoteStore(self.data, self.busy_timeout).open()
-        self.context = BrokerContext(self.store)
-        self.context.files_dir = self.files  # read by hql_run
+        # bind first (a port in use fails at once, before a storage process is started for nothing);
+        # listen once the store is open, so that a connection accepted is one the broker can serve
+        listener = _bound_socket(self.host, self.port)
         try:
-            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-            listener = socket.create_server((self.host, self.port), family=family, backlog=BACKLOG)
-        except OSError:
-            self.context.close()
-            self.store.close()
+            if self.data is None:
+                self._tmpdir = tempfile.mkdtemp(prefix="htcluster-broker-")
+                self.data = Path(self._tmpdir, "broker.sqlite")
+                self.store = Store(str(self.data), self.busy_timeout)
+            else:
+                self.store = RemoteStore(self.data, self.busy_timeout).open()
+        except BaseException:
+            listener.close()
             self._remove_temporary_data()
             raise
+        self.context = BrokerContext(self.store)
+        self.context.files_dir = self.files  # read by hql_run
+        listener.listen(BACKLOG)
         self.port = listener.getsockname()[1]
         self._reactor = Reactor(listener, self.context, self.limits, self.ssl_context)
         self._reactor.start()

@@ -451,7 +451,13 @@ def _start(server: StorageServer, ready_fd: int) -> int:
 
 
 def _detach(server: StorageServer) -> int:
-    """Fork a background storage in a new session; print its first line and return its start status."""
+    """Fork a background storage in a new session; print its first line and return its start status.
+
+    The background process keeps none of the launcher's standard streams (a
+    caller reading the launcher's output sees its end when the launcher
+    exits, not when the storage lingers out): its log is appended to
+    ``<data>.storage.log`` beside the data file.
+    """
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the background process: no thread runs yet
@@ -461,6 +467,13 @@ def _detach(server: StorageServer) -> int:
         os.dup2(null, 0)
         os.dup2(null, 1)  # whoever waits for the launcher's output must see its end
         os.close(null)
+        # nor may it wait for the linger time on the launcher's standard error: the log goes to a file
+        try:
+            log_fd = os.open(server.paths.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        except OSError:
+            log_fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(log_fd, 2)
+        os.close(log_fd)
         return _run(server, write_fd, close_ready=True)
     os.close(write_fd)
     chunks = []

@@ -53,6 +53,7 @@ class StoragePaths(NamedTuple):
     data: Path  # the data file's real path
     socket: Path  # the Unix socket it listens on
     lock: Path  # the file it holds an exclusive flock on while it runs
+    log: Path  # where a detached storage process writes its log (its standard error)
 
 
 def storage_paths(data: PathLike) -> StoragePaths:
@@ -66,7 +67,8 @@ def storage_paths(data: PathLike) -> StoragePaths:
     if len(os.fsencode(str(sock))) > MAX_SOCKET_PATH:
         digest = hashlib.sha256(os.fsencode(str(real))).hexdigest()[:32]
         sock = _private_dir() / f"{digest}.sock"
-    return StoragePaths(real, sock, real.with_name(real.name + ".storage.lock"))
+    return StoragePaths(real, sock, real.with_name(real.name + ".storage.lock"),
+                        real.with_name(real.name + ".storage.log"))
 
 
 def _private_dir() -> Path:

@@ -43,5 +43,6 @@ from ._aio.resource import AsyncNamespaces, AsyncResource
 from ._aio.mutator import AsyncMutator, ScanAll
 from ._aio.routing import AsyncConnection, AsyncReplicas, AsyncResources, AsyncShards
 from ._aio.scan import ScanBlock
-__all__ = ["AsyncConnection", "AsyncMutator", "AsyncNamespaces", "AsyncPool", "AsyncReplicas", "AsyncResource",
-           "AsyncResources", "AsyncShards", "ScanAll", "ScanBlock"]
+from ._aio.typed import AsyncBrokerCalls, AsyncNamespaceCalls
+__all__ = ["AsyncBrokerCalls", "AsyncConnection", "AsyncMutator", "AsyncNamespaceCalls", "AsyncNamespaces", "AsyncPool",
+           "AsyncReplicas", "AsyncResource", "AsyncResources", "AsyncShards", "ScanAll", "ScanBlock"]

@@ -6,6 +6,10 @@ coroutine), :class:`AsyncPool` for a pool to one host (``await pool.call(...)``,
 :class:`AsyncReplicas` and :class:`AsyncShards` for many hosts, with the
 arguments, options, call shapes, ``stats()``, events and errors of their
 blocking twins (``Resource``, ``Pool``, ``Resources``, ``Replicas``, ``Shards``).
+Their ``namespace(...)`` and ``broker`` give the broker methods as typed
+coroutines (:class:`AsyncNamespaceCalls`, :class:`AsyncBrokerCalls`,
+generated from the IDL with the blocking ones): ``await
+replicas.namespace("logs").get_cells(table, spec)`` is a ``list[Cell]``.
 
 They run on the blocking layer's engine: its host health, retry, backoff,
 retry budget, hedge cap, plans and balancers, read/write classification,

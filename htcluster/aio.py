@@ -6,6 +6,10 @@ coroutine), :class:`AsyncPool` for a pool to one host (``await pool.call(...)``,
 :class:`AsyncReplicas` and :class:`AsyncShards` for many hosts, with the
 arguments, options, call shapes, ``stats()``, events and errors of their
 blocking twins (``Resource``, ``Pool``, ``Resources``, ``Replicas``, ``Shards``).
+Their ``namespace(...)`` and ``broker`` give the broker methods as typed
+coroutines (:class:`AsyncNamespaceCalls`, :class:`AsyncBrokerCalls`,
+generated from the IDL with the blocking ones): ``await
+replicas.namespace("logs").get_cells(table, spec)`` is a ``list[Cell]``.
 
 They run on the blocking layer's engine: its host health, retry, backoff,
 retry budget, hedge cap, plans and balancers, read/write classification,
@@ -43,5 +47,6 @@ from ._aio.resource import AsyncNamespaces, AsyncResource
 from ._aio.mutator import AsyncMutator, ScanAll
 from ._aio.routing import AsyncConnection, AsyncReplicas, AsyncResources, AsyncShards
 from ._aio.scan import ScanBlock
-__all__ = ["AsyncConnection", "AsyncMutator", "AsyncNamespaces", "AsyncPool", "AsyncReplicas", "AsyncResource",
-           "AsyncResources", "AsyncShards", "ScanAll", "ScanBlock"]
+from ._aio.typed import AsyncBrokerCalls, AsyncNamespaceCalls
+__all__ = ["AsyncBrokerCalls", "AsyncConnection", "AsyncMutator", "AsyncNamespaceCalls", "AsyncNamespaces", "AsyncPool",
+           "AsyncReplicas", "AsyncResource", "AsyncResources", "AsyncShards", "ScanAll", "ScanBlock"]

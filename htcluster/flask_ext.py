@@ -48,7 +48,8 @@ from typing import Any, Optional
 from flask import Flask, Response, current_app, g, has_app_context
 
 from .errors import ConfigError
-from ._flask.cli import EXTENSION_KEY, hypertable_cli
+from ._flask.cli import hypertable_cli
+from ._flask.commands import EXTENSION_KEY
 from ._flask.config import Settings
 from ._flask.encoding import install_json
 from ._flask.hostsfile import HostsFile, file_port

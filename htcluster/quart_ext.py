@@ -32,7 +32,9 @@ they are closed after serving (``app.after_serving``).  Per request (more
 exactly, per app context) ``await ht.connection()`` checks a connection out
 on first use and the extension gives it back when the app context is torn
 down (``teardown_appcontext``), discarded if it failed or if the request was
-cancelled in the middle of a call.  Everything that is not I/O is the Flask
+cancelled in the middle of a call.  ``quart hypertable status`` prints the
+health and counters of every cluster, as ``flask hypertable status`` does.
+Everything that is not I/O is the Flask
 extension's (:mod:`htcluster._flask`); the awaitable parts are in
 :mod:`htcluster._quart`.  See :doc:`/guide/aio`.
 """
@@ -52,6 +54,7 @@ from ._flask.queries import QueryRecorder, RecordedQuery
 from ._flask.config import Settings
 from ._flask.setup import app_settings, build_state, record_calls, refuse_second, state_of
 from ._flask.stream import RowJson, row_to_json
+from ._quart.cli import hypertable_cli
 from ._quart.queries import get_recorded_queries, quart_g
 from ._quart.routing import AsyncAppState, AsyncBoundNamespace, AsyncExtensionState, AsyncLease, build_async_cluster
 from ._quart.stream import stream_cells
@@ -102,7 +105,8 @@ class Hypertable:
         The routing objects are built here but open no connection: they bind
         to the serving loop on their first call.  Registered: a
         ``teardown_appcontext`` that gives the request's connections back, an
-        ``after_serving`` that closes the routing objects, and (with
+        ``after_serving`` that closes the routing objects, the command group
+        ``quart hypertable`` (``status``, as in Flask) and (with
         ``HYPERTABLE_HOSTS_FILE``) a ``before_request`` that re-reads the file.
 
         :param app: the Quart app; its state goes to ``app.extensions['hypertable']``.
@@ -128,6 +132,7 @@ class Hypertable:
         self._states.add(state)
         app.teardown_appcontext(self._teardown)
         app.after_serving(state.close)
+        app.cli.add_command(hypertable_cli)
         if settings.hosts_file is not None:
             state.hosts_file = HostsFile(settings.hosts_file, settings.hosts_reload, file_port(app.config),
                                          state.set_hosts)

@@ -1,8 +1,9 @@
 """Regenerate ``htcluster/_thrift`` from ``htcluster/hypertable.thrift``.
 
 Needs the Apache Thrift compiler (Debian/Ubuntu: ``apt-get install
-thrift-compiler``).  Then it rewrites ``htcluster/_routing/typed.py``, the
-typed broker methods of routed calls (``scripts/gen_typed.py``).  The
+thrift-compiler``).  Then it rewrites ``htcluster/_routing/typed.py`` and
+``htcluster/_aio/typed.py``, the typed broker methods of routed calls,
+blocking and asyncio (``scripts/gen_typed.py``).  The
 generated package is committed, so users never need the compiler; run this
 only after editing the IDL::
 

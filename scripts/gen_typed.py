@@ -1,27 +1,32 @@
-"""Generate ``htcluster/_routing/typed.py``, the typed broker methods of routed calls, from the IDL.
+"""Generate the typed broker methods of routed calls, blocking and asyncio, from the IDL.
 
 Reads ``htcluster/hypertable.thrift`` (with the IDL reader of
-``scripts/gen_docs.py``) and writes two classes:
+``scripts/gen_docs.py``) and writes two modules from one list of methods,
+one per I/O flavour (:data:`FLAVOURS`):
 
-* ``NamespaceCalls``: every broker method whose first argument is a
-  namespace id, typed, without that argument (``replicas.namespace("logs")
-  .get_cells("LogDb", spec) -> list[Cell]``);
-* ``BrokerCalls``: the methods that take no namespace (``status``,
-  ``namespace_exists`` ...).
+* ``htcluster/_routing/typed.py``: ``NamespaceCalls``, every broker method
+  whose first argument is a namespace id, typed, without that argument
+  (``replicas.namespace("logs").get_cells("LogDb", spec) -> list[Cell]``), and
+  ``BrokerCalls``, the methods that take no namespace (``status``,
+  ``namespace_exists`` ...);
+* ``htcluster/_aio/typed.py``: their asyncio twins ``AsyncNamespaceCalls``
+  and ``AsyncBrokerCalls``, the same methods as coroutines (``await
+  areplicas.namespace("logs").get_cells("LogDb", spec) -> list[Cell]``).
 
 Methods that return or take per-connection ids (scanners, mutators, futures)
 are left out: a routed call may land on any connection, so such ids mean
 nothing there (use ``connection()`` for them).  ``scripts/gen_thrift.py``
 runs this after the Thrift compiler; ``tests/test_typed.py`` checks that the
-committed file is what this writes::
+committed files are what this writes::
 
-    python scripts/gen_typed.py            # rewrite htcluster/_routing/typed.py
-    python scripts/gen_typed.py --check    # exit 1 if it differs
+    python scripts/gen_typed.py            # rewrite both modules
+    python scripts/gen_typed.py --check    # exit 1 if either differs
 """
 from __future__ import annotations
 
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -31,9 +36,41 @@ from gen_docs import Idl, Method, parse  # noqa: E402  (the IDL reader, next to 
 
 ROOT = Path(__file__).resolve().parent.parent
 IDL = ROOT / "htcluster" / "hypertable.thrift"
-TARGET = ROOT / "htcluster" / "_routing" / "typed.py"
 #: Per-connection ids: a routed call cannot use them.
 CONNECTION_IDS = {"Future", "Scanner", "ScannerAsync", "Mutator", "MutatorAsync"}
+
+
+@dataclass(frozen=True)
+class Flavour:
+    """What differs between the blocking and the asyncio module: names, ``async``/``await``, the docs."""
+
+    target: Path
+    prefix: str  # "Async" or ""
+    routed: str  # the routing object's calls, for the module docstring
+    example: str  # how a call reads, for the class docstrings
+    asynchronous: bool
+
+    @property
+    def define(self) -> str:
+        return "async def" if self.asynchronous else "def"
+
+    @property
+    def wait(self) -> str:
+        return "await " if self.asynchronous else ""
+
+    @property
+    def call_type(self) -> str:
+        return "Callable[..., Awaitable[Any]]" if self.asynchronous else "Callable[..., Any]"
+
+
+#: The modules written, one per I/O flavour.
+FLAVOURS = (
+    Flavour(ROOT / "htcluster" / "_routing" / "typed.py", "",
+            "``Replicas.call``, ``Resources.unicast``, ``Shards.unicast`` of a key", "", False),
+    Flavour(ROOT / "htcluster" / "_aio" / "typed.py", "Async",
+            "``AsyncReplicas.call``, ``AsyncResources.unicast``, ``AsyncShards.unicast`` of a key", "await ",
+            True),
+)
 _BASE = {"string": "str", "binary": "bytes", "bool": "bool", "byte": "int", "i16": "int", "i32": "int",
          "i64": "int", "double": "float", "void": "None"}
 
@@ -79,7 +116,7 @@ def _structs(annotation: str, idl: Idl) -> set[str]:
     return {word for word in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", annotation) if word in names}
 
 
-def _method(method: Method, idl: Idl, namespaced: bool) -> tuple[list[str], set[str]]:
+def _method(method: Method, idl: Idl, namespaced: bool, flavour: Flavour) -> tuple[list[str], set[str]]:
     args = method.args[1:] if namespaced else method.args
     params, used = [], set()
     for arg in args:
@@ -94,18 +131,20 @@ def _method(method: Method, idl: Idl, namespaced: bool) -> tuple[list[str], set[
         call_args += ", namespace=self.name"
     summary = (method.doc.strip().splitlines() or [f"Call ``{method.name}``."])[0].strip().rstrip(".")
     signature = ", ".join(["self", *params])
-    lines = [f"    def {method.name}({signature}) -> {returns}:"]
+    define, wait = flavour.define, flavour.wait
+    lines = [f"    {define} {method.name}({signature}) -> {returns}:"]
     if len(lines[0]) > 116:
-        lines = [f"    def {method.name}(", f"            {signature},", f"    ) -> {returns}:"]
+        lines = [f"    {define} {method.name}(", f"            {signature},", f"    ) -> {returns}:"]
         if len(lines[1]) > 120:
-            lines = [f"    def {method.name}(self,"] + [f"            {p}," for p in params] + [f"    ) -> {returns}:"]
+            lines = [f"    {define} {method.name}(self,"] + [f"            {p}," for p in params] \
+                + [f"    ) -> {returns}:"]
     lines.append(f'        """{summary} (broker method ``{method.name}``)."""')
     if returns == "None":
-        lines.append(f"        self._call({call_args})")
+        lines.append(f"        {wait}self._call({call_args})")
     else:
-        line = f'        return cast("{returns}", self._call({call_args}))'
+        line = f'        return cast("{returns}", {wait}self._call({call_args}))'
         if len(line) > 120:
-            line = f'        answer = self._call({call_args})\n        return cast("{returns}", answer)'
+            line = f'        answer = {wait}self._call({call_args})\n        return cast("{returns}", answer)'
         lines.append(line)
     return lines, used
 
@@ -123,8 +162,8 @@ def _import_lines(names: list[str]) -> list[str]:
     return lines
 
 
-def render(idl: Idl) -> str:
-    """The text of ``typed.py``."""
+def render(idl: Idl, flavour: Flavour = FLAVOURS[0]) -> str:
+    """The text of one typed module (``flavour``: blocking, the default, or asyncio)."""
     namespaced, plain, used = [], [], set()
     for method in sorted(idl.methods(), key=lambda m: m.name):
         if _uses_connection_ids(method, idl):
@@ -134,43 +173,48 @@ def render(idl: Idl) -> str:
             and first.type == "Namespace"
         if takes_ns and method.name in ("namespace_close", "close_namespace"):
             continue
-        lines, names = _method(method, idl, takes_ns)
+        lines, names = _method(method, idl, takes_ns, flavour)
         used |= names
         (namespaced if takes_ns else plain).append(lines)
+    ns_class, broker_class = f"{flavour.prefix}NamespaceCalls", f"{flavour.prefix}BrokerCalls"
+    example, kind = flavour.example, "asyncio " if flavour.asynchronous else ""
+    each = "awaits" if flavour.asynchronous else "forwards to"
     head = [
-        '"""Typed broker methods for routed calls: generated from htcluster/hypertable.thrift by',
+        f'"""Typed broker methods for routed {kind}calls: generated from htcluster/hypertable.thrift by',
         "scripts/gen_typed.py; do not edit.",
         "",
-        "``NamespaceCalls`` holds every broker method that runs in a namespace, without the",
+        f"``{ns_class}`` holds every broker method that runs in a namespace, without the",
         "namespace id (the routing object opens the namespace on whichever connection the call",
-        "uses); ``BrokerCalls`` the methods that take none.  Each forwards to the routing",
-        "object's call (``Replicas.call``, ``Resources.unicast``, ``Shards.unicast`` of a key),",
-        "so failover, hedging, stamping and deadlines apply as to ``call(\"method\", ...)``.",
+        f"uses); ``{broker_class}`` the methods that take none.  Each {each} the routing",
+        f"object's call ({flavour.routed}),",
+        f"so failover, hedging, stamping and deadlines apply as to ``{example}call(\"method\", ...)``.",
         '"""',
         "from __future__ import annotations",
         "",
-        "from typing import Any, Callable, cast",
+        f"from typing import Any, {'Awaitable, ' if flavour.asynchronous else ''}Callable, cast",
         "",
         *_import_lines(sorted(used)),
         "",
-        '__all__ = ["BrokerCalls", "NamespaceCalls"]',
+        f'__all__ = ["{broker_class}", "{ns_class}"]',
         "",
         "",
-        "class NamespaceCalls:",
-        '    """The broker methods of one namespace, typed: ``replicas.namespace("logs").get_cells(table, spec)``.',
+        f"class {ns_class}:",
+        f'    """The broker methods of one namespace, typed: ``{example}replicas.namespace("logs")'
+        '.get_cells(table, spec)``.',
         "",
-        "    :param call: the routing object's call, ``call(method, *args, namespace=...)``.",
+        f"    :param call: the routing object's {'coroutine ' if flavour.asynchronous else ''}call, "
+        "``call(method, *args, namespace=...)``.",
         "    :param name: the namespace name.",
         '    """',
         "",
         '    __slots__ = ("_call", "name")',
         "",
-        "    def __init__(self, call: Callable[..., Any], name: str) -> None:",
+        f"    def __init__(self, call: {flavour.call_type}, name: str) -> None:",
         "        self._call = call",
         "        self.name = name",
         "",
         "    def __repr__(self) -> str:",
-        '        return f"<NamespaceCalls {self.name!r}>"',
+        f'        return f"<{ns_class} {{self.name!r}}>"',
     ]
     body = head[:]
     for lines in namespaced:
@@ -178,15 +222,16 @@ def render(idl: Idl) -> str:
     body += [
         "",
         "",
-        "class BrokerCalls:",
-        '    """The broker methods that take no namespace, typed: ``replicas.broker.status()``.',
+        f"class {broker_class}:",
+        f'    """The broker methods that take no namespace, typed: ``{example}replicas.broker.status()``.',
         "",
-        "    :param call: the routing object's call, ``call(method, *args)``.",
+        f"    :param call: the routing object's {'coroutine ' if flavour.asynchronous else ''}call, "
+        "``call(method, *args)``.",
         '    """',
         "",
         '    __slots__ = ("_call",)',
         "",
-        "    def __init__(self, call: Callable[..., Any]) -> None:",
+        f"    def __init__(self, call: {flavour.call_type}) -> None:",
         "        self._call = call",
     ]
     for lines in plain:
@@ -196,14 +241,19 @@ def render(idl: Idl) -> str:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    text = render(parse(IDL.read_text()))
-    if "--check" in args:
-        same = TARGET.exists() and TARGET.read_text() == text
-        print(f"{TARGET.relative_to(ROOT)} is {'up to date' if same else 'out of date: run scripts/gen_typed.py'}")
-        return 0 if same else 1
-    TARGET.write_text(text)
-    print(f"wrote {TARGET.relative_to(ROOT)}")
-    return 0
+    idl = parse(IDL.read_text())
+    stale = 0
+    for flavour in FLAVOURS:
+        text, target = render(idl, flavour), flavour.target
+        where = target.relative_to(ROOT)
+        if "--check" in args:
+            same = target.exists() and target.read_text() == text
+            stale += not same
+            print(f"{where} is {'up to date' if same else 'out of date: run scripts/gen_typed.py'}")
+        else:
+            target.write_text(text)
+            print(f"wrote {where}")
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from quart import Quart, jsonify, request  # noqa: E402
 from htcluster import Resource, aio  # noqa: E402
 from htcluster.errors import BrokerUnavailable, ConfigError, ConfigWarning, NoHostAvailable  # noqa: E402
 from htcluster.quart_ext import Hypertable, get_recorded_queries  # noqa: E402
-from htcluster.testing import LocalCluster  # noqa: E402
+from htcluster.testing import LocalCluster, free_port  # noqa: E402
 from htcluster._thrift.ttypes import ClientException  # noqa: E402
 
 NS = "quart_ext"
@@ -155,6 +155,48 @@ def test_set_hosts_is_exposed_like_the_flask_ones():
                 single.extensions["hypertable"].owner.set_hosts(["127.0.0.1:2"])
 
     asyncio.run(check())
+
+
+# ---------------------------------------------------------------- quart hypertable status
+
+
+def test_status_command_prints_every_bind_and_exits_1_when_a_host_is_down(one):
+    dead = f"127.0.0.1:{free_port()}"
+    ht = Hypertable()
+    app = build(ht, HYPERTABLE_HOSTS=one, HYPERTABLE_BINDS={"analytics": [one]})
+
+    async def serve_once():  # one call opens a connection, so the counters are not all zero
+        async with app.app_context():
+            assert (await ht.call("status")).code == 0
+            await ht.close_app(app)
+
+    asyncio.run(serve_once())
+    result = app.test_cli_runner().invoke(args=["hypertable", "status", "--timeout", "10"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "main: pool, 1 host(s)" in out and "bind 'analytics': pool, 1 host(s)" in out
+    assert one in out and " up " in out and "down" not in out
+    assert "counters:" in out and f"{one}  opened=1 closed=1" in out
+
+    app = build(Hypertable(), HYPERTABLE_HOSTS=[one, dead], HYPERTABLE_BINDS={"archive": [one, dead]})
+    result = app.test_cli_runner().invoke(args=["hypertable", "status", "--timeout", "5"])
+    assert result.exit_code == 1, result.output
+    assert "main: replicas, 2 host(s)" in result.output and "bind 'archive': replicas, 2 host(s)" in result.output
+    assert dead in result.output and "down" in result.output
+    assert f"1 of 2 hosts down: {dead}; bind 'archive': 1 of 2 hosts down: {dead}" in result.output
+
+    result = app.test_cli_runner().invoke(args=["hypertable", "status", "--timeout", "0"])
+    assert result.exit_code == 2 and "--timeout" in result.output  # the option is checked as in Flask
+
+
+def test_the_status_command_is_the_flask_ones():
+    from htcluster._flask.cli import hypertable_cli as flask_group
+    from htcluster._quart.cli import hypertable_cli as quart_group
+
+    for group in (flask_group, quart_group):
+        status = group.commands["status"]
+        assert status.callback.__module__ == "htcluster._flask.commands"
+        assert [p.name for p in status.params] == ["timeout"]
 
 
 # ---------------------------------------------------------------- requests against brokers

@@ -14,6 +14,7 @@ first uses it (:class:`~htcluster.errors.WrongEventLoop` from another).
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Hashable, Iterable, Literal, Mapping, Optional, Union, overload
 
 from .._call.attempt import Hold
@@ -32,6 +33,7 @@ from .mutator import AsyncMutator, ScanAll
 from .pool import AsyncPool
 from .resource import AsyncResource
 from .scan import ScanBlock, resource_scan, replicas_scan
+from .typed import AsyncBrokerCalls, AsyncNamespaceCalls
 
 __all__ = ["AsyncConnection", "AsyncReplicas", "AsyncResources", "AsyncShards"]
 
@@ -113,6 +115,22 @@ class AsyncResources(Resources):
         self.binding.check()
         return await adrive(self.broadcast_steps(method, args, namespace, hosts, errors, timeout))
 
+    def namespace(self, name: Optional[str] = None) -> AsyncNamespaceCalls:  # type: ignore[override]
+        """Return the broker methods of namespace ``name``, typed, each a coroutine awaiting :meth:`unicast`.
+
+        :param name: a namespace name (``None``: the default namespace).
+        :returns: an :class:`~htcluster.aio.AsyncNamespaceCalls`, e.g.
+            ``await rs.namespace("logs").get_cells("LogDb", spec) -> list[Cell]``.
+        :raises ConfigError: no name and no default namespace.
+        """
+        return AsyncNamespaceCalls(self.unicast, self.scan_namespace(name))
+
+    @property
+    def broker(self) -> AsyncBrokerCalls:  # type: ignore[override]
+        """The broker methods that take no namespace, typed, each awaiting :meth:`unicast`
+        (``await rs.broker.status()``)."""
+        return AsyncBrokerCalls(self.unicast)
+
     def connect(self, plan: Plan) -> AsyncConnection:  # type: ignore[override]
         """Return an async context manager leasing one connection to a host of ``plan``."""
         return AsyncConnection(self.router, plan, self.binding)
@@ -193,6 +211,25 @@ class AsyncReplicas(Replicas):
         """Call ``method`` on every replica at once (see :meth:`htcluster.Resources.broadcast`)."""
         self.binding.check()
         return await adrive(self.broadcast_steps(method, args, namespace, hosts, errors, timeout))
+
+    def namespace(self, name: Optional[str] = None) -> AsyncNamespaceCalls:  # type: ignore[override]
+        """Return the broker methods of namespace ``name``, typed, each a coroutine awaiting :meth:`call`.
+
+        Writes go to the first healthy replica and are stamped, reads are balanced,
+        as for :meth:`call`.
+
+        :param name: a namespace name (``None``: the default namespace).
+        :returns: an :class:`~htcluster.aio.AsyncNamespaceCalls`, e.g.
+            ``await replicas.namespace("logs").get_cells("LogDb", spec) -> list[Cell]``.
+        :raises ConfigError: no name and no default namespace.
+        """
+        return AsyncNamespaceCalls(self.call, self.scan_namespace(name))
+
+    @property
+    def broker(self) -> AsyncBrokerCalls:  # type: ignore[override]
+        """The broker methods that take no namespace, typed, each awaiting :meth:`call`
+        (``await replicas.broker.status()``)."""
+        return AsyncBrokerCalls(self.call)
 
     def connect(self, plan: Plan) -> AsyncConnection:  # type: ignore[override]
         """Return an async context manager leasing one connection to a host of ``plan``."""
@@ -291,6 +328,18 @@ class AsyncShards(Shards):
         """Call ``method`` on a smallest set of hosts serving all ``keys`` (see :meth:`htcluster.Shards.multicast`)."""
         self.binding.check()
         return await adrive(self.multicast_steps(keys, method, args, namespace, errors, idempotent, timeout))
+
+    def namespace(self, key: Hashable, name: Optional[str] = None) -> AsyncNamespaceCalls:  # type: ignore[override]
+        """Return the broker methods of namespace ``name`` on the hosts of shard ``key``, typed, each a coroutine.
+
+        :param key: a shard key (each call awaits a :meth:`unicast` to one of its hosts).
+        :param name: a namespace name (``None``: the default namespace).
+        :returns: an :class:`~htcluster.aio.AsyncNamespaceCalls`.
+        :raises KeyError: unknown key.
+        :raises ConfigError: no name and no default namespace.
+        """
+        self.hosts(key)
+        return AsyncNamespaceCalls(functools.partial(self.unicast, key), self.resources.scan_namespace(name))
 
     def connection(self, key: Hashable) -> AsyncConnection:  # type: ignore[override]
         """``async with shards.connection(key) as r:`` (see :meth:`htcluster.Shards.connection`)."""

@@ -12,7 +12,8 @@ module              holds
 ``stream``          a scan streamed as one JSON array
 ``queries``         ``HYPERTABLE_RECORD_QUERIES`` and ``get_recorded_queries()``
 ``toolbar``         a Flask-DebugToolbar panel (needs ``flask-debugtoolbar``)
-``cli``             ``flask hypertable status``
+``commands``        the ``hypertable`` command group (``status``), for Flask's CLI and Quart's
+``cli``             that group in Flask's CLI: ``flask hypertable status``
 ==================  ===========================================================
 
 Nothing here imports :mod:`htcluster.flask_ext`; it imports these.  The

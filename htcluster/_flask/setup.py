@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, MutableMapping, Optional
 
 from ..errors import ConfigError
-from .cli import EXTENSION_KEY
+from .commands import EXTENSION_KEY
 from .config import Settings, check_app_config, read_settings, set_defaults
 from .routing import listeners_of
 

@@ -7,6 +7,7 @@ module              holds
                     checkouts (``AsyncLease``), calls and ``ht.namespace()``
 ``stream``          a scan streamed as one JSON array by an async generator
 ``queries``         ``HYPERTABLE_RECORD_QUERIES`` in Quart's app context
+``cli``             ``quart hypertable status``: the shared command group in Quart's CLI
 ==================  ===========================================================
 
 Everything that does not depend on the framework or on the I/O flavour is
@@ -15,5 +16,6 @@ settings and their checks (``config``, ``binds``, ``hostsfile``), the table
 of routing classes (``routing.build_cluster``), the cluster state without
 I/O (``routing.ClusterState``), the JSON encoding (``encoding``), the pure
 streaming parts (``stream.JsonArrayEncoder``, ``stream.RowGrouper``) and
-the recorded query itself (``queries.recorded_query``).
+the recorded query itself (``queries.recorded_query``) and the
+``hypertable`` command group (``commands``).
 """

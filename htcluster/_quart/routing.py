@@ -18,7 +18,7 @@ import inspect
 import logging
 from typing import Any, AsyncContextManager, Awaitable, Callable, Optional
 
-from ..aio import AsyncPool, AsyncReplicas, AsyncResources, AsyncShards
+from ..aio import AsyncNamespaceCalls, AsyncPool, AsyncReplicas, AsyncResources, AsyncShards
 from ..errors import BrokerUnavailable
 from ..types import ScanSpec
 from .._flask.config import Settings
@@ -185,13 +185,17 @@ class AsyncExtensionState(BindTable, AsyncAppState):
             raise errors[0]
 
 
-class AsyncBoundNamespace:
+class AsyncBoundNamespace(AsyncNamespaceCalls):
     """Broker calls with one namespace filled in, each routed (and awaited) by the app's strategy.
 
     ``await ht.namespace('logs').get_row('LogDb', 'r1')`` is ``await
     cluster.call('get_row', 'LogDb', 'r1', namespace='logs')`` through the
     strategy (for replicas: a read host, failing over to another; a write host
-    for writes).  It keeps no connection, so it may be kept for the life of
+    for writes).  Every broker method that runs in a namespace is a typed
+    coroutine (generated from the IDL:
+    :class:`~htcluster.aio.AsyncNamespaceCalls`), so mypy checks ``await
+    ht.namespace('logs').get_cells(...)``; :meth:`call` stays for names given
+    at run time.  It keeps no connection, so it may be kept for the life of
     the app; no app context is needed once it exists.
 
     :param state: the cluster.
@@ -200,9 +204,12 @@ class AsyncBoundNamespace:
     """
 
     def __init__(self, state: AsyncAppState, name: str, key: Optional[str] = None) -> None:
+        super().__init__(self._routed, name)
         self._state = state
-        self.name = name
         self.key = key
+
+    def _routed(self, method: str, *args: Any, namespace: Optional[str] = None) -> Awaitable[Any]:
+        return self._state.route(method, args, namespace, self.key)
 
     def call(self, method: str, *args: Any) -> Awaitable[Any]:
         """Call broker ``method`` (:ref:`broker-methods`) with the namespace id put before ``args``.

@@ -32,8 +32,12 @@ from htcluster.types import ClientException, ColumnFamilySpec, RowInterval, Scan
 #: Seconds one call through the broker that was not stopped may take: generous, far below the
 #: stall a stopped broker used to cause (until it resumed, or the 30 s busy timeout).
 PROMPT = 5.0
-#: Seconds the stopped broker stays stopped while the other one is used, per round.
-PAUSE = 4.0
+#: Seconds the stopped broker stays stopped while the other one is used: longer than PROMPT, so that a
+#: call held until it resumes would be seen.
+PAUSE = PROMPT + 2.0
+#: Seconds the other broker is used after a kill, per round (a killed broker cannot hold a call until it
+#: resumes: only a lock it left behind would show, as errors).
+AFTER_KILL = 2.5
 #: Cells of each write sent to the broker that gets stopped (long transactions: easy to stop inside one).
 BATCH = 4000
 
@@ -97,8 +101,9 @@ def prompt_calls(client, ns: int, rounds: int, prefix: str) -> list[float]:
     return took
 
 
-def run_with_stalled_peer(raw_client_factory, stall: str, rounds: int) -> None:
-    """Stop (``pause``) or kill broker 0 of two while it writes, ``rounds`` times; broker 1 must stay prompt."""
+def run_with_stalled_peer(raw_client_factory, stall: str, rounds: int, hold: float) -> None:
+    """Stop (``pause``) or kill broker 0 of two while it writes, ``rounds`` times, using broker 1 for ``hold``
+    seconds each time; broker 1 must stay prompt."""
     with LocalCluster(2) as cluster:
         setup = raw_client_factory(cluster.hosts[1])
         make_table(setup, open_ns(setup), "t", "c")
@@ -113,7 +118,7 @@ def run_with_stalled_peer(raw_client_factory, stall: str, rounds: int) -> None:
             else:
                 cluster.kill(0)  # SIGKILL, the same
             try:
-                deadline = time.monotonic() + PAUSE
+                deadline = time.monotonic() + hold
                 while time.monotonic() < deadline:
                     took += prompt_calls(peer, ns, 5, f"b{len(took)}-")
             finally:
@@ -137,11 +142,11 @@ def run_with_stalled_peer(raw_client_factory, stall: str, rounds: int) -> None:
 
 
 def test_a_stopped_broker_never_stalls_the_other_brokers_of_its_file(raw_client_factory):
-    run_with_stalled_peer(raw_client_factory, "pause", rounds=3)
+    run_with_stalled_peer(raw_client_factory, "pause", rounds=1, hold=PAUSE)
 
 
 def test_a_killed_broker_never_stalls_the_other_brokers_of_its_file(raw_client_factory):
-    run_with_stalled_peer(raw_client_factory, "kill", rounds=2)
+    run_with_stalled_peer(raw_client_factory, "kill", rounds=2, hold=AFTER_KILL)
 
 
 def test_a_cluster_has_one_storage_process_per_data_file_that_outlives_its_brokers(tmp_path, raw_client_factory):

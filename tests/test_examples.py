@@ -64,6 +64,8 @@ def test_the_fastapi_example_answers_while_a_replica_is_killed():
     assert "3 passed" in result.stdout
 
 
-def test_the_main_suite_does_not_collect_the_examples():
-    result = run(sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "--no-cov")
-    assert "examples/" not in result.stdout and "tests/test_examples.py" in result.stdout
+def test_the_main_suite_does_not_collect_the_examples(pytestconfig: pytest.Config):
+    """The README's test command (``python -m pytest``, no path) collects ``testpaths`` alone: not examples/."""
+    paths = [(ROOT / p).resolve() for p in pytestconfig.getini("testpaths")]
+    assert paths == [ROOT / "tests"]
+    assert not any(EXAMPLES == p or EXAMPLES in p.parents for p in paths)

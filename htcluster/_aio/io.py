@@ -23,7 +23,7 @@ import asyncio
 import socket
 import threading
 import time
-from typing import Any, AsyncIterator, Optional, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Optional, Sequence
 
 from .._call.attempt import Attempt, Run
 from .._call.loop import LoopWait, NewLoop
@@ -32,6 +32,7 @@ from .._policy.steps import ConsumerLeft, Deliver, Step, Steps, T
 from .._pool.pool import Open, Ping, Sleep, Wait, Waiter
 from .._wire import ANSWERS
 from ..errors import BrokerUnavailable, DeadlineExceeded
+from .watch import watch_of
 
 __all__ = ["AsyncWaiter", "adrive", "astream", "connect", "exchange", "namespace_id", "numeric", "ping", "ready",
            "resolve", "run_attempt"]
@@ -164,12 +165,9 @@ async def exchange(resource: Resource, method: str, args: tuple[Any, ...], kwarg
         while not conn.send_some():
             if not await ready(conn.fileno(), True, end):
                 raise conn.expire()
-        while True:
-            if not await ready(conn.fileno(), False, end):
-                raise conn.expire()
-            body = conn.recv_some()
-            if body is not None:
-                break
+        body = await watch_of(conn, asyncio.get_running_loop()).receive(end)
+        if body is None:
+            raise conn.expire()
         return codec.decode(body)
     except ANSWERS:
         raise
@@ -213,39 +211,44 @@ async def run_attempt(attempt: Attempt) -> Any:
     return await adrive(attempt.run_steps())
 
 
-async def _step(step: Step) -> Any:
-    """Make one step of an engine generator on the running loop."""
-    kind = type(step)
-    if kind is Exchange:  # the most frequent step first
-        return await exchange(*step)  # type: ignore[misc]
-    if kind is Call:
-        return await adrive(reported_steps(step.resource, step.method, step.args, None,  # type: ignore[attr-defined]
-                                           step.deadline))  # type: ignore[attr-defined]
-    if kind is Run:
-        return await run_attempt(step.attempt)  # type: ignore[attr-defined]
-    if kind is LoopWait:
-        return await step.loop.wait(step.until)  # type: ignore[attr-defined]
-    if kind is Wait:
-        future = step.waiter.future  # type: ignore[attr-defined]
-        if future.done():
-            return future.result()
-        timer = asyncio.get_running_loop().call_later(step.timeout, _expire, future)  # type: ignore[attr-defined]
-        try:
-            return await future
-        finally:
-            timer.cancel()
-    if kind is NewLoop:
-        from .loop import AsyncLoop  # (the loop module imports this one)
-        return AsyncLoop()
-    if kind is Open:
-        return await connect(step.resource, step.deadline)  # type: ignore[attr-defined]
-    if kind is Sleep:
-        return await asyncio.sleep(step.seconds)  # type: ignore[attr-defined]
-    if kind is Ping:
-        return await ping(step.resource)  # type: ignore[attr-defined]
-    if kind is NamespaceId:
-        return await namespace_id(*step)  # type: ignore[misc]
-    raise TypeError(f"no asyncio way to make the step {step!r}")
+async def _wait(step: Wait) -> bool:
+    """A pool wait: the waiter's future, resolved by the hand-over (True) or at ``step.timeout`` (False)."""
+    future: asyncio.Future[bool] = step.waiter.future  # type: ignore[attr-defined]
+    if future.done():
+        return future.result()
+    timer = asyncio.get_running_loop().call_later(step.timeout, _expire, future)
+    try:
+        return await future
+    finally:
+        timer.cancel()
+
+
+async def _new_loop(step: NewLoop) -> Any:
+    from .loop import AsyncLoop  # (the loop module imports this one)
+    return AsyncLoop()
+
+
+#: How each step of an engine generator is made on the loop: its type -> a function returning an awaitable.
+_STEPS: dict[type, Callable[[Any], Awaitable[Any]]] = {
+    Exchange: lambda step: exchange(*step),
+    NamespaceId: lambda step: namespace_id(*step),
+    Call: lambda step: adrive(reported_steps(step.resource, step.method, step.args, None, step.deadline)),
+    Run: lambda step: adrive(step.attempt.run_steps()),
+    LoopWait: lambda step: step.loop.wait(step.until),
+    Wait: _wait,
+    NewLoop: _new_loop,
+    Open: lambda step: connect(step.resource, step.deadline),
+    Sleep: lambda step: asyncio.sleep(step.seconds),
+    Ping: lambda step: ping(step.resource),
+}
+
+
+def _step(step: Step) -> Awaitable[Any]:
+    """Make one step of an engine generator on the running loop: the awaitable of its maker."""
+    maker = _STEPS.get(type(step))
+    if maker is None:
+        raise TypeError(f"no asyncio way to make the step {step!r}")
+    return maker(step)
 
 
 async def adrive(steps: "Steps[T]") -> T:

@@ -34,12 +34,12 @@ import asyncio
 import socket
 import threading
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 from .._io.connection import Connection, fork_generation
 from ..errors import BrokerUnavailable
 
-__all__ = ["Watch", "watch_of"]
+__all__ = ["Watch", "watch_of", "watching"]
 
 
 class Watch:
@@ -48,7 +48,7 @@ class Watch:
     Make it in the loop's thread, with the connection open (:func:`watch_of`).
     """
 
-    __slots__ = ("loop", "conn", "fd", "thread", "fork", "reading", "waiter", "end", "timer", "due")
+    __slots__ = ("loop", "conn", "fd", "thread", "fork", "reading", "waiter", "end", "timer", "due", "listener")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, conn: Connection) -> None:
         self.loop = loop
@@ -61,6 +61,7 @@ class Watch:
         self.end = 0.0  # the waiting call's deadline (time.monotonic())
         self.timer: Optional[asyncio.TimerHandle] = None
         self.due = 0.0  # when the timer fires (time.monotonic())
+        self.listener: Optional[Callable[[], None]] = None  # a multiplexing loop's step, called when readable
 
     async def receive(self, end: float) -> Optional[memoryview]:
         """Wait for the reply frame of the request just sent, until the ``time.monotonic()`` time ``end``.
@@ -84,11 +85,31 @@ class Watch:
         finally:
             self.waiter = None
 
+    def listen(self, listener: Optional[Callable[[], None]]) -> None:
+        """Call ``listener`` whenever the socket is readable (a multiplexing loop steps the connection
+        itself), instead of reading it for :meth:`receive`; ``None``: stop calling it.
+
+        The socket stays registered for the next call; the timer (armed at one
+        ``socket_timeout`` from now unless it is armed) unregisters it once idle.
+        """
+        self.listener = listener
+        if listener is None:
+            return
+        if not self.reading:
+            self.loop.add_reader(self.fd, self.readable)
+            self.reading = True
+        if self.timer is None:
+            self.arm(time.monotonic() + self.conn.timeout)
+
     def readable(self) -> None:
         """The loop's reader callback: read what came; wake the waiting call once its reply is whole."""
         waiter = self.waiter
-        if waiter is None:  # idle: end-of-file or bytes nobody asked for; the checkout decides
-            self.stop_reading()
+        if waiter is None:
+            listener = self.listener
+            if listener is not None:
+                listener()
+            else:  # idle: end-of-file or bytes nobody asked for; the checkout decides
+                self.stop_reading()
             return
         if waiter.done():  # cancelled: its task closes the connection when it runs
             return
@@ -117,8 +138,11 @@ class Watch:
         """The loop's timer callback: time the waiting call out, wait on for a later one, or stop watching."""
         self.timer = None
         waiter = self.waiter
-        if waiter is None:  # idle for a whole timeout: the descriptor is the loop's no longer
-            self.stop_reading()
+        if waiter is None:
+            if self.listener is not None:  # a multiplexing loop times its own steps
+                self.arm(time.monotonic() + self.conn.timeout)
+            else:  # idle for a whole timeout: the descriptor is the loop's no longer
+                self.stop_reading()
             return
         if time.monotonic() < self.end:  # a later call is waiting now
             self.arm(self.end)
@@ -135,6 +159,7 @@ class Watch:
 
     def stop(self) -> None:
         """Unregister the socket and cancel the timer (in the loop's thread; the loop may be stopped)."""
+        self.listener = None
         self.stop_reading()
         timer, self.timer = self.timer, None
         if timer is not None:
@@ -197,3 +222,9 @@ def watch_of(conn: Connection, loop: asyncio.AbstractEventLoop) -> Watch:
                 watch.loop.call_soon_threadsafe(watch.stop)
     watch = conn.watcher = Watch(loop, conn)
     return watch
+
+
+def watching(conn: Connection) -> Optional[Watch]:
+    """Return the watch over ``conn``'s socket, or ``None`` (none made, or the socket closed since)."""
+    watch = conn.watcher
+    return watch if isinstance(watch, Watch) else None

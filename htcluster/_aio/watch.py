@@ -63,27 +63,25 @@ class Watch:
         self.due = 0.0  # when the timer fires (time.monotonic())
         self.listener: Optional[Callable[[], None]] = None  # a multiplexing loop's step, called when readable
 
-    async def receive(self, end: float) -> Optional[memoryview]:
-        """Wait for the reply frame of the request just sent, until the ``time.monotonic()`` time ``end``.
+    def receive(self, end: float) -> "asyncio.Future[Optional[memoryview]]":
+        """Wait for the reply frame of the request just sent, until the ``time.monotonic()`` time ``end``:
+        return the future to await (a plain method: no coroutine of its own per call).
 
-        :returns: the reply frame's body, or ``None`` when ``end`` passed first.
-        :raises BrokerUnavailable, BrokerProtocolError, TLSError: as ``Connection.recv_some`` (the
-            connection is closed), or ``BrokerUnavailable`` when it was closed by someone else meanwhile.
-        :raises asyncio.CancelledError: the task was cancelled (the caller closes the connection).
+        The future's result is the reply frame's body, or ``None`` when ``end`` passed first.  Its
+        exception: ``BrokerUnavailable``, ``BrokerProtocolError``, ``TLSError`` as ``Connection.recv_some``
+        (the connection is closed), or ``BrokerUnavailable`` when it was closed by someone else meanwhile.
+        A task cancelled while it awaits cancels the future; the caller then closes the connection.
         """
         loop = self.loop
         waiter: asyncio.Future[Optional[memoryview]] = loop.create_future()
-        self.waiter = waiter
+        self.waiter = waiter  # every way of resolving it forgets it first
         self.end = end
         if not self.reading:
             loop.add_reader(self.fd, self.readable)
             self.reading = True
         if self.timer is None or self.due > end:
             self.arm(end)
-        try:
-            return await waiter
-        finally:
-            self.waiter = None
+        return waiter
 
     def listen(self, listener: Optional[Callable[[], None]]) -> None:
         """Call ``listener`` whenever the socket is readable (a multiplexing loop steps the connection
@@ -112,6 +110,7 @@ class Watch:
                 self.stop_reading()
             return
         if waiter.done():  # cancelled: its task closes the connection when it runs
+            self.waiter = None
             return
         self.waiter = None  # a close inside recv_some is then this call's own failure, not another's
         try:

@@ -190,3 +190,36 @@ def test_a_pool_outlives_its_first_event_loop(cluster):
     assert asyncio.run(calls()).code == 0
     assert pool.stats()["opened"] == 1
     pool.close()
+
+
+@pytest.mark.asyncio
+async def test_tls_calls_broadcasts_and_idle_eof_on_the_watch(tmp_path):
+    """Over TLS the watch reads records in the loop's callback (a TLS 1.3 session ticket may come first),
+    and the multiplexing loop's handshake waits for readability through the connection's watch."""
+    trustme = pytest.importorskip("trustme")
+    from htcluster import tls_context
+
+    ca = trustme.CA()
+    ca_file, server = tmp_path / "ca.pem", tmp_path / "server.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    ca.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(str(server))
+    context = tls_context(ca=ca_file)
+    with LocalCluster(2, tls_cert=server) as tls:
+        proxy = FaultProxy(tls.hosts[0])
+        try:
+            async with asyncio.timeout(GUARD):
+                async with AsyncResources([proxy.address, tls.hosts[1]], ssl_context=context, size=1,
+                                          socket_timeout=20.0, connect_timeout=10.0) as rs:
+                    assert len(await rs.broadcast("status")) == 2  # handshakes on the multiplexing loop
+                    for _ in range(5):
+                        assert (await rs.unicast("status", hosts=[proxy.address])).code == 0
+                        assert len(await rs.broadcast("status")) == 2
+                    pool = rs[proxy.address]
+                    conn = await lent(pool)
+                    watch = conn.watcher
+                    proxy.drop()
+                    await until(lambda: watch is None or not watch.reading)  # type: ignore[attr-defined]
+                    assert (await rs.unicast("status", hosts=[proxy.address])).code == 0
+                    assert rs[tls.hosts[1]].stats()["opened"] == 1
+        finally:
+            proxy.close()

@@ -3,17 +3,21 @@
 The blocking :class:`~htcluster._io.connection.Connection` already works in
 non-blocking steps (``begin_connect``/``finish_connect``, ``start``,
 ``send_some``, ``recv_some``, ``expire``); here the waits between the steps
-are the event loop's (``loop.add_reader``/``add_writer``), the name is
-resolved by the loop's resolver (``loop.getaddrinfo``; a numeric address
-without a lookup), and the deadline is a ``loop.call_later`` timer.  The
-codec and frame reader are the same objects as for the blocking flavour.
+are the event loop's: a reply is awaited on the connection's
+:class:`~htcluster._aio.watch.Watch` (its socket registered across calls, one
+lazy deadline timer), a send or connect that must wait uses a one-shot
+registration (:func:`ready`: ``loop.add_writer``/``add_reader`` and a
+``loop.call_later`` timer).  The name is resolved by the loop's resolver
+(``loop.getaddrinfo``; a numeric address without a lookup).  The codec and
+frame reader are the same objects as for the blocking flavour.
 
 :func:`adrive` runs the engine's generators (:mod:`htcluster._policy.steps`)
 with an ``await`` per step: a pool wait, a connect, an idle ping, a new
 multiplexing loop, a wait on it, one attempt.
 
 Cancellation: a task cancelled (or timed out) in the middle of any of these
-leaves nothing registered with the loop, closes the connection it was using
+leaves nothing registered with the loop (closing the connection unregisters
+its watch), closes the connection it was using
 (it is out of step: a reply may still come) and re-raises; what the caller
 holds (a lease, a claim) is given back by the generator's own ``except``.
 """
@@ -69,6 +73,13 @@ def _expire(future: "asyncio.Future[bool]") -> None:
 async def ready(fd: int, writing: bool, end: float) -> bool:
     """Wait until ``fd`` is readable (or writable) or the ``time.monotonic()`` time ``end`` passes.
 
+    A one-shot registration, for connects and sends that must wait (a reply is
+    awaited on the connection's :class:`~htcluster._aio.watch.Watch`); ``fd``
+    must not be watched for reading by a ``Watch`` (a connecting socket never is).
+
+    :param fd: the socket's descriptor.
+    :param writing: wait for writability (else readability).
+    :param end: a ``time.monotonic()`` time, seconds.
     :returns: True when ready, False at ``end``.  Nothing stays registered with the loop on any way out.
     """
     loop = asyncio.get_running_loop()

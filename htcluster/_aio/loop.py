@@ -2,7 +2,9 @@
 
 :class:`AsyncLoop` is a :class:`~htcluster._call.loop.Loop` whose sockets are
 watched by the running event loop (``add_reader``/``add_writer``) instead of
-a ``poll`` object: connecting (TLS handshake included), opening the
+a ``poll`` object (for reading through each connection's
+:class:`~htcluster._aio.watch.Watch`, registered across calls, which calls
+the loop's step instead of reading): connecting (TLS handshake included), opening the
 namespace, sending, receiving and decoding are the blocking loop's own steps
 (``Loop.step``), so broadcasts, multicasts, hedges and probes run here with
 the same rules.  :meth:`AsyncLoop.wait` is a coroutine; a task cancelled

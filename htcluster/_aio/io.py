@@ -266,20 +266,44 @@ async def adrive(steps: "Steps[T]") -> T:
     """Run an engine generator to its end on the running loop, one ``await`` per step; return its result.
 
     The asyncio twin of :func:`htcluster._policy.steps.drive`: an exception of
-    a step, ``CancelledError`` included, is thrown into the generator where it waited.
+    a step, ``CancelledError`` included, is thrown into the generator where it
+    waited.  A step that is itself an engine generator to run (``Run``: an
+    attempt; ``Call``: a lent connection's reported call) is run here, on a
+    stack (its result sent, or its exception thrown, into the generator that
+    asked for it), not by a nested ``adrive``: no coroutine frame per level.
     """
+    outer: list[Steps[Any]] = []  # the generators waiting for the one running
+    running: Steps[Any] = steps
     value: Any = None
     error: Optional[BaseException] = None
     while True:
         try:
-            step = steps.send(value) if error is None else steps.throw(error)
+            step = running.send(value) if error is None else running.throw(error)
         except StopIteration as stop:
-            result: T = stop.value
-            return result
+            if not outer:
+                result: T = stop.value
+                return result
+            running, value, error = outer.pop(), stop.value, None
+            continue
+        except BaseException as exc:
+            if not outer:
+                raise
+            running, value, error = outer.pop(), None, exc
+            continue
         value = error = None
+        kind = type(step)
+        if kind is Run:
+            outer.append(running)
+            running = step.attempt.run_steps()  # type: ignore[attr-defined]
+            continue
+        if kind is Call:
+            outer.append(running)
+            running = reported_steps(step.resource, step.method, step.args, None,  # type: ignore[attr-defined]
+                                     step.deadline)  # type: ignore[attr-defined]
+            continue
         try:
-            if type(step) is Exchange:  # the most frequent step: no maker in between
-                value = await exchange(*step)
+            if kind is Exchange:  # the most frequent step: no maker in between
+                value = await exchange(*step)  # type: ignore[misc]
             else:
                 value = await _step(step)
         except BaseException as exc:

@@ -14,6 +14,11 @@ Side by side in one run, on the same local stand-in brokers:
 (c) a broadcast of ``status()`` to 256 hosts (proxies in front of 3 brokers),
     async against blocking, warm pools: wall and client CPU per broadcast.
 
+The rounds of the cases compared in (a) and (c) are interleaved (one round
+of each case in turn), so that a machine whose load drifts (other jobs on a
+shared host) slows every case alike; (a) keeps each case's best round, (c)
+the median; (b) keeps each case's best round.
+
 The proxies run in a child process (``--proxies``) so that their threads'
 CPU is not counted as the client's.  Run ``python benchmarks/bench_aio.py``
 (``--quick``: a smoke run with small numbers).
@@ -43,8 +48,9 @@ from htcluster.types import Cell, Key
 NAMESPACE, TABLE = "benchaio", "t"
 #: (a): calls per round, rounds (the best round counts).
 CALLS, QUICK_CALLS, ROUNDS = 3000, 100, 5
-#: (b): reads, calls in flight (threads), pool per host, added latency each way (seconds).
+#: (b): reads, calls in flight (threads), pool per host, added latency each way (seconds), rounds.
 READS, QUICK_READS, THREADS, POOL, LATENCY = 1000, 100, 96, 32, 0.020
+B_ROUNDS, QUICK_B_ROUNDS = 3, 1
 #: (c): hosts of the broadcast, rounds.
 HOSTS, QUICK_HOSTS, BROADCASTS, QUICK_BROADCASTS = 256, 16, 10, 3
 
@@ -85,30 +91,35 @@ def prepare(hosts: list[str]) -> None:
                       namespace=NAMESPACE)
 
 
-def cpu_per_call(fn: Callable[[], Any], calls: int, rounds: int) -> dict[str, float]:
-    """Best round: client CPU and wall microseconds per call of ``fn`` (blocking)."""
-    cpu, wall = [], []
-    for _ in range(rounds):
+def measure(fn: Callable[[], Any], calls: int) -> tuple[float, float]:
+    """One round: client CPU and wall microseconds per call of the blocking ``fn``."""
+    c, w = time.process_time(), time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.process_time() - c) / calls * 1e6, (time.perf_counter() - w) / calls * 1e6
+
+
+def ameasure(loop: asyncio.AbstractEventLoop, fn: Callable[[], Awaitable[Any]], calls: int) -> tuple[float, float]:
+    """One round: as :func:`measure`, awaiting ``fn()`` in one task of ``loop``."""
+    async def run() -> tuple[float, float]:
         c, w = time.process_time(), time.perf_counter()
         for _ in range(calls):
-            fn()
-        cpu.append((time.process_time() - c) / calls * 1e6)
-        wall.append((time.perf_counter() - w) / calls * 1e6)
-    return {"cpu_us": min(cpu), "wall_us": min(wall)}
+            await fn()
+        return (time.process_time() - c) / calls * 1e6, (time.perf_counter() - w) / calls * 1e6
+    return loop.run_until_complete(run())
 
 
-def async_cpu_per_call(fn: Callable[[], Awaitable[Any]], calls: int, rounds: int) -> dict[str, float]:
-    """As :func:`cpu_per_call`, awaiting ``fn()`` in one task of a fresh event loop."""
-    async def run() -> dict[str, float]:
-        cpu, wall = [], []
-        for _ in range(rounds):
-            c, w = time.process_time(), time.perf_counter()
-            for _ in range(calls):
-                await fn()
-            cpu.append((time.process_time() - c) / calls * 1e6)
-            wall.append((time.perf_counter() - w) / calls * 1e6)
-        return {"cpu_us": min(cpu), "wall_us": min(wall)}
-    return asyncio.run(run())
+def interleaved(cases: dict[str, Callable[[], tuple[float, float]]], rounds: int) -> list[dict[str, Any]]:
+    """Run every case once per round, the rounds interleaved (a machine whose load drifts slows every case
+    alike), and keep each case's best round: ``{"case", "cpu_us", "wall_us"}`` rows in the order given."""
+    cpu: dict[str, list[float]] = {name: [] for name in cases}
+    wall: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, run in cases.items():
+            c, w = run()
+            cpu[name].append(c)
+            wall[name].append(w)
+    return [{"case": name, "cpu_us": min(cpu[name]), "wall_us": min(wall[name])} for name in cases]
 
 
 def part_a(hosts: list[str], calls: int) -> list[dict[str, Any]]:
@@ -121,84 +132,100 @@ def part_a(hosts: list[str], calls: int) -> list[dict[str, Any]]:
     args = (TABLE, "r0001", "c")
     pool, replicas = Pool(hosts[0]), Replicas(hosts)
     apool, areplicas = AsyncPool(hosts[0]), AsyncReplicas(hosts)
-    rows = [
-        {"case": "raw Thrift client", **cpu_per_call(lambda: raw.get_cell(ns, *args), calls, ROUNDS)},
-        {"case": "Pool.call", **cpu_per_call(lambda: pool.call("get_cell", *args, namespace=NAMESPACE), calls,
-                                             ROUNDS)},
-        {"case": "AsyncPool.call", **async_cpu_per_call(
-            lambda: apool.call("get_cell", *args, namespace=NAMESPACE), calls, ROUNDS)},
-        {"case": "Replicas.call", **cpu_per_call(
-            lambda: replicas.call("get_cell", *args, namespace=NAMESPACE), calls, ROUNDS)},
-        {"case": "AsyncReplicas.call", **async_cpu_per_call(
-            lambda: areplicas.call("get_cell", *args, namespace=NAMESPACE), calls, ROUNDS)},
-    ]
-    transport.close()
-    for closing in (pool, replicas, apool, areplicas):
-        closing.close()
+    loop = asyncio.new_event_loop()
+    try:
+        rows = interleaved({
+            "raw Thrift client": lambda: measure(lambda: raw.get_cell(ns, *args), calls),
+            "Pool.call": lambda: measure(lambda: pool.call("get_cell", *args, namespace=NAMESPACE), calls),
+            "AsyncPool.call": lambda: ameasure(
+                loop, lambda: apool.call("get_cell", *args, namespace=NAMESPACE), calls),
+            "Replicas.call": lambda: measure(
+                lambda: replicas.call("get_cell", *args, namespace=NAMESPACE), calls),
+            "AsyncReplicas.call": lambda: ameasure(
+                loop, lambda: areplicas.call("get_cell", *args, namespace=NAMESPACE), calls),
+        }, ROUNDS)
+    finally:
+        transport.close()
+        for closing in (pool, replicas, apool, areplicas):
+            closing.close()
+        loop.close()
     return rows
 
 
-def part_b(targets: list[str], reads: int) -> list[dict[str, Any]]:
+def part_b(targets: list[str], reads: int, rounds: int) -> list[dict[str, Any]]:
     proxies = Proxies(targets, 3, LATENCY)
+    loop = asyncio.new_event_loop()
     try:
         hosts = proxies.addresses
         options = dict(size=POOL, max_overflow=0, pool_timeout=60.0, socket_timeout=60.0)
         rows = [f"r{i % 100:04d}" for i in range(reads)]
         sync = Replicas(hosts, **options)  # type: ignore[arg-type]
-        with ThreadPoolExecutor(THREADS) as executor:
-            def read(row: str) -> Any:
-                return sync.call("get_cell", TABLE, row, "c", namespace=NAMESPACE)
-            list(executor.map(read, rows[:THREADS * 2]))  # warm: connections open
-            c, w = time.process_time(), time.perf_counter()
-            list(executor.map(read, rows))
-            threaded = {"case": f"Replicas, {THREADS} threads", "wall_s": time.perf_counter() - w,
-                        "cpu_s": time.process_time() - c}
-        sync.close()
+        replicas = AsyncReplicas(hosts, **options)  # type: ignore[arg-type]
 
-        async def run() -> dict[str, Any]:
-            async with AsyncReplicas(hosts, **options) as replicas:  # type: ignore[arg-type]
-                async def read(row: str) -> Any:
-                    return await replicas.call("get_cell", TABLE, row, "c", namespace=NAMESPACE)
-                await asyncio.gather(*(read(r) for r in rows[:THREADS * 2]))
+        def read(row: str) -> Any:
+            return sync.call("get_cell", TABLE, row, "c", namespace=NAMESPACE)
+
+        async def aread(row: str) -> Any:
+            return await replicas.call("get_cell", TABLE, row, "c", namespace=NAMESPACE)
+
+        async def gather(some: list[str]) -> tuple[float, float]:
+            c, w = time.process_time(), time.perf_counter()
+            await asyncio.gather(*(aread(r) for r in some))
+            return time.perf_counter() - w, time.process_time() - c
+
+        best = {"sync": (float("inf"), float("inf")), "async": (float("inf"), float("inf"))}
+        with ThreadPoolExecutor(THREADS) as executor:
+            list(executor.map(read, rows[:THREADS * 2]))  # warm: connections open
+            loop.run_until_complete(gather(rows[:THREADS * 2]))
+            for _ in range(rounds):  # interleaved; each case's best round (wall, then its CPU)
                 c, w = time.process_time(), time.perf_counter()
-                await asyncio.gather(*(read(r) for r in rows))
-                return {"case": f"AsyncReplicas, {reads} tasks", "wall_s": time.perf_counter() - w,
-                        "cpu_s": time.process_time() - c}
-        return [threaded, asyncio.run(run())]
+                list(executor.map(read, rows))
+                best["sync"] = min(best["sync"], (time.perf_counter() - w, time.process_time() - c))
+                best["async"] = min(best["async"], loop.run_until_complete(gather(rows)))
+        sync.close()
+        replicas.close()
+        return [{"case": f"Replicas, {THREADS} threads", "wall_s": best["sync"][0], "cpu_s": best["sync"][1]},
+                {"case": f"AsyncReplicas, {reads} tasks", "wall_s": best["async"][0], "cpu_s": best["async"][1]}]
     finally:
+        loop.close()
         proxies.close()
 
 
 def part_c(targets: list[str], count: int, rounds: int) -> list[dict[str, Any]]:
     proxies = Proxies(targets, count, 0.0)
+    loop = asyncio.new_event_loop()
     try:
         hosts = proxies.addresses
         options = dict(socket_timeout=60.0, connect_timeout=30.0, size=1)
         sync = Resources(hosts, **options)  # type: ignore[arg-type]
-        sync.broadcast("status")
-        wall, cpu = [], []
-        for _ in range(rounds):
+        rs = AsyncResources(hosts, **options)  # type: ignore[arg-type]
+
+        def blocking() -> tuple[float, float]:
             c, w = time.process_time(), time.perf_counter()
             assert len(sync.broadcast("status")) == count
-            wall.append(time.perf_counter() - w)
-            cpu.append(time.process_time() - c)
-        sync.close()
-        blocking = {"case": f"Resources.broadcast, {count} hosts", "wall_ms": statistics.median(wall) * 1e3,
-                    "cpu_ms": statistics.median(cpu) * 1e3}
+            return time.perf_counter() - w, time.process_time() - c
 
-        async def run() -> dict[str, Any]:
-            async with AsyncResources(hosts, **options) as rs:  # type: ignore[arg-type]
-                await rs.broadcast("status")
-                wall, cpu = [], []
-                for _ in range(rounds):
-                    c, w = time.process_time(), time.perf_counter()
-                    assert len(await rs.broadcast("status")) == count
-                    wall.append(time.perf_counter() - w)
-                    cpu.append(time.process_time() - c)
-                return {"case": f"AsyncResources.broadcast, {count} hosts",
-                        "wall_ms": statistics.median(wall) * 1e3, "cpu_ms": statistics.median(cpu) * 1e3}
-        return [blocking, asyncio.run(run())]
+        async def asynchronous() -> tuple[float, float]:
+            c, w = time.process_time(), time.perf_counter()
+            assert len(await rs.broadcast("status")) == count
+            return time.perf_counter() - w, time.process_time() - c
+
+        blocking()
+        loop.run_until_complete(asynchronous())  # warm: every pool holds its connection
+        figures: dict[str, list[tuple[float, float]]] = {"sync": [], "async": []}
+        for _ in range(rounds):  # interleaved: a drifting load slows both alike
+            figures["sync"].append(blocking())
+            figures["async"].append(loop.run_until_complete(asynchronous()))
+        sync.close()
+        rs.close()
+        rows = []
+        for key, case in (("sync", f"Resources.broadcast, {count} hosts"),
+                          ("async", f"AsyncResources.broadcast, {count} hosts")):
+            rows.append({"case": case, "wall_ms": statistics.median(w for w, _ in figures[key]) * 1e3,
+                         "cpu_ms": statistics.median(c for _, c in figures[key]) * 1e3})
+        return rows
     finally:
+        loop.close()
         proxies.close()
 
 
@@ -214,7 +241,8 @@ def main() -> None:
         a = print_table("(a) one caller, a read after another: client CPU per call (best of rounds)", a,
                         ["case", "cpu_us", "wall_us"], ratio_of="cpu_us", higher_is_better=False)
         b = print_table(f"(b) reads in flight over 3 brokers behind +{LATENCY * 1e3:.0f} ms proxies, "
-                        f"pool {POOL}/host", part_b(cluster.hosts, QUICK_READS if quick else READS),
+                        f"pool {POOL}/host", part_b(cluster.hosts, QUICK_READS if quick else READS,
+                                                   QUICK_B_ROUNDS if quick else B_ROUNDS),
                         ["case", "wall_s", "cpu_s"], ratio_of="cpu_s", higher_is_better=False)
         c = print_table("(c) broadcast of status(), warm pools (median of rounds)",
                         part_c(cluster.hosts, QUICK_HOSTS if quick else HOSTS,

@@ -3,17 +3,21 @@
 The blocking :class:`~htcluster._io.connection.Connection` already works in
 non-blocking steps (``begin_connect``/``finish_connect``, ``start``,
 ``send_some``, ``recv_some``, ``expire``); here the waits between the steps
-are the event loop's (``loop.add_reader``/``add_writer``), the name is
-resolved by the loop's resolver (``loop.getaddrinfo``; a numeric address
-without a lookup), and the deadline is a ``loop.call_later`` timer.  The
-codec and frame reader are the same objects as for the blocking flavour.
+are the event loop's: a reply is awaited on the connection's
+:class:`~htcluster._aio.watch.Watch` (its socket registered across calls, one
+lazy deadline timer), a send or connect that must wait uses a one-shot
+registration (:func:`ready`: ``loop.add_writer``/``add_reader`` and a
+``loop.call_later`` timer).  The name is resolved by the loop's resolver
+(``loop.getaddrinfo``; a numeric address without a lookup).  The codec and
+frame reader are the same objects as for the blocking flavour.
 
 :func:`adrive` runs the engine's generators (:mod:`htcluster._policy.steps`)
 with an ``await`` per step: a pool wait, a connect, an idle ping, a new
 multiplexing loop, a wait on it, one attempt.
 
 Cancellation: a task cancelled (or timed out) in the middle of any of these
-leaves nothing registered with the loop, closes the connection it was using
+leaves nothing registered with the loop (closing the connection unregisters
+its watch), closes the connection it was using
 (it is out of step: a reply may still come) and re-raises; what the caller
 holds (a lease, a claim) is given back by the generator's own ``except``.
 """
@@ -23,7 +27,7 @@ import asyncio
 import socket
 import threading
 import time
-from typing import Any, AsyncIterator, Optional, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Optional, Sequence
 
 from .._call.attempt import Attempt, Run
 from .._call.loop import LoopWait, NewLoop
@@ -32,6 +36,7 @@ from .._policy.steps import ConsumerLeft, Deliver, Step, Steps, T
 from .._pool.pool import Open, Ping, Sleep, Wait, Waiter
 from .._wire import ANSWERS
 from ..errors import BrokerUnavailable, DeadlineExceeded
+from .watch import watch_of
 
 __all__ = ["AsyncWaiter", "adrive", "astream", "connect", "exchange", "namespace_id", "numeric", "ping", "ready",
            "resolve", "run_attempt"]
@@ -68,6 +73,13 @@ def _expire(future: "asyncio.Future[bool]") -> None:
 async def ready(fd: int, writing: bool, end: float) -> bool:
     """Wait until ``fd`` is readable (or writable) or the ``time.monotonic()`` time ``end`` passes.
 
+    A one-shot registration, for connects and sends that must wait (a reply is
+    awaited on the connection's :class:`~htcluster._aio.watch.Watch`); ``fd``
+    must not be watched for reading by a ``Watch`` (a connecting socket never is).
+
+    :param fd: the socket's descriptor.
+    :param writing: wait for writability (else readability).
+    :param end: a ``time.monotonic()`` time, seconds.
     :returns: True when ready, False at ``end``.  Nothing stays registered with the loop on any way out.
     """
     loop = asyncio.get_running_loop()
@@ -164,12 +176,9 @@ async def exchange(resource: Resource, method: str, args: tuple[Any, ...], kwarg
         while not conn.send_some():
             if not await ready(conn.fileno(), True, end):
                 raise conn.expire()
-        while True:
-            if not await ready(conn.fileno(), False, end):
-                raise conn.expire()
-            body = conn.recv_some()
-            if body is not None:
-                break
+        body = await watch_of(conn, asyncio.get_running_loop()).receive(end)
+        if body is None:
+            raise conn.expire()
         return codec.decode(body)
     except ANSWERS:
         raise
@@ -213,58 +222,90 @@ async def run_attempt(attempt: Attempt) -> Any:
     return await adrive(attempt.run_steps())
 
 
-async def _step(step: Step) -> Any:
-    """Make one step of an engine generator on the running loop."""
-    kind = type(step)
-    if kind is Exchange:  # the most frequent step first
-        return await exchange(*step)  # type: ignore[misc]
-    if kind is Call:
-        return await adrive(reported_steps(step.resource, step.method, step.args, None,  # type: ignore[attr-defined]
-                                           step.deadline))  # type: ignore[attr-defined]
-    if kind is Run:
-        return await run_attempt(step.attempt)  # type: ignore[attr-defined]
-    if kind is LoopWait:
-        return await step.loop.wait(step.until)  # type: ignore[attr-defined]
-    if kind is Wait:
-        future = step.waiter.future  # type: ignore[attr-defined]
-        if future.done():
-            return future.result()
-        timer = asyncio.get_running_loop().call_later(step.timeout, _expire, future)  # type: ignore[attr-defined]
-        try:
-            return await future
-        finally:
-            timer.cancel()
-    if kind is NewLoop:
-        from .loop import AsyncLoop  # (the loop module imports this one)
-        return AsyncLoop()
-    if kind is Open:
-        return await connect(step.resource, step.deadline)  # type: ignore[attr-defined]
-    if kind is Sleep:
-        return await asyncio.sleep(step.seconds)  # type: ignore[attr-defined]
-    if kind is Ping:
-        return await ping(step.resource)  # type: ignore[attr-defined]
-    if kind is NamespaceId:
-        return await namespace_id(*step)  # type: ignore[misc]
-    raise TypeError(f"no asyncio way to make the step {step!r}")
+async def _wait(step: Wait) -> bool:
+    """A pool wait: the waiter's future, resolved by the hand-over (True) or at ``step.timeout`` (False)."""
+    future: asyncio.Future[bool] = step.waiter.future  # type: ignore[attr-defined]
+    if future.done():
+        return future.result()
+    timer = asyncio.get_running_loop().call_later(step.timeout, _expire, future)
+    try:
+        return await future
+    finally:
+        timer.cancel()
+
+
+async def _new_loop(step: NewLoop) -> Any:
+    from .loop import AsyncLoop  # (the loop module imports this one)
+    return AsyncLoop()
+
+
+#: How each step of an engine generator is made on the loop: its type -> a function returning an awaitable.
+_STEPS: dict[type, Callable[[Any], Awaitable[Any]]] = {
+    Exchange: lambda step: exchange(*step),
+    NamespaceId: lambda step: namespace_id(*step),
+    Call: lambda step: adrive(reported_steps(step.resource, step.method, step.args, None, step.deadline)),
+    Run: lambda step: adrive(step.attempt.run_steps()),
+    LoopWait: lambda step: step.loop.wait(step.until),
+    Wait: _wait,
+    NewLoop: _new_loop,
+    Open: lambda step: connect(step.resource, step.deadline),
+    Sleep: lambda step: asyncio.sleep(step.seconds),
+    Ping: lambda step: ping(step.resource),
+}
+
+
+def _step(step: Step) -> Awaitable[Any]:
+    """Make one step of an engine generator on the running loop: the awaitable of its maker."""
+    maker = _STEPS.get(type(step))
+    if maker is None:
+        raise TypeError(f"no asyncio way to make the step {step!r}")
+    return maker(step)
 
 
 async def adrive(steps: "Steps[T]") -> T:
     """Run an engine generator to its end on the running loop, one ``await`` per step; return its result.
 
     The asyncio twin of :func:`htcluster._policy.steps.drive`: an exception of
-    a step, ``CancelledError`` included, is thrown into the generator where it waited.
+    a step, ``CancelledError`` included, is thrown into the generator where it
+    waited.  A step that is itself an engine generator to run (``Run``: an
+    attempt; ``Call``: a lent connection's reported call) is run here, on a
+    stack (its result sent, or its exception thrown, into the generator that
+    asked for it), not by a nested ``adrive``: no coroutine frame per level.
     """
+    outer: list[Steps[Any]] = []  # the generators waiting for the one running
+    running: Steps[Any] = steps
     value: Any = None
     error: Optional[BaseException] = None
     while True:
         try:
-            step = steps.send(value) if error is None else steps.throw(error)
+            step = running.send(value) if error is None else running.throw(error)
         except StopIteration as stop:
-            result: T = stop.value
-            return result
+            if not outer:
+                result: T = stop.value
+                return result
+            running, value, error = outer.pop(), stop.value, None
+            continue
+        except BaseException as exc:
+            if not outer:
+                raise
+            running, value, error = outer.pop(), None, exc
+            continue
         value = error = None
+        kind = type(step)
+        if kind is Run:
+            outer.append(running)
+            running = step.attempt.run_steps()  # type: ignore[attr-defined]
+            continue
+        if kind is Call:
+            outer.append(running)
+            running = reported_steps(step.resource, step.method, step.args, None,  # type: ignore[attr-defined]
+                                     step.deadline)  # type: ignore[attr-defined]
+            continue
         try:
-            value = await _step(step)
+            if kind is Exchange:  # the most frequent step: no maker in between
+                value = await exchange(*step)  # type: ignore[misc]
+            else:
+                value = await _step(step)
         except BaseException as exc:
             error = exc
 

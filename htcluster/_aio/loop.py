@@ -2,7 +2,9 @@
 
 :class:`AsyncLoop` is a :class:`~htcluster._call.loop.Loop` whose sockets are
 watched by the running event loop (``add_reader``/``add_writer``) instead of
-a ``poll`` object: connecting (TLS handshake included), opening the
+a ``poll`` object (for reading through each connection's
+:class:`~htcluster._aio.watch.Watch`, registered across calls, which calls
+the loop's step instead of reading): connecting (TLS handshake included), opening the
 namespace, sending, receiving and decoding are the blocking loop's own steps
 (``Loop.step``), so broadcasts, multicasts, hedges and probes run here with
 the same rules.  :meth:`AsyncLoop.wait` is a coroutine; a task cancelled
@@ -15,10 +17,13 @@ from __future__ import annotations
 import asyncio
 import select
 import time
+from functools import partial
 from typing import Optional
 
 from .._call.attempt import Attempt
 from .._call.loop import Loop
+from .._io.connection import Connection
+from .watch import watch_of, watching
 
 __all__ = ["AsyncLoop"]
 
@@ -49,13 +54,23 @@ class AsyncLoop(Loop):
         before = self.writing.get(fd)
         if before is writing:
             return
+        conn = attempt.resource.connection
         if before is not None:
-            (self.aloop.remove_writer if before else self.aloop.remove_reader)(fd)
+            self.stop(conn, fd, before)
         if writing:
             self.aloop.add_writer(fd, self.ready_fd, attempt, select.POLLOUT)
-        else:
-            self.aloop.add_reader(fd, self.ready_fd, attempt, _READ)
+        else:  # the connection's watch, registered between calls, calls the step
+            watch_of(conn, self.aloop).listen(partial(self.ready_fd, attempt, _READ))
         self.writing[fd] = writing
+
+    def stop(self, conn: Connection, fd: int, writing: bool) -> None:
+        """Stop waking the loop for ``fd``: its writer removed, or its watch told to stop calling the loop."""
+        if writing:
+            self.aloop.remove_writer(fd)
+        else:
+            watch = watching(conn)
+            if watch is not None:  # (none when the socket was closed meanwhile: it unregistered itself)
+                watch.listen(None)
 
     def unwatch(self, attempt: Attempt) -> None:
         fd, attempt.fd = attempt.fd, -1
@@ -63,7 +78,7 @@ class AsyncLoop(Loop):
             del self.live[fd]
             before = self.writing.pop(fd, None)
             if before is not None:
-                (self.aloop.remove_writer if before else self.aloop.remove_reader)(fd)
+                self.stop(attempt.resource.connection, fd, before)
 
     def ready_fd(self, attempt: Attempt, mask: int) -> None:
         """The event loop's callback: ``attempt``'s socket is ready; take its next step."""

@@ -25,7 +25,7 @@ from .._wire import DEFAULT_MAX_FRAME_SIZE
 from ..hosts import HostLike
 from ..types import Cell, ScanSpec
 from .bind import LoopBinding
-from .io import AsyncWaiter, adrive, run_attempt
+from .io import AsyncWaiter, adrive
 from .resource import AsyncResource, scan_cells
 
 __all__ = ["AsyncPool", "PoolCheckout", "PoolScan"]
@@ -89,7 +89,7 @@ class AsyncPool(Pool):
         :raises asyncio.CancelledError: the task was cancelled (the connection is closed, the slot freed).
         """
         self.binding.check()
-        return await run_attempt(Attempt(self, method, args, namespace, call_deadline(timeout, deadline)))
+        return await adrive(Attempt(self, method, args, namespace, call_deadline(timeout, deadline)).run_steps())
 
     def connection(self, pool_timeout: Optional[float] = None) -> "PoolCheckout":  # type: ignore[override]
         """Check a connection out for an ``async with`` block: ``async with pool.connection() as r:``.

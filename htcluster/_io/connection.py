@@ -37,7 +37,7 @@ import select
 import socket
 import ssl
 import time
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Protocol, Sequence
 
 from thrift.transport.TTransport import TTransportException
 
@@ -47,7 +47,7 @@ from ..hosts import Host
 from . import tls
 from .keepalive import DEFAULT_KEEPALIVE, KeepAlive, apply_keepalive
 
-__all__ = ["Connection", "fork_generation", "local_failure"]
+__all__ = ["Connection", "Watcher", "fork_generation", "local_failure"]
 
 _POLLIN = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 _POLLOUT = select.POLLOUT | select.POLLERR | select.POLLHUP
@@ -92,6 +92,22 @@ def local_failure(exc: BaseException, address: str, doing: str) -> Optional[Clie
     return None
 
 
+class Watcher(Protocol):
+    """What watches a connection's socket for an I/O driver between calls (an event loop's registration).
+
+    :attr:`Connection.watcher` holds it; :meth:`Connection.close` tells it
+    first, so that no event loop is left watching a closed descriptor (whose
+    number the next socket may take).
+    """
+
+    def closing(self, sock: socket.socket) -> bool:
+        """Stop watching ``sock``, which the connection is closing (it is no longer the connection's).
+
+        :returns: True when the watcher closes ``sock`` itself, later (from its event loop's thread);
+            False when the connection is to close it now.  Never raises.
+        """
+
+
 class Connection:
     """One TCP connection to a ThriftBroker, framed transport, binary protocol.
 
@@ -113,7 +129,7 @@ class Connection:
 
     __slots__ = ("host", "address", "timeout", "connect_timeout", "max_frame_size", "codec", "reader", "sock",
                  "failed", "pending", "connecting", "fork", "pid", "_poll", "_out", "_sent", "_end", "_by_deadline",
-                 "ssl_context", "handshaking", "keepalive")
+                 "ssl_context", "handshaking", "keepalive", "watcher")
 
     def __init__(self, host: Host, timeout: float, connect_timeout: float,
                  max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, ssl_context: Optional[ssl.SSLContext] = None,
@@ -138,6 +154,8 @@ class Connection:
         self._end, self._by_deadline = 0.0, False
         self.ssl_context = ssl_context
         self.handshaking = False  # TLS: the TCP connect is done, the handshake is under way
+        #: The I/O driver's watch over the open socket (an event loop's registration), told before it closes.
+        self.watcher: Optional[Watcher] = None
 
     # ------------------------------------------------------------ state
 
@@ -392,9 +410,17 @@ class Connection:
         self.codec.seqid = 0
 
     def close(self) -> None:
-        """Close the socket (idempotent, never raises).  In a forked child only its own copy closes."""
+        """Close the socket (idempotent, never raises).  In a forked child only its own copy closes.
+
+        A :attr:`watcher` is told first (and forgotten): it unregisters the socket from its event loop.
+        """
         sock, self.sock, self._poll = self.sock, None, None
         if sock is not None:
+            watcher = self.watcher
+            if watcher is not None:
+                self.watcher = None
+                if watcher.closing(sock):
+                    return
             try:
                 sock.close()
             except OSError:  # pragma: no cover - close of a valid fd does not fail on Linux

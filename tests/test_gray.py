@@ -169,6 +169,36 @@ def test_a_host_back_from_a_probe_ramps_up(cluster):
         proxy.close()
 
 
+@pytest.mark.parametrize("balance", ["cached", "p2c"])
+def test_a_host_added_mid_traffic_ramps_up_like_one_back_from_a_probe(cluster, balance):
+    clock = ManualClock()
+    old, new = cluster.hosts[:2], cluster.hosts[2]
+    with Replicas(old, clock=clock, slow_start=10.0, balance=balance, rng=random.Random(5), **FAST) as replicas:
+        for _ in range(50):  # traffic before the change
+            replicas.call("get_cells", TABLE, SPEC, namespace=NS)
+        replicas.add(new)
+        assert replicas.stats()[new]["health"]["ramp"] < 0.2
+
+        def share() -> int:
+            before = served(replicas, [new])[new]
+            for _ in range(300):
+                assert replicas.call("get_cells", TABLE, SPEC, namespace=NS)[0].value == b"v"
+            return served(replicas, [new])[new] - before
+
+        first = share()  # about 10 % of a third at first, not a third (100)
+        clock.advance(6.0)
+        second = share()  # about 60 % of it
+        clock.advance(6.0)
+        third = share()  # the window is over: its full share
+        assert first <= 45, (first, second, third)
+        assert first < second < third and third >= 60, (first, second, third)
+        assert replicas.stats()[new]["health"]["ramp"] == 1.0
+    with Replicas(old, slow_start=10.0, **FAST) as replicas:  # set_hosts warms the new hosts too
+        replicas.set_hosts([*old, new])
+        assert replicas.stats()[new]["health"]["ramp"] < 0.2
+        assert all(replicas.stats()[h]["health"]["ramp"] == 1.0 for h in old)
+
+
 def test_the_flask_extension_takes_the_options(cluster):
     from flask import Flask
 

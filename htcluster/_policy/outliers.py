@@ -15,7 +15,8 @@ and, like it, pure bookkeeping (clock and random source injected, no I/O):
   ``max_ejection_percent``; default half); when more are ejected, those with
   the longest streaks and most ejections stay aside and the least bad keep
   serving (panic mode).  A single candidate is never set aside.
-* **Slow start.**  A host that answered a probe after a backoff gets, for
+* **Slow start.**  A host that answered a probe after a backoff, or that was
+  just added to the members (``add``, ``set_hosts``), gets, for
   ``slow_start`` seconds, a share of its traffic that grows linearly from
   :data:`MIN_RAMP` to all of it: each balanced choice leaves it out with
   probability ``1 - ramp`` (Envoy's slow start, Netflix's probation of cold
@@ -122,7 +123,8 @@ class Outliers:
             return True
 
     def revived(self, host: str) -> None:
-        """Start the slow start of ``host``, which just answered a probe (nothing when ``slow_start`` is 0)."""
+        """Start the slow start of ``host``, which just answered a probe or joined the members
+        (nothing when ``slow_start`` is 0)."""
         if self.slow_start > 0:
             with self._lock:
                 self._warm[host] = self.clock()

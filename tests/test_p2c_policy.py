@@ -51,7 +51,7 @@ def test_p2c_sends_almost_nothing_to_a_slow_host():
 
 def test_a_slow_host_is_measured_again_after_a_while_not_avoided_forever():
     clock = ManualClock()
-    balancer = P2CBalancer(decay=10.0, clock=clock)
+    balancer = P2CBalancer(decay_time=10.0, clock=clock)
     for host, took in (("a:1", 0.0002), ("b:1", 0.0002), ("c:1", 0.020)):
         balancer.observe(host, took, failed=False)
     rng = random.Random(2)
@@ -111,7 +111,7 @@ def test_transient_codes():
 
 def test_errors_in_a_row_eject_a_host_for_a_while():
     clock = ManualClock()
-    outliers = Outliers(eject_after=3, ejection_time=10.0, clock=clock, rng=random.Random(1))
+    outliers = Outliers(consecutive_gateway_failure=3, base_ejection_time=10.0, clock=clock, rng=random.Random(1))
     rng = random.Random(1)
     for _ in range(2):
         assert not outliers.answered("a:1", error=True)
@@ -128,7 +128,7 @@ def test_errors_in_a_row_eject_a_host_for_a_while():
 
 def test_ejection_never_sets_aside_more_than_the_cap():
     clock = ManualClock()
-    outliers = Outliers(max_ejection=0.5, eject_after=1, clock=clock, rng=random.Random(1))
+    outliers = Outliers(max_ejection=0.5, consecutive_gateway_failure=1, clock=clock, rng=random.Random(1))
     rng = random.Random(1)
     outliers.answered("a:1", error=True)
     outliers.answered("b:1", error=True)
@@ -136,7 +136,8 @@ def test_ejection_never_sets_aside_more_than_the_cap():
     serving = outliers.serving(HOSTS, rng)
     assert len(serving) == 2 and "c:1" in serving
     assert outliers.serving(["a:1"], rng) == ["a:1"]  # a single candidate is never set aside
-    assert sorted(Outliers(max_ejection=0.0, eject_after=1, clock=clock).serving(HOSTS, rng)) == sorted(HOSTS)
+    none_out = Outliers(max_ejection=0.0, consecutive_gateway_failure=1, clock=clock)
+    assert sorted(none_out.serving(HOSTS, rng)) == sorted(HOSTS)
 
 
 def test_slow_start_ramps_a_recovered_host_up():
@@ -178,11 +179,31 @@ def test_health_feeds_the_meter_and_ramps_after_a_probe():
     assert health.outliers.clean("b:1")
 
 
+def test_a_host_added_by_a_membership_change_warms_up_and_gets_the_prior():
+    clock = ManualClock()
+    health = HostHealth(["a:1", "b:1"], clock=clock, outliers=Outliers(slow_start=5.0, clock=clock))
+    health.meter = balancer = P2CBalancer(clock=clock)
+    for host, took in (("a:1", 0.002), ("b:1", 0.004), ("c:1", 0.5)):
+        balancer.observe(host, took, failed=False)  # c:1 was a member once, and slow then
+    assert health.track(["a:1", "b:1", "c:1"]) == ("c:1",)
+    assert health.outliers.ramp("c:1") == MIN_RAMP and health.outliers.ramp("a:1") == 1.0
+    assert not health.all_live  # the router leaves its fast path while c:1 warms up
+    assert balancer.costs(["a:1", "b:1", "c:1"])["c:1"] == pytest.approx(0.003)  # the median, not 0.5
+    clock.advance(5.0)
+    assert health.outliers.ramp("c:1") == 1.0
+    balancer.observe("b:1", 0.004, failed=False)
+    assert health.track(["a:1", "c:1"]) == ()  # b:1 leaves: its cost goes with it
+    assert health.track(["a:1", "c:1", "b:1"]) == ("b:1",)
+    assert balancer.costs(["a:1", "c:1", "b:1"])["b:1"] != 0.004
+    assert HostHealth(["a:1"], clock=clock).track(["a:1", "d:1"]) == ("d:1",)  # slow_start 0: no ramp
+    assert HostHealth(["a:1"], clock=clock).outliers.ramp("d:1") == 1.0
+
+
 def test_many_threads_share_one_balancer_and_one_outliers():
     import threading
 
     balancer = P2CBalancer()
-    outliers = Outliers(eject_after=2, slow_start=0.5)
+    outliers = Outliers(consecutive_gateway_failure=2, slow_start=0.5)
     errors: list[BaseException] = []
 
     def work(seed: int) -> None:

@@ -9,11 +9,11 @@ linkerd's P2C with Peak EWMA (tower's ``PeakEwma``):
 * each host has a *cost*, a latency in seconds that jumps up to any slower
   answer at once (peak-sensitive) and comes down towards faster answers as an
   exponentially weighted moving average whose weight depends on the time
-  between answers (``decay`` seconds: an answer ``decay`` seconds after the
-  previous one replaces about 63 % of the cost);
+  between answers (``decay_time`` seconds, Finagle's ``decayTime``: an answer
+  ``decay_time`` seconds after the previous one replaces about 63 % of the cost);
 * a cost that has not been measured for a while decays towards zero by the
   same time constant, so a host that was once slow is tried again now and
-  then (every few ``decay`` seconds), not avoided forever;
+  then (every few ``decay_time`` seconds), not avoided forever;
 * a failure (a connection failure, a broker's transient error) counts as an
   answer of at least ``failure_penalty`` seconds: a host that fails fast does
   not attract traffic;
@@ -39,11 +39,11 @@ from ..errors import ConfigError
 from .forks import renew_after_fork
 from .plans import Balancer, CachedBalancer, Load
 
-__all__ = ["BALANCES", "DEFAULT_DECAY", "DEFAULT_FAILURE_PENALTY", "DEFAULT_PRIOR", "Meter", "P2CBalancer",
+__all__ = ["BALANCES", "DEFAULT_DECAY_TIME", "DEFAULT_FAILURE_PENALTY", "DEFAULT_PRIOR", "Meter", "P2CBalancer",
            "PeakEwma", "balance_name", "coerce_balancer", "costs_of"]
 
 #: Seconds of the cost's time constant (Finagle's and linkerd's ``decayTime``, 10 s).
-DEFAULT_DECAY = 10.0
+DEFAULT_DECAY_TIME = 10.0
 #: Seconds a failed call counts as, at least, in the cost of its host.
 DEFAULT_FAILURE_PENALTY = 1.0
 #: Seconds of the cost of a never-measured host when no candidate was measured either.
@@ -104,7 +104,8 @@ class P2CBalancer:
     Thread-safe; one instance belongs to one routing object (it learns that
     object's hosts).  See the module's text for the policy.
 
-    :param decay: seconds (float > 0), the time constant of each host's cost (default 10).
+    :param decay_time: seconds (float > 0), the time constant of each host's cost (default 10; Finagle's
+        ``decayTime``): shorter forgets a slow spell sooner, longer smooths more.
     :param failure_penalty: seconds (float >= 0) a failed call counts as, at least (default 1).
     :param prior: seconds (float > 0) of a never-measured host when no candidate is measured (default 0.001).
     :param clock: callable returning seconds (``time.monotonic``).
@@ -118,9 +119,9 @@ class P2CBalancer:
         balancer.pick(["ht1:15867", "ht2:15867"], lambda h: (1, 0), random.Random(1))   # 'ht1:15867'
     """
 
-    def __init__(self, decay: float = DEFAULT_DECAY, failure_penalty: float = DEFAULT_FAILURE_PENALTY,
+    def __init__(self, decay_time: float = DEFAULT_DECAY_TIME, failure_penalty: float = DEFAULT_FAILURE_PENALTY,
                  prior: float = DEFAULT_PRIOR, clock: Optional[Callable[[], float]] = None) -> None:
-        self.decay = seconds("p2c decay", decay)
+        self.decay_time = seconds("decay_time", decay_time)
         self.failure_penalty = seconds("p2c failure_penalty", failure_penalty, allow_zero=True)
         self.prior = seconds("p2c prior", prior)
         self.clock = clock or time.monotonic
@@ -147,8 +148,8 @@ class P2CBalancer:
             if ewma is None:
                 self._costs[host] = PeakEwma(took, now)
             else:
-                ewma.cost = ewma.decayed(now, self.decay)
-                ewma.update(took, now, self.decay)
+                ewma.cost = ewma.decayed(now, self.decay_time)
+                ewma.update(took, now, self.decay_time)
 
     def forget(self, host: str) -> None:
         """Drop ``host``'s cost: it is unmeasured again and gets the prior (a host back after a probe)."""
@@ -159,7 +160,7 @@ class P2CBalancer:
         """Return ``{host: cost in seconds}`` of ``hosts`` now, the prior standing in for the unmeasured ones."""
         now = self.clock()
         with self._lock:
-            known = {h: e.decayed(now, self.decay) for h in hosts if (e := self._costs.get(h)) is not None}
+            known = {h: e.decayed(now, self.decay_time) for h in hosts if (e := self._costs.get(h)) is not None}
         if len(known) == len(hosts):
             return known
         prior = _median(sorted(known.values())) if known else self.prior
@@ -192,7 +193,7 @@ class P2CBalancer:
         return a if score[a] <= score[b] else b
 
     def __repr__(self) -> str:
-        return f"P2CBalancer(decay={self.decay:g}, failure_penalty={self.failure_penalty:g})"
+        return f"P2CBalancer(decay_time={self.decay_time:g}, failure_penalty={self.failure_penalty:g})"
 
 
 def _median(values: Sequence[float]) -> float:
@@ -202,15 +203,23 @@ def _median(values: Sequence[float]) -> float:
 
 
 def coerce_balancer(balance: Union[str, None], balancer: Optional[Balancer],
-                    clock: Optional[Callable[[], float]] = None) -> Balancer:
+                    clock: Optional[Callable[[], float]] = None, decay_time: Optional[float] = None) -> Balancer:
     """Normalise the ``balance=`` (a name) and ``balancer=`` (an object) options into one balancer.
 
     :param balance: ``"cached"`` (lupyne's policy, the default), ``"p2c"``, or ``None``.
     :param balancer: an object with ``pick`` (wins when given; ``balance`` must then be unset).
     :param clock: the clock of a :class:`P2CBalancer` built here.
+    :param decay_time: seconds, the time constant of a :class:`P2CBalancer` built here (``None``: 10 s);
+        it tunes ``balance="p2c"`` only.
     :returns: the balancer.
-    :raises ConfigError: an unknown name, or both options given.
+    :raises ConfigError: an unknown name, both options given, a ``decay_time`` that is not a finite
+        positive number of seconds, or one given without ``balance="p2c"``.
     """
+    if decay_time is not None and balance != "p2c":
+        seconds("decay_time", decay_time)
+        raise ConfigError(f"decay_time={decay_time!r} tunes balance='p2c' only (the balancer here is "
+                          f"{balance or ('a custom balancer' if balancer is not None else 'cached')!s}): "
+                          "add balance='p2c' or drop decay_time")
     if balancer is not None:
         if balance is not None:
             raise ConfigError("give balance= (a name) or balancer= (an object), not both")
@@ -218,7 +227,7 @@ def coerce_balancer(balance: Union[str, None], balancer: Optional[Balancer],
     if balance is None or balance == "cached":
         return CachedBalancer()
     if balance == "p2c":
-        return P2CBalancer(clock=clock)
+        return P2CBalancer(clock=clock) if decay_time is None else P2CBalancer(decay_time, clock=clock)
     raise ConfigError(f"balance must be one of {', '.join(BALANCES)}, got {balance!r}")
 
 

@@ -284,6 +284,40 @@ def test_only_a_failure_on_the_current_generation_starts_a_new_one(broker_addres
         check_consistent(pool)
 
 
+def test_the_reconnect_pause_holds_no_connect_permit(broker_address: str) -> None:
+    from htcluster._pool.pool import Sleep
+    from htcluster._policy.steps import drive
+    from htcluster.testing import FaultProxy, free_port
+
+    port = free_port()  # nothing listens there yet
+    with Pool(f"127.0.0.1:{port}", size=2, max_overflow=0, max_connecting=1, reconnect_jitter=30.0,
+              connect_timeout=5.0) as pool:
+        with pytest.raises(BrokerUnavailable):
+            pool.acquire(pool_timeout=5.0)  # the host fails: the next blocking connects pause first
+        proxy = FaultProxy(broker_address, port=port)
+        try:
+            paused = pool.acquire_steps(time.monotonic() + 60.0)
+            step = next(paused)  # a caller in its reconnect pause (the pause itself is not run here)
+            assert isinstance(step, Sleep) and 0.0 <= step.seconds <= 30.0
+            interrupted = pool.acquire_steps(time.monotonic() + 60.0)
+            assert isinstance(next(interrupted), Sleep)
+            with pytest.raises(KeyboardInterrupt):  # an interrupt in the pause: nothing to give back
+                interrupted.throw(KeyboardInterrupt())
+            check_consistent(pool)
+            # meanwhile the only connect permit is free: a connect of the loop (a probe, a broadcast)
+            # goes ahead; it timed out waiting for the pausing caller's permit before
+            other = pool.acquire(pool_timeout=2.0, connect=False)
+            assert pool.connecting == 1
+            other.release()
+            assert pool.connecting == 0
+            lease = drive(paused)  # the paused caller goes on: it takes the permit and connects
+            assert lease.resource.is_open
+            lease.release()
+            check_consistent(pool)
+        finally:
+            proxy.close()
+
+
 def test_bad_max_connecting_is_a_config_error(broker_address: str) -> None:
     from htcluster.errors import ConfigError
 

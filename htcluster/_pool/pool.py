@@ -221,7 +221,9 @@ class ConnectionPool:
     :param reconnect_jitter: seconds (float, >= 0); after a connect to the host
         failed, each blocking connect first pauses a random time up to this long,
         until one succeeds, so that many threads and processes do not hit a
-        restarting broker in step (default 0.05 s; 0: no pause).
+        restarting broker in step (default 0.05 s; 0: no pause).  The pause comes
+        before the caller takes a slot and a connect permit, so it delays no other
+        connect; a caller that finds an idle connection afterwards takes it.
     :param min_size: connections kept open at least (int, 0 to ``size``; default 0):
         the process's one maintenance thread (:mod:`htcluster._pool.maintenance`)
         opens what is missing in the background, within ``max_connecting``, so
@@ -420,6 +422,13 @@ class ConnectionPool:
         # interrupt between a call and an assignment cannot lose it): the except path gives it back.
         # ``None`` in it is an empty slot *with* a connect permit; a lease holds its permit itself.
         slot: list[Optional[Lease]] = []
+        if connect and self._failing and self.reconnect_jitter and not self._idle:
+            # Spread the reconnects of many threads (and processes) to a failing host: the pause is
+            # taken before any slot or connect permit, so a pausing caller keeps no other connect waiting.
+            pause = self._rng.random() * self.reconnect_jitter
+            if deadline is not None:
+                pause = min(pause, max(0.0, deadline - started))
+            yield Sleep(pause)
         try:
             yield from self._take(started + wait, wait, fresh, deadline, slot, False)
             while slot[0] is not None:
@@ -460,13 +469,9 @@ class ConnectionPool:
     def _new_lease(self, deadline: Optional[float], connect: bool, slot: list[Optional[Lease]]) -> Steps[Lease]:
         """Open a connection in the empty slot of ``slot`` (its permit held); a generator of its waits.
 
-        When the last connect to the host failed, pause a random time first (``reconnect_jitter``).
+        The pause before a reconnect to a failing host (``reconnect_jitter``) is taken by
+        :meth:`acquire_steps` before the slot and permit, never here.
         """
-        if connect and self._failing and self.reconnect_jitter:
-            pause = self._rng.random() * self.reconnect_jitter
-            if deadline is not None:
-                pause = min(pause, max(0.0, deadline - time.monotonic()))
-            yield Sleep(pause)  # spread the reconnects of many threads (and processes) to a failing host
         r = Resource(self.host, socket_timeout=self.socket_timeout, connect_timeout=self.connect_timeout,
                      max_frame_size=self.max_frame_size, open=False, ssl_context=self.ssl_context,
                      keepalive=self.keepalive)

@@ -4,6 +4,7 @@ No sockets and no sleeping: clocks are :class:`~htcluster.faults.ManualClock`, r
 """
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 
@@ -61,6 +62,33 @@ def test_a_slow_host_is_measured_again_after_a_while_not_avoided_forever():
             balancer.observe(host, 0.0002, failed=False)
     assert balancer.costs(["c:1"])["c:1"] < 0.0002  # its old cost faded below theirs
     assert "c:1" in {balancer.pick(HOSTS, idle, rng) for _ in range(50)}
+
+
+def test_a_stall_of_a_busy_host_is_washed_out_by_its_next_answers_not_kept_for_decay_time():
+    clock = ManualClock()
+    balancer = P2CBalancer(clock=clock)
+    for host, took in (("a:1", 0.002), ("b:1", 0.002), ("c:1", 0.025)):  # c:1 is the slow one
+        balancer.observe(host, took, failed=False)
+    balancer.observe("a:1", 0.030, failed=False)  # one stall on a busy fast host (a client-side pause)
+    assert balancer.costs(["a:1"])["a:1"] == 0.030  # peak-sensitive: taken at once
+    for _ in range(40):  # its next answers come a fraction of a millisecond apart
+        clock.advance(0.0003)
+        balancer.observe("a:1", 0.002, failed=False)
+    # the time weight alone would leave it near 30 ms (above slow c:1) for seconds
+    assert balancer.costs(["a:1"])["a:1"] < 0.004
+    assert shares(balancer, load=lambda h: (0, 3) if h != "c:1" else (0, 0))["c:1"] < 3000 * 0.1
+    idle_host = P2CBalancer(clock=clock)
+    idle_host.observe("c:1", 0.025, failed=False)
+    clock.advance(10.0)  # a host not called fades by time alone, as before: re-measured as often
+    assert idle_host.costs(["c:1"])["c:1"] == pytest.approx(0.025 * math.exp(-1.0))
+    pure = P2CBalancer(clock=clock, answer_pull=0.0)  # tower's and Finagle's weighting
+    pure.observe("a:1", 0.030, failed=False)
+    for _ in range(40):
+        clock.advance(0.0003)
+        pure.observe("a:1", 0.002, failed=False)
+    assert pure.costs(["a:1"])["a:1"] > 0.025
+    with pytest.raises(ConfigError, match="answer_pull"):
+        P2CBalancer(answer_pull=1.5)
 
 
 def test_in_flight_calls_push_traffic_to_the_others():

@@ -14,6 +14,14 @@ linkerd's P2C with Peak EWMA (tower's ``PeakEwma``):
 * a cost that has not been measured for a while decays towards zero by the
   same time constant, so a host that was once slow is tried again now and
   then (every few ``decay_time`` seconds), not avoided forever;
+* each faster answer also closes at least ``answer_pull`` (10 %) of the gap
+  between the cost and itself, however close in time it came: on a busy host
+  answers come a fraction of a millisecond apart, so with the time weight
+  alone one stall (a pause of the client's own threads, a collection) would
+  stand as the host's cost for about ``decay_time`` seconds and send calls to
+  a truly slower host; with it, a few dozen normal answers wash a stall out.
+  A host that is not called keeps fading by time alone, so re-measuring a
+  slow host is as frequent as before;
 * a failure (a connection failure, a broker's transient error) counts as an
   answer of at least ``failure_penalty`` seconds: a host that fails fast does
   not attract traffic;
@@ -34,13 +42,13 @@ import threading
 import time
 from typing import Callable, Mapping, Optional, Protocol, Sequence, Union, runtime_checkable
 
-from .._validate import seconds
+from .._validate import fraction, seconds
 from ..errors import ConfigError
 from .forks import renew_after_fork
 from .plans import Balancer, CachedBalancer, Load
 
-__all__ = ["BALANCES", "DEFAULT_DECAY_TIME", "DEFAULT_FAILURE_PENALTY", "DEFAULT_PRIOR", "Meter", "P2CBalancer",
-           "PeakEwma", "balance_name", "coerce_balancer", "costs_of"]
+__all__ = ["BALANCES", "DEFAULT_ANSWER_PULL", "DEFAULT_DECAY_TIME", "DEFAULT_FAILURE_PENALTY", "DEFAULT_PRIOR", "Meter",
+           "P2CBalancer", "PeakEwma", "balance_name", "coerce_balancer", "costs_of"]
 
 #: Seconds of the cost's time constant (Finagle's and linkerd's ``decayTime``, 10 s).
 DEFAULT_DECAY_TIME = 10.0
@@ -48,6 +56,8 @@ DEFAULT_DECAY_TIME = 10.0
 DEFAULT_FAILURE_PENALTY = 1.0
 #: Seconds of the cost of a never-measured host when no candidate was measured either.
 DEFAULT_PRIOR = 0.001
+#: The fraction of the gap to a faster answer that each answer closes, at least (see :class:`P2CBalancer`).
+DEFAULT_ANSWER_PULL = 0.1
 #: The ``balance=`` names and what they build.
 BALANCES = ("cached", "p2c")
 
@@ -84,13 +94,14 @@ class PeakEwma:
             return self.cost
         return self.cost * math.exp(-elapsed / decay)
 
-    def update(self, took: float, now: float, decay: float) -> None:
+    def update(self, took: float, now: float, decay: float, pull: float = 0.0) -> None:
         """Fold in one answer of ``took`` seconds at clock time ``now``: a slower one is taken at once (peak),
-        a faster one pulls the cost down by the weight its distance in time from the last answer gives."""
+        a faster one pulls the cost down by the weight its distance in time from the last answer gives,
+        and by at least ``pull`` (a fraction) of the difference."""
         if took >= self.cost:
             self.cost = took
         else:
-            weight = math.exp(-max(0.0, now - self.stamp) / decay)
+            weight = min(math.exp(-max(0.0, now - self.stamp) / decay), 1.0 - pull)
             self.cost = self.cost * weight + took * (1.0 - weight)
         self.stamp = now
 
@@ -108,6 +119,8 @@ class P2CBalancer:
         ``decayTime``): shorter forgets a slow spell sooner, longer smooths more.
     :param failure_penalty: seconds (float >= 0) a failed call counts as, at least (default 1).
     :param prior: seconds (float > 0) of a never-measured host when no candidate is measured (default 0.001).
+    :param answer_pull: fraction (0 to 1) of the gap to a faster answer that each answer closes at least
+        (default 0.1; 0: the time weight alone, as tower's and Finagle's ``PeakEwma``).
     :param clock: callable returning seconds (``time.monotonic``).
     :raises ConfigError: a value is not a finite positive number of seconds.
 
@@ -120,10 +133,12 @@ class P2CBalancer:
     """
 
     def __init__(self, decay_time: float = DEFAULT_DECAY_TIME, failure_penalty: float = DEFAULT_FAILURE_PENALTY,
-                 prior: float = DEFAULT_PRIOR, clock: Optional[Callable[[], float]] = None) -> None:
+                 prior: float = DEFAULT_PRIOR, clock: Optional[Callable[[], float]] = None,
+                 answer_pull: float = DEFAULT_ANSWER_PULL) -> None:
         self.decay_time = seconds("decay_time", decay_time)
         self.failure_penalty = seconds("p2c failure_penalty", failure_penalty, allow_zero=True)
         self.prior = seconds("p2c prior", prior)
+        self.answer_pull = fraction("answer_pull", answer_pull)
         self.clock = clock or time.monotonic
         self._costs: dict[str, PeakEwma] = {}
         self._lock = threading.Lock()
@@ -149,7 +164,7 @@ class P2CBalancer:
                 self._costs[host] = PeakEwma(took, now)
             else:
                 ewma.cost = ewma.decayed(now, self.decay_time)
-                ewma.update(took, now, self.decay_time)
+                ewma.update(took, now, self.decay_time, self.answer_pull)
 
     def forget(self, host: str) -> None:
         """Drop ``host``'s cost: it is unmeasured again and gets the prior (a host back after a probe)."""

@@ -83,6 +83,77 @@ def test_the_option_reaches_every_routing_class_and_the_url(cluster):
         Resources(cluster.hosts, max_ejection=1.5)
 
 
+KNOBS = dict(decay_time=2.5, consecutive_gateway_failure=3, base_ejection_time=1.5, max_ejection_time=6.0)
+
+
+def knobs_of(routed) -> tuple:
+    outliers = routed.health.outliers
+    return (routed.router.balancer.decay_time, outliers.consecutive_gateway_failure, outliers.base_ejection_time,
+            outliers.max_ejection_time)
+
+
+def test_the_p2c_and_ejection_knobs_reach_every_routing_class_the_url_and_asyncio(cluster):
+    from htcluster.aio import AsyncReplicas, AsyncResources, AsyncShards
+
+    want = tuple(KNOBS.values())
+    with Resources(cluster.hosts, balance="p2c", **KNOBS) as rs:
+        assert knobs_of(rs) == want
+    with Replicas(cluster.hosts, balance="p2c", **KNOBS) as replicas:
+        assert knobs_of(replicas) == want
+    shards = Shards([(h, "k") for h in cluster.hosts], balance="p2c", **KNOBS)
+    assert knobs_of(shards.resources) == want
+    shards.close()
+    for cls in (AsyncReplicas, AsyncResources):
+        assert knobs_of(cls(cluster.hosts, balance="p2c", **KNOBS)) == want
+    assert knobs_of(AsyncShards([(h, "k") for h in cluster.hosts], balance="p2c", **KNOBS).resources) == want
+    query = "&".join(f"{k}={v}" for k, v in KNOBS.items())
+    with from_url(f"hypertable://{','.join(cluster.hosts)}/{NS}?balance=p2c&{query}") as replicas:
+        assert knobs_of(replicas) == want
+        assert isinstance(replicas.health.outliers.consecutive_gateway_failure, int)
+    with Replicas(cluster.hosts, balance="p2c") as replicas:  # the defaults: Finagle's and Envoy's
+        assert knobs_of(replicas) == (10.0, 5, 10.0, 300.0)
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(balance="p2c", decay_time=0), "decay_time must be > 0 seconds"),
+    (dict(balance="p2c", decay_time=float("nan")), "decay_time must be a finite number"),
+    (dict(balance="p2c", decay_time="10s"), "decay_time must be a number of seconds"),
+    (dict(decay_time=5.0), "tunes balance='p2c' only"),
+    (dict(balance="cached", decay_time=5.0), "add balance='p2c' or drop decay_time"),
+    (dict(consecutive_gateway_failure=0), "consecutive_gateway_failure must be an int >= 1"),
+    (dict(consecutive_gateway_failure=2.5), "consecutive_gateway_failure must be an int >= 1"),
+    (dict(consecutive_gateway_failure=True), "consecutive_gateway_failure"),
+    (dict(base_ejection_time=-1), "base_ejection_time must be > 0 seconds"),
+    (dict(max_ejection_time=float("inf")), "max_ejection_time must be a finite number"),
+    (dict(base_ejection_time=30.0, max_ejection_time=20.0), "must be >= base_ejection_time"),
+])
+def test_bad_knobs_are_config_errors_that_say_what_to_do(cluster, options, message):
+    from htcluster.aio import AsyncReplicas
+
+    for cls in (Resources, Replicas, AsyncReplicas):
+        with pytest.raises(ConfigError, match=message):
+            cls(cluster.hosts, **options)
+    with pytest.raises(ConfigError, match=message):
+        Shards([(h, "k") for h in cluster.hosts], **options)
+
+
+def test_consecutive_gateway_failure_and_the_ejection_times_take_effect(cluster):
+    clock = ManualClock()
+    with MisbehavingBroker("error") as bad:
+        hosts = [bad.address, cluster.hosts[0]]
+        with Resources(hosts, clock=clock, rng=random.Random(2), consecutive_gateway_failure=2,
+                       base_ejection_time=1.0, max_ejection_time=1.5, **FAST) as rs:
+            for _ in range(40):
+                assert rs.unicast("status") is not None
+            assert bad.requests == 2  # two transient errors in a row ejected it (not five)
+            assert 0.8 <= rs.stats()[bad.address]["health"]["ejected_for"] <= 1.0
+            clock.advance(1.01)  # the first ejection (1 s, less jitter) is over
+            for _ in range(40):
+                rs.unicast("status")
+            assert bad.requests == 4  # back, and out again after two more
+            assert rs.stats()[bad.address]["health"]["ejected_for"] <= 1.5  # doubled, capped by max_ejection_time
+
+
 def test_a_transient_error_fails_over_and_a_semantic_one_is_final(cluster):
     with MisbehavingBroker("error", code=codes.REQUEST_TIMEOUT) as bad:
         with Replicas([bad.address, cluster.hosts[0]], **FAST) as replicas:
@@ -169,6 +240,35 @@ def test_a_host_back_from_a_probe_ramps_up(cluster):
         proxy.close()
 
 
+def test_a_host_added_mid_traffic_ramps_up_like_one_back_from_a_probe(cluster):
+    clock = ManualClock()
+    old, new = cluster.hosts[:2], cluster.hosts[2]
+    with Replicas(old, clock=clock, slow_start=10.0, rng=random.Random(5), **FAST) as replicas:
+        for _ in range(50):  # traffic before the change
+            replicas.call("get_cells", TABLE, SPEC, namespace=NS)
+        replicas.add(new)
+        assert replicas.stats()[new]["health"]["ramp"] < 0.2
+
+        def share() -> int:
+            before = served(replicas, [new])[new]
+            for _ in range(300):
+                assert replicas.call("get_cells", TABLE, SPEC, namespace=NS)[0].value == b"v"
+            return served(replicas, [new])[new] - before
+
+        first = share()  # about 10 % of a third at first, not a third (100)
+        clock.advance(6.0)
+        second = share()  # about 60 % of it
+        clock.advance(6.0)
+        third = share()  # the window is over: its full share
+        assert first <= 45, (first, second, third)
+        assert first < second < third and third >= 60, (first, second, third)
+        assert replicas.stats()[new]["health"]["ramp"] == 1.0
+    with Replicas(old, slow_start=10.0, **FAST) as replicas:  # set_hosts warms the new hosts too
+        replicas.set_hosts([*old, new])
+        assert replicas.stats()[new]["health"]["ramp"] < 0.2
+        assert all(replicas.stats()[h]["health"]["ramp"] == 1.0 for h in old)
+
+
 def test_the_flask_extension_takes_the_options(cluster):
     from flask import Flask
 
@@ -177,12 +277,13 @@ def test_the_flask_extension_takes_the_options(cluster):
     ext = Hypertable()
     app = Flask("gray")
     app.config.update(HYPERTABLE_HOSTS=cluster.hosts, HYPERTABLE_NAMESPACE=NS,
-                      HYPERTABLE_OPTIONS={"balance": "p2c", "max_ejection": 0.4, "slow_start": 3.0})
+                      HYPERTABLE_OPTIONS={"balance": "p2c", "max_ejection": 0.4, "slow_start": 3.0, **KNOBS})
     ext.init_app(app)
     with app.app_context():
         replicas = ext.cluster
         assert isinstance(replicas, Replicas) and isinstance(replicas.router.balancer, P2CBalancer)
         assert (replicas.health.outliers.max_ejection, replicas.health.outliers.slow_start) == (0.4, 3.0)
+        assert knobs_of(replicas) == tuple(KNOBS.values())
         assert replicas.call("get_cells", TABLE, SPEC, namespace=NS)[0].value == b"v"
     url_app = Flask("gray-url")
     url_app.config["HYPERTABLE_URL"] = f"hypertable://{','.join(cluster.hosts)}/{NS}?balance=p2c"
@@ -193,6 +294,11 @@ def test_the_flask_extension_takes_the_options(cluster):
     bad.config.update(HYPERTABLE_HOSTS=cluster.hosts, HYPERTABLE_OPTIONS={"balance": "fastest"})
     with pytest.raises(ConfigError, match="HYPERTABLE_OPTIONS.*cached, p2c"):
         Hypertable(bad)  # checked at init_app, naming the key
+    bad_knob = Flask("gray-bad-knob")
+    bad_knob.config.update(HYPERTABLE_HOSTS=cluster.hosts,
+                           HYPERTABLE_OPTIONS={"balance": "p2c", "base_ejection_time": 9.0, "max_ejection_time": 3.0})
+    with pytest.raises(ConfigError, match="HYPERTABLE_OPTIONS.*max_ejection_time"):
+        Hypertable(bad_knob)
 
 
 def test_a_hedged_read_that_gets_a_transient_error_moves_on(cluster):

@@ -4,6 +4,7 @@ No sockets and no sleeping: clocks are :class:`~htcluster.faults.ManualClock`, r
 """
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 
@@ -51,7 +52,7 @@ def test_p2c_sends_almost_nothing_to_a_slow_host():
 
 def test_a_slow_host_is_measured_again_after_a_while_not_avoided_forever():
     clock = ManualClock()
-    balancer = P2CBalancer(decay=10.0, clock=clock)
+    balancer = P2CBalancer(decay_time=10.0, clock=clock)
     for host, took in (("a:1", 0.0002), ("b:1", 0.0002), ("c:1", 0.020)):
         balancer.observe(host, took, failed=False)
     rng = random.Random(2)
@@ -61,6 +62,33 @@ def test_a_slow_host_is_measured_again_after_a_while_not_avoided_forever():
             balancer.observe(host, 0.0002, failed=False)
     assert balancer.costs(["c:1"])["c:1"] < 0.0002  # its old cost faded below theirs
     assert "c:1" in {balancer.pick(HOSTS, idle, rng) for _ in range(50)}
+
+
+def test_a_stall_of_a_busy_host_is_washed_out_by_its_next_answers_not_kept_for_decay_time():
+    clock = ManualClock()
+    balancer = P2CBalancer(clock=clock)
+    for host, took in (("a:1", 0.002), ("b:1", 0.002), ("c:1", 0.025)):  # c:1 is the slow one
+        balancer.observe(host, took, failed=False)
+    balancer.observe("a:1", 0.030, failed=False)  # one stall on a busy fast host (a client-side pause)
+    assert balancer.costs(["a:1"])["a:1"] == 0.030  # peak-sensitive: taken at once
+    for _ in range(40):  # its next answers come a fraction of a millisecond apart
+        clock.advance(0.0003)
+        balancer.observe("a:1", 0.002, failed=False)
+    # the time weight alone would leave it near 30 ms (above slow c:1) for seconds
+    assert balancer.costs(["a:1"])["a:1"] < 0.004
+    assert shares(balancer, load=lambda h: (0, 3) if h != "c:1" else (0, 0))["c:1"] < 3000 * 0.1
+    idle_host = P2CBalancer(clock=clock)
+    idle_host.observe("c:1", 0.025, failed=False)
+    clock.advance(10.0)  # a host not called fades by time alone, as before: re-measured as often
+    assert idle_host.costs(["c:1"])["c:1"] == pytest.approx(0.025 * math.exp(-1.0))
+    pure = P2CBalancer(clock=clock, answer_pull=0.0)  # tower's and Finagle's weighting
+    pure.observe("a:1", 0.030, failed=False)
+    for _ in range(40):
+        clock.advance(0.0003)
+        pure.observe("a:1", 0.002, failed=False)
+    assert pure.costs(["a:1"])["a:1"] > 0.025
+    with pytest.raises(ConfigError, match="answer_pull"):
+        P2CBalancer(answer_pull=1.5)
 
 
 def test_in_flight_calls_push_traffic_to_the_others():
@@ -111,7 +139,7 @@ def test_transient_codes():
 
 def test_errors_in_a_row_eject_a_host_for_a_while():
     clock = ManualClock()
-    outliers = Outliers(eject_after=3, ejection_time=10.0, clock=clock, rng=random.Random(1))
+    outliers = Outliers(consecutive_gateway_failure=3, base_ejection_time=10.0, clock=clock, rng=random.Random(1))
     rng = random.Random(1)
     for _ in range(2):
         assert not outliers.answered("a:1", error=True)
@@ -128,7 +156,7 @@ def test_errors_in_a_row_eject_a_host_for_a_while():
 
 def test_ejection_never_sets_aside_more_than_the_cap():
     clock = ManualClock()
-    outliers = Outliers(max_ejection=0.5, eject_after=1, clock=clock, rng=random.Random(1))
+    outliers = Outliers(max_ejection=0.5, consecutive_gateway_failure=1, clock=clock, rng=random.Random(1))
     rng = random.Random(1)
     outliers.answered("a:1", error=True)
     outliers.answered("b:1", error=True)
@@ -136,7 +164,8 @@ def test_ejection_never_sets_aside_more_than_the_cap():
     serving = outliers.serving(HOSTS, rng)
     assert len(serving) == 2 and "c:1" in serving
     assert outliers.serving(["a:1"], rng) == ["a:1"]  # a single candidate is never set aside
-    assert sorted(Outliers(max_ejection=0.0, eject_after=1, clock=clock).serving(HOSTS, rng)) == sorted(HOSTS)
+    none_out = Outliers(max_ejection=0.0, consecutive_gateway_failure=1, clock=clock)
+    assert sorted(none_out.serving(HOSTS, rng)) == sorted(HOSTS)
 
 
 def test_slow_start_ramps_a_recovered_host_up():
@@ -178,11 +207,31 @@ def test_health_feeds_the_meter_and_ramps_after_a_probe():
     assert health.outliers.clean("b:1")
 
 
+def test_a_host_added_by_a_membership_change_warms_up_and_gets_the_prior():
+    clock = ManualClock()
+    health = HostHealth(["a:1", "b:1"], clock=clock, outliers=Outliers(slow_start=5.0, clock=clock))
+    health.meter = balancer = P2CBalancer(clock=clock)
+    for host, took in (("a:1", 0.002), ("b:1", 0.004), ("c:1", 0.5)):
+        balancer.observe(host, took, failed=False)  # c:1 was a member once, and slow then
+    assert health.track(["a:1", "b:1", "c:1"]) == ("c:1",)
+    assert health.outliers.ramp("c:1") == MIN_RAMP and health.outliers.ramp("a:1") == 1.0
+    assert not health.all_live  # the router leaves its fast path while c:1 warms up
+    assert balancer.costs(["a:1", "b:1", "c:1"])["c:1"] == pytest.approx(0.003)  # the median, not 0.5
+    clock.advance(5.0)
+    assert health.outliers.ramp("c:1") == 1.0
+    balancer.observe("b:1", 0.004, failed=False)
+    assert health.track(["a:1", "c:1"]) == ()  # b:1 leaves: its cost goes with it
+    assert health.track(["a:1", "c:1", "b:1"]) == ("b:1",)
+    assert balancer.costs(["a:1", "c:1", "b:1"])["b:1"] != 0.004
+    assert HostHealth(["a:1"], clock=clock).track(["a:1", "d:1"]) == ("d:1",)  # slow_start 0: no ramp
+    assert HostHealth(["a:1"], clock=clock).outliers.ramp("d:1") == 1.0
+
+
 def test_many_threads_share_one_balancer_and_one_outliers():
     import threading
 
     balancer = P2CBalancer()
-    outliers = Outliers(eject_after=2, slow_start=0.5)
+    outliers = Outliers(consecutive_gateway_failure=2, slow_start=0.5)
     errors: list[BaseException] = []
 
     def work(seed: int) -> None:

@@ -18,7 +18,7 @@ import pytest
 import trustme
 
 from htcluster import Pool, tls_context
-from htcluster.errors import BrokerUnavailable, PoolTimeout
+from htcluster.errors import BrokerUnavailable, ConfigError, PoolTimeout
 from htcluster.events import ConnectionClosed, Listeners
 from htcluster.testing import LocalBroker
 
@@ -284,6 +284,40 @@ def test_only_a_failure_on_the_current_generation_starts_a_new_one(broker_addres
         check_consistent(pool)
 
 
+def test_the_reconnect_pause_holds_no_connect_permit(broker_address: str) -> None:
+    from htcluster._pool.pool import Sleep
+    from htcluster._policy.steps import drive
+    from htcluster.testing import FaultProxy, free_port
+
+    port = free_port()  # nothing listens there yet
+    with Pool(f"127.0.0.1:{port}", size=2, max_overflow=0, max_connecting=1, reconnect_jitter=30.0,
+              connect_timeout=5.0) as pool:
+        with pytest.raises(BrokerUnavailable):
+            pool.acquire(pool_timeout=5.0)  # the host fails: the next blocking connects pause first
+        proxy = FaultProxy(broker_address, port=port)
+        try:
+            paused = pool.acquire_steps(time.monotonic() + 60.0)
+            step = next(paused)  # a caller in its reconnect pause (the pause itself is not run here)
+            assert isinstance(step, Sleep) and 0.0 <= step.seconds <= 30.0
+            interrupted = pool.acquire_steps(time.monotonic() + 60.0)
+            assert isinstance(next(interrupted), Sleep)
+            with pytest.raises(KeyboardInterrupt):  # an interrupt in the pause: nothing to give back
+                interrupted.throw(KeyboardInterrupt())
+            check_consistent(pool)
+            # meanwhile the only connect permit is free: a connect of the loop (a probe, a broadcast)
+            # goes ahead; it timed out waiting for the pausing caller's permit before
+            other = pool.acquire(pool_timeout=2.0, connect=False)
+            assert pool.connecting == 1
+            other.release()
+            assert pool.connecting == 0
+            lease = drive(paused)  # the paused caller goes on: it takes the permit and connects
+            assert lease.resource.is_open
+            lease.release()
+            check_consistent(pool)
+        finally:
+            proxy.close()
+
+
 def test_bad_max_connecting_is_a_config_error(broker_address: str) -> None:
     from htcluster.errors import ConfigError
 
@@ -355,6 +389,63 @@ def test_min_size_against_a_down_host_backs_off_and_counts_right() -> None:
         stats = pool.stats()
         assert stats["opened"] == 0 and stats["idle"] == 0 and stats["connecting"] == 0
         check_consistent(pool)
+
+
+def closed_reasons(listeners: Listeners) -> list[str]:
+    reasons: list[str] = []
+    listeners.register(lambda event: reasons.append(event.reason) if isinstance(event, ConnectionClosed) else None)
+    return reasons
+
+
+def consistent(pool: Pool) -> bool:
+    stats = pool.stats()
+    return stats["opened"] - stats["closed"] == stats["idle"] + stats["in_use"] and stats["in_use"] == 0
+
+
+def test_the_maintenance_thread_drops_what_an_idle_timeout_of_the_broker_closed_and_keeps_min_size() -> None:
+    listeners = Listeners()
+    reasons = closed_reasons(listeners)
+    with LocalBroker(extra_args=["--idle-timeout", "1"]) as broker:  # a broker that closes idle connections
+        with Pool(broker.address, size=3, max_overflow=0, min_size=2, listeners=listeners) as pool:
+            assert wait_until(lambda: pool.idle == 2)
+            # after 1 s the broker closes both; the thread finds them readable (end of file),
+            # closes them and opens two new ones: the pool never sits on dead connections for long
+            assert wait_until(lambda: pool.stats()["closed"] >= 2 and pool.idle == 2, 30.0), pool.stats()
+            assert any("the broker closed it" in reason for reason in reasons), reasons
+            assert pool.stats()["replaced"] == 0  # none was met by a checkout: gone before
+            assert wait_until(lambda: consistent(pool))
+            assert pool.call("status") is not None
+
+
+def test_the_maintenance_thread_drops_connections_a_proxy_reset_and_those_idle_past_max_idle_time(
+        broker_address: str) -> None:
+    from htcluster.testing import FaultProxy
+
+    listeners = Listeners()
+    reasons = closed_reasons(listeners)
+    with FaultProxy(broker_address) as proxy:
+        with Pool(proxy.address, size=3, max_overflow=0, max_idle_time=600.0, listeners=listeners) as pool:
+            leases = [pool.acquire() for _ in range(3)]
+            for lease in leases:
+                lease.release()
+            assert pool.idle == 3 and wait_until(lambda: proxy.connections == 3)  # the proxy holds all three
+            proxy.reset()  # every connection gets an RST while idle in the pool
+            assert wait_until(lambda: pool.idle == 0, 30.0), pool.stats()  # no min_size: nothing reopened
+            assert pool.stats()["closed"] == 3 and pool.stats()["opened"] == 3
+            assert wait_until(lambda: consistent(pool))
+    reasons.clear()
+    with Pool(broker_address, size=3, max_overflow=0, min_size=1, max_idle_time=0.3, listeners=listeners) as pool:
+        leases = [pool.acquire() for _ in range(3)]
+        for lease in leases:
+            lease.release()
+        # idle past 0.3 s: closed in the background; min_size keeps one open, opened anew
+        assert wait_until(lambda: pool.stats()["closed"] >= 3 and pool.idle >= 1, 30.0), pool.stats()
+        assert any("max_idle_time" in reason for reason in reasons), reasons
+        assert pool.call("status") is not None
+        assert wait_until(lambda: consistent(pool))
+    for bad in (0, -1.0, float("nan"), "30", True):
+        with pytest.raises(ConfigError, match="max_idle_time"):
+            Pool(broker_address, max_idle_time=bad)
 
 
 def test_bad_min_size_is_a_config_error(broker_address: str) -> None:

@@ -30,6 +30,11 @@ def test_the_url_builds_the_routing_object_with_its_options():
     ("hypertable://a?hedge=-1", "hedge"),
     ("hypertable://a?hedge=1&hedge=2", "once"),
     ("hypertable://u:p@a", "passwords"),
+    ("hypertable://a?size=2.5", "size='2.5' must be a whole number"),  # once truncated to 2 without a word
+    ("hypertable://a?min_size=1.9", "whole number"),
+    ("hypertable://a?consecutive_gateway_failure=2.5", "whole number"),
+    ("hypertable://a?balance=p2c&decay_time=0", "decay_time must be > 0 seconds"),
+    ("hypertable://a?decay_time=5", "decay_time=5 tunes balance='p2c' only"),
 ])
 def test_bad_urls_are_config_errors(url, message):
     with pytest.raises(ConfigError, match=message):

@@ -37,7 +37,7 @@ class AsyncPool(Pool):
     The arguments are :class:`~htcluster.Pool`'s (``size``, ``max_overflow``,
     ``pool_timeout``, ``socket_timeout``, ``connect_timeout``, ``idle_ping``,
     ``max_age``, ``max_frame_size``, ``listeners``, ``ssl_context``,
-    ``max_connecting``, ``reconnect_jitter``, ``min_size``, ``keepalive``; seconds);
+    ``max_connecting``, ``reconnect_jitter``, ``min_size``, ``keepalive``, ``max_idle_time``; seconds);
     so are ``stats()``, the events and the errors.  It may be made before any
     event loop runs; it belongs to the loop that first uses it
     (:class:`~htcluster.errors.WrongEventLoop` from another one).
@@ -56,12 +56,12 @@ class AsyncPool(Pool):
                  max_age: Optional[float] = None, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
                  listeners: Optional[ev.Listeners] = None, ssl_context: Optional[ssl.SSLContext] = None,
                  max_connecting: int = DEFAULT_MAX_CONNECTING, reconnect_jitter: float = DEFAULT_RECONNECT_JITTER,
-                 min_size: int = 0, keepalive: KeepAliveLike = True) -> None:
+                 min_size: int = 0, keepalive: KeepAliveLike = True, max_idle_time: Optional[float] = None) -> None:
         super().__init__(host, size, max_overflow, pool_timeout, socket_timeout=socket_timeout,
                          connect_timeout=connect_timeout, idle_ping=idle_ping, max_age=max_age,
                          max_frame_size=max_frame_size, listeners=listeners, ssl_context=ssl_context,
                          max_connecting=max_connecting, reconnect_jitter=reconnect_jitter, min_size=min_size,
-                         keepalive=keepalive)
+                         keepalive=keepalive, max_idle_time=max_idle_time)
         #: The event loop this pool belongs to (bound on first use).
         self.binding = LoopBinding(f"AsyncPool({self.address})")
 

@@ -160,8 +160,10 @@ class AsyncReplicas(Replicas):
     """``Replicas`` for asyncio: ``await replicas.call(...)``; writes to the first healthy host, reads balanced.
 
     The arguments, options (``retry``, ``backoff``, ``call_timeout``, ``probe_timeout``,
-    ``hedge``, ``hedge_ratio``, ``retry_budget``, ``listeners``, ``balancer``,
-    the pool options, ``ssl_context``), the stamping of writes, ``stats()``,
+    ``hedge``, ``hedge_ratio``, ``retry_budget``, ``listeners``, ``balancer``, ``balance``,
+    ``max_ejection``, ``slow_start``, ``decay_time``, ``consecutive_gateway_failure``,
+    ``base_ejection_time``, ``max_ejection_time``, the pool options, ``ssl_context``),
+    the stamping of writes, ``stats()``,
     events and errors are those of :class:`~htcluster.Replicas`.
 
     Example::

@@ -197,6 +197,14 @@ class Connection:
                 return True
         return False
 
+    def readable(self) -> bool:
+        """True when an open idle connection has something to read: an end of file, a reset, bytes or TLS records.
+
+        One non-blocking ``poll``; nothing is read and nothing is closed (:meth:`is_stale` decides).
+        """
+        poll = self._poll
+        return poll is not None and bool(poll.poll(0))
+
     def interrupt(self) -> None:
         """Shut the socket down, from any thread: an exchange waiting on it ends at once with end-of-file.
 

@@ -9,11 +9,19 @@ linkerd's P2C with Peak EWMA (tower's ``PeakEwma``):
 * each host has a *cost*, a latency in seconds that jumps up to any slower
   answer at once (peak-sensitive) and comes down towards faster answers as an
   exponentially weighted moving average whose weight depends on the time
-  between answers (``decay`` seconds: an answer ``decay`` seconds after the
-  previous one replaces about 63 % of the cost);
+  between answers (``decay_time`` seconds, Finagle's ``decayTime``: an answer
+  ``decay_time`` seconds after the previous one replaces about 63 % of the cost);
 * a cost that has not been measured for a while decays towards zero by the
   same time constant, so a host that was once slow is tried again now and
-  then (every few ``decay`` seconds), not avoided forever;
+  then (every few ``decay_time`` seconds), not avoided forever;
+* each faster answer also closes at least ``answer_pull`` (10 %) of the gap
+  between the cost and itself, however close in time it came: on a busy host
+  answers come a fraction of a millisecond apart, so with the time weight
+  alone one stall (a pause of the client's own threads, a collection) would
+  stand as the host's cost for about ``decay_time`` seconds and send calls to
+  a truly slower host; with it, a few dozen normal answers wash a stall out.
+  A host that is not called keeps fading by time alone, so re-measuring a
+  slow host is as frequent as before;
 * a failure (a connection failure, a broker's transient error) counts as an
   answer of at least ``failure_penalty`` seconds: a host that fails fast does
   not attract traffic;
@@ -34,20 +42,22 @@ import threading
 import time
 from typing import Callable, Mapping, Optional, Protocol, Sequence, Union, runtime_checkable
 
-from .._validate import seconds
+from .._validate import fraction, seconds
 from ..errors import ConfigError
 from .forks import renew_after_fork
 from .plans import Balancer, CachedBalancer, Load
 
-__all__ = ["BALANCES", "DEFAULT_DECAY", "DEFAULT_FAILURE_PENALTY", "DEFAULT_PRIOR", "Meter", "P2CBalancer",
-           "PeakEwma", "balance_name", "coerce_balancer", "costs_of"]
+__all__ = ["BALANCES", "DEFAULT_ANSWER_PULL", "DEFAULT_DECAY_TIME", "DEFAULT_FAILURE_PENALTY", "DEFAULT_PRIOR", "Meter",
+           "P2CBalancer", "PeakEwma", "balance_name", "coerce_balancer", "costs_of"]
 
 #: Seconds of the cost's time constant (Finagle's and linkerd's ``decayTime``, 10 s).
-DEFAULT_DECAY = 10.0
+DEFAULT_DECAY_TIME = 10.0
 #: Seconds a failed call counts as, at least, in the cost of its host.
 DEFAULT_FAILURE_PENALTY = 1.0
 #: Seconds of the cost of a never-measured host when no candidate was measured either.
 DEFAULT_PRIOR = 0.001
+#: The fraction of the gap to a faster answer that each answer closes, at least (see :class:`P2CBalancer`).
+DEFAULT_ANSWER_PULL = 0.1
 #: The ``balance=`` names and what they build.
 BALANCES = ("cached", "p2c")
 
@@ -84,13 +94,14 @@ class PeakEwma:
             return self.cost
         return self.cost * math.exp(-elapsed / decay)
 
-    def update(self, took: float, now: float, decay: float) -> None:
+    def update(self, took: float, now: float, decay: float, pull: float = 0.0) -> None:
         """Fold in one answer of ``took`` seconds at clock time ``now``: a slower one is taken at once (peak),
-        a faster one pulls the cost down by the weight its distance in time from the last answer gives."""
+        a faster one pulls the cost down by the weight its distance in time from the last answer gives,
+        and by at least ``pull`` (a fraction) of the difference."""
         if took >= self.cost:
             self.cost = took
         else:
-            weight = math.exp(-max(0.0, now - self.stamp) / decay)
+            weight = min(math.exp(-max(0.0, now - self.stamp) / decay), 1.0 - pull)
             self.cost = self.cost * weight + took * (1.0 - weight)
         self.stamp = now
 
@@ -104,9 +115,12 @@ class P2CBalancer:
     Thread-safe; one instance belongs to one routing object (it learns that
     object's hosts).  See the module's text for the policy.
 
-    :param decay: seconds (float > 0), the time constant of each host's cost (default 10).
+    :param decay_time: seconds (float > 0), the time constant of each host's cost (default 10; Finagle's
+        ``decayTime``): shorter forgets a slow spell sooner, longer smooths more.
     :param failure_penalty: seconds (float >= 0) a failed call counts as, at least (default 1).
     :param prior: seconds (float > 0) of a never-measured host when no candidate is measured (default 0.001).
+    :param answer_pull: fraction (0 to 1) of the gap to a faster answer that each answer closes at least
+        (default 0.1; 0: the time weight alone, as tower's and Finagle's ``PeakEwma``).
     :param clock: callable returning seconds (``time.monotonic``).
     :raises ConfigError: a value is not a finite positive number of seconds.
 
@@ -118,11 +132,13 @@ class P2CBalancer:
         balancer.pick(["ht1:15867", "ht2:15867"], lambda h: (1, 0), random.Random(1))   # 'ht1:15867'
     """
 
-    def __init__(self, decay: float = DEFAULT_DECAY, failure_penalty: float = DEFAULT_FAILURE_PENALTY,
-                 prior: float = DEFAULT_PRIOR, clock: Optional[Callable[[], float]] = None) -> None:
-        self.decay = seconds("p2c decay", decay)
+    def __init__(self, decay_time: float = DEFAULT_DECAY_TIME, failure_penalty: float = DEFAULT_FAILURE_PENALTY,
+                 prior: float = DEFAULT_PRIOR, clock: Optional[Callable[[], float]] = None,
+                 answer_pull: float = DEFAULT_ANSWER_PULL) -> None:
+        self.decay_time = seconds("decay_time", decay_time)
         self.failure_penalty = seconds("p2c failure_penalty", failure_penalty, allow_zero=True)
         self.prior = seconds("p2c prior", prior)
+        self.answer_pull = fraction("answer_pull", answer_pull)
         self.clock = clock or time.monotonic
         self._costs: dict[str, PeakEwma] = {}
         self._lock = threading.Lock()
@@ -147,8 +163,8 @@ class P2CBalancer:
             if ewma is None:
                 self._costs[host] = PeakEwma(took, now)
             else:
-                ewma.cost = ewma.decayed(now, self.decay)
-                ewma.update(took, now, self.decay)
+                ewma.cost = ewma.decayed(now, self.decay_time)
+                ewma.update(took, now, self.decay_time, self.answer_pull)
 
     def forget(self, host: str) -> None:
         """Drop ``host``'s cost: it is unmeasured again and gets the prior (a host back after a probe)."""
@@ -159,7 +175,7 @@ class P2CBalancer:
         """Return ``{host: cost in seconds}`` of ``hosts`` now, the prior standing in for the unmeasured ones."""
         now = self.clock()
         with self._lock:
-            known = {h: e.decayed(now, self.decay) for h in hosts if (e := self._costs.get(h)) is not None}
+            known = {h: e.decayed(now, self.decay_time) for h in hosts if (e := self._costs.get(h)) is not None}
         if len(known) == len(hosts):
             return known
         prior = _median(sorted(known.values())) if known else self.prior
@@ -192,7 +208,7 @@ class P2CBalancer:
         return a if score[a] <= score[b] else b
 
     def __repr__(self) -> str:
-        return f"P2CBalancer(decay={self.decay:g}, failure_penalty={self.failure_penalty:g})"
+        return f"P2CBalancer(decay_time={self.decay_time:g}, failure_penalty={self.failure_penalty:g})"
 
 
 def _median(values: Sequence[float]) -> float:
@@ -202,15 +218,23 @@ def _median(values: Sequence[float]) -> float:
 
 
 def coerce_balancer(balance: Union[str, None], balancer: Optional[Balancer],
-                    clock: Optional[Callable[[], float]] = None) -> Balancer:
+                    clock: Optional[Callable[[], float]] = None, decay_time: Optional[float] = None) -> Balancer:
     """Normalise the ``balance=`` (a name) and ``balancer=`` (an object) options into one balancer.
 
     :param balance: ``"cached"`` (lupyne's policy, the default), ``"p2c"``, or ``None``.
     :param balancer: an object with ``pick`` (wins when given; ``balance`` must then be unset).
     :param clock: the clock of a :class:`P2CBalancer` built here.
+    :param decay_time: seconds, the time constant of a :class:`P2CBalancer` built here (``None``: 10 s);
+        it tunes ``balance="p2c"`` only.
     :returns: the balancer.
-    :raises ConfigError: an unknown name, or both options given.
+    :raises ConfigError: an unknown name, both options given, a ``decay_time`` that is not a finite
+        positive number of seconds, or one given without ``balance="p2c"``.
     """
+    if decay_time is not None and balance != "p2c":
+        seconds("decay_time", decay_time)
+        raise ConfigError(f"decay_time={decay_time!r} tunes balance='p2c' only (the balancer here is "
+                          f"{balance or ('a custom balancer' if balancer is not None else 'cached')!s}): "
+                          "add balance='p2c' or drop decay_time")
     if balancer is not None:
         if balance is not None:
             raise ConfigError("give balance= (a name) or balancer= (an object), not both")
@@ -218,7 +242,7 @@ def coerce_balancer(balance: Union[str, None], balancer: Optional[Balancer],
     if balance is None or balance == "cached":
         return CachedBalancer()
     if balance == "p2c":
-        return P2CBalancer(clock=clock)
+        return P2CBalancer(clock=clock) if decay_time is None else P2CBalancer(decay_time, clock=clock)
     raise ConfigError(f"balance must be one of {', '.join(BALANCES)}, got {balance!r}")
 
 

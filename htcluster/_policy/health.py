@@ -270,7 +270,7 @@ class HostHealth:
         ejected or warming up (no lock)."""
         return not self._down and not self._lag and not self.outliers.active
 
-    def track(self, hosts: Iterable[str]) -> None:
+    def track(self, hosts: Iterable[str]) -> tuple[str, ...]:
         """Follow exactly ``hosts`` from now on (a membership change): new hosts start live, the others are forgotten.
 
         A forgotten host's state, backoff and lag are dropped, and what calls
@@ -279,11 +279,20 @@ class HostHealth:
         tracked again starts live.  Before the first ``track`` every host is
         followed (the hosts given at construction, others on first use).
 
+        A new host is treated like a host that just answered a probe: it starts
+        its slow start (:meth:`Outliers.revived <htcluster._policy.outliers.Outliers.revived>`,
+        when ``slow_start`` is set) and the :attr:`meter` knows nothing of it (the prior,
+        never a cost left from an earlier stay); the meter forgets the removed hosts too.
+
         :param hosts: ``'host:port'`` keys.
+        :returns: the hosts new to this object, in the order given.
         """
-        keep = frozenset(hosts)
+        order = list(dict.fromkeys(hosts))
+        keep = frozenset(order)
         with self._lock:
-            for host in [h for h in self._states if h not in keep]:
+            before = self._tracked if self._tracked is not None else frozenset(self._states)
+            gone = [h for h in self._states if h not in keep]
+            for host in gone:
                 del self._states[host]
                 self._down.discard(host)
             for host in [h for h in self._lag if h not in keep]:
@@ -291,7 +300,17 @@ class HostHealth:
             for host in keep:
                 self._states.setdefault(host, LIVE)
             self._tracked = keep
+        new = tuple(h for h in order if h not in before)
         self.outliers.forget(keep)
+        meter = self.meter
+        for host in new:
+            self.outliers.revived(host)  # ramps up like a host back from a probe (nothing without slow_start)
+            if meter is not None:
+                meter.forget(host)
+        if meter is not None:
+            for host in before - keep:
+                meter.forget(host)
+        return new
 
     def _ignored(self, host: str) -> bool:
         """True when ``host`` was forgotten by :meth:`track` (no lock: one attribute read)."""

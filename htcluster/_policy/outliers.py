@@ -5,9 +5,11 @@ and, like it, pure bookkeeping (clock and random source injected, no I/O):
 
 * **Ejection.**  A host whose answers are broker errors of the transient kind
   (:data:`~htcluster._policy.classify.TRANSIENT_CODES`: the broker could not
-  reach the cluster) ``eject_after`` times in a row is set aside for
-  ``ejection_time`` seconds, doubled at each further ejection (capped at
-  :data:`MAX_EJECTION_TIME`), with jitter; any other answer ends its streak.
+  reach the cluster: a gateway failure, in Envoy's terms)
+  ``consecutive_gateway_failure`` times in a row is set aside for
+  ``base_ejection_time`` seconds, doubled at each further ejection (capped at
+  ``max_ejection_time``), with jitter; any other answer ends its streak (the
+  names and meaning of Envoy's outlier detection).
   Connection failures are not counted here: they put the host in its backoff
   (:class:`~htcluster._policy.health.Backoff`), as always.
 * **The ejection cap.**  Of the candidates of one call, at most
@@ -15,7 +17,8 @@ and, like it, pure bookkeeping (clock and random source injected, no I/O):
   ``max_ejection_percent``; default half); when more are ejected, those with
   the longest streaks and most ejections stay aside and the least bad keep
   serving (panic mode).  A single candidate is never set aside.
-* **Slow start.**  A host that answered a probe after a backoff gets, for
+* **Slow start.**  A host that answered a probe after a backoff, or that was
+  just added to the members (``add``, ``set_hosts``), gets, for
   ``slow_start`` seconds, a share of its traffic that grows linearly from
   :data:`MIN_RAMP` to all of it: each balanced choice leaves it out with
   probability ``1 - ramp`` (Envoy's slow start, Netflix's probation of cold
@@ -36,17 +39,17 @@ from .._validate import fraction, seconds
 from ..errors import ConfigError
 from .forks import renew_after_fork
 
-__all__ = ["DEFAULT_EJECT_AFTER", "DEFAULT_EJECTION_TIME", "DEFAULT_MAX_EJECTION", "MAX_EJECTION_TIME", "MIN_RAMP",
-           "Outliers"]
+__all__ = ["DEFAULT_BASE_EJECTION_TIME", "DEFAULT_CONSECUTIVE_GATEWAY_FAILURE", "DEFAULT_MAX_EJECTION",
+           "DEFAULT_MAX_EJECTION_TIME", "MIN_RAMP", "Outliers"]
 
 #: Share of the candidates that may be ejected at once (Envoy's ``max_ejection_percent``, here a fraction).
 DEFAULT_MAX_EJECTION = 0.5
-#: Transient broker errors in a row that eject a host (Envoy's ``consecutive_5xx``).
-DEFAULT_EJECT_AFTER = 5
-#: Seconds of a first ejection (doubled at each further one).
-DEFAULT_EJECTION_TIME = 10.0
-#: Seconds an ejection lasts at most.
-MAX_EJECTION_TIME = 300.0
+#: Transient broker errors in a row that eject a host (Envoy's ``consecutive_gateway_failure``).
+DEFAULT_CONSECUTIVE_GATEWAY_FAILURE = 5
+#: Seconds of a first ejection, doubled at each further one (Envoy's ``base_ejection_time``).
+DEFAULT_BASE_EJECTION_TIME = 10.0
+#: Seconds an ejection lasts at most (Envoy's ``max_ejection_time``).
+DEFAULT_MAX_EJECTION_TIME = 300.0
 #: The share of its traffic a slow-starting host gets at first.
 MIN_RAMP = 0.1
 
@@ -56,28 +59,38 @@ class Outliers:
 
     :param max_ejection: fraction (0 to 1) of a call's candidates that may be ejected at once (0.5).
     :param slow_start: seconds (>= 0) of the traffic ramp of a host back from a probe (0: off).
-    :param eject_after: transient broker errors in a row that eject a host (int >= 1, 5).
-    :param ejection_time: seconds (> 0) of a first ejection (10; doubled each time, at most 300).
+    :param consecutive_gateway_failure: transient broker errors in a row that eject a host (int >= 1, 5).
+    :param base_ejection_time: seconds (> 0) of a first ejection (10; doubled each time, at most
+        ``max_ejection_time``).
+    :param max_ejection_time: seconds (>= ``base_ejection_time``) an ejection lasts at most (300).
     :param clock: callable returning seconds (``time.monotonic``).
     :param rng: random source of the jitter.
     :raises ConfigError: a value out of range.
 
     Example::
 
-        outliers = Outliers(eject_after=2, clock=ManualClock())
+        outliers = Outliers(consecutive_gateway_failure=2, clock=ManualClock())
         outliers.answered("a:1", error=True); outliers.answered("a:1", error=True)   # ejected
         outliers.serving(["a:1", "b:1"], random.Random())   # ['b:1']
     """
 
     def __init__(self, max_ejection: float = DEFAULT_MAX_EJECTION, slow_start: float = 0.0,
-                 eject_after: int = DEFAULT_EJECT_AFTER, ejection_time: float = DEFAULT_EJECTION_TIME,
+                 consecutive_gateway_failure: int = DEFAULT_CONSECUTIVE_GATEWAY_FAILURE,
+                 base_ejection_time: float = DEFAULT_BASE_EJECTION_TIME,
+                 max_ejection_time: float = DEFAULT_MAX_EJECTION_TIME,
                  clock: Optional[Callable[[], float]] = None, rng: Optional[random.Random] = None) -> None:
         self.max_ejection = fraction("max_ejection", max_ejection)
         self.slow_start = seconds("slow_start", slow_start, allow_zero=True)
-        if isinstance(eject_after, bool) or not isinstance(eject_after, int) or eject_after < 1:
-            raise ConfigError(f"eject_after must be an int >= 1 (errors in a row), got {eject_after!r}")
-        self.eject_after = eject_after
-        self.ejection_time = seconds("ejection_time", ejection_time)
+        count = consecutive_gateway_failure
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ConfigError(f"consecutive_gateway_failure must be an int >= 1 (the transient broker errors in a "
+                              f"row that eject a host; default {DEFAULT_CONSECUTIVE_GATEWAY_FAILURE}), got {count!r}")
+        self.consecutive_gateway_failure = count
+        self.base_ejection_time = seconds("base_ejection_time", base_ejection_time)
+        self.max_ejection_time = seconds("max_ejection_time", max_ejection_time)
+        if self.max_ejection_time < self.base_ejection_time:
+            raise ConfigError(f"max_ejection_time ({max_ejection_time!r} s) must be >= base_ejection_time "
+                              f"({base_ejection_time!r} s): raise max_ejection_time or lower base_ejection_time")
         self.clock = clock or time.monotonic
         self.rng = rng or random.Random()
         self._lock = threading.Lock()
@@ -111,18 +124,19 @@ class Outliers:
                 self._ejections.pop(host, None)
                 return False
             streak = self._streak.get(host, 0) + 1
-            if streak < self.eject_after:
+            if streak < self.consecutive_gateway_failure:
                 self._streak[host] = streak
                 return False
             self._streak.pop(host, None)
             count = self._ejections.get(host, 0) + 1
             self._ejections[host] = count
-            length = min(MAX_EJECTION_TIME, self.ejection_time * 2.0 ** min(count - 1, 32))
+            length = min(self.max_ejection_time, self.base_ejection_time * 2.0 ** min(count - 1, 32))
             self._ejected[host] = self.clock() + length * (1.0 - 0.2 * self.rng.random())
             return True
 
     def revived(self, host: str) -> None:
-        """Start the slow start of ``host``, which just answered a probe (nothing when ``slow_start`` is 0)."""
+        """Start the slow start of ``host``, which just answered a probe or joined the members
+        (nothing when ``slow_start`` is 0)."""
         if self.slow_start > 0:
             with self._lock:
                 self._warm[host] = self.clock()

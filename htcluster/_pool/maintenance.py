@@ -1,8 +1,12 @@
-"""The one maintenance thread of a process: it keeps pools with a ``min_size`` warm.
+"""The one maintenance thread of a process: it keeps pools with a ``min_size`` warm and their idle connections fresh.
 
-A pool given ``min_size=N`` registers here (held weakly); one daemon thread
-per process, started on the first registration, visits the registered pools
-every :data:`INTERVAL` seconds (jittered) and has each open what it lacks
+A pool given ``min_size=N`` or ``max_idle_time=S`` registers here (held weakly);
+one daemon thread per process, started on the first registration, visits the
+registered pools every :data:`INTERVAL` seconds (jittered) and has each close
+the idle connections that cannot serve any more (the broker closed them, or
+they outlived ``max_idle_time`` or ``max_age``:
+:meth:`ConnectionPool.sweep <htcluster._pool.pool.ConnectionPool.sweep>`), then
+open what it lacks
 (:meth:`ConnectionPool.top_up <htcluster._pool.pool.ConnectionPool.top_up>`):
 connections for the minimum are never opened by user calls, and never more
 than ``max_connecting`` at once.  A pool whose top-up failed is left alone
@@ -92,6 +96,7 @@ class Maintainer:
                     return
             for pool in pools:
                 try:
+                    pool.sweep()
                     pool.top_up()
                 except Exception:  # noqa: BLE001 - the thread must outlive any one pool's trouble
                     log.debug("keeping %r warm failed", pool, exc_info=True)

@@ -207,6 +207,11 @@ class ConnectionPool:
         (a connection a firewall dropped silently, which the free check misses).
     :param max_age: seconds (float) or ``None``; an older connection is closed
         when returned, or replaced at checkout if it aged while idle.
+    :param max_idle_time: seconds (float > 0) or ``None`` (the default); a connection
+        idle longer than this is closed by the maintenance thread, or replaced at
+        checkout if it is found first (PyMongo's ``maxIdleTimeMS``, in seconds): set it
+        below the idle timeout of the broker or of a NAT, firewall or load balancer
+        between, so that no call meets a connection they forgot.
     :param max_frame_size: largest request or answer frame, in bytes (``Resource``).
     :param listeners: the :class:`~htcluster.events.Listeners` that get this
         pool's events (calls, checkouts, connections); default: a registry of
@@ -221,12 +226,17 @@ class ConnectionPool:
     :param reconnect_jitter: seconds (float, >= 0); after a connect to the host
         failed, each blocking connect first pauses a random time up to this long,
         until one succeeds, so that many threads and processes do not hit a
-        restarting broker in step (default 0.05 s; 0: no pause).
+        restarting broker in step (default 0.05 s; 0: no pause).  The pause comes
+        before the caller takes a slot and a connect permit, so it delays no other
+        connect; a caller that finds an idle connection afterwards takes it.
     :param min_size: connections kept open at least (int, 0 to ``size``; default 0):
         the process's one maintenance thread (:mod:`htcluster._pool.maintenance`)
         opens what is missing in the background, within ``max_connecting``, so
         that calls after a quiet spell or a restart find warm connections; user
         calls never open connections for the minimum.  :meth:`close` stops it.
+        The same thread visits a pool with ``min_size`` or ``max_idle_time`` every
+        half second and closes the idle connections that the broker closed or that
+        outlived ``max_idle_time`` or ``max_age`` (:meth:`sweep`), then refills the minimum.
     :param keepalive: TCP keepalive on every connection (``Resource``'s
         ``keepalive``): ``True`` (the default: first probe after 60 s idle),
         ``False``, seconds of idleness, or a mapping of ``idle``, ``interval``, ``count``.
@@ -240,7 +250,7 @@ class ConnectionPool:
                  listeners: Optional[ev.Listeners] = None, ssl_context: Optional[ssl.SSLContext] = None,
                  max_connecting: int = DEFAULT_MAX_CONNECTING,
                  reconnect_jitter: float = DEFAULT_RECONNECT_JITTER, min_size: int = 0,
-                 keepalive: KeepAliveLike = True) -> None:
+                 keepalive: KeepAliveLike = True, max_idle_time: Optional[float] = None) -> None:
         for name, value in (("size", size), ("max_overflow", max_overflow)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
@@ -260,6 +270,7 @@ class ConnectionPool:
         self.connect_timeout = seconds("connect_timeout", connect_timeout)
         self.idle_ping = optional_seconds("idle_ping", idle_ping, allow_zero=True)
         self.max_age = optional_seconds("max_age", max_age)
+        self.max_idle_time = optional_seconds("max_idle_time", max_idle_time)
         self.max_frame_size = byte_size("max_frame_size", max_frame_size, minimum=1024)
         self.max_connecting = max_connecting
         self.reconnect_jitter = seconds("reconnect_jitter", reconnect_jitter, allow_zero=True)
@@ -279,9 +290,14 @@ class ConnectionPool:
         renew_after_fork(self)
         self._keep()
 
+    @property
+    def maintained(self) -> bool:
+        """True when the maintenance thread looks after this pool (it has a ``min_size`` or a ``max_idle_time``)."""
+        return bool(self.min_size) or self.max_idle_time is not None
+
     def _keep(self) -> None:
-        """Have the maintenance thread keep ``min_size`` connections open (no-op without a minimum)."""
-        if self.min_size and not self._kept:
+        """Have the maintenance thread keep this pool (``min_size``, ``max_idle_time``; no-op without either)."""
+        if self.maintained and not self._kept:
             self._kept = True
             maintainer.watch(self)
 
@@ -413,13 +429,20 @@ class ConnectionPool:
         """
         listeners = self.listeners
         started = time.monotonic()
-        if self.min_size and not self._kept:  # used again after close()
+        if not self._kept and self.maintained:  # used again after close()
             self._keep()
         wait = self.pool_timeout if pool_timeout is None else seconds("pool_timeout", pool_timeout, allow_zero=True)
         # The slot taken, and what is in it, live in ``slot`` (a list, so that a step cut by an
         # interrupt between a call and an assignment cannot lose it): the except path gives it back.
         # ``None`` in it is an empty slot *with* a connect permit; a lease holds its permit itself.
         slot: list[Optional[Lease]] = []
+        if connect and self._failing and self.reconnect_jitter and not self._idle:
+            # Spread the reconnects of many threads (and processes) to a failing host: the pause is
+            # taken before any slot or connect permit, so a pausing caller keeps no other connect waiting.
+            pause = self._rng.random() * self.reconnect_jitter
+            if deadline is not None:
+                pause = min(pause, max(0.0, deadline - started))
+            yield Sleep(pause)
         try:
             yield from self._take(started + wait, wait, fresh, deadline, slot, False)
             while slot[0] is not None:
@@ -460,13 +483,9 @@ class ConnectionPool:
     def _new_lease(self, deadline: Optional[float], connect: bool, slot: list[Optional[Lease]]) -> Steps[Lease]:
         """Open a connection in the empty slot of ``slot`` (its permit held); a generator of its waits.
 
-        When the last connect to the host failed, pause a random time first (``reconnect_jitter``).
+        The pause before a reconnect to a failing host (``reconnect_jitter``) is taken by
+        :meth:`acquire_steps` before the slot and permit, never here.
         """
-        if connect and self._failing and self.reconnect_jitter:
-            pause = self._rng.random() * self.reconnect_jitter
-            if deadline is not None:
-                pause = min(pause, max(0.0, deadline - time.monotonic()))
-            yield Sleep(pause)  # spread the reconnects of many threads (and processes) to a failing host
         r = Resource(self.host, socket_timeout=self.socket_timeout, connect_timeout=self.connect_timeout,
                      max_frame_size=self.max_frame_size, open=False, ssl_context=self.ssl_context,
                      keepalive=self.keepalive)
@@ -671,8 +690,11 @@ class ConnectionPool:
             return f"of an older generation of the pool ({self._cleared_by})"
         if r.connection.is_stale():
             return "stale (the broker closed it, e.g. it restarted)"
-        if self.max_age is not None and time.monotonic() - lease.created > self.max_age:
+        now = time.monotonic()
+        if self.max_age is not None and now - lease.created > self.max_age:
             return f"older than max_age {self.max_age:g} s"
+        if self.max_idle_time is not None and now - lease.returned > self.max_idle_time:
+            return f"idle longer than max_idle_time {self.max_idle_time:g} s"
         return None
 
     def _ping_due(self, lease: Lease) -> bool:
@@ -777,6 +799,52 @@ class ConnectionPool:
                 self._close(lease, reason=self._cleared_by)
                 self._hand_over(None)
                 return opened
+
+    def sweep(self) -> int:
+        """Close the idle connections that cannot serve any more, as the maintenance thread does.
+
+        An idle connection goes when the broker closed it (its socket polls
+        readable: an end of file, a reset, or bytes nobody asked for; over TLS,
+        records for the TLS layer alone are read and the connection kept), or
+        when it sat idle longer than ``max_idle_time`` or is older than
+        ``max_age``.  Under the lock only times are compared and one
+        non-blocking ``poll`` made per idle connection; the suspects are taken
+        out of the stack, checked and closed outside it, and their slots go to
+        waiters first.  :meth:`top_up` refills ``min_size`` afterwards.
+
+        :returns: how many connections were closed.
+        """
+        now = time.monotonic()
+        taken: list[tuple[Lease, Optional[str]]] = []
+        with self._lock:
+            for lease in [held for held in self._stack if held is not None]:
+                why = self._expired(lease, now)
+                if why is None and not lease.resource.connection.readable():
+                    continue
+                self._stack.remove(lease)  # lent to the sweep for a moment: in use, not idle
+                self._idle -= 1
+                self._in_use += 1
+                taken.append((lease, why))
+        closed = 0
+        for lease, why in taken:
+            if why is None and not lease.resource.connection.is_stale():  # TLS records only: still good
+                if self._hand_over(lease, lease):
+                    continue
+                why = self._cleared_by if lease.generation != self._generation else "overflow"
+            self._close(lease, reason=why or "stale (the broker closed it while idle)")
+            self._hand_over(None)
+            closed += 1
+        if closed:
+            log.info("closed %d idle connection(s) to %s that could not serve any more", closed, self.host)
+        return closed
+
+    def _expired(self, lease: Lease, now: float) -> Optional[str]:
+        """Why the idle ``lease`` must go by the clock alone (``max_idle_time``, ``max_age``), or ``None``."""
+        if self.max_idle_time is not None and now - lease.returned > self.max_idle_time:
+            return f"idle longer than max_idle_time {self.max_idle_time:g} s"
+        if self.max_age is not None and now - lease.created > self.max_age:
+            return f"older than max_age {self.max_age:g} s"
+        return None
 
     def _grab_empty(self, slot: list[Optional[Lease]]) -> bool:
         """Take an empty slot and a connect permit if both are free now (the lock held)."""

@@ -19,7 +19,8 @@ from .._io.resource import Resource
 from .._policy.balance import costs_of
 from .._policy.budget import RetryBudget
 from .._policy.health import Backoff, Clock, HostHealth, Retry
-from .._policy.outliers import DEFAULT_MAX_EJECTION
+from .._policy.outliers import (DEFAULT_BASE_EJECTION_TIME, DEFAULT_CONSECUTIVE_GATEWAY_FAILURE, DEFAULT_MAX_EJECTION,
+                                DEFAULT_MAX_EJECTION_TIME)
 from .._policy.plans import Balancer, Plan, rank
 from .._policy.steps import Steps, drive
 from .._wire import NAMESPACED_METHODS
@@ -39,7 +40,8 @@ POOL_OPTIONS = frozenset(inspect.signature(Pool).parameters) - {"host", "listene
 #: Keyword options of the routing classes themselves (besides the pool options).
 ROUTING_OPTIONS = frozenset({"retry", "backoff", "clock", "rng", "call_timeout", "probe_timeout", "hedge",
                              "hedge_ratio", "retry_budget", "listeners", "balancer", "balance", "max_ejection",
-                             "slow_start", "namespace"})
+                             "slow_start", "decay_time", "consecutive_gateway_failure", "base_ejection_time",
+                             "max_ejection_time", "namespace"})
 
 
 @runtime_checkable
@@ -105,8 +107,17 @@ class Routed(Membership, Mapping[str, Pool]):
     :param max_ejection: fraction (0 to 1) of a call's candidate hosts that outlier ejection may
         set aside at once; past it the least bad keep serving (default 0.5;
         :mod:`htcluster._policy.outliers`).
-    :param slow_start: seconds (>= 0) over which a host back from a probe ramps up from 10 % of
-        its share of balanced calls to all of it (default 0: at once).
+    :param slow_start: seconds (>= 0) over which a host back from a probe, or just added
+        (:meth:`add`, :meth:`set_hosts`), ramps up from 10 % of its share of balanced calls
+        to all of it (default 0: at once).
+    :param decay_time: seconds (> 0), the time constant of ``balance="p2c"``'s peak-EWMA latency
+        cost (Finagle's ``decayTime``; ``None``: 10 s): how fast a host's cost follows faster
+        answers, and fades while it is not called.  Only with ``balance="p2c"``.
+    :param consecutive_gateway_failure: transient broker errors in a row (the broker could not reach
+        the cluster; Envoy's gateway failures) that eject a host (int >= 1, default 5).
+    :param base_ejection_time: seconds (> 0) a host is ejected for the first time; doubled at each
+        further ejection, with jitter (default 10).
+    :param max_ejection_time: seconds (>= ``base_ejection_time``) an ejection lasts at most (default 300).
     :param namespace: the namespace of calls that take one (``get_cells``, ``hql_query`` ...) and
         name none with ``namespace=`` (``None``: they must name one).
     :param pool_options: passed to every :class:`~htcluster.Pool` (``size``,
@@ -122,7 +133,11 @@ class Routed(Membership, Mapping[str, Pool]):
                  retry_budget: Union[RetryBudget, Mapping[str, float], None] = None,
                  listeners: Optional[Listeners] = None, balancer: Optional[Balancer] = None,
                  balance: Optional[str] = None, max_ejection: float = DEFAULT_MAX_EJECTION,
-                 slow_start: float = 0.0, namespace: Optional[str] = None, **pool_options: Any) -> None:
+                 slow_start: float = 0.0, decay_time: Optional[float] = None,
+                 consecutive_gateway_failure: int = DEFAULT_CONSECUTIVE_GATEWAY_FAILURE,
+                 base_ejection_time: float = DEFAULT_BASE_EJECTION_TIME,
+                 max_ejection_time: float = DEFAULT_MAX_EJECTION_TIME,
+                 namespace: Optional[str] = None, **pool_options: Any) -> None:
         if namespace is not None and (not isinstance(namespace, str) or not namespace):
             raise ConfigError(f"namespace must be a namespace name (a non-empty str), got {namespace!r}")
         #: The namespace of calls that take one and name none (``None``: they must name one).
@@ -140,7 +155,9 @@ class Routed(Membership, Mapping[str, Pool]):
         self.router = Router(pools, retry=retry, backoff=backoff, clock=clock, rng=rng, call_timeout=call_timeout,
                              probe_timeout=probe_timeout, hedge=hedge, hedge_ratio=hedge_ratio,
                              retry_budget=retry_budget, listeners=registry, balancer=balancer, balance=balance,
-                             max_ejection=max_ejection, slow_start=slow_start)
+                             max_ejection=max_ejection, slow_start=slow_start, decay_time=decay_time,
+                             consecutive_gateway_failure=consecutive_gateway_failure,
+                             base_ejection_time=base_ejection_time, max_ejection_time=max_ejection_time)
 
     #: The class of the pools made for the hosts (the asyncio twins make ``AsyncPool`` s).
     pool_class: type[Pool] = Pool

@@ -43,7 +43,8 @@ from .._io.resource import Resource
 from .._policy.balance import Meter, coerce_balancer
 from .._policy.budget import RetryBudget
 from .._policy.classify import is_transient
-from .._policy.outliers import DEFAULT_MAX_EJECTION, Outliers
+from .._policy.outliers import (DEFAULT_BASE_EJECTION_TIME, DEFAULT_CONSECUTIVE_GATEWAY_FAILURE, DEFAULT_MAX_EJECTION,
+                                DEFAULT_MAX_EJECTION_TIME, Outliers)
 from .._policy.forks import renew_after_fork
 from .._policy.health import Backoff, Clock, HostHealth, Retry
 from .._policy.plans import Balancer, Load, Plan
@@ -193,7 +194,11 @@ class Router:
     :param balance: ``"cached"`` (lupyne's policy, the default) or ``"p2c"`` (power of two choices over
         a peak-EWMA latency x in-flight score, :class:`~htcluster._policy.balance.P2CBalancer`).
     :param max_ejection: fraction of a call's candidates that outlier ejection may set aside at once (0.5).
-    :param slow_start: seconds of the traffic ramp of a host back from a probe (0: none).
+    :param slow_start: seconds of the traffic ramp of a host back from a probe or just added (0: none).
+    :param decay_time: seconds, the time constant of ``balance="p2c"``'s latency costs (``None``: 10).
+    :param consecutive_gateway_failure: transient broker errors in a row that eject a host (5).
+    :param base_ejection_time: seconds of a first ejection, doubled at each further one (10).
+    :param max_ejection_time: seconds an ejection lasts at most (300).
     """
 
     def __init__(self, pools: Mapping[str, Pool], *, retry: Union[Retry, int, bool, None] = None,
@@ -204,13 +209,19 @@ class Router:
                  retry_budget: Union[RetryBudget, Mapping[str, float], None] = None,
                  listeners: Optional[Listeners] = None, balancer: Optional[Balancer] = None,
                  balance: Optional[str] = None, max_ejection: float = DEFAULT_MAX_EJECTION,
-                 slow_start: float = 0.0) -> None:
+                 slow_start: float = 0.0, decay_time: Optional[float] = None,
+                 consecutive_gateway_failure: int = DEFAULT_CONSECUTIVE_GATEWAY_FAILURE,
+                 base_ejection_time: float = DEFAULT_BASE_EJECTION_TIME,
+                 max_ejection_time: float = DEFAULT_MAX_EJECTION_TIME) -> None:
         #: The membership snapshot (``'host:port' -> Pool``), swapped as a whole by ``add``/``remove``/``set_hosts``.
         self.pools: Members[Pool] = pools if isinstance(pools, Members) else Members(pools)
         self.retry = Retry.from_int(retry)
         self.rng = rng or random.Random()
         self.listeners = listeners if listeners is not None else Listeners()
-        outliers = Outliers(max_ejection=max_ejection, slow_start=slow_start, clock=clock, rng=self.rng)
+        outliers = Outliers(max_ejection=max_ejection, slow_start=slow_start,
+                            consecutive_gateway_failure=consecutive_gateway_failure,
+                            base_ejection_time=base_ejection_time, max_ejection_time=max_ejection_time,
+                            clock=clock, rng=self.rng)
         self.health = HostHealth(list(pools), backoff, clock, self.rng, listeners=self.listeners, outliers=outliers)
         self.call_timeout = optional_seconds("call_timeout", call_timeout)
         self.probe_timeout = seconds("probe_timeout", probe_timeout)
@@ -220,7 +231,7 @@ class Router:
         #: The cap on hedges: ``hedge_ratio`` of the routed calls, plus :data:`HEDGE_FLOOR` per second.
         self.hedge_budget = RetryBudget(fraction("hedge_ratio", hedge_ratio), HEDGE_FLOOR, clock=self.health.clock)
         #: Picks a host among usable candidates (:mod:`htcluster._policy.plans`, :mod:`htcluster._policy.balance`).
-        self.balancer: Balancer = coerce_balancer(balance, balancer, self.health.clock)
+        self.balancer: Balancer = coerce_balancer(balance, balancer, self.health.clock, decay_time)
         if isinstance(self.balancer, Meter):  # a load-aware balancer learns from every attempt
             self.health.meter = self.balancer
         self.after_fork()

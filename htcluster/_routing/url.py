@@ -41,6 +41,13 @@ def _number(name: str, text: str) -> Union[int, float]:
         raise ConfigError(f"URL option {name}={text!r} must be a number") from None
 
 
+def _integer(name: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"URL option {name}={text!r} must be a whole number, e.g. {name}=5") from None
+
+
 def _boolean_or_int(name: str, text: str) -> Union[bool, int]:
     lowered = text.lower()
     if lowered in ("true", "yes", "on"):
@@ -65,12 +72,13 @@ def _boolean_or_number(name: str, text: str) -> Union[bool, int, float]:
 #: How the text of each option becomes a value (numbers by default).
 _CONVERT: dict[str, Callable[[str, str], Any]] = {
     "retry": _boolean_or_int,
-    "size": lambda name, text: int(_number(name, text)),
-    "max_overflow": lambda name, text: int(_number(name, text)),
-    "max_frame_size": lambda name, text: int(_number(name, text)),
+    "size": _integer,
+    "max_overflow": _integer,
+    "max_frame_size": _integer,
     "balance": lambda name, text: text,
-    "max_connecting": lambda name, text: int(_number(name, text)),
-    "min_size": lambda name, text: int(_number(name, text)),
+    "max_connecting": _integer,
+    "min_size": _integer,
+    "consecutive_gateway_failure": _integer,
     "keepalive": _boolean_or_number,
 }
 #: Options that cannot be spelled in a URL (objects, not text).

@@ -1,5 +1,9 @@
 """Shared helpers of the benchmarks: timing, percentiles, a table and a JSON file.
 
+Importing this module puts the checkout that holds it first on ``sys.path``:
+``python benchmarks/bench_x.py`` measures the code beside it, even where
+another copy of htcluster is installed.
+
 Every benchmark prints a side-by-side table whose ratio column compares each
 row with the first (the baseline), and writes the same figures as JSON to
 ``benchmarks/results/<name>.json`` (or ``--json PATH``).
@@ -15,7 +19,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from htcluster.cli.status import render_table
+#: A benchmark measures the htcluster beside it: this checkout's, not whichever is installed (a script's
+#: own folder, benchmarks/, is what Python puts first on sys.path).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from htcluster.cli.status import render_table  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

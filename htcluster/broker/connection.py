@@ -83,6 +83,7 @@ class Connection:
         self.carried = bytearray()
         self.carried_since: Optional[float] = None  # when the first of them arrived
         self.carried_eof = False  # TLS: a worker read the end of the connection
+        self._worker_poll: Optional[Any] = None
 
     def gone(self) -> bool:
         """Return True once the client has closed or reset its connection (a non-blocking peek)."""
@@ -204,8 +205,7 @@ class Connection:
         if self.tls:
             return self._next_tls_frame(wait, limit)
         deadline = time.monotonic() + wait
-        poller = select.poll()
-        poller.register(self.sock, select.POLLIN)
+        poller = self._poller()
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or not poller.poll(left * 1000):
@@ -239,7 +239,7 @@ class Connection:
         """
         sock, carried = self.sock, self.carried
         deadline = time.monotonic() + wait
-        poller: Optional[Any] = None
+        assert isinstance(sock, ssl.SSLSocket)
         while True:
             if len(carried) < 4:
                 want = 4 - len(carried)
@@ -254,26 +254,31 @@ class Connection:
                     self.carried_since = None
                     self.active = time.monotonic()
                     return frame
+            if not sock.pending():  # nothing decrypted waiting: wait for the socket (no recv raising meanwhile)
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._poller().poll(left * 1000):
+                    return None
             try:
-                data: Optional[bytes] = sock.recv(want)  # decrypted bytes already in the TLS layer come first
+                data = sock.recv(want)
             except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                data = None
+                if time.monotonic() >= deadline:  # records for the TLS layer only (a key update)
+                    return None
+                continue
             except OSError:
                 return None  # the loop reads again and meets the failure
-            if data:
-                if not carried:
-                    self.carried_since = time.monotonic()
-                carried += data
-                continue
-            if data is not None:  # b'': the client closed the connection
+            if not data:  # the client closed the connection
                 self.carried_eof = True
                 return None
-            left = deadline - time.monotonic()
-            if poller is None:
-                poller = select.poll()
-                poller.register(sock, select.POLLIN)
-            if left <= 0 or not poller.poll(left * 1000):
-                return None
+            if not carried:
+                self.carried_since = time.monotonic()
+            carried += data
+
+    def _poller(self) -> Any:
+        """A worker's ``poll`` object for this socket (``POLLIN``), made once."""
+        if self._worker_poll is None:
+            self._worker_poll = select.poll()
+            self._worker_poll.register(self.sock, select.POLLIN)
+        return self._worker_poll
 
     def take_carried(self) -> tuple[bytes, Optional[float], bool]:
         """The loop's: return and forget ``(bytes a worker read, when the first arrived, end of file seen)``."""

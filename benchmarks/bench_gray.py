@@ -14,11 +14,19 @@ p99 and max latency (ms), the share of reads the slow replica served, and
 and thread count; ``ratio``: the first row's mean over the row's (above 1:
 faster than ``cached`` without hedging, 1 thread).  Target: with ``p2c``, ``x_healthy`` <= 2 at 1 and 8 threads.
 
+The full run adds rows for :class:`htcluster.aio.AsyncReplicas` with
+``balance="p2c"`` (``balance`` column ``p2c aio``), without and with the
+hedge, by 1 task and by 8 concurrent tasks on one event loop (the
+``threads`` column counts the tasks), for the same reads; ``x_healthy``
+compares them with their own all-healthy rows, and the target holds for
+them too.  ``--quick`` leaves them out.
+
 Run ``python benchmarks/bench_gray.py`` (``--quick``: a few reads per row;
 ``--reads N``).
 """
 from __future__ import annotations
 
+import asyncio
 import statistics
 import threading
 import time
@@ -28,6 +36,7 @@ from typing import Any, Optional
 from _common import parser, percentile, print_table, write_json
 
 from htcluster import Replicas
+from htcluster.aio import AsyncReplicas
 from htcluster.testing import FaultProxy, LocalCluster
 from htcluster.types import Cell, Key, ScanSpec
 
@@ -42,6 +51,10 @@ TARGET_X = 2.0
 NS, TABLE = "bench", "gray"
 SCENARIOS = ("healthy", "+20ms", "spiky")
 MODES = (("cached", None), ("p2c", None), ("cached", HEDGE), ("p2c", HEDGE))
+#: The asyncio rows (full mode only): balance, hedge; by 1 and by 8 concurrent tasks (``THREADS``).
+ASYNC_MODES = (("p2c", None), ("p2c", HEDGE))
+#: The ``balance`` column of the asyncio rows.
+ASYNC_LABEL = " aio"
 
 
 def run(hosts: list[str], balance: str, hedge: Optional[float], threads: int, reads: int) -> dict[str, Any]:
@@ -80,6 +93,39 @@ def run(hosts: list[str], balance: str, hedge: Optional[float], threads: int, re
             "slow_share_pct": 100.0 * served[hosts[-1]] / max(1, sum(served.values()))}
 
 
+def run_async(hosts: list[str], balance: str, hedge: Optional[float], tasks: int, reads: int) -> dict[str, Any]:
+    """:func:`run` through :class:`~htcluster.aio.AsyncReplicas`: ``reads`` reads by ``tasks`` tasks of one loop."""
+    return asyncio.run(_run_async(hosts, balance, hedge, tasks, reads))
+
+
+async def _run_async(hosts: list[str], balance: str, hedge: Optional[float], tasks: int,
+                     reads: int) -> dict[str, Any]:
+    spec = ScanSpec(row_limit=1)
+    samples: list[float] = []
+    async with AsyncReplicas(hosts, socket_timeout=30.0, hedge=hedge, balance=balance) as replicas:
+        for host in hosts:  # untimed: a warm connection per replica, the namespace open on it
+            await replicas[host].call("get_cells", TABLE, spec, namespace=NS)
+        warm = {h: replicas[h].stats()["calls"] for h in hosts}
+
+        async def reader(n: int) -> None:
+            for _ in range(n):
+                t0 = time.perf_counter()
+                cells = await replicas.call("get_cells", TABLE, spec, namespace=NS)
+                samples.append(time.perf_counter() - t0)
+                assert cells and cells[0].value == b"v"
+
+        start = time.perf_counter()
+        await asyncio.gather(*(reader(reads // tasks) for _ in range(tasks)))
+        wall = time.perf_counter() - start
+        served = {h: replicas[h].stats()["calls"] - warm[h] for h in hosts}
+        hedges = sum(replicas.budget_stats()["hedges"].values())
+    return {"balance": balance + ASYNC_LABEL, "hedge_s": hedge or "-", "threads": tasks, "calls": len(samples),
+            "per_s": len(samples) / wall, "mean_ms": statistics.fmean(samples) * 1000,
+            "p50_ms": percentile(samples, 50) * 1000, "p99_ms": percentile(samples, 99) * 1000,
+            "max_ms": max(samples) * 1000, "hedges": hedges,
+            "slow_share_pct": 100.0 * served[hosts[-1]] / max(1, sum(served.values()))}
+
+
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--reads", type=int, default=None, help="reads per row (shared by the threads)")
@@ -100,6 +146,9 @@ def main() -> None:
                 hosts = [cluster.hosts[0], cluster.hosts[1], third[scenario]]
                 results[scenario] = [run(hosts, balance, hedge, threads, reads)
                                      for threads in THREADS for balance, hedge in MODES]
+                if not args.quick:
+                    results[scenario] += [run_async(hosts, balance, hedge, tasks, reads)
+                                          for tasks in THREADS for balance, hedge in ASYNC_MODES]
     healthy = {(r["balance"], r["hedge_s"], r["threads"]): r["mean_ms"] for r in results["healthy"]}
     verdicts = []
     for scenario in SCENARIOS:
@@ -112,10 +161,10 @@ def main() -> None:
                     ratio_of="mean_ms", higher_is_better=False)
         if scenario != "healthy":
             for r in results[scenario]:
-                if r["balance"] == "p2c":
+                if r["balance"] in ("p2c", "p2c" + ASYNC_LABEL):
                     met = r["x_healthy"] <= TARGET_X
                     verdicts.append(met)
-                    print(f"{scenario} p2c hedge={r['hedge_s']} threads={r['threads']}: mean "
+                    print(f"{scenario} {r['balance']} hedge={r['hedge_s']} threads={r['threads']}: mean "
                           f"{r['x_healthy']:.2f}x healthy (target <= {TARGET_X:g}): {'met' if met else 'NOT met'}")
     write_json("bench_gray", {"quick": args.quick, "latency_s": 2 * LATENCY, "spike_s": SPIKE,
                               "spike_rate": SPIKE_RATE, "hedge_s": HEDGE, "reads": reads, "target_x": TARGET_X,

@@ -208,6 +208,17 @@ def test_a_frame_over_the_size_limit_is_refused_at_its_header(server):
         assert closed_within(big, CLOSE_WAIT)
 
 
+def test_a_small_frame_over_a_smaller_size_limit_is_refused_after_a_call_too(tmp_path, caplog):
+    """The worker that answered a call takes the next small frame itself, but never one over max_frame_size."""
+    caplog.set_level(logging.WARNING, "htcluster.broker")
+    limits = small_limits(max_frame_size=1000, max_inflight_bytes=4000)
+    with BrokerServer(port=0, data=tmp_path / "small.sqlite", limits=limits) as tight:
+        with connect(tight) as sock:
+            sock.sendall(request("status") + request("namespace_exists", "n" * 1500))  # the second is 1.5 KB
+            assert closed_within(sock, CLOSE_WAIT)
+    assert any("over the largest accepted (1000" in r.getMessage() for r in caplog.records)
+
+
 def test_frames_beyond_the_in_flight_budget_are_refused_early(server, caplog):
     caplog.set_level(logging.WARNING, "htcluster.broker")
     first, second = connect(server), connect(server)

@@ -6,9 +6,12 @@ Certificates come from ``trustme`` (a CA made in memory, certificates for 127.0.
 from __future__ import annotations
 
 import datetime
+import logging
 import pickle
 import select
+import socket
 import ssl
+import struct
 import time
 import uuid
 from pathlib import Path
@@ -16,10 +19,16 @@ from typing import Iterator
 
 import pytest
 import trustme
+from thrift.protocol.TBinaryProtocol import TBinaryProtocol
+from thrift.transport.TTransport import TMemoryBuffer
 
 from brokertest import stop_gracefully
 from htcluster import Pool, Replicas, Resource, Resources, TLSError, from_url, tls_context
 from htcluster._policy.classify import NOTHING, verdict
+from htcluster._thrift import HqlService
+from htcluster.broker import BrokerServer
+from htcluster.broker.limits import Limits
+from htcluster.broker.tls import server_context
 from htcluster.errors import BrokerUnavailable, ConfigError, NoHostAvailable
 from htcluster.testing import FaultProxy, LocalBroker, LocalCluster
 from htcluster.types import Cell, Key, ScanSpec
@@ -263,6 +272,104 @@ def test_idle_tls_connection_to_a_restarted_broker_is_replaced(certs: Certs, ctx
         finally:
             pool.close()
             stop_gracefully(broker)
+
+
+# ---------------------------------------------------------------- the broker's workers over TLS
+
+
+def request(method: str, *args: object) -> bytes:
+    """Return one framed request of ``method``, as a client would send it."""
+    buffer = TMemoryBuffer()
+    getattr(HqlService.Client(TBinaryProtocol(buffer)), f"send_{method}")(*args)
+    body = buffer.getvalue()
+    return struct.pack("!i", len(body)) + body
+
+
+def read_exactly(sock: ssl.SSLSocket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise EOFError(f"the broker closed the connection after {len(data)} of {n} bytes")
+        data += chunk
+    return data
+
+
+def status_answer(sock: ssl.SSLSocket) -> int:
+    """Read one framed ``status`` answer; return its code."""
+    size = struct.unpack("!i", read_exactly(sock, 4))[0]
+    client = HqlService.Client(TBinaryProtocol(TMemoryBuffer(read_exactly(sock, size))))
+    return client.recv_status().code
+
+
+@pytest.fixture
+def tls_server(certs: Certs) -> Iterator[BrokerServer]:
+    """An in-process TLS broker (its log lines and counters can be read), frames limited to 1 MiB."""
+    limits = Limits(max_frame_size=1 << 20, frame_timeout=5.0)
+    with BrokerServer(port=0, limits=limits, ssl_context=server_context(certs.server)) as server:
+        yield server
+
+
+def tls_socket(server: BrokerServer, ctx: ssl.SSLContext) -> ssl.SSLSocket:
+    sock = ctx.wrap_socket(socket.create_connection((server.host, server.port), timeout=10),
+                           server_hostname="127.0.0.1")
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def test_a_tls_worker_takes_the_next_frames_itself(tls_server: BrokerServer, ctx: ssl.SSLContext) -> None:
+    """A worker that answered a call over TLS reads the connection's next small frame through the TLS layer
+    (it cannot peek at it) instead of handing the connection back to the loop: one hand-off, not one per call."""
+    with tls_socket(tls_server, ctx) as sock:
+        sock.sendall(request("status") * 6)  # one TLS record: the next frames wait inside the TLS layer
+        assert [status_answer(sock) for _ in range(6)] == [0] * 6
+        assert tls_server.dispatched == 1
+        for _ in range(20):  # one call after another: the worker waits STICKY seconds for the next one
+            sock.sendall(request("status"))
+            assert status_answer(sock) == 0
+        assert tls_server.dispatched < 20
+
+
+@pytest.mark.parametrize("cut", [2, 4, 9], ids=["in-header", "after-header", "in-body"])
+def test_part_of_a_frame_read_by_a_tls_worker_goes_back_to_the_loop(tls_server: BrokerServer,
+                                                                     ctx: ssl.SSLContext, cut: int) -> None:
+    """A worker that read part of the next frame and then waited in vain leaves those bytes to the loop."""
+    second = request("status")
+    with tls_socket(tls_server, ctx) as sock:
+        sock.sendall(request("status") + second[:cut])
+        assert status_answer(sock) == 0
+        time.sleep(0.05)  # past the worker's STICKY wait: the loop has the connection (and the bytes) again
+        sock.sendall(second[cut:])
+        assert status_answer(sock) == 0
+        sock.sendall(request("status"))
+        assert status_answer(sock) == 0
+
+
+def test_a_big_frame_after_a_call_over_tls_meets_the_loops_rules(tls_server: BrokerServer, ctx: ssl.SSLContext,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    """A header read by a worker that announces more than max_frame_size closes the connection, as in the loop."""
+    caplog.set_level(logging.WARNING, logger="htcluster.broker")
+    with tls_socket(tls_server, ctx) as sock:
+        sock.sendall(request("status") + struct.pack("!i", (1 << 20) + 1))
+        assert status_answer(sock) == 0
+        with pytest.raises((EOFError, OSError)):
+            read_exactly(sock, 1)
+    assert "announced a frame of 1048577 bytes, over the largest accepted" in caplog.text
+
+
+def test_a_client_leaving_after_a_call_over_tls_is_closed(tls_server: BrokerServer, ctx: ssl.SSLContext,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """The end of the connection read by a worker after a call (half a frame before it) reaches the loop."""
+    caplog.set_level(logging.WARNING, logger="htcluster.broker")
+    with tls_socket(tls_server, ctx) as sock:
+        sock.sendall(request("status") + request("status")[:6])
+        socket.socket.shutdown(sock, socket.SHUT_WR)  # the TCP end only (no close_notify): a ragged end of file
+        assert status_answer(sock) == 0
+        deadline = time.monotonic() + 10
+        while tls_server.connections and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert tls_server.connections == 0
+    assert "truncated frame: 2 of" in caplog.text
 
 
 # ---------------------------------------------------------------- settings: Flask, the command line

@@ -74,11 +74,16 @@ class Connection:
         self.last_answer = False  # the answer being sent is followed by the end of the connection
         self.events = 0
         self.closed = False
-        #: TLS: the socket is an ``ssl.SSLSocket`` (no peeking at frames, no sticky worker).
+        #: TLS: the socket is an ``ssl.SSLSocket`` (no peeking at frames: a worker reads its next one).
         self.tls = isinstance(sock, ssl.SSLSocket)
         self.handshaking = self.tls  # the TLS handshake is under way (the loop steps it)
         self.discarding = False  # a failed handshake: its alert is sent, input is read and dropped until EOF
         self.greeted = False  # TLS: the first byte received was that of a TLS handshake record
+        #: TLS: bytes of the next frame a worker read (and could not run), for the loop to take (:meth:`take_carried`).
+        self.carried = bytearray()
+        self.carried_since: Optional[float] = None  # when the first of them arrived
+        self.carried_eof = False  # TLS: a worker read the end of the connection
+        self._worker_poll: Optional[Any] = None
 
     def gone(self) -> bool:
         """Return True once the client has closed or reset its connection (a non-blocking peek)."""
@@ -171,7 +176,7 @@ class Connection:
                 return DISCONNECTED
             if sent < len(result):
                 return result[sent:]
-            next_frame = None if stopping() else self.next_small_frame(sticky)
+            next_frame = None if stopping() else self.next_small_frame(sticky, max_frame_size)
             if next_frame is None:
                 return b""
             frame = next_frame
@@ -185,19 +190,22 @@ class Connection:
         except OSError:
             return None
 
-    def next_small_frame(self, wait: float) -> Optional[bytes]:
+    def next_small_frame(self, wait: float, max_frame_size: int = SMALL_FRAME) -> Optional[bytes]:
         """Take the next frame if it is at most ``SMALL_FRAME`` bytes and arrives whole within ``wait`` seconds.
 
         Nothing is consumed otherwise (the bytes are only peeked at), so the
-        loop reads that frame with every rule applied.
+        loop reads that frame with every rule applied.  Over TLS, whose bytes
+        cannot be peeked at, what was read is left in :attr:`carried` for the loop.
 
-        :returns: the frame's body, or ``None`` (always over TLS: its bytes cannot be peeked at).
+        :param max_frame_size: bytes of the largest frame accepted (``limits.max_frame_size``), when under
+            ``SMALL_FRAME``.
+        :returns: the frame's body, or ``None``.
         """
+        limit = min(SMALL_FRAME, max_frame_size)
         if self.tls:
-            return None
+            return self._next_tls_frame(wait, limit)
         deadline = time.monotonic() + wait
-        poller = select.poll()
-        poller.register(self.sock, select.POLLIN)
+        poller = self._poller()
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or not poller.poll(left * 1000):
@@ -207,7 +215,7 @@ class Connection:
                 if len(head) < 4:
                     return None  # end of file, or a header still in transit: the loop's business
                 size = int.from_bytes(head, "big", signed=True)
-                if not 0 < size <= SMALL_FRAME:
+                if not 0 < size <= limit:
                     return None
                 whole = self.sock.recv(4 + size, socket.MSG_PEEK)
                 if len(whole) == 4 + size:
@@ -221,3 +229,60 @@ class Connection:
             if time.monotonic() >= deadline:
                 return None
             time.sleep(0.0001)  # the rest of the frame is in transit
+
+    def _next_tls_frame(self, wait: float, limit: int) -> Optional[bytes]:
+        """:meth:`next_small_frame` over TLS: read through the TLS layer, never past the next frame.
+
+        Bytes read of a frame that is too big or not whole within ``wait``
+        seconds stay in :attr:`carried` (an end of file in :attr:`carried_eof`):
+        the loop takes them first, with every rule applied.
+        """
+        sock, carried = self.sock, self.carried
+        deadline = time.monotonic() + wait
+        assert isinstance(sock, ssl.SSLSocket)
+        while True:
+            if len(carried) < 4:
+                want = 4 - len(carried)
+            else:
+                size = int.from_bytes(carried[:4], "big", signed=True)
+                if not 0 < size <= limit:
+                    return None
+                want = 4 + size - len(carried)
+                if not want:
+                    frame = bytes(carried[4:])
+                    carried.clear()
+                    self.carried_since = None
+                    self.active = time.monotonic()
+                    return frame
+            if not sock.pending():  # nothing decrypted waiting: wait for the socket (no recv raising meanwhile)
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._poller().poll(left * 1000):
+                    return None
+            try:
+                data = sock.recv(want)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                if time.monotonic() >= deadline:  # records for the TLS layer only (a key update)
+                    return None
+                continue
+            except OSError:
+                return None  # the loop reads again and meets the failure
+            if not data:  # the client closed the connection
+                self.carried_eof = True
+                return None
+            if not carried:
+                self.carried_since = time.monotonic()
+            carried += data
+
+    def _poller(self) -> Any:
+        """A worker's ``poll`` object for this socket (``POLLIN``), made once."""
+        if self._worker_poll is None:
+            self._worker_poll = select.poll()
+            self._worker_poll.register(self.sock, select.POLLIN)
+        return self._worker_poll
+
+    def take_carried(self) -> tuple[bytes, Optional[float], bool]:
+        """The loop's: return and forget ``(bytes a worker read, when the first arrived, end of file seen)``."""
+        data, since, eof = bytes(self.carried), self.carried_since, self.carried_eof
+        self.carried.clear()
+        self.carried_since, self.carried_eof = None, False
+        return data, since, eof

@@ -20,7 +20,10 @@ not a thread, and :class:`~.limits.Limits` are enforced where bytes arrive:
   and is not read by the loop meanwhile; a worker asks ``gone()`` to learn
   that its client has left.  The worker answers itself and takes the next
   frame when it is small and already there (``STICKY``), so a client
-  calling in a loop stays with one thread.
+  calling in a loop stays with one thread.  Over TLS the worker reads that
+  frame through the TLS layer (its bytes cannot be peeked at); what it read
+  of a frame it does not run goes back to the loop, which applies every rule
+  to it as if it had read it itself.
 
 Graceful stop (:meth:`Reactor.request_stop`): the listener's backlog is
 accepted and the listener closed; every connection keeps being served until
@@ -89,6 +92,8 @@ class Reactor:
         assert limits.max_inflight_bytes is not None  # resolved by Limits
         self.budget: int = limits.max_inflight_bytes
         self.inflight = 0
+        #: Frames the loop handed to a worker (a worker takes its connection's next small frames itself).
+        self.dispatched = 0
         self.finished = threading.Event()
         self._conns: dict[int, Connection] = {}
         self._selector = selectors.DefaultSelector()
@@ -318,23 +323,35 @@ class Reactor:
             self._close(conn, logging.DEBUG, f"disconnected ({exc})")
             return
         if not data:
-            if conn.frame_started is not None:
-                self._close(conn, logging.WARNING, "closed its connection in the middle of a frame (truncated "
-                                                   f"frame: {len(conn.body or b'')} of {conn.size or '?'} bytes)")
-            else:
-                self._close(conn, logging.DEBUG, "disconnected")
+            self._ended(conn)
             return
-        now = time.monotonic()
+        self._take(conn, data, time.monotonic())
+
+    def _ended(self, conn: Connection) -> None:
+        if conn.frame_started is not None:
+            self._close(conn, logging.WARNING, "closed its connection in the middle of a frame (truncated "
+                                               f"frame: {len(conn.body or b'')} of {conn.size or '?'} bytes)")
+        else:
+            self._close(conn, logging.DEBUG, "disconnected")
+
+    def _take(self, conn: Connection, data: bytes, since: float) -> None:
+        """Add ``data``, received from ``since`` on, to the frame being read (never past its end)."""
         if conn.frame_started is None:
-            conn.frame_started = now
+            conn.frame_started = since
         if conn.body is None:
-            conn.header += data
-            if len(conn.header) == 4:
-                self._start_body(conn)
-            return
+            need = 4 - len(conn.header)
+            conn.header += data[:need]
+            if len(conn.header) < 4:
+                return
+            self._start_body(conn)
+            if conn.body is None:  # refused: closed
+                return
+            data = data[need:]
+            if not data:
+                return
         conn.body += data
         if len(conn.body) == conn.size:
-            self._dispatch(conn, now)
+            self._dispatch(conn, time.monotonic())
 
     def _start_body(self, conn: Connection) -> None:
         if not conn.tls and is_tls_record(bytes(conn.header)):
@@ -355,6 +372,7 @@ class Reactor:
         frame = bytes(conn.body)
         conn.header, conn.body, conn.size, conn.frame_started = bytearray(), None, 0, None
         conn.active, conn.busy = now, True
+        self.dispatched += 1
         self._watch(conn, 0)
         self._submit(self._call, conn, frame)
 
@@ -434,7 +452,16 @@ class Reactor:
     def _idle(self, conn: Connection, now: float) -> None:
         conn.active = now
         self._watch(conn, selectors.EVENT_READ)
-        if conn.tls and conn.pending():  # decrypted bytes already inside the TLS layer: no event will come
+        if not conn.tls:
+            return
+        data, since, eof = conn.take_carried()  # what its worker read of a frame it did not run
+        if data:
+            self._take(conn, data, since or now)
+        if conn.closed or conn.busy:
+            return
+        if eof:
+            self._ended(conn)
+        elif conn.pending():  # decrypted bytes already inside the TLS layer: no event will come
             self._receive(conn)
 
     def _watch(self, conn: Connection, events: int) -> None:

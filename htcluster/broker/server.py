@@ -163,6 +163,16 @@ class BrokerServer:
         return self._reactor.inflight if self._reactor is not None else 0
 
     @property
+    def dispatched(self) -> int:
+        """Number of frames the connection loop has handed to a worker so far.
+
+        A worker that answered a call takes its connection's next small frame
+        itself when it comes within ``STICKY`` seconds (over TLS too), so a
+        client calling in a loop costs one hand-off, not one per call.
+        """
+        return self._reactor.dispatched if self._reactor is not None else 0
+
+    @property
     def finished(self) -> bool:
         """True once the connection loop has ended (after a stop request), or before ``start()``."""
         return self._reactor is None or self._reactor.finished.is_set()

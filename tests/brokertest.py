@@ -6,6 +6,7 @@ helpers.  The fixtures these modules use (``broker``, ``client``, ``ns_name``,
 """
 from __future__ import annotations
 
+import os
 import struct
 import time
 from typing import Any, Callable, Optional, Sequence
@@ -93,3 +94,15 @@ def record(row: bytes, cf: bytes, cq: bytes, value: bytes, ts: Optional[int] = N
     """Build one cell record of a serialized-cells buffer; ``ts`` None means an automatic timestamp."""
     head = bytes([0x40]) + struct.pack("<q", ts) if ts is not None else bytes([0x20])
     return head + row + b"\0" + cf + b"\0" + cq + b"\0" + struct.pack("<i", len(value)) + value + bytes([flag])
+
+
+def socket_fds() -> set[int]:
+    """This process's descriptors that are sockets (a subprocess's pipes are not counted)."""
+    found = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                found.add(int(name))
+        except OSError:  # closed meanwhile (listdir's own descriptor)
+            pass
+    return found

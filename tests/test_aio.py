@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import os
 import random
 import time
 from typing import Any, AsyncIterator
 
 import pytest
 import pytest_asyncio
+
+from brokertest import socket_fds
 
 from htcluster import Backoff, Replicas, Resource, Resources, Shards, deadline
 from htcluster._routing.replicas import stamp_cells
@@ -471,18 +472,6 @@ async def test_many_concurrent_reads_each_get_their_own_answer(cluster, async_re
     consistent(async_replicas.pools)
     counts = collections.Counter(h for h in cluster.hosts if async_replicas.stats()[h]["calls"])
     assert len(counts) >= 2
-
-
-def socket_fds() -> set[int]:
-    """This process's descriptors that are sockets (a subprocess's pipes are not counted)."""
-    found = set()
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            if os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
-                found.add(int(name))
-        except OSError:  # closed meanwhile (listdir's own descriptor)
-            pass
-    return found
 
 
 @pytest.mark.asyncio

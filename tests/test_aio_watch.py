@@ -12,10 +12,11 @@ and proxies; no timing is asserted (the guards are generous).
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any
 
 import pytest
+
+from brokertest import socket_fds
 
 from htcluster._io.connection import Connection
 from htcluster.aio import AsyncPool, AsyncReplicas, AsyncResources
@@ -41,17 +42,6 @@ async def lent(pool: AsyncPool) -> Connection:
 def registered(fd: int) -> bool:
     """Whether the running loop watches ``fd`` for reading (the registration is removed by asking)."""
     return asyncio.get_running_loop().remove_reader(fd)
-
-
-def socket_fds() -> set[int]:
-    found = set()
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            if os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
-                found.add(int(name))
-        except OSError:
-            pass
-    return found
 
 
 async def until(condition: Any) -> None:

@@ -397,3 +397,58 @@ async def test_the_tls_settings_reach_a_tls_broker(tmp_path):
         plain = build(Hypertable(), HYPERTABLE_HOSTS=broker.address, HYPERTABLE_TIMEOUT_MSECS=2000)
         async with plain.test_app() as test_app:  # a plaintext client against a TLS broker: no answer
             assert (await test_app.test_client().get("/rows/r0")).status_code == 503
+
+
+@pytest.mark.asyncio
+async def test_replicas_lend_a_write_and_a_read_connection_per_app_context(three, one):
+    ht = Hypertable()
+    app = build(ht, HYPERTABLE_HOSTS=three.hosts)
+    async with app.app_context():
+        write, read = await ht.connection(), await ht.read_connection()
+        assert write is not read
+        assert await ht.connection() is write and await ht.read_connection() is read  # one of each per context
+        assert str(write.host) == three.hosts[0]  # writes: the first healthy replica
+        assert (await read.call("status")).code == 0
+        assert sum(s["pool"]["in_use"] for s in ht.stats().values()) == 2
+    async with app.app_context():
+        assert sum(s["pool"]["in_use"] for s in ht.stats().values()) == 0  # both given back when the context ended
+    single = Hypertable()
+    one_app = build(single, HYPERTABLE_HOSTS=one)
+    async with one_app.app_context():
+        assert await single.read_connection() is await single.connection()  # one kind of connection for a pool
+
+
+@pytest.mark.asyncio
+async def test_a_namespace_must_be_named_when_none_is_configured(one):
+    ht = Hypertable()
+    app = build(ht, HYPERTABLE_HOSTS=one, HYPERTABLE_NAMESPACE=None, HYPERTABLE_BINDS={"other": one})
+    async with app.app_context():
+        with pytest.raises(ConfigError, match="HYPERTABLE_NAMESPACE is not set"):
+            ht.namespace()
+        with pytest.raises(ConfigError, match=r"HYPERTABLE_BINDS\['other'\]\['namespace'\] is not set"):
+            ht.namespace(bind="other")
+        assert await ht.namespace(NS).exists_table(TABLE) is True
+
+
+@pytest.mark.asyncio
+async def test_close_app_outside_a_context_closes_every_app_and_raises_a_failure_after(one, monkeypatch):
+    ht = Hypertable()
+    first, second = build(ht, HYPERTABLE_HOSTS=one), build(ht, HYPERTABLE_HOSTS=one)
+    assert repr(ht) == "<Hypertable serving 2 app(s)>"
+    for app in (first, second):
+        async with app.app_context():
+            assert (await ht.call("status")).code == 0
+            assert ht.stats()[one]["idle"] == 1
+    broken = first.extensions["hypertable"]
+    real_close = broken.close
+
+    async def failing_close() -> None:  # fault injection: the first app's close fails after closing
+        await real_close()
+        raise OSError("injected close failure")
+
+    monkeypatch.setattr(broken, "close", failing_close)
+    with pytest.raises(OSError, match="injected close failure"):
+        await ht.close_app()
+    for app in (first, second):  # the failure did not stop the other app's close
+        async with app.app_context():
+            assert ht.stats()[one]["idle"] == 0

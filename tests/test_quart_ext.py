@@ -452,3 +452,31 @@ async def test_close_app_outside_a_context_closes_every_app_and_raises_a_failure
     for app in (first, second):  # the failure did not stop the other app's close
         async with app.app_context():
             assert ht.stats()[one]["idle"] == 0
+
+
+@pytest.mark.asyncio
+async def test_a_bound_namespace_calls_scans_and_says_where_it_goes(one):
+    ht = Hypertable()
+    app = build(ht, HYPERTABLE_HOSTS=one, HYPERTABLE_BINDS={"geo": {"shards": {"eu": one}, "namespace": NS}})
+    async with app.app_context():
+        ns = ht.namespace()
+        await ns.hql_query(f"INSERT INTO {TABLE} VALUES ('bound', 'a', 'v')")
+        assert await ns.call("get_cell", TABLE, "bound", "a") == b"v"
+        async with ns.scan(TABLE) as cells:
+            assert "bound" in [cell.key.row async for cell in cells]
+        with pytest.raises(AttributeError):
+            ns._hidden  # noqa: B018 (private names are never broker methods)
+        assert repr(ns) == f"<AsyncBoundNamespace {NS!r} via {ht.settings.strategy}>"
+        geo = ht.namespace(key="eu", bind="geo")
+        assert repr(geo) == f"<AsyncBoundNamespace {NS!r} key='eu' bind='geo' via shards>"
+        assert await geo.get_cell(TABLE, "bound", "a") == b"v"
+
+
+@pytest.mark.asyncio
+async def test_shards_lend_no_connection_without_a_key(one):
+    ht = Hypertable()
+    app = build(ht, HYPERTABLE_SHARDS={"eu": one})
+    async with app.app_context():
+        with pytest.raises(RuntimeError, match="shard"):
+            await ht.connection()
+        assert (await ht.call("status", key="eu")).code == 0

@@ -189,11 +189,14 @@ def _gone(pid: int) -> bool:
 def test_brokers_started_by_hand_share_the_storage_they_start_and_it_ends_after_the_last(tmp_path,
                                                                                         raw_client_factory):
     data = tmp_path / "hand.sqlite"
-    first = LocalBroker(data)  # no storage runs: this broker starts one, in the background
-    second = LocalBroker(data)
+    linger = ("--storage-linger", "1")  # the default is 10 s
+    first = LocalBroker(data, extra_args=linger)  # no storage runs: this broker starts one, in the background
+    second = LocalBroker(data, extra_args=linger)
     try:
         assert first.storage is None and second.storage is None  # a given file: not theirs to own
         pid = _storage_pid(data)
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert argv[argv.index(b"--linger") + 1] == b"1.0"  # the broker's --storage-linger reached it
         a, b = raw_client_factory(first.address), raw_client_factory(second.address)
         ns = open_ns(a)
         make_table(a, ns, "t", "c")
@@ -206,7 +209,7 @@ def test_brokers_started_by_hand_share_the_storage_they_start_and_it_ends_after_
     finally:
         first.close()
         second.close()
-    # no broker left: it ends after --linger (10 s); generous bound
+    # no broker left: it ends after its linger time (1 s); generous bound
     eventually(lambda: _gone(pid), timeout=60)
     assert not storage_paths(data).socket.exists()
 

@@ -31,6 +31,7 @@ from .limits import Limits
 from .server import DEFAULT_HOST, serve
 from .sqlitedb import BUSY_TIMEOUT
 from .storage_client import StorageUnavailable
+from .storage_wire import DEFAULT_LINGER
 from .tls import server_context
 
 __all__ = ["LOG_LEVELS", "Seconds", "broker_command", "main", "remove_port_file", "write_port_file"]
@@ -120,6 +121,9 @@ def _limits(**given: Any) -> Limits:
 @click.option("--busy-timeout", type=click.FloatRange(min=0, min_open=True), default=BUSY_TIMEOUT,
               show_default=True, help="Seconds a write waits for the data file's write lock before it answers "
                                       "REQUEST_TIMEOUT (given to the storage process this broker starts).")
+@click.option("--storage-linger", type=Seconds(), default=DEFAULT_LINGER, show_default=True,
+              help="Seconds the storage process this broker starts (when none serves --data) keeps running "
+                   "once no broker is connected to it, or 'never' (it then runs until SIGTERM).")
 @click.option("--max-connections", type=int, default=defaults.DEFAULT_MAX_CONNECTIONS, show_default=True,
               help="Connections served at once; more are closed with a log line.")
 @click.option("--max-frame-size", type=int, default=defaults.DEFAULT_MAX_FRAME_SIZE, show_default=True,
@@ -148,7 +152,8 @@ def broker_command(host: str, port: int, port_file: Optional[Path], data: Option
                    idle_timeout: Optional[float], frame_timeout: float, busy_timeout: float, max_connections: int,
                    max_frame_size: int, max_inflight_bytes: Optional[int], max_answer_size: Optional[int],
                    workers: int, stop_grace: float, log_level: str, tls_cert: Optional[Path] = None,
-                   tls_key: Optional[Path] = None, tls_client_ca: Optional[Path] = None) -> None:
+                   tls_key: Optional[Path] = None, tls_client_ca: Optional[Path] = None,
+                   storage_linger: Optional[float] = DEFAULT_LINGER) -> None:
     """Serve the ThriftBroker protocol over a SQLite file (a local stand-in broker).
 
     The start line (with the address actually bound) is printed once the
@@ -178,7 +183,7 @@ def broker_command(host: str, port: int, port_file: Optional[Path], data: Option
 
     try:
         serve(host, port, data, busy_timeout=busy_timeout, files=files, limits=limits, on_start=started,
-              ssl_context=context)
+              ssl_context=context, storage_linger=storage_linger)
     except StorageUnavailable as exc:
         raise click.ClickException(f"cannot serve data file {data}: {exc}") from None
     except sqlite3.Error as exc:

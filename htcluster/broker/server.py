@@ -35,6 +35,7 @@ from .objects import BrokerContext
 from .reactor import Reactor
 from .sqlitedb import BUSY_TIMEOUT
 from .storage_client import RemoteStore
+from .storage_wire import DEFAULT_LINGER
 from .store import CellStore, Store
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "BrokerServer", "serve"]
@@ -118,6 +119,8 @@ class BrokerServer:
     :param max_frame_size: bytes of the largest request frame (``Limits.max_frame_size``).
     :param busy_timeout: seconds a write waits for the data file's write lock before
         it answers REQUEST_TIMEOUT (given to a storage process started here).
+    :param storage_linger: seconds a storage process started here keeps running once
+        no broker is connected to it (``None``: until stopped).
     :param files: the only directory HQL file statements (LOAD DATA INFILE,
         SELECT/DUMP ... INTO FILE) may use; ``None`` refuses them all.
     :param limits: every limit (:class:`~.limits.Limits`); ``timeout`` and
@@ -134,8 +137,10 @@ class BrokerServer:
     def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, data: Optional[PathLike] = None,
                  *, timeout: Optional[float] = None, max_frame_size: Optional[int] = None,
                  busy_timeout: float = BUSY_TIMEOUT, files: Optional[PathLike] = None,
-                 limits: Optional[Limits] = None, ssl_context: Optional[ssl.SSLContext] = None) -> None:
+                 limits: Optional[Limits] = None, ssl_context: Optional[ssl.SSLContext] = None,
+                 storage_linger: Optional[float] = DEFAULT_LINGER) -> None:
         self.host = host
+        self.storage_linger = storage_linger
         self.ssl_context = ssl_context
         self.files = Path(files).resolve() if files is not None else None
         self.port = port
@@ -197,7 +202,7 @@ class BrokerServer:
                 self.data = Path(self._tmpdir, "broker.sqlite")
                 self.store = Store(str(self.data), self.busy_timeout)
             else:
-                self.store = RemoteStore(self.data, self.busy_timeout).open()
+                self.store = RemoteStore(self.data, self.busy_timeout, linger=self.storage_linger).open()
         except BaseException:
             listener.close()
             self._remove_temporary_data()
@@ -307,7 +312,7 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, data: Optional[Pat
           busy_timeout: float = BUSY_TIMEOUT, stop: Optional[threading.Event] = None,
           files: Optional[PathLike] = None, limits: Optional[Limits] = None,
           on_start: Optional[Callable[["BrokerServer"], None]] = None,
-          ssl_context: Optional[ssl.SSLContext] = None) -> None:
+          ssl_context: Optional[ssl.SSLContext] = None, storage_linger: Optional[float] = DEFAULT_LINGER) -> None:
     """Serve until SIGTERM or SIGINT (or ``stop`` is set), then stop gracefully; a second signal stops at once.
 
     The other parameters are :class:`BrokerServer`'s.  Signals can only be
@@ -319,7 +324,8 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, data: Optional[Pat
     :raises OSError: the address cannot be bound.
     """
     server = BrokerServer(host, port, data, timeout=timeout, max_frame_size=max_frame_size,
-                          busy_timeout=busy_timeout, files=files, limits=limits, ssl_context=ssl_context)
+                          busy_timeout=busy_timeout, files=files, limits=limits, ssl_context=ssl_context,
+                          storage_linger=storage_linger)
     signals = _SignalPipe(install=threading.current_thread() is threading.main_thread())
     try:
         server.start()

@@ -32,7 +32,7 @@ from .. import codes
 from .._thrift.ttypes import ClientException
 from ._errors import client_error
 from .sqlitedb import BUSY_TIMEOUT
-from .storage_wire import EXIT_BUSY, PROTOCOL, StoragePaths, recv_message, send_message, storage_paths
+from .storage_wire import DEFAULT_LINGER, EXIT_BUSY, PROTOCOL, StoragePaths, recv_message, send_message, storage_paths
 from .store import CellStore, RawCell, StaleTable, TableCheck, TableRow, WriteCell
 
 __all__ = ["REQUEST_TIMEOUT", "START_TIMEOUT", "RemoteStore", "StorageProcess", "StorageUnavailable",
@@ -76,17 +76,24 @@ def _storage_command(data: Path, busy_timeout: float, *options: str) -> list[str
             "--busy-timeout", repr(float(busy_timeout)), "--log-level", level, *options]
 
 
-def start_detached(data: PathLike, busy_timeout: float = BUSY_TIMEOUT, timeout: float = START_TIMEOUT) -> bool:
+def _linger_option(linger: Optional[float]) -> tuple[str, str]:
+    """The storage command's ``--linger`` argument for ``linger`` seconds (``None``: never)."""
+    return ("--linger", "never" if linger is None else repr(float(linger)))
+
+
+def start_detached(data: PathLike, busy_timeout: float = BUSY_TIMEOUT, timeout: float = START_TIMEOUT,
+                   linger: Optional[float] = DEFAULT_LINGER) -> bool:
     """Start a storage process for ``data`` in the background, unless one holds the file's lock.
 
     :param busy_timeout: seconds its writes wait for the file's write lock.
     :param timeout: seconds to wait for it to serve.
+    :param linger: seconds it keeps running after its last broker disconnected (``None``: until stopped).
     :returns: True if this call started one; False if another one holds the lock
         (it serves the file, or it is starting or ending: connect again shortly).
     :raises StorageUnavailable: it could not serve the file (the reason is in the message).
     :raises UnusableDataFile: the file is not a usable SQLite database.
     """
-    command = _storage_command(Path(data), busy_timeout, "--detach")
+    command = _storage_command(Path(data), busy_timeout, "--detach", *_linger_option(linger))
     try:
         done = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, timeout=timeout,
                               check=False)
@@ -150,14 +157,18 @@ class RemoteStore(CellStore):
     :param data: the SQLite file.
     :param busy_timeout: seconds a storage process started here lets writes wait for the write lock.
     :param autostart: start a storage process when none serves the file.
+    :param linger: seconds a storage process started here keeps running after its last broker
+        disconnected (``None``: until stopped).
     :param start_timeout: seconds to reach (or start) the storage process.
     :param request_timeout: seconds one request may take.
     """
 
     def __init__(self, data: PathLike, busy_timeout: float = BUSY_TIMEOUT, *, autostart: bool = True,
-                 start_timeout: float = START_TIMEOUT, request_timeout: float = REQUEST_TIMEOUT) -> None:
+                 start_timeout: float = START_TIMEOUT, request_timeout: float = REQUEST_TIMEOUT,
+                 linger: Optional[float] = DEFAULT_LINGER) -> None:
         self.paths = storage_paths(data)
         self.busy_timeout = busy_timeout
+        self.linger = linger
         self.autostart = autostart
         self.start_timeout = start_timeout
         self.request_timeout = request_timeout
@@ -193,7 +204,8 @@ class RemoteStore(CellStore):
                 raise StorageUnavailable(f"no storage process serves {self.paths.data} on {self.paths.socket} "
                                          f"({last}); it was not reached within {self.start_timeout:g} s")
             if self.autostart:
-                if start_detached(self.paths.data, self.busy_timeout, max(deadline - time.monotonic(), 1.0)):
+                if start_detached(self.paths.data, self.busy_timeout, max(deadline - time.monotonic(), 1.0),
+                                  self.linger):
                     continue
             time.sleep(RETRY_PAUSE)
 

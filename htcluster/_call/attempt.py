@@ -173,9 +173,12 @@ class Attempt:
                 pool.record(took, error is not None)
                 health = self.health
                 if health is not None and health.meter is not None and not again:
-                    judged = verdict(error)
-                    if judged is not NOTHING:  # the caller's deadline or mistake says nothing of the host's speed
-                        health.measured(self.host, took, judged is FAILED or is_transient(error))
+                    if error is None:  # an answer (verdict ANSWERED, not transient)
+                        health.measured(self.host, took, False)
+                    else:
+                        judged = verdict(error)
+                        if judged is not NOTHING:  # the caller's deadline or mistake says nothing of the host's speed
+                            health.measured(self.host, took, judged is FAILED or is_transient(error))
                 listeners = pool.listeners
                 if listeners:
                     listeners.emit(
@@ -238,6 +241,10 @@ class Attempt:
         older generation already (a failure found by many calls at once starts one new generation).
         """
         health = self.health
+        if error is None:  # an answer: verdict ANSWERED, not transient (the common case, no classification)
+            if health is not None:
+                health.succeeded(self.host, probe=self.probe, transient=None)
+            return
         judged = verdict(error)
         if judged is FAILED and self.generation == self.pool.generation:
             self.pool.clear(f"{self.host} failed: {type(error).__name__}")

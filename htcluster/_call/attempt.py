@@ -165,7 +165,8 @@ class Attempt:
         again = (error is not None and self.number == 1 and lease.reused and isinstance(error, BrokerUnavailable)
                  and not error.sent and lease.resource.failed
                  and lease.generation == self.pool.generation)  # not when the pool was closed meanwhile
-        lease.release()  # idempotent: a finish interrupted before this line is made again by cancel()
+        if lease.out:  # lease.release(), one call less; a finish interrupted before this is made again by cancel()
+            lease.pool.give_back(lease)
         self.lease = None
         try:
             if not self.probe:
@@ -270,7 +271,7 @@ class Run(NamedTuple):
 
     def run(self) -> Any:
         """Blocking: :meth:`Attempt.run`."""
-        return self.attempt.run()
+        return drive(self.attempt.run_steps())
 
 
 class Hold:
@@ -370,7 +371,9 @@ class Pool(ConnectionPool):
         :raises ClientResourceError: no descriptor left in this process for a connection.
         :raises ClientException: the broker refused the call.
         """
-        return Attempt(self, method, args, namespace, call_deadline(timeout, deadline)).run()
+        # Attempt.run and call_deadline, without their calls (the hot path of a pool)
+        return drive(Attempt(self, method, args, namespace,
+                             earliest(deadline) if timeout is None else call_deadline(timeout, deadline)).run_steps())
 
     def scan(self, table: str, scan_spec: Optional[ScanSpec] = None, *, namespace: str,
              batch: bool = False, timeout: Optional[float] = None) -> Iterator[Union[Cell, list[Cell]]]:

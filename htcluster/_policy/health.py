@@ -393,7 +393,8 @@ class HostHealth:
             the backoff from there (a host that answers probes and fails calls does not
             come back every ``base`` seconds).  Otherwise its failure count (and lag) restart at 0.
         """
-        if self._ignored(host):
+        tracked = self._tracked  # ``self._ignored(host)``, without the call (every answered call comes here)
+        if tracked is not None and host not in tracked:
             return
         if probe:
             with self._lock:

@@ -102,18 +102,9 @@ class AsyncLoop(Loop):
             unwatched and closed first; their attempts are left for the caller to finish.
         """
         try:
-            while not self.ready and self.live:
-                now = time.monotonic()
-                soonest = min(a.end for a in self.live.values())
-                if until is not None and until < soonest:
-                    if until <= now:
-                        break
-                    soonest = until
-                if soonest <= now:
-                    self.expire_due(now)
-                    continue
+            while (timeout := self.timeout(until)) is not None:
                 self.waker = waker = self.aloop.create_future()
-                timer = self.aloop.call_later(soonest - now, self.wake)
+                timer = self.aloop.call_later(timeout, self.wake)
                 try:
                     await waker
                 finally:

@@ -163,6 +163,27 @@ class Loop:
             conn = attempt.resource.connection
             self.fail(attempt, conn.connect_expired() if attempt.phase == _CONNECTING else conn.expire())
 
+    def timeout(self, until: Optional[float]) -> Optional[float]:
+        """Expire the attempts that are due; return the seconds to wait for a socket before looking again.
+
+        The one clock of both flavours of :meth:`wait`.
+
+        :param until: a ``time.monotonic()`` time to stop waiting at (``None``: none).
+        :returns: seconds until the soonest deadline (or ``until``); ``None`` when the wait is over:
+            an attempt finished, none is left in flight, or ``until`` has passed.
+        """
+        while not self.ready and self.live:
+            now = time.monotonic()
+            soonest = min(a.end for a in self.live.values())
+            if until is not None and until < soonest:
+                if until <= now:
+                    return None
+                soonest = until
+            if soonest > now:
+                return soonest - now
+            self.expire_due(now)
+        return None
+
     def wait(self, until: Optional[float] = None) -> list[Attempt]:
         """Drive the attempts in flight until at least one finishes, or until ``until`` passes.
 
@@ -172,17 +193,8 @@ class Loop:
             connection still in flight is tainted; their attempts are left for the caller to finish.
         """
         try:
-            while not self.ready and self.live:
-                now = time.monotonic()
-                soonest = min(a.end for a in self.live.values())
-                if until is not None and until < soonest:
-                    if until <= now:
-                        break
-                    soonest = until
-                if soonest <= now:
-                    self.expire_due(now)
-                    continue
-                for fd, mask in self.poller.poll((soonest - now) * 1000.0 + 1):
+            while (timeout := self.timeout(until)) is not None:
+                for fd, mask in self.poller.poll(timeout * 1000.0 + 1):
                     attempt = self.live.get(fd)
                     if attempt is not None:
                         self.step(attempt, mask)

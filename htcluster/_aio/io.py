@@ -32,7 +32,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Optional, Sequence
 from .._call.attempt import Attempt, Run
 from .._call.loop import LoopWait, NewLoop
 from .._io.resource import Call, Exchange, NamespaceId, Resource, reported_steps
-from .._policy.steps import ConsumerLeft, Deliver, Step, Steps, T
+from .._policy.steps import Deliver, Feed, Step, Steps, T
 from .._pool.pool import Open, Ping, Sleep, Wait, Waiter
 from .._wire import ANSWERS
 from ..errors import BrokerUnavailable, DeadlineExceeded
@@ -316,31 +316,17 @@ async def astream(steps: "Steps[Any]") -> AsyncIterator[Any]:
     Closing the async generator (``aclose()``) throws ``GeneratorExit`` into
     ``steps``, whose cleanup steps (closing a scanner) are still awaited.
     """
-    value: Any = None
-    error: Optional[BaseException] = None
-    closing = False
-    while True:
-        try:
-            step = steps.send(value) if error is None else steps.throw(error)
-        except StopIteration:
-            return
-        except ConsumerLeft:
-            if closing:
-                return
-            raise
-        value = error = None
+    feed = Feed(steps)
+    while (step := feed.next()) is not None:
         if isinstance(step, Deliver):
-            if closing:
-                error = ConsumerLeft()
-                continue
             try:
                 yield step.item
             except GeneratorExit:  # the consumer left: the engine cleans up (its own steps still made)
-                error, closing = ConsumerLeft(), True
+                feed.leave()
             except BaseException as exc:
-                error = exc
+                feed.error = exc
             continue
         try:
-            value = await _step(step)
+            feed.value = await _step(step)
         except BaseException as exc:
-            error = exc
+            feed.error = exc

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any, Generator, Iterator, NamedTuple, Protocol, TypeVar
 
-__all__ = ["ConsumerLeft", "Deliver", "Step", "Steps", "T", "drive", "stream"]
+__all__ = ["ConsumerLeft", "Deliver", "Feed", "Step", "Steps", "T", "drive", "stream"]
 
 T = TypeVar("T")
 
@@ -80,37 +80,68 @@ class Deliver(NamedTuple):
         raise TypeError("this engine generator delivers items: drive it with stream(), not drive()")
 
 
+class Feed:
+    """What a driver of a streaming engine generator sends in next: the bookkeeping both drivers share.
+
+    A driver loops on :meth:`next`; for a step it sets :attr:`value` (or
+    :attr:`error`) to the step's outcome; for a :class:`Deliver` it hands the
+    item to its consumer and calls :meth:`leave` if the consumer left, or
+    sets :attr:`error` to what the consumer threw in.
+    """
+
+    __slots__ = ("steps", "value", "error", "closing")
+
+    def __init__(self, steps: "Steps[Any]") -> None:
+        self.steps = steps
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.closing = False  # the consumer left: the generator is cleaning up
+
+    def next(self) -> Any:
+        """Send the last outcome in; return the next step or delivery, or ``None`` once the generator ended.
+
+        Once the consumer has left, no delivery is returned: :class:`ConsumerLeft`
+        is thrown back in instead, until the generator ends.
+
+        :raises BaseException: what the generator raised (not after the consumer left).
+        """
+        while True:
+            try:
+                step = self.steps.send(self.value) if self.error is None else self.steps.throw(self.error)
+            except StopIteration:
+                return None
+            except ConsumerLeft:
+                if self.closing:
+                    return None
+                raise
+            self.value = self.error = None
+            if self.closing and isinstance(step, Deliver):
+                self.error = ConsumerLeft()
+                continue
+            return step
+
+    def leave(self) -> None:
+        """The consumer stopped early: the generator gets :class:`ConsumerLeft` and cleans up (its steps still made)."""
+        self.error, self.closing = ConsumerLeft(), True
+
+
 def stream(steps: "Steps[Any]") -> Iterator[Any]:
     """Run a streaming engine generator, making each step blocking; yield the items it delivers.
 
     Closing the returned generator throws ``GeneratorExit`` into ``steps``,
     whose cleanup steps are still made (nothing more is delivered).
     """
-    value: Any = None
-    error: BaseException | None = None
-    closing = False
-    while True:
-        try:
-            step = steps.send(value) if error is None else steps.throw(error)
-        except StopIteration:
-            return
-        except ConsumerLeft:
-            if closing:
-                return
-            raise
-        value = error = None
+    feed = Feed(steps)
+    while (step := feed.next()) is not None:
         if isinstance(step, Deliver):
-            if closing:
-                error = ConsumerLeft()
-                continue
             try:
                 yield step.item
             except GeneratorExit:  # the consumer left: the engine cleans up (its own steps still made)
-                error, closing = ConsumerLeft(), True
+                feed.leave()
             except BaseException as exc:
-                error = exc
+                feed.error = exc
             continue
         try:
-            value = step.run()
+            feed.value = step.run()
         except BaseException as exc:
-            error = exc
+            feed.error = exc

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Hashable, Mapping, Optiona
 
 from .._policy.batches import Batch, FlushReport, MutatorStats, merge_errors, with_rest
 from .._policy.plans import Plan
-from .._routing.mutator import MutatorCore, Route
+from .._routing.mutator import TAKEN, WAIT, MutatorCore, Route
 from .._routing.router import Router
 from .._routing.scan_all import AHEAD, shard_scan_steps
 from ..errors import FlushError
@@ -89,23 +89,12 @@ class AsyncMutator(MutatorCore):
         self._start()
         if not isinstance(cells, (list, tuple)):
             cells = list(cells)
-        i, end = 0, len(cells)
-        buffer = self.buffer
+        i = 0
         while True:
-            try:
-                self.check_open()
-            except FlushError as exc:  # an earlier timer flush's error
-                raise with_rest(exc, cells[i:]) from None
-            if not buffer.full:
-                i = buffer.fill(cells, i, self.route)
-                if i >= end and not buffer.full:
-                    return
-                continue
-            if self.flushing:
-                if i >= end:
-                    return  # everything taken; the flush in flight makes room
-                if not self.block:
-                    raise self.full(cells, i)
+            i, then = self.admit(cells, i)
+            if then is TAKEN:
+                return
+            if then is WAIT:
                 await self._wait_idle()
                 continue
             try:

@@ -45,13 +45,17 @@ if TYPE_CHECKING:  # pragma: no cover
     from .replicas import Replicas
     from .shards import Shards
 
-__all__ = ["Mutator", "MutatorCore", "Route", "replicas_mutator", "shards_mutator"]
+__all__ = ["SEND", "TAKEN", "WAIT", "Mutator", "MutatorCore", "Route", "replicas_mutator", "shards_mutator"]
 
 log = logging.getLogger("htcluster.mutator")
 
 #: ``cell -> destination key``; ``None``: a single destination.
 Route = Optional[Callable[[Cell], Hashable]]
 M = TypeVar("M", bound="MutatorCore")
+
+
+#: What a writer does after :meth:`MutatorCore.admit`: return, wait for the flush in flight, or flush.
+TAKEN, WAIT, SEND = "taken", "wait", "send"
 
 
 class MutatorCore:
@@ -107,6 +111,38 @@ class MutatorCore:
         return MutatorFull(f"the mutator of {self.table} is full ({buffer.count:,} cells, {buffer.size:,} bytes) "
                            f"while a flush is in flight; {len(cells) - i:,} cell(s) of this call were not taken",
                            list(cells[i:]))
+
+    def admit(self, cells: Sequence[Cell], i: int) -> tuple[int, str]:
+        """Buffer what fits of ``cells[i:]`` (under the lock); return how far it got and what the writer does next.
+
+        :returns: ``(index of the first cell not taken, next)``, ``next`` one of
+            :data:`TAKEN` (every cell is buffered, or the flush in flight makes
+            room: the call is done), :data:`WAIT` (the buffer is full and a
+            flush is in flight: wait for it, then admit again) and :data:`SEND`
+            (the buffer is full and no flush is in flight: flush it, then
+            admit again).
+        :raises FlushError: an earlier timer flush left cells unacknowledged;
+            ``error.cells`` holds them, then ``cells[i:]``.
+        :raises MutatorFull: ``block=False``, the buffer is full and a flush is in flight.
+        :raises TypeError: an item is not a Cell (the cells before it were taken).
+        :raises RuntimeError: the mutator is closed.
+        """
+        try:
+            self.check_open()
+        except FlushError as exc:
+            raise with_rest(exc, cells[i:]) from None
+        buffer = self.buffer
+        if not buffer.full:
+            i = buffer.fill(cells, i, self.route)
+            if not buffer.full:  # fill stops at the end of cells or at a full buffer
+                return i, TAKEN
+        if not self.flushing:
+            return i, SEND
+        if i >= len(cells):
+            return i, TAKEN  # everything taken; the flush in flight makes room
+        if not self.block:
+            raise self.full(cells, i)
+        return i, WAIT
 
     def take(self) -> list[Batch]:
         """Take the buffer out for a flush (under the lock, no flush in flight)."""
@@ -195,24 +231,13 @@ class Mutator(MutatorCore):
         """
         if not isinstance(cells, (list, tuple)):
             cells = list(cells)
-        i, end = 0, len(cells)
-        cond, buffer = self._cond, self.buffer
+        i, cond = 0, self._cond
         while True:
             with cond:
-                try:
-                    self.check_open()
-                except FlushError as exc:  # an earlier timer flush's error
-                    raise with_rest(exc, cells[i:]) from None
-                if not buffer.full:
-                    i = buffer.fill(cells, i, self.route)
-                    if i >= end and not buffer.full:
-                        return
-                    continue
-                if self.flushing:
-                    if i >= end:
-                        return  # everything taken; the flush in flight makes room
-                    if not self.block:
-                        raise self.full(cells, i)
+                i, then = self.admit(cells, i)
+                if then is TAKEN:
+                    return
+                if then is WAIT:
                     cond.wait()
                     continue
                 batches = self.take()

@@ -6,13 +6,15 @@ helpers.  The fixtures these modules use (``broker``, ``client``, ``ns_name``,
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import time
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import pytest
 
+from htcluster import Replicas
 from htcluster.testing import LocalBroker, LocalCluster
 from htcluster.types import Cell, ClientException, ColumnFamilyOptions, ColumnFamilySpec, Key, Schema
 
@@ -106,3 +108,14 @@ def socket_fds() -> set[int]:
         except OSError:  # closed meanwhile (listdir's own descriptor)
             pass
     return found
+
+
+@contextlib.contextmanager
+def cluster_with_namespace(n: int, namespace: str, **options: Any) -> Iterator[LocalCluster]:
+    """``n`` brokers of one data file holding ``namespace`` (made through ``Replicas(**options)``);
+    stopped gracefully at the end."""
+    with LocalCluster(n, shared_data=True) as cluster:
+        with Replicas(cluster.hosts, **options) as replicas:
+            replicas.call("hql_query", f"CREATE NAMESPACE {namespace} IF NOT EXISTS", namespace="/")
+        yield cluster
+        stop_gracefully(cluster)

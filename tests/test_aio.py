@@ -13,7 +13,7 @@ from typing import Any, AsyncIterator
 import pytest
 import pytest_asyncio
 
-from brokertest import socket_fds
+from brokertest import cluster_with_namespace, socket_fds
 
 from htcluster import Backoff, Replicas, Resource, Resources, Shards, deadline
 from htcluster._routing.replicas import stamp_cells
@@ -21,7 +21,7 @@ from htcluster.aio import AsyncPool, AsyncReplicas, AsyncResource, AsyncResource
 from htcluster.errors import (BrokerUnavailable, DeadlineExceeded, NoHostAvailable, PoolTimeout, WriteOutcomeUnknown,
                               WrongEventLoop)
 from htcluster.events import ConnectionClosed, Hedged
-from htcluster.testing import FaultProxy, LocalCluster, ManualClock, free_port
+from htcluster.testing import FaultProxy, ManualClock, free_port
 from htcluster.types import Cell, Key, ScanSpec
 
 FAST = dict(socket_timeout=30.0, connect_timeout=5.0, backoff=Backoff(base=0.5, cap=2.0, jitter=0.0))
@@ -107,9 +107,7 @@ def make(flavour: str, kind: str, hosts: Any, **options: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def cluster():
-    with LocalCluster(3, shared_data=True) as c:
-        with Replicas(c.hosts, **FAST) as replicas:
-            replicas.call("hql_query", f"CREATE NAMESPACE {NS} IF NOT EXISTS", namespace="/")
+    with cluster_with_namespace(3, NS, **FAST) as c:
         yield c
 
 

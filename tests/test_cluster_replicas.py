@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from brokertest import stop_gracefully
+from brokertest import cluster_with_namespace
 from htcluster import Replicas
 from htcluster._policy.versions import collapse
 from htcluster._routing.replicas import next_timestamp, stamp_cells
@@ -17,7 +17,7 @@ from htcluster.errors import BrokerUnavailable, NoHostAvailable, WriteOutcomeUnk
 from htcluster import Backoff
 from htcluster._policy.resume import ScanProgress, scan_units
 from htcluster import Resource
-from htcluster.testing import FaultProxy, LocalCluster, ManualClock
+from htcluster.testing import FaultProxy, ManualClock
 from htcluster.types import Cell, CellInterval, Key, KeyFlag, RowInterval, ScanSpec
 
 #: Where no timeout is under test: generous, so that a loaded 2-core machine cannot fail a test.
@@ -153,11 +153,8 @@ def test_progress_before_any_row_and_with_cell_intervals():
 
 @pytest.fixture(scope="module")
 def cluster():
-    with LocalCluster(3, shared_data=True) as c:
-        with Replicas(c.hosts, **FAST) as replicas:
-            replicas.call("hql_query", f"CREATE NAMESPACE {NS} IF NOT EXISTS", namespace="/")
+    with cluster_with_namespace(3, NS, **FAST) as c:
         yield c
-        stop_gracefully(c)
 
 
 def fresh_table(replicas: Replicas, name: str) -> None:

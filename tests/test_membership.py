@@ -8,13 +8,13 @@ import time
 
 import pytest
 
-from brokertest import stop_gracefully
+from brokertest import cluster_with_namespace
 from htcluster import Backoff, Replicas, Resources, Shards
 from htcluster._policy.health import HostHealth
 from htcluster._routing.members import Members
 from htcluster.errors import ConfigError
 from htcluster.events import CallStarted, HostDown, Listeners, MembershipChanged
-from htcluster.testing import FaultProxy, LocalCluster
+from htcluster.testing import FaultProxy
 from htcluster.types import Cell, Key, ScanSpec
 
 #: Where no timeout is under test: generous, so that a loaded 2-core machine cannot fail a test.
@@ -127,11 +127,8 @@ def test_the_mapping_view_follows_the_snapshot_and_stats_show_the_members():
 
 @pytest.fixture(scope="module")
 def cluster():
-    with LocalCluster(4, shared_data=True) as c:
-        with Replicas(c.hosts, **FAST) as replicas:
-            replicas.call("hql_query", f"CREATE NAMESPACE {NS} IF NOT EXISTS", namespace="/")
+    with cluster_with_namespace(4, NS, **FAST) as c:
         yield c
-        stop_gracefully(c)
 
 
 def fresh_table(replicas: Replicas, name: str) -> None:

@@ -165,8 +165,7 @@ class Attempt:
         again = (error is not None and self.number == 1 and lease.reused and isinstance(error, BrokerUnavailable)
                  and not error.sent and lease.resource.failed
                  and lease.generation == self.pool.generation)  # not when the pool was closed meanwhile
-        if lease.out:  # lease.release(), one call less; a finish interrupted before this is made again by cancel()
-            lease.pool.give_back(lease)
+        lease.release()  # idempotent: a finish interrupted before this line is made again by cancel()
         self.lease = None
         try:
             if not self.probe:
@@ -174,12 +173,9 @@ class Attempt:
                 pool.record(took, error is not None)
                 health = self.health
                 if health is not None and health.meter is not None and not again:
-                    if error is None:  # an answer (verdict ANSWERED, not transient)
-                        health.measured(self.host, took, False)
-                    else:
-                        judged = verdict(error)
-                        if judged is not NOTHING:  # the caller's deadline or mistake says nothing of the host's speed
-                            health.measured(self.host, took, judged is FAILED or is_transient(error))
+                    judged = verdict(error)
+                    if judged is not NOTHING:  # the caller's deadline or mistake says nothing of the host's speed
+                        health.measured(self.host, took, judged is FAILED or is_transient(error))
                 listeners = pool.listeners
                 if listeners:
                     listeners.emit(
@@ -242,10 +238,6 @@ class Attempt:
         older generation already (a failure found by many calls at once starts one new generation).
         """
         health = self.health
-        if error is None:  # an answer: verdict ANSWERED, not transient (the common case, no classification)
-            if health is not None:
-                health.succeeded(self.host, probe=self.probe, transient=None)
-            return
         judged = verdict(error)
         if judged is FAILED and self.generation == self.pool.generation:
             self.pool.clear(f"{self.host} failed: {type(error).__name__}")
@@ -271,7 +263,7 @@ class Run(NamedTuple):
 
     def run(self) -> Any:
         """Blocking: :meth:`Attempt.run`."""
-        return drive(self.attempt.run_steps())
+        return self.attempt.run()
 
 
 class Hold:
@@ -371,9 +363,7 @@ class Pool(ConnectionPool):
         :raises ClientResourceError: no descriptor left in this process for a connection.
         :raises ClientException: the broker refused the call.
         """
-        # Attempt.run and call_deadline, without their calls (the hot path of a pool)
-        return drive(Attempt(self, method, args, namespace,
-                             earliest(deadline) if timeout is None else call_deadline(timeout, deadline)).run_steps())
+        return Attempt(self, method, args, namespace, call_deadline(timeout, deadline)).run()
 
     def scan(self, table: str, scan_spec: Optional[ScanSpec] = None, *, namespace: str,
              batch: bool = False, timeout: Optional[float] = None) -> Iterator[Union[Cell, list[Cell]]]:

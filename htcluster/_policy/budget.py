@@ -112,11 +112,7 @@ class RetryBudget:
     def deposit(self) -> None:
         """Count one call: it earns ``ratio`` of a retry for the next ``ttl`` seconds."""
         with self._lock:
-            second = int(self.clock())
-            i = second % self._buckets
-            if self._stamp[i] != second:  # a new second: empty its bucket (the common case is a bucket in use)
-                i = self._slot(second)
-            self._deposits[i] += 1
+            self._deposits[self._slot(self.clock())] += 1
 
     def balance(self) -> float:
         """Return the retries that may be made now (float; a withdrawal needs >= 1)."""

@@ -393,8 +393,7 @@ class HostHealth:
             the backoff from there (a host that answers probes and fails calls does not
             come back every ``base`` seconds).  Otherwise its failure count (and lag) restart at 0.
         """
-        tracked = self._tracked  # ``self._ignored(host)``, without the call (every answered call comes here)
-        if tracked is not None and host not in tracked:
+        if self._ignored(host):
             return
         if probe:
             with self._lock:

@@ -429,7 +429,7 @@ class ConnectionPool:
         """
         listeners = self.listeners
         started = time.monotonic()
-        if not self._kept and (self.min_size or self.max_idle_time is not None):  # maintained; used again after close()
+        if not self._kept and self.maintained:  # used again after close()
             self._keep()
         wait = self.pool_timeout if pool_timeout is None else seconds("pool_timeout", pool_timeout, allow_zero=True)
         # The slot taken, and what is in it, live in ``slot`` (a list, so that a step cut by an
@@ -444,15 +444,11 @@ class ConnectionPool:
                 pause = min(pause, max(0.0, deadline - started))
             yield Sleep(pause)
         try:
-            with self._lock:  # the common case, a slot free now and nobody in line: no wait (``_take``'s first step)
-                taken = not self._waiters and self._grab(fresh, slot)
-            if not taken:
-                yield from self._take(started + wait, wait, fresh, deadline, slot, False)
+            yield from self._take(started + wait, wait, fresh, deadline, slot, False)
             while slot[0] is not None:
                 lease = slot[0]
                 why = "a fresh one was asked for" if fresh else self._unusable(lease)
-                if (why is None and self.idle_ping is not None and self._ping_due(lease)
-                        and not (yield Ping(lease.resource))):
+                if why is None and self._ping_due(lease) and not (yield Ping(lease.resource)):
                     why = f"no answer to the idle ping within {lease.resource.connect_timeout:g} s"
                 if why is None:
                     lease.reused = True
@@ -694,8 +690,6 @@ class ConnectionPool:
             return f"of an older generation of the pool ({self._cleared_by})"
         if r.connection.is_stale():
             return "stale (the broker closed it, e.g. it restarted)"
-        if self.max_age is None and self.max_idle_time is None:  # no clock to compare: no clock read
-            return None
         now = time.monotonic()
         if self.max_age is not None and now - lease.created > self.max_age:
             return f"older than max_age {self.max_age:g} s"
